@@ -1,0 +1,53 @@
+"""What a benchmark returns: rows of measurements and the targets they meet."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Report", "Target", "machine_info"]
+
+
+@dataclass
+class Target:
+    """One goal an issue sets, with the measured value and whether it was met."""
+
+    name: str
+    measured: float
+    goal: str
+    met: bool
+
+
+@dataclass
+class Report:
+    """The result of one benchmark run."""
+
+    name: str
+    quick: bool
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    measured_at: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+    machine: dict[str, Any] = field(default_factory=lambda: machine_info())
+
+    def target(self, name: str, measured: float, goal: str, met: bool) -> None:
+        """Record a target and whether ``measured`` meets it."""
+        self.targets.append(Target(name, float(measured), goal, bool(met)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view for ``--json``."""
+        return asdict(self)
+
+
+def machine_info() -> dict[str, Any]:
+    """Enough about the machine to compare figures across runs."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
