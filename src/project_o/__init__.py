@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from project_o.agent import Agent
 from project_o.errors import ProjectOError
 
-__all__ = ["ProjectOError", "__version__"]
+__all__ = ["Agent", "ProjectOError", "__version__"]
 
 __version__ = "0.1.0"

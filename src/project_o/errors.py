@@ -16,12 +16,22 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── VaultClosed                used after close()
     │   ├── CheckpointCorrupt          a checkpoint failed a hash or layout check
     │   └── CatalogError               SQLite catalog / migrations
+    ├── ServiceError                   the agent service could not answer a request
+    │   ├── PoisonRequest              the request killed two instances in a row (HTTP 502)
+    │   ├── RequestFailed              the agent's handler raised (HTTP 502)
+    │   ├── NoInstanceAvailable        no live instance to serve it yet (HTTP 503)
+    │   └── RequestTimeout (TimeoutError)  its deadline passed first (HTTP 504)
+    ├── GatewayError                   the HTTP gateway could not start or serve
+    ├── AgentLoadError (ImportError)   agent code failed to import, or holds no single Agent
+    ├── ZygoteError                    a zygote died, or could not fork an instance
     └── InvalidArgument (ValueError)   a caller passed something we cannot use
 
 Messages say what was expected, what happened, and what to do next.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ProjectOError",
@@ -36,6 +46,14 @@ __all__ = [
     "VaultClosed",
     "CheckpointCorrupt",
     "CatalogError",
+    "ServiceError",
+    "PoisonRequest",
+    "RequestFailed",
+    "NoInstanceAvailable",
+    "RequestTimeout",
+    "GatewayError",
+    "AgentLoadError",
+    "ZygoteError",
     "InvalidArgument",
 ]
 
@@ -139,6 +157,115 @@ class CheckpointCorrupt(VaultError):
 
 class CatalogError(VaultError):
     """The SQLite catalog could not be opened, migrated or written."""
+
+
+class ServiceError(ProjectOError):
+    """The agent service could not answer a request.
+
+    ``http_status`` is the status the gateway answers with; :meth:`details`
+    gives the JSON-able fields it adds to the error body beside ``type``
+    and ``message``. Tracebacks stay on the exception (for the log) and
+    never go into :meth:`details`.
+    """
+
+    http_status: int = 500
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+    def details(self) -> dict[str, Any]:
+        """Extra JSON-able fields for the error body."""
+        return {} if self.request_id is None else {"request_id": self.request_id}
+
+
+class PoisonRequest(ServiceError):
+    """The request killed two instances in a row, so it was quarantined.
+
+    It is not retried; sending the same input again will very likely meet
+    the same fate. The message says what killed the instances.
+    """
+
+    http_status = 502
+
+
+class RequestFailed(ServiceError):
+    """The agent's handler raised while serving the request; the instance lives on.
+
+    ``kind`` is the exception class the handler raised, ``agent_message``
+    its text, ``traceback`` the instance-side traceback (for the log only).
+    """
+
+    http_status = 502
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        super().__init__(f"the agent's handler raised {kind}: {message}", request_id=request_id)
+        self.kind = kind
+        self.agent_message = message
+        self.traceback = traceback
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "kind": self.kind}
+
+
+class NoInstanceAvailable(ServiceError):
+    """No live instance can take the request right now (starting, restarting).
+
+    Transient: retry after ``retry_after_s`` seconds (the gateway sends it
+    as ``Retry-After``).
+    """
+
+    http_status = 503
+
+    def __init__(
+        self, message: str, *, retry_after_s: float = 1.0, request_id: str | None = None
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "retry_after_s": self.retry_after_s}
+
+
+class RequestTimeout(ServiceError, TimeoutError):
+    """The request's deadline passed before the agent answered."""
+
+    http_status = 504
+
+
+class GatewayError(ProjectOError):
+    """The HTTP gateway could not start (address in use, app startup failed)."""
+
+
+class AgentLoadError(ProjectOError, ImportError):
+    """Agent code could not be loaded: missing, failed to import, or ambiguous.
+
+    ``traceback`` holds the import's traceback as text when the import
+    itself raised (in a zygote, the traceback comes from that process).
+    """
+
+    def __init__(self, message: str, traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n{self.traceback.rstrip()}" if self.traceback else base
+
+
+class ZygoteError(ProjectOError):
+    """A zygote died, broke its control protocol, or could not fork an instance.
+
+    Instances forked by a dead zygote die with it (PR_SET_PDEATHSIG); start
+    a new zygote to fork new ones.
+    """
 
 
 class InvalidArgument(ProjectOError, ValueError):

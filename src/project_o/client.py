@@ -1,0 +1,83 @@
+"""A small HTTP client for a running supervisor (used by `project-o ask/status`).
+
+It finds the supervisor through ``VAULT/supervisor.json`` and the token
+through ``PROJECT_O_TOKEN`` or ``VAULT/token``; both can be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from project_o.errors import ProjectOError
+
+__all__ = ["Client", "SupervisorUnreachable"]
+
+STATE_FILE = "supervisor.json"
+
+
+class SupervisorUnreachable(ProjectOError):
+    """No running supervisor could be found or reached for this vault."""
+
+
+class Client:
+    """Talks to the gateway of the supervisor that owns ``vault``."""
+
+    def __init__(self, vault: Path, *, url: str | None = None, token: str | None = None,
+                 timeout: float = 60.0) -> None:
+        self.url = url or _url_from_state(vault)
+        self.token = token or os.environ.get("PROJECT_O_TOKEN") or _read_token(vault)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {self.token}"})
+
+    def ask(self, payload: Any, *, deadline_ms: int | None = None) -> dict[str, Any]:
+        """POST /v1/requests and return the JSON answer (raises on HTTP errors)."""
+        body: dict[str, Any] = {"input": payload}
+        if deadline_ms is not None:
+            body["deadline_ms"] = deadline_ms
+        return self._call("POST", "/v1/requests", json=body)
+
+    def status(self) -> dict[str, Any]:
+        """GET /v1/status."""
+        return self._call("GET", "/v1/status")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise SupervisorUnreachable(
+                f"cannot reach the supervisor at {self.url}: {exc}; is `project-o run` running?"
+            ) from exc
+        if response.status_code >= 400:
+            raise ProjectOError(f"{method} {path} -> {response.status_code}: {response.text}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+
+def _url_from_state(vault: Path) -> str:
+    path = vault / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SupervisorUnreachable(
+            f"no running supervisor found for vault {vault} ({path} unreadable: {exc}); "
+            "start one with `project-o run`"
+        ) from exc
+    return f"http://{state['host']}:{state['port']}"
+
+
+def _read_token(vault: Path) -> str:
+    try:
+        return (vault / "token").read_text().strip()
+    except OSError as exc:
+        raise SupervisorUnreachable(
+            f"no API token: set PROJECT_O_TOKEN or start the supervisor once ({exc})"
+        ) from exc

@@ -1,0 +1,80 @@
+"""The instance's end of its socket: blocking frames with a receive timeout.
+
+::
+
+    send(Message) ── encode_frame (InvalidArgument / FrameTooLarge: nothing sent)
+                  └─ sendall ─── OSError ──────────────► ConnectionClosed(clean=False)
+
+    receive(timeout) ── frames already decoded? ─► the oldest
+                     └─ poll(timeout) ── nothing ──────► None (the caller sends a heartbeat)
+                                     └─ recv ─► FrameDecoder ─► Message | ProtocolError
+                                                EOF ─────────► ConnectionClosed
+
+``poll`` rather than ``epoll`` or ``selectors``: it needs no descriptor of
+its own, so the instance's descriptor table stays exactly stdio + socket.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections import deque
+from typing import Final
+
+from project_o.errors import ConnectionClosed
+from project_o.wire import FrameDecoder, Message, encode_frame
+
+__all__ = ["Channel"]
+
+# Bytes asked of one recv(): a few syscalls for a large frame, little
+# memory for a small one.
+_RECV_CHUNK: Final = 256 * 1024
+
+
+class Channel:
+    """Frames over a connected stream socket, for a single-threaded owner."""
+
+    def __init__(self, sock: socket.socket, max_frame_size: int) -> None:
+        self._sock = sock
+        self._sock.setblocking(True)
+        self.max_frame_size = max_frame_size
+        self._decoder = FrameDecoder(max_frame_size)
+        self._ready: deque[Message] = deque()
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+
+    def send(self, message: Message) -> None:
+        """Send one frame.
+
+        Raises InvalidArgument / FrameTooLarge (before anything is sent) if
+        the message cannot be framed; ConnectionClosed if the socket is gone.
+        """
+        frame = encode_frame(message, self.max_frame_size)
+        try:
+            self._sock.sendall(frame)
+        except OSError as exc:
+            raise ConnectionClosed(clean=False, detail=f"sending failed: {exc}") from exc
+
+    def receive(self, timeout: float) -> Message | None:
+        """The next message, or None if none arrived within ``timeout`` seconds.
+
+        Raises ConnectionClosed at EOF and any ProtocolError the decoder finds.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not self._ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._poll.poll(remaining * 1000):
+                return None
+            self._read_some()
+        return self._ready.popleft()
+
+    def _read_some(self) -> None:
+        try:
+            chunk = self._sock.recv(_RECV_CHUNK)
+        except OSError as exc:
+            raise ConnectionClosed(clean=False, detail=f"receiving failed: {exc}") from exc
+        if not chunk:
+            self._decoder.feed_eof()  # raises if EOF fell inside a frame
+            raise ConnectionClosed(clean=True)
+        self._ready.extend(self._decoder.feed(chunk))

@@ -1,0 +1,431 @@
+"""The supervisor's handle on one zygote (asyncio). It never imports agent code.
+
+::
+
+    ZygoteHandle.start(agent, version, env=...)
+        socketpair ─► spawn `python -m project_o.runtime.zygote --control-fd N` (pass_fds)
+        ◄── hello {pid, version, agent}          or  error {message, traceback} ─► AgentLoadError
+
+    await handle.fork(role, instance_id, limits, config)
+        socketpair ─► fork {id, role, instance_id, limits, config}
+                      + SCM_RIGHTS(the instance's end)
+        ◄── forked {id, pid} ─► ForkedInstance(pid, reader, writer) on the supervisor's end
+
+    ◄── exited {pid, exit_code, signal} ─► on_exit(data) and ForkedInstance.exited
+    await handle.close() ─► shutdown, then SIGKILL if it lingers past the grace period
+
+Only one coroutine writes to the control socket at a time (a lock), and
+one task reads it. If the zygote dies, pending forks fail with
+:class:`~project_o.errors.ZygoteError` and every live instance's
+``exited`` resolves with both ``exit_code`` and ``signal`` None: the
+instances died with it (PR_SET_PDEATHSIG) and nobody could report how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Self
+
+import project_o
+from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
+from project_o.runtime.config import InstanceConfig
+from project_o.runtime.sandbox import Limits
+from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
+
+__all__ = [
+    "DEFAULT_CLOSE_GRACE",
+    "DEFAULT_FORK_TIMEOUT",
+    "DEFAULT_START_TIMEOUT",
+    "ExitStatus",
+    "ForkedInstance",
+    "ZygoteHandle",
+]
+
+#: importing agent code may pull in heavy libraries; a minute covers most
+DEFAULT_START_TIMEOUT: Final = 60.0
+#: a fork answers in milliseconds; seconds mean the zygote is stuck
+DEFAULT_FORK_TIMEOUT: Final = 10.0
+#: how long a zygote may take to kill its instances and exit after shutdown
+DEFAULT_CLOSE_GRACE: Final = 5.0
+_ZYGOTE_MODULE: Final = "project_o.runtime.zygote"
+_RECV_CHUNK: Final = 64 * 1024
+
+_log = logging.getLogger(__name__)
+
+ExitCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How an instance ended, as its zygote reported it."""
+
+    pid: int
+    exit_code: int | None
+    signal: int | None
+
+    @property
+    def description(self) -> str:
+        """Human words: "exit code 3", "killed by SIGKILL", "lost with its zygote"."""
+        if self.signal is not None:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.strsignal(self.signal) or self.signal} ({self.signal})"
+            return f"killed by signal {self.signal}"
+        if self.exit_code is not None:
+            return f"exit code {self.exit_code}"
+        return "lost with its zygote"
+
+
+@dataclass
+class ForkedInstance:
+    """A freshly forked instance: its pid and the supervisor's end of its socket."""
+
+    pid: int
+    instance_id: str
+    role: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    exited: asyncio.Future[ExitStatus] = field(repr=False)
+
+
+class ZygoteHandle:
+    """A running zygote: fork instances from it, hear when they exit, close it."""
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        control: socket.socket,
+        version: str,
+        on_exit: ExitCallback | None,
+    ) -> None:
+        self._process = process
+        self._control = control
+        self.version = version
+        self.agent_name = ""
+        self._on_exit = on_exit
+        loop = asyncio.get_running_loop()
+        self._hello: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._forks: dict[int, asyncio.Future[tuple[int, asyncio.Future[ExitStatus]]]] = {}
+        self._instances: dict[int, asyncio.Future[ExitStatus]] = {}
+        self._ids = itertools.count(1)
+        self._send_lock = asyncio.Lock()
+        self._lost: str | None = None
+        self._reader = loop.create_task(self._read_loop(), name=f"zygote-{process.pid}")
+
+    # -- lifecycle ------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        agent_path: str | Path,
+        version: str,
+        *,
+        env: Mapping[str, str],
+        python: str = sys.executable,
+        on_exit: ExitCallback | None = None,
+        stderr: int | None = None,
+        timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> ZygoteHandle:
+        """Spawn a zygote for the agent at ``agent_path`` and wait for its hello.
+
+        ``env`` is its whole environment (see
+        :func:`project_o.runtime.sandbox.scrubbed_env`). ``on_exit`` is
+        called with each ``exited`` report. Raises
+        :class:`~project_o.errors.AgentLoadError` (with the zygote's
+        traceback) if the agent failed to import, ZygoteError if the zygote
+        died or stayed silent for ``timeout`` seconds.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                python,
+                "-m",
+                _ZYGOTE_MODULE,
+                "--agent",
+                str(agent_path),
+                "--version",
+                version,
+                "--control-fd",
+                str(theirs.fileno()),
+                "--parent-pid",
+                str(os.getpid()),
+                pass_fds=(theirs.fileno(),),
+                env=_with_package_path(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        handle = cls(process, ours, version, on_exit)
+        await handle._await_hello(agent_path, timeout)
+        return handle
+
+    async def _await_hello(self, agent_path: str | Path, timeout: float) -> None:
+        try:
+            hello = await asyncio.wait_for(asyncio.shield(self._hello), timeout)
+        except AgentLoadError:
+            await self._terminate()
+            raise
+        except (ZygoteError, TimeoutError) as exc:
+            await self._terminate()
+            raise ZygoteError(
+                f"zygote for {agent_path} did not start ({_reason(exc)}); "
+                f"exit status {self._process.returncode}; see its stderr"
+            ) from exc
+        self.agent_name = str(hello.get("agent", ""))
+
+    @property
+    def pid(self) -> int:
+        """The zygote's process id."""
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the zygote is running and its control socket is open."""
+        return self._lost is None and self._process.returncode is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The zygote's exit status once it has exited."""
+        return self._process.returncode
+
+    async def close(self, grace: float = DEFAULT_CLOSE_GRACE) -> None:
+        """Ask the zygote to shut down (it kills its instances); SIGKILL it after ``grace``."""
+        if self._process.returncode is None and self._lost is None:
+            with contextlib.suppress(OSError, ZygoteError):
+                await self._send(Message(MessageType.SHUTDOWN, {}))
+        await self._terminate(grace)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _terminate(self, grace: float = DEFAULT_CLOSE_GRACE) -> None:
+        try:
+            await asyncio.wait_for(self._process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
+        # The exited reports sent before the zygote's end are still in the
+        # socket: let the reader take them, then stop it.
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._reader), grace)
+        self._reader.cancel()
+        self._control.close()
+
+    # -- forking --------------------------------------------------------
+
+    async def fork(
+        self,
+        role: str,
+        instance_id: str,
+        limits: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = DEFAULT_FORK_TIMEOUT,
+    ) -> ForkedInstance:
+        """Fork an instance; return its pid and the supervisor's end of its socket.
+
+        ``limits`` and ``config`` are checked here (InvalidArgument) before
+        anything is sent. Raises ZygoteError if the zygote cannot fork.
+        """
+        if not self.alive:
+            raise ZygoteError(
+                f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
+            )
+        data = {
+            "role": role,
+            "instance_id": instance_id,
+            "limits": Limits.from_dict(limits).to_dict(),
+            "config": InstanceConfig.from_dict(config).to_dict(),
+        }
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid, exited = await self._request_fork(data, theirs, timeout)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the zygote (and the instance) hold their own copies
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return ForkedInstance(
+            pid=pid, instance_id=instance_id, role=role, reader=reader, writer=writer, exited=exited
+        )
+
+    async def _request_fork(
+        self, data: dict[str, Any], theirs: socket.socket, timeout: float
+    ) -> tuple[int, asyncio.Future[ExitStatus]]:
+        fork_id = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._forks[fork_id] = future
+        try:
+            frame = encode_frame(Message(MessageType.FORK, {"id": fork_id, **data}))
+            async with self._send_lock:
+                await self._send_with_fd(frame, theirs.fileno())
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise ZygoteError(
+                f"zygote {self.pid} did not answer fork {fork_id} within {timeout:g} s"
+            ) from exc
+        finally:
+            self._forks.pop(fork_id, None)
+
+    # -- the control socket ---------------------------------------------
+
+    async def _send(self, message: Message) -> None:
+        async with self._send_lock:
+            await asyncio.get_running_loop().sock_sendall(self._control, encode_frame(message))
+
+    async def _send_with_fd(self, frame: bytes, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                # The descriptor travels with the first byte sent; the rest of
+                # the frame (if the buffer was nearly full) follows plainly.
+                sent = socket.send_fds(self._control, [frame], [fd])
+                break
+            except BlockingIOError:
+                await self._writable(loop)
+        if sent < len(frame):
+            await loop.sock_sendall(self._control, frame[sent:])
+
+    async def _writable(self, loop: asyncio.AbstractEventLoop) -> None:
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(self._control.fileno(), ready.set_result, None)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(self._control.fileno())
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        decoder = FrameDecoder()
+        reason = "its control socket closed"
+        try:
+            while data := await loop.sock_recv(self._control, _RECV_CHUNK):
+                for message in decoder.feed(data):
+                    self._dispatch(message)
+        except (ProtocolError, OSError) as exc:
+            reason = f"its control channel broke: {exc}"
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+        finally:
+            self._on_lost(reason)
+
+    def _dispatch(self, message: Message) -> None:
+        data = message.data
+        if message.type == MessageType.HELLO:
+            _resolve(self._hello, data)
+        elif message.type == MessageType.FORKED:
+            self._on_forked(data)
+        elif message.type == MessageType.EXITED:
+            self._on_exited(data)
+        elif message.type == MessageType.ERROR:
+            self._on_error(data)
+        else:
+            raise ProtocolError(f"a zygote may not send {message.type!r}")
+
+    def _on_forked(self, data: dict[str, Any]) -> None:
+        future, pid = self._forks.get(data.get("id")), data.get("pid")  # type: ignore[arg-type]
+        if future is None or not isinstance(pid, int):
+            raise ProtocolError(f"forked reply for no pending fork: {data!r}")
+        # Registered here, not when fork() resumes: an instance that dies at
+        # once may be reported before the awaiting coroutine runs again.
+        exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
+        self._instances[pid] = exited
+        _resolve(future, (pid, exited))
+
+    def _on_exited(self, data: dict[str, Any]) -> None:
+        pid = data.get("pid")
+        if not isinstance(pid, int):
+            raise ProtocolError(f"exited report without a pid: {data!r}")
+        status = ExitStatus(
+            pid, _int_or_none(data.get("exit_code")), _int_or_none(data.get("signal"))
+        )
+        future = self._instances.pop(pid, None)
+        if future is not None:
+            _resolve(future, status)
+        self._notify(dict(data))
+
+    def _on_error(self, data: dict[str, Any]) -> None:
+        message = str(data.get("message", "unknown error"))
+        future = self._forks.get(data.get("id"))  # type: ignore[arg-type]
+        if future is not None:
+            _fail(
+                future,
+                ZygoteError(
+                    f"zygote {self.pid} could not fork: {data.get('kind', 'error')}: {message}"
+                ),
+            )
+        elif not self._hello.done():
+            self._hello.set_exception(AgentLoadError(message, str(data.get("traceback") or "")))
+        else:
+            raise ProtocolError(f"unexpected error report from the zygote: {message}")
+
+    def _notify(self, data: dict[str, Any]) -> None:
+        if self._on_exit is None:
+            return
+        try:
+            self._on_exit(data)
+        except Exception:  # noqa: BLE001 - a callback bug must not stop exit reports
+            _log.exception("on_exit callback failed for %r", data)
+
+    def _on_lost(self, reason: str) -> None:
+        self._lost = reason
+        error = ZygoteError(f"zygote {self.pid} is gone: {reason}")
+        if not self._hello.done():
+            self._hello.set_exception(error)
+            self._hello.exception()  # retrieved: start() may have stopped waiting
+        for future in self._forks.values():
+            _fail(future, error)
+        for pid, exited in self._instances.items():
+            _resolve(exited, ExitStatus(pid, None, None))
+        self._instances.clear()
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _reason(exc: BaseException) -> str:
+    return "no hello in time" if isinstance(exc, TimeoutError) else str(exc)
+
+
+def _with_package_path(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this project_o's directory first on PYTHONPATH.
+
+    The zygote must run the same runtime as the supervisor, whether
+    project_o is installed or used from a source tree.
+    """
+    root = str(Path(project_o.__file__).resolve().parent.parent)
+    result = dict(env)
+    parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        result["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    return result

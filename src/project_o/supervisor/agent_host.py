@@ -1,0 +1,388 @@
+"""Keeps one agent version serving: zygote, main, warm standby, routing.
+
+::
+
+            submit(input)
+                 │             ┌──────── zygote (agent code imported once, gc.freeze())
+                 ▼             │ fork          fork
+           ┌──── main ◄────────┤
+           │  wal_entry        └──► standby (restored, tails the WAL)
+           ▼
+        vault.append ──fsync──► wal_ack to main, wal_entry tail to standby
+
+When the main dies (EOF on its socket, a protocol violation, missed
+heartbeats, a blown deadline) the standby is promoted at once, requests in
+flight are re-dispatched to it, and a fresh standby is forked. A request
+that was being handled when two instances died in a row is a poison pill:
+quarantined and answered with :class:`~project_o.errors.PoisonRequest`.
+
+The supervisor never imports agent code: everything agent-shaped happens
+in the zygote and the instances it forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from project_o.errors import (
+    NoInstanceAvailable,
+    PoisonRequest,
+    ProjectOError,
+    RequestFailed,
+    RequestTimeout,
+    WALFatalError,
+)
+from project_o.gateway.service import RequestResult
+from project_o.runtime.sandbox import scrubbed_env
+from project_o.runtime.zygote_client import ZygoteHandle
+from project_o.supervisor.config import POISON_THRESHOLD, SupervisorConfig
+from project_o.supervisor.events import EventLog
+from project_o.supervisor.instance_handle import HandlerError, InstanceDied, InstanceHandle
+from project_o.vault import Vault
+from project_o.wire import DEFAULT_MAX_FRAME_SIZE, Message
+
+__all__ = ["AgentHost"]
+
+#: how long a fresh instance may take to say hello and finish restoring
+STARTUP_TIMEOUT = 30.0
+#: longest pause between replacements once restart intensity is exceeded
+MAX_BACKOFF = 5.0
+#: operation names an instance may journal (anything else is a violation)
+MAX_OPERATION_LENGTH = 128
+
+
+class AgentHost:
+    """Runs one agent version: owns its zygote, main and standby instances."""
+
+    def __init__(self, config: SupervisorConfig, vault: Vault, events: EventLog, version: str) -> None:
+        self.config = config
+        self.vault = vault
+        self.events = events
+        self.version = version
+        self.main: InstanceHandle | None = None
+        self.standby: InstanceHandle | None = None
+        self.restarts = 0
+        self.last_checkpoint: dict[str, Any] | None = None
+        self.fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self._zygote: ZygoteHandle | None = None
+        self._main_ready = asyncio.Event()
+        self._tails: dict[InstanceHandle, list[Message] | None] = {}
+        self._restore_lock = asyncio.Lock()
+        self._deaths: deque[float] = deque()
+        self._kills_by_request: dict[str, int] = {}
+        self._exits: dict[int, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the zygote, the main and (if configured) the standby."""
+        self._zygote = await ZygoteHandle.start(
+            self.config.agent, self.version, env=scrubbed_env(), on_exit=self._on_exit,
+        )
+        self.events.record("start", self.version, "zygote ready", pid=self._zygote.pid)
+        await self._become_main(await self._spawn("main"))
+        if self.config.standby:
+            self.standby = await self._spawn("standby")
+        self._spawn_task(self._watchdog(), "watchdog")
+
+    async def stop(self) -> None:
+        """Final checkpoint from the main, then stop every process."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self.main is not None and self.main.alive:
+            with contextlib.suppress(Exception):
+                await self.request_checkpoint(self.main, timeout=10.0)
+        for instance in (self.main, self.standby):
+            if instance is not None:
+                with contextlib.suppress(Exception):
+                    await instance.send(Message("shutdown", {}))
+                instance.kill("supervisor shutting down")
+                await instance.close()
+        if self._zygote is not None:
+            await self._zygote.close()
+
+    # -- serving --------------------------------------------------------
+
+    async def submit(self, payload: Any, deadline_s: float | None = None) -> RequestResult:
+        """Answer one request, surviving instance deaths on the way."""
+        loop = asyncio.get_running_loop()
+        request_id = uuid.uuid4().hex
+        deadline = loop.time() + (deadline_s or self.config.request_deadline)
+        started = time.perf_counter()
+        while True:
+            main = await self._wait_for_main(deadline - loop.time())
+            try:
+                output = await asyncio.wait_for(
+                    main.request(request_id, payload, deadline - loop.time()),
+                    max(0.0, deadline - loop.time()),
+                )
+            except InstanceDied as died:
+                self._blame(request_id, main, died.reason)
+                continue
+            except TimeoutError:
+                self._on_deadline(request_id, main)
+                raise RequestTimeout(
+                    f"request {request_id} got no answer within its deadline"
+                ) from None
+            except HandlerError as exc:
+                raise RequestFailed(exc.kind, exc.message) from exc
+            self._kills_by_request.pop(request_id, None)
+            latency = (time.perf_counter() - started) * 1000
+            return RequestResult(request_id, output, main.version, latency)
+
+    async def _wait_for_main(self, remaining: float) -> InstanceHandle:
+        if remaining <= 0:
+            raise RequestTimeout("the deadline passed before an instance was ready")
+        try:
+            await asyncio.wait_for(self._main_ready.wait(), remaining)
+        except TimeoutError:
+            raise NoInstanceAvailable(
+                "no instance of the agent is ready; it is restarting — retry shortly"
+            ) from None
+        assert self.main is not None  # set together with _main_ready
+        return self.main
+
+    def _blame(self, request_id: str, instance: InstanceHandle, reason: str) -> None:
+        """Count a death against the request the instance was working on."""
+        if instance.culprit != request_id:
+            return  # it was queued behind the request that killed the instance
+        kills = self._kills_by_request.get(request_id, 0) + 1
+        self._kills_by_request[request_id] = kills
+        if kills >= POISON_THRESHOLD:
+            self._kills_by_request.pop(request_id, None)
+            self.events.record("quarantine", request_id, f"killed {kills} instances in a row: "
+                               f"{reason}", version=self.version)
+            raise PoisonRequest(
+                f"request {request_id} was quarantined: it killed {kills} instances in a "
+                f"row (last: {reason}); the agent keeps serving other requests"
+            )
+
+    def _on_deadline(self, request_id: str, instance: InstanceHandle) -> None:
+        if instance.alive and instance.in_flight[:1] == [request_id]:
+            # The instance is stuck on this very request: free it for everyone else.
+            instance.kill(f"request {request_id} exceeded its deadline")
+
+    # -- replacing the dead ---------------------------------------------
+
+    def on_death(self, instance: InstanceHandle, reason: str) -> None:
+        """Called by the handle the moment an instance is known dead."""
+        self._tails.pop(instance, None)
+        if self._stopping:
+            return
+        self._spawn_task(self._replace(instance, reason), f"replace-{instance.instance_id}")
+
+    async def _replace(self, dead: InstanceHandle, reason: str) -> None:
+        self._spawn_task(self._record_death(dead, reason), "record-death")
+        await dead.close()
+        self.restarts += 1
+        if dead is self.main:
+            self.main = None
+            self._main_ready.clear()
+            standby, self.standby = self.standby, None
+            if standby is not None and standby.alive:
+                await self._become_main(standby)
+                self.events.record("takeover", standby.instance_id,
+                                   f"standby promoted after {dead.instance_id} died")
+            else:
+                await self._respawn("main")
+        elif dead is self.standby:
+            self.standby = None
+        if self.config.standby and self.standby is None and not self._stopping:
+            await self._respawn("standby")
+
+    async def _respawn(self, role: str) -> None:
+        await self._backoff()
+        while not self._stopping:
+            try:
+                instance = await self._spawn(role)
+            except (ProjectOError, OSError, TimeoutError) as exc:
+                self.events.record("spawn_failed", role, str(exc), version=self.version)
+                await self._backoff()
+                continue
+            if role == "main":
+                await self._become_main(instance)
+            else:
+                self.standby = instance
+            return
+
+    async def _backoff(self) -> None:
+        """Restart intensity: past the limit, slow down instead of crash-looping."""
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and now - self._deaths[0] > self.config.restart_period:
+            self._deaths.popleft()
+        excess = len(self._deaths) - self.config.max_restarts
+        if excess > 0:
+            delay = min(MAX_BACKOFF, 0.05 * 2 ** min(excess, 10))
+            self.events.record("escalate", self.version,
+                               f"{len(self._deaths)} restarts in {self.config.restart_period:g} s "
+                               f"exceed the limit of {self.config.max_restarts}; "
+                               f"backing off {delay:.2f} s", version=self.version)
+            await asyncio.sleep(delay)
+
+    async def _record_death(self, dead: InstanceHandle, reason: str) -> None:
+        # The zygote reports how the process ended a moment after the EOF.
+        for _ in range(20):
+            if dead.pid in self._exits:
+                break
+            await asyncio.sleep(0.01)
+        how = self._exits.pop(dead.pid, {})
+        kind = "hang" if reason.startswith("hang") else "crash"
+        if how.get("signal"):
+            reason = f"{reason}; killed by signal {how['signal']}"
+        elif how.get("exit_code") is not None:
+            reason = f"{reason}; exit code {how['exit_code']}"
+        self.events.record(kind, dead.instance_id, reason, pid=dead.pid, role=dead.role,
+                           version=dead.version)
+
+    def _on_exit(self, info: dict[str, Any]) -> None:
+        pid = info.get("pid")
+        if isinstance(pid, int):
+            self._exits[pid] = info
+
+    async def _become_main(self, instance: InstanceHandle) -> None:
+        if instance.role != "main":
+            instance.role = "main"
+            self._tails.pop(instance, None)
+            await instance.send(Message("promote", {"role": "main"}))
+        self.main = instance
+        self._main_ready.set()
+
+    # -- spawning and restoring -----------------------------------------
+
+    async def _spawn(self, role: str) -> InstanceHandle:
+        assert self._zygote is not None
+        instance_id = f"{role}-{next(self._ids)}"
+        forked = await self._zygote.fork(
+            role, instance_id, self.config.limits, self.config.instance_config(),
+        )
+        instance = InstanceHandle(
+            pid=forked.pid, role=role, version=self.version, instance_id=instance_id,
+            reader=forked.reader, writer=forked.writer, owner=self,
+            max_frame_size=DEFAULT_MAX_FRAME_SIZE,
+        )
+        instance.restarts = self.restarts
+        hello = instance.waiter("hello")
+        instance.start_reading()
+        try:
+            await asyncio.wait_for(hello, STARTUP_TIMEOUT)
+            await self._restore(instance)
+        except BaseException:
+            instance.kill(f"failed to start as {role}")
+            raise
+        return instance
+
+    async def _restore(self, instance: InstanceHandle) -> None:
+        if instance.role != "main":
+            self._tails[instance] = []  # buffer tails while it restores
+        async with self._restore_lock:  # no checkpoint is pruned while one is read
+            point = await asyncio.to_thread(self.vault.recover)
+            ready = instance.waiter("heartbeat")
+            await instance.send(Message("restore", {
+                "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
+                "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
+                            for e in point.entries],
+                "last_sequence": point.last_sequence,
+            }))
+            await asyncio.wait_for(ready, STARTUP_TIMEOUT)
+        buffered = self._tails.get(instance)
+        if buffered is not None:
+            self._tails[instance] = None
+            for tail in buffered:
+                if tail.data["sequence"] > point.last_sequence:
+                    await instance.send(tail)
+
+    async def request_checkpoint(self, instance: InstanceHandle, timeout: float) -> None:
+        """Ask ``instance`` for its state and write it (before risk, at shutdown)."""
+        done = instance.waiter("checkpoint_sent")
+        await instance.send(Message("checkpoint", {"id": uuid.uuid4().hex}))
+        await asyncio.wait_for(done, timeout)
+
+    # -- what instances send ---------------------------------------------
+
+    async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
+        """Journal a memory write from the main, ack it, tail it to the standby."""
+        data = message.data
+        operation, request_id = data.get("operation"), data.get("id")
+        if instance is not self.main:
+            instance.kill(f"protocol violation: {instance.role} may not write to the vault")
+            return
+        if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
+            instance.kill("protocol violation: wal_entry needs a short string operation")
+            return
+        try:
+            sequence = await self.vault.append_async(operation, data.get("data"))
+        except WALFatalError as exc:
+            if not self.fatal.done():
+                self.fatal.set_result(exc)
+            instance.kill("the vault failed; nothing more can be acknowledged")
+            return
+        with contextlib.suppress(InstanceDied):
+            await instance.send(Message("wal_ack", {"id": request_id, "sequence": sequence}))
+        await self._tail(Message("wal_entry", {
+            "sequence": sequence, "operation": operation, "data": data.get("data"),
+        }))
+
+    async def _tail(self, entry: Message) -> None:
+        for follower, buffer in list(self._tails.items()):
+            if buffer is not None:
+                buffer.append(entry)
+                continue
+            with contextlib.suppress(InstanceDied):
+                await follower.send(entry)
+
+    async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
+        """Write the main's state as a checkpoint, then acknowledge it."""
+        data = message.data
+        state, covered = data.get("state"), data.get("last_sequence")
+        if instance is not self.main:
+            return  # only the main's state is the agent's state
+        if not isinstance(state, dict) or not isinstance(covered, int) or not (
+            0 <= covered <= self.vault.last_sequence
+        ):
+            instance.kill("protocol violation: malformed checkpoint")
+            return
+        async with self._restore_lock:
+            info = await self.vault.checkpoint_async(state, last_sequence=covered)
+        self.last_checkpoint = {"id": str(info.id), "last_sequence": info.last_sequence,
+                                "timestamp_ns": info.timestamp_ns}
+        with contextlib.suppress(InstanceDied):
+            await instance.send(Message("checkpoint_ack", {
+                "id": data.get("id"), "checkpoint_id": str(info.id), "last_sequence": covered,
+            }))
+        instance.notify("checkpoint_sent", message)
+
+    # -- health ---------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        """Kill instances whose heartbeats stopped (a hung handler, a deadlock)."""
+        period = min(self.config.heartbeat_interval, self.config.heartbeat_timeout) / 2
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for instance in (self.main, self.standby):
+                if instance is None or not instance.alive:
+                    continue
+                silent = now - instance.last_heartbeat
+                if silent > self.config.heartbeat_timeout:
+                    instance.kill(f"hang: no heartbeat for {silent:.2f} s "
+                                  f"(limit {self.config.heartbeat_timeout:g} s)")
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Live instances for `GET /v1/status`."""
+        return [i.describe() for i in (self.main, self.standby) if i is not None and i.alive]
+
+    def _spawn_task(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,51 @@
+"""Settings of one supervisor, with the seed's defaults named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SupervisorConfig", "DEFAULT_PORT"]
+
+#: the gateway's port unless told otherwise
+DEFAULT_PORT = 8700
+#: the seed's heartbeat: one beat a second, dead after five missed seconds
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+DEFAULT_HEARTBEAT_TIMEOUT = 5.0
+#: how long a request may take before it is answered with a timeout
+DEFAULT_REQUEST_DEADLINE = 30.0
+#: a request that killed this many instances in a row is quarantined
+POISON_THRESHOLD = 2
+#: instances an agent version may lose in RESTART_PERIOD before we escalate
+MAX_RESTARTS = 10
+RESTART_PERIOD = 10.0
+#: the instance sends a checkpoint after this many acknowledged writes
+CHECKPOINT_EVERY = 1000
+
+
+@dataclass
+class SupervisorConfig:
+    """Everything one supervisor needs to know; all fields have defaults but paths."""
+
+    vault: Path
+    agent: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    standby: bool = True
+    durability: str = "sync"
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
+    checkpoint_every: int = CHECKPOINT_EVERY
+    max_restarts: int = MAX_RESTARTS
+    restart_period: float = RESTART_PERIOD
+    max_body_bytes: int = 1024 * 1024
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    def instance_config(self) -> dict[str, Any]:
+        """What an instance is told about itself at fork time."""
+        return {
+            "heartbeat_interval": self.heartbeat_interval,
+            "checkpoint_every": self.checkpoint_every,
+        }

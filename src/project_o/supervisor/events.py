@@ -1,0 +1,49 @@
+"""What happened, and why: crashes, hangs, restarts, quarantines.
+
+Events are kept in memory for ``GET /v1/status`` and written to the
+catalog's ``events`` table on a background thread, so recording one never
+blocks the event loop on an fsync.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections import deque
+from typing import Any
+
+from project_o.vault.catalog import Catalog
+
+__all__ = ["EventLog"]
+
+#: how many recent events `GET /v1/status` shows
+RECENT_EVENTS = 200
+
+
+class EventLog:
+    """A bounded in-memory log mirrored durably into the catalog."""
+
+    def __init__(self, catalog: Catalog | None = None, *, keep: int = RECENT_EVENTS) -> None:
+        self._recent: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._catalog = catalog
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="events")
+
+    def record(self, kind: str, subject: str, reason: str, **data: Any) -> dict[str, Any]:
+        """Remember one event; returns it."""
+        event = {"ts": time.time(), "kind": kind, "subject": subject, "reason": reason, **data}
+        self._recent.append(event)
+        if self._catalog is not None:
+            self._writer.submit(self._catalog.record_event, kind, subject, reason, data)
+        return event
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` events, oldest first."""
+        return list(self._recent)[-limit:]
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """Every remembered event of ``kind``."""
+        return [event for event in self._recent if event["kind"] == kind]
+
+    def close(self) -> None:
+        """Finish pending catalog writes."""
+        self._writer.shutdown(wait=True)

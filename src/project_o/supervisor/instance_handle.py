@@ -1,0 +1,248 @@
+"""The supervisor's side of one instance: its socket, its requests, its fate.
+
+::
+
+    supervisor                         instance (forked from the zygote)
+    ──────────                         ────────
+    request(id, input) ── request ──►  handler runs
+          ▲             ◄─ wal_entry ─ ctx.memory.set(...)   (owner journals it,
+          │             ── wal_ack ──►                         then acks)
+          └── future ◄── response ───  return value
+                        ◄─ heartbeat ─ main loop (stops if the handler hangs)
+
+Everything the instance sends is untrusted: a frame that is too big, does
+not decode, has an unknown type or a malformed field kills the instance
+(never the supervisor) and fails its pending requests with
+:class:`InstanceDied`, so the owner can re-dispatch them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from project_o.errors import ProjectOError, ProtocolError
+from project_o.wire import Message, read_message_async, write_message_async
+
+__all__ = ["InstanceHandle", "InstanceDied", "InstanceOwner", "HandlerError"]
+
+
+class InstanceDied(ProjectOError):
+    """The instance serving a request died before answering (the request may be retried)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HandlerError(ProjectOError):
+    """The agent's handler raised; the instance is fine and the error goes to the caller."""
+
+    def __init__(self, kind: str, message: str, traceback: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.traceback = traceback
+
+
+class InstanceOwner(Protocol):
+    """What the handle calls back into (the agent host)."""
+
+    async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None: ...
+    async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None: ...
+    def on_death(self, instance: InstanceHandle, reason: str) -> None: ...
+
+
+class InstanceHandle:
+    """One live instance as the supervisor sees it."""
+
+    def __init__(
+        self, *, pid: int, role: str, version: str, instance_id: str,
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        owner: InstanceOwner, max_frame_size: int,
+    ) -> None:
+        self.pid = pid
+        self.role = role
+        self.version = version
+        self.instance_id = instance_id
+        self.restarts = 0
+        self.started = time.time()
+        self.last_heartbeat = time.monotonic()
+        self.last_heartbeat_wall = time.time()
+        self.rss_bytes = 0
+        self.applied_sequence = 0
+        self.alive = True
+        self.death_reason: str | None = None
+        #: the request being handled when the instance died (the oldest pending)
+        self.culprit: str | None = None
+        self._reader = reader
+        self._writer = writer
+        self._owner = owner
+        self._max_frame_size = max_frame_size
+        # request id -> future; ordered because the instance answers in order,
+        # so the oldest pending request is the one it was working on
+        self._pending: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[Message]] = {}
+        self._send_lock = asyncio.Lock()
+        self._reader_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------
+
+    def start_reading(self) -> None:
+        """Start dispatching what the instance sends."""
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"read-{self.instance_id}")
+
+    def waiter(self, name: str) -> asyncio.Future[Message]:
+        """A future for the next frame of type ``name`` (or a :meth:`notify` of it).
+
+        Registered at once, so a frame that arrives before the caller awaits
+        is not missed.
+        """
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiters[name] = future
+        return future
+
+    def notify(self, name: str, message: Message) -> None:
+        """Resolve the waiter registered under ``name``, if any."""
+        future = self._waiters.pop(name, None)
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the instance's whole process group and fail its pending work."""
+        if not self.alive:
+            return
+        # The instance called setsid(), so its pid is its process group: this
+        # also takes any children it forked (a fork bomb, a stray helper).
+        for send in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                send(self.pid, signal.SIGKILL)
+        self._die(reason)
+
+    async def close(self) -> None:
+        """Stop reading and close the socket (after kill or shutdown)."""
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+        with contextlib.suppress(Exception):
+            self._writer.close()
+
+    # -- requests -------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        """Send one frame; a broken socket marks the instance dead."""
+        if not self.alive:
+            raise InstanceDied(self.death_reason or "instance is dead")
+        try:
+            async with self._send_lock:
+                await write_message_async(self._writer, message)
+        except (OSError, ConnectionError) as exc:
+            self._die(f"socket broke while sending: {exc}")
+            raise InstanceDied(self.death_reason or str(exc)) from exc
+
+    async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:
+        """Send a request and await its output (raises InstanceDied / HandlerError)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.send(Message("request", {
+                "id": request_id, "input": payload, "deadline_ms": int(deadline_s * 1000),
+            }))
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    @property
+    def in_flight(self) -> list[str]:
+        """Request ids sent and not yet answered, oldest first."""
+        return list(self._pending)
+
+    # -- reading --------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while self.alive:
+                message = await read_message_async(self._reader, max_frame_size=self._max_frame_size)
+                await self._dispatch(message)
+        except ProtocolError as exc:
+            clean = getattr(exc, "clean", None)
+            reason = "socket closed (instance exited)" if clean is not None else (
+                f"protocol violation: {exc}")
+            self.kill(reason)
+        except (OSError, ConnectionError) as exc:
+            self.kill(f"socket error: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an instance must never crash us
+            self.kill(f"protocol violation: {type(exc).__name__}: {exc}")
+
+    async def _dispatch(self, message: Message) -> None:
+        kind = message.type
+        waiter = self._waiters.get(kind)
+        self.notify(kind, message)
+        if kind == "heartbeat":
+            self._on_heartbeat(message.data)
+        elif kind in ("response", "error"):
+            self._on_answer(kind, message.data)
+        elif kind == "wal_entry":
+            await self._owner.on_wal_entry(self, message)
+        elif kind == "checkpoint":
+            await self._owner.on_checkpoint(self, message)
+        elif kind not in ("hello", "metrics") and waiter is None:
+            raise ProtocolError(f"an instance may not send {kind!r}")
+
+    def _on_heartbeat(self, data: dict[str, Any]) -> None:
+        self.last_heartbeat = time.monotonic()
+        self.last_heartbeat_wall = time.time()
+        rss = data.get("rss_bytes")
+        if isinstance(rss, int):
+            self.rss_bytes = rss
+        applied = data.get("last_sequence")
+        if isinstance(applied, int):
+            self.applied_sequence = applied
+
+    def _on_answer(self, kind: str, data: dict[str, Any]) -> None:
+        request_id = data.get("id")
+        if not isinstance(request_id, str):
+            raise ProtocolError(f"{kind} frame without a string id")
+        future = self._pending.get(request_id)
+        if future is None or future.done():
+            return  # an answer after its deadline: drop it
+        self.last_heartbeat = time.monotonic()  # an answer is progress too
+        if kind == "response":
+            future.set_result(data.get("output"))
+        else:
+            future.set_exception(HandlerError(
+                str(data.get("kind", "Error")), str(data.get("message", "")),
+                str(data.get("traceback", "")),
+            ))
+
+    def _die(self, reason: str) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.death_reason = reason
+        self.culprit = next(iter(self._pending), None)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(InstanceDied(reason))
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(InstanceDied(reason))
+        self._owner.on_death(self, reason)
+
+    def describe(self) -> dict[str, Any]:
+        """The instance as `GET /v1/status` shows it."""
+        return {
+            "instance_id": self.instance_id, "role": self.role, "pid": self.pid,
+            "version": self.version, "restarts": self.restarts,
+            "last_heartbeat": self.last_heartbeat_wall, "rss_bytes": self.rss_bytes,
+            "applied_sequence": self.applied_sequence, "in_flight": len(self._pending),
+        }
+

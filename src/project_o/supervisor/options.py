@@ -1,0 +1,74 @@
+"""Command-line options shared by `project-o run` and the supervisor process.
+
+`project-o run` parses them, then forwards the same argv to the supervisor
+the heart starts, so the two can never disagree about a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from project_o.supervisor import config as defaults
+from project_o.supervisor.config import SupervisorConfig
+
+__all__ = ["add_supervisor_options", "config_from_args", "builtin_agent_path", "default_vault"]
+
+
+def builtin_agent_path() -> Path:
+    """The agent `project-o run` serves when no --agent is given."""
+    return Path(__file__).resolve().parent.parent / "builtin_agents" / "assistant.py"
+
+
+def default_vault() -> Path:
+    """``$PROJECT_O_VAULT`` or ``./vault``."""
+    return Path(os.environ.get("PROJECT_O_VAULT", "vault"))
+
+
+def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
+    """Add every option that shapes a supervisor."""
+    parser.add_argument("--agent", type=Path, default=None,
+                        help="agent file or package (default: the built-in assistant)")
+    parser.add_argument("--vault", type=Path, default=None,
+                        help="vault directory (default: $PROJECT_O_VAULT or ./vault)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=defaults.DEFAULT_PORT,
+                        help=f"gateway port (default {defaults.DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--no-standby", action="store_true",
+                        help="do not keep a warm standby instance")
+    parser.add_argument("--durability", choices=("sync", "batch"), default="sync",
+                        help="WAL mode: sync acks after fsync (default); batch fsyncs every "
+                             "100 entries or 1 s")
+    parser.add_argument("--heartbeat-interval", type=float,
+                        default=defaults.DEFAULT_HEARTBEAT_INTERVAL, metavar="SECONDS",
+                        help="how often instances beat (default 1.0, minimum 0.05)")
+    parser.add_argument("--heartbeat-timeout", type=float,
+                        default=defaults.DEFAULT_HEARTBEAT_TIMEOUT, metavar="SECONDS",
+                        help="silence after which an instance is hung (default 5.0)")
+    parser.add_argument("--request-deadline", type=float,
+                        default=defaults.DEFAULT_REQUEST_DEADLINE, metavar="SECONDS",
+                        help="default per-request deadline (default 30)")
+    parser.add_argument("--memory-limit-mb", type=int, default=None,
+                        help="address-space quota per instance in MiB")
+    parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
+                        help="largest accepted HTTP body (default 1 MiB)")
+
+
+def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
+    """Turn parsed options into a config (validating what argparse cannot)."""
+    if args.heartbeat_interval < 0.05:
+        raise SystemExit("--heartbeat-interval must be at least 0.05 seconds")
+    if args.heartbeat_timeout <= args.heartbeat_interval:
+        raise SystemExit("--heartbeat-timeout must be longer than --heartbeat-interval")
+    limits = {}
+    if args.memory_limit_mb:
+        limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
+    return SupervisorConfig(
+        vault=(args.vault or default_vault()).resolve(),
+        agent=(args.agent or builtin_agent_path()).resolve(),
+        host=args.host, port=args.port, standby=not args.no_standby,
+        durability=args.durability, heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
+        max_body_bytes=args.max_body_bytes, limits=limits,
+    )

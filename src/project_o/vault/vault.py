@@ -1,0 +1,215 @@
+"""The vault facade: one durable home for an agent's memory.
+
+::
+
+    VAULT/
+      wal/<first sequence, 20 digits>.wal      every acknowledged write, in order
+      checkpoints/<uuid>.ockpt                  full snapshots (newest `keep` kept)
+      catalog.sqlite                            versions, experiments, feedback, events
+
+    append(op, data) ──► WAL ──fsync──► sequence returned (sync mode)
+    checkpoint(state) ──► flush WAL ─► write .ockpt (no WAL lock held) ─► truncate WAL
+    recover() ──► newest checkpoint that verifies + every WAL entry after it
+
+State is always *last valid checkpoint + WAL replay*. The WAL is only
+truncated through the **oldest** checkpoint still kept, so if the newest
+checkpoint rots on disk, recovery falls back to the previous one and a
+longer replay, and nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from project_o.errors import InvalidArgument, VaultClosed, VaultError
+from project_o.vault.catalog import Catalog
+from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
+from project_o.vault.wal import WAL, WALEntry
+
+__all__ = ["Vault", "RestorePoint", "Durability"]
+
+Durability = Literal["sync", "batch"]
+
+#: checkpoints kept on disk; two means one bad checkpoint never costs data
+DEFAULT_CHECKPOINTS_KEPT = 2
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """What recovery starts from: a checkpoint's payload and the WAL after it."""
+
+    state: dict[str, Any]
+    entries: list[WALEntry] = field(default_factory=list)
+    checkpoint: CheckpointInfo | None = None
+
+    @property
+    def last_sequence(self) -> int:
+        """The last sequence this restore point covers (0 for an empty vault)."""
+        if self.entries:
+            return self.entries[-1].sequence
+        return self.checkpoint.last_sequence if self.checkpoint else 0
+
+
+class Vault:
+    """Durable storage for one agent: WAL + checkpoints + catalog.
+
+    Thread-safe. From asyncio use :meth:`append_async` and
+    :meth:`checkpoint_async`, which never block the loop on an fsync.
+    """
+
+    def __init__(self, path: Path, wal: WAL, checkpoints: CheckpointStore) -> None:
+        self.path = path
+        self.wal = wal
+        self.checkpoints = checkpoints
+        self._catalog: Catalog | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._background = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="vault-checkpoint"
+        )
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        durability: Durability = "sync",
+        segment_size: int | None = None,
+        batch_entries: int = 100,
+        batch_interval: float = 1.0,
+        checkpoints_kept: int = DEFAULT_CHECKPOINTS_KEPT,
+    ) -> Vault:
+        """Open (creating if needed) the vault at ``path``.
+
+        A torn record at the tail of the WAL is repaired; corruption
+        anywhere else raises :class:`~project_o.errors.WALCorruption`.
+        """
+        if durability not in ("sync", "batch"):
+            raise InvalidArgument(f"durability must be 'sync' or 'batch', got {durability!r}")
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        checkpoints = CheckpointStore(root / "checkpoints", keep=checkpoints_kept)
+        newest = checkpoints.latest_valid()
+        start = newest[0].last_sequence + 1 if newest else 1
+        options: dict[str, Any] = {}
+        if segment_size is not None:
+            options["segment_size"] = segment_size
+        wal = WAL.open(
+            root / "wal", durability=durability, batch_entries=batch_entries,
+            batch_interval=batch_interval, start_sequence=start, **options,
+        )
+        return cls(root, wal, checkpoints)
+
+    # -- writes ---------------------------------------------------------
+
+    def append(self, operation: str, data: Any) -> int:
+        """Journal one write; return its sequence (durable on return in sync mode)."""
+        self._check_open()
+        return self.wal.append(operation, data)
+
+    async def append_async(self, operation: str, data: Any) -> int:
+        """Like :meth:`append`, awaiting the group-commit fsync instead of blocking."""
+        self._check_open()
+        sequence, durable = self.wal.submit(operation, data)
+        if self.wal.durability == "sync":
+            await asyncio.wrap_future(durable)
+        return sequence
+
+    def checkpoint(self, state: dict[str, Any], *, last_sequence: int | None = None) -> CheckpointInfo:
+        """Write a checkpoint of ``state`` covering the WAL through ``last_sequence``.
+
+        ``last_sequence`` defaults to the last appended sequence; pass it
+        when ``state`` is a snapshot taken at an earlier point. Appends are
+        not blocked while the file is written.
+        """
+        self._check_open()
+        covered = self.wal.last_sequence if last_sequence is None else last_sequence
+        if covered > self.wal.last_sequence:
+            raise InvalidArgument(
+                f"checkpoint claims sequence {covered} but the WAL ends at "
+                f"{self.wal.last_sequence}"
+            )
+        with self._checkpoint_lock:
+            # The checkpoint must never cover a write the WAL could still lose:
+            # after a crash, replay starts after `covered`, so it must be durable.
+            self.wal.flush()
+            info = self.checkpoints.write(state, covered)
+            oldest = self.checkpoints.oldest_retained_sequence()
+            if oldest is not None:
+                self.wal.truncate_through(oldest)
+        return info
+
+    def checkpoint_background(
+        self, state: dict[str, Any], *, last_sequence: int | None = None
+    ) -> concurrent.futures.Future[CheckpointInfo]:
+        """Write a checkpoint on the vault's background thread."""
+        self._check_open()
+        covered = self.wal.last_sequence if last_sequence is None else last_sequence
+        return self._background.submit(self.checkpoint, state, last_sequence=covered)
+
+    async def checkpoint_async(
+        self, state: dict[str, Any], *, last_sequence: int | None = None
+    ) -> CheckpointInfo:
+        """Await :meth:`checkpoint_background` without blocking the loop."""
+        return await asyncio.wrap_future(self.checkpoint_background(state, last_sequence=last_sequence))
+
+    # -- reads ----------------------------------------------------------
+
+    def recover(self) -> RestorePoint:
+        """The newest checkpoint that verifies, plus every WAL entry after it."""
+        self._check_open()
+        newest = self.checkpoints.latest_valid()
+        info, state = newest if newest else (None, {})
+        after = info.last_sequence if info else 0
+        entries = list(self.wal.replay(after + 1))
+        if entries and entries[0].sequence != after + 1:
+            raise VaultError(
+                f"the WAL starts at sequence {entries[0].sequence} but the newest valid "
+                f"checkpoint covers only through {after}: entries {after + 1}–"
+                f"{entries[0].sequence - 1} are missing; run `project-o vault verify`"
+            )
+        return RestorePoint(state=dict(state), entries=entries, checkpoint=info)
+
+    @property
+    def last_sequence(self) -> int:
+        """The last sequence appended."""
+        return self.wal.last_sequence
+
+    @property
+    def catalog(self) -> Catalog:
+        """The SQLite catalog (opened on first use)."""
+        self._check_open()
+        if self._catalog is None:
+            self._catalog = Catalog.open(self.path / "catalog.sqlite")
+        return self._catalog
+
+    # -- lifecycle ------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush and close everything; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._background.shutdown(wait=True)
+        self.wal.close()
+        if self._catalog is not None:
+            self._catalog.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VaultClosed(f"vault {self.path} is closed; open it again with Vault.open()")

@@ -1,0 +1,715 @@
+"""The write-ahead log: every memory write, durable before it is acknowledged.
+
+On disk (DESIGN.md, stable)::
+
+    VAULT/wal/
+      00000000000000000001.wal    records 1 .. 4711       (segment named by its
+      00000000000000004712.wal    records 4712 .. 9020     first sequence, 20 digits)
+      00000000000000009021.wal    records 9021 .. (active: appends go here)
+
+Each segment is ``[u32 BE size][msgpack entry]`` records; see
+:mod:`project_o.vault.wal_record` for the record layout.
+
+Write path (group commit)::
+
+    writer threads                          one round at a time (write lock)
+    ──────────────                          ────────────────────────────────
+    pack operation+data   (no lock)
+    lock: seq += 1, encode,            ┌──▶ take all pending records
+          queue record + waiter   ─────┤    one write() per segment, roll over if full
+    sync:  lead a round if none runs,  │    fsync (one for every queued writer)
+           else wake the flusher;      │    durable = last written; wake its waiters
+           sleep on the waiter ◀───────┘
+    batch: write the record, return;  flusher fsyncs every N entries or T seconds
+
+Whoever finds no round running leads one inline (a lone writer pays one
+fsync and no thread hand-off); writers that arrive meanwhile queue up and
+the flusher thread runs the next round for all of them. ``submit`` never
+blocks: it hands back a future the round resolves.
+
+Failure: an OSError on write or fsync is fatal. After a failed fsync the
+kernel may have dropped the dirty pages and a second fsync can report
+success for data that is gone (the 2018 PostgreSQL "fsyncgate"), so we
+never retry: every waiter gets :class:`WALFatalError`, nothing unsynced is
+acknowledged, and every later append is refused. Reopening recovers what
+is on disk.
+
+Open: every segment is read and verified (checksums, names, +1 sequence
+continuity). A bad record with nothing valid after it at the end of the
+last segment is a torn write from a crash: it is truncated and reported in
+:attr:`WAL.torn_tail`. Anything else raises :class:`WALCorruption`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+from project_o.errors import InvalidArgument, VaultClosed, VaultError, WALCorruption, WALFatalError
+from project_o.vault.fileio import FileLayer, write_all
+from project_o.vault.wal_record import (
+    Payload,
+    Problem,
+    WALEntry,
+    encode_record,
+    pack_payload,
+    walk_segment,
+)
+
+__all__ = [
+    "WAL",
+    "WALEntry",
+    "TornTail",
+    "WALScan",
+    "SegmentInfo",
+    "Corruption",
+    "scan",
+    "segment_name",
+    "DEFAULT_SEGMENT_SIZE",
+    "DEFAULT_BATCH_ENTRIES",
+    "DEFAULT_BATCH_INTERVAL",
+]
+
+#: Roll over to a new segment past this size: big enough that rollover
+#: (two fsyncs and a directory fsync) is rare, small enough that a
+#: checkpoint can soon delete whole segments.
+DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
+#: The seed's batch durability: fsync every 100 entries or every second.
+DEFAULT_BATCH_ENTRIES = 100
+DEFAULT_BATCH_INTERVAL = 1.0
+
+_SUFFIX = ".wal"
+_NAME = re.compile(r"^(\d{20})\.wal$")
+_Durability = Literal["sync", "batch"]
+#: What a queued writer waits on: a raw lock released by the round (append,
+#: cheaper than a Future) or a Future (submit).
+_Waiter = Any
+
+
+def segment_name(first_sequence: int) -> str:
+    """The file name of the segment whose first record has ``first_sequence``."""
+    return f"{first_sequence:020d}{_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """The end of the last segment that was cut off (or would be, in a scan)."""
+
+    path: Path
+    offset: int
+    bytes_truncated: int
+    reason: str
+
+
+class SegmentInfo(NamedTuple):
+    """One segment as :func:`scan` found it."""
+
+    path: Path
+    first_sequence: int
+    entries: int
+    size: int
+
+
+class Corruption(NamedTuple):
+    """A damaged spot that is not a torn tail."""
+
+    path: Path
+    offset: int
+    reason: str
+
+
+@dataclass
+class WALScan:
+    """Read-only report on a WAL directory (``project-o vault verify``)."""
+
+    directory: Path
+    segments: list[SegmentInfo] = field(default_factory=list)
+    entries: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    torn_tail: TornTail | None = None
+    corruption: list[Corruption] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def sound(self) -> bool:
+        """True when nothing but (at most) a torn tail was found."""
+        return not self.corruption
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view."""
+        return {
+            "directory": str(self.directory),
+            "segments": [{**s._asdict(), "path": str(s.path)} for s in self.segments],
+            "entries": self.entries,
+            "first_sequence": self.first_sequence,
+            "last_sequence": self.last_sequence,
+            "torn_tail": None if self.torn_tail is None else {
+                **self.torn_tail.__dict__, "path": str(self.torn_tail.path)},
+            "corruption": [{**c._asdict(), "path": str(c.path)} for c in self.corruption],
+            "repaired": self.repaired,
+            "sound": self.sound,
+        }
+
+
+def scan(directory: Path, *, repair: bool = False) -> WALScan:
+    """Verify every segment under ``directory`` and report; never raises for corruption.
+
+    With ``repair=True`` a torn tail is truncated, as opening the WAL would
+    do, but only when nothing else is wrong: a corrupt log is left exactly
+    as found for whoever restores it.
+    """
+    report = WALScan(Path(directory))
+    segments = _list_segments(report.directory)
+    previous_last: int | None = None
+    for index, (first, path) in enumerate(segments):
+        if previous_last is not None and first != previous_last + 1:
+            report.corruption.append(Corruption(path, 0, _gap_reason(first, previous_last)))
+        buf = path.read_bytes()
+        count, last = 0, first - 1
+        for item in walk_segment(buf, first):
+            if isinstance(item, WALEntry):
+                count, last = count + 1, item.sequence
+                if report.first_sequence is None:
+                    report.first_sequence = item.sequence
+                report.last_sequence = item.sequence
+            elif item.at_tail and index == len(segments) - 1:
+                report.torn_tail = TornTail(path, item.offset, len(buf) - item.offset, item.reason)
+            else:
+                report.corruption.append(Corruption(path, item.offset, item.reason))
+        report.segments.append(SegmentInfo(path, first, count, len(buf)))
+        report.entries += count
+        previous_last = last
+    if repair and report.torn_tail is not None and report.sound:
+        _cut_tail(FileLayer(), report.torn_tail)
+        report.repaired = True
+    return report
+
+
+class WAL:
+    """An open write-ahead log directory; build it with :meth:`WAL.open`."""
+
+    torn_tail: TornTail | None
+    """What :meth:`open` cut off the end of the last segment, if anything."""
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        durability: _Durability = "sync",
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        batch_entries: int = DEFAULT_BATCH_ENTRIES,
+        batch_interval: float = DEFAULT_BATCH_INTERVAL,
+        file_layer: FileLayer | None = None,
+        start_sequence: int = 1,
+    ) -> WAL:
+        """Open (creating if missing) the WAL in ``directory`` = ``VAULT/wal``.
+
+        Verifies every segment, truncates a torn tail, and continues after
+        the last entry. ``start_sequence`` is the first sequence when the
+        log holds nothing at or after it: a fresh log, or one whose every
+        entry a checkpoint already covers (pass the checkpoint's last
+        sequence + 1). In the latter case the old segments are deleted so
+        new entries are never numbered below the checkpoint.
+
+        Raises :class:`WALCorruption` if a segment is damaged anywhere but
+        at the very end of the last one.
+        """
+        _check_options(durability, segment_size, batch_entries, batch_interval, start_sequence)
+        layer = file_layer or FileLayer()
+        directory = Path(directory)
+        _ensure_directory(directory, layer)
+        segments, next_seq, torn = _recover(directory, layer, start_sequence)
+        return cls(directory, layer, segments, next_seq, torn, durability, segment_size,
+                   batch_entries, batch_interval)
+
+    def __init__(
+        self,
+        directory: Path,
+        layer: FileLayer,
+        segments: list[tuple[int, Path]],
+        next_sequence: int,
+        torn_tail: TornTail | None,
+        durability: _Durability,
+        segment_size: int,
+        batch_entries: int,
+        batch_interval: float,
+    ) -> None:
+        """Use :meth:`WAL.open`; this only wires up an already recovered directory."""
+        self.torn_tail = torn_tail
+        self._directory = directory
+        self._layer = layer
+        self._sync = durability == "sync"
+        self._segment_size = segment_size
+        self._batch_entries = batch_entries
+        self._batch_interval = batch_interval
+        self._segments = segments
+        active = segments[-1][1]
+        self._fd = layer.open(active, os.O_WRONLY | os.O_APPEND)
+        self._active_size = os.fstat(self._fd).st_size
+        # _lock guards the queue and counters; _write_lock is held for a whole
+        # round (write + fsync) or a rollover, so the file sees records in order.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._next_seq = next_sequence
+        self._written_seq = next_sequence - 1
+        self._durable_seq = next_sequence - 1
+        self._pending: list[bytes] = []
+        self._to_wake: collections.deque[Any] = collections.deque()
+        self._waiters: list[tuple[int, _Waiter]] = []
+        self._unsynced_since: float | None = None
+        self._fatal: OSError | None = None
+        self._closed = False
+        self._flusher_idle = False
+        self._flusher = threading.Thread(target=self._run_flusher, name="wal-flusher", daemon=True)
+        self._flusher.start()
+
+    # ----------------------------------------------------------------- writing
+
+    def submit(self, operation: str, data: Any) -> tuple[int, Future[int]]:
+        """Assign the next sequence and queue the record; never waits for the disk.
+
+        The future resolves to the sequence once the record is fsynced, or
+        fails with :class:`WALFatalError`. In batch mode the record is
+        written (not synced) before this returns.
+        """
+        payload = pack_payload(operation, data)
+        future: Future[int] = Future()
+        future.set_running_or_notify_cancel()  # not cancellable: the record is queued
+        seq = self._enqueue(payload, future)
+        if self._sync:
+            self._kick()
+        else:
+            self._write_through(seq)
+        return seq, future
+
+    def append(self, operation: str, data: Any) -> int:
+        """Append one entry and return its sequence.
+
+        sync: returns once the entry is fsynced (concurrent writers share
+        one fsync). batch: returns once it is written; a background flusher
+        fsyncs every ``batch_entries`` entries or ``batch_interval`` seconds.
+        Raises :class:`WALFatalError` if the entry cannot be made durable,
+        :class:`VaultClosed` after :meth:`close`, :class:`InvalidArgument`
+        for data MessagePack cannot encode.
+        """
+        payload = pack_payload(operation, data)
+        if not self._sync:
+            seq = self._enqueue(payload, None)
+            self._write_through(seq)
+            return seq
+        waiter = threading.Lock()
+        waiter.acquire()
+        seq = self._enqueue(payload, waiter)
+        if self._write_lock.acquire(blocking=False):
+            try:
+                self._round()
+            finally:
+                self._write_lock.release()
+        self._kick()
+        waiter.acquire()  # released by the round that made ``seq`` durable, or by _fail
+        self._pass_baton()
+        if self._durable_seq < seq:
+            raise self._fatal_error()
+        return seq
+
+    def flush(self) -> None:
+        """Write and fsync everything appended so far; raise if that fails."""
+        self._check_open()
+        with self._write_lock:
+            self._round()
+        if self._fatal is not None:
+            raise self._fatal_error()
+
+    @property
+    def last_sequence(self) -> int:
+        """The last sequence handed out (written, or queued to be)."""
+        return self._next_seq - 1
+
+    @property
+    def durable_sequence(self) -> int:
+        """The last sequence known to be on stable storage."""
+        return self._durable_seq
+
+    @property
+    def durability(self) -> _Durability:
+        """``"sync"`` or ``"batch"``, as opened."""
+        return "sync" if self._sync else "batch"
+
+    @property
+    def directory(self) -> Path:
+        """The WAL directory (``VAULT/wal``)."""
+        return self._directory
+
+    # ----------------------------------------------------------------- reading
+
+    def replay(self, from_sequence: int = 1) -> Iterator[WALEntry]:
+        """Entries with sequence >= ``from_sequence``, in order, across segments.
+
+        Sees what was written when it starts; raises :class:`WALCorruption`
+        if a segment was damaged since open. Do not run it concurrently
+        with :meth:`truncate_through`.
+        """
+        limit = self._written_seq
+        with self._lock:
+            segments = list(self._segments)
+        for index, (first, path) in enumerate(segments):
+            following = segments[index + 1][0] if index + 1 < len(segments) else None
+            if following is not None and following <= from_sequence:
+                continue  # every entry in this segment is older
+            if first > limit:
+                return
+            for item in walk_segment(path.read_bytes(), first):
+                if isinstance(item, Problem):
+                    raise WALCorruption(str(path), item.offset, item.reason)
+                if item.sequence > limit:
+                    return
+                if item.sequence >= from_sequence:
+                    yield item
+
+    def segments(self) -> list[Path]:
+        """The segment files, oldest first; the last one is active."""
+        with self._lock:
+            return [path for _, path in self._segments]
+
+    # ------------------------------------------------------------- maintenance
+
+    def truncate_through(self, sequence: int) -> int:
+        """Delete the segments whose every entry is <= ``sequence``; return how many.
+
+        The active segment is never deleted. Call it after a checkpoint
+        that covers ``sequence`` is durable.
+        """
+        self._check_open()
+        removed = 0
+        with self._write_lock:
+            while len(self._segments) > 1 and self._segments[1][0] - 1 <= sequence:
+                path = self._segments[0][1]
+                try:
+                    self._layer.unlink(path)
+                except OSError as exc:
+                    raise VaultError(f"could not delete WAL segment {path}: {exc}") from exc
+                with self._lock:
+                    del self._segments[0]
+                removed += 1
+            if removed:
+                self._layer.fsync_directory(self._directory)
+        return removed
+
+    def close(self) -> None:
+        """Flush, stop the flusher and release the file; later appends raise VaultClosed.
+
+        Idempotent. Raises :class:`WALFatalError` if entries that were
+        written could not be made durable.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+        self._flusher.join()
+        with self._write_lock:
+            self._round()
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                self._layer.close(fd)
+        if self._fatal is not None and self._durable_seq < self._next_seq - 1:
+            raise self._fatal_error()
+
+    def __enter__(self) -> WAL:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _enqueue(self, payload: Payload, waiter: _Waiter) -> int:
+        with self._lock:
+            if self._closed:
+                raise VaultClosed(f"the WAL in {self._directory} is closed; open it again")
+            if self._fatal is not None:
+                raise self._fatal_error()
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            # Encoded under the lock because the sequence is inside the record,
+            # and records must reach the file in sequence order.
+            self._pending.append(encode_record(seq, time.time(), payload))
+            if waiter is not None:
+                self._waiters.append((seq, waiter))
+        return seq
+
+    def _kick(self) -> None:
+        """Wake the flusher if records are queued and it sleeps."""
+        if self._flusher_idle:  # racy read is fine: the flusher rechecks under the lock
+            with self._lock:
+                if self._pending and self._flusher_idle:
+                    self._wake.notify()
+
+    def _write_through(self, seq: int) -> None:
+        """Batch mode: write queued records (no fsync) and tell the flusher."""
+        with self._write_lock:
+            self._drain()
+        if self._written_seq < seq:
+            raise self._fatal_error()
+        with self._lock:
+            if self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
+                self._wake.notify()
+            elif self._next_seq - 1 - self._durable_seq >= self._batch_entries:
+                self._wake.notify()
+
+    def _round(self) -> None:
+        """Write everything queued and fsync it; the caller holds the write lock."""
+        if not self._drain():
+            return
+        target = self._written_seq
+        if target <= self._durable_seq:
+            return
+        try:
+            self._layer.fsync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._mark_durable(target)
+
+    def _drain(self) -> bool:
+        """Write the queued records; False if the WAL is (now) fatal."""
+        with self._lock:
+            if self._fatal is not None:
+                return False
+            batch, self._pending = self._pending, []
+        if not batch:
+            return True
+        try:
+            self._write(batch)
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        return True
+
+    def _write(self, batch: list[bytes]) -> None:
+        total = sum(map(len, batch))
+        if self._active_size + total <= self._segment_size:
+            self._write_chunk(b"".join(batch), len(batch), total)
+            return
+        chunk: list[bytes] = []
+        size = 0
+        for record in batch:
+            if self._active_size + size > 0 and self._active_size + size + len(record) > (
+                self._segment_size
+            ):
+                self._write_chunk(b"".join(chunk), len(chunk), size)
+                self._rollover(self._written_seq + 1)
+                chunk, size = [], 0
+            chunk.append(record)
+            size += len(record)
+        self._write_chunk(b"".join(chunk), len(chunk), size)
+
+    def _write_chunk(self, data: bytes, count: int, size: int) -> None:
+        if data:
+            write_all(self._layer, self._fd, data)
+        self._active_size += size
+        self._written_seq += count
+
+    def _rollover(self, first_sequence: int) -> None:
+        """Seal the active segment and start one named ``first_sequence``."""
+        # The old segment must be complete on disk before a newer one exists:
+        # a torn record is only forgiven at the end of the *last* segment.
+        self._layer.fsync(self._fd)
+        fd, self._fd = self._fd, -1
+        self._layer.close(fd)
+        path = self._directory / segment_name(first_sequence)
+        self._fd = self._layer.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        self._layer.fsync_directory(self._directory)  # the new name must survive a crash
+        self._active_size = 0
+        with self._lock:
+            self._segments.append((first_sequence, path))
+
+    def _mark_durable(self, target: int) -> None:
+        with self._lock:
+            self._durable_seq = target
+            self._unsynced_since = None if self._written_seq == target else time.monotonic()
+            if self._waiters and self._waiters[-1][0] > target:
+                done = [w for w in self._waiters if w[0] <= target]
+                self._waiters = [w for w in self._waiters if w[0] > target]
+            else:
+                done, self._waiters = self._waiters, []
+        locks = []
+        for seq, waiter in done:
+            if isinstance(waiter, Future):
+                waiter.set_result(seq)
+            else:
+                locks.append(waiter)
+        if locks:
+            self._to_wake.extend(locks)
+            self._pass_baton()
+
+    def _pass_baton(self) -> None:
+        try:
+            self._to_wake.popleft().release()
+        except IndexError:
+            pass
+
+    def _fail(self, exc: OSError) -> None:
+        """Make the WAL fatal: fail every waiter, drop the queue, refuse the rest."""
+        with self._lock:
+            if self._fatal is None:
+                self._fatal = exc
+            waiters, self._waiters, self._pending = self._waiters, [], []
+        for _, waiter in waiters:
+            if isinstance(waiter, Future):
+                waiter.set_exception(self._fatal_error())
+            else:
+                waiter.release()  # the writer sees durable < its sequence and raises
+
+    def _fatal_error(self) -> WALFatalError:
+        cause = self._fatal
+        error = WALFatalError(
+            f"WAL write or fsync failed in {self._directory}: {cause}; entries after "
+            f"sequence {self._durable_seq} are not durable and every further append is "
+            "refused; reopen the WAL to recover what is on disk"
+        )
+        error.__cause__ = cause
+        return error
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VaultClosed(f"the WAL in {self._directory} is closed; open it again")
+
+    def _run_flusher(self) -> None:
+        while True:
+            with self._lock:
+                while not self._due():
+                    if self._closed:
+                        return
+                    self._flusher_idle = True
+                    self._wake.wait(self._wait_timeout())
+                    self._flusher_idle = False
+            with self._write_lock:
+                self._round()
+
+    def _due(self) -> bool:
+        """Is a round needed now? (caller holds the lock)"""
+        if self._fatal is not None:
+            return False
+        if self._sync:
+            return bool(self._pending)
+        if self._next_seq - 1 - self._durable_seq >= self._batch_entries:
+            return True
+        since = self._unsynced_since
+        return since is not None and time.monotonic() - since >= self._batch_interval
+
+    def _wait_timeout(self) -> float | None:
+        since = self._unsynced_since
+        if self._sync or since is None:
+            return None
+        return max(0.0, since + self._batch_interval - time.monotonic())
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def _check_options(
+    durability: str, segment_size: int, batch_entries: int, batch_interval: float, start: int
+) -> None:
+    if durability not in ("sync", "batch"):
+        raise InvalidArgument(f"durability must be 'sync' or 'batch', got {durability!r}")
+    if segment_size <= 0 or batch_entries <= 0 or batch_interval <= 0:
+        raise InvalidArgument(
+            "segment_size, batch_entries and batch_interval must be positive, got "
+            f"{segment_size}, {batch_entries}, {batch_interval}"
+        )
+    if start < 1:
+        raise InvalidArgument(f"start_sequence must be >= 1, got {start}")
+
+
+def _ensure_directory(directory: Path, layer: FileLayer) -> None:
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    layer.fsync_directory(directory.parent)  # make the new directory's name durable
+
+
+def _list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """(first sequence, path) of every segment file, in sequence order."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _NAME.match(path.name)
+        if match and path.is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _recover(
+    directory: Path, layer: FileLayer, start_sequence: int
+) -> tuple[list[tuple[int, Path]], int, TornTail | None]:
+    """Verify every segment, cut a torn tail; return segments, next sequence, tail."""
+    segments = _list_segments(directory)
+    next_seq: int | None = None
+    torn: TornTail | None = None
+    for index, (first, path) in enumerate(segments):
+        if next_seq is not None and first != next_seq:
+            raise WALCorruption(str(path), 0, _gap_reason(first, next_seq - 1))
+        last, torn = _verify_segment(path, first, is_last=index == len(segments) - 1)
+        next_seq = last + 1
+    if torn is not None:
+        _cut_tail(layer, torn)
+    if next_seq is None or next_seq < start_sequence:
+        # Empty log, or one a checkpoint made obsolete: start at start_sequence.
+        for _, path in segments:
+            layer.unlink(path)
+        path = directory / segment_name(start_sequence)
+        layer.close(layer.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        layer.fsync_directory(directory)
+        return [(start_sequence, path)], start_sequence, torn
+    return segments, next_seq, torn
+
+
+def _verify_segment(path: Path, first: int, *, is_last: bool) -> tuple[int, TornTail | None]:
+    """The last sequence in a segment, and its torn tail if it is the last segment."""
+    buf = path.read_bytes()
+    last = first - 1
+    for item in walk_segment(buf, first):
+        if isinstance(item, WALEntry):
+            last = item.sequence
+        elif is_last and item.at_tail:
+            return last, TornTail(path, item.offset, len(buf) - item.offset, item.reason)
+        else:
+            raise WALCorruption(str(path), item.offset, item.reason)
+    return last, None
+
+
+def _cut_tail(layer: FileLayer, torn: TornTail) -> None:
+    """Truncate a torn tail and make the new length durable."""
+    fd = layer.open(torn.path, os.O_WRONLY)
+    try:
+        layer.ftruncate(fd, torn.offset)
+        layer.fsync(fd)
+    finally:
+        layer.close(fd)
+
+
+def _gap_reason(first: int, previous_last: int) -> str:
+    return (
+        f"segment starts at sequence {first} but the previous one ends at {previous_last}; "
+        f"expected {previous_last + 1}"
+    )

@@ -1,0 +1,251 @@
+"""WAL records: one entry's bytes, and walking the records of a segment.
+
+A segment is a plain sequence of records (DESIGN.md, stable)::
+
+    offset 0          4                                            4 + size
+           +----------+--------------------------------------------+
+           | size     | entry: MessagePack map, exactly five keys  |
+           | u32, BE  |   sequence   int, +1 per record             |
+           |          |   timestamp  float, unix seconds            |
+           |          |   operation  str                            |
+           |          |   data       anything MessagePack encodes   |
+           |          |   checksum   str, 64 hex digits             |
+           +----------+--------------------------------------------+
+
+    checksum = sha256(msgpack.packb([sequence, timestamp, operation, data])).hexdigest()
+
+MessagePack encodes an array or a map as a header byte followed by its
+elements, concatenated. Encoding is therefore split in two so the WAL can
+do the slow, sequence-independent part outside its lock:
+:func:`pack_payload` packs ``operation`` and ``data`` once, and
+:func:`encode_record` splices that payload into both the checksum input
+and the map once a sequence and timestamp are known. The bytes are equal
+to ``msgpack.packb`` of the whole map (the tests check it).
+
+Reading a segment, :func:`walk_segment` yields entries and
+:class:`Problem` objects. After a bad record it looks for the next valid
+record further on (:func:`find_valid_record`); a problem with nothing
+valid after it is ``at_tail``: in the last segment that is what a crash in
+the middle of a write leaves behind, anywhere else it is corruption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from project_o.errors import InvalidArgument
+
+__all__ = [
+    "WALEntry",
+    "Problem",
+    "Payload",
+    "BadRecord",
+    "HEADER",
+    "MAX_RECORD_SIZE",
+    "pack_payload",
+    "encode_record",
+    "encode",
+    "compute_checksum",
+    "decode_entry",
+    "read_record",
+    "find_valid_record",
+    "walk_segment",
+]
+
+#: The size prefix: a u32, big-endian.
+HEADER = struct.Struct(">I")
+#: The largest entry the u32 size prefix can describe.
+MAX_RECORD_SIZE = 2**32 - 1
+#: The keys of an entry, in the order we write them.
+KEYS = ("sequence", "timestamp", "operation", "data", "checksum")
+
+_KEY_SET = frozenset(KEYS)
+_PACKED_KEYS = [msgpack.packb(key) for key in KEYS]
+_K_SEQ, _K_TS, _K_OP, _K_DATA, _K_SUM = _PACKED_KEYS
+_pack = msgpack.packb
+#: ``operation`` and ``data``, each packed on its own (see :func:`pack_payload`).
+Payload = tuple[bytes, bytes]
+#: fixmap with 5 pairs: every entry starts with this byte (msgpack-python
+#: uses the fixmap form for up to 15 pairs).
+_MAP_HEADER = b"\x85"
+#: fixarray with 4 items: the checksum input [sequence, timestamp, operation, data].
+_ARRAY_HEADER = b"\x94"
+#: Bytes an entry needs besides operation and data: the map header, the key
+#: names, a 64-bit sequence (9), a float64 (9) and the 64-digit checksum (2 + 64).
+_FIXED_OVERHEAD = 1 + sum(len(k) for k in _PACKED_KEYS) + 9 + 9 + 66
+#: Nothing smaller than this can be an entry (empty operation, nil data,
+#: 1-byte sequence): lets the resync skip most false candidates cheaply.
+_MIN_ENTRY_SIZE = 1 + sum(len(k) for k in _PACKED_KEYS) + 1 + 9 + 1 + 1 + 66
+
+
+@dataclass(frozen=True)
+class WALEntry:
+    """One decoded, checksum-verified WAL entry."""
+
+    sequence: int
+    timestamp: float
+    operation: str
+    data: Any
+    checksum: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A record in a segment that could not be used.
+
+    ``at_tail`` is True when no valid record follows it in the segment.
+    """
+
+    offset: int
+    reason: str
+    at_tail: bool
+
+
+class BadRecord(Exception):
+    """Signal from :func:`read_record`: the bytes at an offset are not a valid record.
+
+    Internal to the vault: the WAL turns it into a torn tail or a
+    :class:`~project_o.errors.WALCorruption`; it never reaches a user.
+    """
+
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(f"offset {offset}: {reason}")
+        self.offset = offset
+        self.reason = reason
+
+
+def pack_payload(operation: str, data: Any) -> Payload:
+    """Pack ``operation`` and ``data``: the part of a record that needs no sequence.
+
+    Raises :class:`InvalidArgument` if either cannot be stored, before any
+    sequence number is spent on it.
+    """
+    if not isinstance(operation, str):
+        raise InvalidArgument(f"operation must be a str, got {type(operation).__name__}")
+    try:
+        payload = (msgpack.packb(operation), msgpack.packb(data))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(
+            f"WAL data must be MessagePack-encodable (dict, list, str, bytes, int, float, "
+            f"bool, None); {type(data).__name__} failed: {exc}"
+        ) from exc
+    size = len(payload[0]) + len(payload[1]) + _FIXED_OVERHEAD
+    if size > MAX_RECORD_SIZE:
+        raise InvalidArgument(
+            f"WAL entry of {size} bytes exceeds the record limit of "
+            f"{MAX_RECORD_SIZE} bytes; store large blobs in a checkpoint instead"
+        )
+    return payload
+
+
+def encode_record(sequence: int, timestamp: float, payload: Payload) -> bytes:
+    """The full record (size prefix + entry) for a payload from :func:`pack_payload`."""
+    packed_op, packed_data = payload
+    packed_seq = _pack(sequence)
+    packed_ts = _pack(float(timestamp))
+    digest = hashlib.sha256(
+        b"".join((_ARRAY_HEADER, packed_seq, packed_ts, packed_op, packed_data))
+    ).hexdigest()
+    entry = b"".join((
+        _MAP_HEADER, _K_SEQ, packed_seq, _K_TS, packed_ts, _K_OP, packed_op,
+        _K_DATA, packed_data, _K_SUM, _pack(digest),
+    ))
+    return HEADER.pack(len(entry)) + entry
+
+
+def encode(sequence: int, timestamp: float, operation: str, data: Any) -> bytes:
+    """The full record for one entry (convenience for tests and tools)."""
+    return encode_record(sequence, timestamp, pack_payload(operation, data))
+
+
+def compute_checksum(sequence: int, timestamp: float, operation: str, data: Any) -> str:
+    """SHA-256 hex digest of ``msgpack.packb([sequence, timestamp, operation, data])``."""
+    return hashlib.sha256(msgpack.packb([sequence, timestamp, operation, data])).hexdigest()
+
+
+def decode_entry(body: bytes, offset: int = 0) -> WALEntry:
+    """Decode and verify one entry; raise :class:`BadRecord` (at ``offset``) if invalid."""
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise BadRecord(offset, f"entry is not valid MessagePack ({exc})") from None
+    if not isinstance(obj, dict) or obj.keys() != _KEY_SET:
+        got = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise BadRecord(offset, f"expected a map with keys {sorted(_KEY_SET)}, got {got}")
+    sequence, timestamp = obj["sequence"], obj["timestamp"]
+    operation, data, checksum = obj["operation"], obj["data"], obj["checksum"]
+    if type(sequence) is not int or sequence < 0:
+        raise BadRecord(offset, f"sequence must be a non-negative int, got {sequence!r}")
+    if type(timestamp) is not float:
+        raise BadRecord(offset, f"timestamp must be a float, got {timestamp!r}")
+    if not isinstance(operation, str) or not isinstance(checksum, str):
+        raise BadRecord(offset, "operation and checksum must be strings")
+    expected = compute_checksum(sequence, timestamp, operation, data)
+    if checksum != expected:
+        raise BadRecord(
+            offset, f"checksum mismatch: stored {checksum[:16]}…, computed {expected[:16]}…"
+        )
+    return WALEntry(sequence, timestamp, operation, data, checksum)
+
+
+def read_record(buf: bytes, offset: int) -> tuple[WALEntry, int]:
+    """Decode the record at ``offset``; return it and the offset just past it."""
+    remaining = len(buf) - offset
+    if remaining < HEADER.size:
+        raise BadRecord(offset, f"{remaining} bytes left, too few for a size prefix")
+    (size,) = HEADER.unpack_from(buf, offset)
+    end = offset + HEADER.size + size
+    if size < _MIN_ENTRY_SIZE:
+        raise BadRecord(offset, f"size prefix {size} is below the smallest entry")
+    if end > len(buf):
+        raise BadRecord(
+            offset, f"record claims {size} bytes but only {remaining - HEADER.size} follow"
+        )
+    return decode_entry(buf[offset + HEADER.size : end], offset), end
+
+
+def find_valid_record(buf: bytes, start: int) -> int | None:
+    """The first offset at or after ``start`` where a valid record begins, if any."""
+    search = start + HEADER.size
+    while (found := buf.find(_MAP_HEADER, search)) >= 0:
+        try:
+            read_record(buf, found - HEADER.size)
+        except BadRecord:
+            search = found + 1
+            continue
+        return found - HEADER.size
+    return None
+
+
+def walk_segment(buf: bytes, first_sequence: int | None) -> Iterator[WALEntry | Problem]:
+    """Yield the entries of a segment in order, and a :class:`Problem` per bad spot.
+
+    ``first_sequence`` is what the first record must carry (the file name
+    says); after it each record must be one more than the previous. After
+    a bad record the walk resumes at the next valid one, if any, and takes
+    its sequence as the new baseline, so one damaged spot is one problem.
+    """
+    offset, expected = 0, first_sequence
+    while offset < len(buf):
+        try:
+            entry, end = read_record(buf, offset)
+        except BadRecord as bad:
+            resume = find_valid_record(buf, offset + 1)
+            yield Problem(offset, bad.reason, at_tail=resume is None)
+            if resume is None:
+                return
+            offset, expected = resume, None
+            continue
+        if expected is not None and entry.sequence != expected:
+            where = "the file name says" if offset == 0 else "continuity requires"
+            reason = f"record has sequence {entry.sequence} where {where} {expected}"
+            yield Problem(offset, reason, at_tail=False)
+        yield entry
+        offset, expected = end, entry.sequence + 1
+

@@ -1,0 +1,309 @@
+"""Frames: how a :class:`~project_o.wire.messages.Message` crosses a byte stream.
+
+One frame::
+
+    offset 0          4                                          4 + length
+           +----------+------------------------------------------+
+           |  length  |  payload: one MessagePack map             |
+           +----------+------------------------------------------+
+            u32, big-endian,
+            payload bytes only
+            (prefix excluded)
+
+    payload = {"type": str,          a MessageType value
+               "timestamp": float,   unix seconds
+               "data": map,          keys str/bytes (see packable)
+               "metadata": map}      exactly these four keys, nothing after the map
+
+Reading a frame, in order, each step raising its own error::
+
+    length > max_frame_size?       -> FrameTooLarge      (before one payload byte is read)
+    payload not one msgpack map    -> FrameDecodeError   (bad bytes, trailing bytes,
+      with exactly the four keys      not a map, missing/extra keys, wrong field types,
+      of the right types?             an extension type, nesting too deep)
+    type not a MessageType?        -> UnknownMessageType
+    stream ends                    -> ConnectionClosed(clean=True between frames,
+                                                       clean=False inside one)
+
+Memory: a frame costs at most ``max_frame_size`` of buffered bytes, plus
+the decoded objects. msgpack caps every string/array/map length at the
+payload size, so decoding is linear in the payload, but the decoded form
+can be large: a payload made only of empty maps expands about 75x in
+Python objects. Choose ``max_frame_size`` with that factor in mind.
+
+Encoding is just as strict: :func:`encode_frame` refuses a message the
+other side would reject (too large, or contents that are not packable), so
+a protocol error always means the peer misbehaved, never that we did.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Final
+
+import msgpack
+
+from project_o.errors import (
+    ConnectionClosed,
+    FrameDecodeError,
+    FrameTooLarge,
+    InvalidArgument,
+    ProtocolError,
+    UnknownMessageType,
+)
+from project_o.wire.messages import Message, MessageType
+from project_o.wire.packable import ensure_packable
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "FRAME_KEYS",
+    "PREFIX_SIZE",
+    "FrameDecoder",
+    "check_frame_size",
+    "decode_payload",
+    "encode_frame",
+    "parse_prefix",
+    "validate_max_frame_size",
+]
+
+#: Default limit on a frame's payload, in bytes (the design's 64 MiB).
+DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024 * 1024
+
+_PREFIX: Final = struct.Struct(">I")
+#: Size of the length prefix in bytes.
+PREFIX_SIZE: Final = _PREFIX.size
+# The largest length a u32 prefix can carry; no limit may go beyond it.
+_PREFIX_MAX: Final = 2**32 - 1
+
+#: The keys of the payload map, exactly.
+FRAME_KEYS: Final = frozenset({"type", "timestamp", "data", "metadata"})
+
+_ADVICE: Final = (
+    "the peer is not speaking this protocol or the stream lost sync; drop the connection"
+)
+
+
+def validate_max_frame_size(max_frame_size: int) -> int:
+    """Return ``max_frame_size`` if it is a usable limit, else raise InvalidArgument."""
+    if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
+        raise InvalidArgument(f"max_frame_size must be an int, got {type(max_frame_size).__name__}")
+    if not 1 <= max_frame_size <= _PREFIX_MAX:
+        raise InvalidArgument(
+            f"max_frame_size must be between 1 and {_PREFIX_MAX} bytes (a u32 length "
+            f"prefix), got {max_frame_size}"
+        )
+    return max_frame_size
+
+
+def check_frame_size(size: int, max_frame_size: int) -> None:
+    """Raise :class:`~project_o.errors.FrameTooLarge` if ``size`` exceeds the limit."""
+    if size > max_frame_size:
+        raise FrameTooLarge(size, max_frame_size)
+
+
+def parse_prefix(prefix: bytes | bytearray | memoryview) -> int:
+    """The payload length announced by a 4-byte prefix."""
+    (size,) = _PREFIX.unpack(prefix)
+    return int(size)
+
+
+def encode_frame(message: Message, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
+    """Encode ``message`` as one frame, length prefix included.
+
+    Raises :class:`~project_o.errors.InvalidArgument` if ``data`` or
+    ``metadata`` holds something the peer would reject, and
+    :class:`~project_o.errors.FrameTooLarge` if the payload would exceed
+    ``max_frame_size``.
+    """
+    validate_max_frame_size(max_frame_size)
+    ensure_packable(message.data, "data")
+    ensure_packable(message.metadata, "metadata")
+    payload = _pack(
+        {
+            "type": str(message.type),
+            "timestamp": message.timestamp,
+            "data": message.data,
+            "metadata": message.metadata,
+        }
+    )
+    check_frame_size(len(payload), max_frame_size)
+    return _PREFIX.pack(len(payload)) + payload
+
+
+def _pack(fields: dict[str, Any]) -> bytes:
+    try:
+        return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        # ensure_packable catches the common cases with a path; this catches
+        # the rest, e.g. a str with lone surrogates that has no UTF-8 form.
+        raise InvalidArgument(
+            f"message could not be encoded as MessagePack: {exc}; "
+            "send plain None/bool/int/float/str/bytes/list/dict values"
+        ) from exc
+
+
+def decode_payload(
+    payload: bytes | bytearray | memoryview, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+) -> Message:
+    """Decode one frame's payload (prefix already removed) into a Message.
+
+    Raises :class:`~project_o.errors.FrameTooLarge`,
+    :class:`~project_o.errors.FrameDecodeError` or
+    :class:`~project_o.errors.UnknownMessageType`; never anything else.
+    """
+    check_frame_size(len(payload), validate_max_frame_size(max_frame_size))
+    return _message_from(_unpack(payload))
+
+
+def _unpack(payload: bytes | bytearray | memoryview) -> object:
+    size = len(payload)
+    try:
+        # Each length cap is the payload size (a map entry needs >= 2
+        # bytes): a lying length header inside the payload cannot make
+        # msgpack pre-allocate more than the frame it came in.
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,  # see packable: no hash-flooding with int keys
+            ext_hook=_refuse_extension,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
+            max_ext_len=size,
+        )
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        raise FrameDecodeError(
+            f"frame payload of {size} bytes is not one valid MessagePack value "
+            f"({type(exc).__name__}: {exc}); {_ADVICE}"
+        ) from exc
+
+
+def _refuse_extension(code: int, data: bytes) -> object:
+    raise FrameDecodeError(
+        f"frame payload holds MessagePack extension type {code} ({len(data)} bytes); "
+        f"only the timestamp extension is allowed; {_ADVICE}"
+    )
+
+
+def _message_from(fields: object) -> Message:
+    if not isinstance(fields, dict):
+        raise FrameDecodeError(
+            f"frame payload is a MessagePack {type(fields).__name__}, expected a map "
+            f"with keys {sorted(FRAME_KEYS)}; {_ADVICE}"
+        )
+    _check_keys(fields)
+    kind = _field(fields, "type", str, "a str")
+    timestamp = _field(fields, "timestamp", float, "a float (unix seconds)")
+    if not math.isfinite(timestamp):
+        raise FrameDecodeError(f"frame timestamp must be finite, got {timestamp!r}; {_ADVICE}")
+    data = _field(fields, "data", dict, "a map")
+    metadata = _field(fields, "metadata", dict, "a map")
+    try:
+        known = MessageType(kind)
+    except ValueError:
+        raise UnknownMessageType(kind) from None
+    return Message(type=known, data=data, metadata=metadata, timestamp=timestamp)
+
+
+def _check_keys(fields: dict[Any, Any]) -> None:
+    keys = set(fields)
+    if keys == FRAME_KEYS:
+        return
+    missing = sorted(FRAME_KEYS - keys)
+    # Extra keys may be str or bytes; repr() makes them sortable together.
+    extra = sorted(repr(key) for key in keys - FRAME_KEYS)
+    raise FrameDecodeError(
+        f"frame map must have exactly the keys {sorted(FRAME_KEYS)}; "
+        f"missing {missing}, unexpected [{', '.join(extra)}]; {_ADVICE}"
+    )
+
+
+def _field(fields: dict[str, Any], name: str, kind: type, expected: str) -> Any:
+    value = fields[name]
+    if not isinstance(value, kind):
+        raise FrameDecodeError(
+            f"frame field {name!r} must be {expected}, got {type(value).__name__} "
+            f"{_short_repr(value)}; {_ADVICE}"
+        )
+    return value
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class FrameDecoder:
+    """Turns a byte stream, fed in chunks of any size, into Messages.
+
+    ``feed(chunk)`` returns every message completed by the chunk, in order.
+    A length prefix over ``max_frame_size`` raises FrameTooLarge as soon as
+    its four bytes arrive; nothing is buffered beyond what was fed.
+
+    Any protocol error ends the stream: it is raised from the ``feed`` call
+    that reached the bad frame (messages completed earlier in that same
+    call are dropped with it), and every later ``feed`` raises it again.
+    At end of input call :meth:`feed_eof`, which tells a clean close from
+    one in the middle of a frame.
+    """
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self._max_frame_size = validate_max_frame_size(max_frame_size)
+        self._buffer = bytearray()
+        self._error: ProtocolError | None = None
+
+    @property
+    def max_frame_size(self) -> int:
+        """The payload limit this decoder enforces, in bytes."""
+        return self._max_frame_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a returned message."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+        """Add ``data`` to the stream; return the messages it completed."""
+        self._raise_if_failed()
+        self._buffer += data
+        messages: list[Message] = []
+        try:
+            while (payload := self._next_payload()) is not None:
+                messages.append(decode_payload(payload, self._max_frame_size))
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        return messages
+
+    def feed_eof(self) -> None:
+        """Declare end of input: raise unless the stream ended between frames.
+
+        Raises the earlier protocol error if there was one, else
+        ConnectionClosed(clean=False) if part of a frame is still buffered.
+        """
+        self._raise_if_failed()
+        if self._buffer:
+            raise ConnectionClosed(
+                clean=False, detail=f"{len(self._buffer)} bytes of an unfinished frame"
+            )
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _next_payload(self) -> bytes | None:
+        if len(self._buffer) < PREFIX_SIZE:
+            return None
+        size = parse_prefix(self._buffer[:PREFIX_SIZE])
+        check_frame_size(size, self._max_frame_size)
+        end = PREFIX_SIZE + size
+        if len(self._buffer) < end:
+            return None
+        payload = bytes(self._buffer[PREFIX_SIZE:end])
+        # Deleting from the front of a bytearray is cheap in CPython (it
+        # moves a start offset), so a chunk of many small frames stays linear.
+        del self._buffer[:end]
+        return payload

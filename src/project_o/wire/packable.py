@@ -1,0 +1,120 @@
+"""What may travel inside a message's ``data`` and ``metadata``.
+
+The receiving side (:func:`project_o.wire.framing.decode_payload`) accepts
+exactly this subset of MessagePack, so checking it before sending means we
+never send a frame the peer must reject::
+
+    value := None | bool | int in [-2**63, 2**64 - 1] | float | str | bytes | bytearray
+           | msgpack.Timestamp
+           | list[value] | tuple[value]          (a tuple arrives as a list)
+           | dict[key, value]
+    key   := str | bytes
+    nesting depth <= MAX_NESTING_DEPTH
+
+Why map keys must be ``str`` or ``bytes``: the decoder runs msgpack with
+``strict_map_key=True``. Python's hash of an int is predictable (``hash(n)
+== n`` for small ``n``; ``n`` and ``n + 2**61 - 1`` collide), so a peer
+could send one map of colliding int keys and make the supervisor spend
+quadratic time building the dict. ``str`` and ``bytes`` hashes are salted
+per process, so that attack does not work.
+
+Why the timestamp extension but no other extension type: msgpack decodes
+extension -1 into :class:`msgpack.Timestamp` before any hook can refuse
+it, so we accept it on both sides; every other extension is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgpack
+
+from project_o.errors import InvalidArgument
+
+__all__ = ["MAX_NESTING_DEPTH", "ensure_packable"]
+
+#: Deepest nesting of lists/maps allowed inside ``data`` or ``metadata``.
+#: Well under msgpack's packer limit (511 levels, counted from the frame
+#: map), its unpacker stack (1024 levels) and Python's recursion limit,
+#: which the recursive check below relies on.
+MAX_NESTING_DEPTH: Final = 256
+
+# The MessagePack int family: int 64 at the bottom, uint 64 at the top.
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+
+_LEAF_TYPES: Final = (type(None), bool, float, str, bytes, bytearray, msgpack.Timestamp)
+
+
+class _NotPackable(Exception):
+    """Internal: carries the reason up the recursion, collecting the path."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.steps: list[str] = []  # innermost first
+
+    def path(self) -> str:
+        return "".join(reversed(self.steps))
+
+
+def ensure_packable(value: object, where: str = "value") -> None:
+    """Raise :class:`~project_o.errors.InvalidArgument` unless ``value`` may be sent.
+
+    ``where`` names the value in the error (``"data"`` gives messages like
+    ``data['items'][3]: set is not a MessagePack type``).
+    """
+    try:
+        _check(value, 0)
+    except _NotPackable as exc:
+        raise InvalidArgument(
+            f"{where}{exc.path()}: {exc.reason}; convert it to plain "
+            "None/bool/int/float/str/bytes/list/dict before sending"
+        ) from None
+
+
+def _check(value: object, depth: int) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise _NotPackable(f"integer {value} is outside MessagePack's 64-bit range")
+    elif isinstance(value, _LEAF_TYPES):
+        return
+    elif isinstance(value, msgpack.ExtType):
+        # Checked before tuple: ExtType is a namedtuple, but msgpack packs
+        # it as an extension, which the decoder refuses.
+        raise _NotPackable("ExtType is not a MessagePack type we accept (only Timestamp)")
+    elif isinstance(value, (list, tuple)):
+        _check_depth(depth)
+        _check_items(value, depth)
+    elif isinstance(value, dict):
+        _check_depth(depth)
+        _check_map(value, depth)
+    else:
+        raise _NotPackable(f"{type(value).__name__} is not a MessagePack type")
+
+
+def _check_depth(depth: int) -> None:
+    if depth >= MAX_NESTING_DEPTH:
+        raise _NotPackable(f"nested deeper than {MAX_NESTING_DEPTH} lists/maps")
+
+
+def _check_items(items: list[object] | tuple[object, ...], depth: int) -> None:
+    for index, item in enumerate(items):
+        try:
+            _check(item, depth + 1)
+        except _NotPackable as exc:
+            exc.steps.append(f"[{index}]")
+            raise
+
+
+def _check_map(mapping: dict[object, object], depth: int) -> None:
+    for key, item in mapping.items():
+        if not isinstance(key, (str, bytes)):
+            raise _NotPackable(
+                f"map key {key!r} is a {type(key).__name__}; keys must be str or bytes"
+            )
+        try:
+            _check(item, depth + 1)
+        except _NotPackable as exc:
+            exc.steps.append(f"[{key!r}]")
+            raise

@@ -1,0 +1,102 @@
+"""A real gateway on 127.0.0.1 (port 0) in the test's event loop, and a scripted service.
+
+The service echoes its input, or does what the input asks:
+``{"raise": NAME}`` raises one of the errors in :data:`SERVICE_ERRORS`
+(or ``"bug"``: a plain RuntimeError), ``{"return": "bytes"}`` answers with
+output that cannot be JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from project_o.errors import (
+    NoInstanceAvailable,
+    PoisonRequest,
+    RequestFailed,
+    RequestTimeout,
+    ServiceError,
+)
+from project_o.gateway import GatewayServer, RequestResult, create_app
+
+TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyz"
+SECRET = "SECRET-TRACEBACK-MARKER"
+# Client-side guard so a hung server fails the test instead of stalling the suite.
+CLIENT_TIMEOUT_S = 30.0
+
+SERVICE_ERRORS: dict[str, Callable[[], ServiceError]] = {
+    "poison": lambda: PoisonRequest(
+        "request req-9 was quarantined: it killed 2 instances in a row (last: SIGSEGV)",
+        request_id="req-9",
+    ),
+    "failed": lambda: RequestFailed(
+        "KeyError", "'missing'", request_id="req-8", traceback=f"Traceback ...\n{SECRET}"
+    ),
+    "unavailable": lambda: NoInstanceAvailable("the agent is restarting", retry_after_s=2.5),
+    "timeout": lambda: RequestTimeout("request req-7 missed its deadline", request_id="req-7"),
+}
+
+
+class ScriptedService:
+    """An in-test AgentService: echoes, or raises on request."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, float | None]] = []
+        self.snapshot: dict[str, Any] = {
+            "supervisor_pid": 4242,
+            "heart_pid": 4241,
+            "instances": [{"id": "main-1", "role": "main", "pid": 5000}],
+            "vault": {"last_sequence": 17},
+            "events": [{"kind": "start"}],
+        }
+
+    async def submit(self, input: Any, *, deadline_s: float | None = None) -> RequestResult:
+        self.calls.append((input, deadline_s))
+        if isinstance(input, dict) and "raise" in input:
+            if input["raise"] == "bug":
+                raise RuntimeError(SECRET)
+            raise SERVICE_ERRORS[input["raise"]]()
+        if isinstance(input, dict) and input.get("return") == "bytes":
+            return RequestResult(f"req-{len(self.calls)}", b"\xff\xfe", "v-test", 0.5)
+        return RequestResult(f"req-{len(self.calls)}", input, "v-test", 0.25)
+
+    def status(self) -> dict[str, Any]:
+        return self.snapshot
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # the supervisor's loop is asyncio
+
+
+@pytest.fixture(scope="module")
+def service() -> ScriptedService:
+    return ScriptedService()
+
+
+@pytest.fixture(scope="module")
+async def gateway(service: ScriptedService) -> AsyncIterator[GatewayServer]:
+    app = create_app(service, token=TOKEN)
+    async with GatewayServer(app, port=0) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(gateway: GatewayServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sends the right token."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers=headers, timeout=CLIENT_TIMEOUT_S
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def anonymous(gateway: GatewayServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sends no token."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=CLIENT_TIMEOUT_S) as http:
+        yield http

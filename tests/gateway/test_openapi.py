@@ -1,0 +1,64 @@
+"""/openapi.json describes what the gateway does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def spec(anonymous: httpx.AsyncClient) -> dict[str, Any]:
+    response = await anonymous.get("/openapi.json")  # open, like /healthz
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    resolved: dict[str, Any] = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    return resolved
+
+
+async def test_lists_the_endpoints(spec: dict[str, Any]) -> None:
+    assert set(spec["paths"]) == {"/healthz", "/v1/requests", "/v1/status"}
+    assert set(spec["paths"]["/v1/requests"]) == {"post"}
+    assert set(spec["paths"]["/v1/status"]) == {"get"}
+    assert set(spec["paths"]["/healthz"]) == {"get"}
+
+
+async def test_v1_needs_bearer_and_healthz_does_not(spec: dict[str, Any]) -> None:
+    schemes = spec["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    assert spec["paths"]["/v1/requests"]["post"]["security"]
+    assert spec["paths"]["/v1/status"]["get"]["security"]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+async def test_request_body_schema_matches_validation(spec: dict[str, Any]) -> None:
+    body = spec["paths"]["/v1/requests"]["post"]["requestBody"]
+    assert body["required"] is True
+    schema = resolve(spec, body["content"]["application/json"]["schema"])
+    assert schema["required"] == ["input"]
+    assert schema["additionalProperties"] is False
+    deadline = next(s for s in schema["properties"]["deadline_ms"]["anyOf"] if s["type"] != "null")
+    assert deadline["type"] == "integer"
+    assert deadline["exclusiveMinimum"] == 0
+
+
+async def test_reply_and_every_error_are_documented(spec: dict[str, Any]) -> None:
+    responses = spec["paths"]["/v1/requests"]["post"]["responses"]
+    assert set(responses) == {"200", "400", "401", "413", "415", "422", "500", "502", "503", "504"}
+    reply = resolve(spec, responses["200"]["content"]["application/json"]["schema"])
+    assert set(reply["required"]) == {"request_id", "output", "version", "latency_ms"}
+    for status in set(responses) - {"200"}:
+        error = resolve(spec, responses[status]["content"]["application/json"]["schema"])
+        assert error["required"] == ["error"], status
+    assert "Retry-After" in responses["503"]["headers"]
+    assert {"200", "401"} <= set(spec["paths"]["/v1/status"]["get"]["responses"])

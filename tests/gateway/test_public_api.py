@@ -1,0 +1,57 @@
+"""The gateway's public names, and that it stays light: no agent code, no numpy."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from project_o import gateway
+
+EXPECTED = {
+    "AgentService",
+    "RequestResult",
+    "create_app",
+    "GatewayServer",
+    "serve",
+    "resolve_token",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_MAX_BODY_BYTES",
+    "MAX_DEADLINE_MS",
+    "TOKEN_ENV",
+    "TOKEN_FILENAME",
+}
+# What the gateway's own modules may import besides the standard library.
+ALLOWED_THIRD_PARTY = {"fastapi", "starlette", "uvicorn", "pydantic"}
+ALLOWED_PROJECT = {"project_o", "project_o.errors"}
+
+
+def test_public_names() -> None:
+    assert set(gateway.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(gateway, name) is not None
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_gateway_imports_only_the_light_stack() -> None:
+    package = Path(gateway.__file__).parent
+    sources = sorted(package.glob("*.py"))
+    assert len(sources) >= 5
+    for source in sources:
+        for name in imported_modules(source):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY:
+                continue
+            assert name in ALLOWED_PROJECT or name.startswith("project_o.gateway"), (
+                f"{source.name} imports {name}"
+            )

@@ -1,0 +1,138 @@
+"""Fault injectors against a real supervisor: it survives, replaces, remembers.
+
+Each case: write memory through the agent, make the main instance die (or
+hang, or lie on its socket) in one particular way, then check that the
+supervisor is still the same process, a new main answers, every
+acknowledged write is intact and the event was recorded with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.supervisor.harness import CHAOS_AGENT, FAST_HEARTBEAT, Stack
+
+pytestmark = pytest.mark.slow
+
+#: (chaos action, event kind we expect to see recorded)
+FAULTS = [
+    ("exit", "crash"),
+    ("sys_exit", "crash"),
+    ("segv", "crash"),
+    ("recurse", "crash"),
+    ("loop", "hang"),
+    ("deadlock", "hang"),
+    ("forkbomb", "crash"),
+    ("garbage", "crash"),
+    ("oversized", "crash"),
+    ("close_socket", "crash"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    vault = tmp_path_factory.mktemp("chaos") / "vault"
+    running = Stack(
+        vault, ["--agent", str(CHAOS_AGENT), "--memory-limit-mb", "2048", *FAST_HEARTBEAT]
+    )
+    yield running
+    running.stop()
+
+
+def _write_and_check(stack: Stack, prefix: str, count: int = 5) -> dict[str, int]:
+    written = {}
+    for n in range(count):
+        response = stack.do("set", key=f"{prefix}-{n}", value=n)
+        assert response.status_code == 200, response.text
+        written[f"{prefix}-{n}"] = n
+    return written
+
+
+def _assert_memory(stack: Stack, expected: dict[str, int]) -> None:
+    for key, value in expected.items():
+        response = stack.do("get", key=key)
+        assert response.status_code == 200, response.text
+        assert response.json()["output"] == {"value": value}, key
+
+
+@pytest.mark.parametrize(("action", "kind"), FAULTS)
+def test_main_dies_and_is_replaced_with_memory_intact(stack: Stack, action: str, kind: str) -> None:
+    supervisor = stack.supervisor_pid()
+    written = _write_and_check(stack, action)
+    victim = stack.main_pid()
+
+    response = stack.do(action)
+
+    assert response.status_code == 502, response.text
+    assert "quarantined" in response.json()["error"]["message"]
+    assert stack.supervisor_pid() == supervisor
+    assert stack.do("echo", input="alive").json()["output"] == "alive"
+    assert stack.main_pid() != victim
+    _assert_memory(stack, written)
+    events = stack.status()["events"]
+    assert any(e["kind"] == kind and e["reason"] for e in events), events
+    assert any(e["kind"] == "quarantine" for e in events)
+
+
+def test_kill_9_of_the_main_loses_nothing(stack: Stack) -> None:
+    written = _write_and_check(stack, "kill9")
+    victim = stack.main_pid()
+    os.kill(victim, signal.SIGKILL)
+    assert stack.do("echo").status_code == 200
+    assert stack.main_pid() != victim
+    _assert_memory(stack, written)
+
+
+def test_membomb_is_stopped_by_the_quota(stack: Stack) -> None:
+    supervisor = stack.supervisor_pid()
+    written = _write_and_check(stack, "membomb")
+    response = stack.do("membomb")
+    # The quota either makes the allocation fail (a handler error) or kills the
+    # instance twice (quarantine); both answer 502 and the agent keeps serving.
+    assert response.status_code == 502, response.text
+    assert stack.supervisor_pid() == supervisor
+    _assert_memory(stack, written)
+
+
+def test_poison_request_does_not_block_others(stack: Stack) -> None:
+    assert stack.do("poison", input="poison").status_code == 502
+    assert stack.do("echo", input=1).status_code == 200
+
+
+def test_standby_takes_over(stack: Stack) -> None:
+    before = {i["role"]: i["pid"] for i in stack.status()["instances"]}
+    assert set(before) == {"main", "standby"}
+    os.kill(before["main"], signal.SIGKILL)
+    assert stack.do("echo").status_code == 200
+    after = {i["role"]: i["pid"] for i in _wait_for_standby(stack)}
+    assert after["main"] == before["standby"]
+    assert after["standby"] not in (before["main"], before["standby"])
+
+
+def _wait_for_standby(stack: Stack, timeout: float = 10.0) -> list[dict[str, int]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        instances = stack.status()["instances"]
+        if {i["role"] for i in instances} == {"main", "standby"}:
+            return instances
+        time.sleep(0.05)
+    raise AssertionError("no new standby was forked")
+
+
+def test_supervisor_kill_9_is_survived_by_the_heart(tmp_path: Path) -> None:
+    stack = Stack(tmp_path / "vault", ["--agent", str(CHAOS_AGENT), *FAST_HEARTBEAT], heart=True)
+    try:
+        written = _write_and_check(stack, "heart", count=10)
+        old = stack.supervisor_pid()
+        os.kill(old, signal.SIGKILL)
+        stack.wait_ready(not_pid=old)
+        assert stack.supervisor_pid() != old
+        _assert_memory(stack, written)
+    finally:
+        stack.stop()
