@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from project_o.errors import AgentLoadError, InvalidArgument, ZygoteError
@@ -121,6 +123,48 @@ def test_fork_after_the_zygote_died_raises() -> None:
                 await z.fork("main", "late")
 
     run(scenario())
+
+
+SUPERVISOR_SCRIPT = """
+import asyncio, sys
+from project_o.runtime.sandbox import scrubbed_env
+from project_o.runtime.zygote_client import ZygoteHandle
+
+async def main():
+    handle = await ZygoteHandle.start(sys.argv[1], "v1", env=scrubbed_env())
+    print(handle.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_zygote_dies_with_its_supervisor() -> None:
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR_SCRIPT, str(CHAOS_AGENT)], stdout=subprocess.PIPE
+    )
+    try:
+        assert supervisor.stdout is not None
+        zygote_pid = int(supervisor.stdout.readline())
+        assert psutil.Process(zygote_pid).ppid() == supervisor.pid
+        supervisor.kill()
+        supervisor.wait()
+        _wait_gone(zygote_pid)
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"zygote {pid} outlived its supervisor by {timeout} s")
 
 
 def test_wire_contract_with_a_blocking_supervisor() -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "CgroupTree",
     "cgroup_available",
     "join_cgroup",
+    "own_cgroup",
     "remove_cgroup",
 ]
 
@@ -135,7 +136,8 @@ def remove_cgroup(pid: int) -> None:
 
 
 def _write(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+    # O_TRUNC as a shell redirect does: harmless on cgroupfs, exact on a plain file.
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
         os.write(fd, value.encode())
     finally:

@@ -68,6 +68,7 @@ __all__ = [
     "EXIT_PROTOCOL",
     "EXIT_RESTORE_FAILED",
     "EXIT_RUNTIME_BUG",
+    "RESTORE_ERROR_ID",
     "STANDBY",
     "Instance",
     "run_instance",
@@ -81,6 +82,8 @@ EXIT_PROTOCOL: Final = 76  # EX_PROTOCOL: the supervisor broke the protocol
 
 #: the role that tails the WAL and serves nothing until promoted
 STANDBY: Final = "standby"
+#: the id of the error frame sent when the restore fails (no request has it)
+RESTORE_ERROR_ID: Final = "restore"
 #: caps on what an error frame carries, so a huge traceback cannot blow a frame
 MAX_TRACEBACK_CHARS: Final = 64 * 1024
 MAX_MESSAGE_CHARS: Final = 4 * 1024
@@ -218,7 +221,7 @@ class Instance:
             info, payload = CheckpointStore(path.parent).read(path)
             self._state.load(payload)
         except (VaultError, OSError, InvalidArgument) as exc:
-            self._send_error(None, exc)
+            self._send_error(RESTORE_ERROR_ID, exc)
             raise _Exit(EXIT_RESTORE_FAILED, f"cannot restore from {path}: {exc}") from exc
         self.last_sequence = info.last_sequence
 

@@ -26,6 +26,7 @@ import os
 import re
 import resource
 import signal
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
@@ -146,7 +147,11 @@ def apply_sandbox(
     fd = _isolate_descriptors(instance_fd)
     _apply_rlimits(limits)
     if use_cgroup and cgroup_available():
-        join_cgroup(limits.memory_bytes, limits.pids)
+        try:
+            join_cgroup(limits.memory_bytes, limits.pids)
+        except OSError as exc:
+            # The rlimits still hold; a missing cgroup is worth a line, not a dead instance.
+            print(f"instance {os.getpid()}: no cgroup of its own ({exc})", file=sys.stderr)
     return fd
 
 

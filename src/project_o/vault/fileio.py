@@ -64,7 +64,7 @@ class FileLayer:
         """
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
 

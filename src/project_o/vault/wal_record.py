@@ -68,7 +68,17 @@ KEYS = ("sequence", "timestamp", "operation", "data", "checksum")
 _KEY_SET = frozenset(KEYS)
 _PACKED_KEYS = [msgpack.packb(key) for key in KEYS]
 _K_SEQ, _K_TS, _K_OP, _K_DATA, _K_SUM = _PACKED_KEYS
-_pack = msgpack.packb
+# encode_record runs under the WAL's lock for every entry, so it packs the
+# three scalars itself, byte for byte what msgpack.packb produces (the tests
+# compare): ints in their shortest unsigned form, floats as float 64 (0xcb),
+# the 64-digit checksum as str 8 (0xd9, length 0x40).
+#: Packed operation names: a program uses a handful (memory_set, memory_delete...).
+_OPERATIONS: dict[str, bytes] = {}
+_OPERATION_CACHE_SIZE = 256
+_FLOAT64 = struct.Struct(">Bd").pack
+_UINT32 = struct.Struct(">BI").pack
+_UINT64 = struct.Struct(">BQ").pack
+_STR8_64 = b"\xd9\x40"
 #: ``operation`` and ``data``, each packed on its own (see :func:`pack_payload`).
 Payload = tuple[bytes, bytes]
 #: fixmap with 5 pairs: every entry starts with this byte (msgpack-python
@@ -129,7 +139,8 @@ def pack_payload(operation: str, data: Any) -> Payload:
     if not isinstance(operation, str):
         raise InvalidArgument(f"operation must be a str, got {type(operation).__name__}")
     try:
-        payload = (msgpack.packb(operation), msgpack.packb(data))
+        packed_op = _OPERATIONS.get(operation) or _remember_operation(operation)
+        payload = (packed_op, msgpack.packb(data))
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(
             f"WAL data must be MessagePack-encodable (dict, list, str, bytes, int, float, "
@@ -144,19 +155,39 @@ def pack_payload(operation: str, data: Any) -> Payload:
     return payload
 
 
+def _remember_operation(operation: str) -> bytes:
+    packed: bytes = msgpack.packb(operation)
+    if len(_OPERATIONS) < _OPERATION_CACHE_SIZE:
+        _OPERATIONS[operation] = packed
+    return packed
+
+
 def encode_record(sequence: int, timestamp: float, payload: Payload) -> bytes:
     """The full record (size prefix + entry) for a payload from :func:`pack_payload`."""
     packed_op, packed_data = payload
-    packed_seq = _pack(sequence)
-    packed_ts = _pack(float(timestamp))
+    packed_seq = _pack_uint(sequence)
+    packed_ts = _FLOAT64(0xCB, timestamp)
     digest = hashlib.sha256(
         b"".join((_ARRAY_HEADER, packed_seq, packed_ts, packed_op, packed_data))
     ).hexdigest()
     entry = b"".join((
         _MAP_HEADER, _K_SEQ, packed_seq, _K_TS, packed_ts, _K_OP, packed_op,
-        _K_DATA, packed_data, _K_SUM, _pack(digest),
+        _K_DATA, packed_data, _K_SUM, _STR8_64, digest.encode(),
     ))
     return HEADER.pack(len(entry)) + entry
+
+
+def _pack_uint(value: int) -> bytes:
+    """MessagePack's shortest encoding of a non-negative int (what packb emits)."""
+    if value < 0x80:
+        return bytes((value,))  # positive fixint
+    if value <= 0xFF:
+        return bytes((0xCC, value))
+    if value <= 0xFFFF:
+        return bytes((0xCD, value >> 8, value & 0xFF))
+    if value <= 0xFFFFFFFF:
+        return _UINT32(0xCE, value)
+    return _UINT64(0xCF, value)
 
 
 def encode(sequence: int, timestamp: float, operation: str, data: Any) -> bytes:

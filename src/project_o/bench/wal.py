@@ -1,0 +1,251 @@
+"""``project-o bench wal``: durable entries per second, against SQLite in the same run.
+
+What is measured::
+
+    N writer threads ──append(~256-byte entry)──▶ WAL (sync: returns once fsynced;
+                                                        batch: fsync per 100 / 1 s)
+    N writer threads ──BEGIN; INSERT; COMMIT──▶ SQLite (journal_mode=WAL,
+                                                        synchronous=FULL)
+
+Every figure counts entries that are on stable storage when the clock
+stops (batch mode ends with a flush). Each configuration runs several
+times, interleaved with the others, and reports its median, so a noisy
+neighbour on the disk hurts every system alike. SQLite with N writers is
+compared against its best showing (N connections or one), since an
+application can always funnel its writers into one connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from project_o.bench.report import Report
+from project_o.vault.fileio import FileLayer
+from project_o.vault.wal import WAL
+
+__all__ = ["run"]
+
+#: The issue's targets.
+TARGET_RATE_64 = 100_000
+TARGET_RATIO_64 = 10.0
+TARGET_RATIO_1 = 1.0
+#: Seconds per measurement and repetitions (interleaved), full and --quick.
+FULL_SECONDS, FULL_REPEATS = 1.5, 3
+QUICK_SECONDS, QUICK_REPEATS = 0.25, 1
+#: Writers per configuration; --quick skips the middle one.
+FULL_WRITERS = (1, 8, 64)
+QUICK_WRITERS = (1, 64)
+#: A memory write of about the size the issue names (~256 bytes packed).
+VALUE_SIZE = 230
+#: How long SQLite writers wait for the write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+Progress = Callable[[str], None]
+
+
+def run(quick: bool, progress: Progress) -> Report:
+    """Measure the WAL and SQLite side by side; see the module docstring."""
+    seconds, repeats = (QUICK_SECONDS, QUICK_REPEATS) if quick else (FULL_SECONDS, FULL_REPEATS)
+    writers = QUICK_WRITERS if quick else FULL_WRITERS
+    configs: list[tuple[str, str, int]] = [("wal", "sync", n) for n in writers]
+    configs += [("wal", "batch", n) for n in (1, writers[-1])]
+    configs += [("sqlite", "per-connection", n) for n in writers]
+    configs += [("sqlite", "shared-connection", n) for n in writers if n > 1]
+    samples: dict[tuple[str, str, int], list[dict[str, float]]] = {c: [] for c in configs}
+    with tempfile.TemporaryDirectory(prefix="project-o-bench-wal-") as tmp:
+        root = Path(tmp)
+        fsync_us = _fsync_latency_us(root)
+        for repeat in range(repeats):
+            for index, (system, mode, n) in enumerate(configs):
+                progress(f"round {repeat + 1}/{repeats}: {system} {mode}, {n} writers")
+                where = root / f"{repeat}-{index}"
+                measure = _measure_wal if system == "wal" else _measure_sqlite
+                samples[(system, mode, n)].append(measure(where, mode, n, seconds))
+    report = Report(name="wal", quick=quick)
+    _fill(report, samples, writers)
+    report.notes.append(
+        f"fsync of a growing file on the bench filesystem ({_filesystem(Path(tempfile.gettempdir()))}"
+        f"): median {fsync_us:.0f} µs; figures are medians of {repeats} interleaved runs of "
+        f"{seconds} s; entries ≈ {_entry_size()} bytes packed"
+    )
+    return report
+
+
+# ------------------------------------------------------------------ the WAL
+
+
+class _CountingLayer(FileLayer):
+    """The real file layer, counting fsyncs to show how many entries share one."""
+
+    def __init__(self) -> None:
+        self.fsyncs = 0
+
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        self.fsyncs += 1
+
+
+def _measure_wal(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+    layer = _CountingLayer()
+    wal = WAL.open(directory, durability=mode, file_layer=layer)  # type: ignore[arg-type]
+    try:
+        elapsed, count = _drive(writers, seconds, lambda data: wal.append("memory_set", data))
+        start = time.perf_counter()
+        wal.flush()  # batch mode: what is not synced yet does not count as durable
+        elapsed += time.perf_counter() - start
+    finally:
+        wal.close()
+    return {"rate": count / elapsed, "per_fsync": count / max(1, layer.fsyncs)}
+
+
+# ------------------------------------------------------------------- SQLite
+
+
+def _measure_sqlite(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+    directory.mkdir(parents=True)
+    path = directory / "bench.sqlite"
+    setup = _connect(path)
+    setup.execute(
+        "CREATE TABLE wal (sequence INTEGER PRIMARY KEY, timestamp REAL, operation TEXT, "
+        "data BLOB, checksum TEXT)"
+    )
+    local = threading.local()
+    shared_lock = threading.Lock()
+
+    def insert(data: Any) -> None:
+        packed = msgpack.packb(data)
+        checksum = hashlib.sha256(packed).hexdigest()  # the same hashing work as the WAL
+        if mode == "shared-connection":
+            with shared_lock:
+                _commit_one(setup, packed, checksum)
+            return
+        if not hasattr(local, "connection"):
+            local.connection = _connect(path)
+        _commit_one(local.connection, packed, checksum)
+
+    try:
+        elapsed, count = _drive(writers, seconds, insert)
+    finally:
+        setup.close()
+    return {"rate": count / elapsed}
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    return connection
+
+
+def _commit_one(connection: sqlite3.Connection, packed: bytes, checksum: str) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute(
+        "INSERT INTO wal (timestamp, operation, data, checksum) VALUES (?, ?, ?, ?)",
+        (time.time(), "memory_set", packed, checksum),
+    )
+    connection.execute("COMMIT")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _drive(writers: int, seconds: float, write: Callable[[Any], Any]) -> tuple[float, int]:
+    """Run ``writers`` threads calling ``write`` until ``seconds`` pass; (elapsed, count)."""
+    counts = [0] * writers
+    start_line = threading.Barrier(writers + 1)
+    stop_at = [0.0]
+
+    def writer(index: int) -> None:
+        data = {"key": f"user:{index}:profile", "value": "x" * VALUE_SIZE}
+        start_line.wait()
+        done = 0
+        while time.perf_counter() < stop_at[0]:
+            write(data)
+            done += 1
+        counts[index] = done
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    stop_at[0] = start + seconds
+    start_line.wait()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, sum(counts)
+
+
+def _fsync_latency_us(root: Path, samples: int = 200) -> float:
+    path = root / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    timings = []
+    try:
+        for _ in range(samples):
+            os.write(fd, b"x" * 300)
+            start = time.perf_counter()
+            os.fsync(fd)
+            timings.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(timings) * 1e6
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (tmpfs would make fsync free)."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                _, mount_point, fs_type, *_ = line.split()
+                if str(path.resolve()).startswith(mount_point) and len(mount_point) > len(best):
+                    best, kind = mount_point, fs_type
+    except OSError:
+        pass
+    return kind
+
+
+def _entry_size() -> int:
+    return len(msgpack.packb({"key": "user:0:profile", "value": "x" * VALUE_SIZE})) + 120
+
+
+def _fill(
+    report: Report, samples: dict[tuple[str, str, int], list[dict[str, float]]],
+    writers: tuple[int, ...],
+) -> None:
+    median = {key: statistics.median(s["rate"] for s in runs) for key, runs in samples.items()}
+
+    def sqlite_best(n: int) -> float:
+        candidates = [median[("sqlite", "per-connection", 1)]]
+        candidates += [v for (system, _, k), v in median.items() if system == "sqlite" and k == n]
+        return max(candidates)
+
+    for (system, mode, n), runs in samples.items():
+        row: dict[str, Any] = {"system": system, "mode": mode, "writers": n,
+                               "entries/s": median[(system, mode, n)]}
+        if system == "wal":
+            row["entries/fsync"] = statistics.median(s["per_fsync"] for s in runs)
+            row["× sqlite (best)"] = median[(system, mode, n)] / sqlite_best(n)
+        report.rows.append(row)
+    many = writers[-1]
+    rate_many = median[("wal", "sync", many)]
+    ratio_many = rate_many / sqlite_best(many)
+    ratio_one = median[("wal", "sync", 1)] / median[("sqlite", "per-connection", 1)]
+    report.target(f"sync, {many} writers: entries/s", rate_many,
+                  f">= {TARGET_RATE_64:,}", rate_many >= TARGET_RATE_64)
+    report.target(f"sync, {many} writers: × SQLite", ratio_many,
+                  f">= {TARGET_RATIO_64:g}×", ratio_many >= TARGET_RATIO_64)
+    report.target("sync, 1 writer: × SQLite", ratio_one,
+                  f">= {TARGET_RATIO_1:g}×", ratio_one >= TARGET_RATIO_1)
