@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.supervisor.harness import CHAOS_AGENT, FAST_HEARTBEAT, Stack
@@ -28,7 +29,6 @@ FAULTS = [
     ("recurse", "crash"),
     ("loop", "hang"),
     ("deadlock", "hang"),
-    ("forkbomb", "crash"),
     ("garbage", "crash"),
     ("oversized", "crash"),
     ("close_socket", "crash"),
@@ -100,14 +100,33 @@ def test_membomb_is_stopped_by_the_quota(stack: Stack) -> None:
     _assert_memory(stack, written)
 
 
+def test_fork_bomb_children_die_with_their_instance(stack: Stack) -> None:
+    response = stack.do("forkbomb")
+    assert response.status_code == 200, response.text
+    children = response.json()["output"]["children"]
+    assert children
+    os.kill(stack.main_pid(), signal.SIGKILL)
+    assert stack.do("echo").status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in children):
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in children)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_poison_request_does_not_block_others(stack: Stack) -> None:
     assert stack.do("poison", input="poison").status_code == 502
     assert stack.do("echo", input=1).status_code == 200
 
 
 def test_standby_takes_over(stack: Stack) -> None:
-    before = {i["role"]: i["pid"] for i in stack.status()["instances"]}
-    assert set(before) == {"main", "standby"}
+    before = {i["role"]: i["pid"] for i in _wait_for_standby(stack)}
     os.kill(before["main"], signal.SIGKILL)
     assert stack.do("echo").status_code == 200
     after = {i["role"]: i["pid"] for i in _wait_for_standby(stack)}
@@ -136,3 +155,13 @@ def test_supervisor_kill_9_is_survived_by_the_heart(tmp_path: Path) -> None:
         _assert_memory(stack, written)
     finally:
         stack.stop()
+
+
+def test_zygote_death_is_survived(stack: Stack) -> None:
+    written = _write_and_check(stack, "zygote")
+    zygote = psutil.Process(stack.main_pid()).ppid()
+    os.kill(zygote, signal.SIGKILL)  # its instances die with it (PR_SET_PDEATHSIG)
+    response = stack.do("echo", input="after")
+    assert response.status_code == 200, response.text
+    _assert_memory(stack, written)
+    assert psutil.Process(stack.main_pid()).ppid() != zygote

@@ -19,6 +19,8 @@ __all__ = ["BENCHMARKS", "Report", "Target", "load"]
 BENCHMARKS: dict[str, str] = {
     "wal": "project_o.bench.wal",
     "checkpoint": "project_o.bench.checkpoint",
+    "recovery": "project_o.bench.recovery",
+    "overhead": "project_o.bench.overhead",
 }
 
 

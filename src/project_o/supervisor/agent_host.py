@@ -85,9 +85,8 @@ class AgentHost:
 
     async def start(self) -> None:
         """Start the zygote, the main and (if configured) the standby."""
-        self._zygote = await ZygoteHandle.start(
-            self.config.agent, self.version, env=scrubbed_env(), on_exit=self._on_exit,
-        )
+        await self._ensure_zygote()
+        assert self._zygote is not None
         self.events.record("start", self.version, "zygote ready", pid=self._zygote.pid)
         await self._become_main(await self._spawn("main"))
         if self.config.standby:
@@ -141,15 +140,19 @@ class AgentHost:
             return RequestResult(request_id, output, main.version, latency)
 
     async def _wait_for_main(self, remaining: float) -> InstanceHandle:
-        if remaining <= 0:
-            raise RequestTimeout("the deadline passed before an instance was ready")
-        try:
-            await asyncio.wait_for(self._main_ready.wait(), remaining)
-        except TimeoutError:
-            raise NoInstanceAvailable(
-                "no instance of the agent is ready; it is restarting — retry shortly"
-            ) from None
-        assert self.main is not None  # set together with _main_ready
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + remaining
+        # A loop: the main can die again between the event firing and us waking.
+        while self.main is None or not self.main.alive:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RequestTimeout("the deadline passed before an instance was ready")
+            try:
+                await asyncio.wait_for(self._main_ready.wait(), left)
+            except TimeoutError:
+                raise NoInstanceAvailable(
+                    "no instance of the agent is ready; it is restarting — retry shortly"
+                ) from None
         return self.main
 
     def _blame(self, request_id: str, instance: InstanceHandle, reason: str) -> None:
@@ -177,17 +180,21 @@ class AgentHost:
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
         """Called by the handle the moment an instance is known dead."""
         self._tails.pop(instance, None)
-        if self._stopping:
-            return
-        self._spawn_task(self._replace(instance, reason), f"replace-{instance.instance_id}")
-
-    async def _replace(self, dead: InstanceHandle, reason: str) -> None:
-        self._spawn_task(self._record_death(dead, reason), "record-death")
-        await dead.close()
-        self.restarts += 1
-        if dead is self.main:
+        was_main = instance is self.main
+        if was_main:
+            # Synchronously, so no request is routed to the corpse meanwhile.
             self.main = None
             self._main_ready.clear()
+        elif instance is self.standby:
+            self.standby = None
+        if self._stopping:
+            return
+        self._spawn_task(self._replace(instance, reason, was_main), f"replace-{instance.instance_id}")
+
+    async def _replace(self, dead: InstanceHandle, reason: str, was_main: bool) -> None:
+        self._spawn_task(self._record_death(dead, reason), "record-death")
+        self.restarts += 1
+        if was_main:
             standby, self.standby = self.standby, None
             if standby is not None and standby.alive:
                 await self._become_main(standby)
@@ -195,8 +202,7 @@ class AgentHost:
                                    f"standby promoted after {dead.instance_id} died")
             else:
                 await self._respawn("main")
-        elif dead is self.standby:
-            self.standby = None
+        await dead.close()
         if self.config.standby and self.standby is None and not self._stopping:
             await self._respawn("standby")
 
@@ -204,16 +210,34 @@ class AgentHost:
         await self._backoff()
         while not self._stopping:
             try:
+                await self._ensure_zygote()
                 instance = await self._spawn(role)
             except (ProjectOError, OSError, TimeoutError) as exc:
                 self.events.record("spawn_failed", role, str(exc), version=self.version)
                 await self._backoff()
                 continue
-            if role == "main":
-                await self._become_main(instance)
-            else:
-                self.standby = instance
+            await self._place(instance)
             return
+
+    async def _place(self, instance: InstanceHandle) -> None:
+        """Give a fresh instance the slot it is needed in (replacements can race)."""
+        if self.main is None:
+            await self._become_main(instance)
+        elif instance.role == "standby" and self.standby is None:
+            self.standby = instance
+        else:
+            instance.kill("not needed: another replacement filled the slot")
+            await instance.close()
+
+    async def _ensure_zygote(self) -> None:
+        """Start a new zygote if the old one died (its instances died with it)."""
+        if self._zygote is not None:
+            if self._zygote.alive:
+                return
+            self.events.record("crash", "zygote", "the zygote died; starting a new one")
+        self._zygote = await ZygoteHandle.start(
+            self.config.agent, self.version, env=scrubbed_env(), on_exit=self._on_exit,
+        )
 
     async def _backoff(self) -> None:
         """Restart intensity: past the limit, slow down instead of crash-looping."""

@@ -266,7 +266,10 @@ class WAL:
         self._written_seq = next_sequence - 1
         self._durable_seq = next_sequence - 1
         self._pending: list[bytes] = []
-        self._to_wake: collections.deque[Any] = collections.deque()
+        # Durable writers not yet woken (see _pass_baton), and locks whose
+        # writer stopped waiting.
+        self._to_wake: collections.deque[threading.Lock] = collections.deque()
+        self._abandoned: set[threading.Lock] = set()
         self._waiters: list[tuple[int, _Waiter]] = []
         self._unsynced_since: float | None = None
         self._fatal: OSError | None = None
@@ -312,14 +315,15 @@ class WAL:
         waiter = threading.Lock()
         waiter.acquire()
         seq = self._enqueue(payload, waiter)
+        led = False
         if self._write_lock.acquire(blocking=False):
-            try:
-                self._round()
+            try:  # no round running: lead one ourselves, no thread hand-off
+                led = self._round(own=waiter)
             finally:
                 self._write_lock.release()
         self._kick()
-        waiter.acquire()  # released by the round that made ``seq`` durable, or by _fail
-        self._pass_baton()
+        if not led:  # our own round did not cover us: a round will release the waiter
+            self._await(waiter)
         if self._durable_seq < seq:
             raise self._fatal_error()
         return seq
@@ -455,6 +459,38 @@ class WAL:
                 self._waiters.append((seq, waiter))
         return seq
 
+    def _await(self, waiter: threading.Lock) -> None:
+        """Sleep until a round (or _fail) releases ``waiter``, then wake the next writer."""
+        try:
+            waiter.acquire()
+        except BaseException:  # KeyboardInterrupt: keep the chain of wake-ups going
+            if waiter.acquire(blocking=False):
+                self._pass_baton()  # we were woken after all: wake the next one
+            else:
+                self._abandoned.add(waiter)  # _pass_baton will skip it
+            raise
+        self._pass_baton()
+
+    def _pass_baton(self) -> None:
+        """Release the next durable writer in line.
+
+        A round wakes only the first of its writers; each writer, as it
+        wakes, wakes the next. Releasing all of them at once would make
+        them fight for the GIL while the round still holds it, costing each
+        an extra sleep and wake-up (measured: about half the throughput
+        with 64 writers).
+        """
+        while self._to_wake:
+            try:
+                lock = self._to_wake.popleft()
+            except IndexError:  # another writer took the last one
+                return
+            if self._abandoned and lock in self._abandoned:
+                self._abandoned.discard(lock)
+                continue
+            lock.release()
+            return
+
     def _kick(self) -> None:
         """Wake the flusher if records are queued and it sleeps."""
         if self._flusher_idle:  # racy read is fine: the flusher rechecks under the lock
@@ -475,19 +511,23 @@ class WAL:
             elif self._next_seq - 1 - self._durable_seq >= self._batch_entries:
                 self._wake.notify()
 
-    def _round(self) -> None:
-        """Write everything queued and fsync it; the caller holds the write lock."""
+    def _round(self, own: _Waiter = None) -> bool:
+        """Write everything queued and fsync it; the caller holds the write lock.
+
+        ``own`` is the calling writer's waiter: if this round makes it
+        durable it is not woken, and the result is True.
+        """
         if not self._drain():
-            return
+            return False
         target = self._written_seq
         if target <= self._durable_seq:
-            return
+            return False
         try:
             self._layer.fsync(self._fd)
         except OSError as exc:
             self._fail(exc)
-            return
-        self._mark_durable(target)
+            return False
+        return self._mark_durable(target, own)
 
     def _drain(self) -> bool:
         """Write the queued records; False if the WAL is (now) fatal."""
@@ -542,7 +582,7 @@ class WAL:
         with self._lock:
             self._segments.append((first_sequence, path))
 
-    def _mark_durable(self, target: int) -> None:
+    def _mark_durable(self, target: int, own: _Waiter = None) -> bool:
         with self._lock:
             self._durable_seq = target
             self._unsynced_since = None if self._written_seq == target else time.monotonic()
@@ -551,21 +591,18 @@ class WAL:
                 self._waiters = [w for w in self._waiters if w[0] > target]
             else:
                 done, self._waiters = self._waiters, []
-        locks = []
+        locks, found_own = [], False
         for seq, waiter in done:
             if isinstance(waiter, Future):
                 waiter.set_result(seq)
+            elif waiter is own:
+                found_own = True
             else:
                 locks.append(waiter)
         if locks:
             self._to_wake.extend(locks)
             self._pass_baton()
-
-    def _pass_baton(self) -> None:
-        try:
-            self._to_wake.popleft().release()
-        except IndexError:
-            pass
+        return found_own
 
     def _fail(self, exc: OSError) -> None:
         """Make the WAL fatal: fail every waiter, drop the queue, refuse the rest."""
