@@ -43,10 +43,15 @@ class CountingLayer(FileLayer):
 
 
 msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False) | st.text() | st.binary(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -67,8 +72,11 @@ def test_record_bytes_are_the_design_format(
     record = encode(sequence, timestamp, operation, data)
     checksum = compute_checksum(sequence, timestamp, operation, data)
     entry = {
-        "sequence": sequence, "timestamp": timestamp, "operation": operation,
-        "data": data, "checksum": checksum,
+        "sequence": sequence,
+        "timestamp": timestamp,
+        "operation": operation,
+        "data": data,
+        "checksum": checksum,
     }
     expected = msgpack.packb(entry)
     assert record == len(expected).to_bytes(4, "big") + expected
@@ -231,8 +239,13 @@ def test_closed_wal_refuses_writes_and_close_is_idempotent(tmp_path: Path) -> No
 
 def test_close_flushes_batch_mode_writes(tmp_path: Path) -> None:
     layer = CountingLayer()
-    wal = WAL.open(tmp_path / "wal", durability="batch", batch_entries=1000,
-                   batch_interval=3600, file_layer=layer)
+    wal = WAL.open(
+        tmp_path / "wal",
+        durability="batch",
+        batch_entries=1000,
+        batch_interval=3600,
+        file_layer=layer,
+    )
     for i in range(5):
         wal.append("op", i)
     assert wal.durable_sequence == 0
@@ -246,8 +259,9 @@ def test_close_flushes_batch_mode_writes(tmp_path: Path) -> None:
 
 
 def test_batch_mode_syncs_every_batch_entries(tmp_path: Path) -> None:
-    with WAL.open(tmp_path / "wal", durability="batch", batch_entries=10,
-                  batch_interval=3600) as wal:
+    with WAL.open(
+        tmp_path / "wal", durability="batch", batch_entries=10, batch_interval=3600
+    ) as wal:
         submitted = [wal.submit("op", i) for i in range(10)]
         assert wait_until(lambda: wal.durable_sequence == 10)
         assert all(f.result(timeout=PATIENCE_S) == s for s, f in submitted)
@@ -261,8 +275,9 @@ def test_batch_mode_syncs_every_batch_entries(tmp_path: Path) -> None:
 
 
 def test_batch_mode_syncs_after_batch_interval(tmp_path: Path) -> None:
-    with WAL.open(tmp_path / "wal", durability="batch", batch_entries=10_000,
-                  batch_interval=0.05) as wal:
+    with WAL.open(
+        tmp_path / "wal", durability="batch", batch_entries=10_000, batch_interval=0.05
+    ) as wal:
         for i in range(3):
             wal.append("op", i)
         assert wait_until(lambda: wal.durable_sequence == 3)
@@ -280,8 +295,7 @@ def test_batch_mode_append_writes_before_returning(tmp_path: Path) -> None:
 
 
 def walk_file(path: Path) -> list[WALEntry]:
-    return [e for e in walk_segment(path.read_bytes(), None)
-            if isinstance(e, WALEntry)]
+    return [e for e in walk_segment(path.read_bytes(), None) if isinstance(e, WALEntry)]
 
 
 # -------------------------------------------------------------- concurrency

@@ -68,9 +68,17 @@ class History:
 def crash_once(directory: Path, run: int, rng: random.Random) -> str:
     """Run the child for a random while, kill -9 it, return everything it printed."""
     child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(directory), str(run), str(THREADS),
-         "--segment-size", str(SEGMENT_SIZE)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(CHILD),
+            str(directory),
+            str(run),
+            str(THREADS),
+            "--segment-size",
+            str(SEGMENT_SIZE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert child.stdout is not None
     chunks: list[bytes] = []

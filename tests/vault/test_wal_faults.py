@@ -90,9 +90,15 @@ def open_with(directory: Path, layer: FileLayer, **options: object) -> WAL:
 # -------------------------------------------------------------- sync mode
 
 
-@pytest.mark.parametrize(("method", "code"), [
-    ("write", errno.EIO), ("write", errno.ENOSPC), ("fsync", errno.EIO), ("fsync", errno.ENOSPC),
-])
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [
+        ("write", errno.EIO),
+        ("write", errno.ENOSPC),
+        ("fsync", errno.EIO),
+        ("fsync", errno.ENOSPC),
+    ],
+)
 def test_a_failed_write_or_fsync_is_fatal_to_the_appender_and_all_after(
     tmp_path: Path, method: str, code: int
 ) -> None:
@@ -206,9 +212,21 @@ def test_rlimit_fsize_makes_writes_fail_with_efbig_and_acked_entries_survive(
     wal_dir = tmp_path / "wal"
     limit = 48 * 1024
     child = subprocess.run(
-        [sys.executable, str(CHILD), str(wal_dir), "1", "4", "--fsize", str(limit),
-         "--segment-size", str(1 << 30)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(CHILD),
+            str(wal_dir),
+            "1",
+            "4",
+            "--fsize",
+            str(limit),
+            "--segment-size",
+            str(1 << 30),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert child.returncode == 0, child.stderr
     lines = [line.split() for line in child.stdout.splitlines()]

@@ -88,8 +88,7 @@ def main() -> int:
     _say("R")
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_writer, args=(wal, args.run, w, stop))
-        for w in range(args.threads)
+        threading.Thread(target=_writer, args=(wal, args.run, w, stop)) for w in range(args.threads)
     ]
     for thread in threads:
         thread.start()

@@ -222,7 +222,8 @@ def _entry_size() -> int:
 
 
 def _fill(
-    report: Report, samples: dict[tuple[str, str, int], list[dict[str, float]]],
+    report: Report,
+    samples: dict[tuple[str, str, int], list[dict[str, float]]],
     writers: tuple[int, ...],
 ) -> None:
     median = {key: statistics.median(s["rate"] for s in runs) for key, runs in samples.items()}
@@ -233,8 +234,12 @@ def _fill(
         return max(candidates)
 
     for (system, mode, n), runs in samples.items():
-        row: dict[str, Any] = {"system": system, "mode": mode, "writers": n,
-                               "entries/s": median[(system, mode, n)]}
+        row: dict[str, Any] = {
+            "system": system,
+            "mode": mode,
+            "writers": n,
+            "entries/s": median[(system, mode, n)],
+        }
         if system == "wal":
             row["entries/fsync"] = statistics.median(s["per_fsync"] for s in runs)
             row["× sqlite (best)"] = median[(system, mode, n)] / sqlite_best(n)
@@ -243,9 +248,21 @@ def _fill(
     rate_many = median[("wal", "sync", many)]
     ratio_many = rate_many / sqlite_best(many)
     ratio_one = median[("wal", "sync", 1)] / median[("sqlite", "per-connection", 1)]
-    report.target(f"sync, {many} writers: entries/s", rate_many,
-                  f">= {TARGET_RATE_64:,}", rate_many >= TARGET_RATE_64)
-    report.target(f"sync, {many} writers: × SQLite", ratio_many,
-                  f">= {TARGET_RATIO_64:g}×", ratio_many >= TARGET_RATIO_64)
-    report.target("sync, 1 writer: × SQLite", ratio_one,
-                  f">= {TARGET_RATIO_1:g}×", ratio_one >= TARGET_RATIO_1)
+    report.target(
+        f"sync, {many} writers: entries/s",
+        rate_many,
+        f">= {TARGET_RATE_64:,}",
+        rate_many >= TARGET_RATE_64,
+    )
+    report.target(
+        f"sync, {many} writers: × SQLite",
+        ratio_many,
+        f">= {TARGET_RATIO_64:g}×",
+        ratio_many >= TARGET_RATIO_64,
+    )
+    report.target(
+        "sync, 1 writer: × SQLite",
+        ratio_one,
+        f">= {TARGET_RATIO_1:g}×",
+        ratio_one >= TARGET_RATIO_1,
+    )

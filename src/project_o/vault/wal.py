@@ -52,7 +52,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 from project_o.errors import InvalidArgument, VaultClosed, VaultError, WALCorruption, WALFatalError
 from project_o.vault.fileio import FileLayer, write_all
@@ -66,17 +66,17 @@ from project_o.vault.wal_record import (
 )
 
 __all__ = [
-    "WAL",
-    "WALEntry",
-    "TornTail",
-    "WALScan",
-    "SegmentInfo",
-    "Corruption",
-    "scan",
-    "segment_name",
-    "DEFAULT_SEGMENT_SIZE",
     "DEFAULT_BATCH_ENTRIES",
     "DEFAULT_BATCH_INTERVAL",
+    "DEFAULT_SEGMENT_SIZE",
+    "WAL",
+    "Corruption",
+    "SegmentInfo",
+    "TornTail",
+    "WALEntry",
+    "WALScan",
+    "scan",
+    "segment_name",
 ]
 
 #: Roll over to a new segment past this size: big enough that rollover
@@ -153,8 +153,9 @@ class WALScan:
             "entries": self.entries,
             "first_sequence": self.first_sequence,
             "last_sequence": self.last_sequence,
-            "torn_tail": None if self.torn_tail is None else {
-                **self.torn_tail.__dict__, "path": str(self.torn_tail.path)},
+            "torn_tail": None
+            if self.torn_tail is None
+            else {**self.torn_tail.__dict__, "path": str(self.torn_tail.path)},
             "corruption": [{**c._asdict(), "path": str(c.path)} for c in self.corruption],
             "repaired": self.repaired,
             "sound": self.sound,
@@ -230,8 +231,17 @@ class WAL:
         directory = Path(directory)
         _ensure_directory(directory, layer)
         segments, next_seq, torn = _recover(directory, layer, start_sequence)
-        return cls(directory, layer, segments, next_seq, torn, durability, segment_size,
-                   batch_entries, batch_interval)
+        return cls(
+            directory,
+            layer,
+            segments,
+            next_seq,
+            torn,
+            durability,
+            segment_size,
+            batch_entries,
+            batch_interval,
+        )
 
     def __init__(
         self,
@@ -431,7 +441,7 @@ class WAL:
         if self._fatal is not None and self._durable_seq < self._next_seq - 1:
             raise self._fatal_error()
 
-    def __enter__(self) -> WAL:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -475,10 +485,11 @@ class WAL:
         """Release the next durable writer in line.
 
         A round wakes only the first of its writers; each writer, as it
-        wakes, wakes the next. Releasing all of them at once would make
-        them fight for the GIL while the round still holds it, costing each
-        an extra sleep and wake-up (measured: about half the throughput
-        with 64 writers).
+        wakes, wakes the next. Releasing all of them at once makes them
+        fight for the GIL while the round still holds it, costing each an
+        extra sleep and wake-up; with 64 writers that measured markedly
+        slower. The chain cannot stall: every woken writer passes it on
+        before it leaves :meth:`append`.
         """
         while self._to_wake:
             try:

@@ -42,19 +42,19 @@ import msgpack
 from project_o.errors import InvalidArgument
 
 __all__ = [
-    "WALEntry",
-    "Problem",
-    "Payload",
-    "BadRecord",
     "HEADER",
     "MAX_RECORD_SIZE",
-    "pack_payload",
-    "encode_record",
-    "encode",
+    "BadRecord",
+    "Payload",
+    "Problem",
+    "WALEntry",
     "compute_checksum",
     "decode_entry",
-    "read_record",
+    "encode",
+    "encode_record",
     "find_valid_record",
+    "pack_payload",
+    "read_record",
     "walk_segment",
 ]
 
@@ -170,10 +170,22 @@ def encode_record(sequence: int, timestamp: float, payload: Payload) -> bytes:
     digest = hashlib.sha256(
         b"".join((_ARRAY_HEADER, packed_seq, packed_ts, packed_op, packed_data))
     ).hexdigest()
-    entry = b"".join((
-        _MAP_HEADER, _K_SEQ, packed_seq, _K_TS, packed_ts, _K_OP, packed_op,
-        _K_DATA, packed_data, _K_SUM, _STR8_64, digest.encode(),
-    ))
+    entry = b"".join(
+        (
+            _MAP_HEADER,
+            _K_SEQ,
+            packed_seq,
+            _K_TS,
+            packed_ts,
+            _K_OP,
+            packed_op,
+            _K_DATA,
+            packed_data,
+            _K_SUM,
+            _STR8_64,
+            digest.encode(),
+        )
+    )
     return HEADER.pack(len(entry)) + entry
 
 
@@ -204,7 +216,9 @@ def decode_entry(body: bytes, offset: int = 0) -> WALEntry:
     """Decode and verify one entry; raise :class:`BadRecord` (at ``offset``) if invalid."""
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+        # ValueError covers ExtraData, FormatError, StackError and bad UTF-8;
+        # TypeError an unhashable map key (a map used as a key).
         raise BadRecord(offset, f"entry is not valid MessagePack ({exc})") from None
     if not isinstance(obj, dict) or obj.keys() != _KEY_SET:
         got = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
@@ -279,4 +293,3 @@ def walk_segment(buf: bytes, first_sequence: int | None) -> Iterator[WALEntry | 
             yield Problem(offset, reason, at_tail=False)
         yield entry
         offset, expected = end, entry.sequence + 1
-
