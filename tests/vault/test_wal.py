@@ -61,7 +61,7 @@ msgpack_values = st.recursive(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    sequence=st.integers(1, 2**63),
+    sequence=st.integers(0, 2**64 - 1),
     timestamp=st.floats(allow_nan=False, allow_infinity=False),
     operation=st.text(max_size=40),
     data=msgpack_values,

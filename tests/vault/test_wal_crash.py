@@ -99,8 +99,12 @@ def crash_once(directory: Path, run: int, rng: random.Random) -> str:
         assert ready.wait(30), "child never opened the WAL"
         time.sleep(rng.uniform(0.0, MAX_DELAY_S))
     child.send_signal(signal.SIGKILL)
-    _, stderr = child.communicate(timeout=30)
-    reader.join(30)
+    child.wait(30)
+    reader.join(30)  # the only reader of stdout: it runs to EOF
+    assert child.stderr is not None
+    stderr = child.stderr.read()
+    child.stdout.close()
+    child.stderr.close()
     assert child.returncode == -signal.SIGKILL, stderr.decode()
     output = b"".join(chunks).decode()
     return output[: output.rfind("\n") + 1]  # a cut-off last line is not evidence

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -50,7 +50,7 @@ from project_o.bench.stack import Stack, start_process, stop_process
 from project_o.runtime.loader import load_agent
 from project_o.supervisor.options import builtin_agent_path
 
-__all__ = ["run", "measure_load", "measure_memory", "serve_direct"]
+__all__ = ["measure_load", "measure_memory", "run", "run_with", "serve_direct"]
 
 MB = 1_000_000
 #: concurrent client threads: enough to keep one serial server busy
@@ -190,7 +190,7 @@ class _Direct:
         self.process = start_process(argv, root / "direct.log", env=dict(os.environ))
         self.url = ""
 
-    def __enter__(self) -> _Direct:
+    def __enter__(self) -> Self:
         try:
             self._wait()
         except BaseException:
@@ -232,7 +232,9 @@ def serve_direct(agent_path: Path, port_file: Path) -> None:
         return {"request_id": "direct", "output": output, "version": "direct",
                 "latency_ms": (time.perf_counter() - started) * 1000}
 
-    sock = socket.socket()
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto
+    # says TCP, and without it Nagle + delayed ACK add 40 ms to each answer
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     # temp + rename: the parent never reads half a number
     tmp = port_file.with_suffix(".tmp")

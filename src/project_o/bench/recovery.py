@@ -40,7 +40,7 @@ from project_o.bench.agents.state_agent import expected_digest
 from project_o.bench.report import Report
 from project_o.bench.stack import Stack
 
-__all__ = ["Config", "run", "measure"]
+__all__ = ["Config", "configs", "measure", "run", "run_configs"]
 
 MB = 1_000_000
 #: values per fill: the instance's default CHECKPOINT_EVERY, so the fill's
@@ -74,7 +74,7 @@ class Config:
     @property
     def label(self) -> str:
         """e.g. ``10 MB, standby``."""
-        return f"{self.size // MB} MB, {'standby' if self.standby else 'no standby'}"
+        return f"{self.size / MB:g} MB, {'standby' if self.standby else 'no standby'}"
 
 
 _FULL_KILLS = 20
@@ -251,11 +251,11 @@ def _targets(report: Report, config: Config, row: dict[str, Any]) -> None:
     failed = p99 is None or "error" in row or row["kills"] < config.kills
     measured = float("nan") if p99 is None else p99
     if config.standby:
-        report.target(f"recovery p99 with standby, {config.size // MB} MB", measured,
+        report.target(f"recovery p99 with standby, {config.size / MB:g} MB", measured,
                       f"<= {STANDBY_P99_GOAL_MS:g} ms",
                       not failed and measured <= STANDBY_P99_GOAL_MS)
     elif config.size == COLD_GOAL_SIZE:
-        report.target(f"recovery p99 without standby, {config.size // MB} MB", measured,
+        report.target(f"recovery p99 without standby, {config.size / MB:g} MB", measured,
                       f"<= {COLD_P99_GOAL_MS:g} ms", not failed and measured <= COLD_P99_GOAL_MS)
     report.target(f"requests lost, {config.label}", row["lost"], "0",
                   row["lost"] == 0 and row["wrong state"] == 0)

@@ -30,7 +30,7 @@ from typing import Any, Self
 
 import httpx
 
-__all__ = ["Stack", "STATE_FILE", "start_process", "stop_process"]
+__all__ = ["STATE_FILE", "Stack", "start_process", "stop_process"]
 
 #: written by the supervisor once it accepts connections
 STATE_FILE = "supervisor.json"

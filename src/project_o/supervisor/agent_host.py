@@ -44,6 +44,7 @@ from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.config import POISON_THRESHOLD, SupervisorConfig
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.instance_handle import HandlerError, InstanceDied, InstanceHandle
+from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
 from project_o.wire import DEFAULT_MAX_FRAME_SIZE, Message
 
@@ -60,8 +61,14 @@ MAX_OPERATION_LENGTH = 128
 class AgentHost:
     """Runs one agent version: owns its zygote, main and standby instances."""
 
-    def __init__(self, config: SupervisorConfig, vault: Vault, events: EventLog, version: str) -> None:
+    def __init__(
+        self, config: SupervisorConfig, vault: Vault, events: EventLog, version: str,
+        book: VersionBook | None = None,
+    ) -> None:
         self.config = config
+        self.book = book
+        self._proven: set[str] = set()
+        self._zygote_lock = asyncio.Lock()
         self.vault = vault
         self.events = events
         self.version = version
@@ -85,7 +92,13 @@ class AgentHost:
 
     async def start(self) -> None:
         """Start the zygote, the main and (if configured) the standby."""
-        await self._ensure_zygote()
+        try:
+            await self._ensure_zygote()
+        except ProjectOError as exc:
+            # New code that does not even import: run the last good version instead.
+            if not await self._fall_back(f"failed to load: {exc}"):
+                raise
+            await self._ensure_zygote()
         assert self._zygote is not None
         self.events.record("start", self.version, "zygote ready", pid=self._zygote.pid)
         await self._become_main(await self._spawn("main"))
@@ -136,6 +149,7 @@ class AgentHost:
             except HandlerError as exc:
                 raise RequestFailed(exc.kind, exc.message) from exc
             self._kills_by_request.pop(request_id, None)
+            self._prove(main.version)
             latency = (time.perf_counter() - started) * 1000
             return RequestResult(request_id, output, main.version, latency)
 
@@ -230,14 +244,15 @@ class AgentHost:
             await instance.close()
 
     async def _ensure_zygote(self) -> None:
-        """Start a new zygote if the old one died (its instances died with it)."""
-        if self._zygote is not None:
-            if self._zygote.alive:
-                return
-            self.events.record("crash", "zygote", "the zygote died; starting a new one")
-        self._zygote = await ZygoteHandle.start(
-            self.config.agent, self.version, env=scrubbed_env(), on_exit=self._on_exit,
-        )
+        """Start a new zygote if there is none or it died (its instances died with it)."""
+        async with self._zygote_lock:
+            if self._zygote is not None:
+                if self._zygote.alive:
+                    return
+                self.events.record("crash", "zygote", "the zygote died; starting a new one")
+            self._zygote = await ZygoteHandle.start(
+                self.config.agent, self.version, env=scrubbed_env(), on_exit=self._on_exit,
+            )
 
     async def _backoff(self) -> None:
         """Restart intensity: past the limit, slow down instead of crash-looping."""
@@ -246,6 +261,10 @@ class AgentHost:
         while self._deaths and now - self._deaths[0] > self.config.restart_period:
             self._deaths.popleft()
         excess = len(self._deaths) - self.config.max_restarts
+        if excess > 0 and await self._fall_back(
+            f"{len(self._deaths)} restarts in {self.config.restart_period:g} s"
+        ):
+            return
         if excess > 0:
             delay = min(MAX_BACKOFF, 0.05 * 2 ** min(excess, 10))
             self.events.record("escalate", self.version,
@@ -253,6 +272,33 @@ class AgentHost:
                                f"exceed the limit of {self.config.max_restarts}; "
                                f"backing off {delay:.2f} s", version=self.version)
             await asyncio.sleep(delay)
+
+    def _prove(self, version: str) -> None:
+        """Mark a version good once it has answered a request."""
+        if version in self._proven or self.book is None:
+            return
+        self._proven.add(version)
+        self._spawn_task(asyncio.to_thread(self.book.mark_good, version), "mark-good")
+
+    async def _fall_back(self, reason: str) -> bool:
+        """Escalation: give up on this version and run the previous good one."""
+        if self.book is None:
+            return False
+        previous = await asyncio.to_thread(self.book.previous_good, self.version)
+        if previous is None:
+            return False
+        await asyncio.to_thread(self.book.reject, self.version, reason)
+        agent = await asyncio.to_thread(self.book.materialize, previous)
+        self.events.record("fallback", self.version, f"giving up on version {self.version} "
+                           f"({reason}); falling back to {previous.id}", to=previous.id)
+        old, self._zygote = self._zygote, None
+        self.config.agent, self.version = agent, previous.id
+        self._deaths.clear()
+        if self.standby is not None:
+            self.standby.kill("its version was given up")
+        if old is not None:
+            await old.close()  # its instances die with it
+        return True
 
     async def _record_death(self, dead: InstanceHandle, reason: str) -> None:
         # The zygote reports how the process ended a moment after the EOF.

@@ -49,6 +49,11 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-deadline", type=float,
                         default=defaults.DEFAULT_REQUEST_DEADLINE, metavar="SECONDS",
                         help="default per-request deadline (default 30)")
+    parser.add_argument("--max-restarts", type=int, default=defaults.MAX_RESTARTS,
+                        help="instance deaths tolerated in --restart-period before the version "
+                             f"is given up for the previous good one (default {defaults.MAX_RESTARTS})")
+    parser.add_argument("--restart-period", type=float, default=defaults.RESTART_PERIOD,
+                        metavar="SECONDS", help=f"default {defaults.RESTART_PERIOD:g}")
     parser.add_argument("--memory-limit-mb", type=int, default=None,
                         help="address-space quota per instance in MiB")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
@@ -71,4 +76,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
+        max_restarts=args.max_restarts, restart_period=args.restart_period,
     )

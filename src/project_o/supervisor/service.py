@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -26,22 +25,13 @@ from project_o.gateway.service import RequestResult
 from project_o.supervisor.agent_host import AgentHost
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.events import EventLog
+from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
 
-__all__ = ["Supervisor", "content_version", "EXIT_VAULT_FATAL", "STATE_FILE"]
+__all__ = ["Supervisor", "EXIT_VAULT_FATAL"]
 
 #: exit status after an fsync/write failure (EX_SOFTWARE): the heart restarts us
 EXIT_VAULT_FATAL = 70
-
-
-def content_version(agent: Path) -> str:
-    """A short content hash of the agent's source files: its version id."""
-    digest = hashlib.sha256()
-    files = sorted(agent.rglob("*.py")) if agent.is_dir() else [agent]
-    for path in files:
-        digest.update(str(path.relative_to(agent) if agent.is_dir() else path.name).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 class Supervisor:
@@ -104,13 +94,15 @@ class Supervisor:
             print(f"project-o: API token written to {config.vault / 'token'}: {token}", flush=True)
         self.events.record("supervisor_start", str(os.getpid()),
                            f"recovering from vault at sequence {self.vault.last_sequence}")
-        self.host = AgentHost(config, self.vault, self.events, content_version(config.agent))
+        book = VersionBook(self.vault.catalog, config.vault)
+        version = await asyncio.to_thread(book.register, config.agent)
+        self.host = AgentHost(config, self.vault, self.events, version, book)
         await self.host.start()
         app = create_app(self, token=token, max_body_bytes=config.max_body_bytes)
         self.gateway = GatewayServer(app, host=config.host, port=config.port)
         await self.gateway.start()
         self._write_state_file()
-        print(f"project-o: serving {config.agent.name} (version {self.host.version}) on "
+        print(f"project-o: serving {self.host.config.agent.name} (version {self.host.version}) on "
               f"http://{config.host}:{self.gateway.port} — supervisor pid {os.getpid()}",
               flush=True)
 

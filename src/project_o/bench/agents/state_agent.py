@@ -70,7 +70,7 @@ def _fill(ctx: Any, count: int, size: int, seed: int) -> dict[str, Any]:
 
 def _check(ctx: Any) -> dict[str, Any]:
     if "state" not in _cache:
-        keys = [k for k in ctx.memory.keys() if k.startswith(KEY_PREFIX)]
+        keys = [k for k in ctx.memory.keys() if k.startswith(KEY_PREFIX)]  # noqa: SIM118
         _cache["state"] = digest_of([(k, ctx.memory.get(k)) for k in keys])
     return {"pid": os.getpid(), **_cache["state"]}
 

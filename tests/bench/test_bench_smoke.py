@@ -1,0 +1,60 @@
+"""Smoke tests of the recovery and overhead benchmarks: tiny runs, real processes.
+
+No timing is asserted (figures belong to the benchmark reports); the tests
+check that each run completes, kills what it must, and reports its rows,
+targets and notes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from project_o.bench import BENCHMARKS, load, overhead, recovery
+from project_o.bench.agents.state_agent import agent as state_agent
+from project_o.bench.agents.state_agent import expected_digest
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def test_both_benchmarks_are_registered() -> None:
+    assert BENCHMARKS["recovery"] == "project_o.bench.recovery"
+    assert BENCHMARKS["overhead"] == "project_o.bench.overhead"
+    assert load("recovery") is recovery.run
+    assert load("overhead") is overhead.run
+
+
+def test_state_agent_digest_matches_what_the_client_expects() -> None:
+    client = state_agent.test_client()
+    client.call({"do": "fill", "count": 5, "size": 100, "seed": 3})
+    answer = client.call({"do": "check"})
+    expected = expected_digest(5, 100, 3)
+    assert {k: answer[k] for k in expected} == expected
+    assert expected != expected_digest(5, 100, 4)
+
+
+@pytest.mark.slow
+def test_recovery_tiny_run_survives_kills_and_reports() -> None:
+    config = recovery.Config(size=100_000, standby=True, kills=2)
+    report = recovery.run_configs([config], quick=True, progress=_quiet)
+    (row,) = report.rows
+    assert "error" not in row, row
+    assert row["kills"] == 2
+    assert row["checkpointed"] is True
+    assert row["lost"] == 0 and row["wrong state"] == 0
+    assert row["p50 ms"] is not None and row["p50 ms"] > 0
+    assert {t.name for t in report.targets} >= {"recovery p99 with standby, 0.1 MB"}
+
+
+@pytest.mark.slow
+def test_overhead_tiny_run_reports_both_servers_and_memory() -> None:
+    report = overhead.run_with(0.3, quick=True, progress=_quiet)
+    served = [(row["handler"], row["served"]) for row in report.rows]
+    assert served[:4] == [("0 ms", "direct"), ("0 ms", "supervised"),
+                          ("1 ms", "direct"), ("1 ms", "supervised")]
+    assert all(row["failed"] == 0 and row["req/s"] > 0 for row in report.rows[:4])
+    memory = report.rows[4]
+    assert memory["PSS MB"] > 0 and memory["zygote PSS MB (apart)"] > 0
+    assert len(report.targets) == 2
+    assert report.to_dict()["name"] == "overhead"
