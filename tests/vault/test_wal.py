@@ -37,8 +37,8 @@ class CountingLayer(FileLayer):
     def __init__(self) -> None:
         self.fsyncs = 0
 
-    def fsync(self, fd: int) -> None:
-        super().fsync(fd)
+    def fdatasync(self, fd: int) -> None:
+        super().fdatasync(fd)
         self.fsyncs += 1
 
 

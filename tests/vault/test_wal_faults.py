@@ -18,7 +18,7 @@ import pytest
 
 from project_o.errors import VaultClosed, WALFatalError
 from project_o.vault.fileio import FileLayer
-from project_o.vault.wal import WAL
+from project_o.vault.wal import PREALLOCATE_STEP, WAL
 
 from .wal_child import digest, make_data
 
@@ -45,9 +45,13 @@ class FaultLayer(FileLayer):
             self.gate.wait(PATIENCE_S)
         raise OSError(self.code, f"injected {errno.errorcode[self.code]} in {method}")
 
-    def write(self, fd: int, data: bytes | memoryview) -> int:
-        self._maybe_fail("write")
-        return super().write(fd, data)
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        self._maybe_fail("pwrite")
+        return super().pwrite(fd, data, offset)
+
+    def fdatasync(self, fd: int) -> None:
+        self._maybe_fail("fdatasync")
+        super().fdatasync(fd)
 
     def fsync(self, fd: int) -> None:
         self._maybe_fail("fsync")
@@ -68,13 +72,13 @@ class ShortWriteLayer(FileLayer):
     def __init__(self, after: int) -> None:
         self.after, self.short_done = after, False
 
-    def write(self, fd: int, data: bytes | memoryview) -> int:
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
         if self.after > 0:
             self.after -= 1
-            return super().write(fd, data)
+            return super().pwrite(fd, data, offset)
         if not self.short_done:
             self.short_done = True
-            return super().write(fd, data[: len(data) // 2])
+            return super().pwrite(fd, data[: len(data) // 2], offset)
         raise OSError(errno.ENOSPC, "injected ENOSPC after a short write")
 
 
@@ -93,37 +97,39 @@ def open_with(directory: Path, layer: FileLayer, **options: object) -> WAL:
 @pytest.mark.parametrize(
     ("method", "code"),
     [
-        ("write", errno.EIO),
-        ("write", errno.ENOSPC),
-        ("fsync", errno.EIO),
-        ("fsync", errno.ENOSPC),
+        ("pwrite", errno.EIO),
+        ("pwrite", errno.ENOSPC),
+        ("fdatasync", errno.EIO),
+        ("fdatasync", errno.ENOSPC),
     ],
 )
-def test_a_failed_write_or_fsync_is_fatal_to_the_appender_and_all_after(
+def test_a_failed_write_or_sync_is_fatal_to_the_appender_and_all_after(
     tmp_path: Path, method: str, code: int
 ) -> None:
-    layer = FaultLayer(method, code, after=3)  # three rounds succeed
+    layer = FaultLayer(method, code, after=3)  # the first rounds succeed
     wal = open_with(tmp_path, layer)
-    assert [wal.append("op", i) for i in range(3)] == [1, 2, 3]
+    acked: list[int] = []
     with pytest.raises(WALFatalError) as caught:
-        wal.append("op", 3)
+        for i in range(10):
+            acked.append(wal.append("op", i))
     assert_fatal(caught.value, code)
-    assert wal.durable_sequence == 3
+    assert len(acked) >= 2 and acked == list(range(1, len(acked) + 1))
+    assert wal.durable_sequence == len(acked)  # the failed entry was never acknowledged
     calls = dict(layer.calls)
-    for attempt in (lambda: wal.append("op", 4), lambda: wal.submit("op", 4), wal.flush):
+    for attempt in (lambda: wal.append("op", 99), lambda: wal.submit("op", 99), wal.flush):
         with pytest.raises(WALFatalError):
             attempt()
-    assert layer.calls == calls  # refused up front: no write, and the fsync is not retried
+    assert layer.calls == calls  # refused up front: no write, and the sync is not retried
     with pytest.raises(WALFatalError):
-        wal.close()  # sequence 4 was handed out but never made durable
+        wal.close()  # a sequence was handed out but never made durable
     with pytest.raises(VaultClosed):
-        wal.append("op", 5)
+        wal.append("op", 100)
     with WAL.open(tmp_path) as reopened:
-        assert [e.data for e in reopened.replay()][:3] == [0, 1, 2]
+        assert [e.data for e in reopened.replay()][: len(acked)] == list(range(len(acked)))
 
 
 def test_every_pending_future_fails_when_the_shared_fsync_fails(tmp_path: Path) -> None:
-    layer = FaultLayer("fsync", errno.EIO, after=1)
+    layer = FaultLayer("fdatasync", errno.EIO, after=1)
     wal = open_with(tmp_path, layer)
     assert wal.append("op", "durable") == 1
     layer.gate = threading.Event()  # hold the failing fsync while more writers queue
@@ -137,7 +143,7 @@ def test_every_pending_future_fails_when_the_shared_fsync_fails(tmp_path: Path) 
     for future in futures:
         assert_fatal(future.exception(timeout=PATIENCE_S), errno.EIO)  # type: ignore[arg-type]
     assert wal.durable_sequence == 1
-    assert layer.calls["fsync"] == 2  # one success, one failure, no retry
+    assert layer.calls["fdatasync"] == 2  # one success, one failure, no retry
 
 
 def _capture(sink: list[BaseException], fn: object, *args: object) -> None:
@@ -148,7 +154,7 @@ def _capture(sink: list[BaseException], fn: object, *args: object) -> None:
 
 
 def test_a_short_write_then_enospc_leaves_a_torn_tail_that_reopen_cuts(tmp_path: Path) -> None:
-    wal = open_with(tmp_path, ShortWriteLayer(after=5))
+    wal = open_with(tmp_path, ShortWriteLayer(after=6))  # 5 rounds + the zero-fill
     acked = [wal.append("op", {"i": i}) for i in range(5)]
     with pytest.raises(WALFatalError):
         wal.append("op", {"i": 5})
@@ -178,7 +184,8 @@ def test_a_failed_rollover_is_fatal(tmp_path: Path, method: str, after: int) -> 
 
 
 def test_batch_mode_write_failure_raises_to_the_appender(tmp_path: Path) -> None:
-    wal = open_with(tmp_path, FaultLayer("write", errno.ENOSPC, after=2), durability="batch")
+    layer = FaultLayer("pwrite", errno.ENOSPC, after=3)  # 2 records + the zero-fill
+    wal = open_with(tmp_path, layer, durability="batch")
     wal.append("op", 1)
     wal.append("op", 2)
     with pytest.raises(WALFatalError) as caught:
@@ -191,7 +198,7 @@ def test_batch_mode_write_failure_raises_to_the_appender(tmp_path: Path) -> None
 def test_batch_mode_background_fsync_failure_fails_futures_and_later_appends(
     tmp_path: Path,
 ) -> None:
-    layer = FaultLayer("fsync", errno.EIO)
+    layer = FaultLayer("fdatasync", errno.EIO)
     wal = open_with(tmp_path, layer, durability="batch", batch_entries=5, batch_interval=3600)
     futures = [wal.submit("op", i)[1] for i in range(5)]  # the 5th triggers the flusher
     for future in futures:
@@ -210,7 +217,7 @@ def test_rlimit_fsize_makes_writes_fail_with_efbig_and_acked_entries_survive(
     tmp_path: Path,
 ) -> None:
     wal_dir = tmp_path / "wal"
-    limit = 48 * 1024
+    limit = 2 * PREALLOCATE_STEP + 4096  # the third zero-filled step hits the limit
     child = subprocess.run(
         [
             sys.executable,

@@ -49,10 +49,13 @@ def test_a_torn_last_record_at_every_byte_offset_is_cut_back(tmp_path: Path) -> 
         target = work / segment.name
         target.write_bytes(data[: last + keep])
         with WAL.open(work) as wal:
-            assert wal.torn_tail is not None, keep
-            assert wal.torn_tail.path == target
-            assert wal.torn_tail.offset == last
-            assert wal.torn_tail.bytes_truncated == keep
+            if any(data[last : last + keep]):
+                assert wal.torn_tail is not None, keep
+                assert wal.torn_tail.path == target
+                assert wal.torn_tail.offset == last
+                assert wal.torn_tail.bytes_truncated == keep
+            else:  # only the size prefix's leading zero bytes: same as padding
+                assert wal.torn_tail is None
             assert wal.last_sequence == 4
             assert [e.sequence for e in wal.replay()] == [1, 2, 3, 4]
         assert target.read_bytes() == data[:last]
@@ -78,15 +81,29 @@ def test_a_torn_tail_is_reported_by_scan_and_repaired_only_on_request(tmp_path: 
     assert scan(tmp_path).torn_tail is None
 
 
-def test_a_zero_filled_tail_is_a_torn_tail(tmp_path: Path) -> None:
-    # What a crash can leave when the size was extended but the data never landed.
+def test_zero_padding_after_a_crash_is_trimmed_not_reported_as_torn(tmp_path: Path) -> None:
+    # What a crash leaves behind: the active segment's preallocated zeros.
     [segment] = build(tmp_path, 3)
     size = segment.stat().st_size
     with segment.open("ab") as f:
-        f.write(bytes(300))
+        f.write(bytes(5000))
+    report = scan(tmp_path)
+    assert report.sound and report.torn_tail is None and report.padding == 5000
     with WAL.open(tmp_path) as wal:
-        assert wal.torn_tail is not None and wal.torn_tail.offset == size
-        assert wal.last_sequence == 3
+        assert wal.torn_tail is None
+        assert segment.stat().st_size == size
+        assert wal.append("op", "next") == 4
+
+
+def test_a_torn_record_followed_by_padding_is_a_torn_tail(tmp_path: Path) -> None:
+    [segment] = build(tmp_path, 3)
+    size = segment.stat().st_size
+    with segment.open("ab") as f:
+        f.write(encode(4, 1.0, "op", "half")[:20] + bytes(5000))
+    with WAL.open(tmp_path) as wal:
+        assert wal.torn_tail is not None
+        assert (wal.torn_tail.offset, wal.torn_tail.bytes_truncated) == (size, 5020)
+    assert segment.stat().st_size == size
 
 
 def test_an_empty_last_segment_after_a_crash_at_rollover_is_fine(tmp_path: Path) -> None:

@@ -134,7 +134,8 @@ def measure(config: Config, vault: Path) -> dict[str, Any]:
 def _args(config: Config) -> list[str]:
     args = [] if config.standby else ["--no-standby"]
     if config.size >= 100 * MB:
-        args += ["--memory-limit-mb", str(LARGE_STATE_MEMORY_MB)]
+        # the state travels in one checkpoint frame: allow it
+        args += ["--memory-limit-mb", str(LARGE_STATE_MEMORY_MB), "--max-frame-mb", "512"]
     return args
 
 

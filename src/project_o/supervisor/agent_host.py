@@ -41,12 +41,16 @@ from project_o.errors import (
 from project_o.gateway.service import RequestResult
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ZygoteHandle
-from project_o.supervisor.config import POISON_THRESHOLD, SupervisorConfig
+from project_o.supervisor.config import (
+    POISON_THRESHOLD,
+    STANDBY_RESPAWN_DELAY,
+    SupervisorConfig,
+)
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.instance_handle import HandlerError, InstanceDied, InstanceHandle
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
-from project_o.wire import DEFAULT_MAX_FRAME_SIZE, Message
+from project_o.wire import Message
 
 __all__ = ["AgentHost"]
 
@@ -218,6 +222,7 @@ class AgentHost:
                 await self._respawn("main")
         await dead.close()
         if self.config.standby and self.standby is None and not self._stopping:
+            await asyncio.sleep(STANDBY_RESPAWN_DELAY)
             await self._respawn("standby")
 
     async def _respawn(self, role: str) -> None:
@@ -339,7 +344,7 @@ class AgentHost:
         instance = InstanceHandle(
             pid=forked.pid, role=role, version=self.version, instance_id=instance_id,
             reader=forked.reader, writer=forked.writer, owner=self,
-            max_frame_size=DEFAULT_MAX_FRAME_SIZE,
+            max_frame_size=self.config.max_frame_bytes,
         )
         instance.restarts = self.restarts
         hello = instance.waiter("hello")

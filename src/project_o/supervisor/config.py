@@ -20,6 +20,11 @@ POISON_THRESHOLD = 2
 #: instances an agent version may lose in RESTART_PERIOD before we escalate
 MAX_RESTARTS = 10
 RESTART_PERIOD = 10.0
+#: the wire protocol's default frame limit; raise it for states over ~60 MB
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: after a takeover, wait this long before forking the next standby, so its
+#: restore does not compete for the CPU with the requests being re-dispatched
+STANDBY_RESPAWN_DELAY = 0.1
 #: the instance sends a checkpoint after this many acknowledged writes
 CHECKPOINT_EVERY = 1000
 
@@ -41,6 +46,7 @@ class SupervisorConfig:
     max_restarts: int = MAX_RESTARTS
     restart_period: float = RESTART_PERIOD
     max_body_bytes: int = 1024 * 1024
+    max_frame_bytes: int = MAX_FRAME_BYTES
     limits: dict[str, Any] = field(default_factory=dict)
 
     def instance_config(self) -> dict[str, Any]:
@@ -48,4 +54,5 @@ class SupervisorConfig:
         return {
             "heartbeat_interval": self.heartbeat_interval,
             "checkpoint_every": self.checkpoint_every,
+            "max_frame_size": self.max_frame_bytes,
         }

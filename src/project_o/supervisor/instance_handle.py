@@ -141,8 +141,9 @@ class InstanceHandle:
             raise InstanceDied(self.death_reason or "instance is dead")
         try:
             async with self._send_lock:
-                await write_message_async(self._writer, message)
-        except (OSError, ConnectionError) as exc:
+                await write_message_async(self._writer, message, self._max_frame_size)
+        except (OSError, ConnectionError, ProtocolError) as exc:
+            # ProtocolError: the wire layer reports a reset peer as ConnectionClosed.
             self._die(f"socket broke while sending: {exc}")
             raise InstanceDied(self.death_reason or str(exc)) from exc
 

@@ -56,6 +56,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS", help=f"default {defaults.RESTART_PERIOD:g}")
     parser.add_argument("--memory-limit-mb", type=int, default=None,
                         help="address-space quota per instance in MiB")
+    parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
+                        help="largest supervisor<->instance frame in MiB (default 64); a "
+                             "checkpoint travels in one frame, so raise it for bigger states")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
 
@@ -76,5 +79,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
-        max_restarts=args.max_restarts, restart_period=args.restart_period,
+        max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, restart_period=args.restart_period,
     )

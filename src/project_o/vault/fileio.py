@@ -1,9 +1,10 @@
 """The thin file layer the WAL writes through.
 
-Every byte the WAL puts on disk, and every fsync, goes through one
+Every byte the WAL puts on disk, and every sync, goes through one
 :class:`FileLayer` object::
 
-    WAL ──open / write / fsync / ftruncate / unlink / fsync_directory──▶ FileLayer ──▶ os.*
+    WAL ──open / pwrite / fdatasync / fsync / ftruncate / unlink / fsync_directory──▶
+        FileLayer ──▶ os.*
 
 The default layer calls :mod:`os` directly and adds nothing. It exists so
 a test can subclass it and make one call fail with a real errno (EIO,
@@ -18,9 +19,9 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["FileLayer", "write_all"]
+__all__ = ["FILE_MODE", "FileLayer", "pwrite_all"]
 
-#: Permissions of new WAL segments (before the umask): owner and group read.
+#: Permissions of new WAL segments (before the umask): owner read-write, others read.
 FILE_MODE = 0o644
 
 
@@ -35,16 +36,25 @@ class FileLayer:
         """Open ``path`` with ``os.open`` flags and return the descriptor."""
         return os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
 
-    def write(self, fd: int, data: bytes | memoryview) -> int:
-        """Write once; return how many bytes the kernel took (may be fewer)."""
-        return os.write(fd, data)
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        """Write once at ``offset``; return how many bytes the kernel took (may be fewer)."""
+        return os.pwrite(fd, data, offset)
+
+    def fdatasync(self, fd: int) -> None:
+        """Flush the file's data, and the metadata needed to read it back, to stable storage.
+
+        The WAL syncs records with this: they overwrite space that was
+        already allocated and synced, so no metadata (size, block map)
+        changes and the filesystem journal is not involved.
+        """
+        os.fdatasync(fd)
 
     def fsync(self, fd: int) -> None:
-        """Flush the file's data and metadata (its size) to stable storage."""
+        """Flush the file's data and all of its metadata (used when the size changes)."""
         os.fsync(fd)
 
     def ftruncate(self, fd: int, length: int) -> None:
-        """Cut the file to ``length`` bytes."""
+        """Cut (or extend with a hole) the file to ``length`` bytes."""
         os.ftruncate(fd, length)
 
     def close(self, fd: int) -> None:
@@ -69,8 +79,8 @@ class FileLayer:
             os.close(fd)
 
 
-def write_all(layer: FileLayer, fd: int, data: bytes) -> None:
-    """Write every byte of ``data``, looping over short writes.
+def pwrite_all(layer: FileLayer, fd: int, data: bytes, offset: int) -> None:
+    """Write every byte of ``data`` at ``offset``, looping over short writes.
 
     A regular file takes a short write when it reaches a limit
     (RLIMIT_FSIZE, a full quota); the next write then reports the error,
@@ -78,9 +88,10 @@ def write_all(layer: FileLayer, fd: int, data: bytes) -> None:
     """
     view = memoryview(data)
     while view:
-        written = layer.write(fd, view)
+        written = layer.pwrite(fd, view, offset)
         if written <= 0:
             # POSIX allows 0 only for a 0-byte request; treat it as an I/O error
             # rather than loop forever.
-            raise OSError(errno.EIO, "write() took 0 bytes")
+            raise OSError(errno.EIO, "pwrite() took 0 bytes")
         view = view[written:]
+        offset += written
