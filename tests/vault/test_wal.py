@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from project_o.errors import InvalidArgument, VaultClosed
+from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.fileio import FileLayer
 from project_o.vault.wal import WAL, WALEntry, scan, segment_name
 from project_o.vault.wal_record import compute_checksum, encode, read_record, walk_segment
@@ -220,6 +222,46 @@ def test_invalid_options_are_refused(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------- lifecycle
+
+
+def test_only_one_writer_may_hold_the_directory(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from project_o.errors import VaultError\n"
+        "from project_o.vault.wal import WAL\n"
+        "try:\n"
+        "    WAL.open(sys.argv[1]).close()\n"
+        "except VaultError:\n"
+        "    sys.exit(3)\n"
+    )
+    wal = WAL.open(tmp_path / "wal")
+    with pytest.raises(VaultError, match="already open"):
+        WAL.open(tmp_path / "wal")
+    other = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "wal")], check=False)
+    assert other.returncode == 3
+    wal.close()
+    other = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "wal")], check=False)
+    assert other.returncode == 0
+
+
+def test_a_live_wal_has_padding_that_scan_reports_and_close_trims(tmp_path: Path) -> None:
+    wal = WAL.open(tmp_path / "wal")
+    for i in range(10):
+        wal.append("op", i)
+    live = scan(tmp_path / "wal")
+    assert live.sound and live.torn_tail is None and live.entries == 10
+    assert live.padding > 0  # the preallocated rest of the active segment
+    wal.close()
+    closed = scan(tmp_path / "wal")
+    assert closed.padding == 0
+    assert closed.segments[0].size == sum(
+        len(encode(e.sequence, e.timestamp, e.operation, e.data)) for e in replay_all(tmp_path)
+    )
+
+
+def replay_all(directory: Path) -> list[WALEntry]:
+    with WAL.open(directory / "wal") as wal:
+        return list(wal.replay())
 
 
 def test_closed_wal_refuses_writes_and_close_is_idempotent(tmp_path: Path) -> None:

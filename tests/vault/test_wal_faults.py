@@ -158,6 +158,8 @@ def test_a_short_write_then_enospc_leaves_a_torn_tail_that_reopen_cuts(tmp_path:
     acked = [wal.append("op", {"i": i}) for i in range(5)]
     with pytest.raises(WALFatalError):
         wal.append("op", {"i": 5})
+    with pytest.raises(WALFatalError):
+        wal.close()  # releases the directory for the reopen
     with WAL.open(tmp_path) as reopened:
         assert reopened.torn_tail is not None
         assert [e.sequence for e in reopened.replay()] == acked
@@ -175,9 +177,27 @@ def test_a_failed_rollover_is_fatal(tmp_path: Path, method: str, after: int) -> 
         for i in range(100):
             acked.append(wal.append("op", {"i": i, "pad": "x" * 100}))
     assert_fatal(caught.value, errno.EIO)
+    with pytest.raises(WALFatalError):
+        wal.close()
     with WAL.open(tmp_path, segment_size=512) as reopened:
         assert [e.sequence for e in reopened.replay()][: len(acked)] == acked
         assert reopened.last_sequence >= len(acked)
+
+
+class BrokenLayer(FileLayer):
+    """A layer with a bug: pwrite raises something that is not an OSError."""
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        raise RuntimeError("a bug in the file layer")
+
+
+def test_an_unexpected_error_mid_round_is_fatal_too_so_no_writer_hangs(tmp_path: Path) -> None:
+    wal = open_with(tmp_path, BrokenLayer())
+    _, future = wal.submit("op", "queued")
+    with pytest.raises(WALFatalError) as caught:
+        wal.append("op", "x")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert isinstance(future.exception(timeout=PATIENCE_S), WALFatalError)
 
 
 # ------------------------------------------------------------- batch mode

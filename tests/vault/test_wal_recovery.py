@@ -194,6 +194,7 @@ def test_scan_of_a_healthy_log_matches_what_was_written(tmp_path: Path) -> None:
     segments = build(tmp_path, 40, segment_size=1024)
     report = scan(tmp_path)
     assert report.sound and report.torn_tail is None and report.corruption == []
+    assert report.padding == 0  # closed: every segment trimmed to its records
     assert (report.entries, report.first_sequence, report.last_sequence) == (40, 1, 40)
     assert [s.path for s in report.segments] == segments
     assert sum(s.entries for s in report.segments) == 40

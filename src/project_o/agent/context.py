@@ -4,18 +4,33 @@
 
     supervisor ── request {id, input} ──► runtime ── handler(ctx, input) ──► output
                                                       │
-                                                      └─ ctx.request_id   the request's id
-                                                         ctx.memory       durable key-value memory
+                                                      ├─ ctx.request_id   the request's id
+                                                      ├─ ctx.memory       durable memory (key-value,
+                                                      │                   semantic recall, blocks)
+                                                      ├─ ctx.history      episodic log of conversations
+                                                      ├─ ctx.params       evolvable parameters (genes)
+                                                      ├─ ctx.tools        the agent's tools, callable
+                                                      ├─ ctx.llm          OpenAI-compatible chat (or None)
+                                                      ├─ ctx.workflows    durable multi-step workflows
+                                                      └─ ctx.emit(event)  stream an event to the caller
+
+Built by :class:`project_o.agent.kit.AgentKit`; fields a given agent does
+not use stay ``None``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from project_o.agent.kv import Memory
 
 __all__ = ["Context"]
+
+
+def _no_stream(event: Any) -> None:
+    """Where events go when the caller did not ask for a stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +44,9 @@ class Context:
 
     request_id: Any
     memory: Memory
+    history: Any = None
+    params: Any = None
+    tools: Any = None
+    llm: Any = None
+    workflows: Any = None
+    emit: Callable[[Any], None] = _no_stream

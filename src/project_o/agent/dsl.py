@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from project_o.agent.context import Context
-from project_o.agent.kv import KVReplica, Memory
+from project_o.agent.kit import AgentKit
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
@@ -99,15 +99,15 @@ class TestClient:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.journal: list[tuple[str, dict[str, Any]]] = []
-        self._replica = KVReplica()
-        self.memory = Memory(self._replica, self._record)
+        self.kit = AgentKit(agent, self._record)
+        self.memory = self.kit.memory
         self._ids = itertools.count(1)
 
     def call(self, request: Any, *, request_id: Any = None) -> Any:
         """Send one request to the handler; return its (round-tripped) response."""
         ensure_packable(request, "request")
         rid = request_id if request_id is not None else f"test-{next(self._ids)}"
-        output = self.agent.handle(Context(request_id=rid, memory=self.memory), request)
+        output = self.agent.handle(self.kit.context(rid), request)
         ensure_packable(output, "response")
         return msgpack.unpackb(msgpack.packb(output, use_bin_type=True), raw=False)
 

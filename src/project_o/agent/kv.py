@@ -21,7 +21,7 @@ Operations journaled (docs/protocol.md): ``memory_set {key, value}`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import msgpack
@@ -43,8 +43,7 @@ MEMORY_DELETE: Final = "memory_delete"
 #: the WAL operations this module knows how to apply
 MEMORY_OPERATIONS: Final = frozenset({MEMORY_SET, MEMORY_DELETE})
 
-#: Makes one write durable; returns only when it is (or raises).
-Journal = Callable[[str, dict[str, Any]], None]
+from project_o.agent.store import Journal  # noqa: E402  (re-exported)
 
 
 def _pack(value: Any) -> bytes:
@@ -56,7 +55,15 @@ def _unpack(packed: bytes) -> Any:
 
 
 class KVReplica:
-    """The key-value state itself: applies journaled operations, answers reads."""
+    """The key-value state itself: applies journaled operations, answers reads.
+
+    A :class:`~project_o.agent.store.Store`: checkpointed under
+    ``agent_state["kv"]``.
+    """
+
+    name: Final = "kv"
+    section: Final = "agent_state"
+    operations: Final = MEMORY_OPERATIONS
 
     def __init__(self) -> None:
         self._values: dict[str, bytes] = {}

@@ -48,7 +48,7 @@ from typing import Any, Final
 
 from project_o.agent.context import Context
 from project_o.agent.dsl import Agent
-from project_o.agent.kv import MEMORY_OPERATIONS, Memory
+from project_o.agent.kit import AgentKit
 from project_o.errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -58,7 +58,6 @@ from project_o.errors import (
 )
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
-from project_o.runtime.state import InstanceState
 from project_o.vault.checkpoint import CheckpointStore
 from project_o.wire import Message, MessageType
 
@@ -123,8 +122,8 @@ class Instance:
         self.role = role
         self._instance_id = instance_id
         self._config = config
-        self._state = InstanceState()
-        self._memory = Memory(self._state.replica, self._journal)
+        self._kit = AgentKit(agent, self._journal)
+        self._state = self._kit.state
         self.last_sequence = 0
         self._inbox: deque[Message] = deque()
         self._fatal: _Exit | None = None
@@ -237,9 +236,9 @@ class Instance:
             )
         if sequence <= self.last_sequence:
             return  # already in the checkpoint or applied: replay is idempotent
-        if operation in MEMORY_OPERATIONS:
+        if self._state.owns(operation):
             try:
-                self._state.replica.apply(operation, entry.get("data") or {})
+                self._state.apply(operation, entry.get("data") or {})
             except InvalidArgument as exc:
                 raise self._violation(f"WAL entry {sequence} cannot be applied: {exc}") from exc
         # Other operations belong to layers that do not exist yet: skip, keep the order.
@@ -254,7 +253,7 @@ class Instance:
         if request_id is None:
             raise self._violation("a request needs an id")
         self._state.count("requests")
-        ctx = Context(request_id=request_id, memory=self._memory)
+        ctx = self._kit.context(request_id)
         try:
             output = self._agent.handle(ctx, data.get("input"))
         except Exception as exc:  # noqa: BLE001 - agent code may raise anything

@@ -56,6 +56,7 @@ last segment is a torn write from a crash: it is truncated and reported in
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import re
 import threading
@@ -260,23 +261,30 @@ class WAL:
         layer = file_layer or FileLayer()
         directory = Path(directory)
         _ensure_directory(directory, layer)
-        segments, next_seq, torn = _recover(directory, layer, start_sequence)
-        return cls(
-            directory,
-            layer,
-            segments,
-            next_seq,
-            torn,
-            durability,
-            segment_size,
-            batch_entries,
-            batch_interval,
-        )
+        lock_fd = _lock_directory(directory)
+        try:
+            segments, next_seq, torn = _recover(directory, layer, start_sequence)
+            return cls(
+                directory,
+                layer,
+                lock_fd,
+                segments,
+                next_seq,
+                torn,
+                durability,
+                segment_size,
+                batch_entries,
+                batch_interval,
+            )
+        except BaseException:
+            os.close(lock_fd)
+            raise
 
     def __init__(
         self,
         directory: Path,
         layer: FileLayer,
+        lock_fd: int,
         segments: list[tuple[int, Path]],
         next_sequence: int,
         torn_tail: TornTail | None,
@@ -289,6 +297,7 @@ class WAL:
         self.torn_tail = torn_tail
         self._directory = directory
         self._layer = layer
+        self._lock_fd = lock_fd
         self._sync = durability == "sync"
         self._segment_size = segment_size
         self._batch_entries = batch_entries
@@ -314,7 +323,7 @@ class WAL:
         self._abandoned: set[threading.Lock] = set()
         self._waiters: list[tuple[int, _Waiter]] = []
         self._unsynced_since: float | None = None
-        self._fatal: OSError | None = None
+        self._fatal: Exception | None = None
         self._closed = False
         self._flusher_idle = False
         self._flusher = threading.Thread(target=self._run_flusher, name="wal-flusher", daemon=True)
@@ -465,10 +474,13 @@ class WAL:
             self._closed = True
             self._wake.notify_all()
         self._flusher.join()
-        with self._write_lock:
-            self._round()
-            if self._fd >= 0:
-                self._release_active()
+        try:
+            with self._write_lock:
+                self._round()
+                if self._fd >= 0:
+                    self._release_active()
+        finally:
+            os.close(self._lock_fd)  # another process may open the WAL now
         if self._fatal is not None and self._durable_seq < self._next_seq - 1:
             raise self._fatal_error()
 
@@ -566,7 +578,7 @@ class WAL:
             return False
         try:
             self._layer.fdatasync(self._fd)  # records overwrite preallocated zeros
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
             return False
         return self._mark_durable(target, own)
@@ -581,7 +593,7 @@ class WAL:
             return True
         try:
             self._write(batch)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
             return False
         return True
@@ -679,8 +691,14 @@ class WAL:
             self._pass_baton()
         return found_own
 
-    def _fail(self, exc: OSError) -> None:
-        """Make the WAL fatal: fail every waiter, drop the queue, refuse the rest."""
+    def _fail(self, exc: Exception) -> None:
+        """Make the WAL fatal: fail every waiter, drop the queue, refuse the rest.
+
+        Normally ``exc`` is the OSError of a write or sync. Anything else
+        that stops a round half-way (MemoryError, a bug) is made fatal too:
+        the round's records were taken off the queue, and failing their
+        writers is the only answer that never acknowledges them.
+        """
         with self._lock:
             if self._fatal is None:
                 self._fatal = exc
@@ -757,6 +775,28 @@ def _ensure_directory(directory: Path, layer: FileLayer) -> None:
         return
     directory.mkdir(parents=True, exist_ok=True)
     layer.fsync_directory(directory.parent)  # make the new directory's name durable
+
+
+def _lock_directory(directory: Path) -> int:
+    """Take the single-writer lock on ``directory``; return the descriptor holding it.
+
+    Two writers would interleave records under the same sequences. The
+    lock is an flock on the directory itself (no extra file in the
+    layout); the kernel drops it when the holder dies, even by kill -9.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VaultError(
+            f"the WAL in {directory} is already open for writing (by another process, or "
+            "another WAL object in this one); close that one first, or use scan() to read"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _list_segments(directory: Path) -> list[tuple[int, Path]]:
