@@ -19,7 +19,7 @@ from project_o.errors import ProjectOError
 if TYPE_CHECKING:
     from project_o.client import Client
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +133,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os.execv(argv[0], argv)
 
 
-def _client(args: argparse.Namespace) -> "Client":
+def _client(args: argparse.Namespace) -> Client:
     from project_o.client import Client
     from project_o.supervisor.options import default_vault
 

@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from project_o.errors import InvalidArgument
 
-__all__ = ["Journal", "Store", "StateBook", "PAYLOAD_SECTIONS"]
+__all__ = ["PAYLOAD_SECTIONS", "Journal", "StateBook", "Store"]
 
 #: Makes one write durable; returns only when it is (or raises).
 Journal = Callable[[str, dict[str, Any]], None]

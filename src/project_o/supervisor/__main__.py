@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.options import add_supervisor_options, config_from_args

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SupervisorConfig", "DEFAULT_PORT"]
+__all__ = ["DEFAULT_PORT", "SupervisorConfig"]
 
 #: the gateway's port unless told otherwise
 DEFAULT_PORT = 8700

@@ -13,7 +13,7 @@ from pathlib import Path
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
 
-__all__ = ["add_supervisor_options", "config_from_args", "builtin_agent_path", "default_vault"]
+__all__ = ["add_supervisor_options", "builtin_agent_path", "config_from_args", "default_vault"]
 
 
 def builtin_agent_path() -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 from project_o.vault.atomic import write_atomic
 from project_o.vault.catalog import Catalog, VersionRecord
 
-__all__ = ["VersionBook", "read_sources", "content_version"]
+__all__ = ["VersionBook", "content_version", "read_sources"]
 
 #: statuses this module writes
 SERVING, GOOD, REJECTED = "serving", "good", "rejected"

@@ -25,14 +25,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.catalog import Catalog
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.wal import WAL, WALEntry
 
-__all__ = ["Vault", "RestorePoint", "Durability"]
+__all__ = ["Durability", "RestorePoint", "Vault"]
 
 Durability = Literal["sync", "batch"]
 
@@ -201,7 +201,7 @@ class Vault:
         if self._catalog is not None:
             self._catalog.close()
 
-    def __enter__(self) -> Vault:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

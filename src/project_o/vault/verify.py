@@ -21,7 +21,7 @@ from project_o.errors import CheckpointCorrupt
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.wal import scan
 
-__all__ = ["VerifyReport", "verify_vault", "render_report"]
+__all__ = ["VerifyReport", "render_report", "verify_vault"]
 
 
 @dataclass
@@ -144,10 +144,10 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
         ("sequences", f"{report.first_sequence} … {report.last_sequence}"),
         ("torn tail", _torn(report)),
         ("corruption", str(len(report.corruption))),
-        ("checkpoints", f"{len(report.checkpoints_valid)} valid, "
-                        f"{len(report.checkpoints_invalid)} invalid"),
-        ("restore point", f"checkpoint {rp.get('checkpoint')} @ {rp.get('checkpoint_sequence')}"
-                          f" + {rp.get('replay_entries')} WAL entries"),
+        ("checkpoints", (f"{len(report.checkpoints_valid)} valid, "
+                        f"{len(report.checkpoints_invalid)} invalid")),
+        ("restore point", (f"checkpoint {rp.get('checkpoint')} @ {rp.get('checkpoint_sequence')}"
+                          f" + {rp.get('replay_entries')} WAL entries")),
         ("catalog", report.catalog),
     ]
     for what, found in rows:
