@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(commands)
     _add_vault(commands)
     _add_bench(commands)
+    _add_lineage(commands)
+    _add_evolve(commands)
+    _add_demo(commands)
     return parser
 
 
@@ -119,6 +122,68 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.set_defaults(handler=_cmd_bench)
 
 
+def _add_lineage(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lineage = commands.add_parser(
+        "lineage", help="print the version tree of a vault",
+        description="Read VAULT/catalog.sqlite (no supervisor needed) and print every version "
+        "under its parent, with its status (serving, shadow, canary, promoted, rolled back, "
+        "rejected, good...), the operator that made it and why it ended where it did.",
+    )
+    lineage.add_argument("--vault", type=Path, default=None,
+                         help="vault directory (default: $PROJECT_O_VAULT or ./vault)")
+    lineage.add_argument("--json", action="store_true", help="print the tree as JSON")
+    lineage.set_defaults(handler=_cmd_lineage)
+
+
+def _add_evolve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evolve = commands.add_parser(
+        "evolve", help="start, watch and approve evolution experiments",
+        description="Talk to /v1/evolution/experiments of the supervisor serving --vault.",
+    )
+    actions = evolve.add_subparsers(dest="evolve_command", metavar="ACTION")
+    actions.required = True
+    start = actions.add_parser(
+        "start", help="start a shadow or canary experiment with a candidate version",
+        description="POST /v1/evolution/experiments. The candidate is a whole agent file "
+        "(--source), or an operator applied to the serving version (--operator).",
+    )
+    candidate = start.add_mutually_exclusive_group(required=True)
+    candidate.add_argument("--source", type=Path, help="the candidate agent file")
+    candidate.add_argument("--operator", help="an evolution operator's name")
+    start.add_argument("--kind", choices=("shadow", "canary"), default="shadow")
+    start.add_argument("--hypothesis", default=None, help="why the candidate should be better")
+    start.add_argument("--mode", choices=("mirror", "split"), default=None,
+                       help="shadow traffic: mirrored (default) or split")
+    start.add_argument("--share", type=float, default=None, help="shadow share (default 0.1)")
+    start.add_argument("--metric", choices=("latency", "errors", "feedback"), default=None,
+                       help="judge on one metric (default: all three)")
+    start.add_argument("--watch", action="store_true", help="poll until a decision, then show it")
+    show = actions.add_parser("show", help="show one experiment: stage, statistics, timeline")
+    show.add_argument("id", help="the experiment id")
+    show.add_argument("--watch", action="store_true", help="poll until a decision")
+    listing = actions.add_parser("list", help="list experiments, newest first")
+    approve = actions.add_parser("approve", help="start an experiment the agent proposed")
+    approve.add_argument("id", help="the proposed experiment's id")
+    for parser in (start, show, listing, approve):
+        _add_client_options(parser)
+        parser.add_argument("--json", action="store_true", help="print the raw JSON")
+        parser.set_defaults(handler=_cmd_evolve)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo", help='run the "evolution gone wrong" scenario, offline, in about a minute',
+        description="Start a supervisor serving a demo agent with a slow memory search, teach "
+        "it facts, then let it evolve: a candidate that crashes dies in the shadow, a faster "
+        "one is promoted through the canary, a later regression is rolled back, and every "
+        "fact is still remembered. Exit 0 only if every promise held.",
+    )
+    demo.add_argument("--vault", type=Path, default=None,
+                      help="vault directory to use (default: a temporary one, removed after)")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(handler=_cmd_demo)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import os
 
@@ -146,7 +211,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if isinstance(output, dict) and "answer" in output:
         print(output["answer"])
         for citation in output.get("citations", []):
-            print(f"  [fact {citation.get('fact')}] {citation.get('text')}")
+            print(f"  [{citation.get('id')}] {citation.get('text')}")
+        if output.get("note"):
+            print(f"  ({output['note']})")
     else:
         print(json.dumps(output, indent=2))
     print(f"  (version {answer['version']}, {answer['latency_ms']:.1f} ms)", file=sys.stderr)
@@ -192,6 +259,61 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         render(report)
     return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from project_o.lineage import lineage_to_dict, read_lineage, render_lineage
+    from project_o.supervisor.options import default_vault
+
+    roots = read_lineage(args.vault or default_vault())
+    if args.json:
+        print(json.dumps(lineage_to_dict(roots), indent=2))
+    else:
+        render_lineage(roots)
+    return 0
+
+
+def _cmd_evolve(args: argparse.Namespace) -> int:
+    from project_o.lineage import render_experiment, render_experiments, watch_experiment
+
+    client = _client(args)
+    action = args.evolve_command
+    if action == "list":
+        listed = client.experiments()
+        if args.json:
+            print(json.dumps(listed, indent=2))
+        else:
+            render_experiments(listed)
+        return 0
+    if action == "start":
+        result = client.start_experiment(_experiment_body(args))
+    elif action == "approve":
+        result = client.approve(args.id)
+    else:
+        result = client.experiment(args.id)
+    if getattr(args, "watch", False):
+        result = watch_experiment(client, result["id"], quiet=args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        render_experiment(result)
+    return 0
+
+
+def _experiment_body(args: argparse.Namespace) -> dict[str, object]:
+    candidate = ({"source": args.source.read_text()} if args.source is not None
+                 else {"operator": args.operator})
+    body: dict[str, object] = {"kind": args.kind, "candidate": candidate}
+    for key in ("hypothesis", "mode", "share", "metric"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    return body
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from project_o.demo import run_demo
+
+    return run_demo(vault=args.vault, as_json=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

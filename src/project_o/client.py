@@ -1,4 +1,4 @@
-"""A small HTTP client for a running supervisor (used by `project-o ask/status`).
+"""A small HTTP client for a running supervisor (used by `project-o ask/status/evolve`).
 
 It finds the supervisor through ``VAULT/supervisor.json`` and the token
 through ``PROJECT_O_TOKEN`` or ``VAULT/token``; both can be overridden.
@@ -18,6 +18,8 @@ from project_o.errors import ProjectOError
 __all__ = ["Client", "SupervisorUnreachable"]
 
 STATE_FILE = "supervisor.json"
+#: the evolution endpoints (docs/protocol.md)
+EXPERIMENTS = "/v1/evolution/experiments"
 
 
 class SupervisorUnreachable(ProjectOError):
@@ -44,6 +46,23 @@ class Client:
     def status(self) -> dict[str, Any]:
         """GET /v1/status."""
         return self._call("GET", "/v1/status")
+
+    def start_experiment(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/evolution/experiments: start a shadow or canary experiment."""
+        return self._call("POST", EXPERIMENTS, json=body)
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """GET /v1/evolution/experiments/{id}: stage, samples, statistics, timeline."""
+        return self._call("GET", f"{EXPERIMENTS}/{experiment_id}")
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """GET /v1/evolution/experiments: every experiment, newest first."""
+        listed: list[dict[str, Any]] = self._call("GET", EXPERIMENTS)["experiments"]
+        return listed
+
+    def approve(self, experiment_id: str) -> dict[str, Any]:
+        """POST /v1/evolution/experiments/{id}/approve: start a proposed experiment."""
+        return self._call("POST", f"{EXPERIMENTS}/{experiment_id}/approve")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:

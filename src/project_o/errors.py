@@ -20,10 +20,12 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── PoisonRequest              the request killed two instances in a row (HTTP 502)
     │   ├── RequestFailed              the agent's handler raised (HTTP 502)
     │   ├── NoInstanceAvailable        no live instance to serve it yet (HTTP 503)
-    │   └── RequestTimeout (TimeoutError)  its deadline passed first (HTTP 504)
+    │   ├── RequestTimeout (TimeoutError)  its deadline passed first (HTTP 504)
+    │   └── UnknownRequest (LookupError)   no recent request has that id (HTTP 404)
     ├── GatewayError                   the HTTP gateway could not start or serve
     ├── AgentLoadError (ImportError)   agent code failed to import, or holds no single Agent
     ├── ZygoteError                    a zygote died, or could not fork an instance
+    ├── LLMError                       the LLM endpoint failed, or answered nonsense
     └── InvalidArgument (ValueError)   a caller passed something we cannot use
 
 Messages say what was expected, what happened, and what to do next.
@@ -51,9 +53,11 @@ __all__ = [
     "RequestFailed",
     "NoInstanceAvailable",
     "RequestTimeout",
+    "UnknownRequest",
     "GatewayError",
     "AgentLoadError",
     "ZygoteError",
+    "LLMError",
     "InvalidArgument",
 ]
 
@@ -240,6 +244,17 @@ class RequestTimeout(ServiceError, TimeoutError):
     http_status = 504
 
 
+class UnknownRequest(ServiceError, LookupError):
+    """No request with that id was answered recently (feedback for an unknown id).
+
+    The supervisor remembers which version answered each of its most recent
+    requests, in memory; an id that was never issued, is too old, or was
+    answered before the supervisor last restarted is unknown.
+    """
+
+    http_status = 404
+
+
 class GatewayError(ProjectOError):
     """The HTTP gateway could not start (address in use, app startup failed)."""
 
@@ -266,6 +281,23 @@ class ZygoteError(ProjectOError):
     Instances forked by a dead zygote die with it (PR_SET_PDEATHSIG); start
     a new zygote to fork new ones.
     """
+
+
+class LLMError(ProjectOError):
+    """A chat completion failed: unreachable, timed out, refused, or malformed.
+
+    Raised only after the retries allowed for transient failures (timeouts,
+    lost connections, HTTP 408/409/429/5xx) are spent; ``attempts`` says
+    how many were made, ``status`` is the last HTTP status (None when no
+    response came). A malformed reply and a client error (other 4xx) are
+    not retried: asking again would get the same answer. The message never
+    contains the API key.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
 
 
 class InvalidArgument(ProjectOError, ValueError):

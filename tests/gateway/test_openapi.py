@@ -27,7 +27,14 @@ def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_lists_the_endpoints(spec: dict[str, Any]) -> None:
-    assert set(spec["paths"]) == {"/healthz", "/v1/requests", "/v1/status"}
+    assert set(spec["paths"]) == {
+        "/healthz",
+        "/metrics",
+        "/v1/requests",
+        "/v1/status",
+        "/v1/feedback",
+        "/v1/versions",
+    }
     assert set(spec["paths"]["/v1/requests"]) == {"post"}
     assert set(spec["paths"]["/v1/status"]) == {"get"}
     assert set(spec["paths"]["/healthz"]) == {"get"}

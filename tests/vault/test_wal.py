@@ -20,6 +20,8 @@ from project_o.vault.fileio import FileLayer
 from project_o.vault.wal import WAL, WALEntry, scan, segment_name
 from project_o.vault.wal_record import compute_checksum, encode, read_record, walk_segment
 
+pytestmark = pytest.mark.usefixtures("no_leaked_flushers")
+
 #: Generous bound for background work (the batch flusher); never a speed claim.
 PATIENCE_S = 10.0
 
@@ -248,12 +250,14 @@ def test_a_live_wal_has_padding_that_scan_reports_and_close_trims(tmp_path: Path
     wal = WAL.open(tmp_path / "wal")
     for i in range(10):
         wal.append("op", i)
-    live = scan(tmp_path / "wal")
+    live = scan(tmp_path / "wal", repair=True)
     assert live.sound and live.torn_tail is None and live.entries == 10
     assert live.padding > 0  # the preallocated rest of the active segment
+    assert not live.repaired  # the open WAL owns its tail
+    wal.append("op", 10)
     wal.close()
     closed = scan(tmp_path / "wal")
-    assert closed.padding == 0
+    assert closed.padding == 0 and closed.entries == 11
     assert closed.segments[0].size == sum(
         len(encode(e.sequence, e.timestamp, e.operation, e.data)) for e in replay_all(tmp_path)
     )

@@ -22,6 +22,8 @@ from project_o.vault.wal import PREALLOCATE_STEP, WAL
 
 from .wal_child import digest, make_data
 
+pytestmark = pytest.mark.usefixtures("no_leaked_flushers")
+
 PATIENCE_S = 10.0
 CHILD = Path(__file__).with_name("wal_child.py")
 
@@ -144,6 +146,8 @@ def test_every_pending_future_fails_when_the_shared_fsync_fails(tmp_path: Path) 
         assert_fatal(future.exception(timeout=PATIENCE_S), errno.EIO)  # type: ignore[arg-type]
     assert wal.durable_sequence == 1
     assert layer.calls["fdatasync"] == 2  # one success, one failure, no retry
+    with pytest.raises(WALFatalError):
+        wal.close()
 
 
 def _capture(sink: list[BaseException], fn: object, *args: object) -> None:
@@ -198,6 +202,8 @@ def test_an_unexpected_error_mid_round_is_fatal_too_so_no_writer_hangs(tmp_path:
         wal.append("op", "x")
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert isinstance(future.exception(timeout=PATIENCE_S), WALFatalError)
+    with pytest.raises(WALFatalError):
+        wal.close()
 
 
 # ------------------------------------------------------------- batch mode
@@ -213,6 +219,8 @@ def test_batch_mode_write_failure_raises_to_the_appender(tmp_path: Path) -> None
     assert_fatal(caught.value, errno.ENOSPC)
     with pytest.raises(WALFatalError):
         wal.append("op", 4)
+    with pytest.raises(WALFatalError):
+        wal.close()  # 1 and 2 were written but never synced
 
 
 def test_batch_mode_background_fsync_failure_fails_futures_and_later_appends(

@@ -11,6 +11,8 @@ from project_o.errors import WALCorruption
 from project_o.vault.wal import WAL, scan, segment_name
 from project_o.vault.wal_record import HEADER, encode
 
+pytestmark = pytest.mark.usefixtures("no_leaked_flushers")
+
 
 def build(directory: Path, count: int, segment_size: int = 64 * 1024 * 1024) -> list[Path]:
     with WAL.open(directory, segment_size=segment_size) as wal:

@@ -20,6 +20,7 @@ EXPECTED_TYPES = {
     "hello", "heartbeat", "request", "response", "wal_entry", "wal_ack", "checkpoint",
     "checkpoint_ack", "restore", "evolution_intent", "evolution_result", "load_code",
     "hot_reload", "metrics", "shutdown", "error", "fork", "forked", "exited", "promote",
+    "feedback", "stream",
 }  # fmt: skip
 
 

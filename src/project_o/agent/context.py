@@ -12,7 +12,9 @@
                                                       ├─ ctx.tools        the agent's tools, callable
                                                       ├─ ctx.llm          OpenAI-compatible chat (or None)
                                                       ├─ ctx.workflows    durable multi-step workflows
-                                                      └─ ctx.emit(event)  stream an event to the caller
+                                                      ├─ ctx.emit(event)  stream an event to the caller
+                                                      └─ ctx.evolve(hypothesis, source=, operator=,
+                                                                    params=)  propose a new version
 
 Built by :class:`project_o.agent.kit.AgentKit`; fields a given agent does
 not use stay ``None``.
@@ -33,6 +35,12 @@ def _no_stream(event: Any) -> None:
     """Where events go when the caller did not ask for a stream."""
 
 
+def _no_evolution(hypothesis: str, **candidate: Any) -> dict[str, Any]:
+    """``ctx.evolve`` where no supervisor listens (tests, a TestClient)."""
+    return {"experiment_id": None, "status": "ignored",
+            "reason": "no supervisor runs this agent, so nothing can evolve it"}
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Everything a handler may use besides its input.
@@ -50,3 +58,6 @@ class Context:
     llm: Any = None
     workflows: Any = None
     emit: Callable[[Any], None] = _no_stream
+    #: ``evolve(hypothesis, source=None, operator=None, params=None)`` asks the
+    #: supervisor to test a new version; returns ``{experiment_id, status, reason}``
+    evolve: Callable[..., dict[str, Any]] = _no_evolution

@@ -11,6 +11,14 @@
         ctx.memory.set("last", request)
         return {"echo": request}       # JSON-like output
 
+Beyond the handler an agent declares (each in its own module)::
+
+    @agent.tool(timeout=5.0, side_effects=False)    tools      ctx.tools.call(name, ...)
+    agent.param("top_k", 5, low=1, high=20)         genes      ctx.params.top_k
+    wf = agent.workflow("ingest"); @wf.step(...)    workflows  ctx.workflows.run("ingest", ...)
+    @agent.evolvable                                functions mutation may rewrite
+    @agent.on_feedback                              hooks      hook(ctx, feedback)
+
 The runtime imports the module, finds ``agent`` and calls ``agent.handle``
 for each request. Outside the runtime, :meth:`Agent.test_client` runs the
 handler in-process with an in-memory journal, so handlers can be unit
@@ -23,32 +31,78 @@ tested with plain pytest::
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Callable
-from typing import Any, TypeVar
+import math
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, TypeVar, overload
 
 import msgpack
 
 from project_o.agent.context import Context
 from project_o.agent.kit import AgentKit
+from project_o.agent.params import Param
+from project_o.agent.tools import DEFAULT_TIMEOUT, Tool, make_tool
+from project_o.agent.workflow import Workflow
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
-__all__ = ["Agent", "Handler", "TestClient"]
+__all__ = ["Agent", "Evolvable", "FeedbackHook", "Handler", "TestClient", "check_feedback"]
 
 #: ``handler(ctx, request) -> response``; request and response are JSON-like.
 Handler = Callable[[Context, Any], Any]
+#: ``hook(ctx, feedback)``; feedback = {"request_id", "score", "comment", "version"}
+FeedbackHook = Callable[[Context, dict[str, Any]], Any]
 _H = TypeVar("_H", bound=Handler)
+_F = TypeVar("_F", bound=Callable[..., Any])
+_FB = TypeVar("_FB", bound=FeedbackHook)
+#: how much of a failing hook's traceback a feedback report carries
+_MAX_TRACEBACK_CHARS: Final = 8 * 1024
+#: the version TestClient reports in feedback (no catalog behind it)
+TEST_VERSION: Final = "test"
+
+
+@dataclass(frozen=True)
+class Evolvable:
+    """A function mutation may rewrite: where its source lives."""
+
+    name: str
+    qualname: str
+    module: str
+    file: str | None
+    line: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for the evolution layer and the catalog."""
+        return {"name": self.name, "qualname": self.qualname, "module": self.module,
+                "file": self.file, "line": self.line}
 
 
 class Agent:
     """One agent: a name and the handler that answers its requests."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, embedder: Any = None,
+                 history_limit: int | None = None) -> None:
+        """``embedder``: how ``ctx.memory.recall`` embeds text (default: the offline
+        hashing embedder, see :mod:`project_o.agent.embedding`); ``history_limit``:
+        conversation entries kept in ``ctx.history``."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgument(f"an agent needs a non-empty name, got {name!r}")
+        if history_limit is not None and (not isinstance(history_limit, int) or history_limit < 1):
+            raise InvalidArgument(f"history_limit must be a positive int, got {history_limit!r}")
         self.name = name
+        self.embedder = embedder
+        self.history_limit = history_limit
         self._handler: Handler | None = None
+        self._tools: dict[str, Tool] = {}
+        self._params: dict[str, Param] = {}
+        self._workflows: dict[str, Workflow] = {}
+        self._feedback_hooks: list[FeedbackHook] = []
+        #: functions marked ``@agent.evolvable``, by qualified name
+        self.evolvables: dict[str, Evolvable] = {}
 
     def __repr__(self) -> str:
         handler = getattr(self._handler, "__qualname__", None)
@@ -80,9 +134,155 @@ class Agent:
             )
         return self._handler(ctx, request)
 
-    def test_client(self) -> TestClient:
-        """An in-process client with in-memory memory, for unit tests."""
-        return TestClient(self)
+    # -- tools ----------------------------------------------------------
+
+    @overload
+    def tool(self, function: _F, /) -> _F: ...
+    @overload
+    def tool(self, function: None = None, /, *, name: str | None = None,
+             timeout: float | None = DEFAULT_TIMEOUT,
+             side_effects: bool = False, description: str | None = None
+             ) -> Callable[[_F], _F]: ...
+
+    def tool(self, function: Callable[..., Any] | None = None, /, *, name: str | None = None,
+             timeout: float | None = DEFAULT_TIMEOUT, side_effects: bool = False,
+             description: str | None = None) -> Any:
+        """Decorator: declare a tool (``@agent.tool`` or ``@agent.tool(...)``).
+
+        The JSON schema comes from the type hints, the description and the
+        parameters' descriptions from the docstring (see
+        :mod:`project_o.agent.tools`). ``side_effects=True`` marks a tool
+        that changes the world, so shadows can stub it; ``timeout=None``
+        runs it inline with no timeout. The function is returned unchanged.
+        """
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            tool = make_tool(fn, name=name, timeout=timeout, side_effects=side_effects,
+                             description=description)
+            if tool.name in self._tools:
+                raise InvalidArgument(f"agent {self.name!r} already has a tool {tool.name!r}; "
+                                      "pass name=... to tell them apart")
+            self._tools[tool.name] = tool
+            return fn
+
+        return register(function) if function is not None else register
+
+    @property
+    def tools(self) -> Mapping[str, Tool]:
+        """The declared tools, by name (read-only, declaration order)."""
+        return MappingProxyType(self._tools)
+
+    # -- params ---------------------------------------------------------
+
+    def param(self, name: str, default: Any, *, low: float | None = None,
+              high: float | None = None, choices: Sequence[Any] | None = None,
+              description: str = "") -> Param:
+        """Declare an evolvable parameter, read as ``ctx.params.<name>``.
+
+        Its type is the default's (bool, int, float, str); ``low``/``high``
+        bound a number, ``choices`` lists the allowed values. Raises
+        InvalidArgument for a declaration the default itself breaks.
+        """
+        if name in self._params:
+            raise InvalidArgument(f"agent {self.name!r} already declares param {name!r}")
+        param = Param.declare(name, default, low=low, high=high, choices=choices,
+                              description=description)
+        self._params[name] = param
+        return param
+
+    def params_spec(self) -> dict[str, Param]:
+        """Every declared param, by name (``Param.to_dict()`` gives plain data)."""
+        return dict(self._params)
+
+    # -- evolvable code -------------------------------------------------
+
+    def evolvable(self, function: _F) -> _F:
+        """Decorator: record ``function`` as code mutation may rewrite; nothing else changes."""
+        if not inspect.isfunction(function):
+            raise InvalidArgument(f"@agent.evolvable needs a function, got {function!r}")
+        code = function.__code__
+        self.evolvables[function.__qualname__] = Evolvable(
+            name=function.__name__, qualname=function.__qualname__,
+            module=function.__module__, file=code.co_filename or None,
+            line=code.co_firstlineno,
+        )
+        return function
+
+    # -- feedback -------------------------------------------------------
+
+    def on_feedback(self, function: _FB) -> _FB:
+        """Decorator: call ``function(ctx, feedback)`` for every piece of feedback."""
+        if not callable(function):
+            raise InvalidArgument(f"@agent.on_feedback needs a function, got {function!r}")
+        self._feedback_hooks.append(function)
+        return function
+
+    def feedback(self, ctx: Context, feedback: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Deliver ``feedback`` to every hook; one hook's error never stops the others.
+
+        Returns one report per hook: ``{"hook", "ok": True}`` or ``{"hook",
+        "ok": False, "error": {"type", "message", "traceback"}}``. Raises
+        InvalidArgument for malformed feedback (see :func:`check_feedback`).
+        """
+        checked = check_feedback(feedback)
+        return [_deliver(hook, ctx, dict(checked)) for hook in self._feedback_hooks]
+
+    # -- workflows ------------------------------------------------------
+
+    def workflow(self, name: str) -> Workflow:
+        """Declare a workflow; add steps to it with ``@wf.step``."""
+        if name in self._workflows:
+            raise InvalidArgument(f"agent {self.name!r} already has a workflow {name!r}")
+        workflow = Workflow(name)
+        self._workflows[name] = workflow
+        return workflow
+
+    @property
+    def workflows(self) -> Mapping[str, Workflow]:
+        """The declared workflows, by name (read-only)."""
+        return MappingProxyType(self._workflows)
+
+    def test_client(self, *, params: Mapping[str, Any] | None = None,
+                    stub_side_effects: bool = False) -> TestClient:
+        """An in-process client with in-memory memory, for unit tests.
+
+        ``params`` overrides declared params (as a version would);
+        ``stub_side_effects`` stubs side-effecting tools (as a shadow would).
+        """
+        return TestClient(self, params=params, stub_side_effects=stub_side_effects)
+
+
+def check_feedback(feedback: Mapping[str, Any]) -> dict[str, Any]:
+    """Feedback as hooks receive it: ``{"request_id", "score", "comment", "version"}``.
+
+    ``score`` is a number in [-1, 1]; ``comment`` and ``version`` are str
+    or None. Raises InvalidArgument naming the bad field.
+    """
+    if not isinstance(feedback, Mapping):
+        raise InvalidArgument(f"feedback must be a map, got {type(feedback).__name__}")
+    request_id, score = feedback.get("request_id"), feedback.get("score")
+    if request_id is None or request_id == "":
+        raise InvalidArgument("feedback needs the request_id of the answer it rates")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) \
+            or not math.isfinite(score) or not -1 <= score <= 1:
+        raise InvalidArgument(f"feedback score must be a number from -1 to 1, got {score!r}")
+    checked = {"request_id": request_id, "score": float(score)}
+    for key in ("comment", "version"):
+        value = feedback.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(f"feedback {key} must be a str or None, got {value!r}")
+        checked[key] = value
+    return checked
+
+
+def _deliver(hook: FeedbackHook, ctx: Context, feedback: dict[str, Any]) -> dict[str, Any]:
+    name = getattr(hook, "__qualname__", repr(hook))
+    try:
+        hook(ctx, feedback)
+    except Exception as exc:  # noqa: BLE001 - one hook's failure must not reach the others
+        text = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK_CHARS:]
+        return {"hook": name, "ok": False,
+                "error": {"type": type(exc).__name__, "message": str(exc), "traceback": text}}
+    return {"hook": name, "ok": True}
 
 
 class TestClient:
@@ -96,10 +296,12 @@ class TestClient:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, *, params: Mapping[str, Any] | None = None,
+                 stub_side_effects: bool = False) -> None:
         self.agent = agent
         self.journal: list[tuple[str, dict[str, Any]]] = []
-        self.kit = AgentKit(agent, self._record)
+        self.kit = AgentKit(agent, self._record, params=params,
+                            stub_side_effects=stub_side_effects)
         self.memory = self.kit.memory
         self._ids = itertools.count(1)
 
@@ -110,6 +312,18 @@ class TestClient:
         output = self.agent.handle(self.kit.context(rid), request)
         ensure_packable(output, "response")
         return msgpack.unpackb(msgpack.packb(output, use_bin_type=True), raw=False)
+
+    def context(self, request_id: Any = None) -> Context:
+        """A request's context, to call ``ctx.tools`` or ``ctx.workflows`` directly."""
+        rid = request_id if request_id is not None else f"test-{next(self._ids)}"
+        return self.kit.context(rid)
+
+    def feedback(self, request_id: Any, score: float, comment: str | None = None, *,
+                 version: str | None = TEST_VERSION) -> list[dict[str, Any]]:
+        """Deliver feedback on ``request_id`` to the agent's hooks; their reports."""
+        feedback = {"request_id": request_id, "score": score, "comment": comment,
+                    "version": version}
+        return self.agent.feedback(self.kit.context(f"feedback:{request_id}"), feedback)
 
     def _record(self, operation: str, data: dict[str, Any]) -> None:
         packed = msgpack.packb(data, use_bin_type=True)

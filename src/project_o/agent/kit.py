@@ -12,11 +12,22 @@ each request, so a handler behaves the same under test and in production::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from project_o.agent.blocks import BlockStore
 from project_o.agent.context import Context
+from project_o.agent.history import DEFAULT_HISTORY_LIMIT, History, HistoryStore
 from project_o.agent.kv import KVReplica, Memory
+from project_o.agent.llm import LLM, LLMConfig
+from project_o.agent.llm_history import LLMHistory
+from project_o.agent.params import Params
+from project_o.agent.params import resolve as resolve_params
+from project_o.agent.semantic import SemanticStore
 from project_o.agent.store import Journal, StateBook
+from project_o.agent.toolbox import JournalGate, ToolRunner, on_owner_thread
+from project_o.agent.tools import ToolRegistry
+from project_o.agent.workflow import WorkflowRunner, Workflows, WorkflowStore
 
 if TYPE_CHECKING:
     from project_o.agent.dsl import Agent
@@ -27,13 +38,83 @@ __all__ = ["AgentKit"]
 class AgentKit:
     """The stores and per-request context of one agent in one process."""
 
-    def __init__(self, agent: Agent, journal: Journal) -> None:
+    def __init__(self, agent: Agent, journal: Journal, *, llm: LLMConfig | None = None,
+                 params: Mapping[str, Any] | None = None,
+                 stub_side_effects: bool = False) -> None:
+        # Tools run in worker threads; the gate forwards their writes to the
+        # thread that owns the journal (see project_o.agent.toolbox).
+        journal = JournalGate(journal)
         self.agent = agent
         self.journal = journal
         self.kv = KVReplica()
         self.state = StateBook([self.kv])
-        self.memory = Memory(self.kv, journal)
+        self._build_memory()
+        # Registered even without an LLM: WAL replay must find a store for llm_* entries.
+        self.llm_history = LLMHistory()
+        self.state.register(self.llm_history)
+        self.llm: LLM | None = None
+        self.use_llm(llm)
+        self._build_tools_params_workflows(params, stub_side_effects)
 
     def context(self, request_id: Any, **extra: Any) -> Context:
         """The context for one request."""
-        return Context(request_id=request_id, memory=self.memory, **extra)
+        tools, workflows = self.tools.box(), Workflows(self.workflows)
+        if "emit" in extra:  # a tool's worker thread must not write to the socket itself
+            extra["emit"] = on_owner_thread(extra["emit"], "emit an event")
+        if self.llm is not None:  # chat(tools=True) offers this request's tools
+            emit = extra.get("emit")
+            on_token = None if emit is None else (lambda text: emit({"token": text}))
+            extra.setdefault("llm", self.llm.bind(request_id, tools=tools.specs,
+                                                  on_token=on_token))
+        extra.setdefault("params", self.params)
+        extra.setdefault("history", self.history.bound(request_id))
+        extra.setdefault("tools", tools)
+        extra.setdefault("workflows", workflows)
+        if self.evolve is not None:
+            extra.setdefault("evolve", self.evolve)
+        ctx = Context(request_id=request_id, memory=self.memory, **extra)
+        tools.bind(ctx)
+        workflows.bind(ctx)
+        return ctx
+
+    def _build_memory(self) -> None:
+        """``ctx.memory`` (key-value, semantic, blocks) and ``ctx.history``, with their stores.
+
+        An agent may carry ``embedder`` (an Embedder; default: the offline
+        hashing one) and ``history_limit`` (entries kept).
+        """
+        self.semantic = SemanticStore(getattr(self.agent, "embedder", None))
+        self.blocks = BlockStore()
+        self.history_store = HistoryStore(getattr(self.agent, "history_limit", None)
+                                          or DEFAULT_HISTORY_LIMIT)
+        self.memory = Memory(self.kv, self.journal, semantic=self.semantic, blocks=self.blocks)
+        self.history = History(self.history_store, self.journal)
+        for store in (self.semantic, self.blocks, self.history_store):
+            self.state.register(store)
+
+    def use_llm(self, config: LLMConfig | None) -> None:
+        """Give handlers ``ctx.llm`` for ``config`` (None: no LLM, ``ctx.llm`` is None)."""
+        self.llm = None if config is None else LLM(config, self.llm_history, self.journal,
+                                                   idle=lambda: self.idle())
+
+    def _build_tools_params_workflows(
+        self, params: Mapping[str, Any] | None, stub_side_effects: bool
+    ) -> None:
+        """``ctx.params``, ``ctx.tools`` and ``ctx.workflows``, with their stores.
+
+        ``idle`` is called at least every 0.1 s while a tool or a retry
+        backoff keeps the calling thread waiting: the runtime may send its
+        heartbeat from it.
+        """
+        self.idle: Callable[[], None] = lambda: None
+        #: ``ctx.evolve``; the instance runtime sets it to send an evolution_intent
+        self.evolve: Callable[..., dict[str, Any]] | None = None
+        self.params: Params = resolve_params(self.agent.params_spec(), params)
+        self.tools = ToolRunner(self.agent, stub_side_effects=stub_side_effects,
+                                idle=lambda: self.idle())
+        self.tool_registry = ToolRegistry(lambda: self.agent.tools)
+        self.workflow_store = WorkflowStore()
+        self.workflows = WorkflowRunner(self.agent, self.workflow_store, self.journal,
+                                        idle=lambda: self.idle())
+        self.state.register(self.tool_registry)
+        self.state.register(self.workflow_store)

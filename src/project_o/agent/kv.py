@@ -17,6 +17,11 @@ back as lists).
 Operations journaled (docs/protocol.md): ``memory_set {key, value}`` and
 ``memory_delete {key}``. A checkpoint stores the replica under
 ``agent_state["kv"]``.
+
+:class:`Memory` is also the front door to the agent's other memories, each
+a store of its own: ``remember``/``recall``/``search``/``forget``
+(:mod:`project_o.agent.semantic`) and ``blocks``
+(:mod:`project_o.agent.blocks`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any, Final
 
 import msgpack
 
+from project_o.agent.blocks import Blocks, BlockStore
+from project_o.agent.semantic import Hit, SemanticMemory, SemanticStore
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
@@ -43,7 +50,7 @@ MEMORY_DELETE: Final = "memory_delete"
 #: the WAL operations this module knows how to apply
 MEMORY_OPERATIONS: Final = frozenset({MEMORY_SET, MEMORY_DELETE})
 
-from project_o.agent.store import Journal  # noqa: E402  (re-exported)
+from project_o.agent.store import Journal  # re-exported; after the constants on purpose
 
 
 def _pack(value: Any) -> bytes:
@@ -118,12 +125,27 @@ class Memory:
 
     ``set`` and ``delete`` return only after ``journal`` made the write
     durable; then the replica applies it. If the journal raises, the
-    replica is unchanged.
+    replica is unchanged. The same holds for ``remember``, ``forget`` and
+    every ``blocks`` write.
+
+    ``semantic`` and ``blocks`` are the stores behind those; when not given,
+    fresh ones are made (register :attr:`stores` with the agent's
+    StateBook so they are checkpointed: AgentKit does).
     """
 
-    def __init__(self, replica: KVReplica, journal: Journal) -> None:
+    def __init__(
+        self,
+        replica: KVReplica,
+        journal: Journal,
+        *,
+        semantic: SemanticStore | None = None,
+        blocks: BlockStore | None = None,
+    ) -> None:
         self._replica = replica
         self._journal = journal
+        # "is None", not "or": an empty store is falsy (it has a length)
+        self._semantic = SemanticMemory(SemanticStore() if semantic is None else semantic, journal)
+        self._blocks = Blocks(BlockStore() if blocks is None else blocks, journal)
 
     def set(self, key: str, value: Any) -> None:
         """Durably store ``value`` (JSON-like: dict/list/str/int/float/bool/None/bytes)."""
@@ -155,6 +177,42 @@ class Memory:
     def _write(self, operation: str, data: dict[str, Any]) -> None:
         self._journal(operation, data)
         self._replica.apply(operation, data)
+
+    # -- semantic memory (project_o.agent.semantic) ---------------------
+
+    def remember(self, text: str, **metadata: Any) -> str:
+        """Durably remember ``text`` (with JSON-like ``metadata``); return its id."""
+        return self._semantic.remember(text, **metadata)
+
+    def recall(self, query: str, k: int = 5, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` memories closest in meaning to ``query``, best first.
+
+        ``where`` keeps only memories whose metadata equals each of its items.
+        """
+        return self._semantic.recall(query, k, where)
+
+    def search(self, keywords: str, k: int = 5, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` memories that best match ``keywords`` (BM25 over words; no vectors)."""
+        return self._semantic.search(keywords, k, where)
+
+    def forget(self, memory_id: str) -> bool:
+        """Durably forget memory ``memory_id``; False if there is no such memory."""
+        return self._semantic.forget(memory_id)
+
+    @property
+    def semantic(self) -> SemanticMemory:
+        """The semantic memory itself (``get(id)``, ``len``)."""
+        return self._semantic
+
+    @property
+    def blocks(self) -> Blocks:
+        """Named, size-limited text blocks rendered into prompts (Letta-style)."""
+        return self._blocks
+
+    @property
+    def stores(self) -> tuple[KVReplica, SemanticStore, BlockStore]:
+        """Every store behind this memory, to register with a StateBook."""
+        return (self._replica, self._semantic.store, self._blocks.store)
 
 
 def _check_key(key: object) -> str:

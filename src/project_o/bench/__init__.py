@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, str] = {
     "checkpoint": "project_o.bench.checkpoint",
     "recovery": "project_o.bench.recovery",
     "overhead": "project_o.bench.overhead",
+    "memory": "project_o.bench.memory",
+    "evolution-cycle": "project_o.bench.evolution_cycle",
 }
 
 

@@ -7,15 +7,19 @@
                           ├─ BodyLimitMiddleware      413 while the body arrives
                           ├─ BearerAuth               401 without the token
                           ├─ POST /v1/requests ──▶ service.submit()  (the supervisor)
+                          ├─ WS   /v1/stream   ──▶ service.submit(on_event=...)
+                          ├─ POST /v1/feedback ──▶ service.feedback()
+                          ├─ GET  /v1/versions ──▶ service.versions()
                           ├─ GET  /v1/status   ──▶ service.status()
-                          └─ GET  /healthz, /openapi.json (open)
+                          └─ GET  /healthz, /openapi.json, /metrics (open)
 
 The gateway imports no agent code and nothing heavy: FastAPI, uvicorn and
 pydantic only. It knows the supervisor solely as an :class:`AgentService`.
 
-Modules: ``service`` (the protocol), ``models`` (JSON bodies), ``auth``
-(token and check), ``limits`` (body size), ``problems`` (error bodies),
-``app`` (routes), ``server`` (running it).
+Modules: ``service`` (the protocol), ``models`` (JSON bodies), ``bodies``
+(parsing and checking them), ``auth`` (token and check), ``limits`` (body
+size), ``problems`` (error bodies), ``app`` (routes), ``stream`` (the
+WebSocket), ``server`` (running it).
 """
 
 from __future__ import annotations

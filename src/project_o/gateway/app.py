@@ -4,44 +4,71 @@
 
     GET  /healthz        open     {"ok": true}
     GET  /openapi.json   open     this API, described
+    GET  /metrics        open     service.metrics(): Prometheus text (reads, changes nothing)
     POST /v1/requests    Bearer   SubmitRequest ─▶ service.submit() ─▶ SubmitReply
+    WS   /v1/stream      Bearer   SubmitRequest per message ─▶ events, then the output
+                                  (token also as ?token=; see project_o.gateway.stream)
+    POST /v1/feedback    Bearer   FeedbackRequest ─▶ service.feedback() ─▶ 202 FeedbackReply
+    GET  /v1/versions    Bearer   service.versions() ─▶ VersionsReply
     GET  /v1/status      Bearer   service.status(), as is
+    POST /v1/evolution/experiments              Bearer  201 / 409 running / 422 invalid candidate
+    GET  /v1/evolution/experiments[/{id}]       Bearer  newest first / one (404 unknown)
+    POST /v1/evolution/experiments/{id}/approve Bearer  start a proposed experiment
 
-What a ``POST /v1/requests`` passes through, and who may refuse it::
+What a ``POST /v1/requests`` (or ``/v1/feedback``) passes through, and who may refuse it::
 
     BodyLimitMiddleware   413  body over max_body_bytes (counted as it arrives)
     routing               404 / 405
     BearerAuth            401  missing or wrong token (before the body is parsed)
-    read_submission       415 not JSON, 400 invalid JSON, 422 fields wrong or unknown
+    read_body             415 not JSON, 400 invalid JSON, 422 fields wrong or unknown
     service.submit        502 PoisonRequest / RequestFailed, 503 NoInstanceAvailable,
                           504 RequestTimeout
+    service.feedback      404 UnknownRequest (no recent request has that id)
     _reply                502 the agent's output is not JSON
-                          200 SubmitReply
+                          200 SubmitReply / 202 FeedbackReply
 
 Every refusal has the body ``{"error": {"type", "message", ...}}``
-(:mod:`project_o.gateway.problems`).
+(:mod:`project_o.gateway.problems`). ``/metrics`` is open because scrapers
+rarely carry tokens and it changes nothing; it reveals counts and versions,
+so bind the gateway to a public address only behind a proxy that guards it.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
+from pydantic import BaseModel
 
 from project_o import __version__
 from project_o.errors import InvalidArgument
 from project_o.gateway.auth import BearerAuth
+from project_o.gateway.bodies import (
+    check_content_type,
+    dump_json,
+    parse_json,
+    result_payload,
+    validate,
+)
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
-from project_o.gateway.models import ErrorReply, HealthReply, SubmitReply, SubmitRequest
-from project_o.gateway.problems import APIError, describe_validation_errors, install_error_handlers
+from project_o.gateway.models import (
+    ErrorReply,
+    ExperimentRequest,
+    ExperimentSummary,
+    FeedbackReply,
+    FeedbackRequest,
+    HealthReply,
+    SubmitReply,
+    SubmitRequest,
+    VersionsReply,
+)
+from project_o.gateway.problems import APIError, install_error_handlers
 from project_o.gateway.service import AgentService, RequestResult
+from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
 
-__all__ = ["create_app", "read_submission"]
+__all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 
-# How much of an unacceptable Content-Type header we echo back in the message.
-_ECHO_LIMIT = 100
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def _error(description: str, **extra: Any) -> dict[str, Any]:
@@ -53,13 +80,16 @@ _V1_ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("The body is over the gateway's size limit."),
     500: _error("InternalError: a bug in the gateway or the service; the server log has it."),
 }
-_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("InvalidJSON: the body is empty or not valid JSON."),
     415: _error("UnsupportedMediaType: the body is not sent as application/json."),
     422: _error(
         "InvalidRequest: the JSON does not match the request schema; "
         "`fields` names each unknown or invalid field."
     ),
+}
+_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_BODY_ERRORS,
     502: _error(
         "PoisonRequest: the request killed two agent instances in a row and was "
         "quarantined. RequestFailed: the agent's handler raised (`kind` names the "
@@ -76,44 +106,113 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     504: _error("RequestTimeout: the deadline passed before the agent answered."),
 }
-# The body is parsed by read_submission (so auth comes first and the errors
-# are ours), which hides it from FastAPI; describe it here instead.
-_SUBMIT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": SubmitRequest.model_json_schema()}},
-    }
+_FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_BODY_ERRORS,
+    404: _error(
+        "UnknownRequest: no recent request has this `request_id` (never issued, too old, "
+        "or answered before the supervisor restarted). Nothing was stored."
+    ),
 }
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    # Bodies are parsed by read_body (so auth comes first and the errors are
+    # ours), which hides them from FastAPI; describe them here instead.
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+_DESCRIPTION = f"""
+The HTTP API of a Project O supervisor. Every `/v1/` call needs the API token
+as `Authorization: Bearer <token>`; `/healthz`, `/openapi.json` and `/metrics`
+are open (they change nothing).
+
+## Streaming: WebSocket `{STREAM_PATH}`
+
+WebSocket routes are not part of OpenAPI, so here is this one.
+
+* **Auth**: the `Authorization: Bearer <token>` header, or — for browsers,
+  which cannot set headers on a WebSocket — the query parameter
+  `{STREAM_PATH}?{TOKEN_QUERY_PARAMETER}=<token>`. A missing or wrong token
+  gets HTTP 401 instead of the upgrade. A token in a URL can end up in logs:
+  prefer the header where you can.
+* **Send** one JSON text message per request, the body of `POST /v1/requests`:
+  `{{"input": ..., "deadline_ms": 2000}}` (`deadline_ms` optional). Requests on
+  one socket are served one after another.
+* **Receive**, for each request: `{{"type": "accepted", "request_id"}}`, then
+  zero or more `{{"type": "event", "data": ...}}` (what the handler passed to
+  `ctx.emit`: progress, LLM tokens...), then either
+  `{{"type": "output", "request_id", "output", "version", "latency_ms"}}` or
+  `{{"type": "error", "status", "error": {{"type", "message", ...}}}}` with the
+  error type and HTTP status `POST /v1/requests` would give.
+* A message that is not JSON or not a valid request gets an `error` message
+  (status 400 or 422) and the socket stays open. A message over the body size
+  limit closes the socket with code 1009.
+* Events that are not JSON, or that pile up beyond what a slow client reads,
+  are dropped and counted in the output's `dropped_events`. If the agent's
+  instance dies mid-request, the request runs again on its replacement and
+  its events may repeat.
+"""
 
 
 def create_app(
     service: AgentService, *, token: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 ) -> FastAPI:
-    """The gateway's ASGI application, serving ``service`` to holders of ``token``."""
+    """The gateway's ASGI application, serving ``service`` to holders of ``token``.
+
+    ``max_body_bytes`` bounds HTTP bodies and WebSocket messages alike.
+    """
     if not isinstance(service, AgentService):
         raise InvalidArgument(
-            f"service must implement AgentService (async submit(), status()), "
-            f"got {type(service).__name__}"
+            "service must implement AgentService (async submit(), feedback(), versions(); "
+            f"status(), metrics()), got {type(service).__name__}"
         )
     app = FastAPI(
         title="Project O",
         version=__version__,
         summary="The HTTP API of a crash-proof runtime for self-evolving agents.",
+        description=_DESCRIPTION,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
-    app.include_router(_open_routes())
-    app.include_router(_v1_routes(service, BearerAuth(token)))
+    auth = BearerAuth(token)
+    app.include_router(_open_routes(service))
+    app.include_router(_v1_routes(service, auth))
+    app.include_router(_evolution_routes(service, auth))
+    app.include_router(_stream_route(service, auth, max_body_bytes))
     return app
 
 
-def _open_routes() -> APIRouter:
-    router = APIRouter(tags=["health"])
+def _open_routes(service: AgentService) -> APIRouter:
+    router = APIRouter()
 
-    @router.get("/healthz", response_model=HealthReply)
+    @router.get("/healthz", response_model=HealthReply, tags=["health"])
     async def healthz() -> HealthReply:
         """The gateway is up (no token needed; it says nothing about the agent)."""
         return HealthReply(ok=True)
+
+    @router.get(
+        "/metrics",
+        tags=["metrics"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def metrics() -> Response:
+        """Requests, latencies, errors, restarts, WAL and memory figures for Prometheus.
+
+        Open, like /healthz: it changes nothing, and scrapers rarely hold tokens.
+        """
+        scrape = service.metrics()
+        return Response(scrape.body, media_type=scrape.content_type)
 
     return router
 
@@ -125,7 +224,7 @@ def _v1_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         "/requests",
         response_model=SubmitReply,
         responses=_SUBMIT_ERRORS,
-        openapi_extra=_SUBMIT_BODY,
+        openapi_extra=_body_schema(SubmitRequest),
         tags=["requests"],
     )
     async def submit_request(
@@ -137,6 +236,35 @@ def _v1_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         result = await service.submit(submission.input, deadline_s=deadline_s)
         return _reply(result)
 
+    @router.post(
+        "/feedback",
+        status_code=202,
+        response_model=FeedbackReply,
+        responses=_FEEDBACK_ERRORS,
+        openapi_extra=_body_schema(FeedbackRequest),
+        tags=["feedback"],
+    )
+    async def feedback(
+        body: Annotated[FeedbackRequest, Depends(read_feedback)],
+    ) -> FeedbackReply:
+        """Rate the answer to a recent request (-1 bad .. 1 good).
+
+        Stored in the catalog with the version that answered, then handed to
+        the agent's `on_feedback` hooks; `delivered` says whether they ran.
+        """
+        receipt = await service.feedback(body.request_id, body.score, body.comment)
+        return FeedbackReply(
+            stored=receipt.stored,
+            delivered=receipt.delivered,
+            version=receipt.version,
+            reason=receipt.reason,
+        )
+
+    @router.get("/versions", response_model=VersionsReply, tags=["versions"])
+    async def versions() -> dict[str, Any]:
+        """Every version of the agent the vault knows, oldest first, and the one serving."""
+        return await service.versions()
+
     @router.get("/status", response_model=dict[str, Any], tags=["status"])
     async def status() -> dict[str, Any]:
         """The supervisor's view: its pid, heart pid, instances, vault, recent events."""
@@ -145,74 +273,90 @@ def _v1_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
     return router
 
 
+_EXPERIMENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_BODY_ERRORS,
+    404: _error("UnknownExperiment: no experiment has this id."),
+    409: _error("ExperimentConflict: another experiment is running (or it is not proposed)."),
+    422: _error("InvalidRequest / CandidateInvalid: the body or the candidate is invalid "
+                "(does not compile, does not import: the reason says why)."),
+}
+
+
+def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
+    router = APIRouter(prefix="/v1/evolution", dependencies=[Depends(auth)],
+                       responses=_V1_ERRORS, tags=["evolution"])
+
+    def arbiter(name: str) -> Any:
+        method = getattr(service, name, None)
+        if method is None:
+            raise APIError(501, "NotImplemented", "this service runs no evolution experiments")
+        return method
+
+    @router.post("/experiments", status_code=201, response_model=ExperimentSummary,
+                 responses=_EXPERIMENT_ERRORS, openapi_extra=_body_schema(ExperimentRequest))
+    async def create_experiment(
+        body: Annotated[ExperimentRequest, Depends(read_experiment)],
+    ) -> dict[str, Any]:
+        """Test a candidate version: checkpoint, validate, shadow, canary, promote or roll back."""
+        result: dict[str, Any] = await arbiter("create_experiment")(
+            body.model_dump(exclude_none=True))
+        return result
+
+    @router.get("/experiments", response_model=dict[str, Any])
+    async def list_experiments() -> dict[str, Any]:
+        """Every experiment, newest first."""
+        result: dict[str, Any] = await arbiter("experiments")()
+        return result
+
+    @router.get("/experiments/{experiment_id}", response_model=dict[str, Any],
+                responses=_EXPERIMENT_ERRORS)
+    async def get_experiment(experiment_id: str) -> dict[str, Any]:
+        """One experiment: stage, status, samples, statistics, decision, reason, timeline."""
+        result: dict[str, Any] = await arbiter("experiment")(experiment_id)
+        return result
+
+    @router.post("/experiments/{experiment_id}/approve", response_model=ExperimentSummary,
+                 responses=_EXPERIMENT_ERRORS)
+    async def approve_experiment(experiment_id: str) -> dict[str, Any]:
+        """Start an experiment the agent proposed with ctx.evolve (autonomy "propose")."""
+        result: dict[str, Any] = await arbiter("approve_experiment")(experiment_id)
+        return result
+
+    return router
+
+
+async def read_experiment(request: Request) -> ExperimentRequest:
+    """Parse and validate the body of ``POST /v1/evolution/experiments`` (415, 400, 422)."""
+    return await read_body(request, ExperimentRequest, '{"kind": "shadow", "candidate": {...}}')
+
+
+def _stream_route(service: AgentService, auth: BearerAuth, max_message_bytes: int) -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket(STREAM_PATH)
+    async def stream(websocket: WebSocket) -> None:
+        await StreamSession(websocket, service, max_message_bytes=max_message_bytes).run(auth)
+
+    return router
+
+
+async def read_body(request: Request, model: type[_M], example: str = '{"input": ...}') -> _M:
+    """Parse and validate a JSON body as ``model`` (415, 400, 422)."""
+    check_content_type(request.headers.get("content-type"))
+    return validate(model, parse_json(await request.body(), example=example))
+
+
 async def read_submission(request: Request) -> SubmitRequest:
     """Parse and validate the body of ``POST /v1/requests`` (415, 400, 422)."""
-    _check_content_type(request.headers.get("content-type"))
-    data = _parse_json(await request.body())
-    try:
-        return SubmitRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        message, fields = describe_validation_errors(errors)
-        raise APIError(422, "InvalidRequest", message, fields=fields) from exc
+    return await read_body(request, SubmitRequest)
 
 
-def _check_content_type(value: str | None) -> None:
-    if value is None:
-        return  # a bare client (or a hand-typed curl) that names none: take it as JSON
-    media_type = value.split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        return
-    raise APIError(
-        415,
-        "UnsupportedMediaType",
-        f"expected Content-Type: application/json, got {value[:_ECHO_LIMIT]!r}; "
-        "send the body as JSON",
-    )
-
-
-def _parse_json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise APIError(
-            400,
-            "InvalidJSON",
-            'the request body is empty; expected a JSON object like {"input": ...}',
-        )
-    try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError as exc:
-        raise APIError(
-            400, "InvalidJSON", "the request body nests arrays or objects too deeply to parse"
-        ) from exc
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8/16/32
-        raise APIError(400, "InvalidJSON", f"the request body is not valid JSON: {exc}") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    # Python's json reads NaN and Infinity, but they are not JSON (RFC 8259 §6).
-    raise ValueError(f"{name} is not a JSON value")
+async def read_feedback(request: Request) -> FeedbackRequest:
+    """Parse and validate the body of ``POST /v1/feedback`` (415, 400, 422)."""
+    return await read_body(request, FeedbackRequest, '{"request_id": "...", "score": 1}')
 
 
 def _reply(result: RequestResult) -> Response:
     """``result`` as JSON; a 502 if the agent's output cannot be JSON."""
-    payload = {
-        "request_id": result.request_id,
-        "output": result.output,
-        "version": result.version,
-        "latency_ms": result.latency_ms,
-    }
-    try:
-        body = json.dumps(
-            payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
-    except (TypeError, ValueError) as exc:  # bytes, sets, NaN, lone surrogates...
-        raise APIError(
-            502,
-            "InvalidOutput",
-            f"the agent returned output that cannot be sent as JSON ({exc}); "
-            "make the agent return JSON values only",
-            request_id=result.request_id,
-        ) from exc
+    body = dump_json(result_payload(result), request_id=result.request_id)
     return Response(body, media_type="application/json")

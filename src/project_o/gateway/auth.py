@@ -150,15 +150,22 @@ class BearerAuth:
         self,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
     ) -> None:
-        if credentials is None:
-            raise _unauthorized(
-                "missing credentials: send the header `Authorization: Bearer <token>`",
-                challenge=f'Bearer realm="{_REALM}"',
-            )
-        # Header values arrive latin-1 decoded, so this encoding cannot fail;
+        self.check(None if credentials is None else credentials.credentials)
+
+    def check(
+        self, presented: str | None, *, how: str = "send the header `Authorization: Bearer <token>`"
+    ) -> None:
+        """Raise a 401 :class:`APIError` unless ``presented`` is the API token.
+
+        ``how`` tells a client that sent nothing how to send it.
+        """
+        if presented is None:
+            raise _unauthorized(f"missing credentials: {how}", challenge=f'Bearer realm="{_REALM}"')
+        # Header values arrive latin-1 decoded, so this encoding cannot fail for
+        # them; a query parameter may hold any character, hence the fallback.
         # compare_digest keeps the comparison time independent of the content.
-        presented = credentials.credentials.encode("latin-1")
-        if not hmac.compare_digest(presented, self._expected):
+        encoded = presented.encode("latin-1", errors="replace")
+        if not hmac.compare_digest(encoded, self._expected):
             raise _unauthorized(
                 f"invalid token: use the one in ${TOKEN_ENV} or the vault's "
                 f"`{TOKEN_FILENAME}` file",

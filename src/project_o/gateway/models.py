@@ -4,29 +4,49 @@
 
     POST /v1/requests   {"input": <any JSON>, "deadline_ms": 2000}          SubmitRequest
               200 ◀──   {"request_id", "output", "version", "latency_ms"}  SubmitReply
+    WS /v1/stream  ──▶  the same SubmitRequest, one per message
+    POST /v1/feedback   {"request_id", "score": -1..1, "comment"}          FeedbackRequest
+              202 ◀──   {"stored", "delivered", "version", "reason"}       FeedbackReply
+    GET /v1/versions ◀─ {"serving", "versions": [VersionInfo, ...]}       VersionsReply
+    POST /v1/evolution/experiments  {"kind", "candidate", ...}              ExperimentRequest
+              201 ◀──   {"id", "kind", "candidate_version", ...}           ExperimentSummary
           4xx/5xx ◀──   {"error": {"type", "message", ...}}                 ErrorReply
     GET /healthz  ◀──   {"ok": true}                                        HealthReply
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_COMMENT_CHARS",
     "MAX_DEADLINE_MS",
+    "MAX_REQUEST_ID_CHARS",
     "ErrorInfo",
     "ErrorReply",
+    "ExperimentRequest",
+    "ExperimentSummary",
+    "FeedbackReply",
+    "FeedbackRequest",
     "HealthReply",
     "SubmitReply",
     "SubmitRequest",
+    "VersionInfo",
+    "VersionsReply",
 ]
 
 # One day. No request legitimately waits longer, and a bound keeps an absurd
 # integer (JSON allows 10**400) from overflowing the float seconds the
 # service is given.
 MAX_DEADLINE_MS = 86_400_000
+# Request ids the service issues are 32 hex characters; anything much longer
+# is not one of ours, and the bound keeps junk out of the catalog.
+MAX_REQUEST_ID_CHARS = 128
+# A few paragraphs: room for what a person types into a feedback box, and a
+# bound on what one call adds to the catalog.
+MAX_COMMENT_CHARS = 4096
 
 
 class SubmitRequest(BaseModel):
@@ -76,3 +96,103 @@ class HealthReply(BaseModel):
     """The gateway is up and answering."""
 
     ok: bool
+
+
+class FeedbackRequest(BaseModel):
+    """A user's verdict on one answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(
+        min_length=1,
+        max_length=MAX_REQUEST_ID_CHARS,
+        strict=True,
+        description="The `request_id` of the answer being rated (from /v1/requests or /v1/stream).",
+    )
+    score: float = Field(
+        ge=-1,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="How good the answer was: -1 (bad) .. 1 (good).",
+    )
+    comment: str = Field(
+        default="",
+        max_length=MAX_COMMENT_CHARS,
+        strict=True,
+        description="Optional words on why.",
+    )
+
+
+class FeedbackReply(BaseModel):
+    """What became of the feedback."""
+
+    stored: bool = Field(description="It is in the catalog, with the version that answered.")
+    delivered: bool = Field(description="The agent's on_feedback hooks ran on it.")
+    version: str = Field(description="The agent version that answered the rated request.")
+    reason: str | None = Field(
+        default=None, description="Why it was not delivered (null when it was)."
+    )
+
+
+class VersionInfo(BaseModel):
+    """One version of the agent, as the catalog records it."""
+
+    id: str = Field(description="Content hash of the version's source.")
+    status: str = Field(description="serving, good, rejected, candidate...")
+    reason: str = Field(description="Why it has that status.")
+    parents: list[str] = Field(description="The versions it was derived from.")
+    operator: str = Field(description="Who made it: user, or the mutation operator.")
+    created_at: float = Field(description="When it was recorded, in unix seconds.")
+    serving: bool = Field(description="Whether this is the version answering requests now.")
+
+
+class VersionsReply(BaseModel):
+    """Every version the vault knows, oldest first, and the one serving."""
+
+    serving: str = Field(description="The id of the version answering requests now.")
+    versions: list[VersionInfo]
+
+
+class ExperimentRequest(BaseModel):
+    """A candidate version to test against the serving one (shadow, then canary)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["shadow", "canary"] = Field(
+        description="shadow: a shadow stage first, then the canary; canary: straight to it.")
+    candidate: dict[str, Any] = Field(
+        description='Exactly one of {"source": "<agent file text>"}, {"files": {"relpath": '
+                    '"text"}}, {"operator": "<name from default_operators()> | auto"}.')
+    hypothesis: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS,
+                                   description="Why this candidate should be better.")
+    params: dict[str, Any] | None = Field(default=None,
+                                          description="Evolvable param values to override.")
+    mode: Literal["mirror", "split"] | None = Field(
+        default=None, description="Shadow mode: mirror (compared, never returned; default) "
+                                  "or split (its answers are returned).")
+    share: float | None = Field(default=None, gt=0, le=1,
+                                description="Share of requests the shadow sees (default 0.1).")
+    stages: list[float] | None = Field(default=None, min_length=1,
+                                       description="Canary shares, increasing (default "
+                                                   "[0.1, 0.5, 1.0]).")
+    min_samples: int | None = Field(default=None, ge=2, description="Per arm and stage (50).")
+    max_samples: int | None = Field(default=None, ge=2,
+                                    description="Candidate samples before 'no improvement' (500).")
+    metric: Literal["latency", "errors", "feedback"] | None = Field(
+        default=None, description="Decide on this metric only (default: all three).")
+    validation_requests: int | None = Field(
+        default=None, ge=0, description="Requests watched after promotion (50).")
+    promote_equal: bool | None = Field(
+        default=None, description="Promote a candidate found equal (default: keep the main).")
+
+
+class ExperimentSummary(BaseModel):
+    """An experiment just created."""
+
+    id: str
+    kind: str
+    candidate_version: str
+    baseline_version: str | None
+    stage: str
+    status: str

@@ -14,6 +14,8 @@ uvicorn is written to own its process; as a guest it must not::
             finish (at most graceful_shutdown_s), then return
 
 ``port=0`` picks a free port; :attr:`GatewayServer.port` tells which.
+``ws_max_size`` caps one WebSocket message at the protocol level (the
+connection closes with 1009 past it), before the application buffers it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from starlette.types import ASGIApp
 
 from project_o.errors import GatewayError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "GRACEFUL_SHUTDOWN_S", "GatewayServer", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_WS_MAX_SIZE",
+    "GRACEFUL_SHUTDOWN_S",
+    "GatewayServer",
+    "serve",
+]
 
 # Loopback only: the API hands inputs to the agent, so exposing it beyond this
 # machine is a choice the operator makes explicitly (--host).
@@ -40,6 +49,8 @@ DEFAULT_PORT = 8700
 # How long shutdown waits for requests in flight before cancelling them: longer
 # than a typical request, short enough that a restart is not held up.
 GRACEFUL_SHUTDOWN_S = 5
+# uvicorn's own default cap on one WebSocket message (16 MiB).
+DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
 
 
 class _GuestServer(uvicorn.Server):
@@ -85,6 +96,7 @@ class GatewayServer:
         log_level: str = "warning",
         access_log: bool = False,
         graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S,
+        ws_max_size: int = DEFAULT_WS_MAX_SIZE,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -99,6 +111,7 @@ class GatewayServer:
             access_log=access_log,
             server_header=False,
             timeout_graceful_shutdown=graceful_shutdown_s,
+            ws_max_size=ws_max_size,
         )
         self._socket: socket.socket | None = None
         self._bound_port: int | None = None

@@ -1,25 +1,36 @@
 """What the gateway needs from the supervisor: the :class:`AgentService` protocol.
 
-The gateway never talks to agent instances; it hands each request to a
+The gateway never talks to agent instances; it hands each call to a
 service object living in the same asyncio loop and renders what comes back::
 
-    HTTP client ──POST /v1/requests──▶ gateway ──await submit(input)──▶ AgentService
-                                                                          (the supervisor)
-                ◀── 200 RequestResult ─┘  ◀── RequestResult ──────────────┘
-                ◀── 5xx error body ────┘  ◀── raises ServiceError ────────┘
+    HTTP / WebSocket client      gateway                        AgentService (the supervisor)
+    POST /v1/requests      ──▶  await submit(input)        ──▶  RequestResult | raises
+    WS   /v1/stream        ──▶  await submit(input,             on_event(e) for each event
+                                  request_id=, on_event=)        the handler emits, then
+                                                                 RequestResult | raises
+    POST /v1/feedback      ──▶  await feedback(id, score,  ──▶  FeedbackReceipt | raises
+                                  comment)                       UnknownRequest
+    GET  /v1/versions      ──▶  await versions()           ──▶  {"serving", "versions"}
+    GET  /v1/status        ──▶  status()                   ──▶  a JSON-able dict
+    GET  /metrics          ──▶  metrics()                  ──▶  MetricsText
 
-``submit`` either returns a :class:`RequestResult` or raises one of the
+Calls either return or raise one of the
 :class:`~project_o.errors.ServiceError` subclasses; each carries the HTTP
-status the gateway answers with. Anything else it raises is a bug on the
+status the gateway answers with. Anything else they raise is a bug on the
 service side and is answered with a bare 500.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["AgentService", "RequestResult"]
+__all__ = ["AgentService", "EventSink", "FeedbackReceipt", "MetricsText", "RequestResult"]
+
+#: receives each event the agent's handler emits (``ctx.emit``), in order;
+#: called from the event loop and must not block
+EventSink = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -37,15 +48,49 @@ class RequestResult:
     latency_ms: float
 
 
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    """What became of one piece of feedback.
+
+    ``stored``: it is in the catalog, with ``version`` (the version that
+    answered the request). ``delivered``: the agent's feedback hooks ran on
+    it; when they did not, ``reason`` says why (no instance, a hook raised,
+    no answer in time).
+    """
+
+    stored: bool
+    delivered: bool
+    version: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricsText:
+    """A Prometheus exposition: the body and its Content-Type."""
+
+    body: bytes
+    content_type: str
+
+
 @runtime_checkable
 class AgentService(Protocol):
     """The supervisor as the gateway sees it.
 
-    Both methods are called from the event loop the gateway runs in.
+    Every method is called from the event loop the gateway runs in.
     """
 
-    async def submit(self, input: Any, *, deadline_s: float | None = None) -> RequestResult:
+    async def submit(
+        self,
+        input: Any,
+        *,
+        deadline_s: float | None = None,
+        request_id: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> RequestResult:
         """Serve one request; ``deadline_s`` (seconds) bounds the wait if given.
+
+        ``request_id``: the id to use (unique; the service makes one if
+        omitted). ``on_event``: stream what the handler emits to it.
 
         Raises :class:`~project_o.errors.PoisonRequest`,
         :class:`~project_o.errors.RequestFailed`,
@@ -54,7 +99,24 @@ class AgentService(Protocol):
         """
         ...
 
+    async def feedback(self, request_id: str, score: float, comment: str) -> FeedbackReceipt:
+        """Store a user's score in -1..1 for a recent request and hand it to the agent.
+
+        Raises :class:`~project_o.errors.UnknownRequest` for an id the
+        service did not answer recently.
+        """
+        ...
+
+    async def versions(self) -> dict[str, Any]:
+        """``{"serving": id, "versions": [{"id", "status", "reason", "parents",
+        "operator", "created_at"}, ...]}``, oldest version first."""
+        ...
+
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot: ``supervisor_pid``, ``heart_pid``,
         ``instances`` (list), ``vault`` (dict), ``events`` (list), ..."""
+        ...
+
+    def metrics(self) -> MetricsText:
+        """The service's metrics in the Prometheus text format."""
         ...

@@ -5,7 +5,9 @@
     fork {..., "config": {"heartbeat_interval": 1.0,     seconds between beats
                           "checkpoint_every": 1000,      acknowledged writes between
                                                          unsolicited checkpoints (0: never)
-                          "max_frame_size": 67108864}}   largest frame either way
+                          "max_frame_size": 67108864,    largest frame either way
+                          "stub_side_effects": false}}   a shadow: tools declared with
+                                                         side_effects=True are not run
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class InstanceConfig:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    #: a shadow's answers are never returned, so its side effects must not happen either
+    stub_side_effects: bool = False
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> InstanceConfig:
@@ -58,6 +62,9 @@ class InstanceConfig:
         size = self.max_frame_size
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise InvalidArgument(f"max_frame_size must be a positive int, got {size!r}")
+        if not isinstance(self.stub_side_effects, bool):
+            raise InvalidArgument(
+                f"stub_side_effects must be a bool, got {self.stub_side_effects!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a fork request carries them."""

@@ -7,19 +7,31 @@
         ──► restore {checkpoint, entries, last_sequence}    checkpoint file + WAL replay
         ◄── heartbeat {beat, rss_bytes, last_sequence}      the first one means "restored",
                                                             then one every interval
-        ──► request {id, input, deadline_ms} ─────────────► handler(ctx, input)
+        ──► request {id, input, deadline_ms, stream} ─────► handler(ctx, input)
         ◄── wal_entry {id, operation, data}  ◄───────────── ctx.memory.set / delete
         ──► wal_ack {id, sequence} ────────────────────────► applied; back to agent code
+        ◄── stream {id, event}               ◄───────────── ctx.emit(event), if stream
         ◄── response {id, output} | error {id, kind, message, traceback}
+        ──► feedback {id, request_id, score, comment, version}
+                                            ───────────────► agent.feedback(ctx, feedback):
+                                                              the on_feedback hooks, whose
+                                                              writes journal as above
+        ◄── response {id, output: [report per hook]} | error {id, ...}
         ──► checkpoint {id}     ◄── checkpoint {id, state, last_sequence}
         ◄── checkpoint {id, state, last_sequence}           every N acknowledged writes
         ──► wal_entry {sequence, operation, data}           standby: tail the WAL
         ──► promote {role}                                  standby becomes a server
+        ◄── evolution_intent {id, hypothesis, source|files|operator, params}
+                                                            ctx.evolve(...): waits for
+        ──► evolution_result {id, experiment_id, status, reason}   the answer with its id;
+        ──► evolution_result {experiment_id, status, reason}       the outcome comes later
         ──► shutdown                                        exit 0
 
 Heartbeats are sent only where the instance waits on its socket (between
-requests, and while a memory write waits for its ack): a handler that
-spins or deadlocks stops them, which is how the supervisor tells a hang.
+requests, and while a memory write waits for its ack) and when a handler
+emits a stream event (emitting is progress: an LLM streaming tokens for
+longer than the heartbeat timeout is not hung): a handler that spins or
+deadlocks stops them, which is how the supervisor tells a hang.
 Frames that arrive while a write waits for its ack are queued, not lost.
 
 A handler's exception becomes an ``error`` frame and the instance goes on;
@@ -46,9 +58,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from project_o.agent.context import Context
 from project_o.agent.dsl import Agent
 from project_o.agent.kit import AgentKit
+from project_o.agent.llm_config import LLMConfig
 from project_o.errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -59,7 +71,7 @@ from project_o.errors import (
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
 from project_o.vault.checkpoint import CheckpointStore
-from project_o.wire import Message, MessageType
+from project_o.wire import Message, MessageType, ensure_packable
 
 __all__ = [
     "EXIT_CHANNEL_LOST",
@@ -83,9 +95,16 @@ EXIT_PROTOCOL: Final = 76  # EX_PROTOCOL: the supervisor broke the protocol
 STANDBY: Final = "standby"
 #: the id of the error frame sent when the restore fails (no request has it)
 RESTORE_ERROR_ID: Final = "restore"
+#: what a feedback frame tells the agent's hooks (the frame's own id aside)
+FEEDBACK_FIELDS: Final = ("request_id", "score", "comment", "version")
 #: caps on what an error frame carries, so a huge traceback cannot blow a frame
 MAX_TRACEBACK_CHARS: Final = 64 * 1024
 MAX_MESSAGE_CHARS: Final = 4 * 1024
+#: how long ctx.evolve waits for the supervisor to say what it did with the intent
+#: (it answers once the experiment is recorded, before any candidate runs)
+EVOLVE_ANSWER_TIMEOUT: Final = 10.0
+#: experiment outcomes remembered by the instance
+EVOLUTION_RESULTS_KEPT: Final = 100
 _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 # Longest single wait on the socket before any beat is due (before the restore).
 _IDLE_WAIT: Final = 3600.0
@@ -122,7 +141,15 @@ class Instance:
         self.role = role
         self._instance_id = instance_id
         self._config = config
-        self._kit = AgentKit(agent, self._journal)
+        # The LLM settings reach us through the zygote's environment, which the
+        # supervisor builds explicitly (the rest of its environment is scrubbed).
+        self._kit = AgentKit(agent, self._journal, llm=LLMConfig.from_env(),
+                             stub_side_effects=config.stub_side_effects)
+        self._kit.idle = self._beat_if_due  # slow tools and LLM calls keep beating
+        self._kit.evolve = self._evolve
+        self._intent_ids = itertools.count(1)
+        #: outcomes of experiments this agent asked for (``evolution_result`` frames)
+        self.evolution_results: deque[dict[str, Any]] = deque(maxlen=EVOLUTION_RESULTS_KEPT)
         self._state = self._kit.state
         self.last_sequence = 0
         self._inbox: deque[Message] = deque()
@@ -176,10 +203,12 @@ class Instance:
     def _dispatch_table(self) -> dict[str, Callable[[dict[str, Any]], object]]:
         return {
             MessageType.REQUEST: self._on_request,
+            MessageType.FEEDBACK: self._on_feedback,
             MessageType.CHECKPOINT: self._on_checkpoint_request,
             MessageType.CHECKPOINT_ACK: self._on_checkpoint_ack,
             MessageType.WAL_ENTRY: self._on_tail_entry,
             MessageType.PROMOTE: self._on_promote,
+            MessageType.EVOLUTION_RESULT: self._on_evolution_result,
             MessageType.SHUTDOWN: lambda data: _STOP,
         }
 
@@ -253,7 +282,8 @@ class Instance:
         if request_id is None:
             raise self._violation("a request needs an id")
         self._state.count("requests")
-        ctx = self._kit.context(request_id)
+        emit = self._emitter(request_id, streaming=data.get("stream") is True)
+        ctx = self._kit.context(request_id, emit=emit)
         try:
             output = self._agent.handle(ctx, data.get("input"))
         except Exception as exc:  # noqa: BLE001 - agent code may raise anything
@@ -269,6 +299,21 @@ class Instance:
             self._send_error(request_id, exc)
         return None
 
+    def _emitter(self, request_id: Any, *, streaming: bool) -> Callable[[Any], None]:
+        """``ctx.emit`` for one request: a ``stream`` frame per event when asked for."""
+
+        def emit(event: Any) -> None:
+            self._raise_if_fatal()
+            if not streaming:
+                # Checked anyway, so an event that could not be streamed fails
+                # the same way whether or not this caller listens.
+                ensure_packable(event, "event")
+                return
+            self._send(MessageType.STREAM, id=request_id, event=event)
+            self._beat_if_due()
+
+        return emit
+
     def _send_error(self, request_id: Any, exc: BaseException) -> None:
         # Clearing the frames first frees the handler's locals (a memory
         # bomb's chunks) before we allocate the traceback text.
@@ -281,6 +326,32 @@ class Instance:
             message=_describe(exc)[:MAX_MESSAGE_CHARS],
             traceback=text,
         )
+
+    # -- feedback -------------------------------------------------------
+
+    def _on_feedback(self, data: dict[str, Any]) -> object:
+        if self.role == STANDBY:
+            raise self._violation("a standby takes no feedback until it is promoted")
+        feedback_id = data.get("id")
+        if feedback_id is None:
+            raise self._violation("a feedback frame needs an id")
+        feedback = {field: data.get(field) for field in FEEDBACK_FIELDS}
+        self._state.count("feedback")
+        try:
+            # Runs every @agent.on_feedback hook; one report per hook, {"hook",
+            # "ok"} or {"hook", "ok": False, "error"}: a hook's error is reported,
+            # not raised. It raises only for feedback it cannot take.
+            reports = self._agent.feedback(self._kit.context(feedback_id), feedback)
+        except Exception as exc:  # noqa: BLE001 - agent code may raise anything
+            self._raise_if_fatal()
+            self._send_error(feedback_id, exc)
+            return None
+        self._raise_if_fatal()
+        try:
+            self._send(MessageType.RESPONSE, id=feedback_id, output=reports)
+        except (InvalidArgument, FrameTooLarge) as exc:
+            self._send_error(feedback_id, exc)
+        return None
 
     # -- memory writes --------------------------------------------------
 
@@ -324,6 +395,38 @@ class Instance:
         if not isinstance(role, str) or role == STANDBY:
             raise self._violation(f"promote needs a serving role, got {role!r}")
         self.role = role
+        return None
+
+    # -- evolution ------------------------------------------------------
+
+    def _evolve(self, hypothesis: str, source: str | None = None, operator: str | None = None,
+                params: dict[str, Any] | None = None,
+                files: dict[str, str] | None = None) -> dict[str, Any]:
+        """``ctx.evolve``: send an evolution_intent and return the supervisor's answer."""
+        self._raise_if_fatal()
+        intent_id = f"intent-{next(self._intent_ids)}"
+        candidate = {key: value for key, value in (("source", source), ("files", files),
+                                                   ("operator", operator), ("params", params))
+                     if value is not None}
+        self._send(MessageType.EVOLUTION_INTENT, id=intent_id, hypothesis=str(hypothesis),
+                   **candidate)
+        return self._await_evolution_answer(intent_id)
+
+    def _await_evolution_answer(self, intent_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + EVOLVE_ANSWER_TIMEOUT
+        while time.monotonic() < deadline:
+            message = self._receive()
+            if message is None:
+                continue
+            if message.type == MessageType.EVOLUTION_RESULT and message.data.get("id") == intent_id:
+                return {k: message.data.get(k) for k in ("experiment_id", "status", "reason")}
+            self._inbox.append(message)  # served after the handler returns
+        return {"experiment_id": None, "status": "unanswered",
+                "reason": f"the supervisor did not answer within {EVOLVE_ANSWER_TIMEOUT:g} s"}
+
+    def _on_evolution_result(self, data: dict[str, Any]) -> object:
+        self.evolution_results.append(
+            {k: data.get(k) for k in ("experiment_id", "status", "reason")})
         return None
 
     # -- checkpoints ----------------------------------------------------

@@ -16,6 +16,23 @@ flight are re-dispatched to it, and a fresh standby is forked. A request
 that was being handled when two instances died in a row is a poison pill:
 quarantined and answered with :class:`~project_o.errors.PoisonRequest`.
 
+The host remembers which version answered each recent request, so that
+feedback on it (:meth:`AgentHost.deliver_feedback`) names that version, and
+counts what it does in :class:`~project_o.supervisor.metrics.SupervisorMetrics`.
+
+Hot reload (:meth:`AgentHost.reload`, used by the arbiter to promote a
+candidate or roll it back) swaps the version being served without losing
+memory, because state is always checkpoint + WAL::
+
+    stop routing ─► drain the old main ─► fork the new main from the new
+    zygote, restore it from the vault ─► route to it ─► new standby ─►
+    shut down the old main, standby and zygote
+
+While a canary journals into the same WAL as the main, the main's
+checkpoints are paused (:attr:`AgentHost.checkpoints_paused`): a
+checkpoint of the main's state would claim to cover the canary's writes,
+which the main never applied.
+
 The supervisor never imports agent code: everything agent-shaped happens
 in the zygote and the instances it forks.
 """
@@ -27,8 +44,12 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from project_o.errors import (
     NoInstanceAvailable,
@@ -36,6 +57,7 @@ from project_o.errors import (
     ProjectOError,
     RequestFailed,
     RequestTimeout,
+    ServiceError,
     WALFatalError,
 )
 from project_o.gateway.service import RequestResult
@@ -47,12 +69,21 @@ from project_o.supervisor.config import (
     SupervisorConfig,
 )
 from project_o.supervisor.events import EventLog
-from project_o.supervisor.instance_handle import HandlerError, InstanceDied, InstanceHandle
+from project_o.supervisor.instance_handle import (
+    EventListener,
+    HandlerError,
+    InstanceDied,
+    InstanceHandle,
+)
+from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
 from project_o.wire import Message
 
-__all__ = ["AgentHost"]
+__all__ = ["AgentHost", "IntentListener"]
+
+#: answers an ``evolution_intent`` frame's data with ``{experiment_id, status, reason}``
+IntentListener = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 #: how long a fresh instance may take to say hello and finish restoring
 STARTUP_TIMEOUT = 30.0
@@ -60,6 +91,14 @@ STARTUP_TIMEOUT = 30.0
 MAX_BACKOFF = 5.0
 #: operation names an instance may journal (anything else is a violation)
 MAX_OPERATION_LENGTH = 128
+#: answered requests whose version is remembered for feedback: at 100 requests
+#: a second that is over a quarter of an hour, in about 20 MB at most
+RECENT_ANSWERS = 100_000
+#: how each failure shows on project_o_requests_total{outcome}
+_OUTCOMES: dict[type[BaseException], str] = {
+    RequestFailed: "failed", RequestTimeout: "timeout", PoisonRequest: "poison",
+    NoInstanceAvailable: "unavailable", asyncio.CancelledError: "cancelled",
+}
 
 
 class AgentHost:
@@ -67,10 +106,12 @@ class AgentHost:
 
     def __init__(
         self, config: SupervisorConfig, vault: Vault, events: EventLog, version: str,
-        book: VersionBook | None = None,
+        book: VersionBook | None = None, metrics: SupervisorMetrics | None = None,
     ) -> None:
         self.config = config
         self.book = book
+        self.metrics = metrics if metrics is not None else SupervisorMetrics()
+        self._answered: OrderedDict[str, str] = OrderedDict()
         self._proven: set[str] = set()
         self._zygote_lock = asyncio.Lock()
         self.vault = vault
@@ -91,6 +132,13 @@ class AgentHost:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        #: instances of a version being replaced: they finish their requests, are not replaced
+        self._retired: set[InstanceHandle] = set()
+        self._reload_lock = asyncio.Lock()
+        #: set while a canary journals into the same WAL (see the module docstring)
+        self.checkpoints_paused = False
+        #: where the main's ``evolution_intent`` frames go (the arbiter)
+        self.on_intent: IntentListener | None = None
 
     # -- lifecycle ------------------------------------------------------
 
@@ -129,17 +177,39 @@ class AgentHost:
 
     # -- serving --------------------------------------------------------
 
-    async def submit(self, payload: Any, deadline_s: float | None = None) -> RequestResult:
-        """Answer one request, surviving instance deaths on the way."""
-        loop = asyncio.get_running_loop()
-        request_id = uuid.uuid4().hex
-        deadline = loop.time() + (deadline_s or self.config.request_deadline)
+    async def submit(
+        self, payload: Any, deadline_s: float | None = None, *,
+        request_id: str | None = None, on_event: EventListener | None = None,
+    ) -> RequestResult:
+        """Answer one request, surviving instance deaths on the way.
+
+        ``request_id`` must be unique (one is made if omitted); ``on_event``
+        receives, in order, what the handler emits with ``ctx.emit``.
+        """
+        request_id = request_id or uuid.uuid4().hex
         started = time.perf_counter()
+        try:
+            output, served_by = await self._serve(request_id, payload, deadline_s, on_event)
+        except (ServiceError, asyncio.CancelledError) as exc:
+            error = type(exc).__name__ if isinstance(exc, ServiceError) else None
+            self.metrics.observe_request(self.version, "main", _outcome(exc),
+                                         time.perf_counter() - started, error)
+            raise
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(served_by.version, served_by.role, "ok", seconds)
+        return RequestResult(request_id, output, served_by.version, seconds * 1000)
+
+    async def _serve(
+        self, request_id: str, payload: Any, deadline_s: float | None,
+        on_event: EventListener | None,
+    ) -> tuple[Any, InstanceHandle]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deadline_s or self.config.request_deadline)
         while True:
             main = await self._wait_for_main(deadline - loop.time())
             try:
                 output = await asyncio.wait_for(
-                    main.request(request_id, payload, deadline - loop.time()),
+                    main.request(request_id, payload, deadline - loop.time(), on_event),
                     max(0.0, deadline - loop.time()),
                 )
             except InstanceDied as died:
@@ -148,14 +218,61 @@ class AgentHost:
             except TimeoutError:
                 self._on_deadline(request_id, main)
                 raise RequestTimeout(
-                    f"request {request_id} got no answer within its deadline"
+                    f"request {request_id} got no answer within its deadline",
+                    request_id=request_id,
                 ) from None
             except HandlerError as exc:
-                raise RequestFailed(exc.kind, exc.message) from exc
+                self._remember(request_id, main.version)  # an answer too: it may be rated
+                raise RequestFailed(exc.kind, exc.message, request_id=request_id,
+                                    traceback=exc.traceback) from exc
             self._kills_by_request.pop(request_id, None)
             self._prove(main.version)
-            latency = (time.perf_counter() - started) * 1000
-            return RequestResult(request_id, output, main.version, latency)
+            self._remember(request_id, main.version)
+            return output, main
+
+    def remember(self, request_id: str, version: str) -> None:
+        """Record that ``version`` answered ``request_id`` (for feedback on it)."""
+        self._remember(request_id, version)
+
+    def trust(self, version: str) -> None:
+        """Do not re-mark ``version`` "good" when it answers (the arbiter owns its status)."""
+        self._proven.add(version)
+
+    def _remember(self, request_id: str, version: str) -> None:
+        self._answered[request_id] = version
+        if len(self._answered) > RECENT_ANSWERS:
+            self._answered.popitem(last=False)
+
+    def version_of(self, request_id: str) -> str | None:
+        """The version that answered ``request_id``, if it was answered recently."""
+        return self._answered.get(request_id)
+
+    async def deliver_feedback(self, feedback: dict[str, Any]) -> str | None:
+        """Run the main's feedback hooks on ``feedback``; None once they ran, else why not.
+
+        At most once: if the main dies meanwhile the feedback is not sent again
+        (it may be what killed it). It waits behind the requests the main is
+        serving, for at most a request's deadline.
+        """
+        timeout = self.config.request_deadline
+        try:
+            main = await self._wait_for_main(timeout)
+            reports = await asyncio.wait_for(
+                main.feedback(f"feedback-{uuid.uuid4().hex}", feedback), timeout)
+        except (NoInstanceAvailable, RequestTimeout):
+            return "no instance of the agent was ready to take it"
+        except TimeoutError:
+            return f"the feedback hooks did not finish within {timeout:g} s; they may still run"
+        except InstanceDied as died:
+            return f"the instance died before its feedback hooks finished: {died.reason}"
+        except HandlerError as exc:
+            return f"the agent refused the feedback: {exc.kind}: {exc.message}"
+        failed = _failed_hooks(reports)
+        if not failed:
+            return None
+        self.events.record("feedback_hook_failed", str(feedback.get("request_id")),
+                           "; ".join(failed), version=main.version)
+        return f"feedback hooks raised: {'; '.join(failed)}"
 
     async def _wait_for_main(self, remaining: float) -> InstanceHandle:
         loop = asyncio.get_running_loop()
@@ -177,6 +294,8 @@ class AgentHost:
         """Count a death against the request the instance was working on."""
         if instance.culprit != request_id:
             return  # it was queued behind the request that killed the instance
+        if not self._zygote_running():
+            return  # its zygote died and took it along (PR_SET_PDEATHSIG): not the request
         kills = self._kills_by_request.get(request_id, 0) + 1
         self._kills_by_request[request_id] = kills
         if kills >= POISON_THRESHOLD:
@@ -188,6 +307,16 @@ class AgentHost:
                 f"row (last: {reason}); the agent keeps serving other requests"
             )
 
+    def _zygote_running(self) -> bool:
+        """The zygote is alive, checked with the kernel (our own EOF may still be queued)."""
+        zygote = self._zygote
+        if zygote is None or not zygote.alive:
+            return False
+        try:
+            return psutil.Process(zygote.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
     def _on_deadline(self, request_id: str, instance: InstanceHandle) -> None:
         if instance.alive and instance.in_flight[:1] == [request_id]:
             # The instance is stuck on this very request: free it for everyone else.
@@ -198,6 +327,8 @@ class AgentHost:
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
         """Called by the handle the moment an instance is known dead."""
         self._tails.pop(instance, None)
+        if instance in self._retired:
+            return  # a version being replaced: nothing to replace it with
         was_main = instance is self.main
         if was_main:
             # Synchronously, so no request is routed to the corpse meanwhile.
@@ -248,6 +379,114 @@ class AgentHost:
             instance.kill("not needed: another replacement filled the slot")
             await instance.close()
 
+    # -- hot reload -----------------------------------------------------
+
+    async def reload(self, agent: Path, version: str, reason: str) -> None:
+        """Serve ``version`` (the agent at ``agent``) instead of the current one.
+
+        Memory is intact: the new main restores from the vault (checkpoint +
+        WAL) after the old main drained. If the new version fails to start,
+        the old one keeps serving and the error propagates.
+        """
+        async with self._reload_lock:
+            same = version == self.version and self._zygote is not None and self._zygote.alive
+            zygote = self._zygote if same else await ZygoteHandle.start(
+                agent, version, env=self._instance_env(), on_exit=self._on_exit)
+            assert zygote is not None
+            old = (self.main, self.standby, self._zygote, self.config.agent, self.version)
+            self._retired.update(i for i in old[:2] if i is not None)
+            self.main, self.standby = None, None
+            self._main_ready.clear()  # new requests wait for the new main
+            if old[0] is not None:
+                await self._drain(old[0])
+            self._zygote, self.config.agent, self.version = zygote, agent, version
+            try:
+                await self._become_main(await self._spawn("main"))
+            except BaseException:
+                await self._undo_reload(old, zygote)
+                raise
+            self.events.record("reload", version, reason, previous=old[4])
+            await self._retire(old[0], old[1], None if same else old[2])
+            if self.config.standby and self.standby is None:
+                self._spawn_task(self._respawn("standby"), "standby-after-reload")
+
+    async def _drain(self, instance: InstanceHandle) -> None:
+        """Wait (up to a request deadline) for ``instance`` to finish what it serves."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_deadline
+        while instance.alive and instance.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def _undo_reload(self, old: tuple[Any, ...], zygote: ZygoteHandle) -> None:
+        main, standby, old_zygote, agent, version = old
+        if zygote is not old_zygote:
+            await zygote.close()
+        self._zygote, self.config.agent, self.version = old_zygote, agent, version
+        self._retired.difference_update({main, standby})
+        self.standby = standby if standby is not None and standby.alive else None
+        if main is not None and main.alive:
+            await self._become_main(main)
+        else:
+            self._spawn_task(self._respawn("main"), "main-after-failed-reload")
+
+    async def _retire(self, main: InstanceHandle | None, standby: InstanceHandle | None,
+                      zygote: ZygoteHandle | None) -> None:
+        for instance in (main, standby):
+            if instance is None:
+                continue
+            with contextlib.suppress(Exception):
+                await instance.send(Message("shutdown", {}))
+            instance.kill("replaced by a hot reload")
+            await instance.close()
+            self._retired.discard(instance)
+        if zygote is not None:
+            await zygote.close()
+
+    async def send_to_main(self, message: Message) -> bool:
+        """Send ``message`` to the main if there is one; whether it was sent."""
+        main = self.main
+        if main is None or not main.alive:
+            return False
+        try:
+            await main.send(message)
+        except InstanceDied:
+            return False
+        return True
+
+    async def _listen_intents(self, instance: InstanceHandle) -> None:
+        """Answer the main's ``evolution_intent`` frames, one at a time.
+
+        The instance waits for the answer before it may send the next intent,
+        so the waiter is always registered again before the next one arrives.
+        """
+        while instance.alive and instance is self.main and self.on_intent is not None:
+            waiter = instance.waiter("evolution_intent")
+            try:
+                message = await waiter
+            except InstanceDied:
+                return
+            try:
+                answer = await self.on_intent(dict(message.data))
+            except Exception as exc:  # noqa: BLE001 - the agent gets the reason, we go on
+                answer = {"experiment_id": None, "status": "rejected", "reason": str(exc)}
+            with contextlib.suppress(InstanceDied):
+                await instance.send(Message("evolution_result",
+                                            {"id": message.data.get("id"), **answer}))
+
+    @property
+    def restore_lock(self) -> asyncio.Lock:
+        """Held while an instance reads a checkpoint, so none is pruned meanwhile."""
+        return self._restore_lock
+
+    def zygote_env(self) -> dict[str, str]:
+        """The environment a zygote of this agent runs with (for candidate zygotes)."""
+        return self._instance_env()
+
+    def _instance_env(self) -> dict[str, str]:
+        """The scrubbed environment agent code runs with, plus the LLM settings if any."""
+        llm = self.config.llm
+        return scrubbed_env(extra=llm.to_env() if llm is not None else None)
+
     async def _ensure_zygote(self) -> None:
         """Start a new zygote if there is none or it died (its instances died with it)."""
         async with self._zygote_lock:
@@ -256,7 +495,7 @@ class AgentHost:
                     return
                 self.events.record("crash", "zygote", "the zygote died; starting a new one")
             self._zygote = await ZygoteHandle.start(
-                self.config.agent, self.version, env=scrubbed_env(), on_exit=self._on_exit,
+                self.config.agent, self.version, env=self._instance_env(), on_exit=self._on_exit,
             )
 
     async def _backoff(self) -> None:
@@ -332,6 +571,8 @@ class AgentHost:
             await instance.send(Message("promote", {"role": "main"}))
         self.main = instance
         self._main_ready.set()
+        if self.on_intent is not None:
+            self._spawn_task(self._listen_intents(instance), f"intents-{instance.instance_id}")
 
     # -- spawning and restoring -----------------------------------------
 
@@ -389,12 +630,13 @@ class AgentHost:
         """Journal a memory write from the main, ack it, tail it to the standby."""
         data = message.data
         operation, request_id = data.get("operation"), data.get("id")
-        if instance is not self.main:
+        if instance is not self.main and instance not in self._retired:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
         if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
             instance.kill("protocol violation: wal_entry needs a short string operation")
             return
+        started = time.perf_counter()
         try:
             sequence = await self.vault.append_async(operation, data.get("data"))
         except WALFatalError as exc:
@@ -402,6 +644,7 @@ class AgentHost:
                 self.fatal.set_result(exc)
             instance.kill("the vault failed; nothing more can be acknowledged")
             return
+        self.metrics.observe_wal_append(time.perf_counter() - started)
         with contextlib.suppress(InstanceDied):
             await instance.send(Message("wal_ack", {"id": request_id, "sequence": sequence}))
         await self._tail(Message("wal_entry", {
@@ -422,6 +665,10 @@ class AgentHost:
         state, covered = data.get("state"), data.get("last_sequence")
         if instance is not self.main:
             return  # only the main's state is the agent's state
+        if self.checkpoints_paused:
+            # A canary journals into the same WAL: this state lacks its writes.
+            instance.notify("checkpoint_sent", message)
+            return
         if not isinstance(state, dict) or not isinstance(covered, int) or not (
             0 <= covered <= self.vault.last_sequence
         ):
@@ -429,6 +676,7 @@ class AgentHost:
             return
         async with self._restore_lock:
             info = await self.vault.checkpoint_async(state, last_sequence=covered)
+        self.metrics.checkpoint_written()
         self.last_checkpoint = {"id": str(info.id), "last_sequence": info.last_sequence,
                                 "timestamp_ns": info.timestamp_ns}
         with contextlib.suppress(InstanceDied):
@@ -461,3 +709,21 @@ class AgentHost:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _outcome(exc: BaseException) -> str:
+    """The ``outcome`` label for a request that ended with ``exc``."""
+    return next((name for kind, name in _OUTCOMES.items() if isinstance(exc, kind)), "failed")
+
+
+def _failed_hooks(reports: Any) -> list[str]:
+    """``hook: Type: message`` for each failed hook in an instance's feedback reports."""
+    if not isinstance(reports, list):
+        return []
+    failed = []
+    for report in reports:
+        if isinstance(report, dict) and report.get("ok") is False:
+            error = report.get("error")
+            what = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else "?"
+            failed.append(f"{report.get('hook')}: {what}")
+    return failed

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from project_o.agent.llm_config import LLMConfig
+
 __all__ = ["DEFAULT_PORT", "SupervisorConfig"]
 
 #: the gateway's port unless told otherwise
@@ -20,8 +22,11 @@ POISON_THRESHOLD = 2
 #: instances an agent version may lose in RESTART_PERIOD before we escalate
 MAX_RESTARTS = 10
 RESTART_PERIOD = 10.0
-#: the wire protocol's default frame limit; raise it for states over ~60 MB
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: largest supervisor<->instance frame. A checkpoint travels in one frame, and
+#: 100k semantic memories (384-dim float32 vectors) make a ~160 MiB state, so
+#: this is above the wire protocol's 64 MiB default. The price: a hostile
+#: instance can make the supervisor decode this much (see project_o.wire).
+MAX_FRAME_BYTES = 256 * 1024 * 1024
 #: after a takeover, wait this long before forking the next standby, so its
 #: restore does not compete for the CPU with the requests being re-dispatched
 STANDBY_RESPAWN_DELAY = 0.1
@@ -48,6 +53,8 @@ class SupervisorConfig:
     max_body_bytes: int = 1024 * 1024
     max_frame_bytes: int = MAX_FRAME_BYTES
     limits: dict[str, Any] = field(default_factory=dict)
+    #: OpenAI-compatible model settings handed to instances (None: no LLM)
+    llm: LLMConfig | None = None
 
     def instance_config(self) -> dict[str, Any]:
         """What an instance is told about itself at fork time."""

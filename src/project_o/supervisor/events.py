@@ -2,14 +2,21 @@
 
 Events are kept in memory for ``GET /v1/status`` and written to the
 catalog's ``events`` table on a background thread, so recording one never
-blocks the event loop on an fsync.
+blocks the event loop on an fsync. Subscribers (the metrics) see each
+event as it is recorded::
+
+    record(kind, subject, reason, **data) ──▶ recent (bounded, for /v1/status)
+                                          ──▶ catalog.record_event (writer thread)
+                                          ──▶ each subscriber(event)  (in the caller)
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from project_o.vault.catalog import Catalog
@@ -19,6 +26,8 @@ __all__ = ["EventLog"]
 #: how many recent events `GET /v1/status` shows
 RECENT_EVENTS = 200
 
+logger = logging.getLogger(__name__)
+
 
 class EventLog:
     """A bounded in-memory log mirrored durably into the catalog."""
@@ -27,6 +36,11 @@ class EventLog:
         self._recent: deque[dict[str, Any]] = deque(maxlen=keep)
         self._catalog = catalog
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="events")
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(event)`` for every event recorded from now on."""
+        self._subscribers.append(callback)
 
     def record(self, kind: str, subject: str, reason: str, **data: Any) -> dict[str, Any]:
         """Remember one event; returns it."""
@@ -34,6 +48,11 @@ class EventLog:
         self._recent.append(event)
         if self._catalog is not None:
             self._writer.submit(self._catalog.record_event, kind, subject, reason, data)
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:  # an observer must not break what it observes
+                logger.exception("event subscriber %r failed on %s", callback, kind)
         return event
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -7,7 +7,10 @@
     request(id, input) ── request ──►  handler runs
           ▲             ◄─ wal_entry ─ ctx.memory.set(...)   (owner journals it,
           │             ── wal_ack ──►                         then acks)
+          │  on_event ◄── stream ────  ctx.emit(event)       (only if on_event given)
           └── future ◄── response ───  return value
+    feedback(id, ...) ─ feedback ──►  on_feedback hooks (journal the same way)
+          └── future ◄── response ───
                         ◄─ heartbeat ─ main loop (stops if the handler hangs)
 
 Everything the instance sends is untrusted: a frame that is too big, does
@@ -20,16 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
 from project_o.wire import Message, read_message_async, write_message_async
 
-__all__ = ["InstanceHandle", "InstanceDied", "InstanceOwner", "HandlerError"]
+__all__ = ["EventListener", "HandlerError", "InstanceDied", "InstanceHandle", "InstanceOwner"]
+
+#: receives each event a streaming request's handler emits, in order; called
+#: from the handle's read loop, so it must not block (queue the event)
+EventListener = Callable[[Any], None]
+
+logger = logging.getLogger(__name__)
 
 
 class InstanceDied(ProjectOError):
@@ -87,6 +98,7 @@ class InstanceHandle:
         # request id -> future; ordered because the instance answers in order,
         # so the oldest pending request is the one it was working on
         self._pending: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
+        self._listeners: dict[str, EventListener] = {}
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._send_lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
@@ -147,17 +159,44 @@ class InstanceHandle:
             self._die(f"socket broke while sending: {exc}")
             raise InstanceDied(self.death_reason or str(exc)) from exc
 
-    async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:
-        """Send a request and await its output (raises InstanceDied / HandlerError)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+    async def request(
+        self, request_id: str, payload: Any, deadline_s: float,
+        on_event: EventListener | None = None,
+    ) -> Any:
+        """Send a request and await its output (raises InstanceDied / HandlerError).
+
+        With ``on_event``, the request asks the instance to stream: each event
+        its handler emits is passed to ``on_event`` before the output returns.
+        """
+        data = {"id": request_id, "input": payload, "deadline_ms": int(deadline_s * 1000)}
+        if on_event is None:
+            return await self._call(request_id, Message("request", data))
+        self._listeners[request_id] = on_event
         try:
-            await self.send(Message("request", {
-                "id": request_id, "input": payload, "deadline_ms": int(deadline_s * 1000),
-            }))
+            return await self._call(request_id, Message("request", {**data, "stream": True}))
+        finally:
+            self._listeners.pop(request_id, None)
+
+    async def feedback(self, feedback_id: str, feedback: dict[str, Any]) -> Any:
+        """Have the instance run the agent's feedback hooks on ``feedback``.
+
+        Returns the hooks' reports once they ran (their memory writes are
+        journaled by then); raises InstanceDied, or HandlerError if the
+        instance refused the feedback.
+        """
+        return await self._call(
+            feedback_id, Message("feedback", {**feedback, "id": feedback_id})
+        )
+
+    async def _call(self, call_id: str, message: Message) -> Any:
+        """Send ``message`` and await the response or error frame with ``call_id``."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        try:
+            await self.send(message)
             return await future
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.pop(call_id, None)
 
     @property
     def in_flight(self) -> list[str]:
@@ -191,6 +230,8 @@ class InstanceHandle:
             self._on_heartbeat(message.data)
         elif kind in ("response", "error"):
             self._on_answer(kind, message.data)
+        elif kind == "stream":
+            self._on_stream(message.data)
         elif kind == "wal_entry":
             await self._owner.on_wal_entry(self, message)
         elif kind == "checkpoint":
@@ -207,6 +248,20 @@ class InstanceHandle:
         applied = data.get("last_sequence")
         if isinstance(applied, int):
             self.applied_sequence = applied
+
+    def _on_stream(self, data: dict[str, Any]) -> None:
+        request_id = data.get("id")
+        if not isinstance(request_id, str):
+            raise ProtocolError("stream frame without a string id")
+        listener = self._listeners.get(request_id)
+        if listener is None:
+            return  # the request was answered or gave up meanwhile: drop the event
+        try:
+            listener(data.get("event"))
+        except Exception:  # the listener's bug must not kill the instance
+            self._listeners.pop(request_id, None)
+            logger.exception("event listener of request %s failed; it gets no more events",
+                             request_id)
 
     def _on_answer(self, kind: str, data: dict[str, Any]) -> None:
         request_id = data.get("id")

@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from project_o.agent.llm_config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
 
@@ -57,7 +58,7 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-limit-mb", type=int, default=None,
                         help="address-space quota per instance in MiB")
     parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
-                        help="largest supervisor<->instance frame in MiB (default 64); a "
+                        help="largest supervisor<->instance frame in MiB (default 256); a "
                              "checkpoint travels in one frame, so raise it for bigger states")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
@@ -69,6 +70,7 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         raise SystemExit("--heartbeat-interval must be at least 0.05 seconds")
     if args.heartbeat_timeout <= args.heartbeat_interval:
         raise SystemExit("--heartbeat-timeout must be longer than --heartbeat-interval")
+    llm = LLMConfig.from_env()  # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
@@ -79,5 +81,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
-        max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, restart_period=args.restart_period,
+        max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm, restart_period=args.restart_period,
     )

@@ -5,6 +5,18 @@ It never imports agent code; a crash of anything below it is an event,
 not an outage. On SIGTERM/SIGINT it writes a final checkpoint and exits 0;
 on a fatal vault error it exits with :data:`EXIT_VAULT_FATAL` so the heart
 restarts it and recovery runs from what is on disk.
+
+As the gateway's :class:`~project_o.gateway.service.AgentService`::
+
+    submit(input, on_event=)   ──▶ AgentHost.submit (routing, re-dispatch, streaming)
+    feedback(id, score, ...)   ──▶ version that answered id (AgentHost, in memory)
+                               ──▶ catalog.add_feedback          (durable: "stored")
+                               ──▶ AgentHost.deliver_feedback    (the hooks ran: "delivered")
+    versions()                 ──▶ catalog.list_versions + the serving one
+    create_experiment(body)    ──▶ Arbiter: shadow / canary / promotion / rollback;
+    experiment(id) / experiments() / approve_experiment(id)   while one runs, submit()
+                                   goes through the arbiter (its share to the candidate)
+    status() / metrics()       ──▶ a snapshot / SupervisorMetrics.render()
 """
 
 from __future__ import annotations
@@ -15,20 +27,22 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from project_o.client import STATE_FILE
+from project_o.errors import UnknownRequest
 from project_o.gateway import GatewayServer, create_app
 from project_o.gateway.auth import resolve_token
-from project_o.gateway.service import RequestResult
-from project_o.supervisor.agent_host import AgentHost
+from project_o.gateway.service import EventSink, FeedbackReceipt, MetricsText, RequestResult
+from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
+from project_o.supervisor.arbiter import Arbiter
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.events import EventLog
+from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
 
-__all__ = ["Supervisor", "EXIT_VAULT_FATAL"]
+__all__ = ["EXIT_VAULT_FATAL", "Supervisor"]
 
 #: exit status after an fsync/write failure (EX_SOFTWARE): the heart restarts us
 EXIT_VAULT_FATAL = 70
@@ -42,13 +56,76 @@ class Supervisor:
         self.vault: Vault | None = None
         self.events: EventLog | None = None
         self.host: AgentHost | None = None
+        self.arbiter: Arbiter | None = None
         self.gateway: GatewayServer | None = None
+        self.meter = SupervisorMetrics()
         self._stop = asyncio.Event()
 
-    async def submit(self, input: Any, *, deadline_s: float | None = None) -> RequestResult:
+    async def submit(
+        self, input: Any, *, deadline_s: float | None = None, request_id: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> RequestResult:
         """Serve one request through the agent host."""
-        assert self.host is not None
-        return await self.host.submit(input, deadline_s)
+        assert self.arbiter is not None
+        return await self.arbiter.submit(input, deadline_s, request_id, on_event)
+
+    async def feedback(self, request_id: str, score: float, comment: str) -> FeedbackReceipt:
+        """Store feedback on a recent request with its version, then run the agent's hooks."""
+        host, vault = self.host, self.vault
+        assert host is not None and vault is not None
+        version = host.version_of(request_id)
+        if version is None:
+            raise UnknownRequest(
+                f"no recent request has the id {request_id!r}; feedback is taken for the "
+                f"last {RECENT_ANSWERS} requests this supervisor answered (use the "
+                "request_id of a reply from /v1/requests or /v1/stream)",
+                request_id=request_id,
+            )
+        await asyncio.to_thread(vault.catalog.add_feedback, request_id, score,
+                                version_id=version, comment=comment)
+        self.meter.observe_feedback(version, score)
+        if self.arbiter is not None:
+            self.arbiter.on_feedback(version, score)
+        reason = await host.deliver_feedback({
+            "request_id": request_id, "score": score, "comment": comment, "version": version,
+        })
+        return FeedbackReceipt(stored=True, delivered=reason is None, version=version,
+                               reason=reason)
+
+    async def versions(self) -> dict[str, Any]:
+        """Every version in the catalog, oldest first, and the one serving."""
+        assert self.host is not None and self.vault is not None
+        serving = self.host.version
+        records = await asyncio.to_thread(self.vault.catalog.list_versions)
+        return {"serving": serving, "versions": [
+            {"id": r.id, "status": r.status, "reason": r.reason, "parents": list(r.parents),
+             "operator": r.operator, "created_at": r.created_at, "serving": r.id == serving}
+            for r in records
+        ]}
+
+    async def create_experiment(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Start a shadow or canary experiment (``POST /v1/evolution/experiments``)."""
+        assert self.arbiter is not None
+        return await self.arbiter.create(body)
+
+    async def approve_experiment(self, experiment_id: str) -> dict[str, Any]:
+        """Start an experiment the agent proposed (autonomy "propose")."""
+        assert self.arbiter is not None
+        return await self.arbiter.approve(experiment_id)
+
+    async def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """One experiment, live or from the catalog."""
+        assert self.arbiter is not None
+        return await self.arbiter.get(experiment_id)
+
+    async def experiments(self) -> dict[str, Any]:
+        """Every experiment, newest first."""
+        assert self.arbiter is not None
+        return await self.arbiter.list()
+
+    def metrics(self) -> MetricsText:
+        """Prometheus text for `GET /metrics`."""
+        return self.meter.render()
 
     def status(self) -> dict[str, Any]:
         """The picture `GET /v1/status` shows."""
@@ -77,7 +154,7 @@ class Supervisor:
         await self._start()
         assert self.host is not None
         stop = asyncio.ensure_future(self._stop.wait())
-        done, _ = await asyncio.wait({stop, self.host.fatal}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({stop, self.host.fatal}, return_when=asyncio.FIRST_COMPLETED)
         fatal = self.host.fatal.done()
         if fatal:
             print(f"project-o: vault failure: {self.host.fatal.result()}", file=sys.stderr)
@@ -89,6 +166,7 @@ class Supervisor:
         config = self.config
         self.vault = await asyncio.to_thread(Vault.open, config.vault, durability=config.durability)
         self.events = EventLog(self.vault.catalog)
+        self.events.subscribe(self.meter.on_event)
         token, created = resolve_token(config.vault)
         if created:
             print(f"project-o: API token written to {config.vault / 'token'}: {token}", flush=True)
@@ -96,20 +174,40 @@ class Supervisor:
                            f"recovering from vault at sequence {self.vault.last_sequence}")
         book = VersionBook(self.vault.catalog, config.vault)
         version = await asyncio.to_thread(book.register, config.agent)
-        self.host = AgentHost(config, self.vault, self.events, version, book)
+        self.host = AgentHost(config, self.vault, self.events, version, book, self.meter)
+        self.arbiter = Arbiter(self.host, self.vault, self.events,
+                               autonomy=getattr(config, "autonomy", "auto"))
+        # Safe abort: a candidate left running by a killed supervisor never serves again.
+        await asyncio.to_thread(self.arbiter.abort_leftovers)
+        self.host.on_intent = self.arbiter.on_intent
+        self.meter.set_probe(self._live_state)
         await self.host.start()
         app = create_app(self, token=token, max_body_bytes=config.max_body_bytes)
-        self.gateway = GatewayServer(app, host=config.host, port=config.port)
+        self.gateway = GatewayServer(app, host=config.host, port=config.port,
+                                     ws_max_size=config.max_body_bytes)
         await self.gateway.start()
         self._write_state_file()
         print(f"project-o: serving {self.host.config.agent.name} (version {self.host.version}) on "
               f"http://{config.host}:{self.gateway.port} — supervisor pid {os.getpid()}",
               flush=True)
 
+    def _live_state(self) -> LiveState | None:
+        host, vault = self.host, self.vault
+        if host is None or vault is None:
+            return None
+        instances = [LiveInstance(i.role, i.version, i.rss_bytes)
+                     for i in (host.main, host.standby) if i is not None and i.alive]
+        return LiveState(serving_version=host.version, restarts=host.restarts,
+                         wal_last_sequence=vault.last_sequence,
+                         wal_durable_sequence=vault.wal.durable_sequence, instances=instances)
+
     async def _shutdown(self, *, final_checkpoint: bool) -> None:
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await self.gateway.stop()
+        if self.arbiter is not None:
+            with contextlib.suppress(Exception):
+                await self.arbiter.stop()
         if self.host is not None:
             if not final_checkpoint and self.host.main is not None:
                 self.host.main.kill("vault failed")

@@ -76,7 +76,7 @@ def _check_wal(wal_dir: Path, report: VerifyReport, repair: bool) -> None:
             "path": str(torn.path), "offset": torn.offset,
             "bytes": torn.bytes_truncated, "reason": torn.reason,
         }
-        report.torn_tail_repaired = repair
+        report.torn_tail_repaired = result.repaired
     for path, offset, reason in result.corruption:
         report.corruption.append({"path": str(path), "offset": offset, "reason": reason})
         report.problems.append(f"WAL corruption in {path} at offset {offset}: {reason}")

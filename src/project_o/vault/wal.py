@@ -191,9 +191,10 @@ def scan(directory: Path, *, repair: bool = False) -> WALScan:
     """Verify every segment under ``directory`` and report; never raises for corruption.
 
     With ``repair=True`` a torn tail (or preallocated padding) is truncated,
-    as opening the WAL would do, but only when nothing else is wrong: a
-    corrupt log is left exactly as found for whoever restores it. Do not
-    repair the directory of a WAL that is open.
+    as opening the WAL would do, but only when nothing else is wrong (a
+    corrupt log is left exactly as found for whoever restores it) and no
+    WAL has the directory open (its writer owns the tail); ``repaired``
+    says whether it happened.
     """
     report = WALScan(Path(directory))
     segments = _list_segments(report.directory)
@@ -222,9 +223,20 @@ def scan(directory: Path, *, repair: bool = False) -> WALScan:
         report.entries += count
         previous_last = last
     if repair and cut is not None and report.sound:
-        _cut_tail(FileLayer(), cut)
-        report.repaired = True
+        report.repaired = _repair(report.directory, cut)
     return report
+
+
+def _repair(directory: Path, cut: TornTail) -> bool:
+    try:
+        lock_fd = _lock_directory(directory)
+    except VaultError:
+        return False  # a live writer: its tail is not ours to cut
+    try:
+        _cut_tail(FileLayer(), cut)
+    finally:
+        os.close(lock_fd)
+    return True
 
 
 class WAL:
@@ -449,17 +461,18 @@ class WAL:
         self._check_open()
         removed = 0
         with self._write_lock:
-            while len(self._segments) > 1 and self._segments[1][0] - 1 <= sequence:
-                path = self._segments[0][1]
-                try:
+            try:
+                while len(self._segments) > 1 and self._segments[1][0] - 1 <= sequence:
+                    path = self._segments[0][1]
                     self._layer.unlink(path)
-                except OSError as exc:
-                    raise VaultError(f"could not delete WAL segment {path}: {exc}") from exc
-                with self._lock:
-                    del self._segments[0]
-                removed += 1
-            if removed:
-                self._layer.fsync_directory(self._directory)
+                    with self._lock:
+                        del self._segments[0]
+                    removed += 1
+            except OSError as exc:
+                raise VaultError(f"could not delete WAL segment {path}: {exc}") from exc
+            finally:
+                if removed:  # make the deletions durable, even those before a failure
+                    self._layer.fsync_directory(self._directory)
         return removed
 
     def close(self) -> None:
@@ -748,8 +761,8 @@ class WAL:
 
     def _wait_timeout(self) -> float | None:
         since = self._unsynced_since
-        if self._sync or since is None:
-            return None
+        if self._sync or since is None or self._fatal is not None:
+            return None  # nothing will come due until notified (a fatal WAL: never)
         return max(0.0, since + self._batch_interval - time.monotonic())
 
 

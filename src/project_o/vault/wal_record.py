@@ -68,30 +68,31 @@ KEYS = ("sequence", "timestamp", "operation", "data", "checksum")
 _KEY_SET = frozenset(KEYS)
 _PACKED_KEYS = [msgpack.packb(key) for key in KEYS]
 _K_SEQ, _K_TS, _K_OP, _K_DATA, _K_SUM = _PACKED_KEYS
-# encode_record runs under the WAL's lock for every entry, so it packs the
-# three scalars itself, byte for byte what msgpack.packb produces (the tests
-# compare): ints in their shortest unsigned form, floats as float 64 (0xcb),
-# the 64-digit checksum as str 8 (0xd9, length 0x40).
-#: Packed operation names: a program uses a handful (memory_set, memory_delete...).
-_OPERATIONS: dict[str, bytes] = {}
-_OPERATION_CACHE_SIZE = 256
-_FLOAT64 = struct.Struct(">Bd").pack
-_UINT32 = struct.Struct(">BI").pack
-_UINT64 = struct.Struct(">BQ").pack
-_STR8_64 = b"\xd9\x40"
-#: ``operation`` and ``data``, each packed on its own (see :func:`pack_payload`).
-Payload = tuple[bytes, bytes]
 #: fixmap with 5 pairs: every entry starts with this byte (msgpack-python
 #: uses the fixmap form for up to 15 pairs).
 _MAP_HEADER = b"\x85"
 #: fixarray with 4 items: the checksum input [sequence, timestamp, operation, data].
 _ARRAY_HEADER = b"\x94"
+# encode_record runs under the WAL's lock for every entry, so it packs the
+# three scalars itself, byte for byte what msgpack.packb produces (the tests
+# compare): ints in their shortest unsigned form, floats as float 64 (0xcb),
+# the 64-digit checksum as str 8 (0xd9, length 0x40).
+_FLOAT64 = struct.Struct(">Bd").pack
+_UINT32 = struct.Struct(">BI").pack
+_UINT64 = struct.Struct(">BQ").pack
+_STR8_64 = b"\xd9\x40"
+#: Packed operation names: a program uses a handful (memory_set, memory_delete...).
+_OPERATIONS: dict[str, bytes] = {}
+_OPERATION_CACHE_SIZE = 256
 #: Bytes an entry needs besides operation and data: the map header, the key
 #: names, a 64-bit sequence (9), a float64 (9) and the 64-digit checksum (2 + 64).
 _FIXED_OVERHEAD = 1 + sum(len(k) for k in _PACKED_KEYS) + 9 + 9 + 66
 #: Nothing smaller than this can be an entry (empty operation, nil data,
 #: 1-byte sequence): lets the resync skip most false candidates cheaply.
 _MIN_ENTRY_SIZE = 1 + sum(len(k) for k in _PACKED_KEYS) + 1 + 9 + 1 + 1 + 66
+
+#: ``operation`` and ``data``, each packed on its own (see :func:`pack_payload`).
+Payload = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,10 @@ def decode_entry(body: bytes, offset: int = 0) -> WALEntry:
         raise BadRecord(offset, f"timestamp must be a float, got {timestamp!r}")
     if not isinstance(operation, str) or not isinstance(checksum, str):
         raise BadRecord(offset, "operation and checksum must be strings")
-    expected = compute_checksum(sequence, timestamp, operation, data)
+    try:
+        expected = compute_checksum(sequence, timestamp, operation, data)
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. nested past packb's limit
+        raise BadRecord(offset, f"entry data cannot be re-packed to verify it ({exc})") from None
     if checksum != expected:
         raise BadRecord(
             offset, f"checksum mismatch: stored {checksum[:16]}…, computed {expected[:16]}…"

@@ -46,6 +46,9 @@ class MessageType(StrEnum):
     REQUEST = "request"
     RESPONSE = "response"
     METRICS = "metrics"
+    # Instance channel: what users say back, and what handlers stream out.
+    FEEDBACK = "feedback"
+    STREAM = "stream"
     # Instance channel: memory durability.
     WAL_ENTRY = "wal_entry"
     WAL_ACK = "wal_ack"

@@ -1,0 +1,189 @@
+"""A candidate version under test: its own zygote and one shadow or canary instance.
+
+::
+
+    CandidateHost.start(agent, version)   zygote imports the candidate (stage 2 of
+                                          validation: AgentLoadError = rejected)
+    spawn("shadow")   fork + restore from the vault (the main's state at fork time);
+                      side-effecting tools stubbed; writes acked into a private
+                      in-memory journal: it diverges, the vault never sees them
+    spawn("canary")   fork + restore from the vault; serves real users, so its
+                      writes are journaled in the vault's WAL like the main's
+    request(...)      one request to the instance (InstanceDied / HandlerError)
+    on_failure(why)   called once when the instance dies, hangs or breaks the
+                      protocol: the arbiter's guardrail
+
+A candidate has no standby and is never replaced: its death is the
+verdict. Its ``evolution_intent`` frames are answered "ignored" (a version
+under test may not start experiments of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from project_o.runtime.zygote_client import ZygoteHandle
+from project_o.supervisor.agent_host import MAX_OPERATION_LENGTH, STARTUP_TIMEOUT, AgentHost
+from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
+from project_o.wire import Message
+
+__all__ = ["CANARY", "SHADOW", "CandidateHost"]
+
+SHADOW, CANARY = "shadow", "canary"
+#: writes a shadow's throwaway journal keeps (only for inspection; nothing reads them back)
+SHADOW_JOURNAL_KEPT = 10_000
+
+
+class CandidateHost:
+    """Runs one candidate version's zygote and its single shadow or canary instance."""
+
+    def __init__(self, host: AgentHost, on_failure: Callable[[str], None]) -> None:
+        self.host = host
+        self.version = ""
+        self.instance: InstanceHandle | None = None
+        self.failure: str | None = None
+        self._on_failure = on_failure
+        self._zygote: ZygoteHandle | None = None
+        self._shadow_sequence = 0
+        self.shadow_journal: deque[tuple[int, str, Any]] = deque(maxlen=SHADOW_JOURNAL_KEPT)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    async def start(self, agent: Path, version: str) -> None:
+        """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
+        self.version = version
+        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.zygote_env())
+
+    async def spawn(self, role: str) -> InstanceHandle:
+        """Fork the instance (replacing any previous one) and restore it from the vault."""
+        assert self._zygote is not None
+        await self._drop_instance()
+        config = {**self.host.config.instance_config(), "stub_side_effects": role == SHADOW}
+        instance_id = f"{role}-{uuid.uuid4().hex[:8]}"
+        forked = await self._zygote.fork(role, instance_id, self.host.config.limits, config)
+        instance = InstanceHandle(
+            pid=forked.pid, role=role, version=self.version, instance_id=instance_id,
+            reader=forked.reader, writer=forked.writer, owner=self,
+            max_frame_size=self.host.config.max_frame_bytes,
+        )
+        self.instance = instance
+        hello = instance.waiter("hello")
+        instance.start_reading()
+        try:
+            await asyncio.wait_for(hello, STARTUP_TIMEOUT)
+            await self._restore(instance)
+        except BaseException:
+            instance.kill(f"failed to start as {role}")
+            raise
+        self._spawn_task(self._watchdog(instance))
+        self._spawn_task(self._ignore_intents(instance))
+        return instance
+
+    async def _restore(self, instance: InstanceHandle) -> None:
+        host = self.host
+        async with host.restore_lock:  # no checkpoint is pruned while the instance reads it
+            point = await asyncio.to_thread(host.vault.recover)
+            self._shadow_sequence = point.last_sequence
+            ready = instance.waiter("heartbeat")
+            await instance.send(Message("restore", {
+                "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
+                "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
+                            for e in point.entries],
+                "last_sequence": point.last_sequence,
+            }))
+            await asyncio.wait_for(ready, STARTUP_TIMEOUT)
+
+    async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:
+        """Send one request to the instance and await its output."""
+        instance = self.instance
+        if instance is None or not instance.alive:
+            raise InstanceDied(self.failure or "the candidate has no live instance")
+        return await asyncio.wait_for(instance.request(request_id, payload, deadline_s),
+                                      deadline_s)
+
+    # -- what the instance sends ------------------------------------------
+
+    async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
+        """Shadow: ack into the private journal. Canary: journal in the vault."""
+        data = message.data
+        operation = data.get("operation")
+        if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
+            instance.kill("protocol violation: wal_entry needs a short string operation")
+            return
+        if instance.role == SHADOW:
+            self._shadow_sequence += 1
+            sequence = self._shadow_sequence
+            self.shadow_journal.append((sequence, operation, data.get("data")))
+        else:
+            sequence = await self.host.vault.append_async(operation, data.get("data"))
+        with contextlib.suppress(InstanceDied):
+            await instance.send(Message("wal_ack", {"id": data.get("id"), "sequence": sequence}))
+
+    async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
+        """A candidate's state is never the agent's state: not written."""
+
+    def on_death(self, instance: InstanceHandle, reason: str) -> None:
+        """The guardrail: report the first death of the serving instance."""
+        if instance is not self.instance or self._closing or self.failure is not None:
+            return
+        self.failure = reason
+        self._on_failure(reason)
+
+    # -- health -----------------------------------------------------------
+
+    async def _watchdog(self, instance: InstanceHandle) -> None:
+        config = self.host.config
+        period = min(config.heartbeat_interval, config.heartbeat_timeout) / 2
+        while instance.alive:
+            await asyncio.sleep(period)
+            silent = time.monotonic() - instance.last_heartbeat
+            if silent > config.heartbeat_timeout:
+                instance.kill(f"hang: no heartbeat for {silent:.2f} s "
+                              f"(limit {config.heartbeat_timeout:g} s)")
+
+    async def _ignore_intents(self, instance: InstanceHandle) -> None:
+        while instance.alive:
+            try:
+                message = await instance.waiter("evolution_intent")
+            except InstanceDied:
+                return
+            with contextlib.suppress(InstanceDied):
+                await instance.send(Message("evolution_result", {
+                    "id": message.data.get("id"), "experiment_id": None, "status": "ignored",
+                    "reason": "a version under test may not start experiments",
+                }))
+
+    # -- shutdown ---------------------------------------------------------
+
+    async def _drop_instance(self) -> None:
+        instance, self.instance = self.instance, None
+        if instance is not None:
+            self._closing = True
+            instance.kill("replaced by the next stage")
+            await instance.close()
+            self._closing = False
+
+    async def close(self) -> None:
+        """Stop the instance and the zygote."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        if self.instance is not None:
+            with contextlib.suppress(Exception):
+                await self.instance.send(Message("shutdown", {}))
+            self.instance.kill("experiment over")
+            await self.instance.close()
+        if self._zygote is not None:
+            await self._zygote.close()
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

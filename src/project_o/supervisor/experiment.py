@@ -1,0 +1,288 @@
+"""One experiment of the protected evolution cycle: its settings, its statistics, its story.
+
+::
+
+    ExperimentSpec.from_body(POST body)        what to test and how (defaults are the seed's)
+    Experiment(spec, candidate, baseline)
+        .record(arm, latency_ms, error)        one answered request of an arm
+        .record_feedback(arm, score)           a user's score of an answer of that arm
+        .record_agreement(same)                mirror mode: did the shadow answer like the main
+        .worse() / .better() / .no_improvement()   what the sequential tests say
+        .event(event, detail)                  the timeline (every decision has its reason)
+        .to_dict()                             GET /v1/evolution/experiments/{id}
+        .stats()                               the catalog's experiments.stats JSON
+
+Arms are ``"baseline"`` (the serving version) and ``"candidate"``. Each
+metric is a :class:`~project_o.evolution.stats.SequentialTest`: latency (ms,
+lower is better), errors (bernoulli, lower is better), feedback (scores -1..1,
+higher is better) and, in mirror mode, agreement (the candidate's answer
+equals the main's; the baseline agrees with itself by definition).
+
+Also the errors the experiment API raises; each carries its HTTP status.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from project_o.errors import InvalidArgument, ServiceError
+from project_o.evolution.stats import (
+    BASELINE,
+    BETTER,
+    CANDIDATE,
+    DEFAULT_MIN_SAMPLES,
+    EQUAL,
+    WORSE,
+    SequentialTest,
+)
+
+__all__ = [
+    "DEFAULT_SHARE",
+    "DEFAULT_STAGES",
+    "METRICS",
+    "CandidateInvalid",
+    "Experiment",
+    "ExperimentConflict",
+    "ExperimentSpec",
+    "UnknownExperiment",
+]
+
+#: the seed's shadow share: one request in ten is mirrored to the candidate
+DEFAULT_SHARE = 0.1
+#: the seed's canary stages: 10% -> 50% -> 100% of real traffic
+DEFAULT_STAGES = (0.1, 0.5, 1.0)
+#: per arm, after which "no decision" means "no improvement" (the issue's 500)
+DEFAULT_MAX_SAMPLES = 500
+#: requests the promoted version serves under watch before it is trusted
+DEFAULT_VALIDATION_REQUESTS = 50
+#: the metrics a canary decides on, unless the experiment names one
+METRICS = ("latency", "errors", "feedback")
+#: a mirror-mode metric on top of METRICS
+AGREEMENT = "agreement"
+KINDS = ("shadow", "canary")
+MODES = ("mirror", "split")
+CANDIDATE_KEYS = ("source", "files", "operator")
+#: timeline entries kept per experiment (a long canary must not grow without end)
+MAX_TIMELINE = 500
+
+
+class CandidateInvalid(ServiceError):
+    """The candidate failed validation (compile, params, import in its zygote)."""
+
+    http_status = 422
+
+
+class ExperimentConflict(ServiceError):
+    """Another experiment is running; one at a time protects the baseline."""
+
+    http_status = 409
+
+
+class UnknownExperiment(ServiceError, LookupError):
+    """No experiment has that id."""
+
+    http_status = 404
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What to test and how: the body of ``POST /v1/evolution/experiments``."""
+
+    kind: str
+    candidate: dict[str, Any]
+    hypothesis: str = ""
+    params: dict[str, Any] | None = None
+    mode: str = "mirror"
+    share: float = DEFAULT_SHARE
+    stages: tuple[float, ...] = DEFAULT_STAGES
+    min_samples: int = DEFAULT_MIN_SAMPLES
+    max_samples: int = DEFAULT_MAX_SAMPLES
+    metric: str | None = None
+    validation_requests: int = DEFAULT_VALIDATION_REQUESTS
+    promote_equal: bool = False
+    seed: int | None = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ExperimentSpec:
+        """Build and check a spec from a JSON body; raises InvalidArgument saying what is wrong."""
+        values = {k: v for k, v in body.items() if v is not None}
+        if "stages" in values:
+            values["stages"] = tuple(float(s) for s in values["stages"])
+        spec = cls(**values)
+        spec._check()
+        return spec
+
+    def _check(self) -> None:
+        if self.kind not in KINDS:
+            raise InvalidArgument(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.mode not in MODES:
+            raise InvalidArgument(f"mode must be one of {MODES}, got {self.mode!r}")
+        given = [k for k in CANDIDATE_KEYS if k in self.candidate]
+        if len(given) != 1 and not (not given and self.params):
+            raise InvalidArgument(
+                f"candidate must hold exactly one of {CANDIDATE_KEYS} (or params alone), "
+                f"got {sorted(self.candidate)}")
+        if not 0.0 < self.share <= 1.0:
+            raise InvalidArgument(f"share must be in (0, 1], got {self.share}")
+        if not self.stages or any(not 0.0 < s <= 1.0 for s in self.stages) or list(
+                self.stages) != sorted(self.stages):
+            raise InvalidArgument(f"stages must be increasing shares in (0, 1], got "
+                                  f"{list(self.stages)}")
+        if not 2 <= self.min_samples <= self.max_samples:
+            raise InvalidArgument("need 2 <= min_samples <= max_samples, got "
+                                  f"{self.min_samples} and {self.max_samples}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise InvalidArgument(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if self.validation_requests < 0:
+            raise InvalidArgument("validation_requests must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for the catalog."""
+        values = asdict(self)
+        values["stages"] = list(self.stages)
+        values["candidate"] = {k: (f"<{len(v)} chars>" if k == "source" else v)
+                               for k, v in self.candidate.items()}
+        return values
+
+
+def _new_test(metric: str, spec: ExperimentSpec) -> SequentialTest:
+    kind = "bernoulli" if metric in ("errors", AGREEMENT) else "mean"
+    higher = metric in ("feedback", AGREEMENT)
+    return SequentialTest(metric, kind=kind, higher_is_better=higher,
+                          min_samples=spec.min_samples, max_samples=spec.max_samples)
+
+
+@dataclass
+class Experiment:
+    """The live state of one experiment (the arbiter's, mirrored into the catalog)."""
+
+    id: str
+    spec: ExperimentSpec
+    candidate_version: str
+    baseline_version: str
+    operator: str = "user"
+    stage: str = "validating"
+    status: str = "running"
+    decision: str | None = None
+    reason: str = ""
+    samples: dict[str, int] = field(default_factory=lambda: {BASELINE: 0, CANDIDATE: 0})
+    stage_samples: dict[str, int] = field(default_factory=lambda: {BASELINE: 0, CANDIDATE: 0})
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    tests: dict[str, SequentialTest] = field(default_factory=dict)
+    agreement: dict[str, int] = field(default_factory=lambda: {"same": 0, "different": 0})
+
+    def __post_init__(self) -> None:
+        metrics = METRICS if self.spec.metric is None else (self.spec.metric,)
+        self.tests = {m: _new_test(m, self.spec) for m in metrics}
+        if self.spec.kind == "shadow" and self.spec.mode == "mirror":
+            self.tests[AGREEMENT] = _new_test(AGREEMENT, self.spec)
+
+    # -- samples ---------------------------------------------------------
+
+    def record(self, arm: str, latency_ms: float, error: bool) -> None:
+        """One request answered by ``arm`` (``error``: the handler raised)."""
+        self.samples[arm] += 1
+        self.stage_samples[arm] += 1
+        if "latency" in self.tests and not error:
+            self.tests["latency"].add(arm, latency_ms)
+        if "errors" in self.tests:
+            self.tests["errors"].add(arm, 1.0 if error else 0.0)
+
+    def record_feedback(self, arm: str, score: float) -> None:
+        """A user's score of an answer given by ``arm``."""
+        if "feedback" in self.tests:
+            self.tests["feedback"].add(arm, score)
+
+    def record_agreement(self, same: bool) -> None:
+        """Mirror mode: whether the shadow answered exactly like the main."""
+        self.agreement["same" if same else "different"] += 1
+        if AGREEMENT in self.tests:
+            self.tests[AGREEMENT].add(BASELINE, 1.0)
+            self.tests[AGREEMENT].add(CANDIDATE, 1.0 if same else 0.0)
+
+    def new_stage(self, stage: str, detail: str) -> None:
+        """Move to ``stage`` (its sample counts start at zero)."""
+        self.stage = stage
+        self.stage_samples = {BASELINE: 0, CANDIDATE: 0}
+        self.event("stage", detail)
+
+    # -- what the tests say ---------------------------------------------
+
+    def worse(self) -> str | None:
+        """The first metric on which the candidate is significantly worse, if any."""
+        # Wrong answers and errors first: they say more about a candidate than its speed.
+        order = sorted(self.tests, key=lambda m: (m not in (AGREEMENT, "errors"), m))
+        return next((m for m in order if self.tests[m].decision() == WORSE), None)
+
+    def better(self) -> list[str]:
+        """The metrics on which the candidate is significantly better."""
+        return [m for m, t in self.tests.items() if t.decision() == BETTER and m != AGREEMENT]
+
+    def no_improvement(self) -> bool:
+        """Enough candidate samples and still no metric better (or the tests said equal)."""
+        if self.better():
+            return False
+        settled = all(t.decision() == EQUAL for m, t in self.tests.items() if m != AGREEMENT)
+        return settled or self.samples[CANDIDATE] >= self.spec.max_samples
+
+    def describe_tests(self) -> str:
+        """``metric: decision (candidate mean vs baseline mean)`` for each test."""
+        parts = []
+        for name, test in self.tests.items():
+            summary = test.summary()
+            mean = summary["mean"]
+            parts.append(f"{name}: {test.decision()} ({mean[CANDIDATE]:.4g} vs "
+                         f"{mean[BASELINE]:.4g})")
+        return "; ".join(parts)
+
+    # -- the record ------------------------------------------------------
+
+    def event(self, event: str, detail: str) -> dict[str, Any]:
+        """Append to the timeline and return the entry."""
+        entry = {"ts": time.time(), "stage": self.stage, "event": event, "detail": detail}
+        self.timeline.append(entry)
+        del self.timeline[:-MAX_TIMELINE]
+        return entry
+
+    def finish(self, status: str, decision: str, reason: str) -> None:
+        """The final word: status, decision and why."""
+        self.status, self.decision, self.reason = status, decision, reason
+        self.stage = "done"
+        self.event(decision, reason)
+
+    def stats(self) -> dict[str, Any]:
+        """The catalog's ``stats`` JSON: enough to show (and explain) the experiment later."""
+        return {
+            "spec": self.spec.to_dict(), "operator": self.operator,
+            "samples": dict(self.samples),
+            "statistics": {m: t.summary() for m, t in self.tests.items()},
+            "agreement": dict(self.agreement), "timeline": list(self.timeline),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reply of ``GET /v1/evolution/experiments/{id}``."""
+        return {
+            "id": self.id, "kind": self.spec.kind, "candidate_version": self.candidate_version,
+            "baseline_version": self.baseline_version, "stage": self.stage,
+            "status": self.status, "samples": dict(self.samples),
+            "statistics": {m: t.summary() for m, t in self.tests.items()},
+            "decision": self.decision, "reason": self.reason,
+            "timeline": list(self.timeline), "hypothesis": self.spec.hypothesis,
+            "operator": self.operator,
+        }
+
+
+def record_to_dict(record: Any) -> dict[str, Any]:
+    """A catalog ExperimentRecord as the API shows it (experiments of earlier runs)."""
+    stats = record.stats or {}
+    return {
+        "id": record.id, "kind": record.kind, "candidate_version": record.candidate_version,
+        "baseline_version": record.baseline_version, "stage": record.stage,
+        "status": record.status, "samples": stats.get("samples", {BASELINE: 0, CANDIDATE: 0}),
+        "statistics": stats.get("statistics", {}), "decision": record.decision,
+        "reason": record.reason, "timeline": stats.get("timeline", []),
+        "hypothesis": stats.get("spec", {}).get("hypothesis", ""),
+        "operator": stats.get("operator", ""),
+    }
