@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from project_o.vault.vault import RestorePoint, Vault
     from project_o.vault.wal import WALEntry
 
-__all__ = ["Vault", "RestorePoint", "CheckpointInfo", "WALEntry"]
+__all__ = ["CheckpointInfo", "RestorePoint", "Vault", "WALEntry"]
 
 _HOMES = {
     "Vault": "project_o.vault.vault",
