@@ -34,6 +34,9 @@ async def test_lists_the_endpoints(spec: dict[str, Any]) -> None:
         "/v1/status",
         "/v1/feedback",
         "/v1/versions",
+        "/v1/evolution/experiments",
+        "/v1/evolution/experiments/{experiment_id}",
+        "/v1/evolution/experiments/{experiment_id}/approve",
     }
     assert set(spec["paths"]["/v1/requests"]) == {"post"}
     assert set(spec["paths"]["/v1/status"]) == {"get"}

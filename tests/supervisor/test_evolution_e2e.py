@@ -269,3 +269,25 @@ def test_kill_9_mid_canary_aborts_safely(tmp_path: Path) -> None:
         driver.memory_intact()
     finally:
         stack.stop()
+
+
+@pytest.mark.slow
+def test_a_restarted_supervisor_keeps_serving_the_promoted_version(tmp_path: Path) -> None:
+    agent = tmp_path / "evolving_agent.py"
+    agent.write_text(BASE)
+    args = ["--agent", str(agent), *FAST_HEARTBEAT]
+    first = Stack(tmp_path / "vault", args)
+    try:
+        created = start(first, FASTER, kind="shadow", share=1.0, **FAST_STATS)
+        driver = Driver(first)
+        assert driver.until_done(created["id"])["status"] == "promoted"
+    finally:
+        first.stop()
+    again = Stack(tmp_path / "vault", args)  # the same --agent as before
+    try:
+        assert serving(again) == created["candidate_version"]
+        assert again.ask({"n": 1}).status_code == 200
+        driver.stack = again
+        driver.memory_intact()
+    finally:
+        again.stop()

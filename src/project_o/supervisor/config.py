@@ -53,6 +53,8 @@ class SupervisorConfig:
     max_body_bytes: int = 1024 * 1024
     max_frame_bytes: int = MAX_FRAME_BYTES
     limits: dict[str, Any] = field(default_factory=dict)
+    #: what happens to an agent's ctx.evolve intents: off, propose or auto
+    autonomy: str = "auto"
     #: OpenAI-compatible model settings handed to instances (None: no LLM)
     llm: LLMConfig | None = None
 

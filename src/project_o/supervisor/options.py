@@ -55,6 +55,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                              f"is given up for the previous good one (default {defaults.MAX_RESTARTS})")
     parser.add_argument("--restart-period", type=float, default=defaults.RESTART_PERIOD,
                         metavar="SECONDS", help=f"default {defaults.RESTART_PERIOD:g}")
+    parser.add_argument("--autonomy", choices=("off", "propose", "auto"), default="auto",
+                        help="ctx.evolve intents: ignore them (off), record them for approval "
+                             "(propose), or start the experiment (auto, default)")
     parser.add_argument("--memory-limit-mb", type=int, default=None,
                         help="address-space quota per instance in MiB")
     parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
@@ -81,5 +84,6 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
-        max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm, restart_period=args.restart_period,
+        max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
+        autonomy=args.autonomy, restart_period=args.restart_period,
     )

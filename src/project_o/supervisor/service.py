@@ -174,9 +174,15 @@ class Supervisor:
                            f"recovering from vault at sequence {self.vault.last_sequence}")
         book = VersionBook(self.vault.catalog, config.vault)
         version = await asyncio.to_thread(book.register, config.agent)
+        promoted = await asyncio.to_thread(book.promoted_descendant, version)
+        if promoted is not None:  # keep serving what evolution promoted
+            config.agent = await asyncio.to_thread(book.materialize, promoted)
+            self.events.record("resume", promoted.id,
+                               f"serving version {promoted.id}, promoted over {version}")
+            version = promoted.id
         self.host = AgentHost(config, self.vault, self.events, version, book, self.meter)
         self.arbiter = Arbiter(self.host, self.vault, self.events,
-                               autonomy=getattr(config, "autonomy", "auto"))
+                               autonomy=config.autonomy)
         # Safe abort: a candidate left running by a killed supervisor never serves again.
         await asyncio.to_thread(self.arbiter.abort_leftovers)
         self.host.on_intent = self.arbiter.on_intent

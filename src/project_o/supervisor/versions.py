@@ -35,6 +35,19 @@ def content_version(sources: dict[str, str]) -> str:
     return digest.hexdigest()[:12]
 
 
+def _descends(record: VersionRecord, ancestor: str, records: dict[str, VersionRecord]) -> bool:
+    seen: set[str] = set()
+    frontier = list(record.parents)
+    while frontier:
+        parent = frontier.pop()
+        if parent == ancestor:
+            return True
+        if parent not in seen and parent in records:
+            seen.add(parent)
+            frontier.extend(records[parent].parents)
+    return False
+
+
 class VersionBook:
     """Records versions in the catalog and finds one to fall back to."""
 
@@ -63,6 +76,18 @@ class VersionBook:
         good = [v for v in self._catalog.list_versions(status=GOOD) if v.id != exclude]
         return good[-1] if good else None
 
+    def promoted_descendant(self, version: str) -> VersionRecord | None:
+        """The newest version promoted over ``version`` (directly or through others).
+
+        A supervisor restarted with the original ``--agent`` must keep serving
+        what evolution promoted since, not silently undo it.
+        """
+        records = {v.id: v for v in self._catalog.list_versions()}
+        for record in reversed(list(records.values())):
+            if record.status == "promoted" and _descends(record, version, records):
+                return record
+        return None
+
     def materialize(self, record: VersionRecord) -> Path:
         """Write ``record``'s sources under VAULT/versions/<id>/ and return the agent path."""
         root = self._vault / "versions" / record.id
@@ -70,5 +95,7 @@ class VersionBook:
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, text.encode())
-        original = Path(str(record.params.get("path", "")))
-        return root if len(record.source) > 1 or original.is_dir() else root / next(iter(record.source))
+        # A package agent has an __init__.py; a single-file agent is that file.
+        if len(record.source) == 1 and "__init__.py" not in record.source:
+            return root / next(iter(record.source))
+        return root
