@@ -1,0 +1,624 @@
+"""Red team vs blue team: inputs evolved to break the agent, code evolved to survive them.
+
+::
+
+    round r ┌─ red:  propose inputs ── generate(rng) / hypothesis strategy() of the task
+            │                        └─ mutate seen inputs: char flips, boundary values,
+            │                           duplication, truncation, deletion, splicing
+            │        champion plays them (a match, in sandboxes) ── judge each output:
+            │           exception │ timeout │ gamed (NaN, ±inf) │ wrong (task's check())
+            │        failing inputs with a new signature ──► findings.jsonl (fsynced)
+            │                                                 = the regression suite
+            └─ blue: champion fails the suite? one generation of children
+                       (operators chosen by an OperatorBandit, donors from the population)
+                     every child plays the whole suite + the original task
+                     a child that passes strictly more findings without losing original
+                     score, or passes all of them with a higher score, becomes champion
+    stop:  converged (red found nothing new for K rounds and the champion passes the
+           whole suite) │ round budget │ wall-clock budget
+    end:   the champion is promoted: its files are written, the summary reports it
+
+A match is one evaluation per genome through any
+:class:`~project_o.evolution.backends.EvaluationBackend`: a generated task
+file runs the original ``evaluate(agent)`` and then every input, each under
+a per-input alarm, and returns the outputs. The arbiter (this process) runs
+the task's ``check(input, output) -> bool | str`` on them, so candidate code
+never judges itself. A match that dies as a whole (a crash or a hang in C
+code) is replayed input by input to find the culprit.
+
+The task file (trusted user code) provides ``evaluate(agent)``,
+``check(input, output)``, and seeds for red: ``EXAMPLES`` (a list of inputs),
+``generate(rng)`` and/or ``strategy()`` (a hypothesis strategy). Every random
+choice comes from one ``random.Random(seed)``: the same seed, the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from project_o.errors import InvalidArgument
+from project_o.evolution.backends import Evaluation, EvaluationBackend, load_task
+from project_o.evolution.bandit import OperatorBandit
+from project_o.evolution.genome import Genome
+from project_o.evolution.operators import Operator, default_operators
+from project_o.evolution.validate import validate
+from project_o.vault.atomic import fsync_directory
+
+__all__ = [
+    "DEFAULT_PATIENCE",
+    "FINDINGS_FILE",
+    "AdversarialConfig",
+    "AdversarialResult",
+    "Finding",
+    "FindingStore",
+    "RedTeam",
+    "iter_findings",
+    "judge",
+    "mutate",
+    "run_adversarial",
+    "run_match",
+]
+
+#: where findings live, under the vault directory (one JSON object per line)
+FINDINGS_FILE: Final = Path("redteam") / "findings.jsonl"
+#: rounds without a new finding before red is declared beaten (K)
+DEFAULT_PATIENCE: Final = 3
+#: one input of a well-behaved parser takes microseconds; a quarter second is a hang
+DEFAULT_INPUT_TIMEOUT_S: Final = 0.25
+#: new findings kept per round: enough to pin a bug class, few enough to stay a fast suite
+MAX_FINDINGS_PER_ROUND: Final = 3
+#: operator draws per child before giving up (some operators find no site in some code)
+_OPERATOR_TRIES: Final = 12
+#: inputs longer than this are cut by mutation (keeps findings readable and matches fast)
+MAX_INPUT_CHARS: Final = 200
+#: values a boundary mutation substitutes for a number
+_BOUNDARY_NUMBERS: Final = (0, -1, 1, 2**31 - 1, -(2**31), 2**63, 1e308, -0.0)
+#: characters a mutation inserts into text: separators, quotes, controls, non-ASCII
+_NASTY_CHARS: Final = "=;\"' \t\n\\\x00é€"
+
+
+# -- findings, kept durably ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An input the champion failed at the time red found it."""
+
+    input: Any
+    kind: str  # exception | timeout | gamed | wrong
+    detail: str
+    signature: str  # kind plus exception class: what "new" is measured by
+    round: int
+    blue: str  # the champion's genome id
+
+    @property
+    def key(self) -> str:
+        """Content id of the input (two findings with equal inputs are one)."""
+        return _input_key(self.input)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON line stored in the findings file."""
+        return {"input": self.input, "kind": self.kind, "detail": self.detail,
+                "signature": self.signature, "round": self.round, "blue": self.blue}
+
+
+class FindingStore:
+    """``VAULT/redteam/findings.jsonl``: append-only, each line fsynced before it counts."""
+
+    def __init__(self, vault: str | Path) -> None:
+        self.path = Path(vault) / FINDINGS_FILE
+
+    def load(self) -> list[Finding]:
+        """Every stored finding; a torn last line (a crash mid-append) is ignored."""
+        if not self.path.exists():
+            return []
+        findings = []
+        for line in self.path.read_text().splitlines():
+            try:
+                findings.append(Finding(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # only a torn tail can be malformed: appends are whole lines
+        return findings
+
+    def append(self, finding: Finding) -> None:
+        """Add one finding durably (write, fsync; the directory too when the file is new)."""
+        new = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(finding.to_dict(), sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)  # an fsync error propagates: never retried (see vault.atomic)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_directory(self.path.parent)
+
+
+# -- red: input generation and fuzzing -------------------------------------
+
+
+class RedTeam:
+    """Proposes inputs: fresh ones from the task, and mutations of inputs seen so far."""
+
+    def __init__(self, task: Any, rng: random.Random) -> None:
+        self._task = task
+        self._rng = rng
+        self.seen: list[Any] = list(getattr(task, "EXAMPLES", []))
+        self._strategy = task.strategy() if hasattr(task, "strategy") else None
+
+    def remember(self, inputs: Sequence[Any]) -> None:
+        """Inputs worth mutating later (findings first, by calling order)."""
+        known = {_input_key(x) for x in self.seen}
+        self.seen += [x for x in inputs if _input_key(x) not in known]
+
+    def propose(self, count: int) -> list[Any]:
+        """``count`` distinct inputs: about a third fresh, the rest mutants of seen ones."""
+        proposals: dict[str, Any] = {}
+        for _ in range(count * 4):
+            if len(proposals) >= count:
+                break
+            fresh = not self.seen or self._rng.random() < 1 / 3
+            value = self._fresh() if fresh else mutate(self._rng.choice(self.seen), self._rng)
+            proposals.setdefault(_input_key(value), value)
+        return list(proposals.values())
+
+    def _fresh(self) -> Any:
+        if self._strategy is not None and self._rng.random() < 0.5:
+            return _draw(self._strategy, self._rng)
+        if hasattr(self._task, "generate"):
+            return self._task.generate(self._rng)
+        return mutate(self._rng.choice(self.seen or [""]), self._rng)
+
+
+def _draw(strategy: Any, rng: random.Random) -> Any:
+    """One value of a hypothesis strategy, drawn with ``rng`` (so it is reproducible)."""
+    # Hypothesis' public API draws only inside @given; its conjecture data object
+    # is the documented-in-source way to draw with a chosen random source.
+    from hypothesis.internal.conjecture.data import ConjectureData
+
+    return ConjectureData(random=rng).draw(strategy)
+
+
+def mutate(value: Any, rng: random.Random) -> Any:
+    """A small random change of ``value`` (text, number, list or dict), type kept."""
+    if isinstance(value, str):
+        return _mutate_text(value, rng)[:MAX_INPUT_CHARS]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return rng.choice(_BOUNDARY_NUMBERS) if rng.random() < 0.5 else value + rng.choice((-1, 1))
+    if isinstance(value, list) and value:
+        return _mutate_list(value, rng)
+    if isinstance(value, dict) and value:
+        key = rng.choice(sorted(value, key=str))
+        return {**value, key: mutate(value[key], rng)}
+    return value
+
+
+def _mutate_text(text: str, rng: random.Random) -> str:
+    if not text:
+        return rng.choice(_NASTY_CHARS)
+    i = rng.randrange(len(text))
+    j = rng.randrange(i, len(text) + 1)
+    how = rng.randrange(6)
+    if how == 0:  # flip: replace one character with a nasty one
+        return text[:i] + rng.choice(_NASTY_CHARS) + text[i + 1:]
+    if how == 1:  # insert a nasty character
+        return text[:i] + rng.choice(_NASTY_CHARS) + text[i:]
+    if how == 2:  # delete a span
+        return text[:i] + text[j:]
+    if how == 3:  # duplicate a span
+        return text[:j] + text[i:j] + text[j:]
+    if how == 4:  # truncate
+        return text[:i]
+    return text[i:j] + text[:i] + text[j:]  # move a span to the front
+
+
+def _mutate_list(items: list[Any], rng: random.Random) -> list[Any]:
+    i = rng.randrange(len(items))
+    how = rng.randrange(3)
+    if how == 0:
+        return items[:i] + [mutate(items[i], rng)] + items[i + 1:]
+    if how == 1:
+        return items + items[i:i + 1]
+    return items[:i]
+
+
+# -- matches: run in the sandbox, judged here ------------------------------
+
+
+class _InputTimeout(BaseException):
+    """Raised by the per-input alarm; a BaseException so agent code's except Exception misses it."""
+
+
+def run_match(task: Any, client: Any, inputs: Sequence[Any], input_timeout_s: float,
+              ) -> dict[str, Any]:
+    """Inside the sandbox: the original evaluation, then every input; outputs unjudged."""
+    metrics = dict(task.evaluate(client))
+    outcomes = []
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    try:
+        for value in inputs:
+            outcomes.append(_play_one(client, value, input_timeout_s))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return {**metrics, "outcomes": outcomes}
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    raise _InputTimeout
+
+
+def _play_one(client: Any, value: Any, timeout_s: float) -> dict[str, Any]:
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return {"output": client.call(value)}
+    except _InputTimeout:
+        return {"timeout": timeout_s}
+    except Exception as exc:  # noqa: BLE001 - what the agent raised is the outcome
+        return {"error": type(exc).__name__, "message": str(exc)[:300]}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def judge(task: Any, value: Any, outcome: dict[str, Any]) -> tuple[str, str, str] | None:
+    """``(kind, detail, signature)`` of a failed input, or ``None`` when the output is right."""
+    if "timeout" in outcome:
+        return "timeout", f"no answer within {outcome['timeout']} s", "timeout"
+    if "error" in outcome:
+        name = str(outcome["error"])
+        return "exception", f"{name}: {outcome.get('message', '')}", f"exception:{name}"
+    output = outcome.get("output")
+    if _non_finite(output):
+        return "gamed", f"output holds a NaN or infinity: {output!r:.200}", "gamed"
+    try:
+        verdict = task.check(value, output)
+    except Exception as exc:  # noqa: BLE001 - output the checker chokes on is wrong
+        verdict = f"check() raised {type(exc).__name__}: {exc}"
+    if verdict is True:
+        return None
+    return "wrong", verdict if isinstance(verdict, str) else f"wrong output {output!r:.200}", \
+        "wrong"
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+_MATCH_TEMPLATE = '''"""A red/blue match, generated: the original task, then red's inputs."""
+import json
+from project_o.evolution.adversarial import run_match
+from project_o.evolution.backends import load_task
+
+_TASK = load_task({task!r})
+SCORE_RANGE = getattr(_TASK, "SCORE_RANGE", None)
+with open({inputs!r}) as _file:
+    _INPUTS = json.load(_file)
+
+
+def evaluate(agent):
+    return run_match(_TASK, agent, _INPUTS, {timeout!r})
+'''
+
+
+@dataclass
+class _Verdict:
+    """One genome against one list of inputs."""
+
+    evaluation: Evaluation
+    failures: list[tuple[str, str, str] | None] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.evaluation.ok
+
+    @property
+    def score(self) -> float:
+        return float(self.evaluation.metrics["score"]) if self.evaluation.ok else -math.inf
+
+    @property
+    def passed(self) -> int:
+        return sum(f is None for f in self.failures) if self.alive else -1
+
+
+class _Referee:
+    """Plays genomes against inputs through a backend and judges the outputs."""
+
+    def __init__(self, task_path: Path, task: Any, backend: EvaluationBackend, scratch: Path,
+                 *, timeout_s: float, memory_mb: int, input_timeout_s: float) -> None:
+        self.task_path, self.task, self.backend, self.scratch = task_path, task, backend, scratch
+        self.timeout_s, self.memory_mb, self.input_timeout_s = timeout_s, memory_mb, \
+            input_timeout_s
+        self._matches = 0
+
+    def play(self, genomes: Sequence[Genome], inputs: Sequence[Any]) -> list[_Verdict]:
+        match = self._write_match(inputs)
+        # The whole-match timeout grows with the inputs: each may use its alarm in full.
+        budget = self.timeout_s + self.input_timeout_s * len(inputs)
+        evaluations = self.backend.evaluate(genomes, match, timeout_s=budget,
+                                            memory_mb=self.memory_mb)
+        return [self._verdict(e, inputs) for e in evaluations]
+
+    def _verdict(self, evaluation: Evaluation, inputs: Sequence[Any]) -> _Verdict:
+        if not evaluation.ok:
+            return _Verdict(evaluation)
+        outcomes = evaluation.metrics.get("outcomes") if evaluation.metrics else None
+        if not isinstance(outcomes, list) or len(outcomes) != len(inputs):
+            return _Verdict(evaluation, [("gamed", "outcomes missing or altered", "gamed")]
+                            * len(inputs))
+        return _Verdict(evaluation, [judge(self.task, v, o) for v, o in zip(inputs, outcomes)])
+
+    def _write_match(self, inputs: Sequence[Any]) -> Path:
+        self._matches += 1
+        folder = self.scratch / f"match-{self._matches:05d}"
+        folder.mkdir(parents=True)
+        (folder / "inputs.json").write_text(json.dumps(list(inputs)))
+        match = folder / "match_task.py"
+        match.write_text(_MATCH_TEMPLATE.format(task=str(self.task_path),
+                                                inputs=str(folder / "inputs.json"),
+                                                timeout=self.input_timeout_s))
+        return match
+
+    def probe(self, genome: Genome, inputs: Sequence[Any]) -> list[tuple[str, str, str] | None]:
+        """Failures of ``genome`` on each input; a match that dies is replayed one by one."""
+        [verdict] = self.play([genome], inputs)
+        if verdict.alive or not inputs:
+            return verdict.failures
+        results: list[tuple[str, str, str] | None] = []
+        for value in inputs:
+            [alone] = self.play([genome], [value])
+            results.append(alone.failures[0] if alone.alive else _whole_failure(alone))
+        return results
+
+
+def _whole_failure(verdict: _Verdict) -> tuple[str, str, str] | None:
+    failure = verdict.evaluation.failure or {}
+    kind = str(failure.get("kind", "crash"))
+    if kind == "exception":
+        return None  # the original task failed, not this input: not red's finding
+    mapped = "timeout" if kind == "hang" else kind
+    return mapped, str(failure.get("detail", "")), mapped
+
+
+# -- the arbiter -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """Knobs of a red/blue run; the defaults suit a small agent on a laptop."""
+
+    rounds: int = 20
+    budget_s: float = 600.0
+    seed: int = 0
+    patience: int = DEFAULT_PATIENCE
+    red_inputs: int = 16
+    blue_children: int = 8
+    blue_population: int = 6
+    timeout_s: float = 20.0
+    memory_mb: int = 1024
+    input_timeout_s: float = DEFAULT_INPUT_TIMEOUT_S
+
+
+@dataclass
+class AdversarialResult:
+    """What a run found and which blue code survived it."""
+
+    seed: Genome
+    winner: Genome
+    findings: list[Finding]
+    passes_all: bool
+    winner_score: float
+    rounds: int
+    stop_reason: str
+    history: list[dict[str, Any]]
+    winner_path: Path | None = None
+
+
+@dataclass
+class _Member:
+    genome: Genome
+    passed: int
+    score: float
+
+    def key(self) -> tuple[int, float]:
+        return self.passed, self.score
+
+
+def run_adversarial(agent_path: str | Path, task_path: str | Path, backend: EvaluationBackend,
+                    *, config: AdversarialConfig = AdversarialConfig(),
+                    vault: str | Path | None = None, operators: dict[str, Operator] | None = None,
+                    progress: Callable[[dict[str, Any]], None] | None = None,
+                    ) -> AdversarialResult:
+    """Run red vs blue on the agent at ``agent_path`` until convergence or budget.
+
+    Findings already in ``vault`` are the starting regression suite; new ones
+    are appended there as they are found, and the winner is written to
+    ``VAULT/redteam/winner/<id>/``.
+    """
+    task_file = Path(task_path).resolve()
+    task = load_task(task_file)
+    if not hasattr(task, "check"):
+        raise InvalidArgument(f"{task_file} needs check(input, output) -> bool | str for "
+                              "adversarial evolution")
+    seed = Genome.from_path(agent_path)
+    with tempfile.TemporaryDirectory(prefix="project-o-redblue-") as scratch:
+        referee = _Referee(task_file, task, backend, Path(scratch), timeout_s=config.timeout_s,
+                           memory_mb=config.memory_mb, input_timeout_s=config.input_timeout_s)
+        arbiter = _Arbiter(seed, task, referee, config, vault, operators, progress)
+        return arbiter.run()
+
+
+class _Arbiter:
+    def __init__(self, seed: Genome, task: Any, referee: _Referee, config: AdversarialConfig,
+                 vault: str | Path | None, operators: dict[str, Operator] | None,
+                 progress: Callable[[dict[str, Any]], None] | None) -> None:
+        self.seed, self.referee, self.config = seed, referee, config
+        self.rng = random.Random(config.seed)
+        self.store = FindingStore(vault) if vault is not None else None
+        self.vault = None if vault is None else Path(vault)
+        self.findings = self.store.load() if self.store else []
+        self.red = RedTeam(task, self.rng)
+        self.red.remember([f.input for f in self.findings])
+        self.operators = operators or default_operators()
+        self.bandit = OperatorBandit(sorted(self.operators))
+        self.evaluated: set[str] = set()
+        self.progress = progress
+        self.history: list[dict[str, Any]] = []
+
+    def run(self) -> AdversarialResult:
+        started = time.monotonic()
+        champion = self._rate([self.seed])[0]
+        if champion.passed < 0:
+            raise InvalidArgument(f"the seed agent {self.seed.id} fails the original task "
+                                  "itself; fix it before hardening it")
+        self.baseline = champion.score
+        population, quiet, stop, rounds = [champion], 0, "rounds", 0
+        for rounds in range(1, self.config.rounds + 1):
+            new = self._red_round(champion.genome, rounds)
+            champion = self._rate([champion.genome])[0]
+            population = self._refresh(population)
+            if champion.passed < len(self.findings):
+                champion, population = self._blue_round(champion, population)
+            clean = champion.passed == len(self.findings)
+            quiet = quiet + 1 if not new and clean else 0
+            self._report(rounds, new, champion, time.monotonic() - started)
+            if quiet >= self.config.patience:
+                stop = "converged"
+                break
+            if time.monotonic() - started >= self.config.budget_s:
+                stop = "budget"
+                break
+        return self._finish(champion, rounds, stop)
+
+    # -- red --------------------------------------------------------------
+
+    def _red_round(self, champion: Genome, round_no: int) -> list[Finding]:
+        inputs = self.red.propose(self.config.red_inputs)
+        failures = self.referee.probe(champion, inputs)
+        known = {f.key for f in self.findings}
+        signatures = {f.signature for f in self.findings}
+        new: list[Finding] = []
+        for value, failed in zip(inputs, failures):
+            if failed is None or _input_key(value) in known:
+                continue
+            kind, detail, signature = failed
+            if signature in signatures and new:
+                continue  # an old class of bug: one reminder per round is enough
+            new.append(Finding(value, kind, detail[:500], signature, round_no, champion.id))
+            signatures.add(signature)
+            if len(new) >= MAX_FINDINGS_PER_ROUND:
+                break
+        for finding in new:
+            if self.store is not None:
+                self.store.append(finding)
+            self.findings.append(finding)
+        self.red.remember([f.input for f in new] + inputs)
+        return new
+
+    # -- blue -------------------------------------------------------------
+
+    def _rate(self, genomes: Sequence[Genome]) -> list[_Member]:
+        inputs = [f.input for f in self.findings]
+        verdicts = self.referee.play(genomes, inputs)
+        self.evaluated.update(g.id for g in genomes)
+        return [_Member(g, v.passed, v.score) for g, v in zip(genomes, verdicts)]
+
+    def _refresh(self, population: list[_Member]) -> list[_Member]:
+        return self._rate([m.genome for m in population]) if population else population
+
+    def _blue_round(self, champion: _Member, population: list[_Member],
+                    ) -> tuple[_Member, list[_Member]]:
+        children, ops = self._breed(population)
+        if not children:
+            return champion, population
+        rated = self._rate(children)
+        parents = {m.genome.id: m for m in population}
+        for member, op in zip(rated, ops):
+            parent = parents.get(member.genome.parents[0]) if member.genome.parents else None
+            better = parent is not None and member.key() > parent.key()
+            self.bandit.record(op, better)
+            if self._beats(member, champion):
+                champion = member
+        pool = {m.genome.id: m for m in [*population, *rated] if m.passed >= 0}
+        ranked = sorted(pool.values(), key=lambda m: (m.key(), m.genome.id), reverse=True)
+        return champion, ranked[:self.config.blue_population]
+
+    def _beats(self, member: _Member, champion: _Member) -> bool:
+        keeps_task = member.score >= self.baseline
+        return keeps_task and member.key() > champion.key()
+
+    def _breed(self, population: list[_Member]) -> tuple[list[Genome], list[str]]:
+        children: list[Genome] = []
+        ops: list[str] = []
+        for _ in range(self.config.blue_children * _OPERATOR_TRIES):
+            if len(children) >= self.config.blue_children:
+                break
+            parent = self._tournament(population)
+            name = self.bandit.choose(self.rng)
+            donors = [m.genome for m in population]
+            child = self.operators[name].apply(parent.genome, self.rng, donors=donors)
+            if child is None or child.id in self.evaluated or not validate(child):
+                continue
+            self.evaluated.add(child.id)
+            children.append(child)
+            ops.append(name)
+        return children, ops
+
+    def _tournament(self, population: list[_Member]) -> _Member:
+        picks = [self.rng.choice(population) for _ in range(2)]
+        return max(picks, key=_Member.key)
+
+    # -- reporting ----------------------------------------------------------
+
+    def _report(self, round_no: int, new: list[Finding], champion: _Member,
+                elapsed: float) -> None:
+        row = {"round": round_no, "new_findings": len(new), "findings": len(self.findings),
+               "champion": champion.genome.id, "passed": champion.passed,
+               "score": champion.score, "elapsed_s": round(elapsed, 3),
+               "kinds": sorted({f.kind for f in new})}
+        self.history.append(row)
+        if self.progress is not None:
+            self.progress(row)
+
+    def _finish(self, champion: _Member, rounds: int, stop: str) -> AdversarialResult:
+        path = None
+        if self.vault is not None:
+            home = self.vault / "redteam" / "winner" / champion.genome.id
+            if not home.exists():
+                path = champion.genome.write_to(home)
+            else:
+                path = home if champion.genome.is_package else home / next(
+                    iter(champion.genome.sources))
+        return AdversarialResult(
+            seed=self.seed, winner=champion.genome, findings=list(self.findings),
+            passes_all=champion.passed == len(self.findings), winner_score=champion.score,
+            rounds=rounds, stop_reason=stop, history=self.history, winner_path=path)
+
+
+def _input_key(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def iter_findings(vault: str | Path) -> Iterator[Finding]:
+    """The findings stored in ``vault``, oldest first."""
+    yield from FindingStore(vault).load()

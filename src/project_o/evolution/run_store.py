@@ -1,0 +1,185 @@
+"""Durable state of an evolution run, in the vault's catalog.
+
+::
+
+    RUN_DIR/VAULT/catalog.sqlite          (the catalog's schema; WAL, synchronous=FULL)
+      versions      every candidate: sources, params, parents, operator   (content-addressed)
+      evaluations   one row per evaluated candidate: metrics, failure, run_id
+      events        "evolution_run"         {run id, config, seed id}         once per run
+                    "evolution_generation"  {generation, population ids, rng state,
+                                             best id, history}                once per generation
+
+    evaluator batch done ─► record(genomes, evaluations)        one transaction
+    generation done      ─► commit_generation(state)            one transaction
+    --resume             ─► load(run_id): last generation state + every evaluation,
+                            so nothing that finished is evaluated again
+
+A transaction commits with one fsync of the SQLite WAL, so what a method
+reported survives ``kill -9`` of the whole run. The catalog's own methods
+commit one row per transaction; a generation of hundreds of candidates
+goes through this module's connection instead (same file, same settings),
+so it costs one fsync, not hundreds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from project_o.errors import CatalogError, InvalidArgument
+from project_o.evolution.genome import Genome
+from project_o.evolution.task import Evaluation
+from project_o.vault.catalog import BUSY_TIMEOUT_S, Catalog
+
+__all__ = [
+    "CATALOG_FILE",
+    "GENERATION_EVENT",
+    "RUN_EVENT",
+    "GenerationState",
+    "RunStore",
+    "rng_from_state",
+    "rng_state",
+]
+
+#: where the catalog lives under a run directory (the vault layout of DESIGN.md)
+CATALOG_FILE: Final = Path("VAULT") / "catalog.sqlite"
+RUN_EVENT: Final = "evolution_run"
+GENERATION_EVENT: Final = "evolution_generation"
+
+
+def rng_state(rng: random.Random) -> list[Any]:
+    """``rng.getstate()`` as JSON-able data."""
+    version, internal, gauss_next = rng.getstate()
+    return [version, list(internal), gauss_next]
+
+
+def rng_from_state(state: Sequence[Any]) -> random.Random:
+    """A ``random.Random`` continuing exactly where :func:`rng_state` was taken."""
+    rng = random.Random()
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+    return rng
+
+
+@dataclass(frozen=True)
+class GenerationState:
+    """Everything needed to continue after generation ``generation``."""
+
+    generation: int
+    population: list[str]
+    rng: list[Any]
+    best: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RunStore:
+    """Runs, candidates and generation states under ``run_dir``."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / CATALOG_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog.open(self.path)  # creates and migrates the schema
+        self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+
+    def close(self) -> None:
+        """Close both connections."""
+        self._conn.close()
+        self.catalog.close()
+
+    # -- writing --------------------------------------------------------
+
+    def start_run(self, run_id: str, config: dict[str, Any], seed: Genome) -> None:
+        """Record a new run and its seed genome."""
+        with self._transaction("start the run") as conn:
+            _insert_version(conn, seed)
+            _insert_event(conn, RUN_EVENT, run_id, {"config": config, "seed": seed.id})
+
+    def record(self, run_id: str, genomes: Sequence[Genome],
+               evaluations: Sequence[Evaluation]) -> None:
+        """Record candidates and their evaluations, in one transaction."""
+        with self._transaction(f"record {len(evaluations)} evaluations") as conn:
+            for genome in genomes:
+                _insert_version(conn, genome)
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO evaluations (version_id, run_id, metrics, failure, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(e.genome_id, run_id, _json(e.metrics),
+                  None if e.failure is None else _json(e.failure), now) for e in evaluations])
+
+    def commit_generation(self, run_id: str, state: GenerationState) -> None:
+        """Record that generation ``state.generation`` is complete (one transaction)."""
+        with self._transaction(f"commit generation {state.generation}") as conn:
+            _insert_event(conn, GENERATION_EVENT, run_id, state.__dict__)
+
+    # -- reading --------------------------------------------------------
+
+    def latest_run(self) -> tuple[str, dict[str, Any]] | None:
+        """``(run id, {"config", "seed"})`` of the newest run here, or ``None``."""
+        row = self._conn.execute("SELECT subject, data FROM events WHERE kind = ?"
+                                 " ORDER BY id DESC LIMIT 1", (RUN_EVENT,)).fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    def last_generation(self, run_id: str) -> GenerationState | None:
+        """The newest committed generation of ``run_id``, or ``None``."""
+        row = self._conn.execute("SELECT data FROM events WHERE kind = ? AND subject = ?"
+                                 " ORDER BY id DESC LIMIT 1", (GENERATION_EVENT, run_id)).fetchone()
+        return None if row is None else GenerationState(**json.loads(row[0]))
+
+    def evaluations(self, run_id: str) -> dict[str, Evaluation]:
+        """Every evaluation recorded for ``run_id``, by genome id (the first one wins)."""
+        rows = self._conn.execute("SELECT version_id, metrics, failure FROM evaluations"
+                                  " WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        found: dict[str, Evaluation] = {}
+        for version_id, metrics, failure in rows:
+            found.setdefault(version_id, Evaluation(
+                version_id, json.loads(metrics), None if failure is None else json.loads(failure)))
+        return found
+
+    def genome(self, genome_id: str) -> Genome:
+        """The stored genome ``genome_id`` (its content re-checked against the id)."""
+        record = self.catalog.get_version(genome_id)
+        if record is None:
+            raise InvalidArgument(f"version {genome_id!r} is not in {self.path}; the run "
+                                  "directory is incomplete or belongs to another run")
+        return Genome.from_record(record)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise CatalogError(f"catalog {self.path}: could not {what}: {exc}") from exc
+            raise
+
+
+def _insert_version(conn: sqlite3.Connection, genome: Genome) -> None:
+    record = genome.to_record()
+    conn.execute(
+        "INSERT INTO versions (id, parents, operator, params, source, status, reason,"
+        " created_at) VALUES (?, ?, ?, ?, ?, 'candidate', '', ?) ON CONFLICT (id) DO NOTHING",
+        (record["version_id"], _json(record["parents"]), record["operator"],
+         _json(record["params"]), _json(record["source"]), time.time()))
+
+
+def _insert_event(conn: sqlite3.Connection, kind: str, subject: str, data: Any) -> None:
+    conn.execute("INSERT INTO events (ts, kind, subject, reason, data) VALUES (?, ?, ?, '', ?)",
+                 (time.time(), kind, subject, _json(data)))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)

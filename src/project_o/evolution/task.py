@@ -1,0 +1,260 @@
+"""The evaluation contract: a user's task file, and what one evaluation yields.
+
+A task file is plain Python with one function::
+
+    # task.py
+    def evaluate(agent) -> dict:          # agent: a Candidate (below)
+        f = agent.function("f")           # an @agent.evolvable function, called directly
+        reply = agent.call({"x": 1.0})    # or the handler, with the genome's params applied
+        return {"score": -error, ...}     # "score": a finite float, higher is better
+
+    SCORE_BOUNDS = (-1e9, 0.0)            # optional: scores outside are "gamed"
+
+How one candidate is judged (the first half runs in a sandboxed evaluator
+child, the second in the process that runs the evolution; it never trusts
+the child)::
+
+    genome ─► write_to(scratch/<id>) ─► load_agent ─► evaluate(Candidate) ─► raw dict
+              └─ under an alarm of TIMEOUT seconds; MemoryError / exceptions caught here
+    raw dict + time, cpu, peak rss ─► validate_metrics ─► Evaluation(metrics, failure)
+
+``failure["kind"]`` is one of :data:`FAILURE_KINDS`; a failed candidate has
+the worst fitness (``-inf``). A score that is not a finite number (NaN, inf,
+a string, a bool...) or lies outside ``SCORE_BOUNDS`` is *gamed*: the
+candidate tried to fool the evaluator, and is treated like a crash.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import numbers
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any, Final
+
+from project_o.agent.dsl import Agent, TestClient
+from project_o.errors import InvalidArgument
+from project_o.evolution.genome import Genome
+from project_o.runtime.loader import load_agent
+
+__all__ = [
+    "FAILURE_KINDS",
+    "MAX_TRACEBACK_CHARS",
+    "WORST_FITNESS",
+    "Candidate",
+    "CandidateTimeout",
+    "Evaluation",
+    "Task",
+    "evaluate_in_process",
+    "load_task",
+    "validate_metrics",
+]
+
+#: why a candidate has no valid score
+FAILURE_KINDS: Final = ("crash", "timeout", "memory", "error", "gamed")
+#: the fitness of a candidate that failed: below every finite score
+WORST_FITNESS: Final = -math.inf
+#: tracebacks kept per failure; the end holds the frame that raised
+MAX_TRACEBACK_CHARS: Final = 4000
+#: the metrics Project O measures itself; a task may not set them
+MEASURED: Final = ("time_s", "cpu_s", "memory_kb")
+
+_task_names = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A loaded task file."""
+
+    path: Path
+    evaluate: Callable[[Any], Any]
+    score_bounds: tuple[float, float] = (-math.inf, math.inf)
+
+
+def load_task(path: str | Path) -> Task:
+    """Import the task file at ``path``; raise :class:`InvalidArgument` if it has no evaluate."""
+    source = Path(path).resolve()
+    if not source.is_file() or source.suffix != ".py":
+        raise InvalidArgument(f"expected a task .py file with evaluate(agent), got {source}")
+    module = _import(source)
+    evaluate = getattr(module, "evaluate", None)
+    if not callable(evaluate):
+        raise InvalidArgument(f"{source} defines no evaluate(agent) function; add one that "
+                              'returns {"score": float, ...}')
+    bounds = getattr(module, "SCORE_BOUNDS", (-math.inf, math.inf))
+    low, high = (float(b) for b in bounds)
+    return Task(source, evaluate, (low, high))
+
+
+def _import(source: Path) -> ModuleType:
+    name = f"project_o_task_{next(_task_names)}_{source.stem}"
+    spec = importlib.util.spec_from_file_location(name, source)
+    if spec is None or spec.loader is None:
+        raise InvalidArgument(f"cannot import the task file {source}")
+    module = importlib.util.module_from_spec(spec)
+    if str(source.parent) not in sys.path:
+        sys.path.insert(0, str(source.parent))  # as `python task.py` would: sibling imports
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Candidate:
+    """What ``evaluate(agent)`` receives: one loaded version of the agent."""
+
+    def __init__(self, genome_id: str, agent: Agent, params: Mapping[str, Any]) -> None:
+        self.id = genome_id
+        self.agent = agent
+        self.params = dict(params)
+        self._client: TestClient | None = None
+
+    @property
+    def client(self) -> TestClient:
+        """An in-process test client running the handler with this version's params."""
+        if self._client is None:
+            self._client = self.agent.test_client(params=self.params)
+        return self._client
+
+    def call(self, request: Any) -> Any:
+        """Send one request to the handler (see :meth:`Agent.test_client`)."""
+        return self.client.call(request)
+
+    def function(self, name: str) -> Callable[..., Any]:
+        """The ``@agent.evolvable`` function named ``name`` (its qualname), to call directly."""
+        record = self.agent.evolvables.get(name)
+        if record is None:
+            raise InvalidArgument(f"the agent has no evolvable function {name!r}; it has "
+                                  f"{sorted(self.agent.evolvables)}")
+        target: Any = sys.modules[record.module]
+        for part in record.qualname.split("."):
+            target = getattr(target, part)
+        return target  # type: ignore[no-any-return]
+
+
+class CandidateTimeout(BaseException):
+    """Raised by the alarm inside a candidate that ran past its time.
+
+    A BaseException, so the candidate's own ``except Exception`` cannot swallow it.
+    """
+
+
+def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: float,
+                        ) -> dict[str, Any]:
+    """Load ``genome`` and run ``task.evaluate`` on it, here; a raw result (msgpack-able).
+
+    ``{"metrics": {...} | None, "failure": {...} | None, "time_s", "cpu_s", "memory_kb"}``.
+    Only the evaluator child calls this: it runs agent code.
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    metrics: Any = None
+    failure: dict[str, Any] | None = None
+    try:
+        agent = load_agent(genome.write_to(scratch / genome.id))
+        metrics = _plain(task.evaluate(Candidate(genome.id, agent, genome.params)))
+    except CandidateTimeout:
+        failure = {"kind": "timeout", "reason": f"ran past its {timeout_s:g} s"}
+    except MemoryError as exc:
+        failure = _failure("memory", exc)
+    except BaseException as exc:  # noqa: BLE001 - anything the candidate raises is its failure
+        failure = _failure("error", exc)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return {"metrics": metrics, "failure": failure,
+            "time_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
+            "memory_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise CandidateTimeout()
+
+
+def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_CHARS:]
+    return {"kind": kind, "reason": f"{type(exc).__name__}: {exc}"[:500], "traceback": text}
+
+
+def _plain(value: Any) -> Any:
+    """The task's answer as msgpack can carry it: numbers stay numbers, others become text."""
+    if not isinstance(value, Mapping):
+        return repr(value)[:200]
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, bool | str | None):
+            out[str(key)] = item
+        elif isinstance(item, numbers.Integral):
+            out[str(key)] = int(item)
+        elif isinstance(item, numbers.Real):
+            out[str(key)] = float(item)  # numpy scalars too; NaN stays NaN, for the judge
+        else:
+            out[str(key)] = repr(item)[:200]
+    return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The judged result of one candidate (stored in the catalog, reused by genome id)."""
+
+    genome_id: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether it produced a valid score."""
+        return self.failure is None
+
+    @property
+    def fitness(self) -> float:
+        """The score, or :data:`WORST_FITNESS` for a failure."""
+        return float(self.metrics["score"]) if self.failure is None else WORST_FITNESS
+
+    @property
+    def kind(self) -> str:
+        """``"ok"`` or the failure kind."""
+        return "ok" if self.failure is None else str(self.failure.get("kind", "crash"))
+
+
+def validate_metrics(genome_id: str, raw: Mapping[str, Any],
+                     bounds: tuple[float, float] = (-math.inf, math.inf)) -> Evaluation:
+    """Judge a raw result: the measured figures plus the task's metrics, or a failure."""
+    measured = {key: raw.get(key) for key in MEASURED if _number(raw.get(key))}
+    failure = raw.get("failure")
+    if failure is not None:
+        return Evaluation(genome_id, measured, dict(failure))
+    metrics = raw.get("metrics")
+    problem = _score_problem(metrics, bounds)
+    if problem is not None:
+        return Evaluation(genome_id, measured, {"kind": "gamed", "reason": problem})
+    assert isinstance(metrics, Mapping)  # _score_problem refuses anything else
+    task_metrics = {k: v for k, v in metrics.items() if k not in MEASURED}
+    task_metrics["score"] = float(metrics["score"])
+    return Evaluation(genome_id, {**task_metrics, **measured})
+
+
+def _score_problem(metrics: Any, bounds: tuple[float, float]) -> str | None:
+    if not isinstance(metrics, Mapping):
+        return f"evaluate() must return a dict with 'score', got {str(metrics)[:80]}"
+    score = metrics.get("score")
+    if not _number(score):
+        return f"'score' must be a number, got {score!r:.80}"
+    if not math.isfinite(score):
+        return f"'score' must be finite, got {score!r}"
+    if not bounds[0] <= score <= bounds[1]:
+        return f"'score' {score!r} is outside the task's SCORE_BOUNDS {list(bounds)}"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
