@@ -28,7 +28,7 @@ def mse_of(f):
         error = f(x) - target(x)
         total += error * error
     mse = total / len(POINTS)
-    return mse if mse < MAX_MSE else MAX_MSE  # also catches NaN
+    return min(MAX_MSE, mse)  # also catches NaN
 
 
 def evaluate(agent):

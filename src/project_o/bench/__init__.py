@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, str] = {
     "overhead": "project_o.bench.overhead",
     "memory": "project_o.bench.memory",
     "evolution-cycle": "project_o.bench.evolution_cycle",
+    "symbreg": "project_o.bench.symbreg",
+    "shadows": "project_o.bench.shadows",
 }
 
 

@@ -82,8 +82,10 @@ MAX_FINDINGS_PER_ROUND: Final = 3
 _OPERATOR_TRIES: Final = 12
 #: inputs longer than this are cut by mutation (keeps findings readable and matches fast)
 MAX_INPUT_CHARS: Final = 200
-#: values a boundary mutation substitutes for a number
-_BOUNDARY_NUMBERS: Final = (0, -1, 1, 2**31 - 1, -(2**31), 2**63, 1e308, -0.0)
+#: values a boundary mutation substitutes for an int (word sizes overflow elsewhere)
+_BOUNDARY_INTS: Final = (0, -1, 1, 2**31 - 1, -(2**31), 2**63)
+#: ... and for a float (signed zero, the largest and the smallest positive)
+_BOUNDARY_FLOATS: Final = (0.0, -0.0, 1e308, -1e308, 5e-324)
 #: characters a mutation inserts into text: separators, quotes, controls, non-ASCII
 _NASTY_CHARS: Final = "=;\"' \t\n\\\x00é€"
 
@@ -198,7 +200,8 @@ def mutate(value: Any, rng: random.Random) -> Any:
     if isinstance(value, bool):
         return not value
     if isinstance(value, int | float):
-        return rng.choice(_BOUNDARY_NUMBERS) if rng.random() < 0.5 else value + rng.choice((-1, 1))
+        boundary = _BOUNDARY_INTS if isinstance(value, int) else _BOUNDARY_FLOATS
+        return rng.choice(boundary) if rng.random() < 0.5 else value + rng.choice((-1, 1))
     if isinstance(value, list) and value:
         return _mutate_list(value, rng)
     if isinstance(value, dict) and value:
@@ -333,7 +336,8 @@ class _Verdict:
 
     @property
     def score(self) -> float:
-        return float(self.evaluation.metrics["score"]) if self.evaluation.ok else -math.inf
+        metrics = self.evaluation.metrics
+        return float(metrics["score"]) if self.evaluation.ok and metrics else -math.inf
 
     @property
     def passed(self) -> int:

@@ -48,7 +48,6 @@ import json
 import math
 import os
 import select
-import shutil
 import signal
 import sys
 import tempfile
@@ -57,7 +56,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, Self, runtime_checkable
 
 import project_o
 from project_o.errors import InvalidArgument
@@ -197,7 +196,7 @@ class SubprocessBackend:
             return [run.result() for run in runs]
 
     def _drive(self, runs: list[_Run]) -> None:
-        waiting, running = list(reversed(runs)), []
+        waiting, running = list(reversed(runs)), list[_Run]()
         try:
             while waiting or running:
                 while waiting and len(running) < self.workers:
@@ -215,7 +214,7 @@ class SubprocessBackend:
         """Nothing to release (children never outlive :meth:`evaluate`); idempotent."""
         self._closed = True
 
-    def __enter__(self) -> SubprocessBackend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Self
 
 import msgpack
 
@@ -107,7 +107,7 @@ BatchCallback = Callable[[list[Genome], list[Evaluation]], None]
 
 
 def _frame(message: dict[str, Any]) -> bytes:
-    payload = msgpack.packb(message, use_bin_type=True)
+    payload: bytes = msgpack.packb(message, use_bin_type=True)
     return _HEADER.pack(len(payload)) + payload
 
 
@@ -130,7 +130,8 @@ class _Frames:
             del self._buffer[:_HEADER.size + size]
             message = msgpack.unpackb(payload, raw=False)
             if not isinstance(message, dict):
-                raise ValueError(f"expected a map, got {type(message).__name__}")
+                # a peer's protocol violation, not a caller's type error
+                raise ValueError(f"expected a map, got {type(message).__name__}")  # noqa: TRY004
             messages.append(message)
         return messages
 
@@ -226,7 +227,7 @@ class EvaluatorPool:
             self._process = None
         shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def __enter__(self) -> EvaluatorPool:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

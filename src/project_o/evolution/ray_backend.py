@@ -27,7 +27,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.backends import (
@@ -48,9 +48,11 @@ _LOCAL_ENV: Final = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 def start_local_cluster(num_cpus: int | None = None) -> None:
     """``ray.init`` a single-node cluster on 127.0.0.1, without a dashboard."""
+    # Before the import: Ray reads it when its modules load, and its servers
+    # (GCS, raylet, workers) inherit it from this process.
+    os.environ.update(_LOCAL_ENV)
     import ray
 
-    os.environ.update(_LOCAL_ENV)  # read by ray.init in this very process
     ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_HOST,
              log_to_driver=False, configure_logging=False)
 
@@ -105,7 +107,7 @@ class RayBackend:
             self._ray.shutdown()
         self._owns_cluster = False
 
-    def __enter__(self) -> RayBackend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

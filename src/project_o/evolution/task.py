@@ -42,6 +42,7 @@ from types import FrameType, ModuleType
 from typing import Any, Final
 
 from project_o.agent.dsl import Agent, TestClient
+from project_o.agent.params import resolve
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
 from project_o.runtime.loader import load_agent
@@ -114,14 +115,16 @@ class Candidate:
     def __init__(self, genome_id: str, agent: Agent, params: Mapping[str, Any]) -> None:
         self.id = genome_id
         self.agent = agent
-        self.params = dict(params)
+        self._overrides = dict(params)
+        #: every declared param's value in this version (its own, else the default)
+        self.params: dict[str, Any] = resolve(agent.params_spec(), params).as_dict()
         self._client: TestClient | None = None
 
     @property
     def client(self) -> TestClient:
         """An in-process test client running the handler with this version's params."""
         if self._client is None:
-            self._client = self.agent.test_client(params=self.params)
+            self._client = self.agent.test_client(params=self._overrides)
         return self._client
 
     def call(self, request: Any) -> Any:
@@ -247,7 +250,7 @@ def _score_problem(metrics: Any, bounds: tuple[float, float]) -> str | None:
     if not isinstance(metrics, Mapping):
         return f"evaluate() must return a dict with 'score', got {str(metrics)[:80]}"
     score = metrics.get("score")
-    if not _number(score):
+    if not isinstance(score, int | float) or isinstance(score, bool):
         return f"'score' must be a number, got {score!r:.80}"
     if not math.isfinite(score):
         return f"'score' must be finite, got {score!r}"

@@ -1,0 +1,173 @@
+"""``project-o bench symbreg``: symbolic regression, Project O's GA against DEAP's eaSimple.
+
+::
+
+    for each seed:   Project O   GeneticAlgorithm on examples/symbolic_regression
+                                  (every candidate written, imported and evaluated in a
+                                  sandboxed evaluator child; every evaluation recorded
+                                  in a catalog, fsynced per batch)
+                     DEAP        eaSimple on DEAP's own symbreg example (its primitive
+                                  set, cxOnePoint, mutUniform, tournament 3), in-process
+                     same budget: population 300, 40 generations (quick: 3 seeds, 100 x 15)
+
+    success = the best candidate's MSE on the 20 points < 1e-6
+    figures:  success rate, median wall time per run, for each side
+
+Targets (issue 6): success rate >= DEAP's; median wall time <= 2x DEAP's.
+DEAP is the ``bench`` extra (``pip install project-o[bench]``); without it
+the baseline row is skipped and said so.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from project_o.bench.report import Report
+from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
+from project_o.evolution.genome import Genome
+from project_o.evolution.population import EvaluatorPool
+from project_o.evolution.run_store import RunStore
+
+__all__ = ["FULL", "QUICK", "SOLVED_MSE", "run", "run_deap", "run_project_o"]
+
+#: (seeds, population, generations): the issue's budget, and a smoke-sized one
+FULL: Final = (30, 300, 40)
+QUICK: Final = (3, 100, 15)
+#: DEAP's symbreg example settings for what our loop shares with it
+CROSSOVER, MUTATION, TOURNAMENT, ELITISM = 0.5, 0.1, 3, 1
+#: success threshold on the mean squared error
+SOLVED_MSE: Final = 1e-6
+#: the example, found from the installed package (a source checkout) or the working directory
+_EXAMPLE_PARTS: Final = ("examples", "symbolic_regression")
+POINTS: Final = [x / 10.0 for x in range(-10, 10)]
+
+
+def _example_dir() -> Path:
+    here = Path(__file__).resolve()
+    for root in (*here.parents, Path.cwd()):
+        candidate = root.joinpath(*_EXAMPLE_PARTS)
+        if (candidate / "agent.py").is_file():
+            return candidate
+    raise FileNotFoundError("examples/symbolic_regression not found; run from a source checkout")
+
+
+def run_project_o(seed: int, population: int, generations: int,
+                  pool: EvaluatorPool, example: Path) -> tuple[bool, float, float]:
+    """One Project O run: (solved, best MSE, wall seconds)."""
+    config = GAConfig(population=population, generations=generations, tournament=TOURNAMENT,
+                      crossover=CROSSOVER, mutation=MUTATION, elitism=ELITISM, seed=seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="symbreg-run-") as run_dir:
+        store = RunStore(run_dir)
+        try:
+            result = GeneticAlgorithm(Genome.from_path(example / "agent.py"), pool.evaluate,
+                                      config, store=store).run()
+        finally:
+            store.close()
+    mse = -result.evaluation.fitness if result.evaluation.ok else math.inf
+    return mse < SOLVED_MSE, mse, time.perf_counter() - started
+
+
+def run_deap(seed: int, population: int, generations: int) -> tuple[bool, float, float]:
+    """DEAP's symbreg example (eaSimple) with the same budget: (solved, best MSE, seconds)."""
+    from deap import algorithms, base, creator, gp, tools  # the bench extra
+
+    started = time.perf_counter()
+    random.seed(seed)  # DEAP draws from the global random module
+    pset = gp.PrimitiveSet("MAIN", 1)
+    for primitive, arity in ((operator.add, 2), (operator.sub, 2), (operator.mul, 2),
+                             (_protected_div, 2), (operator.neg, 1), (math.cos, 1),
+                             (math.sin, 1)):
+        pset.addPrimitive(primitive, arity)
+    pset.addEphemeralConstant("rand101", _rand101)
+    pset.renameArguments(ARG0="x")
+    if not hasattr(creator, "FitnessMin"):
+        creator.create("FitnessMin", base.Fitness, weights=(-1.0,))
+        creator.create("Individual", gp.PrimitiveTree, fitness=creator.FitnessMin)
+    toolbox = base.Toolbox()
+    toolbox.register("expr", gp.genHalfAndHalf, pset=pset, min_=1, max_=2)
+    toolbox.register("individual", tools.initIterate, creator.Individual, toolbox.expr)
+    toolbox.register("population", tools.initRepeat, list, toolbox.individual)
+    toolbox.register("evaluate", _deap_mse, toolbox=toolbox, pset=pset)
+    toolbox.register("select", tools.selTournament, tournsize=TOURNAMENT)
+    toolbox.register("mate", gp.cxOnePoint)
+    toolbox.register("expr_mut", gp.genFull, min_=0, max_=2)
+    toolbox.register("mutate", gp.mutUniform, expr=toolbox.expr_mut, pset=pset)
+    limit = gp.staticLimit(key=operator.attrgetter("height"), max_value=17)
+    toolbox.decorate("mate", limit)
+    toolbox.decorate("mutate", limit)
+    hof = tools.HallOfFame(1)
+    algorithms.eaSimple(toolbox.population(n=population), toolbox, CROSSOVER, MUTATION,
+                        generations, halloffame=hof, verbose=False)
+    mse = hof[0].fitness.values[0]
+    return mse < SOLVED_MSE, mse, time.perf_counter() - started
+
+
+def _protected_div(left: float, right: float) -> float:
+    try:
+        return left / right
+    except ZeroDivisionError:
+        return 1.0
+
+
+def _rand101() -> int:
+    return random.randint(-1, 1)
+
+
+def _deap_mse(individual: Any, toolbox: Any, pset: Any) -> tuple[float]:
+    from deap import gp
+
+    func = gp.compile(individual, pset)
+    errors = [(func(x) - x**4 - x**3 - x**2 - x) ** 2 for x in POINTS]
+    return (math.fsum(errors) / len(POINTS),)
+
+
+def _summary(name: str, runs: list[tuple[bool, float, float]]) -> dict[str, Any]:
+    return {"system": name, "runs": len(runs),
+            "success_rate": sum(solved for solved, _, _ in runs) / len(runs),
+            "median_wall_s": statistics.median(seconds for _, _, seconds in runs),
+            "median_best_mse": statistics.median(mse for _, mse, _ in runs)}
+
+
+def run(quick: bool, progress: Callable[[str], None]) -> Report:
+    """Run the benchmark; see the module docstring."""
+    seeds, population, generations = QUICK if quick else FULL
+    report = Report("symbreg", quick)
+    example = _example_dir()
+    ours: list[tuple[bool, float, float]] = []
+    with EvaluatorPool(example / "task.py") as pool:
+        for seed in range(seeds):
+            ours.append(run_project_o(seed, population, generations, pool, example))
+            progress(f"project-o seed {seed}: solved={ours[-1][0]} mse={ours[-1][1]:.3g} "
+                     f"{ours[-1][2]:.1f} s")
+    report.rows.append(_summary("project-o (isolated, durable)", ours))
+    report.notes.append(f"budget: population {population}, {generations} generations, "
+                        f"{seeds} seeds; crossover {CROSSOVER}, mutation {MUTATION}, "
+                        f"tournament {TOURNAMENT}; project-o elitism {ELITISM}, "
+                        f"{pool.workers} evaluator workers")
+    try:
+        import deap  # noqa: F401 - only to know whether the baseline can run
+    except ImportError:
+        report.notes.append("DEAP is not installed (pip install 'project-o[bench]'): "
+                            "baseline skipped")
+        return report
+    theirs = []
+    for seed in range(seeds):
+        theirs.append(run_deap(seed, population, generations))
+        progress(f"deap seed {seed}: solved={theirs[-1][0]} {theirs[-1][2]:.1f} s")
+    report.rows.append(_summary("deap eaSimple (in-process)", theirs))
+    ours_row, deap_row = report.rows
+    report.target("success rate vs DEAP", ours_row["success_rate"],
+                  f">= {deap_row['success_rate']:.2f}",
+                  ours_row["success_rate"] >= deap_row["success_rate"])
+    ratio = ours_row["median_wall_s"] / deap_row["median_wall_s"]
+    report.target("median wall time / DEAP", ratio, "<= 2.0", ratio <= 2.0)
+    return report

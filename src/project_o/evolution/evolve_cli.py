@@ -1,0 +1,211 @@
+"""``project-o evolve --agent A --task T``: the genetic algorithm (or universes) from a terminal.
+
+::
+
+    add_arguments(parser)   the options below, on a parser the main CLI provides
+    main(args) -> int       0: a winner was found / reported; 1: the run failed; 2: bad input
+
+    --agent A --task T ─► EvaluatorPool(T) ─► GeneticAlgorithm(seed = A)  ─► summary + diff
+                                           └► run_universes (--universes N) ─► ranked table
+    RUN_DIR/VAULT/catalog.sqlite holds every candidate; --resume continues the last run there.
+
+What a user sees: a progress bar per generation, one table row per
+generation (best / median score, crashes, timeouts, gamed, time), then the
+winner with its diff against the seed it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from typing import Any, Final, Self
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from project_o.errors import ProjectOError
+from project_o.evolution.genetic import GAConfig, GAResult, GenerationStats, GeneticAlgorithm
+from project_o.evolution.genome import Genome
+from project_o.evolution.population import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, EvaluatorPool
+from project_o.evolution.run_store import RunStore
+from project_o.evolution.universes import UniversesResult, run_universes, submit_winner
+
+__all__ = ["DEFAULT_RUN_DIR", "RichReporter", "add_arguments", "main"]
+
+#: where runs are kept when --run-dir is not given (relative to the working directory)
+DEFAULT_RUN_DIR: Final = "project-o-evolution"
+_DEFAULTS: Final = GAConfig()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``evolve`` options to ``parser``."""
+    parser.add_argument("--agent", required=True, help="the seed agent (.py file or package)")
+    parser.add_argument("--task", required=True, help="task file with evaluate(agent) -> dict")
+    ga = parser.add_argument_group("genetic algorithm (the seed's defaults)")
+    ga.add_argument("--population", type=int, default=_DEFAULTS.population)
+    ga.add_argument("--generations", type=int, default=_DEFAULTS.generations)
+    ga.add_argument("--tournament", type=int, default=_DEFAULTS.tournament,
+                    help="aspirants per tournament selection")
+    ga.add_argument("--crossover", type=float, default=_DEFAULTS.crossover)
+    ga.add_argument("--mutation", type=float, default=_DEFAULTS.mutation)
+    ga.add_argument("--elitism", type=int, default=_DEFAULTS.elitism)
+    ga.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="drives every choice")
+    ga.add_argument("--multi-objective", action="store_true",
+                    help="Pareto selection on score, time and memory")
+    parser.add_argument("--universes", type=int, default=0, metavar="N",
+                        help="instead of the GA: N mutants by different operators, ranked")
+    parser.add_argument("--submit", metavar="URL", default=None,
+                        help="hand the universes' winner to the supervisor at URL as a canary")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="holds VAULT/catalog.sqlite")
+    sandbox = parser.add_argument_group("evaluators")
+    sandbox.add_argument("--workers", type=int, default=None, help="default: CPU count")
+    sandbox.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                         help="seconds per candidate")
+    sandbox.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
+                         help="address space per evaluator")
+    sandbox.add_argument("--batch-size", type=int, default=None,
+                         help="candidates per evaluator process (1: one process each)")
+    sandbox.add_argument("--backend", choices=["local"], default="local")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run what ``args`` asks for; the exit status."""
+    console = Console(stderr=args.json)
+    try:
+        seed = Genome.from_path(args.agent)
+        config = GAConfig(population=args.population, generations=args.generations,
+                          tournament=args.tournament, crossover=args.crossover,
+                          mutation=args.mutation, elitism=args.elitism, seed=args.seed,
+                          multi_objective=args.multi_objective)
+        with EvaluatorPool(args.task, workers=args.workers, timeout_s=args.timeout,
+                           memory_mb=args.memory_mb, batch_size=args.batch_size) as pool:
+            if args.universes:
+                return _universes(args, seed, pool, console)
+            return _genetic(args, seed, config, pool, console)
+    except (ProjectOError, ValueError) as exc:
+        console.print(f"[red]evolve: {exc}[/red]")
+        return 2
+
+
+def _genetic(args: argparse.Namespace, seed: Genome, config: GAConfig, pool: EvaluatorPool,
+             console: Console) -> int:
+    store = RunStore(args.run_dir)
+    try:
+        with RichReporter(console) as reporter:
+            ga = GeneticAlgorithm(seed, pool.evaluate, config, store=store, reporter=reporter)
+            result = ga.run(resume=args.resume)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(_result_json(result, args.run_dir), indent=2))
+    else:
+        _summary(console, result, args.run_dir)
+    return 0 if result.evaluation.ok else 1
+
+
+class RichReporter:
+    """Progress bar per generation and a table row per generation, on a rich console."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress = Progress(TextColumn("generation {task.fields[generation]}"),
+                                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  console=console, transient=True)
+        self._task: Any = None
+        self._generation = -1
+
+    def __enter__(self) -> Self:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def on_progress(self, generation: int, done: int, total: int) -> None:
+        if generation != self._generation:
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task("", total=total, generation=generation)
+            self._generation = generation
+        self._progress.update(self._task, completed=done, total=total)
+
+    def on_generation(self, stats: GenerationStats) -> None:
+        self.console.print(
+            f"gen {stats.generation:>3}  best {stats.best:>12.6g}  median {stats.median:>12.6g}"
+            f"  new {stats.evaluated:>4}  crashes {stats.crashes}  timeouts {stats.timeouts}"
+            f"  gamed {stats.gamed}  errors {stats.errors}  {stats.seconds:6.2f} s")
+
+
+def _summary(console: Console, result: GAResult, run_dir: str) -> None:
+    table = Table(title=f"run {result.run_id}")
+    for column in ("gen", "best", "median", "new", "crashes", "timeouts", "gamed", "time s"):
+        table.add_column(column, justify="right")
+    for s in result.history:
+        table.add_row(str(s.generation), f"{s.best:.6g}", f"{s.median:.6g}", str(s.evaluated),
+                      str(s.crashes), str(s.timeouts), str(s.gamed), f"{s.seconds:.2f}")
+    console.print(table)
+    evaluation = result.evaluation
+    console.print(f"winner [bold]{result.winner.id}[/bold] ({result.winner.operator}) "
+                  f"score {evaluation.fitness:.6g}; {result.evaluations} candidates evaluated; "
+                  f"catalog: {run_dir}/VAULT/catalog.sqlite")
+    console.print({k: v for k, v in evaluation.metrics.items() if k != "score"})
+    diff = result.seed.diff(result.winner)
+    console.print(f"diff against the seed {result.seed.id}:")
+    console.print(diff or "(no change: the seed won)", markup=False, highlight=False)
+
+
+def _result_json(result: GAResult, run_dir: str) -> dict[str, Any]:
+    return {"run_id": result.run_id, "run_dir": run_dir, "winner": result.winner.id,
+            "score": result.evaluation.fitness if result.evaluation.ok else None,
+            "metrics": result.evaluation.metrics, "failure": result.evaluation.failure,
+            "evaluations": result.evaluations,
+            "history": [s.__dict__ for s in result.history],
+            "diff": result.seed.diff(result.winner)}
+
+
+def _universes(args: argparse.Namespace, seed: Genome, pool: EvaluatorPool,
+               console: Console) -> int:
+    result = run_universes(seed, pool.evaluate, args.universes, random.Random(args.seed))
+    submitted = None
+    if args.submit and result.winner is not None:
+        submitted = submit_winner(args.submit, result.winner.genome,
+                                  token=os.environ.get("PROJECT_O_TOKEN"))
+    if args.json:
+        print(json.dumps(_universes_json(result, submitted), indent=2))
+        return 0
+    table = Table(title=f"{len(result.ranked)} universes of {seed.id}")
+    for column in ("rank", "operator", "version", "score", "outcome"):
+        table.add_column(column)
+    for rank, u in enumerate([result.main, *result.ranked]):
+        table.add_row("main" if rank == 0 else str(rank), u.operator, u.genome.id,
+                      f"{u.evaluation.fitness:.6g}", u.evaluation.kind)
+    console.print(table)
+    if result.winner is None:
+        console.print("no universe beat the main agent")
+    else:
+        console.print(f"winner {result.winner.genome.id} ({result.winner.operator})")
+        console.print(seed.diff(result.winner.genome), markup=False, highlight=False)
+    if submitted is not None:
+        console.print(f"submitted as a canary: {submitted}")
+    return 0
+
+
+def _universes_json(result: UniversesResult, submitted: Any) -> dict[str, Any]:
+    def row(u: Any) -> dict[str, Any]:
+        return {"operator": u.operator, "version": u.genome.id, "kind": u.evaluation.kind,
+                "metrics": u.evaluation.metrics}
+    return {"main": row(result.main), "ranked": [row(u) for u in result.ranked],
+            "winner": None if result.winner is None else result.winner.genome.id,
+            "submitted": submitted}
+
+
+if __name__ == "__main__":  # python -m project_o.evolution.evolve_cli, until cli.py wires it
+    _parser = argparse.ArgumentParser(prog="project-o evolve")
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

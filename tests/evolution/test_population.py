@@ -1,0 +1,128 @@
+"""Evaluator pool: misbehaving candidates are charged alone; the rest get exact results."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from project_o.evolution.genome import Genome
+from project_o.evolution.population import EvaluatorPool
+from project_o.evolution.task import validate_metrics
+
+AGENT = '''
+import os, signal, time
+from project_o import Agent
+
+agent = Agent("misbehaving")
+MODE = agent.param("mode", "ok", choices=["ok", "exit", "segv", "stuck", "spin", "bomb",
+                                          "nan", "inf", "text", "raise", "print"])
+VALUE = agent.param("value", 0, low=0, high=1000)
+
+
+@agent.evolvable
+def act(mode, value):
+    if mode == "exit":
+        os._exit(3)
+    if mode == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if mode == "stuck":  # the alarm cannot break this one: only SIGKILL ends it
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(60)
+    if mode == "spin":
+        while True:
+            pass
+    if mode == "bomb":
+        hoard = bytearray(4 << 30)
+        return len(hoard)
+    if mode == "raise":
+        raise RuntimeError("candidate bug")
+    if mode == "print":
+        print("last words of", value)
+        os._exit(9)
+    return {"nan": math.nan, "inf": math.inf, "text": "1e9"}.get(mode, float(value))
+
+
+@agent.handler
+def handle(ctx, request):
+    return act(ctx.params.mode, ctx.params.value)
+'''.replace("import os,", "import math, os,")
+
+TASK = '''
+def evaluate(agent):
+    return {"score": agent.function("act")(agent.params["mode"], agent.params["value"]),
+            "extra": 1}
+'''
+
+BAD = {"exit": "crash", "segv": "crash", "stuck": "timeout", "spin": "timeout",
+       "bomb": "memory", "nan": "gamed", "inf": "gamed", "text": "gamed", "raise": "error",
+       "print": "crash"}
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> Path:
+    path = tmp_path / "task.py"
+    path.write_text(TASK)
+    return path
+
+
+def _population() -> list[Genome]:
+    genomes = [Genome({"agent.py": AGENT}, {"value": v}) for v in range(1, 7)]
+    # interleaved, so every bad member has good ones before and after it in its batch
+    for i, mode in enumerate(BAD):
+        genomes.insert(2 * i + 1, Genome({"agent.py": AGENT}, {"mode": mode, "value": 500}))
+    return genomes
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_bad_members_cost_only_themselves(task: Path, batch_size: int | None) -> None:
+    genomes = _population()
+    with EvaluatorPool(task, workers=2, timeout_s=1.0, memory_mb=768,
+                       batch_size=batch_size or len(genomes)) as pool:
+        results = pool.evaluate(genomes)
+    assert set(results) == {g.id for g in genomes}
+    for genome in genomes:
+        result = results[genome.id]
+        mode = genome.params.get("mode", "ok")
+        if mode == "ok":
+            assert result.ok and result.metrics["score"] == float(genome.params["value"])
+            assert result.metrics["extra"] == 1 and result.metrics["time_s"] >= 0
+            assert result.metrics["memory_kb"] > 0
+        else:
+            assert result.kind == BAD[mode], (mode, result.failure)
+            assert result.fitness == -math.inf
+    by_mode = {g.params.get("mode"): results[g.id].failure for g in genomes}
+    assert by_mode["segv"]["signal"] == 11
+    assert by_mode["exit"]["exit_code"] == 3
+    assert "last words of 500" in by_mode["print"]["output"]
+    assert "RuntimeError: candidate bug" in by_mode["raise"]["traceback"]
+
+
+def test_batch_progress_and_durability_hooks(task: Path) -> None:
+    genomes = [Genome({"agent.py": AGENT}, {"value": v}) for v in range(1, 9)]
+    seen: list[str] = []
+    progress: list[tuple[int, int]] = []
+    with EvaluatorPool(task, workers=2, batch_size=3) as pool:
+        results = pool.evaluate(genomes + genomes[:2],  # duplicates evaluated once
+                                on_batch=lambda gs, es: seen.extend(e.genome_id for e in es),
+                                on_progress=lambda d, t: progress.append((d, t)))
+    assert sorted(seen) == sorted(results) == sorted(g.id for g in genomes)
+    assert progress[-1] == (8, 8)
+
+
+def test_a_task_that_fails_to_import_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "task.py"
+    bad.write_text("raise SystemError('broken task')\n")
+    with pytest.raises(ValueError, match="broken task"):
+        EvaluatorPool(bad).start()
+
+
+@pytest.mark.parametrize("metrics, reason", [
+    ({"score": math.nan}, "finite"), ({"score": -math.inf}, "finite"),
+    ({"score": "3"}, "number"), ({"score": True}, "number"), ({"loss": 1.0}, "number"),
+    ("not a dict", "dict"), ({"score": 5.0}, "outside"),
+])
+def test_gaming_scores_are_caught(metrics: object, reason: str) -> None:
+    result = validate_metrics("x", {"metrics": metrics}, (-1.0, 1.0))
+    assert result.kind == "gamed" and reason in result.failure["reason"]  # type: ignore[index]
