@@ -137,8 +137,12 @@ def _add_lineage(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _add_evolve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     evolve = commands.add_parser(
-        "evolve", help="start, watch and approve evolution experiments",
-        description="Talk to /v1/evolution/experiments of the supervisor serving --vault.",
+        "evolve", help="evolve populations, or start, watch and approve experiments",
+        description="Two forms. Populations, run here in sandboxed evaluator processes: "
+        "`project-o evolve --agent A --task T [--population 50 --generations 10 ... "
+        "--universes N | --adversarial] [--resume] [--backend local|ray]` (see "
+        "`project-o evolve --agent A --task T --help`). Experiments on a running supervisor "
+        "(/v1/evolution/experiments of the one serving --vault): the actions below.",
     )
     actions = evolve.add_subparsers(dest="evolve_command", metavar="ACTION")
     actions.required = True
@@ -182,6 +186,21 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                       help="vault directory to use (default: a temporary one, removed after)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(handler=_cmd_demo)
+
+
+def _population(argv: list[str]) -> int:
+    """`project-o evolve --agent A --task T ...`: a GA, parallel universes or red vs blue."""
+    if "--adversarial" in argv:
+        from project_o.evolution import adversarial_cli as chosen
+    else:
+        from project_o.evolution import evolve_cli as chosen  # type: ignore[no-redef]
+    parser = argparse.ArgumentParser(
+        prog="project-o evolve",
+        description="Evolve the agent against a task file, every candidate in a sandboxed "
+        "process; progress is in the catalog, so --resume continues after any crash.",
+    )
+    chosen.add_arguments(parser)
+    return int(chosen.main(parser.parse_args(argv)))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -319,6 +338,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``project-o`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["evolve"] and len(argv) > 1 and argv[1].startswith("--") and argv[1] != "--help":
+        return _population(argv[1:])
     args = build_parser().parse_args(argv)
     # `run` hands its own options on to the supervisor process verbatim.
     args.forwarded = argv[argv.index("run") + 1:] if args.command == "run" else []

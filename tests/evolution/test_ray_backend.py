@@ -44,3 +44,21 @@ def test_ray_and_local_backends_agree(cluster: None, tmp_path: Path) -> None:
     assert remote[-1].metrics == {"score": 0.75, "echo": 3}
     details = [(r.failure or {}).get("detail") for r in remote]
     assert details == [(r.failure or {}).get("detail") for r in local]
+
+
+def test_genetic_algorithm_on_ray_equals_the_local_run(cluster: None) -> None:
+    from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
+    from project_o.evolution.genome import Genome
+    from project_o.evolution.population import EvaluatorPool
+    from project_o.evolution.ray_population import RayPopulation
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "symbolic_regression"
+    config = GAConfig(population=12, generations=3, tournament=3, elitism=2, seed=7)
+    seed = Genome.from_path(example / "agent.py")
+    with EvaluatorPool(example / "task.py", workers=2) as pool:
+        local = GeneticAlgorithm(seed, pool.evaluate, config).run()
+    with RayPopulation(example / "task.py", timeout_s=10, memory_mb=1024) as remote:
+        on_ray = GeneticAlgorithm(seed, remote.evaluate, config).run()
+    assert on_ray.winner.id == local.winner.id
+    assert on_ray.evaluation.fitness == local.evaluation.fitness
+    assert [g.id for g in on_ray.population] == [g.id for g in local.population]

@@ -70,7 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="address space per evaluator")
     sandbox.add_argument("--batch-size", type=int, default=None,
                          help="candidates per evaluator process (1: one process each)")
-    sandbox.add_argument("--backend", choices=["local"], default="local")
+    sandbox.add_argument("--backend", choices=["local", "ray"], default="local",
+                         help="where evaluators run: here, or on a Ray cluster")
+    sandbox.add_argument("--address", default=None,
+                         help="Ray cluster address (default: start a local one on 127.0.0.1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -83,8 +86,7 @@ def main(args: argparse.Namespace) -> int:
                           tournament=args.tournament, crossover=args.crossover,
                           mutation=args.mutation, elitism=args.elitism, seed=args.seed,
                           multi_objective=args.multi_objective)
-        with EvaluatorPool(args.task, workers=args.workers, timeout_s=args.timeout,
-                           memory_mb=args.memory_mb, batch_size=args.batch_size) as pool:
+        with _evaluators(args) as pool:
             if args.universes:
                 return _universes(args, seed, pool, console)
             return _genetic(args, seed, config, pool, console)
@@ -93,7 +95,18 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
 
-def _genetic(args: argparse.Namespace, seed: Genome, config: GAConfig, pool: EvaluatorPool,
+def _evaluators(args: argparse.Namespace) -> Any:
+    """The local evaluator pool, or the same evaluators spread over a Ray cluster."""
+    if args.backend == "ray":
+        from project_o.evolution.ray_population import RayPopulation
+
+        return RayPopulation(args.task, address=args.address, timeout_s=args.timeout,
+                             memory_mb=args.memory_mb)
+    return EvaluatorPool(args.task, workers=args.workers, timeout_s=args.timeout,
+                         memory_mb=args.memory_mb, batch_size=args.batch_size)
+
+
+def _genetic(args: argparse.Namespace, seed: Genome, config: GAConfig, pool: Any,
              console: Console) -> int:
     store = RunStore(args.run_dir)
     try:
@@ -169,7 +182,7 @@ def _result_json(result: GAResult, run_dir: str) -> dict[str, Any]:
             "diff": result.seed.diff(result.winner)}
 
 
-def _universes(args: argparse.Namespace, seed: Genome, pool: EvaluatorPool,
+def _universes(args: argparse.Namespace, seed: Genome, pool: Any,
                console: Console) -> int:
     result = run_universes(seed, pool.evaluate, args.universes, random.Random(args.seed))
     submitted = None

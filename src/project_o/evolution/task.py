@@ -8,7 +8,7 @@ A task file is plain Python with one function::
         reply = agent.call({"x": 1.0})    # or the handler, with the genome's params applied
         return {"score": -error, ...}     # "score": a finite float, higher is better
 
-    SCORE_BOUNDS = (-1e9, 0.0)            # optional: scores outside are "gamed"
+    SCORE_BOUNDS = (-1e9, 0.0)            # optional (or SCORE_RANGE): scores outside are "gamed"
 
 How one candidate is judged (the first half runs in a sandboxed evaluator
 child, the second in the process that runs the evolution; it never trusts
@@ -91,7 +91,8 @@ def load_task(path: str | Path) -> Task:
     if not callable(evaluate):
         raise InvalidArgument(f"{source} defines no evaluate(agent) function; add one that "
                               'returns {"score": float, ...}')
-    bounds = getattr(module, "SCORE_BOUNDS", (-math.inf, math.inf))
+    # SCORE_RANGE: the name evolution.backends reads, accepted so one task file serves both.
+    bounds = getattr(module, "SCORE_BOUNDS", getattr(module, "SCORE_RANGE", (-math.inf, math.inf)))
     low, high = (float(b) for b in bounds)
     return Task(source, evaluate, (low, high))
 
