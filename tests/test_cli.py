@@ -36,7 +36,7 @@ def test_evolve_with_a_task_runs_the_genetic_algorithm(tmp_path: Path,
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     assert result["winner"] and result["score"] is not None
-    assert len(result["history"]) == 2
+    assert len(result["history"]) == 3  # the initial population and two generations
 
 
 def test_evolve_adversarial_has_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
