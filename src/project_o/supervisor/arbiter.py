@@ -43,13 +43,16 @@ from typing import Any
 from project_o.errors import (
     AgentLoadError,
     InvalidArgument,
+    PoisonRequest,
     ProjectOError,
     RequestFailed,
+    RequestTimeout,
     ServiceError,
 )
 from project_o.evolution.bandit import OperatorBandit
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators import default_operators
+from project_o.evolution.perception import HealthMonitor, Intent, Thresholds
 from project_o.evolution.stats import BASELINE, CANDIDATE
 from project_o.evolution.validate import validate
 from project_o.gateway.service import EventSink, RequestResult
@@ -102,11 +105,14 @@ class Arbiter:
     """Runs at most one experiment at a time against the serving version."""
 
     def __init__(self, host: AgentHost, vault: Vault, events: EventLog, *,
-                 autonomy: str = "auto", rng: random.Random | None = None) -> None:
+                 autonomy: str = "auto", rng: random.Random | None = None,
+                 thresholds: Thresholds | None = None) -> None:
         if autonomy not in AUTONOMY_LEVELS:
             raise InvalidArgument(f"autonomy must be one of {AUTONOMY_LEVELS}, got {autonomy!r}")
         self.host, self.vault, self.events = host, vault, events
         self.autonomy = autonomy
+        #: perception: watches the serving version and raises intents (issue's phase 1)
+        self.monitor = HealthMonitor(thresholds, autonomy=autonomy)
         self.rng = rng or random.Random()
         self.current: Experiment | None = None
         self._candidate: CandidateHost | None = None
@@ -211,12 +217,19 @@ class Arbiter:
 
     async def _propose(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            ExperimentSpec.from_body(body)
-        except (InvalidArgument, TypeError) as exc:
+            spec = ExperimentSpec.from_body(body)
+            baseline = await asyncio.to_thread(Genome.from_path, self.host.config.agent)
+            genome, operator = self._make_genome(spec, baseline)
+        except (ProjectOError, TypeError) as exc:
             return {"experiment_id": None, "status": "rejected", "reason": str(exc)}
+        # Pin the concrete candidate, so approving starts exactly what was proposed.
+        body = {**body, "candidate": {"files": dict(genome.sources)},
+                "params": dict(genome.params)}
+        catalog = self.vault.catalog
+        await asyncio.to_thread(catalog.add_version, **{**genome.to_record(), "status": PROPOSED})
         record = await asyncio.to_thread(
-            self.vault.catalog.add_experiment, body["kind"], "", baseline_version=self.host.version,
-            stage="validating", status=PROPOSED, stats={"body": body})
+            catalog.add_experiment, body["kind"], genome.id, baseline_version=self.host.version,
+            stage="validating", status=PROPOSED, stats={"body": body, "operator": operator})
         self.events.record("experiment_proposed", record.id, body.get("hypothesis", ""))
         return {"experiment_id": record.id, "status": PROPOSED,
                 "reason": "waiting for POST /v1/evolution/experiments/{id}/approve"}
@@ -508,8 +521,9 @@ class Arbiter:
         request_id = request_id or uuid.uuid4().hex
         stage = experiment.stage if experiment is not None else "none"
         if experiment is None or candidate is None or stage in ("validating", "done"):
-            return await self.host.submit(payload, deadline_s, request_id=request_id,
-                                          on_event=on_event)
+            return await self._observed(self.host.submit(payload, deadline_s,
+                                                         request_id=request_id,
+                                                         on_event=on_event))
         if stage == "validation":
             return await self._serve_validation(payload, deadline_s, request_id, on_event)
         share = experiment.spec.share if stage == SHADOW else _stage_share(stage)
@@ -623,6 +637,8 @@ class Arbiter:
 
     def on_feedback(self, version: str, score: float) -> None:
         """A user rated an answer of ``version``: a feedback sample for its arm."""
+        if self.current is None:
+            self._perceive(self.monitor.observe_feedback(version, score))
         experiment = self.current
         if experiment is None or experiment.stage in ("validating", "done", "validation"):
             return
@@ -631,6 +647,42 @@ class Arbiter:
         elif version == experiment.baseline_version:
             experiment.record_feedback(BASELINE, score)
         self._wake.set()
+
+    # -- perception ---------------------------------------------------------
+
+    async def _observed(self, serving: Any) -> RequestResult:
+        """Serve a request outside any experiment and let the monitor see how it went."""
+        started = time.perf_counter()
+        try:
+            result: RequestResult = await serving
+        except (RequestFailed, PoisonRequest, RequestTimeout):
+            latency = (time.perf_counter() - started) * 1000
+            self._perceive(self.monitor.observe(self.host.version, latency, error=True))
+            raise
+        self._perceive(self.monitor.observe(result.version, result.latency_ms))
+        return result
+
+    def _perceive(self, intents: list[Intent]) -> None:
+        """An intent from the monitor: record it, and act as autonomy allows."""
+        for intent in intents:
+            self.events.record("intent", intent.version, intent.hypothesis,
+                               metric=intent.metric, observed=intent.observed,
+                               threshold=intent.threshold, action=intent.action)
+            if self.current is not None:
+                continue  # one experiment at a time; the cooldown brings it back later
+            body = {"kind": "shadow", "candidate": {"operator": "auto"},
+                    "hypothesis": intent.hypothesis}
+            self._spawn(self._act_on(body, propose=intent.action == "propose"))
+
+    async def _act_on(self, body: dict[str, Any], *, propose: bool) -> None:
+        try:
+            outcome = await (self._propose(body) if propose else self.create(body))
+        except ProjectOError as exc:  # no mutation applies, one is running...: say so
+            self.events.record("intent_unanswered", self.host.version, str(exc))
+            return
+        self.events.record("intent_answered", self.host.version,
+                           f"experiment {outcome.get('experiment_id') or outcome.get('id')} "
+                           f"({outcome.get('status')})")
 
     # -- guardrails --------------------------------------------------------
 

@@ -53,8 +53,10 @@ class SupervisorConfig:
     max_body_bytes: int = 1024 * 1024
     max_frame_bytes: int = MAX_FRAME_BYTES
     limits: dict[str, Any] = field(default_factory=dict)
-    #: what happens to an agent's ctx.evolve intents: off, propose or auto
+    #: what happens to an agent's ctx.evolve intents and the health monitor's: off, propose, auto
     autonomy: str = "auto"
+    #: the health monitor raises an intent past this p95 latency (ms); None: its default
+    perception_p95_ms: float | None = None
     #: OpenAI-compatible model settings handed to instances (None: no LLM)
     llm: LLMConfig | None = None
 

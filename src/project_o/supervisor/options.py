@@ -58,6 +58,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autonomy", choices=("off", "propose", "auto"), default="auto",
                         help="ctx.evolve intents: ignore them (off), record them for approval "
                              "(propose), or start the experiment (auto, default)")
+    parser.add_argument("--latency-threshold-ms", type=float, default=None, metavar="MS",
+                        help="p95 latency past which the health monitor proposes an "
+                             "evolution (default 1000)")
     parser.add_argument("--memory-limit-mb", type=int, default=None,
                         help="address-space quota per instance in MiB")
     parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
@@ -85,5 +88,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
-        autonomy=args.autonomy, restart_period=args.restart_period,
+        autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
     )

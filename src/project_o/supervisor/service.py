@@ -37,6 +37,7 @@ from project_o.gateway.service import EventSink, FeedbackReceipt, MetricsText, R
 from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
 from project_o.supervisor.arbiter import Arbiter
 from project_o.supervisor.config import SupervisorConfig
+from project_o.evolution.perception import Thresholds
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
@@ -182,7 +183,7 @@ class Supervisor:
             version = promoted.id
         self.host = AgentHost(config, self.vault, self.events, version, book, self.meter)
         self.arbiter = Arbiter(self.host, self.vault, self.events,
-                               autonomy=config.autonomy)
+                               autonomy=config.autonomy, thresholds=_thresholds(config))
         # Safe abort: a candidate left running by a killed supervisor never serves again.
         await asyncio.to_thread(self.arbiter.abort_leftovers)
         self.host.on_intent = self.arbiter.on_intent
@@ -237,3 +238,9 @@ class Supervisor:
 def _heart_pid() -> int | None:
     value = os.environ.get("PROJECT_O_HEART_PID")
     return int(value) if value and value.isdigit() else None
+
+
+def _thresholds(config: SupervisorConfig) -> Thresholds | None:
+    if config.perception_p95_ms is None:
+        return None
+    return Thresholds(p95_latency_ms=config.perception_p95_ms)
