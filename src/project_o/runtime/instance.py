@@ -134,6 +134,7 @@ class Instance:
         role: str,
         instance_id: str,
         config: InstanceConfig,
+        params: dict[str, Any] | None = None,
     ) -> None:
         self._channel = channel
         self._agent = agent
@@ -143,7 +144,7 @@ class Instance:
         self._config = config
         # The LLM settings reach us through the zygote's environment, which the
         # supervisor builds explicitly (the rest of its environment is scrubbed).
-        self._kit = AgentKit(agent, self._journal, llm=LLMConfig.from_env(),
+        self._kit = AgentKit(agent, self._journal, llm=LLMConfig.from_env(), params=params,
                              stub_side_effects=config.stub_side_effects)
         self._kit.idle = self._beat_if_due  # slow tools and LLM calls keep beating
         self._kit.evolve = self._evolve
@@ -531,6 +532,7 @@ def run_instance(
     sock_fd: int,
     agent: Agent,
     *,
+    params: dict[str, Any] | None = None,
     version: str,
     role: str,
     instance_id: str,
@@ -542,7 +544,8 @@ def run_instance(
     sock = socket.socket(fileno=sock_fd)
     channel = Channel(sock, config.max_frame_size)
     instance = Instance(
-        channel, agent, version=version, role=role, instance_id=instance_id, config=config
+        channel, agent, version=version, role=role, instance_id=instance_id, config=config,
+        params=params,
     )
     try:
         return instance.run()

@@ -43,6 +43,7 @@ from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
 from project_o.runtime import cgroup
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RUNTIME_BUG, run_instance
+from project_o.evolution.genome import read_params
 from project_o.runtime.loader import load_agent
 from project_o.runtime.procctl import set_child_subreaper, set_parent_death_signal
 from project_o.runtime.sandbox import Limits, apply_sandbox
@@ -61,10 +62,12 @@ _MAX_FDS: Final = 16
 class Zygote:
     """The zygote's loop; :meth:`serve` never returns."""
 
-    def __init__(self, control: socket.socket, agent: Any, version: str) -> None:
+    def __init__(self, control: socket.socket, agent: Any, version: str,
+                 params: dict[str, Any] | None = None) -> None:
         self._control = control
         self._agent = agent
         self._version = version
+        self._params = params or None
         self._decoder = FrameDecoder()
         self._fds: deque[int] = deque()
         self._children: dict[int, str] = {}  # pid -> instance id
@@ -152,6 +155,7 @@ class Zygote:
             code = run_instance(
                 sock_fd,
                 self._agent,
+                params=self._params,
                 version=self._version,
                 role=role,
                 instance_id=instance_id,
@@ -275,6 +279,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     os.set_inheritable(args.control_fd, False)
     try:
         agent = load_agent(args.agent)
+        # A version's genes (written beside its sources by Genome.write_to).
+        params = read_params(args.agent)
     except BaseException as exc:  # noqa: BLE001 - report any import failure, then exit
         _send_quietly(control, MessageType.ERROR, **_import_failure(exc))
         os._exit(EXIT_IMPORT_FAILED)
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     _send_quietly(
         control, MessageType.HELLO, pid=os.getpid(), version=args.version, agent=agent.name
     )
-    Zygote(control, agent, args.version).serve()
+    Zygote(control, agent, args.version, params).serve()
 
 
 def _import_failure(exc: BaseException) -> dict[str, str]:

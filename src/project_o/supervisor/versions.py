@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from project_o.vault.atomic import write_atomic
 from project_o.vault.catalog import Catalog, VersionRecord
 
 __all__ = ["VersionBook", "content_version", "read_sources"]
@@ -89,13 +88,7 @@ class VersionBook:
         return None
 
     def materialize(self, record: VersionRecord) -> Path:
-        """Write ``record``'s sources under VAULT/versions/<id>/ and return the agent path."""
-        root = self._vault / "versions" / record.id
-        for name, text in record.source.items():
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, text.encode())
-        # A package agent has an __init__.py; a single-file agent is that file.
-        if len(record.source) == 1 and "__init__.py" not in record.source:
-            return root / next(iter(record.source))
-        return root
+        """Write ``record`` (sources and params) under VAULT/versions/<id>/; the agent path."""
+        from project_o.evolution.genome import Genome  # the evolution layer, only when needed
+
+        return Genome.from_record(record).write_to(self._vault / "versions" / record.id)
