@@ -291,3 +291,31 @@ def test_a_restarted_supervisor_keeps_serving_the_promoted_version(tmp_path: Pat
         driver.memory_intact()
     finally:
         again.stop()
+
+
+CHECKED = BASE + '''
+
+@agent.check
+def echoes_n(client):
+    assert client.call({"n": 7}) == {"n": 7}
+'''
+
+
+def test_a_candidate_failing_the_agents_quick_checks_is_rejected_before_it_runs(
+        tmp_path: Path) -> None:
+    agent = tmp_path / "checked_agent.py"
+    agent.write_text(CHECKED)
+    stack = Stack(tmp_path / "vault", ["--agent", str(agent), *FAST_HEARTBEAT])
+    try:
+        assert stack.http is not None
+        wrong = CHECKED.replace(PLAIN, '    return {"n": -1}')
+        refused = stack.http.post("/v1/evolution/experiments",
+                                  json={"kind": "shadow", "candidate": {"source": wrong}})
+        assert refused.status_code == 422, refused.text
+        assert "failed its quick checks" in refused.json()["error"]["message"]
+        assert "echoes_n" in refused.json()["error"]["message"]
+        fine = start(stack, CHECKED.replace("DELAY = 0.01", "DELAY = 0.0"), kind="shadow",
+                     **FAST_STATS)
+        assert fine["status"] == "running"
+    finally:
+        stack.stop()

@@ -101,6 +101,8 @@ class Agent:
         self._params: dict[str, Param] = {}
         self._workflows: dict[str, Workflow] = {}
         self._feedback_hooks: list[FeedbackHook] = []
+        #: ``@agent.check`` functions: quick checks a new version must pass before it serves
+        self.checks: list[Callable[[Any], None]] = []
         #: functions marked ``@agent.evolvable``, by qualified name
         self.evolvables: dict[str, Evolvable] = {}
 
@@ -194,6 +196,18 @@ class Agent:
         return dict(self._params)
 
     # -- evolvable code -------------------------------------------------
+
+    def check(self, function: _F) -> _F:
+        """Decorator: a quick check ``check(client)`` every new version must pass.
+
+        ``client`` is :meth:`test_client` of the candidate; raise (or fail an
+        assert) to reject it. Checks run in a sandboxed process before the
+        candidate's shadow starts (see :mod:`project_o.evolution.quick_checks`).
+        """
+        if not callable(function):
+            raise InvalidArgument(f"@{self.name}.check needs a function, got {function!r}")
+        self.checks.append(function)
+        return function
 
     def evolvable(self, function: _F) -> _F:
         """Decorator: record ``function`` as code mutation may rewrite; nothing else changes."""

@@ -53,6 +53,7 @@ from project_o.evolution.bandit import OperatorBandit
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators import default_operators
 from project_o.evolution.perception import HealthMonitor, Intent, Thresholds
+from project_o.evolution.quick_checks import run_quick_checks
 from project_o.evolution.stats import BASELINE, CANDIDATE
 from project_o.evolution.validate import validate
 from project_o.gateway.service import EventSink, RequestResult
@@ -316,6 +317,10 @@ class Arbiter:
             except AgentLoadError as exc:
                 await candidate.close()
                 raise _Verdict("rejected", "reject", f"failed to import in its zygote: {exc}")
+            failed = await run_quick_checks(path)
+            if failed is not None:
+                await candidate.close()
+                raise _Verdict("rejected", "reject", failed)
         except _Verdict as verdict:
             await self._finish(experiment, verdict)
             raise CandidateInvalid(verdict.reason) from None
@@ -323,7 +328,8 @@ class Arbiter:
             await self._finish(experiment, _Verdict("rejected", "reject",
                                                     f"could not start the candidate: {exc}"))
             raise
-        experiment.event("validated", "compiles, params fit, imports in its own zygote")
+        experiment.event("validated", "compiles, params fit, imports in its own zygote, "
+                         "passes its quick checks")
         self._candidate, self._failure = candidate, None
         self._task = asyncio.create_task(self._run(experiment, candidate, path),
                                          name=f"experiment-{experiment.id}")
