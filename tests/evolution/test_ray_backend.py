@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +19,16 @@ MEMBERS = ["good", "raise", "exit", "segfault", "hang", "nan", "chatty_kill"]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
+    # ray.init installs its own SIGTERM/SIGINT handlers in this (the pytest)
+    # process; put ours back so later tests see the process as it was.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     start_local_cluster(num_cpus=2)
     try:
         yield
     finally:
         ray.shutdown()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_ray_and_local_backends_agree(cluster: None, tmp_path: Path) -> None:

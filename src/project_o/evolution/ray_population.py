@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from project_o.evolution.genome import Genome
 from project_o.evolution.population import BatchCallback, EvaluatorPool, ProgressCallback
@@ -83,7 +83,7 @@ class RayPopulation:
         if self._owns:
             self._ray.shutdown()
 
-    def __enter__(self) -> RayPopulation:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

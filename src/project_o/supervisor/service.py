@@ -31,13 +31,13 @@ from typing import Any
 
 from project_o.client import STATE_FILE
 from project_o.errors import UnknownRequest
+from project_o.evolution.perception import Thresholds
 from project_o.gateway import GatewayServer, create_app
 from project_o.gateway.auth import resolve_token
 from project_o.gateway.service import EventSink, FeedbackReceipt, MetricsText, RequestResult
 from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
 from project_o.supervisor.arbiter import Arbiter
 from project_o.supervisor.config import SupervisorConfig
-from project_o.evolution.perception import Thresholds
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
