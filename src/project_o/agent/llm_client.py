@@ -136,6 +136,10 @@ class LLMClient:
         self._sleep = sleep
         self._sdk: Any = None
 
+    def chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The reply text to ``messages`` (what the ``llm_rewrite`` operator needs)."""
+        return self.complete(messages).text
+
     def complete(
         self,
         messages: Sequence[Mapping[str, Any]],

@@ -40,6 +40,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from project_o.agent.llm_client import LLMClient
 from project_o.errors import (
     AgentLoadError,
     InvalidArgument,
@@ -52,6 +53,7 @@ from project_o.errors import (
 from project_o.evolution.bandit import OperatorBandit
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators import default_operators
+from project_o.evolution.operators.llm_rewrite import LLMRewrite, RewriteBrief
 from project_o.evolution.perception import HealthMonitor, Intent, Thresholds
 from project_o.evolution.quick_checks import run_quick_checks
 from project_o.evolution.stats import BASELINE, CANDIDATE
@@ -122,7 +124,9 @@ class Arbiter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._operators = default_operators()
+        # With a model configured, the LLM rewrite joins the offline operators.
+        llm = host.config.llm
+        self._operators = default_operators(LLMClient(llm) if llm is not None else None)
         self.bandit = self._load_bandit()
         self._validation = {"requests": 0, "errors": 0}
         events.subscribe(self._on_event)
@@ -248,7 +252,8 @@ class Arbiter:
         except (InvalidArgument, TypeError) as exc:
             raise CandidateInvalid(f"invalid experiment: {exc}") from exc
         baseline = await asyncio.to_thread(Genome.from_path, self.host.config.agent)
-        genome, operator = self._make_genome(spec, baseline)
+        # In a thread: the LLM rewrite operator waits on a model over HTTP.
+        genome, operator = await asyncio.to_thread(self._make_genome, spec, baseline)
         experiment = Experiment(experiment_id or uuid.uuid4().hex, spec, genome.id,
                                 self.host.version, operator=operator)
         if self.current is not None:  # another create got here during the await
@@ -285,12 +290,23 @@ class Arbiter:
         if operator is None:
             raise CandidateInvalid(f"unknown operator {name!r}; known: {sorted(self._operators)} "
                                    "or 'auto'")
+        if isinstance(operator, LLMRewrite):  # tell the model why, and what went wrong lately
+            operator = LLMRewrite(operator.client, self._brief(spec.hypothesis))
         child = operator.apply(base, self.rng)
         if child is None:
             self._learn(name, success=False)
             raise CandidateInvalid(f"operator {name} made no candidate: "
                                    f"{getattr(operator, 'last_reason', '')}")
         return child, name
+
+    def _brief(self, hypothesis: str | None) -> RewriteBrief:
+        """The LLM's brief: the hypothesis, this version's health, recent failures.
+
+        Built from our own records only: never the environment or secrets.
+        """
+        failures = [f"{e['kind']}: {e['reason']}" for e in self.events.recent(50)
+                    if e["kind"] in ("crash", "hang", "quarantine")][-10:]
+        return RewriteBrief(hypothesis or "", self.monitor.health(self.host.version), failures)
 
     def _record_start(self, experiment: Experiment, genome: Genome, exists: bool) -> None:
         catalog = self.vault.catalog
