@@ -21,7 +21,10 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── RequestFailed              the agent's handler raised (HTTP 502)
     │   ├── NoInstanceAvailable        no live instance to serve it yet (HTTP 503)
     │   ├── RequestTimeout (TimeoutError)  its deadline passed first (HTTP 504)
-    │   └── UnknownRequest (LookupError)   no recent request has that id (HTTP 404)
+    │   ├── UnknownRequest (LookupError)   no recent request has that id (HTTP 404)
+    │   ├── CandidateInvalid           a candidate version failed validation (HTTP 422)
+    │   ├── ExperimentConflict         another experiment is running (HTTP 409)
+    │   └── UnknownExperiment (LookupError)  no experiment has that id (HTTP 404)
     ├── GatewayError                   the HTTP gateway could not start or serve
     ├── AgentLoadError (ImportError)   agent code failed to import, or holds no single Agent
     ├── ZygoteError                    a zygote died, or could not fork an instance
@@ -54,6 +57,9 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "NoInstanceAvailable",
     "RequestTimeout",
     "UnknownRequest",
+    "CandidateInvalid",
+    "ExperimentConflict",
+    "UnknownExperiment",
     "GatewayError",
     "AgentLoadError",
     "ZygoteError",
@@ -251,6 +257,25 @@ class UnknownRequest(ServiceError, LookupError):
     requests, in memory; an id that was never issued, is too old, or was
     answered before the supervisor last restarted is unknown.
     """
+
+    http_status = 404
+
+
+class CandidateInvalid(ServiceError):
+    """A candidate version failed validation (compile, params, import in its
+    zygote, the agent's quick checks); the reason says which and why."""
+
+    http_status = 422
+
+
+class ExperimentConflict(ServiceError):
+    """Another experiment is running; one at a time protects the baseline."""
+
+    http_status = 409
+
+
+class UnknownExperiment(ServiceError, LookupError):
+    """No experiment has that id."""
 
     http_status = 404
 

@@ -27,7 +27,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from project_o.errors import InvalidArgument, ServiceError
+from project_o.errors import (  # re-exported: they used to live here
+    CandidateInvalid,
+    ExperimentConflict,
+    InvalidArgument,
+    UnknownExperiment,
+)
 from project_o.evolution.stats import (
     BASELINE,
     BETTER,
@@ -66,24 +71,6 @@ MODES = ("mirror", "split")
 CANDIDATE_KEYS = ("source", "files", "operator")
 #: timeline entries kept per experiment (a long canary must not grow without end)
 MAX_TIMELINE = 500
-
-
-class CandidateInvalid(ServiceError):
-    """The candidate failed validation (compile, params, import in its zygote)."""
-
-    http_status = 422
-
-
-class ExperimentConflict(ServiceError):
-    """Another experiment is running; one at a time protects the baseline."""
-
-    http_status = 409
-
-
-class UnknownExperiment(ServiceError, LookupError):
-    """No experiment has that id."""
-
-    http_status = 404
 
 
 @dataclass(frozen=True)
