@@ -247,19 +247,3 @@ def test_comments_elsewhere_survive_and_a_missing_final_newline_stays_missing() 
     child = OperatorSwap().apply(Genome({"a.py": text}), random.Random(0))
     assert child is not None
     assert child.sources["a.py"] == text.replace("a * 2  # double", "a / 2")
-
-
-def test_deletion_never_empties_a_documented_function() -> None:
-    import random
-
-    from project_o.evolution.genome import Genome
-    from project_o.evolution.operators.ast_ops import StatementDeletion
-
-    source = (
-        "from project_o import Agent\nagent = Agent('a')\n\n"
-        "@agent.evolvable\ndef f(x):\n    \"\"\"Doc.\"\"\"\n    return x\n"
-    )
-    parent = Genome({"agent.py": source})
-    operator = StatementDeletion()
-    for seed in range(20):
-        assert operator.apply(parent, random.Random(seed)) is None

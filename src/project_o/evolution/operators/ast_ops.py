@@ -206,21 +206,13 @@ class OperatorSwap(_AstMutation):
         return {"line": owner.lineno, "change": change}, ()
 
 
-def _real_statements(body: list[ast.stmt]) -> int:
-    """Statements in ``body`` not counting a leading docstring (it does no work)."""
-    docstring = (bool(body) and isinstance(body[0], ast.Expr)
-                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str))
-    return len(body) - int(docstring)
-
-
 class StatementDeletion(_AstMutation):
     """Delete one statement from a body of two or more (never the docstring)."""
 
     name: ClassVar[str] = "mut_ast_delete"
 
     def _sites(self, node: FunctionNode) -> list[_Slot]:
-        return [s for s in _statement_slots(node)
-                if _real_statements(getattr(s.owner, s.field)) >= 2]
+        return [s for s in _statement_slots(node) if len(getattr(s.owner, s.field)) >= 2]
 
     def _mutate(self, node: FunctionNode, site: _Slot, *_: Any,
                 ) -> tuple[dict[str, Any], Sequence[Genome]]:
