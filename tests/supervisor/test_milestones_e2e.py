@@ -27,7 +27,7 @@ FEEDBACK_STATS = {"kind": "canary", "metric": "feedback", "min_samples": 20,
 def _rate_until_done(stack: Stack, experiment_id: str, rating: dict[str, float]) -> dict[str, Any]:
     """Users ask and rate every answer by the version that gave it."""
     assert stack.http is not None
-    for n in range(1500):
+    for n in range(3000):
         answer = stack.ask({"n": n}).json()
         score = rating.get(answer["version"], 0.0)
         posted = stack.http.post("/v1/feedback", json={"request_id": answer["request_id"],
@@ -103,12 +103,17 @@ def test_m5_a_bug_found_in_production_is_fixed_by_a_promoted_mutation(tmp_path: 
         listed = stack.http.get("/v1/evolution/experiments").json()["experiments"]
         assert listed and listed[0]["hypothesis" if "hypothesis" in listed[0] else "id"]
         fix_id = listed[0]["id"]
-        for _ in range(1500):
+        # The agent's own proposal uses the defaults: a 10 % shadow, then canary
+        # stages of 10 / 50 / 100 % with 50 samples per arm, then 50 validation
+        # requests — well over a thousand requests in all.
+        for n in range(5000):
             stack.ask({})
-            state = experiment(stack, fix_id)
-            if state["status"] in FINISHED:
-                break
-        assert state["status"] == "promoted", state
+            if n % 10 == 0:
+                state = experiment(stack, fix_id)
+                if state["status"] in FINISHED:
+                    break
+        assert state["status"] == "promoted", (state["stage"], state["samples"],
+                                               state["timeline"][-3:])
         assert "errors" in state["reason"]
         assert serving(stack) != buggy
         assert stack.ask({}).json()["output"] == {"share": 6.0}
