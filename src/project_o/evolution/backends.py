@@ -58,10 +58,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, Self, runtime_checkable
 
-import project_o
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
-from project_o.runtime.sandbox import Limits, apply_sandbox, scrubbed_env
+from project_o.runtime.sandbox import Limits, apply_sandbox, scrubbed_env, with_package_path
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -174,7 +173,7 @@ class SubprocessBackend:
                  env: Mapping[str, str] | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._python = python
-        self._env = _with_package_path(scrubbed_env() if env is None else env)
+        self._env = with_package_path(scrubbed_env() if env is None else env)
         self._closed = False
 
     def evaluate(self, genomes: Sequence[Genome], task_path: Path, *,
@@ -345,16 +344,6 @@ def _tail(path: Path, limit: int = LAST_OUTPUT_BYTES) -> str:
             return handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _with_package_path(env: Mapping[str, str]) -> dict[str, str]:
-    # The child must run this very project_o, installed or from a source tree.
-    root = str(Path(project_o.__file__).resolve().parent.parent)
-    result = dict(env)
-    parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        result["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    return result
 
 
 # -- the child ----------------------------------------------------------

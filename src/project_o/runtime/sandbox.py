@@ -29,6 +29,7 @@ import signal
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Final
 
 from project_o.errors import InvalidArgument
@@ -49,6 +50,7 @@ __all__ = [
     "apply_sandbox",
     "cgroup_available",
     "scrubbed_env",
+    "with_package_path",
 ]
 
 #: the instance's socket always sits on this descriptor, right after stdio
@@ -229,3 +231,19 @@ def _allowed(name: str, patterns: tuple[str, ...]) -> bool:
     if name in NEVER_FORWARDED or name.startswith("PROJECT_O_") or _SECRET_NAME.search(name):
         return False
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def with_package_path(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this very project_o importable (installed or from a source tree).
+
+    Children we start (zygotes, evaluators) must run the same runtime as
+    their parent, whatever the scrubbed environment's PYTHONPATH says.
+    """
+    import project_o  # here, not at the top: the package imports this module
+
+    root = str(Path(project_o.__file__).resolve().parent.parent)
+    result = dict(env)
+    parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        result["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    return result

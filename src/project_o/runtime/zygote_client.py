@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self
 
-import project_o
 from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
 from project_o.runtime.config import InstanceConfig
-from project_o.runtime.sandbox import Limits
+from project_o.runtime.sandbox import Limits, with_package_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
 __all__ = [
@@ -159,7 +158,7 @@ class ZygoteHandle:
                 "--parent-pid",
                 str(os.getpid()),
                 pass_fds=(theirs.fileno(),),
-                env=_with_package_path(env),
+                env=with_package_path(env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stderr=stderr,
             )
@@ -417,15 +416,3 @@ def _reason(exc: BaseException) -> str:
     return "no hello in time" if isinstance(exc, TimeoutError) else str(exc)
 
 
-def _with_package_path(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` with this project_o's directory first on PYTHONPATH.
-
-    The zygote must run the same runtime as the supervisor, whether
-    project_o is installed or used from a source tree.
-    """
-    root = str(Path(project_o.__file__).resolve().parent.parent)
-    result = dict(env)
-    parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        result["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    return result
