@@ -75,6 +75,7 @@ from project_o.supervisor.instance_handle import (
     InstanceDied,
     InstanceHandle,
 )
+from project_o.supervisor.instance_start import launch, send_restore
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
@@ -85,8 +86,6 @@ __all__ = ["AgentHost", "IntentListener"]
 #: answers an ``evolution_intent`` frame's data with ``{experiment_id, status, reason}``
 IntentListener = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
-#: how long a fresh instance may take to say hello and finish restoring
-STARTUP_TIMEOUT = 30.0
 #: longest pause between replacements once restart intensity is exceeded
 MAX_BACKOFF = 5.0
 #: operation names an instance may journal (anything else is a violation)
@@ -578,24 +577,13 @@ class AgentHost:
 
     async def _spawn(self, role: str) -> InstanceHandle:
         assert self._zygote is not None
-        instance_id = f"{role}-{next(self._ids)}"
-        forked = await self._zygote.fork(
-            role, instance_id, self.config.limits, self.config.instance_config(),
-        )
-        instance = InstanceHandle(
-            pid=forked.pid, role=role, version=self.version, instance_id=instance_id,
-            reader=forked.reader, writer=forked.writer, owner=self,
-            max_frame_size=self.config.max_frame_bytes,
+        instance = await launch(
+            self._zygote, role=role, instance_id=f"{role}-{next(self._ids)}",
+            version=self.version, owner=self, limits=self.config.limits,
+            config=self.config.instance_config(), max_frame_size=self.config.max_frame_bytes,
+            restore=self._restore,
         )
         instance.restarts = self.restarts
-        hello = instance.waiter("hello")
-        instance.start_reading()
-        try:
-            await asyncio.wait_for(hello, STARTUP_TIMEOUT)
-            await self._restore(instance)
-        except BaseException:
-            instance.kill(f"failed to start as {role}")
-            raise
         return instance
 
     async def _restore(self, instance: InstanceHandle) -> None:
@@ -603,14 +591,7 @@ class AgentHost:
             self._tails[instance] = []  # buffer tails while it restores
         async with self._restore_lock:  # no checkpoint is pruned while one is read
             point = await asyncio.to_thread(self.vault.recover)
-            ready = instance.waiter("heartbeat")
-            await instance.send(Message("restore", {
-                "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
-                "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
-                            for e in point.entries],
-                "last_sequence": point.last_sequence,
-            }))
-            await asyncio.wait_for(ready, STARTUP_TIMEOUT)
+            await send_restore(instance, point)
         buffered = self._tails.get(instance)
         if buffered is not None:
             self._tails[instance] = None
@@ -694,12 +675,8 @@ class AgentHost:
             await asyncio.sleep(period)
             now = time.monotonic()
             for instance in (self.main, self.standby):
-                if instance is None or not instance.alive:
-                    continue
-                silent = now - instance.last_heartbeat
-                if silent > self.config.heartbeat_timeout:
-                    instance.kill(f"hang: no heartbeat for {silent:.2f} s "
-                                  f"(limit {self.config.heartbeat_timeout:g} s)")
+                if instance is not None:
+                    instance.kill_if_silent(self.config.heartbeat_timeout, now)
 
     def describe(self) -> list[dict[str, Any]]:
         """Live instances for `GET /v1/status`."""

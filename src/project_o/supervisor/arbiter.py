@@ -284,8 +284,19 @@ class Arbiter:
         if "operator" not in candidate:
             return base.derive(operator="user", params=params), "user"
         name = str(candidate["operator"])
-        if name == "auto":
-            name = self.bandit.choose(self.rng, among=self._operators)
+        if name != "auto":
+            return self._apply_operator(name, base, spec), name
+        # "auto": the bandit's choices in turn, until one applies to this code
+        # (crossover needs donors, statement deletion needs two statements...).
+        untried = dict(self._operators)
+        while untried:
+            name = self.bandit.choose(self.rng, among=untried)
+            del untried[name]
+            with contextlib.suppress(CandidateInvalid):
+                return self._apply_operator(name, base, spec), name
+        raise CandidateInvalid("no mutation operator applies to the serving version")
+
+    def _apply_operator(self, name: str, base: Genome, spec: ExperimentSpec) -> Genome:
         operator = self._operators.get(name)
         if operator is None:
             raise CandidateInvalid(f"unknown operator {name!r}; known: {sorted(self._operators)} "
@@ -297,7 +308,7 @@ class Arbiter:
             self._learn(name, success=False)
             raise CandidateInvalid(f"operator {name} made no candidate: "
                                    f"{getattr(operator, 'last_reason', '')}")
-        return child, name
+        return child
 
     def _brief(self, hypothesis: str | None) -> RewriteBrief:
         """The LLM's brief: the hypothesis, this version's health, recent failures.

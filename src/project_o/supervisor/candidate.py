@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
-from project_o.supervisor.agent_host import MAX_OPERATION_LENGTH, STARTUP_TIMEOUT, AgentHost
+from project_o.supervisor.agent_host import MAX_OPERATION_LENGTH, AgentHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
+from project_o.supervisor.instance_start import launch, send_restore
 from project_o.wire import Message
 
 __all__ = ["CANARY", "SHADOW", "CandidateHost"]
@@ -66,39 +67,22 @@ class CandidateHost:
         assert self._zygote is not None
         await self._drop_instance()
         config = {**self.host.config.instance_config(), "stub_side_effects": role == SHADOW}
-        instance_id = f"{role}-{uuid.uuid4().hex[:8]}"
-        forked = await self._zygote.fork(role, instance_id, self.host.config.limits, config)
-        instance = InstanceHandle(
-            pid=forked.pid, role=role, version=self.version, instance_id=instance_id,
-            reader=forked.reader, writer=forked.writer, owner=self,
-            max_frame_size=self.host.config.max_frame_bytes,
+        instance = await launch(
+            self._zygote, role=role, instance_id=f"{role}-{uuid.uuid4().hex[:8]}",
+            version=self.version, owner=self, limits=self.host.config.limits, config=config,
+            max_frame_size=self.host.config.max_frame_bytes, restore=self._restore,
         )
-        self.instance = instance
-        hello = instance.waiter("hello")
-        instance.start_reading()
-        try:
-            await asyncio.wait_for(hello, STARTUP_TIMEOUT)
-            await self._restore(instance)
-        except BaseException:
-            instance.kill(f"failed to start as {role}")
-            raise
         self._spawn_task(self._watchdog(instance))
         self._spawn_task(self._ignore_intents(instance))
         return instance
 
     async def _restore(self, instance: InstanceHandle) -> None:
+        self.instance = instance  # from now on its death is the candidate's failure
         host = self.host
         async with host.restore_lock:  # no checkpoint is pruned while the instance reads it
             point = await asyncio.to_thread(host.vault.recover)
             self._shadow_sequence = point.last_sequence
-            ready = instance.waiter("heartbeat")
-            await instance.send(Message("restore", {
-                "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
-                "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
-                            for e in point.entries],
-                "last_sequence": point.last_sequence,
-            }))
-            await asyncio.wait_for(ready, STARTUP_TIMEOUT)
+            await send_restore(instance, point)
 
     async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:
         """Send one request to the instance and await its output."""
@@ -143,10 +127,7 @@ class CandidateHost:
         period = min(config.heartbeat_interval, config.heartbeat_timeout) / 2
         while instance.alive:
             await asyncio.sleep(period)
-            silent = time.monotonic() - instance.last_heartbeat
-            if silent > config.heartbeat_timeout:
-                instance.kill(f"hang: no heartbeat for {silent:.2f} s "
-                              f"(limit {config.heartbeat_timeout:g} s)")
+            instance.kill_if_silent(config.heartbeat_timeout, time.monotonic())
 
     async def _ignore_intents(self, instance: InstanceHandle) -> None:
         while instance.alive:

@@ -136,6 +136,12 @@ class InstanceHandle:
                 send(self.pid, signal.SIGKILL)
         self._die(reason)
 
+    def kill_if_silent(self, timeout: float, now: float) -> None:
+        """The hang check: kill the instance if no heartbeat came for ``timeout`` s."""
+        silent = now - self.last_heartbeat
+        if self.alive and silent > timeout:
+            self.kill(f"hang: no heartbeat for {silent:.2f} s (limit {timeout:g} s)")
+
     async def close(self) -> None:
         """Stop reading and close the socket (after kill or shutdown)."""
         if self._reader_task is not None:

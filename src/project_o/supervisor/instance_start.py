@@ -1,0 +1,62 @@
+"""Bringing a freshly forked instance to life: hello, restore, first heartbeat.
+
+Shared by the agent host (main, standby) and the candidate host (shadow,
+canary), which differ only in what they restore the instance *from*::
+
+    zygote.fork ──► InstanceHandle ── hello ──► restore(instance) ──► serving
+                                        any failure: the instance is killed, the error raised
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from project_o.runtime.zygote_client import ZygoteHandle
+from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
+from project_o.vault.vault import RestorePoint
+from project_o.wire import Message
+
+__all__ = ["STARTUP_TIMEOUT", "launch", "send_restore"]
+
+#: how long a fresh instance may take to say hello and finish restoring
+STARTUP_TIMEOUT = 30.0
+
+
+async def launch(
+    zygote: ZygoteHandle, *, role: str, instance_id: str, version: str, owner: InstanceOwner,
+    limits: dict[str, Any], config: dict[str, Any], max_frame_size: int,
+    restore: Callable[[InstanceHandle], Awaitable[None]],
+) -> InstanceHandle:
+    """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails."""
+    forked = await zygote.fork(role, instance_id, limits, config)
+    instance = InstanceHandle(
+        pid=forked.pid, role=role, version=version, instance_id=instance_id,
+        reader=forked.reader, writer=forked.writer, owner=owner, max_frame_size=max_frame_size,
+    )
+    hello = instance.waiter("hello")
+    instance.start_reading()
+    try:
+        await asyncio.wait_for(hello, STARTUP_TIMEOUT)
+        await restore(instance)
+    except BaseException:
+        instance.kill(f"failed to start as {role}")
+        raise
+    return instance
+
+
+async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
+    """Send ``point`` (checkpoint path + later WAL entries); wait until it is applied.
+
+    The instance sends no heartbeat before its restore, so its first one
+    means the restore is done.
+    """
+    ready = instance.waiter("heartbeat")
+    await instance.send(Message("restore", {
+        "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
+        "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
+                    for e in point.entries],
+        "last_sequence": point.last_sequence,
+    }))
+    await asyncio.wait_for(ready, STARTUP_TIMEOUT)
