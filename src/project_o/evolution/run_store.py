@@ -27,16 +27,15 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from project_o.errors import CatalogError, InvalidArgument
+from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
 from project_o.evolution.task import Evaluation
-from project_o.vault.catalog import BUSY_TIMEOUT_S, Catalog
+from project_o.vault.catalog import Catalog
 
 __all__ = [
     "CATALOG_FILE",
@@ -85,28 +84,23 @@ class RunStore:
         self.path = Path(run_dir) / CATALOG_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog.open(self.path)  # creates and migrates the schema
-        self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
 
     def close(self) -> None:
-        """Close both connections."""
-        self._conn.close()
+        """Close the catalog."""
         self.catalog.close()
 
     # -- writing --------------------------------------------------------
 
     def start_run(self, run_id: str, config: dict[str, Any], seed: Genome) -> None:
         """Record a new run and its seed genome."""
-        with self._transaction("start the run") as conn:
+        with self.catalog.transaction("start the run") as conn:
             _insert_version(conn, seed)
             _insert_event(conn, RUN_EVENT, run_id, {"config": config, "seed": seed.id})
 
     def record(self, run_id: str, genomes: Sequence[Genome],
                evaluations: Sequence[Evaluation]) -> None:
         """Record candidates and their evaluations, in one transaction."""
-        with self._transaction(f"record {len(evaluations)} evaluations") as conn:
+        with self.catalog.transaction(f"record {len(evaluations)} evaluations") as conn:
             for genome in genomes:
                 _insert_version(conn, genome)
             now = time.time()
@@ -118,27 +112,29 @@ class RunStore:
 
     def commit_generation(self, run_id: str, state: GenerationState) -> None:
         """Record that generation ``state.generation`` is complete (one transaction)."""
-        with self._transaction(f"commit generation {state.generation}") as conn:
+        with self.catalog.transaction(f"commit generation {state.generation}") as conn:
             _insert_event(conn, GENERATION_EVENT, run_id, state.__dict__)
 
     # -- reading --------------------------------------------------------
 
     def latest_run(self) -> tuple[str, dict[str, Any]] | None:
         """``(run id, {"config", "seed"})`` of the newest run here, or ``None``."""
-        row = self._conn.execute("SELECT subject, data FROM events WHERE kind = ?"
-                                 " ORDER BY id DESC LIMIT 1", (RUN_EVENT,)).fetchone()
+        rows = self.catalog.query("SELECT subject, data FROM events WHERE kind = ?"
+                                  " ORDER BY id DESC LIMIT 1", (RUN_EVENT,))
+        row = rows[0] if rows else None
         return None if row is None else (row[0], json.loads(row[1]))
 
     def last_generation(self, run_id: str) -> GenerationState | None:
         """The newest committed generation of ``run_id``, or ``None``."""
-        row = self._conn.execute("SELECT data FROM events WHERE kind = ? AND subject = ?"
-                                 " ORDER BY id DESC LIMIT 1", (GENERATION_EVENT, run_id)).fetchone()
+        rows = self.catalog.query("SELECT data FROM events WHERE kind = ? AND subject = ?"
+                                  " ORDER BY id DESC LIMIT 1", (GENERATION_EVENT, run_id))
+        row = rows[0] if rows else None
         return None if row is None else GenerationState(**json.loads(row[0]))
 
     def evaluations(self, run_id: str) -> dict[str, Evaluation]:
         """Every evaluation recorded for ``run_id``, by genome id (the first one wins)."""
-        rows = self._conn.execute("SELECT version_id, metrics, failure FROM evaluations"
-                                  " WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+        rows = self.catalog.query("SELECT version_id, metrics, failure FROM evaluations"
+                                  " WHERE run_id = ? ORDER BY id", (run_id,))
         found: dict[str, Evaluation] = {}
         for version_id, metrics, failure in rows:
             found.setdefault(version_id, Evaluation(
@@ -152,19 +148,6 @@ class RunStore:
             raise InvalidArgument(f"version {genome_id!r} is not in {self.path}; the run "
                                   "directory is incomplete or belongs to another run")
         return Genome.from_record(record)
-
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException as exc:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise CatalogError(f"catalog {self.path}: could not {what}: {exc}") from exc
-            raise
 
 
 def _insert_version(conn: sqlite3.Connection, genome: Genome) -> None:

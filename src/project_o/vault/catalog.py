@@ -389,6 +389,18 @@ class Catalog:
     # -- plumbing -------------------------------------------------------
 
     @contextmanager
+    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the catalog's own connection, for callers that
+        write many rows at once (an evolution run's generation); ``what`` names
+        it in errors."""
+        with self._transaction(what) as conn:
+            yield conn
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only SQL query, SQLite errors translated."""
+        return self._query(sql, args)
+
+    @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         """One write transaction under the lock, with SQLite errors translated."""
         with self._lock:
