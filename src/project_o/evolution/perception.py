@@ -224,9 +224,11 @@ class HealthMonitor:
         window = self._windows[(version, handler)]
         intents = []
         for metric in metrics:
+            if self._cooling(version, handler, metric):
+                continue  # cheap first: this runs on every request the supervisor serves
             observed = self._signal(window, metric)
-            if observed is not None and self._crossed(metric, observed) \
-                    and self._cooled_down(version, handler, metric):
+            if observed is not None and self._crossed(metric, observed):
+                self._last_intent[(version, handler, metric)] = self._clock()
                 intents.append(self._intent(version, handler, metric, observed, window))
         return intents
 
@@ -253,13 +255,10 @@ class HealthMonitor:
         return {LATENCY: t.p95_latency_ms, ERRORS: t.error_rate, MEMORY: t.memory_growth,
                 FEEDBACK: t.min_feedback}[metric]
 
-    def _cooled_down(self, version: str, handler: str, metric: str) -> bool:
-        now, key = self._clock(), (version, handler, metric)
-        last = self._last_intent.get(key)
-        if last is not None and now - last < self.thresholds.cooldown_s:
-            return False
-        self._last_intent[key] = now
-        return True
+    def _cooling(self, version: str, handler: str, metric: str) -> bool:
+        """An intent for this metric was raised less than a cooldown ago."""
+        last = self._last_intent.get((version, handler, metric))
+        return last is not None and self._clock() - last < self.thresholds.cooldown_s
 
     def _intent(self, version: str, handler: str, metric: str, observed: float,
                 window: _Window) -> Intent:
