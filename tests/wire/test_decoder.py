@@ -73,8 +73,9 @@ def test_an_error_is_sticky() -> None:
 
 def test_feed_eof_between_frames_is_clean() -> None:
     decoder = FrameDecoder()
-    decoder.feed(encode_frame(Message("shutdown", {})))
-    decoder.feed_eof()
+    [frame] = decoder.feed(encode_frame(Message("shutdown", {})))
+    assert frame.type == "shutdown" and decoder.buffered == 0
+    decoder.feed_eof()  # nothing half-read: no error
 
 
 @pytest.mark.parametrize("cut", [1, 3, 4, 10])
