@@ -242,8 +242,15 @@ def test_no_evolvable_function_means_no_child(operator: object) -> None:
         assert "no @agent.evolvable" in operator.last_reason  # type: ignore[attr-defined]
 
 
-def test_comments_elsewhere_survive_and_a_missing_final_newline_stays_missing() -> None:
+def test_comments_survive_and_a_missing_final_newline_stays_missing() -> None:
     text = "# header\n@agent.evolvable\ndef f(a):\n    return a * 2  # double\n# footer"
     child = OperatorSwap().apply(Genome({"a.py": text}), random.Random(0))
-    assert child is not None
-    assert child.sources["a.py"] == text.replace("a * 2  # double", "a / 2")
+    assert child is not None  # a text edit: the comment in the function stays too
+    assert child.sources["a.py"] == text.replace("a * 2", "a / 2")
+    rewritten = StatementDuplication().apply(
+        Genome({"a.py": text.replace("    return", "    a.sort()  # in place\n    return")}),
+        random.Random(0))
+    assert rewritten is not None  # a tree rewrite prints the def again, without its comments
+    assert rewritten.sources["a.py"].startswith("# header\n@agent.evolvable\ndef f(a):\n")
+    assert rewritten.sources["a.py"].count("a.sort()\n") == 2
+    assert rewritten.sources["a.py"].endswith("return a * 2\n# footer")

@@ -234,12 +234,14 @@ class Genome:
             "params": {"params": json.loads(self._params), "details": json.loads(self._details)},
         }
 
-    def write_to(self, directory: str | Path) -> Path:
-        """Materialize under ``directory`` (durably); return the path to load the agent from.
+    def write_to(self, directory: str | Path, *, durable: bool = True) -> Path:
+        """Materialize under ``directory``; return the path to load the agent from.
 
         That is ``directory`` for a package (``__init__.py`` present, or several
         files) and the single file otherwise. Refuses a directory holding ``.py``
         files that are not part of this genome, since a loader would pick them up.
+        ``durable=False`` skips the fsyncs: for scratch copies that die with
+        their process (an evaluator's), where a crash loses nothing of value.
         """
         root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
@@ -250,12 +252,13 @@ class Genome:
                 f"{root} already holds {strangers[:3]} that are not in genome {self.id}; "
                 "materialize into an empty directory (for example one named after the id)"
             )
+        write = write_atomic if durable else Path.write_bytes
         for name, text in self._sources.items():
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, text.encode())
+            write(target, text.encode())
         if self._params != _EMPTY_JSON:
-            write_atomic(root / PARAMS_FILE, self._params.encode())
+            write(root / PARAMS_FILE, self._params.encode())
         return root if self.is_package else root / next(iter(self._sources))
 
     def diff(self, other: Genome, *, context: int = 3) -> str:

@@ -14,7 +14,8 @@ How one candidate is judged (the first half runs in a sandboxed evaluator
 child, the second in the process that runs the evolution; it never trusts
 the child)::
 
-    genome ─► write_to(scratch/<id>) ─► load_agent ─► evaluate(Candidate) ─► raw dict
+    genome ─► load (one file: from memory; a package: written to scratch/<id>)
+           ─► evaluate(Candidate) ─► raw dict
               └─ under an alarm of TIMEOUT seconds; MemoryError / exceptions caught here
     raw dict + time, cpu, peak rss ─► validate_metrics ─► Evaluation(metrics, failure)
 
@@ -45,7 +46,7 @@ from project_o.agent.dsl import Agent, TestClient
 from project_o.agent.params import resolve
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
-from project_o.runtime.loader import load_agent
+from project_o.runtime.loader import load_agent, load_agent_source
 
 __all__ = [
     "FAILURE_KINDS",
@@ -164,7 +165,7 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     metrics: Any = None
     failure: dict[str, Any] | None = None
     try:
-        agent = load_agent(genome.write_to(scratch / genome.id))
+        agent = _load(genome, scratch)
         metrics = _plain(task.evaluate(Candidate(genome.id, agent, genome.params)))
     except CandidateTimeout:
         failure = {"kind": "timeout", "reason": f"ran past its {timeout_s:g} s"}
@@ -178,6 +179,14 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     return {"metrics": metrics, "failure": failure,
             "time_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
             "memory_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _load(genome: Genome, scratch: Path) -> Agent:
+    """The genome's Agent: a single file straight from memory, a package from scratch files."""
+    if genome.is_package:
+        return load_agent(genome.write_to(scratch / genome.id, durable=False))
+    [(name, text)] = genome.sources.items()
+    return load_agent_source(text, str(scratch / genome.id / name))
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:

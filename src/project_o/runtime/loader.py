@@ -4,6 +4,8 @@
 
     path ─► agent.py             ─► module "project_o_agent_<n>_agent"
          └► pkg/ (__init__.py)   ─► package "project_o_agent_<n>_pkg" (relative imports work)
+    text, filename               ─► module "project_o_agent_<n>_<stem>", never on disk
+                                    (load_agent_source: an evaluator's single-file candidates)
                                       │
                                       ▼
          module.agent if it is an Agent, else the single Agent among its globals
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import linecache
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Final
@@ -30,7 +34,7 @@ from typing import Final
 from project_o.agent.dsl import Agent
 from project_o.errors import AgentLoadError
 
-__all__ = ["AGENT_ATTRIBUTE", "find_agent", "load_agent"]
+__all__ = ["AGENT_ATTRIBUTE", "find_agent", "load_agent", "load_agent_source"]
 
 #: the module attribute looked up first
 AGENT_ATTRIBUTE: Final = "agent"
@@ -50,6 +54,25 @@ def load_agent(path: str | Path) -> Agent:
     init, search = _entry_point(source)
     module = _import(source, init, search)
     return find_agent(module, source)
+
+
+def load_agent_source(text: str, filename: str) -> Agent:
+    """Run one file's agent code from memory and return its Agent (errors as :func:`load_agent`).
+
+    Nothing touches the disk: the code is compiled with ``filename`` as its
+    name and registered with :mod:`linecache`, so tracebacks still show its
+    lines. For single-file agents only (a package needs its files for
+    relative imports); ``__file__`` names a file that need not exist.
+    """
+    name = f"{_MODULE_PREFIX}_{next(_counter)}_{_identifier(Path(filename).stem)}"
+    module = ModuleType(name)
+    module.__file__ = filename
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+
+    def run() -> None:
+        exec(compile(text, filename, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+
+    return find_agent(_execute(name, module, run, filename), filename)
 
 
 def find_agent(module: ModuleType, source: Path | str = "") -> Agent:
@@ -107,14 +130,20 @@ def _import(source: Path, init: Path, search: list[str] | None) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=search)
     if spec is None or spec.loader is None:
         raise AgentLoadError(f"cannot build an import spec for {init}")
-    module = importlib.util.module_from_spec(spec)
+    module, loader = importlib.util.module_from_spec(spec), spec.loader
     if search is None and str(source.parent) not in sys.path:
         sys.path.insert(0, str(source.parent))
+    return _execute(name, module, lambda: loader.exec_module(module), source)
+
+
+def _execute(name: str, module: ModuleType, run: Callable[[], None],
+             source: Path | str) -> ModuleType:
+    """Run a module's code with the module registered; import errors become AgentLoadError."""
     # Registered before execution, as a normal import does: dataclasses,
     # pickle and relative imports look the module up by name.
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        run()
     except BaseException as exc:
         sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):

@@ -2,12 +2,15 @@
 
 Each operator works the same way::
 
-    parent ─► evolvable functions ─► every site, in every function (a deterministic list)
-                                          │ rng picks one
+    parent ─► evolvable functions ─► scan of each (function_scan: parsed once per text)
+                                          │ every site, in every function (a deterministic
+                                          │ list, cached per operator); rng picks one
                                           ▼
-          fresh parse of that function ─► mutate the site in place ─► ast.unparse(def)
+          text edit: replace the site's characters        (constants, operators of equal
+                     (formatting and comments kept)        precedence, donor expressions)
+          or rewrite: fresh parse ─► change the tree ─► ast.unparse(def)      (the rest)
                                           │
-          splice into the file (other lines untouched) ─► compile() ─► child
+          compile(new def) ─► splice into the file (other lines untouched) ─► child
                       └── no-op, or does not compile: pick another site (MAX_ATTEMPTS)
 
     mut_ast_constant   ints ±1; floats × (1 + N(0, 0.1²)) or + N(0, 0.1²·max(|x|, 1)²)
@@ -20,6 +23,13 @@ Each operator works the same way::
                        evolvable function of a donor genome (the parent's other
                        evolvable functions when no donor is given)
 
+A text edit is used only where it means exactly what the tree change
+would: an operator swapped for one of the same precedence, an expression
+put in parentheses unless precedence makes them unnecessary. Anything
+else (and any function holding an f-string, whose inner positions Python
+3.11 reports unreliably) takes the rewrite. Both draw the same random
+numbers for the same site, so a seed decides the child either way.
+
 Every child compiles; none is guaranteed to run — that is what shadows and
 evaluators are for. Docstrings are never touched.
 """
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,10 +50,10 @@ from project_o.evolution.operators.evolvables import (
     EvolvableFunction,
     FunctionNode,
     find_evolvables,
-    function_node,
-    function_nodes,
+    inherit,
     splice,
 )
+from project_o.evolution.operators.function_scan import SCAN_CACHE_SIZE, FunctionScan, scan
 
 __all__ = [
     "AST_OPERATORS",
@@ -72,6 +83,35 @@ for _a, _b in [
 ]:
     _SWAPS[_a], _SWAPS[_b] = _b, _a
 
+#: operator tokens, for swapping in the text
+_TOKENS: dict[type[ast.AST], str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
+    ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&", ast.BitOr: "|", ast.Lt: "<",
+    ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is",
+    ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.UAdd: "+", ast.USub: "-",
+}
+#: binary swaps whose partner binds exactly as tightly (& and | do not)
+_SAME_LEVEL_SWAPS = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
+                               ast.LShift, ast.RShift})
+#: Python's binding strength of binary operators (the language reference's table)
+_BINARY_PRECEDENCE: dict[type[ast.AST], int] = {
+    ast.BitOr: 1, ast.BitXor: 2, ast.BitAnd: 3, ast.LShift: 4, ast.RShift: 4, ast.Add: 5,
+    ast.Sub: 5, ast.Mult: 6, ast.MatMult: 6, ast.Div: 6, ast.FloorDiv: 6, ast.Mod: 6,
+    ast.Pow: 8,
+}
+#: unary +, -, ~: between the multiplicative operators and **
+_UNARY_PRECEDENCE = 7
+
+#: expressions written as they are anywhere: nothing can bind into them
+_ATOMS = (ast.Name, ast.Constant, ast.Attribute, ast.Subscript, ast.Call, ast.List, ast.Dict,
+          ast.Set, ast.ListComp, ast.SetComp, ast.DictComp)
+#: expressions that need parentheses wherever they are put
+_NEEDS_PARENS = (ast.Tuple, ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.GeneratorExp)
+#: (owner, field) where a value stands alone: a statement's value, a call's argument
+_FREE_OWNERS = (ast.Return, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Call,
+                ast.keyword)
+_FREE_FIELDS = frozenset({"value", "args"})
+
 #: statements whose copy right after them would never run
 _TERMINATORS = (ast.Return, ast.Raise, ast.Continue, ast.Break, ast.Pass)
 
@@ -98,56 +138,73 @@ class _Slot:
             getattr(self.owner, self.field)[self.index] = new
 
 
+class _Fallback:
+    """Returned by :meth:`_AstMutation._edit` when only a tree rewrite is exact."""
+
+
+_FALLBACK = _Fallback()
+
+#: a new def text, the details for the lineage, and the donor genomes used
+_Edit = tuple[str, dict[str, Any], Sequence[Genome]]
+
+
 class _AstMutation(OperatorBase):
-    """Template: list sites, pick one, mutate a fresh parse of its function, check, splice."""
+    """Template: list sites, pick one, edit its text or rewrite its tree, check, splice."""
 
     def _propose(self, parent: Genome, rng: random.Random, donors: Sequence[Genome]) -> Genome:
         functions = find_evolvables(parent)
         if not functions:
             raise NoChild("the agent has no @agent.evolvable function to mutate")
-        sites = [(fn, k) for fn, count in self._counts(parent, functions)
-                 for k in range(count)]
+        sites = []
+        for fn in functions:
+            found = scan(parent.sources[fn.path], fn)
+            sites += [(fn, found, k) for k in range(len(found.sites(self.name, self._sites)))]
         if not sites:
             raise NoChild(f"no site for this mutation in {len(functions)} evolvable function(s)")
         for _ in range(MAX_ATTEMPTS):
-            fn, k = sites[rng.randrange(len(sites))]
-            child = self._attempt(parent, fn, k, rng, donors)
+            fn, found, k = sites[rng.randrange(len(sites))]
+            child = self._attempt(parent, fn, found, k, rng, donors)
             if child is not None:
                 return child
         raise NoChild(f"no attempt out of {MAX_ATTEMPTS} gave a changed, compiling function")
 
-    def _counts(self, parent: Genome, functions: list[EvolvableFunction],
-                ) -> list[tuple[EvolvableFunction, int]]:
-        """Sites per function, parsing each file once."""
-        nodes = {path: function_nodes(parent.sources[path], path)
-                 for path in {fn.path for fn in functions}}
-        return [(fn, len(self._sites(nodes[fn.path][fn.qualname]))) for fn in functions]
+    def _attempt(self, parent: Genome, fn: EvolvableFunction, found: FunctionScan, k: int,
+                 rng: random.Random, donors: Sequence[Genome]) -> Genome | None:
+        site = found.sites(self.name, self._sites)[k]
+        edit = _FALLBACK if found.has_fstring else self._edit(found, site, rng, parent, fn,
+                                                              donors)
+        if isinstance(edit, _Fallback):
+            edit = self._rewrite(found, k, rng, parent, fn, donors)
+        if edit is None:
+            return None
+        new_def, details, used = edit
+        if new_def == found.text or syntax_problem({fn.path: new_def}) is not None:
+            return None
+        sources = {**parent.sources, fn.path: splice(parent.sources[fn.path], fn, new_def)}
+        inherit(parent.sources, sources, fn, found.text, new_def)
+        return parent.derive(operator=self.name, sources=sources, donors=used,
+                             details={"function": fn.key, **details})
 
-    def _attempt(self, parent: Genome, fn: EvolvableFunction, k: int, rng: random.Random,
-                 donors: Sequence[Genome]) -> Genome | None:
-        text = parent.sources[fn.path]
-        node = function_node(text, fn)
-        before = ast.unparse(node)
+    def _rewrite(self, found: FunctionScan, k: int, rng: random.Random, parent: Genome,
+                 fn: EvolvableFunction, donors: Sequence[Genome]) -> _Edit | None:
+        """Change site ``k`` of a fresh tree and print the def again."""
+        node = found.fresh()
         outcome = self._mutate(node, self._sites(node)[k], rng, parent, fn, donors)
         if outcome is None:
             return None
-        details, used = outcome
-        ast.fix_missing_locations(node)
-        try:
-            after = ast.unparse(node)
-        except (ValueError, TypeError, AttributeError, RecursionError):
-            return None  # a tree unparse cannot print is not code
-        if after == before:
-            return None
-        new_text = splice(text, fn, after)
-        if syntax_problem({fn.path: new_text}) is not None:
-            return None
-        details = {"function": fn.key, **details}
-        return parent.derive(operator=self.name, sources={**parent.sources, fn.path: new_text},
-                             donors=used, details=details)
+        return _unparsed(node, found, *outcome)
 
     def _sites(self, node: FunctionNode) -> list[Any]:
         raise NotImplementedError
+
+    def _edit(self, found: FunctionScan, site: Any, rng: random.Random, parent: Genome,
+              fn: EvolvableFunction, donors: Sequence[Genome]) -> _Edit | None | _Fallback:
+        """The child's def by editing text at ``site`` (of the shared, unchanged tree).
+
+        Must draw from ``rng`` exactly as :meth:`_mutate` would. The default
+        defers to the rewrite.
+        """
+        return _FALLBACK
 
     def _mutate(self, node: FunctionNode, site: Any, rng: random.Random, parent: Genome,
                 fn: EvolvableFunction, donors: Sequence[Genome],
@@ -165,17 +222,21 @@ class ConstantPerturbation(_AstMutation):
         return [n for n in _body_nodes(node) if isinstance(n, ast.Constant)
                 and isinstance(n.value, int | float) and not isinstance(n.value, bool)]
 
-    def _mutate(self, node: FunctionNode, site: ast.Constant, rng: random.Random, *_: Any,
+    def _edit(self, found: FunctionScan, site: ast.Constant, rng: random.Random,
+              parent: Genome, fn: EvolvableFunction, donors: Sequence[Genome]) -> _Edit:
+        new = _nudged(site.value, rng)
+        literal = ast.unparse(ast.Constant(new))
+        literal = f"({literal})" if literal.startswith("-") else literal
+        start, end = found.span(site)
+        return (found.replace([(start, end, literal)]),
+                {"line": _line(fn, site), "change": f"{site.value!r} -> {new!r}"}, ())
+
+    def _mutate(self, node: FunctionNode, site: ast.Constant, rng: random.Random,
+                parent: Genome, fn: EvolvableFunction, *_: Any,
                 ) -> tuple[dict[str, Any], Sequence[Genome]]:
         old: Any = site.value  # an int or float: _sites() only yields those
-        if isinstance(old, int):
-            new: float = old + rng.choice((-1, 1))
-        elif rng.random() < 0.5 and old != 0:
-            new = _round(old * (1.0 + rng.gauss(0.0, FLOAT_SIGMA)))
-        else:
-            new = _round(old + rng.gauss(0.0, FLOAT_SIGMA * max(abs(old), 1.0)))
-        site.value = new
-        return {"line": site.lineno, "change": f"{old!r} -> {new!r}"}, ()
+        site.value = _nudged(old, rng)
+        return {"line": _line(fn, site), "change": f"{old!r} -> {site.value!r}"}, ()
 
 
 class OperatorSwap(_AstMutation):
@@ -193,8 +254,23 @@ class OperatorSwap(_AstMutation):
                 sites += [(n, i) for i, op in enumerate(n.ops) if type(op) in _SWAPS]
         return sites
 
+    def _edit(self, found: FunctionScan, site: tuple[Any, int | None], rng: random.Random,
+              parent: Genome, fn: EvolvableFunction, donors: Sequence[Genome],
+              ) -> _Edit | _Fallback:
+        owner, index = site
+        old = owner.op if index is None else owner.ops[index]
+        where = _operator_span(found, owner, index)
+        if where is None:
+            return _FALLBACK
+        new = _SWAPS[type(old)]
+        token = _TOKENS[new] + ("=" if isinstance(owner, ast.AugAssign) else "")
+        return (found.replace([(*where, token)]),
+                {"line": _line(fn, owner), "change": f"{type(old).__name__} -> {new.__name__}"},
+                ())
+
     def _mutate(self, node: FunctionNode, site: tuple[Any, int | None], rng: random.Random,
-                *_: Any) -> tuple[dict[str, Any], Sequence[Genome]]:
+                parent: Genome, fn: EvolvableFunction, *_: Any,
+                ) -> tuple[dict[str, Any], Sequence[Genome]]:
         owner, index = site
         old = owner.op if index is None else owner.ops[index]
         new = _SWAPS[type(old)]()
@@ -203,7 +279,7 @@ class OperatorSwap(_AstMutation):
         else:
             owner.ops[index] = new
         change = f"{type(old).__name__} -> {type(new).__name__}"
-        return {"line": owner.lineno, "change": change}, ()
+        return {"line": _line(fn, owner), "change": change}, ()
 
 
 class StatementDeletion(_AstMutation):
@@ -214,11 +290,11 @@ class StatementDeletion(_AstMutation):
     def _sites(self, node: FunctionNode) -> list[_Slot]:
         return [s for s in _statement_slots(node) if len(getattr(s.owner, s.field)) >= 2]
 
-    def _mutate(self, node: FunctionNode, site: _Slot, *_: Any,
-                ) -> tuple[dict[str, Any], Sequence[Genome]]:
+    def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
+                fn: EvolvableFunction, *_: Any) -> tuple[dict[str, Any], Sequence[Genome]]:
         assert site.index is not None  # statement slots are list items
         removed = getattr(site.owner, site.field).pop(site.index)
-        return {"line": removed.lineno, "change": f"deleted {_brief(removed)}"}, ()
+        return {"line": _line(fn, removed), "change": f"deleted {_brief(removed)}"}, ()
 
 
 class StatementDuplication(_AstMutation):
@@ -229,12 +305,12 @@ class StatementDuplication(_AstMutation):
     def _sites(self, node: FunctionNode) -> list[_Slot]:
         return [s for s in _statement_slots(node) if not isinstance(s.get(), _TERMINATORS)]
 
-    def _mutate(self, node: FunctionNode, site: _Slot, *_: Any,
-                ) -> tuple[dict[str, Any], Sequence[Genome]]:
+    def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
+                fn: EvolvableFunction, *_: Any) -> tuple[dict[str, Any], Sequence[Genome]]:
         assert site.index is not None  # statement slots are list items
         statement = site.get()
         getattr(site.owner, site.field).insert(site.index + 1, copy.deepcopy(statement))
-        return {"line": statement.lineno, "change": f"duplicated {_brief(statement)}"}, ()
+        return {"line": _line(fn, statement), "change": f"duplicated {_brief(statement)}"}, ()
 
 
 class StatementReorder(_AstMutation):
@@ -246,14 +322,14 @@ class StatementReorder(_AstMutation):
         return [s for s in _statement_slots(node)
                 if s.index is not None and s.index + 1 < len(getattr(s.owner, s.field))]
 
-    def _mutate(self, node: FunctionNode, site: _Slot, *_: Any,
-                ) -> tuple[dict[str, Any], Sequence[Genome]]:
+    def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
+                fn: EvolvableFunction, *_: Any) -> tuple[dict[str, Any], Sequence[Genome]]:
         body, i = getattr(site.owner, site.field), site.index
         assert i is not None  # statement slots are list items
         first, second = body[i], body[i + 1]
         body[i], body[i + 1] = second, first
-        return {"line": first.lineno,
-                "change": f"swapped lines {first.lineno} and {second.lineno}"}, ()
+        lines = _line(fn, first), _line(fn, second)
+        return {"line": lines[0], "change": f"swapped lines {lines[0]} and {lines[1]}"}, ()
 
 
 class DonorSubtree(_AstMutation):
@@ -264,26 +340,42 @@ class DonorSubtree(_AstMutation):
     def _sites(self, node: FunctionNode) -> list[_Slot]:
         return _expression_slots(node) + _statement_slots(node)
 
-    def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
-                fn: EvolvableFunction, donors: Sequence[Genome],
-                ) -> tuple[dict[str, Any], Sequence[Genome]] | None:
-        want = ast.stmt if isinstance(site.get(), ast.stmt) else ast.expr
-        material = [(g, f, piece) for g, f, piece in _donor_material(parent, fn, donors)
-                    if isinstance(piece, want)]
-        if not material:
-            return None
-        donor, donor_fn, piece = material[rng.randrange(len(material))]
-        old = site.get()
-        site.set(copy.deepcopy(piece))
-        details = {"line": getattr(old, "lineno", fn.start), "donor": donor.id,
-                   "donor_function": donor_fn.key,
-                   "change": f"{_brief(old)} -> {_brief(piece)}"}
-        return details, ([donor] if donor.id != parent.id else [])
-
     def _propose(self, parent: Genome, rng: random.Random, donors: Sequence[Genome]) -> Genome:
         if not donors and len(find_evolvables(parent)) == 1:
             raise NoChild("no donor evolvable function to take code from; pass donors")
         return super()._propose(parent, rng, donors)
+
+    def _edit(self, found: FunctionScan, site: _Slot, rng: random.Random, parent: Genome,
+              fn: EvolvableFunction, donors: Sequence[Genome]) -> _Edit | None | _Fallback:
+        old = site.get()
+        if isinstance(old, ast.GeneratorExp) or getattr(old, "decorator_list", None):
+            return _FALLBACK  # the span of a genexp may hold "()"; one of a def, no decorators
+        choice = _pick_piece(old, rng, parent, fn, donors)
+        if choice is None:
+            return None
+        donor, donor_fn, piece, where = choice
+        details, used = _donor_details(old, donor, donor_fn, piece, where, parent, fn)
+        text = where.source(piece)
+        if where.has_fstring or isinstance(piece, ast.GeneratorExp) \
+                or (isinstance(piece, ast.stmt) and "\n" in text):
+            # Its text cannot be cut out exactly, or would need re-indenting: graft the tree.
+            node = found.fresh()
+            self._sites(node)[found.sites(self.name, self._sites).index(site)].set(piece)
+            return _unparsed(node, found, details, used)
+        start, end = found.span(old)
+        fitted = text if isinstance(piece, ast.stmt) else _fitted(text, piece, site)
+        return found.replace([(start, end, fitted)]), details, used
+
+    def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
+                fn: EvolvableFunction, donors: Sequence[Genome],
+                ) -> tuple[dict[str, Any], Sequence[Genome]] | None:
+        old = site.get()
+        choice = _pick_piece(old, rng, parent, fn, donors)
+        if choice is None:
+            return None
+        donor, donor_fn, piece, where = choice
+        site.set(copy.deepcopy(piece))
+        return _donor_details(old, donor, donor_fn, piece, where, parent, fn)
 
 
 #: the AST operator classes, in a stable order (default_operators() makes one of each)
@@ -341,28 +433,143 @@ def _portable(node: object) -> bool:
         and isinstance(getattr(node, "ctx", ast.Load()), ast.Load)
 
 
-_Piece = tuple[Genome, EvolvableFunction, ast.AST]
+_Piece = tuple[Genome, EvolvableFunction, ast.AST, FunctionScan]
+
+#: a function's donor pieces of each kind, listed once per scan
+_PIECE_FINDERS: dict[str, Any] = {
+    "expr": lambda node: [slot.get() for slot in _expression_slots(node)],
+    "stmt": lambda node: [slot.get() for slot in _statement_slots(node)],
+}
 
 
 def _donor_material(parent: Genome, target: EvolvableFunction | None,
-                    donors: Sequence[Genome]) -> Iterator[_Piece]:
-    """(genome, function, piece) for each portable expression and statement of the donors."""
-    pool = list(donors) or [parent]
-    for genome in pool:
-        for fn in find_evolvables(genome):
-            if genome.id == parent.id and target is not None and fn.key == target.key:
-                continue  # a function is not its own donor
-            node = function_node(genome.sources[fn.path], fn)
-            for slot in _expression_slots(node) + _statement_slots(node):
-                yield genome, fn, slot.get()
+                    donors: Sequence[Genome], kind: str) -> list[_Piece]:
+    """(genome, function, piece, its scan) for each portable ``kind`` piece of the donors.
+
+    ``kind`` is ``"expr"`` or ``"stmt"``. Pieces belong to shared scans:
+    copy one before it joins a tree that lives on.
+    """
+    material: list[_Piece] = []
+    for genome in list(donors) or [parent]:
+        # A function is not its own donor.
+        skip = target.key if genome.id == parent.id and target is not None else ""
+        material += _pieces(genome, skip, kind)
+    return material
+
+
+@functools.lru_cache(maxsize=SCAN_CACHE_SIZE)
+def _pieces(genome: Genome, skip: str, kind: str) -> tuple[_Piece, ...]:
+    """The ``kind`` pieces of ``genome``'s evolvable functions but ``skip`` (a key)."""
+    return tuple((genome, fn, piece, found) for fn in find_evolvables(genome) if fn.key != skip
+                 for found in [scan(genome.sources[fn.path], fn)]
+                 for piece in found.sites(f"pieces:{kind}", _PIECE_FINDERS[kind]))
+
+
+def _pick_piece(old: ast.AST, rng: random.Random, parent: Genome, fn: EvolvableFunction,
+                donors: Sequence[Genome]) -> _Piece | None:
+    """A donor piece of the same kind as ``old`` (a statement or an expression), or None."""
+    material = _donor_material(parent, fn, donors, "stmt" if isinstance(old, ast.stmt)
+                               else "expr")
+    return material[rng.randrange(len(material))] if material else None
+
+
+def _donor_details(old: ast.AST, donor: Genome, donor_fn: EvolvableFunction, piece: ast.AST,
+                   where: FunctionScan, parent: Genome, fn: EvolvableFunction,
+                   ) -> tuple[dict[str, Any], Sequence[Genome]]:
+    # ``old`` comes from a parse of the parent's segment, ``piece`` from the donor's scan:
+    # both can be quoted from their text, which is cheaper than printing them.
+    mine = scan(parent.sources[fn.path], fn)
+    details = {"line": _line(fn, old), "donor": donor.id, "donor_function": donor_fn.key,
+               "change": f"{_brief_text(mine.source(old))} -> {_brief_text(where.source(piece))}"}
+    return details, ([donor] if donor.id != parent.id else [])
+
+
+def _fitted(text: str, piece: ast.AST, slot: _Slot) -> str:
+    """``text`` of ``piece`` as it must be written at ``slot``: in parentheses unless safe."""
+    if "\n" in text or isinstance(piece, _NEEDS_PARENS):
+        return f"({text})"
+    if isinstance(piece, _ATOMS):
+        return text
+    owner = slot.owner
+    if isinstance(owner, _FREE_OWNERS) and slot.field in _FREE_FIELDS:
+        return text  # a whole value or argument: nothing binds to it from outside
+    if isinstance(owner, ast.BinOp) and isinstance(piece, ast.BinOp | ast.UnaryOp):
+        outer, inner = _precedence(owner), _precedence(piece)
+        right_assoc = isinstance(owner.op, ast.Pow)
+        if inner > outer or (inner == outer and (slot.field == "right") == right_assoc):
+            return text
+    return f"({text})"
+
+
+def _precedence(node: ast.BinOp | ast.UnaryOp) -> int:
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY_PRECEDENCE if not isinstance(node.op, ast.Not) else 0
+    return _BINARY_PRECEDENCE[type(node.op)]
+
+
+def _operator_span(found: FunctionScan, owner: Any, index: int | None) -> tuple[int, int] | None:
+    """Where the operator token of ``owner`` is in the text, if a swap there is exact."""
+    op = owner.op if index is None else owner.ops[index]
+    if type(op) not in _TOKENS:
+        return None  # and / or: one BoolOp may hold several, and they bind differently
+    if isinstance(owner, ast.UnaryOp):
+        start = found.span(owner)[0]
+        return (start, start + 1) if found.text[start] == _TOKENS[type(op)] else None
+    if isinstance(owner, ast.BinOp) and type(op) not in _SAME_LEVEL_SWAPS:
+        return None  # & and | bind differently: the tree would need new parentheses
+    if isinstance(owner, ast.Compare):
+        left = owner.left if index == 0 else owner.comparators[index - 1]  # type: ignore[operator]
+        right = owner.comparators[index]  # type: ignore[index]
+    else:
+        left, right = (owner.target, owner.value) if isinstance(owner, ast.AugAssign) \
+            else (owner.left, owner.right)
+    start, end = found.span(left)[1], found.span(right)[0]
+    gap = found.text[start:end]
+    words = gap.replace("(", " ").replace(")", " ").split()
+    expected = _TOKENS[type(op)] + ("=" if isinstance(owner, ast.AugAssign) else "")
+    if " ".join(words) != expected:
+        return None  # a comment or a line continuation sits in between
+    first = gap.index(words[0])
+    last = gap.rindex(words[-1]) + len(words[-1])
+    return start + first, start + last
+
+
+def _unparsed(node: FunctionNode, found: FunctionScan, details: dict[str, Any],
+              used: Sequence[Genome]) -> _Edit | None:
+    """The rewritten def as text, or None if it cannot be printed or did not change."""
+    ast.fix_missing_locations(node)
+    try:
+        after = ast.unparse(node)
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return None  # a tree unparse cannot print is not code
+    return None if after == found.normalized else (after, details, used)
+
+
+def _nudged(old: float, rng: random.Random) -> float:
+    if isinstance(old, int):
+        return old + rng.choice((-1, 1))
+    if rng.random() < 0.5 and old != 0:
+        return _round(old * (1.0 + rng.gauss(0.0, FLOAT_SIGMA)))
+    return _round(old + rng.gauss(0.0, FLOAT_SIGMA * max(abs(old), 1.0)))
+
+
+def _line(fn: EvolvableFunction, node: ast.AST) -> int:
+    """The file line of a node parsed from ``fn``'s segment (whose line 1 is ``fn.start``)."""
+    return fn.start - 1 + int(getattr(node, "lineno", 1))
 
 
 def _brief(node: ast.AST, limit: int = 60) -> str:
     try:
-        text = ast.unparse(node).splitlines()[0]
-    except (ValueError, TypeError, AttributeError, IndexError):
+        text = ast.unparse(node)
+    except (ValueError, TypeError, AttributeError):
         text = type(node).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return _brief_text(text, limit)
+
+
+def _brief_text(text: str, limit: int = 60) -> str:
+    """The first line of ``text``, cut to ``limit`` characters."""
+    line = text.strip().split("\n", 1)[0]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _round(value: float) -> float:

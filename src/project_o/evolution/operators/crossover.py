@@ -26,6 +26,7 @@ from project_o.evolution.operators.base import NoChild, OperatorBase, syntax_pro
 from project_o.evolution.operators.evolvables import (
     EvolvableFunction,
     find_evolvables,
+    inherit,
     segment,
     splice,
 )
@@ -80,6 +81,10 @@ class FunctionCrossover(_Crossover):
         for key in sorted(taken, key=lambda k: (mine[k].path, -mine[k].start)):
             fn = mine[key]
             sources[fn.path] = splice(sources[fn.path], fn, _text(other, theirs[key]))
+        if len(taken) == 1:
+            [key] = taken
+            inherit(parent.sources, sources, mine[key], _text(parent, mine[key]),
+                    _text(other, theirs[key]))
         problem = syntax_problem(sources)
         if problem is not None:
             raise NoChild(f"the combined code does not compile: {problem}")

@@ -13,28 +13,28 @@ the rest of the file survive a mutation (``ast.unparse`` of the whole
 module would drop every comment). A function that shares a line with other
 code (``def f(): ...; x = 1``) cannot be cut out cleanly and is skipped.
 
-Scans are remembered per content (an LRU of ``_CACHE_SIZE`` genomes):
-parsing dominates an operator's cost, and a GA applies many operators to
-the same parents.
+Scans are remembered per content (:data:`EVOLVABLES`): parsing dominates
+an operator's cost, and a GA applies many operators to the same parents.
+An operator that rewrote one function body calls :func:`inherit`, so the
+child's declarations are the parent's, shifted, instead of a new parse.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from project_o.evolution.genome import Genome
-from project_o.evolution.operators.params import agent_names
+from project_o.evolution.operators.content_cache import ContentCache
+from project_o.evolution.operators.params import AGENT_NAMES, PARAM_SPECS, agent_names
 
 __all__ = [
     "EVOLVABLE_DECORATOR",
     "EvolvableFunction",
     "find_evolvables",
-    "function_node",
-    "function_nodes",
+    "inherit",
     "segment",
     "splice",
 ]
@@ -47,8 +47,8 @@ FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 #: nodes whose children may be statements (the only place a def can be)
 _HOLDS_STATEMENTS = (ast.stmt, ast.excepthandler, ast.match_case)
 
-#: genomes whose scan results are remembered: a GA generation's worth of parents
-_CACHE_SIZE = 512
+#: words whose appearance in a rewritten def could change what the file declares
+_DECLARING_WORDS = (EVOLVABLE_DECORATOR, "Agent", "param")
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,40 @@ class EvolvableFunction:
 def find_evolvables(genome: Genome | Mapping[str, str]) -> list[EvolvableFunction]:
     """The evolvable functions of a genome, in file then line order."""
     sources = genome.sources if isinstance(genome, Genome) else genome
-    return list(_find_cached(tuple(sorted(sources.items()))))
+    return list(EVOLVABLES.get(sources))
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _find_cached(items: tuple[tuple[str, str], ...]) -> tuple[EvolvableFunction, ...]:
-    sources = dict(items)
+def inherit(parent: Mapping[str, str], child: Mapping[str, str], function: EvolvableFunction,
+            old_def: str, new_def: str) -> None:
+    """Tell the caches that ``child`` is ``parent`` with ``function``'s def rewritten.
+
+    Its evolvable functions are then the parent's with later lines shifted,
+    and its agent names and param declarations the parent's, unless the
+    rewrite could have changed a declaration (a declaring word appears a
+    different number of times, or another evolvable lies inside the def).
+    """
+    functions = EVOLVABLES.peek(parent)
+    if functions is None or any(old_def.count(w) != new_def.count(w) for w in _DECLARING_WORDS):
+        return
+    if any(f.path == function.path and function.start < f.start <= function.end
+           for f in functions):
+        return
+    end = function.start + new_def.rstrip("\n").count("\n")
+    shift = end - function.end
+    EVOLVABLES.put(child, tuple(
+        f if f.path != function.path or f.start < function.start
+        else replace(f, end=end) if f == function
+        else replace(f, start=f.start + shift, end=f.end + shift) for f in functions))
+    for cache in (AGENT_NAMES, PARAM_SPECS):
+        known = cache.peek(parent)
+        if known is not None:
+            cache.put(child, known)  # type: ignore[arg-type]
+
+
+def _find(sources: Mapping[str, str]) -> tuple[EvolvableFunction, ...]:
     receivers = agent_names(sources)
     found: list[EvolvableFunction] = []
-    for path, text in items:
+    for path, text in sorted(sources.items()):
         tree = _parse(path, text)
         if tree is None:
             continue
@@ -89,14 +114,8 @@ def _find_cached(items: tuple[tuple[str, str], ...]) -> tuple[EvolvableFunction,
     return tuple(found)
 
 
-def function_node(text: str, function: EvolvableFunction) -> FunctionNode:
-    """A fresh parse of ``function``'s def in ``text`` (safe to mutate in place)."""
-    return function_nodes(text, function.path)[function.qualname]
-
-
-def function_nodes(text: str, path: str = "<agent>") -> dict[str, FunctionNode]:
-    """Every def in a fresh parse of ``text``, by dotted name."""
-    return dict(_functions(ast.parse(text, path)))
+#: the evolvable functions of each genome's sources (see :func:`inherit`)
+EVOLVABLES: ContentCache[tuple[EvolvableFunction, ...]] = ContentCache(_find)
 
 
 def segment(text: str, function: EvolvableFunction) -> str:

@@ -26,7 +26,6 @@ default, so the same behaviour always gets the same genome id.
 from __future__ import annotations
 
 import ast
-import functools
 import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Any, ClassVar
 
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators.base import NoChild, OperatorBase
+from project_o.evolution.operators.content_cache import ContentCache
 
 __all__ = [
     "DEFAULT_SIGMA",
@@ -57,8 +57,6 @@ _PARAM_METHOD = "param"
 _DEFAULT_AGENT_NAME = "agent"
 _AGENT_CLASS = "Agent"
 
-#: genomes whose declarations are remembered (parsing dominates an operator's cost)
-_CACHE_SIZE = 512
 
 #: significant digits kept for mutated floats, so the source and the catalog stay readable
 _FLOAT_DIGITS = 6
@@ -110,13 +108,12 @@ class ParamSpec:
 
 def agent_names(sources: Mapping[str, str]) -> set[str]:
     """Names bound to ``Agent(...)`` anywhere in ``sources``, plus ``agent``."""
-    return set(_agent_names_cached(tuple(sorted(sources.items()))))
+    return set(AGENT_NAMES.get(sources))
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _agent_names_cached(items: tuple[tuple[str, str], ...]) -> frozenset[str]:
+def _find_agent_names(sources: Mapping[str, str]) -> frozenset[str]:
     names = {_DEFAULT_AGENT_NAME}
-    for tree in _trees(dict(items)):
+    for tree in _trees(sources):
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign | ast.AnnAssign) and _is_agent_call(node.value):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -127,12 +124,10 @@ def _agent_names_cached(items: tuple[tuple[str, str], ...]) -> frozenset[str]:
 def param_specs(genome: Genome | Mapping[str, str]) -> list[ParamSpec]:
     """The param declarations in a genome's sources, in file then line order, unique by name."""
     sources = genome.sources if isinstance(genome, Genome) else genome
-    return list(_specs_cached(tuple(sorted(sources.items()))))
+    return list(PARAM_SPECS.get(sources))
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _specs_cached(items: tuple[tuple[str, str], ...]) -> tuple[ParamSpec, ...]:
-    sources = dict(items)
+def _find_specs(sources: Mapping[str, str]) -> tuple[ParamSpec, ...]:
     receivers = agent_names(sources)
     specs: dict[str, ParamSpec] = {}
     for tree in _trees(sources):
@@ -143,6 +138,11 @@ def _specs_cached(items: tuple[tuple[str, str], ...]) -> tuple[ParamSpec, ...]:
             if spec is not None and spec.name not in specs:
                 specs[spec.name] = spec
     return tuple(specs.values())
+
+
+#: what was read from each genome's sources (an operator may hand a child's over)
+AGENT_NAMES: ContentCache[frozenset[str]] = ContentCache(_find_agent_names)
+PARAM_SPECS: ContentCache[tuple[ParamSpec, ...]] = ContentCache(_find_specs)
 
 
 def declared_names(genome: Genome | Mapping[str, str]) -> set[str]:
