@@ -18,13 +18,29 @@
            whole suite) │ round budget │ wall-clock budget
     end:   the champion is promoted: its files are written, the summary reports it
 
-A match is one evaluation per genome through any
-:class:`~project_o.evolution.backends.EvaluationBackend`: a generated task
-file runs the original ``evaluate(agent)`` and then every input, each under
-a per-input alarm, and returns the outputs. The arbiter (this process) runs
-the task's ``check(input, output) -> bool | str`` on them, so candidate code
-never judges itself. A match that dies as a whole (a crash or a hang in C
-code) is replayed input by input to find the culprit.
+A match is one evaluation per genome on the same evaluators as the genetic
+algorithm: an :class:`~project_o.evolution.population.EvaluatorPool` here, or
+a :class:`~project_o.evolution.ray_population.RayPopulation` on a cluster.
+The referee starts them once per run on a task file of its own, and tells
+each match its inputs through a data file beside it::
+
+    scratch/match_task.py     written once: the evaluators' task, imported once (in the
+                              zygote): play_match(original task, agent, match.json)
+    scratch/original_task.py  -> the user's task file (a symlink; a copy on a Ray worker)
+    scratch/match.json        rewritten before each match: {"match": n, "inputs": [...],
+                              "timeout_s", "input_timeout_s"}
+
+In the evaluator, ``play_match`` runs the original ``evaluate(agent)`` under
+an alarm of ``timeout_s``, then every input under its own alarm, and returns
+the task's metrics plus the unjudged outputs. The arbiter (this process)
+runs the task's ``check(input, output) -> bool | str`` on them, so candidate
+code never judges itself. A match that dies as a whole (a crash, or a hang
+in C code the alarms cannot break) is replayed input by input to find the
+culprit. One pool for the whole run, because starting one (~0.3 s) costs
+more than a match of a small agent (~0.02 s). As in the pool, the sandbox
+contains accidents and runaway code: a candidate that deliberately rewrites
+``match.json`` can spoil the evaluations after its own in that match, never
+the judging (the referee keeps its own copy of the inputs).
 
 The task file (trusted user code) provides ``evaluate(agent)``,
 ``check(input, output)``, and seeds for red: ``EXAMPLES`` (a list of inputs),
@@ -34,40 +50,53 @@ choice comes from one ``random.Random(seed)``: the same seed, the same run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import random
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from types import ModuleType
+from typing import Any, Final, Protocol, Self
 
 from project_o.errors import InvalidArgument
-from project_o.evolution.backends import Evaluation, EvaluationBackend, load_task
 from project_o.evolution.bandit import OperatorBandit
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators import Operator, default_operators
+from project_o.evolution.population import EvaluatorPool
+from project_o.evolution.task import Evaluation, Task, load_task
 from project_o.evolution.validate import validate
 from project_o.vault.atomic import fsync_directory
 
 __all__ = [
     "DEFAULT_PATIENCE",
     "FINDINGS_FILE",
+    "MATCH_DATA",
+    "MATCH_TASK",
+    "ORIGINAL_TASK",
+    "OUTCOMES_METRIC",
     "AdversarialConfig",
     "AdversarialResult",
+    "Evaluators",
+    "EvaluatorsFactory",
     "Finding",
     "FindingStore",
     "RedTeam",
     "iter_findings",
     "judge",
+    "load_task_module",
+    "local_evaluators",
     "mutate",
+    "play_match",
+    "ray_evaluators",
     "run_adversarial",
-    "run_match",
 ]
 
 #: where findings live, under the vault directory (one JSON object per line)
@@ -78,6 +107,12 @@ DEFAULT_PATIENCE: Final = 3
 DEFAULT_INPUT_TIMEOUT_S: Final = 0.25
 #: new findings kept per round: enough to pin a bug class, few enough to stay a fast suite
 MAX_FINDINGS_PER_ROUND: Final = 3
+#: the referee's folder (see the module docstring)
+MATCH_TASK: Final = "match_task.py"
+ORIGINAL_TASK: Final = "original_task.py"
+MATCH_DATA: Final = "match.json"
+#: the metric a match carries its outputs in: one JSON text, since metrics are flat
+OUTCOMES_METRIC: Final = "match_outcomes"
 #: operator draws per child before giving up (some operators find no site in some code)
 _OPERATOR_TRIES: Final = 12
 #: inputs longer than this are cut by mutation (keeps findings readable and matches fast)
@@ -98,7 +133,7 @@ class Finding:
     """An input the champion failed at the time red found it."""
 
     input: Any
-    kind: str  # exception | timeout | gamed | wrong
+    kind: str  # exception | timeout | gamed | wrong (judged); crash | memory (a whole match)
     detail: str
     signature: str  # kind plus exception class: what "new" is measured by
     round: int
@@ -119,7 +154,8 @@ class FindingStore:
     """``VAULT/redteam/findings.jsonl``: append-only, each line fsynced before it counts."""
 
     def __init__(self, vault: str | Path) -> None:
-        self.path = Path(vault) / FINDINGS_FILE
+        self.vault = Path(vault)
+        self.path = self.vault / FINDINGS_FILE
 
     def load(self) -> list[Finding]:
         """Every stored finding; a torn last line (a crash mid-append) is ignored."""
@@ -239,37 +275,69 @@ def _mutate_list(items: list[Any], rng: random.Random) -> list[Any]:
     return items[:i]
 
 
-# -- matches: run in the sandbox, judged here ------------------------------
+# -- matches: played in the evaluators, judged here -------------------------
 
 
-class _InputTimeout(BaseException):
-    """Raised by the per-input alarm; a BaseException so agent code's except Exception misses it."""
+class _Alarm(BaseException):
+    """Raised by the match's own alarms; a BaseException so agent code's except Exception misses it."""
 
 
-def run_match(task: Any, client: Any, inputs: Sequence[Any], input_timeout_s: float,
-              ) -> dict[str, Any]:
-    """Inside the sandbox: the original evaluation, then every input; outputs unjudged."""
-    metrics = dict(task.evaluate(client))
-    outcomes = []
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+#: a whole-candidate alarm that came due during the match is re-armed this short: it still fires
+_OVERDUE_ALARM_S: Final = 0.001
+
+
+def play_match(task: Task, agent: Any, match_file: Path) -> dict[str, Any]:
+    """Inside the evaluator: the original evaluation, then every input of this match, unjudged.
+
+    Returns the task's metrics plus :data:`OUTCOMES_METRIC`, the JSON text
+    ``{"match": n, "outcomes": [...]}`` with one outcome per input:
+    ``{"output": ...}``, ``{"timeout": seconds}`` or ``{"error": class, "message": ...}``.
+    """
+    match = json.loads(match_file.read_text())
+    with _borrowed_alarm():
+        metrics = dict(_evaluate_original(task, agent, float(match["timeout_s"])))
+        outcomes = [_play_one(agent, value, float(match["input_timeout_s"]))
+                    for value in match["inputs"]]
+    report = {"match": match["match"], "outcomes": outcomes}
+    return {**metrics, OUTCOMES_METRIC: json.dumps(report, default=repr)}
+
+
+@contextlib.contextmanager
+def _borrowed_alarm() -> Iterator[None]:
+    """SIGALRM for the match's alarms; the evaluator's own is re-armed with what is left of it."""
+    left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _raise_alarm)
     try:
-        for value in inputs:
-            outcomes.append(_play_one(client, value, input_timeout_s))
+        yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    return {**metrics, "outcomes": outcomes}
+        if left > 0:
+            spent = time.monotonic() - started
+            signal.setitimer(signal.ITIMER_REAL, max(left - spent, _OVERDUE_ALARM_S))
 
 
-def _raise_timeout(signum: int, frame: Any) -> None:
-    raise _InputTimeout
+def _raise_alarm(signum: int, frame: Any) -> None:
+    raise _Alarm
 
 
-def _play_one(client: Any, value: Any, timeout_s: float) -> dict[str, Any]:
+def _evaluate_original(task: Task, agent: Any, timeout_s: float) -> Any:
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
-        return {"output": client.call(value)}
-    except _InputTimeout:
+        return task.evaluate(agent)
+    except _Alarm:
+        # An error, not a timeout: the original task failed, none of red's inputs did.
+        raise TimeoutError(f"the task's evaluate(agent) ran past its {timeout_s:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _play_one(agent: Any, value: Any, timeout_s: float) -> dict[str, Any]:
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return {"output": agent.call(value)}
+    except _Alarm:
         return {"timeout": timeout_s}
     except Exception as exc:  # noqa: BLE001 - what the agent raised is the outcome
         return {"error": type(exc).__name__, "message": str(exc)[:300]}
@@ -307,20 +375,72 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-_MATCH_TEMPLATE = '''"""A red/blue match, generated: the original task, then red's inputs."""
-import json
-from project_o.evolution.adversarial import run_match
-from project_o.evolution.backends import load_task
+_MATCH_TASK_SOURCE: Final = f'''"""A red/blue match, written by project_o.evolution.adversarial: do not edit.
 
-_TASK = load_task({task!r})
-SCORE_RANGE = getattr(_TASK, "SCORE_RANGE", None)
-with open({inputs!r}) as _file:
-    _INPUTS = json.load(_file)
+The evaluators import this once; the referee rewrites {MATCH_DATA} beside it
+before each match, and every evaluation reads its inputs from there.
+"""
+from pathlib import Path
+
+from project_o.evolution.adversarial import play_match
+from project_o.evolution.task import load_task
+
+_HERE = Path(__file__).parent
+_TASK = load_task(_HERE / {ORIGINAL_TASK!r})
+SCORE_BOUNDS = _TASK.score_bounds
 
 
 def evaluate(agent):
-    return run_match(_TASK, agent, _INPUTS, {timeout!r})
+    return play_match(_TASK, agent, _HERE / {MATCH_DATA!r})
 '''
+
+
+class Evaluators(Protocol):
+    """What the referee plays matches on: an EvaluatorPool, a RayPopulation."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def evaluate(self, genomes: Sequence[Genome]) -> dict[str, Evaluation]:
+        """Each distinct genome evaluated once; results by genome id."""
+        ...
+
+
+class EvaluatorsFactory(Protocol):
+    """Makes the evaluators of a task file (see :func:`local_evaluators`, :func:`ray_evaluators`).
+
+    ``data_files`` lie beside ``task`` and are read at each evaluation;
+    evaluators on other machines must ship them along.
+    """
+
+    def __call__(self, task: Path, *, timeout_s: float, memory_mb: int,
+                 data_files: Sequence[Path]) -> Evaluators: ...
+
+
+def local_evaluators(workers: int | None = None) -> EvaluatorsFactory:
+    """Matches on an :class:`EvaluatorPool` here (``workers``: default the CPU count)."""
+
+    def start(task: Path, *, timeout_s: float, memory_mb: int,
+              data_files: Sequence[Path]) -> Evaluators:
+        del data_files  # already beside the task, on this machine
+        return EvaluatorPool(task, workers=workers, timeout_s=timeout_s, memory_mb=memory_mb)
+
+    return start
+
+
+def ray_evaluators(address: str | None = None, *,
+                   num_cpus: int | None = None) -> EvaluatorsFactory:
+    """Matches on a :class:`RayPopulation` (``address`` None: a local cluster on 127.0.0.1)."""
+
+    def start(task: Path, *, timeout_s: float, memory_mb: int,
+              data_files: Sequence[Path]) -> Evaluators:
+        from project_o.evolution.ray_population import RayPopulation  # Ray is optional
+
+        return RayPopulation(task, address=address, timeout_s=timeout_s, memory_mb=memory_mb,
+                             num_cpus=num_cpus, data_files=data_files)
+
+    return start
 
 
 @dataclass
@@ -336,51 +456,60 @@ class _Verdict:
 
     @property
     def score(self) -> float:
-        metrics = self.evaluation.metrics
-        return float(metrics["score"]) if self.evaluation.ok and metrics else -math.inf
+        return self.evaluation.fitness
 
     @property
     def passed(self) -> int:
         return sum(f is None for f in self.failures) if self.alive else -1
 
 
-class _Referee:
-    """Plays genomes against inputs through a backend and judges the outputs."""
+#: the verdict on every input of a match whose outputs came back missing or altered
+_ALTERED: Final = ("gamed", "outcomes missing or altered", "gamed")
 
-    def __init__(self, task_path: Path, task: Any, backend: EvaluationBackend, scratch: Path,
-                 *, timeout_s: float, memory_mb: int, input_timeout_s: float) -> None:
-        self.task_path, self.task, self.backend, self.scratch = task_path, task, backend, scratch
-        self.timeout_s, self.memory_mb, self.input_timeout_s = timeout_s, memory_mb, \
-            input_timeout_s
+
+class _Referee:
+    """Plays genomes against inputs on the evaluators and judges the outputs here."""
+
+    def __init__(self, task: ModuleType, folder: Path, evaluators: Evaluators,
+                 config: AdversarialConfig) -> None:
+        self.task, self.folder, self.evaluators = task, folder, evaluators
+        self.timeout_s, self.input_timeout_s = config.timeout_s, config.input_timeout_s
         self._matches = 0
 
     def play(self, genomes: Sequence[Genome], inputs: Sequence[Any]) -> list[_Verdict]:
-        match = self._write_match(inputs)
-        # The whole-match timeout grows with the inputs: each may use its alarm in full.
-        budget = self.timeout_s + self.input_timeout_s * len(inputs)
-        evaluations = self.backend.evaluate(genomes, match, timeout_s=budget,
-                                            memory_mb=self.memory_mb)
-        return [self._verdict(e, inputs) for e in evaluations]
+        """Every genome against ``inputs``, in one match; verdicts in the order of ``genomes``."""
+        self._write_match(inputs)
+        results = self.evaluators.evaluate(genomes)
+        return [self._verdict(results[g.id], inputs) for g in genomes]
+
+    def _write_match(self, inputs: Sequence[Any]) -> None:
+        # No evaluator runs between matches (evaluate() has returned), so no reader sees
+        # a half-written file; the match number catches one that read a stale file.
+        self._matches += 1
+        match = {"match": self._matches, "inputs": list(inputs), "timeout_s": self.timeout_s,
+                 "input_timeout_s": self.input_timeout_s}
+        (self.folder / MATCH_DATA).write_text(json.dumps(match))
 
     def _verdict(self, evaluation: Evaluation, inputs: Sequence[Any]) -> _Verdict:
         if not evaluation.ok:
             return _Verdict(evaluation)
-        outcomes = evaluation.metrics.get("outcomes") if evaluation.metrics else None
-        if not isinstance(outcomes, list) or len(outcomes) != len(inputs):
-            return _Verdict(evaluation, [("gamed", "outcomes missing or altered", "gamed")]
-                            * len(inputs))
+        outcomes = self._outcomes(evaluation)
+        if outcomes is None or len(outcomes) != len(inputs):
+            return _Verdict(evaluation, [_ALTERED] * len(inputs))
         return _Verdict(evaluation, [judge(self.task, v, o) for v, o in zip(inputs, outcomes)])
 
-    def _write_match(self, inputs: Sequence[Any]) -> Path:
-        self._matches += 1
-        folder = self.scratch / f"match-{self._matches:05d}"
-        folder.mkdir(parents=True)
-        (folder / "inputs.json").write_text(json.dumps(list(inputs)))
-        match = folder / "match_task.py"
-        match.write_text(_MATCH_TEMPLATE.format(task=str(self.task_path),
-                                                inputs=str(folder / "inputs.json"),
-                                                timeout=self.input_timeout_s))
-        return match
+    def _outcomes(self, evaluation: Evaluation) -> list[dict[str, Any]] | None:
+        """The outputs of this match, or None when they are missing, stale or malformed."""
+        try:
+            report = json.loads(evaluation.metrics[OUTCOMES_METRIC])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(report, dict) or report.get("match") != self._matches:
+            return None
+        outcomes = report.get("outcomes")
+        if not isinstance(outcomes, list) or not all(isinstance(o, dict) for o in outcomes):
+            return None
+        return outcomes
 
     def probe(self, genome: Genome, inputs: Sequence[Any]) -> list[tuple[str, str, str] | None]:
         """Failures of ``genome`` on each input; a match that dies is replayed one by one."""
@@ -394,13 +523,38 @@ class _Referee:
         return results
 
 
+@contextlib.contextmanager
+def _open_referee(task_file: Path, task: ModuleType, folder: Path, config: AdversarialConfig,
+                  evaluators: EvaluatorsFactory, most_inputs: int) -> Iterator[_Referee]:
+    """Write the referee's folder, start the evaluators on it; stop them on exit."""
+    (folder / ORIGINAL_TASK).symlink_to(task_file)
+    (folder / MATCH_TASK).write_text(_MATCH_TASK_SOURCE)
+    (folder / MATCH_DATA).write_text(json.dumps({"match": 0, "inputs": []}))
+    # The evaluators' own timeout is only the backstop for hangs the match's alarms cannot
+    # break (C code): room for the original evaluation and the longest match of the run.
+    backstop = config.timeout_s + config.input_timeout_s * most_inputs
+    with evaluators(folder / MATCH_TASK, timeout_s=backstop, memory_mb=config.memory_mb,
+                    data_files=[folder / ORIGINAL_TASK, folder / MATCH_DATA]) as started:
+        yield _Referee(task, folder, started, config)
+
+
 def _whole_failure(verdict: _Verdict) -> tuple[str, str, str] | None:
     failure = verdict.evaluation.failure or {}
     kind = str(failure.get("kind", "crash"))
-    if kind == "exception":
+    if kind == "error":
         return None  # the original task failed, not this input: not red's finding
-    mapped = "timeout" if kind == "hang" else kind
-    return mapped, str(failure.get("detail", "")), mapped
+    return kind, str(failure.get("reason", "")), kind
+
+
+def load_task_module(path: str | Path) -> ModuleType:
+    """The task file as a module (``check``, ``EXAMPLES``...), imported by :func:`load_task`."""
+    task = load_task(path)
+    # load_task registers the module under the name its functions carry.
+    module = sys.modules.get(getattr(task.evaluate, "__module__", ""))
+    if module is None or getattr(module, "evaluate", None) is not task.evaluate:
+        raise InvalidArgument(f"{task.path}: define evaluate(agent) in the task file itself; "
+                              "the red/blue referee reads check() and red's seeds beside it")
+    return module
 
 
 # -- the arbiter -----------------------------------------------------------
@@ -417,8 +571,11 @@ class AdversarialConfig:
     red_inputs: int = 16
     blue_children: int = 8
     blue_population: int = 6
+    #: the original evaluate(agent)'s alarm, in each match
     timeout_s: float = 20.0
+    #: address space of an evaluator process
     memory_mb: int = 1024
+    #: each input's alarm
     input_timeout_s: float = DEFAULT_INPUT_TIMEOUT_S
 
 
@@ -447,39 +604,44 @@ class _Member:
         return self.passed, self.score
 
 
-def run_adversarial(agent_path: str | Path, task_path: str | Path, backend: EvaluationBackend,
-                    *, config: AdversarialConfig = AdversarialConfig(),
+def run_adversarial(agent_path: str | Path, task_path: str | Path, *,
+                    config: AdversarialConfig = AdversarialConfig(),
                     vault: str | Path | None = None, operators: dict[str, Operator] | None = None,
                     progress: Callable[[dict[str, Any]], None] | None = None,
-                    ) -> AdversarialResult:
+                    evaluators: EvaluatorsFactory | None = None) -> AdversarialResult:
     """Run red vs blue on the agent at ``agent_path`` until convergence or budget.
 
-    Findings already in ``vault`` are the starting regression suite; new ones
-    are appended there as they are found, and the winner is written to
-    ``VAULT/redteam/winner/<id>/``.
+    Matches run on ``evaluators`` (default: :func:`local_evaluators`, an
+    evaluator pool on this machine). Findings already in ``vault`` are the
+    starting regression suite; new ones are appended there as they are
+    found, and the winner is written to ``VAULT/redteam/winner/<id>/``.
     """
     task_file = Path(task_path).resolve()
-    task = load_task(task_file)
-    if not hasattr(task, "check"):
+    task = load_task_module(task_file)
+    if not callable(getattr(task, "check", None)):
         raise InvalidArgument(f"{task_file} needs check(input, output) -> bool | str for "
                               "adversarial evolution")
     seed = Genome.from_path(agent_path)
-    with tempfile.TemporaryDirectory(prefix="project-o-redblue-") as scratch:
-        referee = _Referee(task_file, task, backend, Path(scratch), timeout_s=config.timeout_s,
-                           memory_mb=config.memory_mb, input_timeout_s=config.input_timeout_s)
-        arbiter = _Arbiter(seed, task, referee, config, vault, operators, progress)
+    store = FindingStore(vault) if vault is not None else None
+    findings = store.load() if store is not None else []
+    # A match plays red's proposals or the whole suite, which grows by at most
+    # MAX_FINDINGS_PER_ROUND a round: the longest match this run can have.
+    most_inputs = max(config.red_inputs, len(findings) + config.rounds * MAX_FINDINGS_PER_ROUND)
+    with tempfile.TemporaryDirectory(prefix="project-o-redblue-") as scratch, \
+            _open_referee(task_file, task, Path(scratch), config,
+                          evaluators or local_evaluators(), most_inputs) as referee:
+        arbiter = _Arbiter(seed, task, referee, config, store, findings, operators, progress)
         return arbiter.run()
 
 
 class _Arbiter:
-    def __init__(self, seed: Genome, task: Any, referee: _Referee, config: AdversarialConfig,
-                 vault: str | Path | None, operators: dict[str, Operator] | None,
+    def __init__(self, seed: Genome, task: ModuleType, referee: _Referee,
+                 config: AdversarialConfig, store: FindingStore | None, findings: list[Finding],
+                 operators: dict[str, Operator] | None,
                  progress: Callable[[dict[str, Any]], None] | None) -> None:
         self.seed, self.referee, self.config = seed, referee, config
         self.rng = random.Random(config.seed)
-        self.store = FindingStore(vault) if vault is not None else None
-        self.vault = None if vault is None else Path(vault)
-        self.findings = self.store.load() if self.store else []
+        self.store, self.findings = store, list(findings)
         self.red = RedTeam(task, self.rng)
         self.red.remember([f.input for f in self.findings])
         self.operators = operators or default_operators()
@@ -490,11 +652,8 @@ class _Arbiter:
 
     def run(self) -> AdversarialResult:
         started = time.monotonic()
+        self.baseline = self._original_score()
         champion = self._rate([self.seed])[0]
-        if champion.passed < 0:
-            raise InvalidArgument(f"the seed agent {self.seed.id} fails the original task "
-                                  "itself; fix it before hardening it")
-        self.baseline = champion.score
         population, quiet, stop, rounds = [champion], 0, "rounds", 0
         for rounds in range(1, self.config.rounds + 1):
             new = self._red_round(champion.genome, rounds)
@@ -512,6 +671,18 @@ class _Arbiter:
                 stop = "budget"
                 break
         return self._finish(champion, rounds, stop)
+
+    def _original_score(self) -> float:
+        """The seed's score on the original task alone: what blue must not lose."""
+        # Alone, not against the stored suite: a finding that crashes the seed's whole
+        # match is red's success, not a broken seed.
+        [verdict] = self.referee.play([self.seed], [])
+        if not verdict.alive:
+            failure = verdict.evaluation.failure or {}
+            raise InvalidArgument(f"the seed agent {self.seed.id} fails the original task "
+                                  f"itself ({failure.get('kind')}: {failure.get('reason')}); "
+                                  "fix it before hardening it")
+        return verdict.score
 
     # -- red --------------------------------------------------------------
 
@@ -605,8 +776,8 @@ class _Arbiter:
 
     def _finish(self, champion: _Member, rounds: int, stop: str) -> AdversarialResult:
         path = None
-        if self.vault is not None:
-            home = self.vault / "redteam" / "winner" / champion.genome.id
+        if self.store is not None:
+            home = self.store.vault / "redteam" / "winner" / champion.genome.id
             if not home.exists():
                 path = champion.genome.write_to(home)
             else:

@@ -5,10 +5,14 @@
     project-o evolve --adversarial --agent A --task T [--rounds N] [--budget S] [--seed N]
                      [--vault DIR] [--backend local|ray] [--address ADDR] [--json]
 
-One line per round (findings, champion, score), then the summary: why it
-stopped, the findings, the winner and its diff against the seed. Findings
-and the winner's files go under ``VAULT/redteam/``. Exit status 0 when the
-winner passes every finding, 1 when it does not, 2 on bad arguments.
+Matches run on the genetic algorithm's evaluators: an evaluator pool here
+(``--backend local``), or the same pools spread over a Ray cluster
+(``--backend ray``; ``--address`` joins one, else a local one is started on
+127.0.0.1). One line per round (findings, champion, score), then the
+summary: why it stopped, the findings, the winner and its diff against the
+seed. Findings and the winner's files go under ``VAULT/redteam/``. Exit
+status 0 when the winner passes every finding, 1 when it does not, 2 on bad
+arguments.
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from project_o.errors import ProjectOError
-from project_o.evolution.adversarial import AdversarialConfig, AdversarialResult, run_adversarial
-from project_o.evolution.backends import EvaluationBackend, SubprocessBackend
+from project_o.evolution.adversarial import (
+    AdversarialConfig,
+    AdversarialResult,
+    EvaluatorsFactory,
+    local_evaluators,
+    ray_evaluators,
+    run_adversarial,
+)
 
 __all__ = ["add_arguments", "main", "summary"]
 
@@ -43,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rounds without a new finding that mean convergence")
     parser.add_argument("--vault", default=".project-o",
                         help="vault directory for findings and the winner (default %(default)s)")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="where matches run: here, or on a Ray cluster")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (default: start a local one on 127.0.0.1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -54,12 +66,8 @@ def main(args: argparse.Namespace) -> int:
                                patience=args.patience)
     progress = None if args.json else _print_round
     try:
-        backend = _backend(args)
-        try:
-            result = run_adversarial(args.agent, args.task, backend, config=config,
-                                     vault=args.vault, progress=progress)
-        finally:
-            backend.close()
+        result = run_adversarial(args.agent, args.task, config=config, vault=args.vault,
+                                 progress=progress, evaluators=_evaluators(args))
     except (ProjectOError, OSError) as exc:
         print(f"project-o evolve --adversarial: {exc}", file=sys.stderr)
         return 2
@@ -70,12 +78,8 @@ def main(args: argparse.Namespace) -> int:
     return 0 if result.passes_all else 1
 
 
-def _backend(args: argparse.Namespace) -> EvaluationBackend:
-    if args.backend == "ray":
-        from project_o.evolution.ray_backend import RayBackend
-
-        return RayBackend(args.address)
-    return SubprocessBackend()
+def _evaluators(args: argparse.Namespace) -> EvaluatorsFactory:
+    return ray_evaluators(args.address) if args.backend == "ray" else local_evaluators()
 
 
 def summary(result: AdversarialResult) -> dict[str, Any]:
