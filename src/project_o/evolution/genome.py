@@ -33,6 +33,7 @@ which :func:`read_params` (and :meth:`Genome.from_path`) read back.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -345,6 +346,7 @@ def _check_sources(sources: Mapping[str, str]) -> None:
             raise InvalidArgument(f"source {name!r} must be text without NUL characters")
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names, in every child of a run
 def _check_source_name(name: object) -> None:
     if not isinstance(name, str) or not name or "\0" in name or "\\" in name:
         raise InvalidArgument(f"source names are non-empty relative paths with '/', got {name!r}")

@@ -11,15 +11,16 @@
       │ ◄══ kill {batch}: SIGKILL the batch's process group (only while unreaped)
       ├─fork─► evaluator child (one per batch): setsid, PR_SET_PDEATHSIG, fds closed,
       │        RLIMIT_AS / RLIMIT_CPU / RLIMIT_NOFILE, stdout+stderr -> scratch/output.log
-      │          for each candidate:  ══► start {index, offset}
-      │                               write_to + load_agent + evaluate(agent), alarm
-      │                               ══► result {index, metrics|failure, time, cpu, rss}
+      │          once, sandboxed:     ══► ready
+      │          for each candidate:  load (from memory) + evaluate(agent), alarm
+      │                               ══► result {index, metrics|failure, time, cpu, rss,
+      │                                           offset: where the next one's output starts}
       └─fork─► ... up to ``workers`` batches at once
 
     frame = 4-byte big-endian length + a MessagePack map (the wire's framing, own keys)
 
-Isolation is per batch, accounting per candidate: the ``start`` frame says
-which candidate is running, so when a child dies (signal, ``os._exit``,
+Isolation is per batch, accounting per candidate: after ``ready``, the
+candidate running is the first without a result, so when a child dies (signal, ``os._exit``,
 the kernel's memory killer) or stops answering (a hang the alarm cannot
 break: the pool SIGKILLs its process group after ``timeout + WALL_GRACE_S``),
 exactly that candidate is charged and the ones after it are re-dispatched
@@ -87,6 +88,11 @@ START_TIMEOUT_S: Final = 30.0
 MAX_BATCH: Final = 64
 #: batches per worker per call, so a slow batch does not leave workers idle at the end
 BATCHES_PER_WORKER: Final = 3
+#: a batch expected to finish sooner than this is not split further: a fork, a sandbox
+#: and a first candidate on cold pages cost milliseconds, more than balancing saves
+SHORT_BATCH_S: Final = 0.05
+#: weight of the newest candidate time in the running mean that predicts a batch's length
+_MEAN_WEIGHT: Final = 0.05
 #: after a child's exit, how long to wait for EOF on its pipe (a descendant that left
 #: the process group may still hold the write end)
 EOF_GRACE_S: Final = 1.0
@@ -152,13 +158,19 @@ class _Batch:
     dispatches: int
     frames: _Frames = field(default_factory=_Frames)
     pid: int | None = None
-    current: int | None = None
+    ready: bool = False
     offset: int = 0
     deadline: float = math.inf
     killed_for: str = ""
     eof: bool = False
     exit: dict[str, Any] | None = None
     results: dict[int, Evaluation] = field(default_factory=dict)
+
+    @property
+    def current(self) -> int | None:
+        """The candidate running now (the first without a result), once the child is ready."""
+        left = len(self.results) < len(self.genomes)
+        return len(self.results) if self.ready and left else None
 
 
 class EvaluatorPool:
@@ -188,6 +200,7 @@ class EvaluatorPool:
         self._control: socket.socket | None = None
         self._frames = _Frames()
         self._batch_ids = 0
+        self._mean_s: float | None = None  # seconds per candidate, from the results so far
         self.score_bounds: tuple[float, float] = (-math.inf, math.inf)
 
     # -- lifecycle ------------------------------------------------------
@@ -263,7 +276,11 @@ class EvaluatorPool:
     def _batch_size(self, count: int) -> int:
         if self.batch_size is not None:
             return max(1, self.batch_size)
-        return max(1, min(MAX_BATCH, math.ceil(count / (self.workers * BATCHES_PER_WORKER))))
+        per_worker = math.ceil(count / self.workers)
+        split = math.ceil(per_worker / BATCHES_PER_WORKER)
+        if self._mean_s is not None and self._mean_s * split < SHORT_BATCH_S:
+            split = per_worker  # fast candidates: one batch per worker
+        return max(1, min(MAX_BATCH, split))
 
     def _dispatch(self, genomes: list[Genome], dispatches: int) -> _Batch:
         self._batch_ids += 1
@@ -337,20 +354,27 @@ class EvaluatorPool:
             self._on_result(batch, message)
 
     def _on_result(self, batch: _Batch, message: dict[str, Any]) -> None:
-        index = message.get("index")
-        expected = len(batch.results) if batch.current is None else batch.current
-        if not isinstance(index, int) or index != expected:
-            self._spoiled(batch, f"sent {message.get('op')!r} for candidate {index!r}, "
-                                 f"expected {expected}")
-        elif message.get("op") == "start" and batch.current is None:
-            batch.current, batch.offset = index, int(message.get("offset", 0))
-            batch.deadline = time.monotonic() + self.timeout_s + WALL_GRACE_S
-        elif message.get("op") == "result" and batch.current == index:
+        op, index = message.get("op"), message.get("index")
+        if op == "ready" and not batch.ready:
+            batch.ready = True
+        elif op == "result" and batch.current is not None and index == batch.current:
             genome = batch.genomes[index]
             batch.results[index] = validate_metrics(genome.id, message, self.score_bounds)
-            batch.current, batch.deadline = None, math.inf
+            batch.offset = int(message.get("offset", batch.offset))
+            self._learn(batch.results[index])
         else:
-            self._spoiled(batch, f"sent {message.get('op')!r} out of turn")
+            expected = "ready" if not batch.ready else f"result {batch.current}"
+            self._spoiled(batch, f"sent {op!r} for candidate {index!r}, expected {expected}")
+            return
+        # The next candidate starts now: its alarm is the child's, this is the backstop.
+        batch.deadline = time.monotonic() + self.timeout_s + WALL_GRACE_S \
+            if batch.current is not None else math.inf
+
+    def _learn(self, evaluation: Evaluation) -> None:
+        seconds = evaluation.metrics.get("time_s")
+        if isinstance(seconds, float) and math.isfinite(seconds):
+            self._mean_s = seconds if self._mean_s is None else \
+                (1 - _MEAN_WEIGHT) * self._mean_s + _MEAN_WEIGHT * seconds
 
     def _spoiled(self, batch: _Batch, reason: str) -> None:
         # Only a candidate can have written that: charge the running one, kill the batch.
@@ -556,14 +580,14 @@ def _become_evaluator(fd: int, request: dict[str, Any], task: Task, zygote: int)
 
 
 def _run_batch(fd: int, request: dict[str, Any], task: Task, scratch: Path) -> None:
+    _write_all(fd, _frame({"op": "ready"}))
     for index, wire in enumerate(request["candidates"]):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        _write_all(fd, _frame({"op": "start", "index": index,
-                               "offset": os.lseek(1, 0, os.SEEK_END)}))
         genome = Genome(wire["sources"], wire["params"])
         raw = evaluate_in_process(task, genome, scratch, float(request["timeout"]))
-        _write_all(fd, _frame({"op": "result", "index": index, **raw}))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _write_all(fd, _frame({"op": "result", "index": index,
+                               "offset": os.lseek(1, 0, os.SEEK_END), **raw}))
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -9,13 +9,16 @@
                     "evolution_generation"  {generation, population ids, rng state,
                                              best id, history}                once per generation
 
-    evaluator batch done ─► record(genomes, evaluations)        one transaction
-    generation done      ─► commit_generation(state)            one transaction
+    evaluator batch done ─► record(genomes, evaluations)        one transaction, no fsync
+    generation done      ─► commit_generation(state)            one transaction + fsync
     --resume             ─► load(run_id): last generation state + every evaluation,
                             so nothing that finished is evaluated again
 
-A transaction commits with one fsync of the SQLite WAL, so what a method
-reported survives ``kill -9`` of the whole run. The catalog's own methods
+What a method reported survives ``kill -9`` of the whole run: each
+transaction is in the SQLite log when the method returns. A generation's
+commit also fsyncs that log, which makes the batches recorded before it
+durable against a power cut too; a batch is not fsynced on its own (after
+a power cut, resume evaluates the unfinished generation's batches again). The catalog's own methods
 commit one row per transaction; a generation of hundreds of candidates
 goes through this module's connection instead (same file, same settings),
 so it costs one fsync, not hundreds.
@@ -100,7 +103,8 @@ class RunStore:
     def record(self, run_id: str, genomes: Sequence[Genome],
                evaluations: Sequence[Evaluation]) -> None:
         """Record candidates and their evaluations, in one transaction."""
-        with self.catalog.transaction(f"record {len(evaluations)} evaluations") as conn:
+        with self.catalog.transaction(f"record {len(evaluations)} evaluations",
+                                      sync=False) as conn:
             for genome in genomes:
                 _insert_version(conn, genome)
             now = time.time()

@@ -138,7 +138,7 @@ class Catalog:
         self._conn = conn
         self.path = path
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # transaction(sync=False) holds it around _transaction
         self._closed = False
 
     @classmethod
@@ -389,12 +389,27 @@ class Catalog:
     # -- plumbing -------------------------------------------------------
 
     @contextmanager
-    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+    def transaction(self, what: str, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction on the catalog's own connection, for callers that
         write many rows at once (an evolution run's generation); ``what`` names
-        it in errors."""
-        with self._transaction(what) as conn:
-            yield conn
+        it in errors.
+
+        ``sync=False`` commits without an fsync: the rows survive a crash of
+        this process (they are in the log file) but not a power cut until the
+        next synced commit, whose fsync of the same log covers them.
+        """
+        if sync:
+            with self._transaction(what) as conn:
+                yield conn
+            return
+        with self._lock:
+            self._check_open()
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with self._transaction(what) as conn:
+                    yield conn
+            finally:
+                self._conn.execute("PRAGMA synchronous = FULL")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only SQL query, SQLite errors translated."""

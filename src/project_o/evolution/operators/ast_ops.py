@@ -42,7 +42,7 @@ import functools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators.base import NoChild, OperatorBase, syntax_problem
@@ -144,8 +144,15 @@ class _Fallback:
 
 _FALLBACK = _Fallback()
 
-#: a new def text, the details for the lineage, and the donor genomes used
-_Edit = tuple[str, dict[str, Any], Sequence[Genome]]
+class _Edit(NamedTuple):
+    """A new def text, the details for the lineage, and the donor genomes used."""
+
+    text: str
+    details: dict[str, Any]
+    used: Sequence[Genome]
+    #: valid syntax by construction (a number for a number, an operator for its
+    #: partner, a plain expression in parentheses): no need to compile it to know
+    well_formed: bool = False
 
 
 class _AstMutation(OperatorBase):
@@ -177,8 +184,10 @@ class _AstMutation(OperatorBase):
             edit = self._rewrite(found, k, rng, parent, fn, donors)
         if edit is None:
             return None
-        new_def, details, used = edit
-        if new_def == found.text or syntax_problem({fn.path: new_def}) is not None:
+        new_def, details, used, well_formed = edit
+        if new_def == found.text:
+            return None
+        if not well_formed and syntax_problem({fn.path: new_def}) is not None:
             return None
         sources = {**parent.sources, fn.path: splice(parent.sources[fn.path], fn, new_def)}
         inherit(parent.sources, sources, fn, found.text, new_def)
@@ -228,8 +237,9 @@ class ConstantPerturbation(_AstMutation):
         literal = ast.unparse(ast.Constant(new))
         literal = f"({literal})" if literal.startswith("-") else literal
         start, end = found.span(site)
-        return (found.replace([(start, end, literal)]),
-                {"line": _line(fn, site), "change": f"{site.value!r} -> {new!r}"}, ())
+        return _Edit(found.replace([(start, end, literal)]),
+                     {"line": _line(fn, site), "change": f"{site.value!r} -> {new!r}"}, (),
+                     well_formed=True)
 
     def _mutate(self, node: FunctionNode, site: ast.Constant, rng: random.Random,
                 parent: Genome, fn: EvolvableFunction, *_: Any,
@@ -264,9 +274,9 @@ class OperatorSwap(_AstMutation):
             return _FALLBACK
         new = _SWAPS[type(old)]
         token = _TOKENS[new] + ("=" if isinstance(owner, ast.AugAssign) else "")
-        return (found.replace([(*where, token)]),
-                {"line": _line(fn, owner), "change": f"{type(old).__name__} -> {new.__name__}"},
-                ())
+        return _Edit(found.replace([(*where, token)]),
+                     {"line": _line(fn, owner), "change": f"{type(old).__name__} -> "
+                      f"{new.__name__}"}, (), well_formed=True)
 
     def _mutate(self, node: FunctionNode, site: tuple[Any, int | None], rng: random.Random,
                 parent: Genome, fn: EvolvableFunction, *_: Any,
@@ -363,8 +373,10 @@ class DonorSubtree(_AstMutation):
             self._sites(node)[found.sites(self.name, self._sites).index(site)].set(piece)
             return _unparsed(node, found, details, used)
         start, end = found.span(old)
-        fitted = text if isinstance(piece, ast.stmt) else _fitted(text, piece, site)
-        return found.replace([(start, end, fitted)]), details, used
+        if isinstance(piece, ast.stmt):
+            return _Edit(found.replace([(start, end, text)]), details, used)
+        return _Edit(found.replace([(start, end, _fitted(text, piece, site))]), details, used,
+                     well_formed=_plain(piece, where))
 
     def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
                 fn: EvolvableFunction, donors: Sequence[Genome],
@@ -501,6 +513,17 @@ def _fitted(text: str, piece: ast.AST, slot: _Slot) -> str:
     return f"({text})"
 
 
+def _plain(piece: ast.AST, where: FunctionScan) -> bool:
+    """Whether ``piece`` is valid wherever an expression is read (no await, yield, :=)."""
+    risky = where.sites("pieces:risky", lambda node: [
+        n for n in ast.walk(node) if isinstance(n, ast.Await | ast.Yield | ast.YieldFrom
+                                                | ast.NamedExpr)])
+    if not risky:
+        return True
+    inside = {id(n) for n in ast.walk(piece)}
+    return not any(id(n) in inside for n in risky)
+
+
 def _precedence(node: ast.BinOp | ast.UnaryOp) -> int:
     if isinstance(node, ast.UnaryOp):
         return _UNARY_PRECEDENCE if not isinstance(node.op, ast.Not) else 0
@@ -542,7 +565,7 @@ def _unparsed(node: FunctionNode, found: FunctionScan, details: dict[str, Any],
         after = ast.unparse(node)
     except (ValueError, TypeError, AttributeError, RecursionError):
         return None  # a tree unparse cannot print is not code
-    return None if after == found.normalized else (after, details, used)
+    return None if after == found.normalized else _Edit(after, details, used)
 
 
 def _nudged(old: float, rng: random.Random) -> float:

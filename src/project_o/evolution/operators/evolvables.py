@@ -22,6 +22,7 @@ child's declarations are the parent's, shifted, instead of a new parse.
 from __future__ import annotations
 
 import ast
+import functools
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -118,6 +119,7 @@ def _find(sources: Mapping[str, str]) -> tuple[EvolvableFunction, ...]:
 EVOLVABLES: ContentCache[tuple[EvolvableFunction, ...]] = ContentCache(_find)
 
 
+@functools.lru_cache(maxsize=8192)  # every operator on a parent asks again
 def segment(text: str, function: EvolvableFunction) -> str:
     """The exact source lines of ``function`` (decorators included), dedented."""
     lines = text.splitlines(keepends=True)[function.start - 1:function.end]
