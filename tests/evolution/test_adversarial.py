@@ -24,16 +24,17 @@ from project_o.evolution.adversarial import (
     AdversarialConfig,
     Finding,
     FindingStore,
-    RedTeam,
-    _open_referee,
-    judge,
-    load_task_module,
-    local_evaluators,
-    mutate,
-    play_match,
     run_adversarial,
 )
 from project_o.evolution.genome import Genome
+from project_o.evolution.red_team import RedTeam, mutate
+from project_o.evolution.referee import (
+    judge,
+    load_task_module,
+    local_evaluators,
+    open_referee,
+    play_match,
+)
 from project_o.evolution.task import load_task
 from project_o.runtime.loader import load_agent
 
@@ -164,9 +165,10 @@ def faulty(tmp_path: Path) -> Iterator[tuple[Genome, Any]]:
     task = tmp_path / "task.py"
     task.write_text(FAULTY_TASK)
     (tmp_path / "referee").mkdir()
-    config = AdversarialConfig(timeout_s=1.0, input_timeout_s=0.2)
-    with _open_referee(task, load_task_module(task), tmp_path / "referee", config,
-                       local_evaluators(workers=1), most_inputs=len(CATALOGUE)) as referee:
+    with open_referee(task, load_task_module(task), tmp_path / "referee",
+                      local_evaluators(workers=1), timeout_s=1.0, input_timeout_s=0.2,
+                      memory_mb=AdversarialConfig().memory_mb,
+                      most_inputs=len(CATALOGUE)) as referee:
         yield Genome({"agent.py": FAULTY_AGENT}), referee
 
 

@@ -16,11 +16,12 @@ import ray
 
 from project_o.cli import main as cli
 from project_o.errors import InvalidArgument
-from project_o.evolution.adversarial import AdversarialConfig, local_evaluators, run_adversarial
+from project_o.evolution.adversarial import AdversarialConfig, run_adversarial
 from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
 from project_o.evolution.genome import Genome
 from project_o.evolution.population import EvaluatorPool
 from project_o.evolution.ray_population import RayPopulation, start_local_cluster
+from project_o.evolution.referee import local_evaluators
 from tests.evolution.test_population import AGENT, BAD, TASK
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -119,6 +119,24 @@ def test_use_after_close_raises_vault_closed(path: Path) -> None:
         catalog.list_versions()
 
 
+def test_an_unsynced_transaction_commits_and_leaves_synchronous_full(path: Path) -> None:
+    catalog = Catalog.open(path)
+    with catalog.transaction("batch", sync=False) as conn:
+        conn.execute("INSERT INTO events (ts, kind, subject, reason, data)"
+                     " VALUES (1, 'batch', 's', '', '{}')")
+    assert catalog.query("PRAGMA synchronous")[0][0] == 2  # FULL again for everyone else
+    with pytest.raises(RuntimeError), catalog.transaction("failing", sync=False) as conn:
+        conn.execute("INSERT INTO events (ts, kind, subject, reason, data)"
+                     " VALUES (2, 'lost', 's', '', '{}')")
+        raise RuntimeError("the caller failed half-way")
+    assert catalog.query("PRAGMA synchronous")[0][0] == 2
+    catalog.close()
+    with pytest.raises(VaultClosed), catalog.transaction("late", sync=False):
+        pass
+    kinds = [row[0] for row in _raw(path).execute("SELECT kind FROM events")]
+    assert "batch" in kinds and "lost" not in kinds
+
+
 # -- versions -------------------------------------------------------------
 
 

@@ -24,14 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from project_o.errors import ProjectOError
-from project_o.evolution.adversarial import (
-    AdversarialConfig,
-    AdversarialResult,
-    EvaluatorsFactory,
-    local_evaluators,
-    ray_evaluators,
-    run_adversarial,
-)
+from project_o.evolution.adversarial import AdversarialConfig, AdversarialResult, run_adversarial
+from project_o.evolution.referee import EvaluatorsFactory, local_evaluators, ray_evaluators
 
 __all__ = ["add_arguments", "main", "summary"]
 

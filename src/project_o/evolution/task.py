@@ -80,6 +80,8 @@ class Task:
     path: Path
     evaluate: Callable[[Any], Any]
     score_bounds: tuple[float, float] = (-math.inf, math.inf)
+    #: the imported task module (its other names: a checker, inputs, constants)
+    module: ModuleType | None = None
 
 
 def load_task(path: str | Path) -> Task:
@@ -92,10 +94,10 @@ def load_task(path: str | Path) -> Task:
     if not callable(evaluate):
         raise InvalidArgument(f"{source} defines no evaluate(agent) function; add one that "
                               'returns {"score": float, ...}')
-    # SCORE_RANGE: the name evolution.backends reads, accepted so one task file serves both.
+    # SCORE_RANGE: an older name for the same bounds, still accepted.
     bounds = getattr(module, "SCORE_BOUNDS", getattr(module, "SCORE_RANGE", (-math.inf, math.inf)))
     low, high = (float(b) for b in bounds)
-    return Task(source, evaluate, (low, high))
+    return Task(source, evaluate, (low, high), module)
 
 
 def _import(source: Path) -> ModuleType:
