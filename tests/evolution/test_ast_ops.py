@@ -23,7 +23,9 @@ from project_o.evolution.operators import (
     StatementDeletion,
     StatementDuplication,
     StatementReorder,
+    evolvables,
     find_evolvables,
+    params,
 )
 from project_o.evolution.operators.evolvables import segment
 from tests.evolution.samples import AGENT, PLAIN, sample, sample_b
@@ -125,6 +127,14 @@ def test_every_child_compiles_and_records_its_lineage(seed: int, which: int, tar
     assert child.operator == operator.name and child.parents[0] == parent.id
     assert child.id != parent.id and child.details["function"]
     _untouched_outside_evolvables(parent, child)
+    _declarations_as_a_fresh_read_finds_them(child)
+
+
+def _declarations_as_a_fresh_read_finds_them(child: Genome) -> None:
+    """What the operator handed the caches (inherit) is what reading the child gives."""
+    assert find_evolvables(child) == list(evolvables._find(child.sources))
+    assert params.agent_names(child.sources) == set(params._find_agent_names(child.sources))
+    assert params.param_specs(child) == list(params._find_specs(child.sources))
 
 
 @pytest.mark.parametrize("operator", ALL, ids=lambda op: op.name)

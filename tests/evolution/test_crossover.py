@@ -7,7 +7,7 @@ import random
 import pytest
 
 from project_o.evolution.genome import Genome
-from project_o.evolution.operators import FunctionCrossover, ParamCrossover, param_specs
+from project_o.evolution.operators import FunctionCrossover, ParamCrossover, evolvables, param_specs
 from project_o.evolution.operators.evolvables import find_evolvables, segment
 from tests.evolution.samples import AGENT, AGENT_B, sample, sample_b
 
@@ -61,6 +61,14 @@ def test_copied_functions_keep_their_comments() -> None:
             assert "return x * 20  # lots" in child.sources["m.py"]
             return
     pytest.fail("g was never taken from the second parent in 20 seeds")
+
+
+def test_a_crossed_child_declares_what_a_fresh_read_finds() -> None:
+    a, b = Genome({"m.py": THREE}), Genome({"m.py": THREE_B})
+    for seed in range(10):
+        child = FunctionCrossover().apply(a, random.Random(seed), donors=[b])
+        assert child is not None
+        assert find_evolvables(child) == list(evolvables._find(child.sources))
 
 
 def test_function_crossover_is_deterministic_per_seed() -> None:

@@ -348,7 +348,7 @@ class DonorSubtree(_AstMutation):
     name: ClassVar[str] = "mut_ast_donor"
 
     def _sites(self, node: FunctionNode) -> list[_Slot]:
-        return _expression_slots(node) + _statement_slots(node)
+        return _donor_slots(node)
 
     def _propose(self, parent: Genome, rng: random.Random, donors: Sequence[Genome]) -> Genome:
         if not donors and len(find_evolvables(parent)) == 1:
@@ -447,11 +447,9 @@ def _portable(node: object) -> bool:
 
 _Piece = tuple[Genome, EvolvableFunction, ast.AST, FunctionScan]
 
-#: a function's donor pieces of each kind, listed once per scan
-_PIECE_FINDERS: dict[str, Any] = {
-    "expr": lambda node: [slot.get() for slot in _expression_slots(node)],
-    "stmt": lambda node: [slot.get() for slot in _statement_slots(node)],
-}
+def _donor_slots(node: FunctionNode) -> list[_Slot]:
+    """Where donor code may go, and where it is taken from: expressions, then statements."""
+    return _expression_slots(node) + _statement_slots(node)
 
 
 def _donor_material(parent: Genome, target: EvolvableFunction | None,
@@ -472,9 +470,12 @@ def _donor_material(parent: Genome, target: EvolvableFunction | None,
 @functools.lru_cache(maxsize=SCAN_CACHE_SIZE)
 def _pieces(genome: Genome, skip: str, kind: str) -> tuple[_Piece, ...]:
     """The ``kind`` pieces of ``genome``'s evolvable functions but ``skip`` (a key)."""
+    wanted = ast.stmt if kind == "stmt" else ast.expr
+    # The donor operator's own sites of that function: one listing serves both uses.
     return tuple((genome, fn, piece, found) for fn in find_evolvables(genome) if fn.key != skip
                  for found in [scan(genome.sources[fn.path], fn)]
-                 for piece in found.sites(f"pieces:{kind}", _PIECE_FINDERS[kind]))
+                 for slot in found.sites(DonorSubtree.name, _donor_slots)
+                 for piece in [slot.get()] if isinstance(piece, wanted))
 
 
 def _pick_piece(old: ast.AST, rng: random.Random, parent: Genome, fn: EvolvableFunction,

@@ -85,7 +85,10 @@ class FunctionCrossover(_Crossover):
             [key] = taken
             inherit(parent.sources, sources, mine[key], _text(parent, mine[key]),
                     _text(other, theirs[key]))
-        problem = syntax_problem(sources)
+        # Each taken def is whole and keeps its place (same name, same nesting), so
+        # compiling the defs alone tells what compiling the file would.
+        problem = syntax_problem({f"{mine[key].path}:{key}.py": _text(other, theirs[key])
+                                  for key in taken})
         if problem is not None:
             raise NoChild(f"the combined code does not compile: {problem}")
         return parent.derive(operator=self.name, sources=sources, donors=[other],
