@@ -62,7 +62,11 @@ def evaluate(agent):
     results = [run_once(search, agent.params, seed) for seed in SEEDS]
     values = [value for value, _, _ in results]
     best_value, best_x, best_y = min(results, key=lambda r: r[0])
+    distances = [math.dist((x, y), KNOWN_ARGMIN) if x is not None else math.inf
+                 for _, x, y in results]
     distance = math.dist((best_x, best_y), KNOWN_ARGMIN) if best_x is not None else math.inf
+    # mean_* are what OpenEvolve's evaluator scores (over its trials), to compare with it.
     return {"score": -sum(values) / len(values), "best_value": best_value,
             "mean_value": sum(values) / len(values), "distance_to_minimum": distance,
+            "mean_distance_to_minimum": min(1e9, sum(distances) / len(distances)),
             "gap_to_minimum": best_value - KNOWN_MINIMUM}

@@ -58,3 +58,15 @@ def test_overhead_tiny_run_reports_both_servers_and_memory() -> None:
     assert memory["PSS MB"] > 0 and memory["zygote PSS MB (apart)"] > 0
     assert len(report.targets) == 2
     assert report.to_dict()["name"] == "overhead"
+
+
+def test_fmin_quick_run_compares_with_openevolve() -> None:
+    report = load("fmin")(True, _quiet)
+    ours, theirs = report.rows
+    assert ours["runs"] == 2 and theirs["system"].startswith("openevolve")
+    # An evolved search lands in the global basin: within 0.1 of -1.519 in the mean.
+    assert 0 <= ours["median_gap"] < 0.1 and ours["median_distance"] >= 0
+    assert theirs["median_gap"] == pytest.approx(1 / 0.990 - 1)
+    assert [t.name for t in report.targets] == [
+        "median |mean value - minimum| vs OpenEvolve",
+        "median mean distance to the minimum vs OpenEvolve"]

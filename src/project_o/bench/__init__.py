@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "evolution-cycle": "project_o.bench.evolution_cycle",
     "symbreg": "project_o.bench.symbreg",
     "shadows": "project_o.bench.shadows",
+    "fmin": "project_o.bench.function_minimization",
 }
 
 

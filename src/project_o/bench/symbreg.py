@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from project_o.bench.examples import example_dir
 from project_o.bench.report import Report
 from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
 from project_o.evolution.genome import Genome
@@ -45,18 +46,7 @@ QUICK: Final = (3, 100, 15)
 CROSSOVER, MUTATION, TOURNAMENT, ELITISM = 0.5, 0.1, 3, 1
 #: success threshold on the mean squared error
 SOLVED_MSE: Final = 1e-6
-#: the example, found from the installed package (a source checkout) or the working directory
-_EXAMPLE_PARTS: Final = ("examples", "symbolic_regression")
 POINTS: Final = [x / 10.0 for x in range(-10, 10)]
-
-
-def _example_dir() -> Path:
-    here = Path(__file__).resolve()
-    for root in (*here.parents, Path.cwd()):
-        candidate = root.joinpath(*_EXAMPLE_PARTS)
-        if (candidate / "agent.py").is_file():
-            return candidate
-    raise FileNotFoundError("examples/symbolic_regression not found; run from a source checkout")
 
 
 def run_project_o(seed: int, population: int, generations: int,
@@ -141,7 +131,7 @@ def run(quick: bool, progress: Callable[[str], None]) -> Report:
     """Run the benchmark; see the module docstring."""
     seeds, population, generations = QUICK if quick else FULL
     report = Report("symbreg", quick)
-    example = _example_dir()
+    example = example_dir("symbolic_regression")
     ours: list[tuple[bool, float, float]] = []
     with EvaluatorPool(example / "task.py") as pool:
         for seed in range(seeds):
