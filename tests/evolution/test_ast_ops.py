@@ -23,6 +23,7 @@ from project_o.evolution.operators import (
     StatementDeletion,
     StatementDuplication,
     StatementReorder,
+    ast_ops,
     evolvables,
     find_evolvables,
     params,
@@ -207,10 +208,12 @@ def test_deletion_keeps_bodies_and_docstrings() -> None:
 
 
 def test_a_body_of_one_statement_is_never_emptied() -> None:
-    parent = Genome({"a.py": "@agent.evolvable\ndef f(x):\n    return x\n"})
     operator = StatementDeletion()
-    assert operator.apply(parent, random.Random(0)) is None
-    assert "no site" in operator.last_reason
+    for text in ("@agent.evolvable\ndef f(x):\n    return x\n",
+                 ('@agent.evolvable\ndef f(x):\n    """Only a docstring would be left."""\n'
+                  '    return x\n')):
+        assert operator.apply(Genome({"a.py": text}), random.Random(0)) is None
+        assert "no site" in operator.last_reason
 
 
 def test_duplication_and_reorder_change_the_statement_list() -> None:
@@ -264,3 +267,26 @@ def test_comments_survive_and_a_missing_final_newline_stays_missing() -> None:
     assert rewritten.sources["a.py"].startswith("# header\n@agent.evolvable\ndef f(a):\n")
     assert rewritten.sources["a.py"].count("a.sort()\n") == 2
     assert rewritten.sources["a.py"].endswith("return a * 2\n# footer")
+
+
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")
+@pytest.mark.parametrize("operator", [ConstantPerturbation(), OperatorSwap(), DonorSubtree()],
+                         ids=lambda op: op.name)
+def test_a_text_edit_means_exactly_what_the_tree_rewrite_means(
+        operator: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    edited = {}
+    for target, parent in enumerate(GENOMES):
+        for seed in range(150):
+            edited[target, seed] = _apply(operator, parent, seed)
+    monkeypatch.setattr(type(operator), "_edit", lambda *args, **kwargs: ast_ops._FALLBACK)
+    compared = 0
+    for (target, seed), child in edited.items():
+        rewritten = _apply(operator, GENOMES[target], seed)
+        assert (child is None) == (rewritten is None), (target, seed)
+        if child is None or rewritten is None:
+            continue
+        for path, text in child.sources.items():
+            assert ast.dump(ast.parse(text)) == ast.dump(ast.parse(rewritten.sources[path])), \
+                (target, seed, child.details)
+        compared += 1
+    assert compared > 300

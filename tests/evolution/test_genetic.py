@@ -62,10 +62,10 @@ def test_evaluation_order_does_not_matter(pool: EvaluatorPool) -> None:
 
 
 def test_elitism_keeps_the_best_and_evolution_improves(pool: EvaluatorPool) -> None:
-    # Ten generations of thirty beat the seed for each of 20 seeds tried, so this one
-    # does not depend on a lucky draw.
+    # Ten generations of fifty beat the seed for 18 of the first 20 seeds (a run is
+    # deterministic per seed; the margin is for changes to the operators).
     result = GeneticAlgorithm(_seed(), pool.evaluate, GAConfig(
-        population=30, generations=10, tournament=3, elitism=1, seed=2)).run()
+        population=50, generations=10, tournament=3, elitism=1, seed=2)).run()
     bests = [s.best for s in result.history]
     assert bests == sorted(bests)  # never loses its best
     assert bests[-1] > pool.evaluate([_seed()])[_seed().id].fitness  # `return x` is easy to beat

@@ -40,6 +40,7 @@ import ast
 import copy
 import functools
 import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -293,12 +294,17 @@ class OperatorSwap(_AstMutation):
 
 
 class StatementDeletion(_AstMutation):
-    """Delete one statement from a body of two or more (never the docstring)."""
+    """Delete one statement from a body of two or more (the docstring neither counts nor goes).
+
+    A function whose only statement went would be left with its docstring:
+    it returns None, and its evaluation would be wasted.
+    """
 
     name: ClassVar[str] = "mut_ast_delete"
 
     def _sites(self, node: FunctionNode) -> list[_Slot]:
-        return [s for s in _statement_slots(node) if len(getattr(s.owner, s.field)) >= 2]
+        counts = Counter((id(s.owner), s.field) for s in _statement_slots(node))
+        return [s for s in _statement_slots(node) if counts[id(s.owner), s.field] >= 2]
 
     def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
                 fn: EvolvableFunction, *_: Any) -> tuple[dict[str, Any], Sequence[Genome]]:
@@ -375,7 +381,10 @@ class DonorSubtree(_AstMutation):
         start, end = found.span(old)
         if isinstance(piece, ast.stmt):
             return _Edit(found.replace([(start, end, text)]), details, used)
-        return _Edit(found.replace([(start, end, _fitted(text, piece, site))]), details, used,
+        fitted = _fitted(text, piece, site)
+        if _touches_a_word(found.text, start, end) and not fitted.startswith("("):
+            fitted = f"({fitted})"  # `1if c else 2` holds no space to keep `y` apart from `if`
+        return _Edit(found.replace([(start, end, fitted)]), details, used,
                      well_formed=_plain(piece, where))
 
     def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
@@ -501,6 +510,9 @@ def _fitted(text: str, piece: ast.AST, slot: _Slot) -> str:
     """``text`` of ``piece`` as it must be written at ``slot``: in parentheses unless safe."""
     if "\n" in text or isinstance(piece, _NEEDS_PARENS):
         return f"({text})"
+    if isinstance(slot.owner, ast.Attribute) and isinstance(piece, ast.Constant) \
+            and not isinstance(piece.value, str | bytes):
+        return f"({text})"  # `2.split()` reads as the float `2.`
     if isinstance(piece, _ATOMS):
         return text
     owner = slot.owner
@@ -523,6 +535,13 @@ def _plain(piece: ast.AST, where: FunctionScan) -> bool:
         return True
     inside = {id(n) for n in ast.walk(piece)}
     return not any(id(n) in inside for n in risky)
+
+
+def _touches_a_word(text: str, start: int, end: int) -> bool:
+    """Whether the span has a letter, digit or ``_`` right against it on either side."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return before.isalnum() or before == "_" or after.isalnum() or after == "_"
 
 
 def _precedence(node: ast.BinOp | ast.UnaryOp) -> int:
