@@ -1,10 +1,16 @@
-"""Finding the ``examples/`` of a source checkout, for benchmarks that run them."""
+"""The ``examples/`` of a source checkout, found and evolved for benchmarks."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
-__all__ = ["example_dir"]
+from project_o.evolution.genetic import GAConfig, GAResult, GeneticAlgorithm
+from project_o.evolution.genome import Genome
+from project_o.evolution.population import EvaluatorPool
+from project_o.evolution.run_store import RunStore
+
+__all__ = ["evolve_example", "example_dir"]
 
 
 def example_dir(name: str) -> Path:
@@ -18,3 +24,14 @@ def example_dir(name: str) -> Path:
         if (candidate / "agent.py").is_file():
             return candidate
     raise FileNotFoundError(f"examples/{name} not found; run from a source checkout")
+
+
+def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool) -> GAResult:
+    """One durable GA run on ``example/agent.py`` (its run store in a temporary directory)."""
+    with tempfile.TemporaryDirectory(prefix=f"{example.name}-run-") as run_dir:
+        store = RunStore(run_dir)
+        try:
+            return GeneticAlgorithm(Genome.from_path(example / "agent.py"), pool.evaluate,
+                                    config, store=store).run()
+        finally:
+            store.close()

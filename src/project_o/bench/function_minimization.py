@@ -22,16 +22,13 @@ OpenEvolve here: it needs an LLM.
 from __future__ import annotations
 
 import statistics
-import tempfile
 from collections.abc import Callable
 from typing import Final
 
-from project_o.bench.examples import example_dir
+from project_o.bench.examples import evolve_example, example_dir
 from project_o.bench.report import Report
-from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
-from project_o.evolution.genome import Genome
+from project_o.evolution.genetic import GAConfig
 from project_o.evolution.population import EvaluatorPool
-from project_o.evolution.run_store import RunStore
 
 __all__ = ["FULL", "OPENEVOLVE_DISTANCE", "OPENEVOLVE_GAP", "QUICK", "run"]
 
@@ -49,14 +46,7 @@ def _one_run(seed: int, population: int, generations: int,
     """(|mean value - minimum|, mean distance) of one evolved winner."""
     example = example_dir("function_minimization")
     config = GAConfig(population=population, generations=generations, seed=seed)
-    with tempfile.TemporaryDirectory(prefix="fmin-run-") as run_dir:
-        store = RunStore(run_dir)
-        try:
-            result = GeneticAlgorithm(Genome.from_path(example / "agent.py"), pool.evaluate,
-                                      config, store=store).run()
-        finally:
-            store.close()
-    metrics = result.evaluation.metrics
+    metrics = evolve_example(example, config, pool).evaluation.metrics
     return (abs(float(metrics["mean_value"]) - KNOWN_MINIMUM),
             float(metrics["mean_distance_to_minimum"]))
 

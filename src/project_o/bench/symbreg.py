@@ -24,18 +24,15 @@ import math
 import operator
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from project_o.bench.examples import example_dir
+from project_o.bench.examples import evolve_example, example_dir
 from project_o.bench.report import Report
-from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
-from project_o.evolution.genome import Genome
+from project_o.evolution.genetic import GAConfig
 from project_o.evolution.population import EvaluatorPool
-from project_o.evolution.run_store import RunStore
 
 __all__ = ["FULL", "QUICK", "SOLVED_MSE", "run", "run_deap", "run_project_o"]
 
@@ -55,13 +52,7 @@ def run_project_o(seed: int, population: int, generations: int,
     config = GAConfig(population=population, generations=generations, tournament=TOURNAMENT,
                       crossover=CROSSOVER, mutation=MUTATION, elitism=ELITISM, seed=seed)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="symbreg-run-") as run_dir:
-        store = RunStore(run_dir)
-        try:
-            result = GeneticAlgorithm(Genome.from_path(example / "agent.py"), pool.evaluate,
-                                      config, store=store).run()
-        finally:
-            store.close()
+    result = evolve_example(example, config, pool)
     mse = -result.evaluation.fitness if result.evaluation.ok else math.inf
     return mse < SOLVED_MSE, mse, time.perf_counter() - started
 
