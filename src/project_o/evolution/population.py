@@ -26,6 +26,9 @@ break: the pool SIGKILLs its process group after ``timeout + WALL_GRACE_S``),
 exactly that candidate is charged and the ones after it are re-dispatched
 in a fresh child. Exceptions, MemoryError and Python-level hangs (the
 alarm) are caught in the child and cost it nothing. A candidate that
+rebinds or patches the task's functions, its constants or builtins
+(:mod:`.tamper`) is "gamed", and the child stops: the rest of its batch
+runs in a fresh one. A candidate that
 writes forged frames to the result pipe can only spoil its own batch:
 ``batch_size=1`` makes the isolation unit a single candidate.
 """
@@ -57,6 +60,7 @@ import msgpack
 
 from project_o.errors import InvalidArgument, ZygoteError
 from project_o.evolution.genome import Genome
+from project_o.evolution.tamper import Snapshot
 from project_o.evolution.task import (
     Evaluation,
     Task,
@@ -159,6 +163,7 @@ class _Batch:
     frames: _Frames = field(default_factory=_Frames)
     pid: int | None = None
     ready: bool = False
+    stopped: bool = False  # the child ended the batch early (a candidate tampered)
     offset: int = 0
     deadline: float = math.inf
     killed_for: str = ""
@@ -170,7 +175,7 @@ class _Batch:
     def current(self) -> int | None:
         """The candidate running now (the first without a result), once the child is ready."""
         left = len(self.results) < len(self.genomes)
-        return len(self.results) if self.ready and left else None
+        return len(self.results) if self.ready and left and not self.stopped else None
 
 
 class EvaluatorPool:
@@ -361,6 +366,7 @@ class EvaluatorPool:
             genome = batch.genomes[index]
             batch.results[index] = validate_metrics(genome.id, message, self.score_bounds)
             batch.offset = int(message.get("offset", batch.offset))
+            batch.stopped = message.get("tampered") is True
             self._learn(batch.results[index])
         else:
             expected = "ready" if not batch.ready else f"result {batch.current}"
@@ -580,14 +586,17 @@ def _become_evaluator(fd: int, request: dict[str, Any], task: Task, zygote: int)
 
 
 def _run_batch(fd: int, request: dict[str, Any], task: Task, scratch: Path) -> None:
+    guard = Snapshot(task.module)  # before any candidate code has run in this process
     _write_all(fd, _frame({"op": "ready"}))
     for index, wire in enumerate(request["candidates"]):
         genome = Genome(wire["sources"], wire["params"])
-        raw = evaluate_in_process(task, genome, scratch, float(request["timeout"]))
+        raw = evaluate_in_process(task, genome, scratch, float(request["timeout"]), guard)
         sys.stdout.flush()
         sys.stderr.flush()
         _write_all(fd, _frame({"op": "result", "index": index,
                                "offset": os.lseek(1, 0, os.SEEK_END), **raw}))
+        if raw["tampered"]:
+            return  # this process is no longer the evaluator it was: the rest get a fresh one
 
 
 def _write_all(fd: int, data: bytes) -> None:

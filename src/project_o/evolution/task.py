@@ -46,6 +46,7 @@ from project_o.agent.dsl import Agent, TestClient
 from project_o.agent.params import resolve
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
+from project_o.evolution.tamper import Snapshot, describe
 from project_o.runtime.loader import load_agent, load_agent_source
 
 __all__ = [
@@ -155,10 +156,12 @@ class CandidateTimeout(BaseException):
 
 
 def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: float,
-                        ) -> dict[str, Any]:
+                        guard: Snapshot | None = None) -> dict[str, Any]:
     """Load ``genome`` and run ``task.evaluate`` on it, here; a raw result (msgpack-able).
 
-    ``{"metrics": {...} | None, "failure": {...} | None, "time_s", "cpu_s", "memory_kb"}``.
+    ``{"metrics": {...} | None, "failure": {...} | None, "time_s", "cpu_s", "memory_kb"}``,
+    plus ``"tampered": True`` when ``guard`` saw the candidate change the
+    evaluator (a "gamed" failure; nothing after it in this process can be trusted).
     Only the evaluator child calls this: it runs agent code.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -166,9 +169,14 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
     metrics: Any = None
     failure: dict[str, Any] | None = None
+    changes: list[str] = []
     try:
+        before = guard.bindings() if guard is not None else None
         agent = _load(genome, scratch)
-        metrics = _plain(task.evaluate(Candidate(genome.id, agent, genome.params)))
+        if guard is not None and before is not None:
+            changes = guard.changed_since(before)
+        if not changes:
+            metrics = _plain(task.evaluate(Candidate(genome.id, agent, genome.params)))
     except CandidateTimeout:
         failure = {"kind": "timeout", "reason": f"ran past its {timeout_s:g} s"}
     except MemoryError as exc:
@@ -178,7 +186,10 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    return {"metrics": metrics, "failure": failure,
+    changes = changes or (guard.code_changed() if guard is not None else [])
+    if changes:
+        metrics, failure = None, {"kind": "gamed", "reason": describe(changes)}
+    return {"metrics": metrics, "failure": failure, "tampered": bool(changes),
             "time_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
             "memory_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
