@@ -20,16 +20,16 @@
     frame = 4-byte big-endian length + a MessagePack map (the wire's framing, own keys)
 
 Isolation is per batch, accounting per candidate: after ``ready``, the
-candidate running is the first without a result, so when a child dies (signal, ``os._exit``,
-the kernel's memory killer) or stops answering (a hang the alarm cannot
-break: the pool SIGKILLs its process group after ``timeout + WALL_GRACE_S``),
-exactly that candidate is charged and the ones after it are re-dispatched
-in a fresh child. Exceptions, MemoryError and Python-level hangs (the
-alarm) are caught in the child and cost it nothing. A candidate that
-rebinds or patches the task's functions, its constants or builtins
-(:mod:`.tamper`) is "gamed", and the child stops: the rest of its batch
-runs in a fresh one. A candidate that
-writes forged frames to the result pipe can only spoil its own batch:
+candidate running is the first without a result, so when a child dies
+(signal, ``os._exit``, the kernel's memory killer) or stops answering (a
+hang the alarm cannot break: the pool SIGKILLs its process group after
+``timeout + WALL_GRACE_S``), exactly that candidate is charged and the ones
+after it are re-dispatched in a fresh child. Exceptions, MemoryError and
+Python-level hangs (the alarm) are caught in the child and cost it
+nothing. A candidate that rebinds or patches the task's functions, its
+constants or builtins (:mod:`.tamper`) is "gamed", and the child stops:
+the rest of its batch runs in a fresh one. A candidate that writes forged
+frames to the result pipe can only spoil its own batch:
 ``batch_size=1`` makes the isolation unit a single candidate.
 """
 
