@@ -76,9 +76,14 @@ _RESERVED: Final = frozenset({"messages", "tools", "stream", "stream_options"})
 class LLMTool(Protocol):
     """A tool the model may call; ``call`` validates its arguments itself."""
 
-    name: str
-    description: str
-    parameters: Mapping[str, Any]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
 
     def call(self, arguments: dict[str, Any]) -> Any: ...
 

@@ -139,7 +139,7 @@ def _retrieve(ctx: Any, question: str, strategy: str) -> list[Any]:
     semantic = [h for h in ctx.memory.recall(question, k=5) if h.score >= MIN_SEMANTIC_SCORE]
     if strategy == "semantic":
         return semantic
-    keyword = ctx.memory.search(question, k=5)
+    keyword = list(ctx.memory.search(question, k=5))
     if strategy == "keyword":
         return keyword
     # Hybrid: semantic hits first (their cosine scores are comparable), then keyword-only ones.

@@ -312,7 +312,7 @@ class AgentHost:
         if zygote is None or not zygote.alive:
             return False
         try:
-            return psutil.Process(zygote.pid).status() != psutil.STATUS_ZOMBIE
+            return bool(psutil.Process(zygote.pid).status() != psutil.STATUS_ZOMBIE)
         except psutil.NoSuchProcess:
             return False
 

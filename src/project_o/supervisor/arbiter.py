@@ -37,6 +37,7 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -695,7 +696,7 @@ class Arbiter:
         self._perceive(self.monitor.observe(result.version, result.latency_ms))
         return result
 
-    def _perceive(self, intents: list[Intent]) -> None:
+    def _perceive(self, intents: Sequence[Intent]) -> None:
         """An intent from the monitor: record it, and act as autonomy allows."""
         for intent in intents:
             self.events.record("intent", intent.version, intent.hypothesis,

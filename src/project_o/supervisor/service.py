@@ -27,7 +27,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, cast
 
 from project_o.client import STATE_FILE
 from project_o.errors import UnknownRequest
@@ -42,6 +42,7 @@ from project_o.supervisor.events import EventLog
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
+from project_o.vault.vault import Durability
 
 __all__ = ["EXIT_VAULT_FATAL", "Supervisor"]
 
@@ -154,8 +155,9 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stop.set)
         await self._start()
         assert self.host is not None
-        stop = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait({stop, self.host.fatal}, return_when=asyncio.FIRST_COMPLETED)
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        fatal_error: asyncio.Future[Any] = self.host.fatal
+        await asyncio.wait({stop, fatal_error}, return_when=asyncio.FIRST_COMPLETED)
         fatal = self.host.fatal.done()
         if fatal:
             print(f"project-o: vault failure: {self.host.fatal.result()}", file=sys.stderr)
@@ -165,15 +167,17 @@ class Supervisor:
 
     async def _start(self) -> None:
         config = self.config
-        self.vault = await asyncio.to_thread(Vault.open, config.vault, durability=config.durability)
-        self.events = EventLog(self.vault.catalog)
+        vault = await asyncio.to_thread(Vault.open, config.vault,
+                                        durability=cast(Durability, config.durability))
+        self.vault = vault
+        self.events = EventLog(vault.catalog)
         self.events.subscribe(self.meter.on_event)
         token, created = resolve_token(config.vault)
         if created:
             print(f"project-o: API token written to {config.vault / 'token'}: {token}", flush=True)
         self.events.record("supervisor_start", str(os.getpid()),
-                           f"recovering from vault at sequence {self.vault.last_sequence}")
-        book = VersionBook(self.vault.catalog, config.vault)
+                           f"recovering from vault at sequence {vault.last_sequence}")
+        book = VersionBook(vault.catalog, config.vault)
         version = await asyncio.to_thread(book.register, config.agent)
         promoted = await asyncio.to_thread(book.promoted_descendant, version)
         if promoted is not None:  # keep serving what evolution promoted
@@ -181,8 +185,8 @@ class Supervisor:
             self.events.record("resume", promoted.id,
                                f"serving version {promoted.id}, promoted over {version}")
             version = promoted.id
-        self.host = AgentHost(config, self.vault, self.events, version, book, self.meter)
-        self.arbiter = Arbiter(self.host, self.vault, self.events,
+        self.host = AgentHost(config, vault, self.events, version, book, self.meter)
+        self.arbiter = Arbiter(self.host, vault, self.events,
                                autonomy=config.autonomy, thresholds=_thresholds(config))
         # Safe abort: a candidate left running by a killed supervisor never serves again.
         await asyncio.to_thread(self.arbiter.abort_leftovers)

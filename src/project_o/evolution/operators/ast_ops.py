@@ -234,7 +234,8 @@ class ConstantPerturbation(_AstMutation):
 
     def _edit(self, found: FunctionScan, site: ast.Constant, rng: random.Random,
               parent: Genome, fn: EvolvableFunction, donors: Sequence[Genome]) -> _Edit:
-        new = _nudged(site.value, rng)
+        old: Any = site.value  # an int or float: _sites() only yields those
+        new = _nudged(old, rng)
         literal = ast.unparse(ast.Constant(new))
         literal = f"({literal})" if literal.startswith("-") else literal
         start, end = found.span(site)
