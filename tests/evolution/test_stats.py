@@ -48,6 +48,28 @@ def test_a_clearly_faster_candidate_is_better_within_500_samples() -> None:
     assert sorted(n)[int(0.95 * RUNS)] <= CLEAR_BUDGET
 
 
+def test_a_clearly_faster_candidate_clears_a_five_percent_margin() -> None:
+    decisions, n = _outcomes(lambda r: r.gauss(100, 30), lambda r: r.gauss(70, 30),
+                             higher_is_better=False, margin=0.05)
+    assert decisions[BETTER] >= 0.95 * RUNS
+    assert sorted(n)[int(0.95 * RUNS)] <= CLEAR_BUDGET
+
+
+def test_a_real_but_small_speed_up_is_not_better_beyond_a_margin() -> None:
+    # 2% faster with little noise: significant, but not the 5% a promotion asks for
+    fast, slow = (lambda r: r.gauss(98, 2)), (lambda r: r.gauss(100, 2))
+    without, _ = _outcomes(slow, fast, runs=50, higher_is_better=False)
+    within, _ = _outcomes(slow, fast, runs=50, higher_is_better=False, margin=0.05)
+    assert without[BETTER] == 50
+    assert within == Counter({EQUAL: 50})
+
+
+def test_a_margin_never_hides_harm() -> None:
+    decisions, _ = _outcomes(lambda r: r.gauss(100, 2), lambda r: r.gauss(102, 2), runs=50,
+                             higher_is_better=False, margin=0.05)
+    assert decisions == Counter({WORSE: 50})
+
+
 def test_a_clearly_worse_error_rate_is_worse_within_500_samples() -> None:
     decisions, n = _outcomes(lambda r: float(r.random() < 0.02), lambda r: float(r.random() < 0.12),
                              kind="bernoulli", higher_is_better=False)
@@ -142,9 +164,9 @@ def test_state_round_trip_resumes_exactly() -> None:
             test.add(BASELINE, rng.gauss(0, 1))
             test.add(CANDIDATE, rng.gauss(0.25, 1))
 
-    whole, rng_a = SequentialTest("x", higher_is_better=True), random.Random(9)
+    whole, rng_a = SequentialTest("x", higher_is_better=True, margin=0.1), random.Random(9)
     feed(whole, rng_a, 400)
-    first, rng_b = SequentialTest("x", higher_is_better=True), random.Random(9)
+    first, rng_b = SequentialTest("x", higher_is_better=True, margin=0.1), random.Random(9)
     feed(first, rng_b, 120)
     resumed = SequentialTest.from_state(json.loads(json.dumps(first.state())))
     feed(resumed, rng_b, 280)
@@ -153,7 +175,7 @@ def test_state_round_trip_resumes_exactly() -> None:
 
 @pytest.mark.parametrize("options", [{"kind": "median"}, {"alpha": 0.0}, {"alpha": 1.0},
                                      {"min_samples": 1}, {"min_samples": 60, "max_samples": 50},
-                                     {"tau": 0.0}])
+                                     {"tau": 0.0}, {"margin": -0.1}, {"margin": 1.0}])
 def test_bad_configuration_is_refused(options: dict[str, object]) -> None:
     with pytest.raises(InvalidArgument):
         SequentialTest("x", **options)  # type: ignore[arg-type]

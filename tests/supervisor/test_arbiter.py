@@ -23,7 +23,7 @@ def test_spec_defaults_are_the_seeds() -> None:
 @pytest.mark.parametrize("body", [
     {"kind": "nope"}, {"candidate": {}}, {"candidate": {"source": "a", "operator": "b"}},
     {"share": 0.0}, {"stages": [0.5, 0.1]}, {"min_samples": 10, "max_samples": 5},
-    {"metric": "vibes"},
+    {"metric": "vibes"}, {"latency_margin": -0.01}, {"latency_margin": 1.0},
 ])
 def test_spec_refuses_what_it_cannot_run(body: dict[str, object]) -> None:
     with pytest.raises(InvalidArgument):
@@ -42,6 +42,13 @@ def run(candidate_latency: float, samples: int = 60, **body: object) -> Experime
 def test_a_faster_candidate_is_better_on_latency() -> None:
     assert run(5.0).better() == ["latency"]
     assert run(5.0).worse() is None
+
+
+def test_a_slightly_faster_candidate_is_not_better_within_the_latency_margin() -> None:
+    # 3% faster: a fresh process can be that much faster than a long-running main
+    assert run(9.7, samples=400).better() == []
+    assert run(9.7, samples=400).no_improvement()
+    assert run(9.7, samples=400, latency_margin=0.0).better() == ["latency"]
 
 
 def test_a_slower_candidate_is_worse_on_latency() -> None:

@@ -50,6 +50,13 @@ Decisions: ``"continue"`` until both arms have ``min_samples``; then
 ``"better"`` / ``"worse"`` the first time ``Λ ≥ 1/α`` (direction from the
 sign of ``d`` and ``higher_is_better``); ``"equal"`` once both arms reach
 ``max_samples`` without that. A decision, once made, stays.
+
+A ``margin`` (relative to the baseline's mean) asks more of ``"better"``:
+the whole confidence sequence must lie beyond ``margin · |m_b|`` on the
+good side, an always-valid test that the improvement is at least that
+large. A difference that is real but small (a fresh process a little
+faster than a long-running one) then ends ``"equal"``, not a promotion.
+``"worse"`` keeps no margin: any significant harm stops a candidate.
 """
 
 from __future__ import annotations
@@ -127,8 +134,12 @@ class SequentialTest:
         min_samples: int = DEFAULT_MIN_SAMPLES,
         max_samples: int = DEFAULT_MAX_SAMPLES,
         tau: float = DEFAULT_TAU,
+        margin: float = 0.0,
     ) -> None:
         _check_config(kind, alpha, min_samples, max_samples, tau)
+        if not 0.0 <= margin < 1.0:
+            raise InvalidArgument(f"margin is a share of the baseline mean in [0, 1), got {margin}")
+        self.margin = margin
         self.metric = metric
         self.kind = kind
         self.higher_is_better = higher_is_better
@@ -160,7 +171,7 @@ class SequentialTest:
         return {
             "metric": self.metric, "kind": self.kind, "higher_is_better": self.higher_is_better,
             "alpha": self.alpha, "min_samples": self.min_samples,
-            "max_samples": self.max_samples, "tau": self.tau,
+            "max_samples": self.max_samples, "tau": self.tau, "margin": self.margin,
             "n": {BASELINE: base.n, CANDIDATE: cand.n},
             "mean": {BASELINE: base.mean, CANDIDATE: cand.mean},
             "sd": {arm: math.sqrt(a.variance(self.kind)) if a.n > 1 else None
@@ -178,7 +189,7 @@ class SequentialTest:
     def state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart (JSON-able)."""
         config = {k: getattr(self, k) for k in ("metric", "kind", "higher_is_better", "alpha",
-                                                 "min_samples", "max_samples", "tau")}
+                                                 "min_samples", "max_samples", "tau", "margin")}
         arms = {name: [a.n, a.mean, a.m2] for name, a in self._arms.items()}
         return {"config": config, "arms": arms, "p_value": self._p_value,
                 "decision": self._decision}
@@ -214,9 +225,20 @@ class SequentialTest:
         self._p_value = min(self._p_value, math.exp(-log_lr)) if log_lr > 0 else self._p_value
         if log_lr >= math.log(1.0 / self.alpha):
             up = cand.mean > base.mean
-            self._decision = BETTER if up == self.higher_is_better else WORSE
-        elif min(base.n, cand.n) >= self.max_samples:
+            if up != self.higher_is_better:
+                self._decision = WORSE
+            elif self._beyond_margin():
+                self._decision = BETTER
+        if self._decision == CONTINUE and min(base.n, cand.n) >= self.max_samples:
             self._decision = EQUAL
+
+    def _beyond_margin(self) -> bool:
+        """Whether the confidence sequence clears ``margin`` of the baseline on the good side."""
+        if self.margin == 0.0:
+            return True
+        low, high = self._interval()
+        needed = self.margin * abs(self._arms[BASELINE].mean)
+        return low > needed if self.higher_is_better else high < -needed
 
     def _variances(self) -> tuple[float, float]:
         """(V, τ²): variance of the difference, and the mixture variance in metric units."""

@@ -185,6 +185,10 @@ class ExperimentRequest(BaseModel):
         default=None, ge=0, description="Requests watched after promotion (50).")
     promote_equal: bool | None = Field(
         default=None, description="Promote a candidate found equal (default: keep the main).")
+    latency_margin: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="How much faster, as a share of the main's latency, a candidate must be "
+                    "with confidence to count as better on latency (0.05).")
 
 
 class ExperimentSummary(BaseModel):

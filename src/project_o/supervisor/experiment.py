@@ -44,6 +44,7 @@ from project_o.evolution.stats import (
 )
 
 __all__ = [
+    "DEFAULT_LATENCY_MARGIN",
     "DEFAULT_SHARE",
     "DEFAULT_STAGES",
     "METRICS",
@@ -60,6 +61,10 @@ DEFAULT_SHARE = 0.1
 DEFAULT_STAGES = (0.1, 0.5, 1.0)
 #: per arm, after which "no decision" means "no improvement" (the issue's 500)
 DEFAULT_MAX_SAMPLES = 500
+#: how much faster (share of the baseline's mean latency) a candidate must be, with
+#: confidence, to count as better on latency: smaller gaps are as likely to be the
+#: fresh candidate process against the long-running main as a better version
+DEFAULT_LATENCY_MARGIN = 0.05
 #: requests the promoted version serves under watch before it is trusted
 DEFAULT_VALIDATION_REQUESTS = 50
 #: the metrics a canary decides on, unless the experiment names one
@@ -90,6 +95,7 @@ class ExperimentSpec:
     validation_requests: int = DEFAULT_VALIDATION_REQUESTS
     promote_equal: bool = False
     seed: int | None = None
+    latency_margin: float = DEFAULT_LATENCY_MARGIN
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ExperimentSpec:
@@ -124,6 +130,9 @@ class ExperimentSpec:
             raise InvalidArgument(f"metric must be one of {METRICS}, got {self.metric!r}")
         if self.validation_requests < 0:
             raise InvalidArgument("validation_requests must be >= 0")
+        if not 0.0 <= self.latency_margin < 1.0:
+            raise InvalidArgument(f"latency_margin is a share of the baseline's latency in "
+                                  f"[0, 1), got {self.latency_margin}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, for the catalog."""
@@ -138,7 +147,8 @@ def _new_test(metric: str, spec: ExperimentSpec) -> SequentialTest:
     kind = "bernoulli" if metric in ("errors", AGREEMENT) else "mean"
     higher = metric in ("feedback", AGREEMENT)
     return SequentialTest(metric, kind=kind, higher_is_better=higher,
-                          min_samples=spec.min_samples, max_samples=spec.max_samples)
+                          min_samples=spec.min_samples, max_samples=spec.max_samples,
+                          margin=spec.latency_margin if metric == "latency" else 0.0)
 
 
 @dataclass
