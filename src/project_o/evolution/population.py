@@ -68,7 +68,12 @@ from project_o.evolution.task import (
     load_task,
     validate_metrics,
 )
-from project_o.runtime.procctl import set_child_subreaper, set_parent_death_signal
+from project_o.runtime.procctl import (
+    exited_child,
+    kill_group,
+    set_child_subreaper,
+    set_parent_death_signal,
+)
 from project_o.runtime.sandbox import Limits, apply_sandbox, scrubbed_env
 
 __all__ = [
@@ -527,21 +532,14 @@ class _Zygote:
     def _kill(self, batch: int) -> None:
         for pid, owner in self._children.items():
             if owner == batch:  # still ours and unreaped, so the group id is still its own
-                _kill_group(pid)
+                kill_group(pid)
 
     def _reap(self) -> None:
-        while True:
-            try:
-                # WNOWAIT: look first, kill the group while the zombie holds its id, then reap.
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return
-            if info is None or info.si_pid == 0:
-                return
-            batch = self._children.pop(info.si_pid, None)
+        while (pid := exited_child()) is not None:
+            batch = self._children.pop(pid, None)
             if batch is not None:
-                _kill_group(info.si_pid)
-            _, status, usage = os.wait4(info.si_pid, 0)
+                kill_group(pid)
+            _, status, usage = os.wait4(pid, 0)
             if batch is not None:
                 code = os.waitstatus_to_exitcode(status)
                 self._send(op="exited", batch=batch, exit_code=code if code >= 0 else None,
@@ -553,14 +551,8 @@ class _Zygote:
 
     def _stop(self) -> NoReturn:
         for pid in list(self._children):
-            _kill_group(pid)
+            kill_group(pid)
         os._exit(0)
-
-
-def _kill_group(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            kill(pid, signal.SIGKILL)
 
 
 def _become_evaluator(fd: int, request: dict[str, Any], task: Task, zygote: int) -> NoReturn:

@@ -15,14 +15,12 @@ the supervisor, and a check that hangs or crashes only fails the candidate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import resource
-import signal
 import sys
 import traceback
 from pathlib import Path
 
+from project_o.runtime.procctl import kill_group
 from project_o.runtime.sandbox import scrubbed_env
 
 __all__ = ["QUICK_CHECK_TIMEOUT", "run_quick_checks"]
@@ -45,8 +43,7 @@ async def run_quick_checks(agent: Path, *, timeout: float = QUICK_CHECK_TIMEOUT)
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_group(process.pid)
         await process.wait()
         return f"its quick checks did not finish within {timeout:g} s"
     if process.returncode == 0:

@@ -6,17 +6,29 @@
   from a long-lived thread (the event loop's).
 * ``PR_SET_CHILD_SUBREAPER``: orphaned descendants are re-parented to us
   instead of init, so the zygote can reap what an instance left behind.
+
+And the two steps every zygote takes with a child that exits: look at it
+without reaping (:func:`exited_child`: the zombie keeps its pid, and so its
+process group id, reserved) and SIGKILL the group it led (:func:`kill_group`:
+whatever it forked dies too), then reap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import signal
 from typing import Final
 
-__all__ = ["parent_death_signal", "set_child_subreaper", "set_parent_death_signal"]
+__all__ = [
+    "exited_child",
+    "kill_group",
+    "parent_death_signal",
+    "set_child_subreaper",
+    "set_parent_death_signal",
+]
 
 # From <linux/prctl.h>.
 PR_SET_PDEATHSIG: Final = 1
@@ -56,3 +68,22 @@ def parent_death_signal() -> int:
 def set_child_subreaper() -> None:
     """Become the reaper of orphaned descendants."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group ``pid`` leads (after setsid), and ``pid`` itself.
+
+    Gone already, or not ours: nothing to do.
+    """
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
+
+
+def exited_child() -> int | None:
+    """The pid of a child that has exited, still unreaped (so its ids stay ours); or None."""
+    try:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    return None if info is None or info.si_pid == 0 else info.si_pid

@@ -45,7 +45,12 @@ from project_o.runtime import cgroup
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RUNTIME_BUG, run_instance
 from project_o.runtime.loader import load_agent
-from project_o.runtime.procctl import set_child_subreaper, set_parent_death_signal
+from project_o.runtime.procctl import (
+    exited_child,
+    kill_group,
+    set_child_subreaper,
+    set_parent_death_signal,
+)
 from project_o.runtime.sandbox import Limits, apply_sandbox
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
@@ -181,21 +186,13 @@ class Zygote:
     # -- children -------------------------------------------------------
 
     def _reap(self) -> None:
-        while True:
-            try:
-                # WNOWAIT: look without reaping, so the pid (and process group
-                # id) stays reserved while we kill the group.
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return
-            if info is None or info.si_pid == 0:
-                return
-            self._bury(info.si_pid)
+        while (pid := exited_child()) is not None:
+            self._bury(pid)
 
     def _bury(self, pid: int) -> None:
         instance_id = self._children.pop(pid, None)
         if instance_id is not None:
-            _kill_group(pid)
+            kill_group(pid)
         _, status = os.waitpid(pid, 0)
         if instance_id is None:
             return  # an orphan an instance left behind: reaped, not reported
@@ -213,7 +210,7 @@ class Zygote:
         if reason:
             print(f"zygote {os.getpid()}: {reason}", file=sys.stderr)
         for pid in list(self._children):
-            _kill_group(pid)
+            kill_group(pid)
         while self._children:
             self._bury(next(iter(self._children)))
         _flush_stdio()
@@ -224,14 +221,6 @@ class Zygote:
             self._control.sendall(encode_frame(Message(message_type, data)))
         except OSError:
             pass  # the supervisor is gone; EOF on the next read ends the loop
-
-
-def _kill_group(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _text(request: dict[str, Any], key: str) -> str:

@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
+from project_o.runtime.procctl import kill_group
 from project_o.wire import Message, read_message_async, write_message_async
 
 __all__ = ["EventListener", "HandlerError", "InstanceDied", "InstanceHandle", "InstanceOwner"]
@@ -131,9 +130,7 @@ class InstanceHandle:
             return
         # The instance called setsid(), so its pid is its process group: this
         # also takes any children it forked (a fork bomb, a stray helper).
-        for send in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                send(self.pid, signal.SIGKILL)
+        kill_group(self.pid)
         self._die(reason)
 
     def kill_if_silent(self, timeout: float, now: float) -> None:
