@@ -25,12 +25,30 @@ from project_o.supervisor.spec import ExitReason
 __all__ = ["PidChild", "ProcessChild"]
 
 
-class ProcessChild:
+class _Signalled:
+    """What both children share: SIGTERM, and SIGKILL with the cause remembered."""
+
+    _cause: str | None = None
+
+    def terminate(self) -> None:
+        """Send SIGTERM (nothing if it has already ended)."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self, cause: str | None = None) -> None:
+        """Send SIGKILL; ``cause`` ("hang: no heartbeat for 5.0 s") goes into the exit reason."""
+        if cause and self._cause is None:
+            self._cause = cause
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        raise NotImplementedError
+
+
+class ProcessChild(_Signalled):
     """A child that is an :class:`asyncio.subprocess.Process`."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self._cause: str | None = None
 
     @classmethod
     async def spawn(cls, program: str, *args: str, **kwargs: Any) -> ProcessChild:
@@ -52,16 +70,6 @@ class ProcessChild:
         returncode = await self.process.wait()
         return ExitReason.from_returncode(returncode, cause=self._cause)
 
-    def terminate(self) -> None:
-        """Send SIGTERM (nothing if it has already ended)."""
-        self._signal(signal.SIGTERM)
-
-    def kill(self, cause: str | None = None) -> None:
-        """Send SIGKILL; ``cause`` ("hang: no heartbeat for 5.0 s") goes into the exit reason."""
-        if cause and self._cause is None:
-            self._cause = cause
-        self._signal(signal.SIGKILL)
-
     def _signal(self, signum: int) -> None:
         if self.process.returncode is not None:
             return
@@ -74,7 +82,7 @@ class ProcessChild:
         return f"<ProcessChild pid={self.process.pid} returncode={self.process.returncode}>"
 
 
-class PidChild:
+class PidChild(_Signalled):
     """A child known only by its pid, watched through a pidfd (Linux 5.3+).
 
     A pidfd becomes readable the moment the process ends, with no polling
@@ -92,7 +100,6 @@ class PidChild:
                 f"no process with pid {pid}: it must be running when it is handed to PidChild"
             ) from exc
         self.pid = pid
-        self._cause: str | None = None
         self._reason: ExitReason | None = None
         self._ended = asyncio.Event()
         asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
@@ -107,16 +114,6 @@ class PidChild:
         await self._ended.wait()
         assert self._reason is not None  # set before _ended
         return self._reason
-
-    def terminate(self) -> None:
-        """Send SIGTERM (nothing if it has already ended)."""
-        self._signal(signal.SIGTERM)
-
-    def kill(self, cause: str | None = None) -> None:
-        """Send SIGKILL; ``cause`` goes into the exit reason."""
-        if cause and self._cause is None:
-            self._cause = cause
-        self._signal(signal.SIGKILL)
 
     def _signal(self, signum: int) -> None:
         if self._ended.is_set():
