@@ -29,6 +29,7 @@ from project_o.vault.checkpoint import (
     decode_header,
     encode_header,
 )
+from tests.vault.strategies import msgpack_values
 
 #: the layout spelled out again, independently of the module (DESIGN.md)
 LAYOUT = ">16sIIQ16sQQ32sQ120s32s"
@@ -189,22 +190,10 @@ def test_directory_is_created(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b").is_dir()
 
 
-json_like = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text()
-    | st.binary(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
 
 
 @settings(max_examples=40, deadline=None)
-@given(agent_state=st.dictionaries(st.text(max_size=8), json_like, max_size=5))
+@given(agent_state=st.dictionaries(st.text(max_size=8), msgpack_values, max_size=5))
 def test_any_msgpack_state_round_trips(tmp_path_factory: Any, agent_state: dict[str, Any]) -> None:
     store = CheckpointStore(tmp_path_factory.mktemp("ck"))
     info = store.write({"agent_state": agent_state}, last_sequence=1)

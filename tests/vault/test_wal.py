@@ -19,6 +19,7 @@ from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.fileio import FileLayer
 from project_o.vault.wal import WAL, WALEntry, scan, segment_name
 from project_o.vault.wal_record import compute_checksum, encode, read_record, walk_segment
+from tests.vault.strategies import msgpack_values
 
 pytestmark = pytest.mark.usefixtures("no_leaked_flushers")
 
@@ -46,18 +47,6 @@ class CountingLayer(FileLayer):
         self.fsyncs += 1
 
 
-msgpack_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text()
-    | st.binary(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 # ----------------------------------------------------------------- format
