@@ -17,6 +17,7 @@ from project_o.errors import ConnectionClosed, FrameDecodeError, FrameTooLarge
 from project_o.runtime.instance import EXIT_CHANNEL_LOST
 from project_o.runtime.zygote_client import ExitStatus
 from tests.fixtures import chaos_agent
+from tests.processes import running
 from tests.runtime.harness import FAST_BEATS, Peer, run, spawn, zygote
 
 
@@ -131,18 +132,11 @@ def test_fork_bomb_children_die_with_the_instance() -> None:
 def _wait_all_gone(pids: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if _running(p)]
+        alive = [p for p in pids if running(p)]
         if not alive:
             return
         time.sleep(0.02)
     raise AssertionError(f"fork-bomb children outlived their instance: {alive}")
-
-
-def _running(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.mark.parametrize(

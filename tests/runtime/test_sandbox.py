@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from project_o.errors import InvalidArgument
@@ -19,6 +17,7 @@ from project_o.runtime.sandbox import (
     Limits,
     scrubbed_env,
 )
+from tests.processes import assert_gone
 from tests.runtime.harness import run, spawn, zygote
 
 SOURCE_ENV = {
@@ -135,19 +134,6 @@ def test_instance_dies_with_its_zygote() -> None:
             assert await peer.closed() is not None  # EOF: the instance's end closed
             status = await peer.exited()
             assert (status.exit_code, status.signal) == (None, None)  # nobody left to tell
-            _assert_gone(peer.pid)
+            assert_gone(peer.pid, "an instance whose zygote died")
 
     run(scenario())
-
-
-def _assert_gone(pid: int, timeout: float = 10.0) -> None:
-    """The process is gone or a zombie (our test process is not its reaper)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.NoSuchProcess:
-            return
-        time.sleep(0.01)  # the kernel closes its files a moment before it is a zombie
-    raise AssertionError(f"process {pid} is still alive {timeout} s after its zygote died")

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from project_o.runtime.instance import EXIT_PROTOCOL
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.wire import Message, encode_frame, read_message, write_message
+from tests.processes import assert_gone
 from tests.runtime.harness import CHAOS_AGENT, run, spawn, zygote
 
 BROKEN_AGENT = """
@@ -149,22 +149,10 @@ def test_zygote_dies_with_its_supervisor() -> None:
         assert psutil.Process(zygote_pid).ppid() == supervisor.pid
         supervisor.kill()
         supervisor.wait()
-        _wait_gone(zygote_pid)
+        assert_gone(zygote_pid, "a zygote whose supervisor died")
     finally:
         supervisor.kill()
         supervisor.wait()
-
-
-def _wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.NoSuchProcess:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"zygote {pid} outlived its supervisor by {timeout} s")
 
 
 def test_wire_contract_with_a_blocking_supervisor() -> None:

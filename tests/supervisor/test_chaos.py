@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.processes import running
 from tests.supervisor.harness import CHAOS_AGENT, FAST_HEARTBEAT, Stack
 
 pytestmark = pytest.mark.slow
@@ -108,16 +109,9 @@ def test_fork_bomb_children_die_with_their_instance(stack: Stack) -> None:
     os.kill(stack.main_pid(), signal.SIGKILL)
     assert stack.do("echo").status_code == 200
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_running(pid) for pid in children):
+    while time.monotonic() < deadline and any(running(pid) for pid in children):
         time.sleep(0.05)
-    assert not any(_running(pid) for pid in children)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    assert not any(running(pid) for pid in children)
 
 
 def test_poison_request_does_not_block_others(stack: Stack) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from project_o.supervisor.heart import (
@@ -30,6 +29,7 @@ from project_o.supervisor.heart import (
     read_status,
     run_heart,
 )
+from tests.processes import running
 
 #: Deadlock guard for every wait, not a speed limit.
 GUARD_S = 30.0
@@ -98,18 +98,11 @@ class Heart:
             self.process.kill()
             self.process.wait()
         for pid, _ in self.starts():
-            _kill_if_alive(pid)
+            _kill_if_running(pid)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _kill_if_alive(pid: int) -> None:
-    if _alive(pid):
+def _kill_if_running(pid: int) -> None:
+    if running(pid):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -184,7 +177,7 @@ def test_stop_signals_are_forwarded_and_both_exit(
     heart.process.send_signal(signum)
     assert heart.wait() == 0
     assert heart.stops() == [f"stop {supervisor_pid} {signum}"]  # forwarded exactly once
-    assert not _alive(supervisor_pid)
+    assert not running(supervisor_pid)
     assert len(heart.starts()) == 1  # not restarted after a requested stop
 
 
@@ -219,10 +212,10 @@ def test_the_supervisor_outlives_a_killed_heart(heart_factory: Callable[..., Hea
     supervisor_pid = heart.starts()[0][0]
     heart.process.kill()
     heart.process.wait()
-    assert _alive(supervisor_pid)
+    assert running(supervisor_pid)
     assert heart.stops() == []
     os.kill(supervisor_pid, signal.SIGTERM)
-    until(lambda: not _alive(supervisor_pid), "the orphan to stop on SIGTERM")
+    until(lambda: not running(supervisor_pid), "the orphan to stop on SIGTERM")
 
 
 def test_a_command_that_cannot_start_is_given_up_at_once(
