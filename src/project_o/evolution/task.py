@@ -171,9 +171,9 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     failure: dict[str, Any] | None = None
     changes: list[str] = []
     try:
-        before = guard.bindings() if guard is not None else None
+        before = guard.bindings() if guard is not None else {}
         agent = _load(genome, scratch)
-        if guard is not None and before is not None:
+        if guard is not None:
             changes = guard.changed_since(before)
         if not changes:
             metrics = _plain(task.evaluate(Candidate(genome.id, agent, genome.params)))

@@ -1,8 +1,10 @@
-"""Remembering what was read from a genome's sources, by content.
+"""Remembering what was read from source text, by content.
 
 ::
 
-    sources {path: text} ──key──► (sorted (path, text) pairs) ──► LRU ──► value
+    argument ──key──► hashable content key ──► LRU ──► value
+      sources {path: text}: the sorted (path, text) pairs (key=sources_key)
+      one def's text: the text itself (key=str)
                                                                   ▲
     an operator that knows a child's value already (the parent's,  │
     shifted by a splice) puts it ─────────────────────────────────┘
@@ -16,50 +18,52 @@ operator hand the answer over instead of having it recomputed.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Final, Generic, TypeVar
 
-__all__ = ["DEFAULT_SIZE", "ContentCache"]
+__all__ = ["DEFAULT_SIZE", "ContentCache", "sources_key"]
 
 #: entries kept: more than a generation of a 300-genome population
 DEFAULT_SIZE: Final = 4096
 
+A = TypeVar("A")
 V = TypeVar("V")
-_Key = tuple[tuple[str, str], ...]
 
 
-class ContentCache(Generic[V]):
-    """``compute(sources)``, remembered for the last ``size`` distinct contents."""
+def sources_key(sources: Mapping[str, str]) -> Hashable:
+    """The content of a genome's sources, independent of their order."""
+    return tuple(sorted(sources.items()))
 
-    def __init__(self, compute: Callable[[Mapping[str, str]], V],
+
+class ContentCache(Generic[A, V]):
+    """``compute(argument)``, remembered for the last ``size`` distinct contents."""
+
+    def __init__(self, compute: Callable[[A], V], *, key: Callable[[A], Hashable],
                  size: int = DEFAULT_SIZE) -> None:
-        self._compute, self._size = compute, size
-        self._entries: OrderedDict[_Key, V] = OrderedDict()
+        self._compute, self._size, self._key = compute, size, key
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
 
-    def get(self, sources: Mapping[str, str]) -> V:
-        """The value for ``sources``, computed on a miss."""
-        key = _key(sources)
+    def get(self, argument: A) -> V:
+        """The value for ``argument``, computed on a miss."""
+        key = self._key(argument)
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
-        value = self._compute(dict(key))
+        value = self._compute(argument)
         self._remember(key, value)
         return value
 
-    def peek(self, sources: Mapping[str, str]) -> V | None:
+    def peek(self, argument: A) -> V | None:
         """The value if it is remembered, else None (nothing is computed)."""
-        return self._entries.get(_key(sources))
+        return self._entries.get(self._key(argument))
 
-    def put(self, sources: Mapping[str, str], value: V) -> None:
-        """Remember ``value`` as what ``compute(sources)`` would return."""
-        self._remember(_key(sources), value)
+    def put(self, argument: A, value: V) -> None:
+        """Remember ``value`` as what ``compute(argument)`` would return."""
+        self._remember(self._key(argument), value)
 
-    def _remember(self, key: _Key, value: V) -> None:
+    def _remember(self, key: Hashable, value: V) -> None:
         self._entries[key] = value
         self._entries.move_to_end(key)
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
-
-def _key(sources: Mapping[str, str]) -> _Key:
-    return tuple(sorted(sources.items()))

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from project_o.evolution.genome import Genome
-from project_o.evolution.operators.content_cache import ContentCache
+from project_o.evolution.operators.content_cache import ContentCache, sources_key
 from project_o.evolution.operators.params import AGENT_NAMES, PARAM_SPECS, agent_names
 
 __all__ = [
@@ -116,7 +116,7 @@ def _find(sources: Mapping[str, str]) -> tuple[EvolvableFunction, ...]:
 
 
 #: the evolvable functions of each genome's sources (see :func:`inherit`)
-EVOLVABLES: ContentCache[tuple[EvolvableFunction, ...]] = ContentCache(_find)
+EVOLVABLES: ContentCache[Mapping[str, str], tuple[EvolvableFunction, ...]] = ContentCache(_find, key=sources_key)
 
 
 @functools.lru_cache(maxsize=8192)  # every operator on a parent asks again

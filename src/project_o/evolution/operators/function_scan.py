@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import ast
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from project_o.evolution.operators.content_cache import ContentCache
 from project_o.evolution.operators.evolvables import EvolvableFunction, FunctionNode, segment
 
 __all__ = ["SCAN_CACHE_SIZE", "FunctionScan", "scan"]
 
 #: distinct function texts remembered: a few generations of a population of 300
 SCAN_CACHE_SIZE: Final = 4096
-
-_cache: OrderedDict[str, FunctionScan] = OrderedDict()
 
 
 @dataclass
@@ -107,15 +105,7 @@ class FunctionScan:
 
 def scan(text: str, function: EvolvableFunction) -> FunctionScan:
     """The scan of ``function`` in the file ``text`` (shared: never change its tree)."""
-    key = segment(text, function)
-    found = _cache.get(key)
-    if found is not None:
-        _cache.move_to_end(key)
-        return found
-    found = _cache[key] = FunctionScan.of(key)
-    if len(_cache) > SCAN_CACHE_SIZE:
-        _cache.popitem(last=False)
-    return found
+    return _SCANS.get(segment(text, function))
 
 
 def _only_def(tree: ast.Module) -> FunctionNode:
@@ -124,3 +114,8 @@ def _only_def(tree: ast.Module) -> FunctionNode:
         # The text is not a def: for the caller, as good as unparsable.
         raise SyntaxError(f"expected one def, found {type(node).__name__}")  # noqa: TRY004
     return node
+
+
+#: scans by the def's text
+_SCANS: ContentCache[str, FunctionScan] = ContentCache(FunctionScan.of, size=SCAN_CACHE_SIZE,
+                                                       key=str)

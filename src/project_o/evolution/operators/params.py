@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators.base import NoChild, OperatorBase
-from project_o.evolution.operators.content_cache import ContentCache
+from project_o.evolution.operators.content_cache import ContentCache, sources_key
 
 __all__ = [
     "DEFAULT_SIGMA",
@@ -141,8 +141,8 @@ def _find_specs(sources: Mapping[str, str]) -> tuple[ParamSpec, ...]:
 
 
 #: what was read from each genome's sources (an operator may hand a child's over)
-AGENT_NAMES: ContentCache[frozenset[str]] = ContentCache(_find_agent_names)
-PARAM_SPECS: ContentCache[tuple[ParamSpec, ...]] = ContentCache(_find_specs)
+AGENT_NAMES: ContentCache[Mapping[str, str], frozenset[str]] = ContentCache(_find_agent_names, key=sources_key)
+PARAM_SPECS: ContentCache[Mapping[str, str], tuple[ParamSpec, ...]] = ContentCache(_find_specs, key=sources_key)
 
 
 def declared_names(genome: Genome | Mapping[str, str]) -> set[str]:
