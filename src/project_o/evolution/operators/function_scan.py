@@ -48,6 +48,8 @@ class FunctionScan:
     _normalized: str | None = None
     #: whether offsets of nodes inside f-strings can be trusted: not before 3.12
     has_fstring: bool = False
+    #: columns are byte offsets; in ASCII text they are character offsets too
+    ascii: bool = True
 
     @classmethod
     def of(cls, text: str) -> FunctionScan:
@@ -55,7 +57,7 @@ class FunctionScan:
         node = _only_def(ast.parse(text))
         starts = [0, *itertools.accumulate(len(line) for line in text.splitlines(keepends=True))]
         has_fstring = any(isinstance(n, ast.JoinedStr) for n in ast.walk(node))
-        return cls(text, node, starts, has_fstring=has_fstring)
+        return cls(text, node, starts, has_fstring=has_fstring, ascii=text.isascii())
 
     def fresh(self) -> FunctionNode:
         """A new parse of the text, safe to change in place."""
@@ -78,7 +80,7 @@ class FunctionScan:
     def offset(self, lineno: int, col: int) -> int:
         """The ``str`` index of (1-based line, UTF-8 byte column)."""
         start = self._line_starts[lineno - 1]
-        if col and not self.text.isascii():
+        if col and not self.ascii:
             line = self.text[start:self._line_starts[lineno]]
             col = len(line.encode()[:col].decode(errors="replace"))
         return start + col
