@@ -290,3 +290,13 @@ def test_a_text_edit_means_exactly_what_the_tree_rewrite_means(
                 (target, seed, child.details)
         compared += 1
     assert compared > 300
+
+
+def test_text_edits_land_on_the_right_characters_after_non_ascii_text() -> None:
+    text = '@agent.evolvable\ndef f(x):\n    return "héllo ✓ wörld" * (x + 1)\n'
+    for seed in range(10):
+        child = ConstantPerturbation().apply(Genome({"a.py": text}), random.Random(seed))
+        assert child is not None
+        new = child.sources["a.py"]
+        assert new.startswith('@agent.evolvable\ndef f(x):\n    return "héllo ✓ wörld" * (x + ')
+        assert ast.literal_eval(new.split("(x + ")[1].split(")")[0].strip("()")) in (0, 2)
