@@ -55,6 +55,13 @@ from project_o.evolution.operators.evolvables import (
     splice,
 )
 from project_o.evolution.operators.function_scan import SCAN_CACHE_SIZE, FunctionScan, scan
+from project_o.evolution.operators.source_text import (
+    TOKENS,
+    fitted,
+    operator_span,
+    touches_a_word,
+    valid_anywhere,
+)
 
 __all__ = [
     "AST_OPERATORS",
@@ -83,35 +90,6 @@ for _a, _b in [
     (ast.And, ast.Or), (ast.BitAnd, ast.BitOr), (ast.LShift, ast.RShift), (ast.UAdd, ast.USub),
 ]:
     _SWAPS[_a], _SWAPS[_b] = _b, _a
-
-#: operator tokens, for swapping in the text
-_TOKENS: dict[type[ast.AST], str] = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
-    ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&", ast.BitOr: "|", ast.Lt: "<",
-    ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is",
-    ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.UAdd: "+", ast.USub: "-",
-}
-#: binary swaps whose partner binds exactly as tightly (& and | do not)
-_SAME_LEVEL_SWAPS = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
-                               ast.LShift, ast.RShift})
-#: Python's binding strength of binary operators (the language reference's table)
-_BINARY_PRECEDENCE: dict[type[ast.AST], int] = {
-    ast.BitOr: 1, ast.BitXor: 2, ast.BitAnd: 3, ast.LShift: 4, ast.RShift: 4, ast.Add: 5,
-    ast.Sub: 5, ast.Mult: 6, ast.MatMult: 6, ast.Div: 6, ast.FloorDiv: 6, ast.Mod: 6,
-    ast.Pow: 8,
-}
-#: unary +, -, ~: between the multiplicative operators and **
-_UNARY_PRECEDENCE = 7
-
-#: expressions written as they are anywhere: nothing can bind into them
-_ATOMS = (ast.Name, ast.Constant, ast.Attribute, ast.Subscript, ast.Call, ast.List, ast.Dict,
-          ast.Set, ast.ListComp, ast.SetComp, ast.DictComp)
-#: expressions that need parentheses wherever they are put
-_NEEDS_PARENS = (ast.Tuple, ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.GeneratorExp)
-#: (owner, field) where a value stands alone: a statement's value, a call's argument
-_FREE_OWNERS = (ast.Return, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Call,
-                ast.keyword)
-_FREE_FIELDS = frozenset({"value", "args"})
 
 #: statements whose copy right after them would never run
 _TERMINATORS = (ast.Return, ast.Raise, ast.Continue, ast.Break, ast.Pass)
@@ -271,11 +249,11 @@ class OperatorSwap(_AstMutation):
               ) -> _Edit | _Fallback:
         owner, index = site
         old = owner.op if index is None else owner.ops[index]
-        where = _operator_span(found, owner, index)
+        where = operator_span(found, owner, index)
         if where is None:
             return _FALLBACK
         new = _SWAPS[type(old)]
-        token = _TOKENS[new] + ("=" if isinstance(owner, ast.AugAssign) else "")
+        token = TOKENS[new] + ("=" if isinstance(owner, ast.AugAssign) else "")
         return _Edit(found.replace([(*where, token)]),
                      {"line": _line(fn, owner), "change": f"{type(old).__name__} -> "
                       f"{new.__name__}"}, (), well_formed=True)
@@ -382,11 +360,11 @@ class DonorSubtree(_AstMutation):
         start, end = found.span(old)
         if isinstance(piece, ast.stmt):
             return _Edit(found.replace([(start, end, text)]), details, used)
-        fitted = _fitted(text, piece, site)
-        if _touches_a_word(found.text, start, end) and not fitted.startswith("("):
-            fitted = f"({fitted})"  # `1if c else 2` holds no space to keep `y` apart from `if`
-        return _Edit(found.replace([(start, end, fitted)]), details, used,
-                     well_formed=_plain(piece, where))
+        written = fitted(text, piece, site.owner, site.field)
+        if touches_a_word(found.text, start, end) and not written.startswith("("):
+            written = f"({written})"  # `1if c else 2` holds no space to keep `y` apart from `if`
+        return _Edit(found.replace([(start, end, written)]), details, used,
+                     well_formed=valid_anywhere(piece, where))
 
     def _mutate(self, node: FunctionNode, site: _Slot, rng: random.Random, parent: Genome,
                 fn: EvolvableFunction, donors: Sequence[Genome],
@@ -505,77 +483,6 @@ def _donor_details(old: ast.AST, donor: Genome, donor_fn: EvolvableFunction, pie
     details = {"line": _line(fn, old), "donor": donor.id, "donor_function": donor_fn.key,
                "change": f"{_brief_text(mine.source(old))} -> {_brief_text(where.source(piece))}"}
     return details, ([donor] if donor.id != parent.id else [])
-
-
-def _fitted(text: str, piece: ast.AST, slot: _Slot) -> str:
-    """``text`` of ``piece`` as it must be written at ``slot``: in parentheses unless safe."""
-    if "\n" in text or isinstance(piece, _NEEDS_PARENS):
-        return f"({text})"
-    if isinstance(slot.owner, ast.Attribute) and isinstance(piece, ast.Constant) \
-            and not isinstance(piece.value, str | bytes):
-        return f"({text})"  # `2.split()` reads as the float `2.`
-    if isinstance(piece, _ATOMS):
-        return text
-    owner = slot.owner
-    if isinstance(owner, _FREE_OWNERS) and slot.field in _FREE_FIELDS:
-        return text  # a whole value or argument: nothing binds to it from outside
-    if isinstance(owner, ast.BinOp) and isinstance(piece, ast.BinOp | ast.UnaryOp):
-        outer, inner = _precedence(owner), _precedence(piece)
-        right_assoc = isinstance(owner.op, ast.Pow)
-        if inner > outer or (inner == outer and (slot.field == "right") == right_assoc):
-            return text
-    return f"({text})"
-
-
-def _plain(piece: ast.AST, where: FunctionScan) -> bool:
-    """Whether ``piece`` is valid wherever an expression is read (no await, yield, :=)."""
-    risky = where.sites("pieces:risky", lambda node: [
-        n for n in ast.walk(node) if isinstance(n, ast.Await | ast.Yield | ast.YieldFrom
-                                                | ast.NamedExpr)])
-    if not risky:
-        return True
-    inside = {id(n) for n in ast.walk(piece)}
-    return not any(id(n) in inside for n in risky)
-
-
-def _touches_a_word(text: str, start: int, end: int) -> bool:
-    """Whether the span has a letter, digit or ``_`` right against it on either side."""
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    return before.isalnum() or before == "_" or after.isalnum() or after == "_"
-
-
-def _precedence(node: ast.BinOp | ast.UnaryOp) -> int:
-    if isinstance(node, ast.UnaryOp):
-        return _UNARY_PRECEDENCE if not isinstance(node.op, ast.Not) else 0
-    return _BINARY_PRECEDENCE[type(node.op)]
-
-
-def _operator_span(found: FunctionScan, owner: Any, index: int | None) -> tuple[int, int] | None:
-    """Where the operator token of ``owner`` is in the text, if a swap there is exact."""
-    op = owner.op if index is None else owner.ops[index]
-    if type(op) not in _TOKENS:
-        return None  # and / or: one BoolOp may hold several, and they bind differently
-    if isinstance(owner, ast.UnaryOp):
-        start = found.span(owner)[0]
-        return (start, start + 1) if found.text[start] == _TOKENS[type(op)] else None
-    if isinstance(owner, ast.BinOp) and type(op) not in _SAME_LEVEL_SWAPS:
-        return None  # & and | bind differently: the tree would need new parentheses
-    if isinstance(owner, ast.Compare):
-        left = owner.left if index == 0 else owner.comparators[index - 1]  # type: ignore[operator]
-        right = owner.comparators[index]  # type: ignore[index]
-    else:
-        left, right = (owner.target, owner.value) if isinstance(owner, ast.AugAssign) \
-            else (owner.left, owner.right)
-    start, end = found.span(left)[1], found.span(right)[0]
-    gap = found.text[start:end]
-    words = gap.replace("(", " ").replace(")", " ").split()
-    expected = _TOKENS[type(op)] + ("=" if isinstance(owner, ast.AugAssign) else "")
-    if " ".join(words) != expected:
-        return None  # a comment or a line continuation sits in between
-    first = gap.index(words[0])
-    last = gap.rindex(words[-1]) + len(words[-1])
-    return start + first, start + last
 
 
 def _unparsed(node: FunctionNode, found: FunctionScan, details: dict[str, Any],
