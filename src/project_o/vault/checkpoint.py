@@ -29,7 +29,11 @@ Data flow::
     scan()           ─► header checks ─► size check ─► streamed sha256 (no unzstd)
 
 A checkpoint that fails either hash, is truncated, or has a layout it does
-not expect raises :class:`~project_o.errors.CheckpointCorrupt`;
+not expect raises :class:`~project_o.errors.CheckpointCorrupt`; so does one
+built to exhaust the reader (a file anyone could have written is read as
+hostile): a header declaring more than ``max_payload_size`` bytes, a zstd
+frame that decompresses to more than the header says, or MessagePack that
+unpacks into more than ``max_containers`` maps and arrays.
 :meth:`CheckpointStore.latest_valid` then falls back to the previous one,
 and the vault replays a longer stretch of the WAL (which it only truncates
 through :meth:`CheckpointStore.oldest_retained_sequence`).
@@ -49,7 +53,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +112,14 @@ _THREADED_COMPRESSION_FROM = 32 << 20
 _MAX_COMPRESSION_THREADS = 4
 #: two kept means one checkpoint rotting on disk never costs data
 DEFAULT_KEEP = 2
+#: the largest uncompressed payload a store writes or reads: 5x the largest
+#: state `project-o bench checkpoint` measures (100 MB), and small enough that a
+#: forged header cannot make the reader allocate more than the machine has
+DEFAULT_MAX_PAYLOAD_SIZE = 512 << 20
+#: maps and arrays one payload may unpack into. An empty map is one byte of
+#: MessagePack but ~64 bytes of Python, so this bounds what a payload of tiny
+#: containers costs (about 1 GiB); a 100 MB agent state holds ~100,000
+DEFAULT_MAX_CONTAINERS = 16_000_000
 
 _log = logging.getLogger(__name__)
 
@@ -129,6 +141,10 @@ class CheckpointInfo:
     def recency(self) -> tuple[int, int]:
         """Sort key: newer checkpoints cover more of the WAL, then were written later."""
         return (self.last_sequence, self.timestamp_ns)
+
+
+#: one file of :meth:`CheckpointStore.scan`: its info, or why it is rejected
+ScanResult = tuple[Path, CheckpointInfo | CheckpointCorrupt]
 
 
 def encode_header(
@@ -206,6 +222,8 @@ class CheckpointStore:
         *,
         compression_level: int = DEFAULT_COMPRESSION_LEVEL,
         keep: int = DEFAULT_KEEP,
+        max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+        max_containers: int = DEFAULT_MAX_CONTAINERS,
     ) -> None:
         level_ok = isinstance(compression_level, int) and not isinstance(compression_level, bool)
         if not level_ok or not 1 <= compression_level <= zstandard.MAX_COMPRESSION_LEVEL:
@@ -215,10 +233,16 @@ class CheckpointStore:
             )
         if not isinstance(keep, int) or keep < 1:
             raise InvalidArgument(f"keep must be an int >= 1, got {keep!r}")
+        for name, value in (("max_payload_size", max_payload_size),
+                            ("max_containers", max_containers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgument(f"{name} must be an int >= 1, got {value!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.compression_level = compression_level
         self.keep = keep
+        self.max_payload_size = max_payload_size
+        self.max_containers = max_containers
         self._lock = threading.RLock()
 
     def path_for(self, checkpoint_id: uuid.UUID) -> Path:
@@ -237,6 +261,12 @@ class CheckpointStore:
         payload = _payload_from(state)
         _check_sequence(last_sequence)
         packed = _pack(payload)
+        if len(packed) > self.max_payload_size:
+            raise InvalidArgument(
+                f"checkpoint state is {len(packed)} bytes of MessagePack, above this store's "
+                f"max_payload_size of {self.max_payload_size}; it could not be read back - "
+                "raise the limit or keep large data out of the agent state"
+            )
         compressed = self._compress(packed)
         checkpoint_id = uuid.uuid4()
         info = CheckpointInfo(
@@ -292,36 +322,39 @@ class CheckpointStore:
         """
         path = Path(path)
         with open(path, "rb", buffering=0) as file:
-            info = _read_header_and_size(file, path)
+            info = self._read_header_and_size(file, path)
             compressed = _read_exact(file, info)
         if hashlib.sha256(compressed).digest() != info.payload_sha256:
             raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
-        return info, _unpack(_decompress(compressed, info), path)
+        return info, _unpack(_decompress(compressed, info), path, self.max_containers)
 
     def verify(self, path: Path) -> CheckpointInfo:
         """Check header, size and payload hash of ``path`` without decompressing it."""
         path = Path(path)
         with open(path, "rb") as file:
-            info = _read_header_and_size(file, path)
+            info = self._read_header_and_size(file, path)
             digest = hashlib.file_digest(file, "sha256").digest()
         if digest != info.payload_sha256:
             raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
         return info
 
-    def scan(self) -> list[tuple[Path, CheckpointInfo | CheckpointCorrupt]]:
+    def scan(self, *, deep: bool = False) -> list[ScanResult]:
         """Every ``*.ockpt`` file, sorted by name, with its info or why it is rejected.
 
-        Payload hashes are checked (streamed, not decompressed). Temp files
+        Payload hashes are checked (streamed, not decompressed); ``deep``
+        also decompresses and unpacks each payload, as a restore would, so
+        a checkpoint built to exhaust the reader is reported too. Temp files
         of unfinished writes are not listed.
         """
         with self._lock:
-            return self._scan()
+            return self._scan(deep=deep)
 
-    def _scan(self) -> list[tuple[Path, CheckpointInfo | CheckpointCorrupt]]:
-        results: list[tuple[Path, CheckpointInfo | CheckpointCorrupt]] = []
+    def _scan(self, *, deep: bool = False) -> list[ScanResult]:
+        check = (lambda path: self.read(path)[0]) if deep else self.verify
+        results: list[ScanResult] = []
         for path in self._paths():
             try:
-                results.append((path, self.verify(path)))
+                results.append((path, check(path)))
             except CheckpointCorrupt as exc:
                 results.append((path, exc))
             except FileNotFoundError:
@@ -353,6 +386,15 @@ class CheckpointStore:
         valid = [info.last_sequence for _, info in self.scan() if isinstance(info, CheckpointInfo)]
         return min(valid, default=None)
 
+    def _read_header_and_size(self, file: BinaryIO, path: Path) -> CheckpointInfo:
+        info = _read_header_and_size(file, path)
+        if info.uncompressed_size > self.max_payload_size:
+            raise CheckpointCorrupt(
+                str(path), f"header declares {info.uncompressed_size} bytes uncompressed, above "
+                f"this store's max_payload_size of {self.max_payload_size}; refused unread",
+            )
+        return info
+
     def _paths(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{SUFFIX}"))
 
@@ -361,7 +403,7 @@ class CheckpointStore:
         for path in self._paths():
             try:
                 with open(path, "rb") as file:
-                    headers.append(_read_header_and_size(file, path))
+                    headers.append(self._read_header_and_size(file, path))
             except CheckpointCorrupt as exc:
                 _log.warning("%s; skipping it", exc)
             except FileNotFoundError:
@@ -440,7 +482,10 @@ def _decompress(compressed: bytearray, info: CheckpointInfo) -> bytes:
                 str(info.path), f"zstd frame declares {declared} bytes, the header says "
                 f"{info.uncompressed_size}",
             )
-        data = zstandard.ZstdDecompressor().decompress(compressed)
+        # The output buffer is the size the header declares, and zstd refuses a
+        # frame that would overflow it ("destination buffer is too small").
+        data = zstandard.ZstdDecompressor().decompress(
+            compressed, max_output_size=info.uncompressed_size)
     except zstandard.ZstdError as exc:
         raise CheckpointCorrupt(str(info.path), f"payload does not decompress: {exc}") from exc
     if len(data) != info.uncompressed_size:
@@ -470,10 +515,39 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _unpack(data: bytes, path: Path) -> dict[str, Any]:
+class _TooManyContainers(Exception):
+    """Raised from inside the unpacker: stop before the payload grows further."""
+
+
+def _container_counter(limit: int) -> Callable[[Any], Any]:
+    """A msgpack object/list hook that passes values through and counts them.
+
+    msgpack has limits per container but none for a whole payload; the hook
+    runs once per map or array, which costs under 1 % of unpacking.
+    """
+    seen = 0
+
+    def count(value: Any) -> Any:
+        nonlocal seen
+        seen += 1
+        if seen > limit:
+            raise _TooManyContainers(limit)
+        return value
+
+    return count
+
+
+def _unpack(data: bytes, path: Path, max_containers: int) -> dict[str, Any]:
+    count = _container_counter(max_containers)
     try:
         with _gc_paused():
-            payload = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            payload = msgpack.unpackb(data, raw=False, strict_map_key=False,
+                                      object_hook=count, list_hook=count)
+    except _TooManyContainers:
+        raise CheckpointCorrupt(
+            str(path), f"payload unpacks into more than {max_containers} maps and arrays "
+            "(max_containers); refused before it could exhaust memory",
+        ) from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise CheckpointCorrupt(str(path), f"payload is not valid MessagePack: {exc}") from exc
     if not isinstance(payload, dict) or set(payload) != set(PAYLOAD_KEYS):

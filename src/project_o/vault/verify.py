@@ -86,7 +86,7 @@ def _check_checkpoints(directory: Path, report: VerifyReport) -> CheckpointInfo 
     if not directory.is_dir():
         return None
     newest: CheckpointInfo | None = None
-    for path, outcome in CheckpointStore(directory).scan():
+    for path, outcome in CheckpointStore(directory).scan(deep=True):
         if isinstance(outcome, CheckpointCorrupt):
             report.checkpoints_invalid.append({"path": str(path), "reason": outcome.reason})
             report.problems.append(f"checkpoint {path.name} is invalid: {outcome.reason}")
