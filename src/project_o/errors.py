@@ -16,6 +16,7 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── VaultClosed                used after close()
     │   ├── CheckpointCorrupt          a checkpoint failed a hash or layout check
     │   └── CatalogError               SQLite catalog / migrations
+    │       └── VersionConflict        a version id already names different source
     ├── ServiceError                   the agent service could not answer a request
     │   ├── PoisonRequest              the request killed two instances in a row (HTTP 502)
     │   ├── RequestFailed              the agent's handler raised (HTTP 502)
@@ -51,6 +52,7 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "VaultClosed",
     "CheckpointCorrupt",
     "CatalogError",
+    "VersionConflict",
     "ServiceError",
     "PoisonRequest",
     "RequestFailed",
@@ -167,6 +169,15 @@ class CheckpointCorrupt(VaultError):
 
 class CatalogError(VaultError):
     """The SQLite catalog could not be opened, migrated or written."""
+
+
+class VersionConflict(CatalogError):
+    """A version id is already recorded for different source text.
+
+    Ids are content hashes, so this is either a forged id or a hash
+    collision; either way the recorded version is kept and the new one
+    refused.
+    """
 
 
 class ServiceError(ProjectOError):

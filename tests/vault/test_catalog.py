@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from project_o.errors import CatalogError, InvalidArgument, VaultClosed
+from project_o.errors import CatalogError, InvalidArgument, VaultClosed, VersionConflict
 from project_o.vault.catalog import Catalog, EventRecord, ExperimentRecord, VersionRecord
 from project_o.vault.catalog_schema import LATEST_VERSION, MIGRATIONS, Migration, migrate
 
@@ -167,8 +167,15 @@ def test_versions_round_trip_with_lineage(catalog: Catalog) -> None:
 
 def test_adding_an_existing_version_returns_the_stored_one(catalog: Catalog) -> None:
     first = _seed(catalog)
-    again = catalog.add_version("v1", source={"other.py": ""}, operator="llm")
+    again = catalog.add_version("v1", source=dict(first.source), operator="llm")
     assert again == first
+
+
+def test_a_version_id_is_never_reused_for_other_source(catalog: Catalog) -> None:
+    first = _seed(catalog)
+    with pytest.raises(VersionConflict, match="'v1' is already recorded with different"):
+        catalog.add_version("v1", source={"other.py": "print('forged')"}, operator="llm")
+    assert catalog.get_version("v1") == first
 
 
 def test_set_version_status(catalog: Catalog) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from project_o.errors import CatalogError, InvalidArgument, VaultClosed
+from project_o.errors import CatalogError, InvalidArgument, VaultClosed, VersionConflict
 from project_o.vault.catalog_schema import migrate
 
 __all__ = [
@@ -177,7 +177,11 @@ class Catalog:
         reason: str = "",
     ) -> VersionRecord:
         """Record a version. Content-addressed, so adding an existing id is a no-op
-        that returns the stored record (the first lineage recorded wins)."""
+        that returns the stored record (the first lineage recorded wins).
+
+        Raises :class:`VersionConflict` if the id is already recorded with
+        different source: an id is never reused for other code.
+        """
         _require_text("version_id", version_id)
         row = (
             version_id, _json(list(parents), "parents"), operator,
@@ -190,7 +194,14 @@ class Catalog:
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 row,
             )
-            return _version(_one(conn, "SELECT * FROM versions WHERE id = ?", version_id))
+            stored = _version(_one(conn, "SELECT * FROM versions WHERE id = ?", version_id))
+        if stored.source != dict(source):
+            raise VersionConflict(
+                f"version id {version_id!r} is already recorded with different source "
+                f"(files {sorted(stored.source)}); ids are content hashes, so the new "
+                "source was refused - derive the id from the source (content_version)"
+            )
+        return stored
 
     def get_version(self, version_id: str) -> VersionRecord | None:
         """The version with this id, or ``None``."""
