@@ -87,3 +87,13 @@ def test_uses_the_llm_when_one_is_configured(client: Any) -> None:
         assert answer["llm"] is True and answer["answer"] == "Paris [mem-1]."
         system = server.requests[0]["messages"][0]["content"]
         assert "the capital of France is Paris" in system
+
+
+@pytest.mark.parametrize("request_", [{}, {"text": None}, "", "   ", {"other": 1}])
+def test_an_empty_request_gets_a_hint_not_an_error(client: Any, request_: Any) -> None:
+    assert "Ask me something" in client.call(request_)["answer"]
+
+
+@pytest.mark.parametrize("request_", [{"text": 42}, 3.5, ["capital", "France"], [], True])
+def test_any_other_json_is_read_as_text(client: Any, request_: Any) -> None:
+    assert isinstance(client.call(request_)["answer"], str)

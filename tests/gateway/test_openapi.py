@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import httpx
@@ -58,8 +60,17 @@ async def test_request_body_schema_matches_validation(spec: dict[str, Any]) -> N
     assert schema["required"] == ["input"]
     assert schema["additionalProperties"] is False
     deadline = next(s for s in schema["properties"]["deadline_ms"]["anyOf"] if s["type"] != "null")
-    assert deadline["type"] == "integer"
+    assert deadline["type"] == "number"  # 2, 2.0 and 2.5 ms are all accepted
     assert deadline["exclusiveMinimum"] == 0
+    assert schema["properties"]["input"]["$ref"] == "#/components/schemas/JSONValue"
+    integers = next(s for s in spec["components"]["schemas"]["JSONValue"]["anyOf"]
+                    if s["type"] == "integer")
+    assert (integers["minimum"], integers["maximum"]) == (-(2**63), 2**64 - 1)
+
+
+async def test_every_reference_in_the_document_resolves(spec: dict[str, Any]) -> None:
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec))
+    assert refs and set(refs) <= set(spec["components"]["schemas"])
 
 
 async def test_reply_and_every_error_are_documented(spec: dict[str, Any]) -> None:

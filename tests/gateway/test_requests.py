@@ -47,6 +47,38 @@ async def test_deadline_is_passed_in_seconds(
     assert service.calls[-1] == ("x", 2.5)
 
 
+@pytest.mark.parametrize(("deadline", "seconds"), [(2.0, 0.002), (1.5, 0.0015)])
+async def test_any_json_number_is_a_deadline(
+    client: httpx.AsyncClient, service: ScriptedService, deadline: float, seconds: float
+) -> None:
+    response = await client.post("/v1/requests", json={"input": "x", "deadline_ms": deadline})
+    assert response.status_code == 200
+    assert service.calls[-1] == ("x", seconds)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "problem"),
+    [
+        (b'{"input": 123456789012345678901234567890}', "input", "64-bit range"),
+        (b'{"input": {"a": [1, -9223372036854775809]}}', "input.a.1", "64-bit range"),
+        (b'{"input": "\\ud800"}', "input", "lone surrogate"),
+        (b'{"input": {"k": "x\\udfffy"}}', "input.k", "lone surrogate"),
+        (b'{"input": {"\\udc00": 1}}', "input", "map key"),
+    ],
+    ids=["int-over-64-bits", "nested-int-under", "lone-surrogate", "nested-surrogate", "key"],
+)
+async def test_values_the_wire_cannot_carry_are_422_naming_the_field(
+    client: httpx.AsyncClient, service: ScriptedService, raw: bytes, field: str, problem: str
+) -> None:
+    calls_before = len(service.calls)
+    response = await client.post("/v1/requests", content=raw,
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    [named] = error_of(response)["fields"]
+    assert named["field"] == field and problem in named["problem"]
+    assert len(service.calls) == calls_before
+
+
 async def test_largest_deadline_is_accepted(
     client: httpx.AsyncClient, service: ScriptedService
 ) -> None:
@@ -192,8 +224,8 @@ async def test_body_that_is_not_an_object_is_422(client: httpx.AsyncClient, body
 
 @pytest.mark.parametrize(
     "deadline",
-    [0, -5, 1.5, "100", True, MAX_DEADLINE_MS + 1, 10**400],
-    ids=["zero", "negative", "fraction", "string", "bool", "over-a-day", "huge"],
+    [0, -5, "100", True, MAX_DEADLINE_MS + 1, 10**400],
+    ids=["zero", "negative", "string", "bool", "over-a-day", "huge"],
 )
 async def test_bad_deadline_is_422_and_never_reaches_the_service(
     client: httpx.AsyncClient, service: ScriptedService, deadline: Any
@@ -231,3 +263,11 @@ async def test_wrong_method_is_405_in_the_error_shape(client: httpx.AsyncClient)
     assert response.status_code == 405
     assert error_of(response)["type"] == "MethodNotAllowed"
     assert "POST" in response.headers["allow"]
+
+
+async def test_405_allows_every_method_served_at_the_path(client: httpx.AsyncClient) -> None:
+    # GET and POST on this path are two routes; Allow must name both.
+    response = await client.options("/v1/evolution/experiments")
+    assert response.status_code == 405
+    allowed = {method.strip() for method in response.headers["allow"].split(",")}
+    assert {"GET", "POST"} <= allowed and "DELETE" not in allowed

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from project_o.errors import InvalidArgument
 from project_o.wire import MAX_NESTING_DEPTH, Message, decode_payload, encode_frame, ensure_packable
+from project_o.wire.packable import find_unpackable
 
 from .strategies import values
 
@@ -88,10 +89,21 @@ def test_encode_frame_refuses_unpackable_data_and_metadata() -> None:
         encode_frame(Message("request", {}, metadata={3: "x"}))  # type: ignore[dict-item]
 
 
-def test_encode_frame_refuses_strings_without_utf8_form() -> None:
-    with pytest.raises(InvalidArgument, match="could not be encoded") as info:
-        encode_frame(Message("request", {"text": "\ud800"}))
-    assert isinstance(info.value.__cause__, UnicodeEncodeError)
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [({"text": "\ud800"}, "data['text']"), ({"a": ["ok", "x\udfff"]}, "data['a'][1]"),
+     ({"\udc00": 1}, "data: map key")],
+)
+def test_encode_frame_refuses_strings_without_utf8_form(data: dict[str, Any], where: str) -> None:
+    with pytest.raises(InvalidArgument, match="lone surrogate") as info:
+        encode_frame(Message("request", data))
+    assert str(info.value).startswith(where)
+
+
+def test_find_unpackable_names_the_path_outermost_first() -> None:
+    assert find_unpackable({"a": [1, {"b": 2**64}]}) == (
+        ("a", 1, "b"), "integer 18446744073709551616 is outside MessagePack's 64-bit range")
+    assert find_unpackable({"a": ["é", "✓", "\U0001f600"]}) is None
 
 
 # Wider than `values`: int/float/None/tuple keys, sets, out-of-range ints.

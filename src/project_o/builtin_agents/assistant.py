@@ -78,8 +78,11 @@ def memory_search(ctx: Any, query: str, k: int = 3) -> list[dict[str, Any]]:
 
 @agent.handler
 def handle(ctx: Any, request: Any) -> dict[str, Any]:
-    """Answer one request (a string, or {"text": ...})."""
-    text = (request.get("text", "") if isinstance(request, dict) else str(request)).strip()
+    """Answer one request (a string, or {"text": ...}); any other JSON is read as text."""
+    text = _text_of(request)
+    if not text:
+        return {"answer": "Ask me something: a question, 'remember <fact>' or "
+                          "'calc <expression>'."}
     lowered = text.lower()
     if lowered.startswith("remember "):
         memory_id = ctx.memory.remember(text[len("remember "):].strip(), source="user")
@@ -95,6 +98,11 @@ def handle(ctx: Any, request: Any) -> dict[str, Any]:
     if tool_answer is not None:
         return tool_answer
     return _answer(ctx, text)
+
+
+def _text_of(request: Any) -> str:
+    value = request.get("text") if isinstance(request, dict) else request
+    return ("" if value is None else str(value)).strip()
 
 
 def _try_tools(ctx: Any, lowered: str) -> dict[str, Any] | None:

@@ -52,6 +52,7 @@ from project_o.gateway.bodies import (
 )
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from project_o.gateway.models import (
+    JSON_VALUE_SCHEMA,
     ErrorReply,
     ExperimentRequest,
     ExperimentSummary,
@@ -80,6 +81,7 @@ _V1_ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("The body is over the gateway's size limit."),
     500: _error("InternalError: a bug in the gateway or the service; the server log has it."),
 }
+_COMPONENT_REF = "#/components/schemas/{model}"
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("InvalidJSON: the body is empty or not valid JSON."),
     415: _error("UnsupportedMediaType: the body is not sent as application/json."),
@@ -115,15 +117,39 @@ _FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+#: the schemas the request bodies refer to, added to the document's components
+_BODY_DEFS: dict[str, Any] = {"JSONValue": JSON_VALUE_SCHEMA}
+
+
+def _body_schema(model: type[BaseModel], json_values: tuple[str, ...] = ()) -> dict[str, Any]:
     # Bodies are parsed by read_body (so auth comes first and the errors are
-    # ours), which hides them from FastAPI; describe them here instead.
+    # ours), which hides them from FastAPI; describe them here instead. The
+    # models they refer to go to components/schemas, where OpenAPI looks;
+    # the fields in `json_values` are any JSON the wire carries (JSONValue).
+    schema = model.model_json_schema(ref_template=_COMPONENT_REF)
+    _BODY_DEFS.update(schema.pop("$defs", {}))
+    for name in json_values:
+        schema["properties"][name]["$ref"] = _COMPONENT_REF.format(model="JSONValue")
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": schema}},
         }
     }
+
+
+def _with_body_defs(app: FastAPI) -> None:
+    """Make ``app.openapi()`` list the schemas the request bodies refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in _BODY_DEFS.items():
+            schemas.setdefault(name, schema)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _DESCRIPTION = f"""
@@ -184,6 +210,7 @@ def create_app(
     app.include_router(_v1_routes(service, auth))
     app.include_router(_evolution_routes(service, auth))
     app.include_router(_stream_route(service, auth, max_body_bytes))
+    _with_body_defs(app)
     return app
 
 
@@ -224,7 +251,7 @@ def _v1_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         "/requests",
         response_model=SubmitReply,
         responses=_SUBMIT_ERRORS,
-        openapi_extra=_body_schema(SubmitRequest),
+        openapi_extra=_body_schema(SubmitRequest, json_values=("input",)),
         tags=["requests"],
     )
     async def submit_request(

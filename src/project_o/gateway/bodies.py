@@ -4,7 +4,8 @@
 
     Content-Type ──check_content_type──▶ ok | 415 UnsupportedMediaType
     raw bytes    ──parse_json──────────▶ value | 400 InvalidJSON
-    value        ──validate(Model)─────▶ model | 422 InvalidRequest (each bad field named)
+    value        ──validate(Model)─────▶ model | 422 InvalidRequest (each bad field named,
+                                              values the wire cannot carry included)
     RequestResult ──result_payload─────▶ dict ──dump_json──▶ bytes | 502 InvalidOutput
 
 Shared by the HTTP routes (:mod:`~project_o.gateway.app`) and the
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from project_o.gateway.problems import APIError, describe_validation_errors
 from project_o.gateway.service import RequestResult
+from project_o.wire.packable import find_unpackable
 
 __all__ = ["check_content_type", "dump_json", "parse_json", "result_payload", "validate"]
 
@@ -67,7 +69,19 @@ def parse_json(
 
 
 def validate(model: type[_M], data: Any) -> _M:
-    """``data`` as ``model``; 422 naming each unknown or invalid field."""
+    """``data`` as ``model``; 422 naming each unknown or invalid field.
+
+    Values JSON can carry but the agent's wire cannot (an integer beyond 64
+    bits, a string with a lone surrogate, nesting past the wire's limit) are
+    refused here too, with their place in the body: they would otherwise
+    fail later, where the client could no longer be told which field.
+    """
+    found = find_unpackable(data)
+    if found is not None:
+        path, problem = found
+        name = ".".join(str(step) for step in path) or "(body)"
+        raise APIError(422, "InvalidRequest", f"invalid request body: {name}: {problem}",
+                       fields=[{"field": name, "problem": problem, "code": "unrepresentable"}])
     try:
         return model.model_validate(data)
     except ValidationError as exc:

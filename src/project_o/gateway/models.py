@@ -16,11 +16,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "JSON_VALUE_SCHEMA",
     "MAX_COMMENT_CHARS",
     "MAX_DEADLINE_MS",
     "MAX_REQUEST_ID_CHARS",
@@ -30,7 +31,11 @@ __all__ = [
     "ExperimentSummary",
     "FeedbackReply",
     "FeedbackRequest",
+    "FilesCandidate",
     "HealthReply",
+    "OperatorCandidate",
+    "ParamsOnlyCandidate",
+    "SourceCandidate",
     "SubmitReply",
     "SubmitRequest",
     "VersionInfo",
@@ -49,17 +54,36 @@ MAX_REQUEST_ID_CHARS = 128
 MAX_COMMENT_CHARS = 4096
 
 
+#: what ``input`` may hold, recursively: the JSON the agent's wire can carry
+#: (the gateway's OpenAPI document names it ``JSONValue``)
+JSON_VALUE_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"type": "null"},
+    {"type": "boolean"},
+    {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1},
+    {"type": "number", "not": {"type": "integer"}},
+    {"type": "string"},
+    {"type": "array", "items": {"$ref": "#/components/schemas/JSONValue"}},
+    {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JSONValue"}},
+]}
+
+
 class SubmitRequest(BaseModel):
     """One request for the agent."""
 
     model_config = ConfigDict(extra="forbid")
 
-    input: Any = Field(description="What the agent receives: any JSON value (null included).")
-    deadline_ms: int | None = Field(
+    input: Any = Field(
+        description="What the agent receives: any JSON value (null included). Integers must "
+                    "fit in 64 bits and strings have no lone surrogates: the agent's wire "
+                    "(MessagePack) carries nothing else.",
+    )
+    deadline_ms: float | None = Field(
         default=None,
         gt=0,
         le=MAX_DEADLINE_MS,
-        # strict: "100" or 100.0 is a client bug we would rather name than guess at.
+        allow_inf_nan=False,
+        # strict: "100" is a client bug we would rather name than guess at;
+        # any JSON number (2, 2.0, 2.5) is a number of milliseconds.
         strict=True,
         description=(
             "Give up after this many milliseconds and answer 504. "
@@ -154,16 +178,55 @@ class VersionsReply(BaseModel):
     versions: list[VersionInfo]
 
 
-class ExperimentRequest(BaseModel):
-    """A candidate version to test against the serving one (shadow, then canary)."""
+class SourceCandidate(BaseModel):
+    """The candidate is this agent file."""
 
     model_config = ConfigDict(extra="forbid")
 
+    source: str = Field(description="The agent file's text.")
+
+
+class FilesCandidate(BaseModel):
+    """The candidate is these files (an agent package)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, str] = Field(description="Relative path -> file text.")
+
+
+class OperatorCandidate(BaseModel):
+    """The candidate is made from the serving version by an operator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator: str = Field(description="A name from default_operators(), or auto (the bandit).")
+
+
+class ParamsOnlyCandidate(BaseModel):
+    """The candidate is the serving version with other ``params`` (which must be given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+#: an empty candidate is only a candidate when params say what changes; JSON
+#: Schema cannot compare two fields any other way than this anyOf
+_CANDIDATE_OR_PARAMS = {"anyOf": [
+    {"properties": {"candidate": {"minProperties": 1}}},
+    {"required": ["params"], "properties": {"params": {"type": "object", "minProperties": 1}}},
+]}
+
+
+class ExperimentRequest(BaseModel):
+    """A candidate version to test against the serving one (shadow, then canary)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_CANDIDATE_OR_PARAMS)
+
     kind: Literal["shadow", "canary"] = Field(
         description="shadow: a shadow stage first, then the canary; canary: straight to it.")
-    candidate: dict[str, Any] = Field(
+    candidate: SourceCandidate | FilesCandidate | OperatorCandidate | ParamsOnlyCandidate = Field(
         description='Exactly one of {"source": "<agent file text>"}, {"files": {"relpath": '
-                    '"text"}}, {"operator": "<name from default_operators()> | auto"}.')
+                    '"text"}}, {"operator": "<name from default_operators()> | auto"}; or {} '
+                    'with params.')
     hypothesis: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS,
                                    description="Why this candidate should be better.")
     params: dict[str, Any] | None = Field(default=None,
@@ -173,9 +236,10 @@ class ExperimentRequest(BaseModel):
                                   "or split (its answers are returned).")
     share: float | None = Field(default=None, gt=0, le=1,
                                 description="Share of requests the shadow sees (default 0.1).")
-    stages: list[float] | None = Field(default=None, min_length=1,
-                                       description="Canary shares, increasing (default "
-                                                   "[0.1, 0.5, 1.0]).")
+    stages: list[Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1,
+        description="Canary shares in (0, 1], applied in increasing order (default "
+                    "[0.1, 0.5, 1.0]).")
     min_samples: int | None = Field(default=None, ge=2, description="Per arm and stage (50).")
     max_samples: int | None = Field(default=None, ge=2,
                                     description="Candidate samples before 'no improvement' (500).")
@@ -189,6 +253,18 @@ class ExperimentRequest(BaseModel):
         default=None, ge=0, lt=1,
         description="How much faster, as a share of the main's latency, a candidate must be "
                     "with confidence to count as better on latency (0.05).")
+
+    @field_validator("stages")
+    @classmethod
+    def _in_increasing_order(cls, stages: list[float] | None) -> list[float] | None:
+        return None if stages is None else sorted(stages)
+
+    @model_validator(mode="after")
+    def _candidate_or_params(self) -> ExperimentRequest:
+        if isinstance(self.candidate, ParamsOnlyCandidate) and not self.params:
+            raise ValueError("candidate is empty: give one of source, files or operator, "
+                             "or params to override")
+        return self
 
 
 class ExperimentSummary(BaseModel):

@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from project_o.errors import NoInstanceAvailable, ServiceError
 
@@ -108,7 +109,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = f"{exc.detail} ({request.method} {request.url.path}); /openapi.json lists the API"
         body = error_body(_type_from_status(exc.status_code), message)
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+#: the methods a route of this API may serve (asked one by one: routers nest)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path.
+
+    Starlette names only the first route that matched the path, but GET and
+    POST on one path are two routes here (RFC 9110 §15.5.6 wants them all).
+    """
+    routes = request.app.router.routes
+    return [method for method in _METHODS if any(
+        route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,9 @@ could send one map of colliding int keys and make the supervisor spend
 quadratic time building the dict. ``str`` and ``bytes`` hashes are salted
 per process, so that attack does not work.
 
+A ``str`` must have a UTF-8 form: a lone surrogate (which JSON's
+``"\ud800"`` escape produces) has none, and msgpack could not pack it.
+
 Why the timestamp extension but no other extension type: msgpack decodes
 extension -1 into :class:`msgpack.Timestamp` before any hook can refuse
 it, so we accept it on both sides; every other extension is refused.
@@ -31,7 +34,7 @@ import msgpack
 
 from project_o.errors import InvalidArgument
 
-__all__ = ["MAX_NESTING_DEPTH", "ensure_packable"]
+__all__ = ["MAX_NESTING_DEPTH", "ensure_packable", "find_unpackable"]
 
 #: Deepest nesting of lists/maps allowed inside ``data`` or ``metadata``.
 #: Well under msgpack's packer limit (511 levels, counted from the frame
@@ -43,7 +46,7 @@ MAX_NESTING_DEPTH: Final = 256
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 
-_LEAF_TYPES: Final = (type(None), bool, float, str, bytes, bytearray, msgpack.Timestamp)
+_LEAF_TYPES: Final = (type(None), bool, float, bytes, bytearray, msgpack.Timestamp)
 
 
 class _NotPackable(Exception):
@@ -52,10 +55,7 @@ class _NotPackable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.steps: list[str] = []  # innermost first
-
-    def path(self) -> str:
-        return "".join(reversed(self.steps))
+        self.steps: list[object] = []  # map keys and list indices, innermost first
 
 
 def ensure_packable(value: object, where: str = "value") -> None:
@@ -64,19 +64,35 @@ def ensure_packable(value: object, where: str = "value") -> None:
     ``where`` names the value in the error (``"data"`` gives messages like
     ``data['items'][3]: set is not a MessagePack type``).
     """
+    found = find_unpackable(value)
+    if found is not None:
+        path, reason = found
+        subscripts = "".join(f"[{step!r}]" for step in path)
+        raise InvalidArgument(
+            f"{where}{subscripts}: {reason}; convert it to plain "
+            "None/bool/int/float/str/bytes/list/dict before sending"
+        )
+
+
+def find_unpackable(value: object) -> tuple[tuple[object, ...], str] | None:
+    """The first part of ``value`` that may not be sent, or ``None`` if all may.
+
+    Returns ``(path, reason)``: the map keys and list indices that lead to
+    it, outermost first (empty for ``value`` itself), and what is wrong.
+    """
     try:
         _check(value, 0)
     except _NotPackable as exc:
-        raise InvalidArgument(
-            f"{where}{exc.path()}: {exc.reason}; convert it to plain "
-            "None/bool/int/float/str/bytes/list/dict before sending"
-        ) from None
+        return tuple(reversed(exc.steps)), exc.reason
+    return None
 
 
 def _check(value: object, depth: int) -> None:
     if isinstance(value, int) and not isinstance(value, bool):
         if not _INT_MIN <= value <= _INT_MAX:
             raise _NotPackable(f"integer {value} is outside MessagePack's 64-bit range")
+    elif isinstance(value, str):
+        _check_text(value)
     elif isinstance(value, _LEAF_TYPES):
         return
     elif isinstance(value, msgpack.ExtType):
@@ -93,6 +109,18 @@ def _check(value: object, depth: int) -> None:
         raise _NotPackable(f"{type(value).__name__} is not a MessagePack type")
 
 
+def _check_text(text: str) -> None:
+    if text.isascii():
+        return  # the common case, and a fast one
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise _NotPackable(
+            f"str holds a lone surrogate ({text[exc.start]!r} at {exc.start}), which has "
+            "no UTF-8 form"
+        ) from None
+
+
 def _check_depth(depth: int) -> None:
     if depth >= MAX_NESTING_DEPTH:
         raise _NotPackable(f"nested deeper than {MAX_NESTING_DEPTH} lists/maps")
@@ -103,7 +131,7 @@ def _check_items(items: list[object] | tuple[object, ...], depth: int) -> None:
         try:
             _check(item, depth + 1)
         except _NotPackable as exc:
-            exc.steps.append(f"[{index}]")
+            exc.steps.append(index)
             raise
 
 
@@ -113,8 +141,14 @@ def _check_map(mapping: dict[object, object], depth: int) -> None:
             raise _NotPackable(
                 f"map key {key!r} is a {type(key).__name__}; keys must be str or bytes"
             )
+        if isinstance(key, str) and not key.isascii():
+            try:
+                _check_text(key)
+            except _NotPackable as exc:
+                exc.reason = f"map key: {exc.reason}"
+                raise
         try:
             _check(item, depth + 1)
         except _NotPackable as exc:
-            exc.steps.append(f"[{key!r}]")
+            exc.steps.append(key)
             raise
