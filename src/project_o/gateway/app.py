@@ -309,6 +309,16 @@ _EXPERIMENT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: what a client can do next with the id of a new experiment (OpenAPI links:
+#: a stateful client such as schemathesis follows them)
+_EXPERIMENT_LINKS: dict[int | str, dict[str, Any]] = {201: {"links": {
+    "GetExperiment": {"operationId": "get_experiment",
+                      "parameters": {"experiment_id": "$response.body#/id"}},
+    "ApproveExperiment": {"operationId": "approve_experiment",
+                          "parameters": {"experiment_id": "$response.body#/id"}},
+}}}
+
+
 def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
     router = APIRouter(prefix="/v1/evolution", dependencies=[Depends(auth)],
                        responses=_V1_ERRORS, tags=["evolution"])
@@ -320,7 +330,8 @@ def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         return method
 
     @router.post("/experiments", status_code=201, response_model=ExperimentSummary,
-                 responses=_EXPERIMENT_ERRORS, openapi_extra=_body_schema(ExperimentRequest))
+                 responses={**_EXPERIMENT_ERRORS, **_EXPERIMENT_LINKS},
+                 openapi_extra=_body_schema(ExperimentRequest))
     async def create_experiment(
         body: Annotated[ExperimentRequest, Depends(read_experiment)],
     ) -> dict[str, Any]:
@@ -336,14 +347,14 @@ def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         return result
 
     @router.get("/experiments/{experiment_id}", response_model=dict[str, Any],
-                responses=_EXPERIMENT_ERRORS)
+                responses=_EXPERIMENT_ERRORS, operation_id="get_experiment")
     async def get_experiment(experiment_id: str) -> dict[str, Any]:
         """One experiment: stage, status, samples, statistics, decision, reason, timeline."""
         result: dict[str, Any] = await arbiter("experiment")(experiment_id)
         return result
 
     @router.post("/experiments/{experiment_id}/approve", response_model=ExperimentSummary,
-                 responses=_EXPERIMENT_ERRORS)
+                 responses=_EXPERIMENT_ERRORS, operation_id="approve_experiment")
     async def approve_experiment(experiment_id: str) -> dict[str, Any]:
         """Start an experiment the agent proposed with ctx.evolve (autonomy "propose")."""
         result: dict[str, Any] = await arbiter("approve_experiment")(experiment_id)

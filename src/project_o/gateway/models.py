@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 __all__ = [
     "JSON_VALUE_SCHEMA",
@@ -210,7 +211,7 @@ class ParamsOnlyCandidate(BaseModel):
 
 #: an empty candidate is only a candidate when params say what changes; JSON
 #: Schema cannot compare two fields any other way than this anyOf
-_CANDIDATE_OR_PARAMS = {"anyOf": [
+_CANDIDATE_OR_PARAMS: JsonDict = {"anyOf": [
     {"properties": {"candidate": {"minProperties": 1}}},
     {"required": ["params"], "properties": {"params": {"type": "object", "minProperties": 1}}},
 ]}
