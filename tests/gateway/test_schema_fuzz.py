@@ -49,7 +49,7 @@ def test_the_api_does_what_its_schema_says(stack: Stack, tmp_path: Path) -> None
         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
         "--report-dir", str(tmp_path / "report"),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600,
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600,
                          stdin=subprocess.DEVNULL, cwd=tmp_path)
     summary = run.stdout[-6000:]
     assert run.returncode == 0, f"schemathesis found failures:\n{summary}\n{run.stderr[-2000:]}"
