@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,27 @@ def test_loose_permissions_are_warned_about(
     path.chmod(0o644)
     assert resolve_token(tmp_path) == ("shared-token", False)
     assert "chmod 600" in caplog.text
+
+
+@pytest.mark.usefixtures("no_env_token")
+def test_a_token_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    chosen = tmp_path / "elsewhere"
+    chosen.write_text("attacker-chosen-token\n")
+    chosen.chmod(0o600)
+    (tmp_path / TOKEN_FILENAME).symlink_to(chosen)
+    with pytest.raises(InvalidArgument, match="symbolic link"):
+        resolve_token(tmp_path)
+
+
+@pytest.mark.usefixtures("no_env_token")
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_token_file_another_user_owns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / TOKEN_FILENAME
+    path.write_text("planted-token\n")
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)  # nobody
+    with pytest.raises(InvalidArgument, match="belongs to uid 65534"):
+        resolve_token(tmp_path)
 
 
 def _resolve_in_child(vault: str, barrier: Any, results: Any) -> None:

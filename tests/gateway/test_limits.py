@@ -107,7 +107,7 @@ async def test_expect_continue_client_is_refused_before_sending_its_body(
     reader, writer = await asyncio.open_connection("127.0.0.1", small_gateway.port)
     try:
         writer.write(
-            b"POST /v1/requests HTTP/1.1\r\nHost: test\r\n"
+            b"POST /v1/requests HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
             + f"Content-Length: {100 * LIMIT}\r\n\r\n".encode()
         )
@@ -129,7 +129,7 @@ async def test_client_vanishing_mid_body_does_not_hurt_the_server(
     for _ in range(3):
         _, writer = await asyncio.open_connection("127.0.0.1", small_gateway.port)
         writer.write(
-            b"POST /v1/requests HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /v1/requests HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"10\r\n" + b'{"input": "aaaaa'[:16] + b"\r\n"
         )
         await writer.drain()

@@ -24,9 +24,13 @@ FAST_HEARTBEAT = ["--heartbeat-interval", "0.1", "--heartbeat-timeout", "2.0"]
 class Stack:
     """A supervisor started as a real process, with an HTTP client for it."""
 
-    def __init__(self, vault: Path, args: list[str], *, heart: bool = False) -> None:
+    def __init__(self, vault: Path, args: list[str], *, heart: bool = False,
+                 token_env: bool = True) -> None:
+        """``token_env=False``: no $PROJECT_O_TOKEN, so the supervisor makes its own."""
         self.vault = vault
-        env = {**os.environ, "PROJECT_O_TOKEN": TOKEN}
+        env = {k: v for k, v in os.environ.items() if k != "PROJECT_O_TOKEN"}
+        if token_env:
+            env["PROJECT_O_TOKEN"] = TOKEN
         module = ["-m", "project_o.cli", "run"] if heart else ["-m", "project_o.supervisor"]
         vault.mkdir(parents=True, exist_ok=True)
         self.log = vault.parent / f"{vault.name}.log"

@@ -17,6 +17,7 @@
 
 What a ``POST /v1/requests`` (or ``/v1/feedback``) passes through, and who may refuse it::
 
+    LoopbackOnlyMiddleware 403 Host or Origin not a loopback name (DNS rebinding)
     BodyLimitMiddleware   413  body over max_body_bytes (counted as it arrives)
     routing               404 / 405
     BearerAuth            401  missing or wrong token (before the body is parsed)
@@ -51,6 +52,7 @@ from project_o.gateway.bodies import (
     validate,
 )
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
+from project_o.gateway.loopback import LoopbackOnlyMiddleware
 from project_o.gateway.models import (
     JSON_VALUE_SCHEMA,
     ErrorReply,
@@ -205,6 +207,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(LoopbackOnlyMiddleware)  # outermost: checked before anything else
     auth = BearerAuth(token)
     app.include_router(_open_routes(service))
     app.include_router(_v1_routes(service, auth))

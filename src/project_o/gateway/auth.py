@@ -5,7 +5,10 @@ Where the token comes from (:func:`resolve_token`), first match wins::
     $PROJECT_O_TOKEN            set by the operator            -> (token, created=False)
     VAULT/token                 written by an earlier start    -> (token, created=False)
     secrets.token_urlsafe(32)   first start: written to        -> (token, created=True)
-                                VAULT/token, mode 0600           the caller prints it once
+                                VAULT/token, mode 0600           the caller prints the path
+
+A token file that is a symbolic link, or that another user owns, is refused:
+whoever controls it would choose the token.
 
 How it is written, so a crash or a second process starting at the same
 moment never leaves a half-written or a different token behind::
@@ -22,6 +25,7 @@ Each request then presents ``Authorization: Bearer <token>``;
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import os
@@ -85,10 +89,28 @@ def _checked(token: str, origin: str) -> str:
 
 def _read_token(path: Path) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NOFOLLOW: a token file that is a symlink could point at a file
+        # someone else controls, or make us print another file's contents.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
-    mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise InvalidArgument(
+            f"the token file {path} is a symbolic link; refused, since whoever can point it "
+            "elsewhere chooses the API token - delete it to have a new token generated"
+        ) from None
+    with os.fdopen(fd, encoding="utf-8") as stream:
+        info = os.fstat(stream.fileno())
+        if info.st_uid != os.geteuid():
+            raise InvalidArgument(
+                f"the token file {path} belongs to uid {info.st_uid}, not to this user "
+                f"(uid {os.geteuid()}); refused, since its owner chooses the API token - "
+                "delete it to have a new token generated"
+            )
+        text = stream.read()
+    mode = info.st_mode & 0o777
     if mode & 0o077:
         logger.warning(
             "token file %s has mode %o: other users may read it; run `chmod 600 %s`",

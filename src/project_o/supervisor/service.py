@@ -174,7 +174,9 @@ class Supervisor:
         self.events.subscribe(self.meter.on_event)
         token, created = resolve_token(config.vault)
         if created:
-            print(f"project-o: API token written to {config.vault / 'token'}: {token}", flush=True)
+            # The path, never the token: stdout ends up in terminals' scrollback and logs.
+            print(f"project-o: API token written to {config.vault / 'token'} (mode 0600)",
+                  flush=True)
         self.events.record("supervisor_start", str(os.getpid()),
                            f"recovering from vault at sequence {vault.last_sequence}")
         book = VersionBook(vault.catalog, config.vault)

@@ -53,8 +53,8 @@ _TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)\.[0-9a-f]{16}\.tmp$")
 #: bytes of randomness in a temp name, so concurrent writers never collide
 _TOKEN_BYTES = 8
 
-#: new files get rw-r--r-- before the umask, like ``open(path, "wb")``
-_FILE_MODE = 0o644
+#: new files are the owner's alone: a vault holds an agent's memory
+_FILE_MODE = 0o600
 
 Buffer = bytes | bytearray | memoryview
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 __all__ = ["FILE_MODE", "FileLayer", "pwrite_all"]
 
-#: Permissions of new WAL segments (before the umask): owner read-write, others read.
-FILE_MODE = 0o644
+#: Permissions of new WAL segments: the owner's alone (a vault holds an agent's memory).
+FILE_MODE = 0o600
 
 
 class FileLayer:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.wal import WAL, WALEntry
 
 __all__ = ["Durability", "RestorePoint", "Vault"]
+
+_log = logging.getLogger(__name__)
 
 Durability = Literal["sync", "batch"]
 
@@ -93,7 +96,7 @@ class Vault:
         if durability not in ("sync", "batch"):
             raise InvalidArgument(f"durability must be 'sync' or 'batch', got {durability!r}")
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
+        _private_directory(root)
         checkpoints = CheckpointStore(root / "checkpoints", keep=checkpoints_kept)
         newest = checkpoints.latest_valid()
         start = newest[0].last_sequence + 1 if newest else 1
@@ -213,3 +216,16 @@ class Vault:
     def _check_open(self) -> None:
         if self._closed:
             raise VaultClosed(f"vault {self.path} is closed; open it again with Vault.open()")
+
+
+def _private_directory(root: Path) -> None:
+    """Create ``root`` as 0700, or tighten it to 0700: it holds the memory and the token.
+
+    The files inside are made 0600 too, but a directory others can enter
+    would still show them their names, sizes and times.
+    """
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = root.stat().st_mode & 0o777
+    if mode != 0o700:
+        _log.warning("vault %s had mode %o; made it 0700 (only its owner may enter)", root, mode)
+        root.chmod(0o700)
