@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 
 from project_o.errors import ProjectOError
+from project_o.supervisor.config import STATE_FILE
 
 __all__ = ["Client", "SupervisorUnreachable"]
 
-STATE_FILE = "supervisor.json"
 #: the evolution endpoints (docs/protocol.md)
 EXPERIMENTS = "/v1/evolution/experiments"
 

@@ -38,7 +38,6 @@ from typing import Any, Final
 import httpx
 
 from project_o.bench.report import Report
-from project_o.bench.stack import Stack
 from project_o.demo.sources import AGENT_FILE, base_source, candidate_source, demo_facts
 from project_o.evolution.stats import (
     BASELINE,
@@ -48,6 +47,7 @@ from project_o.evolution.stats import (
     DEFAULT_MIN_SAMPLES,
     SequentialTest,
 )
+from project_o.stack import Stack
 
 __all__ = ["run", "run_with"]
 

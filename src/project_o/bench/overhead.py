@@ -46,8 +46,8 @@ from fastapi import FastAPI, Request
 
 from project_o.bench.agents import WORK_AGENT
 from project_o.bench.report import Report
-from project_o.bench.stack import Stack, start_process, stop_process
 from project_o.runtime.loader import load_agent
+from project_o.stack import Stack, start_process, stop_process
 from project_o.supervisor.options import builtin_agent_path
 
 __all__ = ["measure_load", "measure_memory", "run", "run_with", "serve_direct"]

@@ -38,7 +38,7 @@ import numpy as np
 from project_o.bench.agents import STATE_AGENT
 from project_o.bench.agents.state_agent import expected_digest
 from project_o.bench.report import Report
-from project_o.bench.stack import Stack
+from project_o.stack import Stack
 
 __all__ = ["Config", "configs", "measure", "run", "run_configs"]
 

@@ -14,9 +14,10 @@
                           └─ GET  /healthz, /openapi.json, /metrics (open)
 
 The gateway imports no agent code and nothing heavy: FastAPI, uvicorn and
-pydantic only. It knows the supervisor solely as an :class:`AgentService`.
+pydantic only. It knows the supervisor solely as an :class:`AgentService`
+(:mod:`project_o.supervisor.api`, re-exported here).
 
-Modules: ``service`` (the protocol), ``models`` (JSON bodies), ``bodies``
+Modules: ``models`` (JSON bodies), ``bodies``
 (parsing and checking them), ``auth`` (token and check), ``limits`` (body
 size), ``problems`` (error bodies), ``app`` (routes), ``stream`` (the
 WebSocket), ``server`` (running it).
@@ -29,7 +30,7 @@ from project_o.gateway.auth import TOKEN_ENV, TOKEN_FILENAME, resolve_token
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES
 from project_o.gateway.models import MAX_DEADLINE_MS
 from project_o.gateway.server import DEFAULT_HOST, DEFAULT_PORT, GatewayServer, serve
-from project_o.gateway.service import AgentService, RequestResult
+from project_o.supervisor.api import AgentService, RequestResult
 
 __all__ = [
     "DEFAULT_HOST",

@@ -64,8 +64,8 @@ from project_o.gateway.models import (
     VersionsReply,
 )
 from project_o.gateway.problems import APIError, install_error_handlers
-from project_o.gateway.service import AgentService, RequestResult
 from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
+from project_o.supervisor.api import AgentService, RequestResult
 
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 

@@ -60,7 +60,6 @@ from typing import Any, Final
 
 from project_o.agent.dsl import Agent
 from project_o.agent.kit import AgentKit
-from project_o.agent.llm_config import LLMConfig
 from project_o.errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -68,6 +67,7 @@ from project_o.errors import (
     ProtocolError,
     VaultError,
 )
+from project_o.llm.config import LLMConfig
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
 from project_o.vault.checkpoint import CheckpointStore

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from project_o.agent.llm_config import LLMConfig
+from project_o.llm.config import LLMConfig
 
-__all__ = ["DEFAULT_PORT", "SupervisorConfig"]
+__all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
+
+#: where in the vault a running supervisor writes its pid and port (JSON), for clients
+STATE_FILE = "supervisor.json"
 
 #: the gateway's port unless told otherwise
 DEFAULT_PORT = 8700

@@ -1,5 +1,7 @@
-"""What the gateway needs from the supervisor: the :class:`AgentService` protocol.
+"""The supervisor as its callers see it: the :class:`AgentService` protocol and its results.
 
+The types live here, in the supervisor's layer, so the supervisor never
+imports the gateway that serves them (see "Layers" in docs/design.md).
 The gateway never talks to agent instances; it hands each call to a
 service object living in the same asyncio loop and renders what comes back::
 
