@@ -18,7 +18,7 @@ from project_o.supervisor.config import STATE_FILE
 
 __all__ = ["Client", "SupervisorUnreachable"]
 
-#: the evolution endpoints (docs/protocol.md)
+#: the evolution endpoints (docs/design.md, "HTTP")
 EXPERIMENTS = "/v1/evolution/experiments"
 
 

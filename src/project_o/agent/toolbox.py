@@ -75,7 +75,7 @@ class HasTools(Protocol):
 _R = TypeVar("_R")
 
 #: longest stretch a waiting thread goes without calling ``idle()``: well
-#: under the seed's 1 s heartbeat interval, so a runtime that beats from
+#: under the default 1 s heartbeat interval, so a runtime that beats from
 #: ``idle`` never looks hung while it waits on a slow tool
 IDLE_SLICE: Final = 0.1
 

@@ -18,7 +18,7 @@ What is measured, against a real supervisor serving the demo agent
                   arbiter configures it; the share decided "better" is the false
                   promotion rate, to compare with alpha
 
-Targets (issue 5): better and worse decided within 500 requests per arm; an
+Targets (docs/design.md, "Targets"): better and worse decided within 500 requests per arm; an
 equal candidate promoted as better no more often than alpha. The shadow
 splits traffic half and half, so the equal case reaches max_samples in
 seconds and both arms' latencies are measured alike; the share changes
@@ -51,7 +51,7 @@ from project_o.stack import Stack
 
 __all__ = ["run", "run_with"]
 
-#: the issue's targets
+#: requests per arm within which a clear difference is decided (docs/design.md, "Targets")
 TARGET_REQUESTS_PER_ARM: Final = 500
 #: the arbiter's defaults (see the HTTP contract): decide from 50, give up at 500
 MIN_SAMPLES: Final = DEFAULT_MIN_SAMPLES

@@ -14,8 +14,8 @@
 
 Both serve agents/work_agent.py, which busy-waits 0 or 1 ms, in the same
 run, alternately. Throughput ratio = supervised / direct requests per
-second; latency p50/p99 as the client sees it. Target (issue "immortal
-guardian"): ratio >= 0.9 with the 1 ms handler.
+second; latency p50/p99 as the client sees it. Target
+(docs/design.md, "Targets"): ratio >= 0.9 with the 1 ms handler.
 
 Memory: PSS (proportional set size: shared pages split between the
 processes that share them) of supervisor + main + standby serving the
@@ -61,7 +61,7 @@ QUICK_SECONDS = 1.5
 WARMUP_S = 0.5
 #: handler work in milliseconds
 HANDLER_MS = (0, 1)
-#: the issue's targets
+#: throughput and memory targets (docs/design.md, "Targets")
 THROUGHPUT_RATIO_GOAL = 0.9
 PSS_GOAL_MB = 100.0
 _READY_TIMEOUT_S = 30.0

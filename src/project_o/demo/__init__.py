@@ -1,4 +1,4 @@
-"""``project-o demo``: the seed's "evolution gone wrong" scenario, offline, in about a minute.
+"""``project-o demo``: the "evolution gone wrong" scenario, offline, in about a minute.
 
 ::
 

@@ -1,4 +1,4 @@
-"""The seed's "evolution gone wrong" scenario, end to end, against a real supervisor.
+"""The "evolution gone wrong" scenario, end to end, against a real supervisor.
 
 ::
 

@@ -6,12 +6,10 @@
                      └─ create_app(service, token=...)  FastAPI
                           ├─ BodyLimitMiddleware      413 while the body arrives
                           ├─ BearerAuth               401 without the token
-                          ├─ POST /v1/requests ──▶ service.submit()  (the supervisor)
-                          ├─ WS   /v1/stream   ──▶ service.submit(on_event=...)
-                          ├─ POST /v1/feedback ──▶ service.feedback()
-                          ├─ GET  /v1/versions ──▶ service.versions()
-                          ├─ GET  /v1/status   ──▶ service.status()
-                          └─ GET  /healthz, /openapi.json, /metrics (open)
+                          └─ the routes ──▶ service.submit() / feedback() / versions() /
+                                            status() / metrics()   (the supervisor)
+
+The routes, their bodies and answers are tabled in docs/design.md ("HTTP").
 
 The gateway imports no agent code and nothing heavy: FastAPI, uvicorn and
 pydantic only. It knows the supervisor solely as an :class:`AgentService`

@@ -1,19 +1,8 @@
 """The FastAPI application: the routes and what each one answers.
 
-::
-
-    GET  /healthz        open     {"ok": true}
-    GET  /openapi.json   open     this API, described
-    GET  /metrics        open     service.metrics(): Prometheus text (reads, changes nothing)
-    POST /v1/requests    Bearer   SubmitRequest ─▶ service.submit() ─▶ SubmitReply
-    WS   /v1/stream      Bearer   SubmitRequest per message ─▶ events, then the output
-                                  (token also as ?token=; see project_o.gateway.stream)
-    POST /v1/feedback    Bearer   FeedbackRequest ─▶ service.feedback() ─▶ 202 FeedbackReply
-    GET  /v1/versions    Bearer   service.versions() ─▶ VersionsReply
-    GET  /v1/status      Bearer   service.status(), as is
-    POST /v1/evolution/experiments              Bearer  201 / 409 running / 422 invalid candidate
-    GET  /v1/evolution/experiments[/{id}]       Bearer  newest first / one (404 unknown)
-    POST /v1/evolution/experiments/{id}/approve Bearer  start a proposed experiment
+The routes, their bodies and answers are tabled in docs/design.md
+("HTTP"); here each is declared with its pydantic models
+(:mod:`project_o.gateway.models`), which ``/openapi.json`` is built from.
 
 What a ``POST /v1/requests`` (or ``/v1/feedback``) passes through, and who may refuse it::
 

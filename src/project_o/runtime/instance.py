@@ -27,6 +27,8 @@
         ──► evolution_result {experiment_id, status, reason}       the outcome comes later
         ──► shutdown                                        exit 0
 
+The fields of each message are tabled in docs/design.md ("Wire protocol").
+
 Heartbeats are sent only where the instance waits on its socket (between
 requests, and while a memory write waits for its ack) and when a handler
 emits a stream event (emitting is progress: an LLM streaming tokens for

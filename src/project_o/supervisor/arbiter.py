@@ -115,7 +115,7 @@ class Arbiter:
             raise InvalidArgument(f"autonomy must be one of {AUTONOMY_LEVELS}, got {autonomy!r}")
         self.host, self.vault, self.events = host, vault, events
         self.autonomy = autonomy
-        #: perception: watches the serving version and raises intents (issue's phase 1)
+        #: perception: watches the serving version and raises intents (the cycle's first step)
         self.monitor = HealthMonitor(thresholds, autonomy=autonomy)
         self.rng = rng or random.Random()
         self.current: Experiment | None = None
