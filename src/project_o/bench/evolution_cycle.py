@@ -53,7 +53,7 @@ __all__ = ["run", "run_with"]
 
 #: requests per arm within which a clear difference is decided (docs/design.md, "Targets")
 TARGET_REQUESTS_PER_ARM: Final = 500
-#: the arbiter's defaults (see the HTTP contract): decide from 50, give up at 500
+#: the experiment defaults (docs/design.md, "Evolution cycle"): decide from 50, give up at 500
 MIN_SAMPLES: Final = DEFAULT_MIN_SAMPLES
 MAX_SAMPLES: Final = 500
 #: steady load, requests per second (the demo agent serves ~100/s on one core)
