@@ -168,7 +168,8 @@ def graph() -> Graph:
 
 
 def test_every_module_has_a_layer(graph: Graph, layers: dict[str, int]) -> None:
-    assert [m for m in sorted(graph) if unit_of(m, layers) is None] == []
+    homeless = [m for m in sorted(graph) if unit_of(m, layers) is None]
+    assert homeless == [], "add these to a row of the layer table in docs/design.md"
 
 
 def test_every_row_names_real_modules(graph: Graph, layers: dict[str, int]) -> None:
@@ -177,6 +178,8 @@ def test_every_row_names_real_modules(graph: Graph, layers: dict[str, int]) -> N
 
 
 def test_imports_point_down(graph: Graph, layers: dict[str, int]) -> None:
+    # To fix one: move the shared type or function down to the lower layer, or let
+    # the higher layer hand it in (a protocol, a callable), as supervisor.__main__ does.
     assert upward_imports(graph, layers) == []
 
 
