@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 
 from project_o.errors import ProjectOError
+from project_o.supervisor.config import STATE_FILE
 
 __all__ = ["Client", "SupervisorUnreachable"]
 
-STATE_FILE = "supervisor.json"
-#: the evolution endpoints (docs/protocol.md)
+#: the evolution endpoints (docs/design.md, "HTTP")
 EXPERIMENTS = "/v1/evolution/experiments"
 
 

@@ -84,7 +84,7 @@ def test_large_index_two_stage_search_finds_the_exact_top_k() -> None:
         rows, _ = index.search(query, 5, allowed)
         assert all(allowed[rows])
         found += len(set(rows.tolist()) & set(_exact(vectors, query, 5, allowed)))
-    assert found / (5 * len(queries)) >= 0.95  # the recall@5 target
+    assert found / (5 * len(queries)) >= 0.95  # the recall@5 target (docs/design.md, "Targets")
 
 
 def test_keep_compacts_rows_and_codes_in_order() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from project_o.agent.llm_config import LLMConfig
 from project_o.builtin_agents.assistant import BANDIT_KEY, STRATEGIES, agent
+from project_o.llm.config import LLMConfig
 from tests.agent.openai_server import OpenAIServer, Reply
 
 FACTS = [

@@ -26,7 +26,7 @@ from project_o.errors import InvalidArgument
 from project_o.evolution import validate
 from project_o.evolution.genome import Genome
 
-#: the whole demo must finish well within this (the seed says "under a minute")
+#: the whole demo must finish well within this (the README promises "under a minute")
 DEMO_TIMEOUT_S = 240
 
 

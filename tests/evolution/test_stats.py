@@ -22,7 +22,7 @@ from project_o.evolution.stats import (
 
 Draw = Callable[[random.Random], float]
 RUNS = 200
-CLEAR_BUDGET = 500  # the target: clear differences decided within 500 per arm
+CLEAR_BUDGET = 500  # target: clear differences decided within 500 per arm (docs/design.md, "Targets")
 
 
 def _run(seed: int, baseline: Draw, candidate: Draw, **options: object) -> SequentialTest:

@@ -26,7 +26,7 @@ from project_o.errors import (
     UnknownRequest,
 )
 from project_o.gateway import GatewayServer, RequestResult, create_app
-from project_o.gateway.service import EventSink, FeedbackReceipt, MetricsText
+from project_o.supervisor.api import EventSink, FeedbackReceipt, MetricsText
 
 TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET = "SECRET-TRACEBACK-MARKER"

@@ -25,7 +25,9 @@ EXPECTED = {
 # What the gateway's own modules may import besides the standard library.
 ALLOWED_THIRD_PARTY = {"fastapi", "starlette", "uvicorn", "pydantic"}
 # wire.packable: a body is refused up front if the agent's wire cannot carry it.
-ALLOWED_PROJECT = {"project_o", "project_o.errors", "project_o.wire.packable"}
+# supervisor.api: the protocol the gateway serves lives a layer below it.
+ALLOWED_PROJECT = {"project_o", "project_o.errors", "project_o.wire.packable",
+                   "project_o.supervisor.api"}
 
 
 def test_public_names() -> None:
@@ -56,3 +58,10 @@ def test_gateway_imports_only_the_light_stack() -> None:
             assert name in ALLOWED_PROJECT or name.startswith("project_o.gateway"), (
                 f"{source.name} imports {name}"
             )
+
+
+def test_the_service_protocol_imports_only_the_standard_library() -> None:
+    from project_o.supervisor import api
+
+    names = imported_modules(Path(api.__file__))
+    assert names and all(n.split(".")[0] in sys.stdlib_module_names for n in names), names

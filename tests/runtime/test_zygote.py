@@ -156,7 +156,7 @@ def test_zygote_dies_with_its_supervisor() -> None:
 
 
 def test_wire_contract_with_a_blocking_supervisor() -> None:
-    """The command line and frames of docs/protocol.md, without the asyncio client."""
+    """The command line and frames of docs/design.md ("Wire protocol"), without the asyncio client."""
     ours, theirs = socket.socketpair()
     env = scrubbed_env()
     env["PYTHONPATH"] = os.pathsep.join(

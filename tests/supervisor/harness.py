@@ -17,7 +17,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS_AGENT = ROOT / "tests" / "fixtures" / "chaos_agent.py"
 TOKEN = "test-token-for-supervisor-tests"
-#: faster detection than the seed's 1 s / 5 s, with room for a loaded 2-core CI box
+#: faster detection than the default 1 s / 5 s, with room for a loaded 2-core CI box
 FAST_HEARTBEAT = ["--heartbeat-interval", "0.1", "--heartbeat-timeout", "2.0"]
 
 

@@ -31,7 +31,7 @@ from project_o.vault.checkpoint import (
 )
 from tests.vault.strategies import msgpack_values
 
-#: the layout spelled out again, independently of the module (DESIGN.md)
+#: the layout spelled out again, independently of the module (docs/design.md, "Checkpoints")
 LAYOUT = ">16sIIQ16sQQ32sQ120s32s"
 
 STATE: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The public names of project_o.wire (docs/protocol.md) stay importable."""
+"""The public names of project_o.wire (docs/design.md, "Wire protocol") stay importable."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 ``Agent`` (the DSL), ``Context`` (what a handler receives), ``Memory``
 (durable memory, ``ctx.memory``), tools, params, workflows and the LLM
 client. Names are resolved lazily so the supervisor can import a small
-piece (``project_o.agent.llm_config``) without the whole layer and numpy.
+piece without the whole layer and numpy. The LLM pieces live in
+:mod:`project_o.llm` (a lower layer); ``LLM``, ``LLMReply`` and ``LLMConfig``
+stay importable from here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from project_o.agent.context import Context
     from project_o.agent.dsl import Agent, Handler, TestClient
-    from project_o.agent.kv import KVReplica, Memory
-    from project_o.agent.llm import LLM, LLMReply
-    from project_o.agent.llm_config import LLMConfig
+    from project_o.agent.memory import KVReplica, Memory
+    from project_o.llm.chat import LLM, LLMReply
+    from project_o.llm.config import LLMConfig
 
 __all__ = ["LLM", "Agent", "Context", "Handler", "KVReplica", "LLMConfig", "LLMReply",
            "Memory", "TestClient"]
@@ -24,9 +26,9 @@ __all__ = ["LLM", "Agent", "Context", "Handler", "KVReplica", "LLMConfig", "LLMR
 _HOMES = {
     "Agent": "project_o.agent.dsl", "Handler": "project_o.agent.dsl",
     "TestClient": "project_o.agent.dsl", "Context": "project_o.agent.context",
-    "KVReplica": "project_o.agent.kv", "Memory": "project_o.agent.kv",
-    "LLM": "project_o.agent.llm", "LLMReply": "project_o.agent.llm",
-    "LLMConfig": "project_o.agent.llm_config",
+    "KVReplica": "project_o.agent.memory", "Memory": "project_o.agent.memory",
+    "LLM": "project_o.llm.chat", "LLMReply": "project_o.llm.chat",
+    "LLMConfig": "project_o.llm.config",
 }
 
 

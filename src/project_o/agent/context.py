@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from project_o.agent.kv import Memory
+from project_o.agent.memory import Memory
 
 __all__ = ["Context"]
 
@@ -46,7 +46,7 @@ class Context:
     """Everything a handler may use besides its input.
 
     ``memory`` writes are durable when they return (see
-    :class:`~project_o.agent.kv.Memory`); ``request_id`` identifies the
+    :class:`~project_o.agent.memory.Memory`); ``request_id`` identifies the
     request in logs and in the supervisor's records.
     """
 

@@ -13,32 +13,41 @@ each request, so a handler behaves the same under test and in production::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from project_o.agent.blocks import BlockStore
 from project_o.agent.context import Context
 from project_o.agent.history import DEFAULT_HISTORY_LIMIT, History, HistoryStore
-from project_o.agent.kv import KVReplica, Memory
-from project_o.agent.llm import LLM, LLMConfig
-from project_o.agent.llm_history import LLMHistory
-from project_o.agent.params import Params
+from project_o.agent.memory import KVReplica, Memory
+from project_o.agent.params import Param, Params
 from project_o.agent.params import resolve as resolve_params
 from project_o.agent.semantic import SemanticStore
 from project_o.agent.store import Journal, StateBook
-from project_o.agent.toolbox import JournalGate, ToolRunner, on_owner_thread
+from project_o.agent.toolbox import HasTools, JournalGate, ToolRunner, on_owner_thread
 from project_o.agent.tools import ToolRegistry
-from project_o.agent.workflow import WorkflowRunner, Workflows, WorkflowStore
+from project_o.agent.workflow import HasWorkflows, WorkflowRunner, Workflows, WorkflowStore
+from project_o.llm.chat import LLM
+from project_o.llm.config import LLMConfig
+from project_o.llm.history import LLMHistory
 
-if TYPE_CHECKING:
-    from project_o.agent.dsl import Agent
+__all__ = ["AgentDefinition", "AgentKit"]
 
-__all__ = ["AgentKit"]
+
+class AgentDefinition(HasTools, HasWorkflows, Protocol):
+    """What a kit reads of an agent (a :class:`~project_o.agent.dsl.Agent`).
+
+    A protocol, not the class: the DSL builds kits (its test client), so
+    this module must not import the DSL. ``embedder`` and
+    ``history_limit`` are read with ``getattr`` and may be absent.
+    """
+
+    def params_spec(self) -> dict[str, Param]: ...
 
 
 class AgentKit:
     """The stores and per-request context of one agent in one process."""
 
-    def __init__(self, agent: Agent, journal: Journal, *, llm: LLMConfig | None = None,
+    def __init__(self, agent: AgentDefinition, journal: Journal, *, llm: LLMConfig | None = None,
                  params: Mapping[str, Any] | None = None,
                  stub_side_effects: bool = False) -> None:
         # Tools run in worker threads; the gate forwards their writes to the

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import pydantic
 import pydantic_core
@@ -57,14 +57,25 @@ from project_o.agent.tools import (
 
 if TYPE_CHECKING:
     from project_o.agent.context import Context
-    from project_o.agent.dsl import Agent
 
-__all__ = ["IDLE_SLICE", "BoundTool", "JournalGate", "ToolBox", "ToolRunner", "on_owner_thread"]
+__all__ = ["IDLE_SLICE", "BoundTool", "HasTools", "JournalGate", "ToolBox", "ToolRunner",
+           "on_owner_thread"]
+
+
+class HasTools(Protocol):
+    """What a :class:`ToolRunner` reads of an agent (a :class:`~project_o.agent.dsl.Agent`).
+
+    A protocol, not the class: the DSL builds on this module, so this
+    module must not import the DSL (see "Layers" in docs/design.md).
+    """
+
+    @property
+    def tools(self) -> Mapping[str, Tool]: ...
 
 _R = TypeVar("_R")
 
 #: longest stretch a waiting thread goes without calling ``idle()``: well
-#: under the seed's 1 s heartbeat interval, so a runtime that beats from
+#: under the default 1 s heartbeat interval, so a runtime that beats from
 #: ``idle`` never looks hung while it waits on a slow tool
 IDLE_SLICE: Final = 0.1
 
@@ -177,7 +188,7 @@ class ToolRunner:
 
     def __init__(
         self,
-        agent: Agent,
+        agent: HasTools,
         *,
         stub_side_effects: bool = False,
         idle: Callable[[], None] = _nothing,

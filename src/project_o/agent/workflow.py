@@ -43,7 +43,7 @@ import heapq
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar, overload
 
 import msgpack
 
@@ -54,7 +54,6 @@ from project_o.wire import ensure_packable
 
 if TYPE_CHECKING:
     from project_o.agent.context import Context
-    from project_o.agent.dsl import Agent
 
 __all__ = [
     "FAILED",
@@ -66,6 +65,7 @@ __all__ = [
     "WORKFLOW_OPERATIONS",
     "WORKFLOW_STARTED",
     "WORKFLOW_STEP_DONE",
+    "HasWorkflows",
     "Step",
     "StepFunction",
     "Workflow",
@@ -326,10 +326,22 @@ def _nothing() -> None:
     """The default idle hook."""
 
 
+class HasWorkflows(Protocol):
+    """What a :class:`WorkflowRunner` reads of an agent (a :class:`~project_o.agent.dsl.Agent`).
+
+    A protocol, not the class: the DSL builds on this module.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def workflows(self) -> Mapping[str, Workflow]: ...
+
+
 class WorkflowRunner:
     """Runs and resumes workflow runs for one agent in one process (kit-level)."""
 
-    def __init__(self, agent: Agent, store: WorkflowStore, journal: Journal, *,
+    def __init__(self, agent: HasWorkflows, store: WorkflowStore, journal: Journal, *,
                  idle: Callable[[], None] = _nothing,
                  clock: Callable[[], float] = time.time) -> None:
         self.agent = agent

@@ -14,7 +14,7 @@
 Figures are medians over a few repeats. Restores read files just written,
 so they come from the page cache: that is the common case (a restart on
 the same machine); a cold disk adds compressed size / disk bandwidth.
-The issue's target: restore a 10 MB state in at most 50 ms.
+Target (docs/design.md, "Targets"): restore a 10 MB state in at most 50 ms.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ MB = 1_000_000
 #: (state size, repeats) for the full run; --quick runs only the first, twice
 _FULL = ((10 * MB, 7), (100 * MB, 3))
 _QUICK = ((10 * MB, 2),)
-#: the issue's goal for restoring a 10 MB state
+#: the goal for restoring a 10 MB state (docs/design.md, "Targets")
 _RESTORE_10MB_GOAL_MS = 50.0
 #: a common sentence-embedding width (all-MiniLM-L6-v2 and friends)
 _EMBEDDING_DIM = 384

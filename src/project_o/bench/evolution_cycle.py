@@ -18,7 +18,7 @@ What is measured, against a real supervisor serving the demo agent
                   arbiter configures it; the share decided "better" is the false
                   promotion rate, to compare with alpha
 
-Targets (issue 5): better and worse decided within 500 requests per arm; an
+Targets (docs/design.md, "Targets"): better and worse decided within 500 requests per arm; an
 equal candidate promoted as better no more often than alpha. The shadow
 splits traffic half and half, so the equal case reaches max_samples in
 seconds and both arms' latencies are measured alike; the share changes
@@ -38,7 +38,6 @@ from typing import Any, Final
 import httpx
 
 from project_o.bench.report import Report
-from project_o.bench.stack import Stack
 from project_o.demo.sources import AGENT_FILE, base_source, candidate_source, demo_facts
 from project_o.evolution.stats import (
     BASELINE,
@@ -48,12 +47,13 @@ from project_o.evolution.stats import (
     DEFAULT_MIN_SAMPLES,
     SequentialTest,
 )
+from project_o.stack import Stack
 
 __all__ = ["run", "run_with"]
 
-#: the issue's targets
+#: requests per arm within which a clear difference is decided (docs/design.md, "Targets")
 TARGET_REQUESTS_PER_ARM: Final = 500
-#: the arbiter's defaults (see the HTTP contract): decide from 50, give up at 500
+#: the experiment defaults (docs/design.md, "Evolution cycle"): decide from 50, give up at 500
 MIN_SAMPLES: Final = DEFAULT_MIN_SAMPLES
 MAX_SAMPLES: Final = 500
 #: steady load, requests per second (the demo agent serves ~100/s on one core)

@@ -2,7 +2,7 @@
 
 ::
 
-    for each seed:  GeneticAlgorithm(examples/function_minimization, the seed's defaults)
+    for each seed:  GeneticAlgorithm(examples/function_minimization, GAConfig defaults)
                     winner's metrics: mean_value, mean_distance_to_minimum
                       (over the task's 5 seeded search runs of 400 evaluations each)
     figures:        median and worst over seeds of
@@ -32,7 +32,7 @@ from project_o.evolution.population import EvaluatorPool
 
 __all__ = ["FULL", "OPENEVOLVE_DISTANCE", "OPENEVOLVE_GAP", "QUICK", "run"]
 
-#: (seeds, population, generations): the seed's GA defaults, and a smoke-sized run
+#: (seeds, population, generations): GAConfig's defaults, and a smoke-sized run
 FULL: Final = (10, 50, 10)
 QUICK: Final = (2, 20, 3)
 #: OpenEvolve's reported scores for this task, turned back into distances (module doc)

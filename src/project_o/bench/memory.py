@@ -42,7 +42,7 @@ from project_o.vault import Vault
 
 __all__ = ["run", "run_with"]
 
-#: The issue's targets.
+#: Recall latency and quality targets (docs/design.md, "Targets").
 TARGET_P95_MS: Final = 20.0
 TARGET_RECALL_RATIO: Final = 0.95
 #: memories held for the latency and quality figures, full and --quick

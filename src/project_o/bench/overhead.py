@@ -14,8 +14,8 @@
 
 Both serve agents/work_agent.py, which busy-waits 0 or 1 ms, in the same
 run, alternately. Throughput ratio = supervised / direct requests per
-second; latency p50/p99 as the client sees it. Target (issue "immortal
-guardian"): ratio >= 0.9 with the 1 ms handler.
+second; latency p50/p99 as the client sees it. Target
+(docs/design.md, "Targets"): ratio >= 0.9 with the 1 ms handler.
 
 Memory: PSS (proportional set size: shared pages split between the
 processes that share them) of supervisor + main + standby serving the
@@ -46,8 +46,8 @@ from fastapi import FastAPI, Request
 
 from project_o.bench.agents import WORK_AGENT
 from project_o.bench.report import Report
-from project_o.bench.stack import Stack, start_process, stop_process
 from project_o.runtime.loader import load_agent
+from project_o.stack import Stack, start_process, stop_process
 from project_o.supervisor.options import builtin_agent_path
 
 __all__ = ["measure_load", "measure_memory", "run", "run_with", "serve_direct"]
@@ -61,7 +61,7 @@ QUICK_SECONDS = 1.5
 WARMUP_S = 0.5
 #: handler work in milliseconds
 HANDLER_MS = (0, 1)
-#: the issue's targets
+#: throughput and memory targets (docs/design.md, "Targets")
 THROUGHPUT_RATIO_GOAL = 0.9
 PSS_GOAL_MB = 100.0
 _READY_TIMEOUT_S = 30.0

@@ -16,7 +16,7 @@ Configurations: each state size with the warm standby (it tails the WAL and
 is promoted) and with ``--no-standby`` (a fresh instance is forked from the
 zygote and restored from checkpoint + WAL). The times are seen by the
 client, so they include one HTTP round trip through the gateway.
-Targets (issue "immortal guardian"): p99 <= 5 ms with the standby at every
+Targets (docs/design.md, "Targets"): p99 <= 5 ms with the standby at every
 size; p99 <= 50 ms without it at 10 MB; no request lost.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 from project_o.bench.agents import STATE_AGENT
 from project_o.bench.agents.state_agent import expected_digest
 from project_o.bench.report import Report
-from project_o.bench.stack import Stack
+from project_o.stack import Stack
 
 __all__ = ["Config", "configs", "measure", "run", "run_configs"]
 
@@ -57,7 +57,7 @@ SETTLE_TIMEOUT_S = 30.0
 LARGE_STATE_MEMORY_MB = 4096
 _SEED = 7
 _POLL_S = 0.005
-#: the issue's targets
+#: takeover targets (docs/design.md, "Targets")
 STANDBY_P99_GOAL_MS = 5.0
 COLD_P99_GOAL_MS = 50.0
 COLD_GOAL_SIZE = 10 * MB

@@ -13,7 +13,7 @@ __all__ = ["Report", "Target", "machine_info"]
 
 @dataclass
 class Target:
-    """One goal an issue sets, with the measured value and whether it was met."""
+    """One goal (docs/design.md, "Targets"), with the measured value and whether it was met."""
 
     name: str
     measured: float

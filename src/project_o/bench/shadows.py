@@ -13,7 +13,7 @@
           PSS of every instance (psutil memory_full_info().pss; shared copy-on-write
           pages are split between the processes that share them)
 
-Targets (issue "parallel evolution"): <= 2 s until 100 shadows answer,
+Targets (docs/design.md, "Targets"): <= 2 s until 100 shadows answer,
 <= 10 MB PSS per shadow. ``--quick`` starts 20.
 """
 
@@ -35,10 +35,10 @@ from project_o.wire import Message, MessageType, read_message_async, write_messa
 
 __all__ = ["FULL_SHADOWS", "QUICK_SHADOWS", "measure", "run"]
 
-#: the issue's figure: 100 concurrent shadows
+#: concurrent shadows, the size of a population evaluated side by side
 FULL_SHADOWS: Final = 100
 QUICK_SHADOWS: Final = 20
-#: the targets the issue sets
+#: start-up time and memory per shadow targets (docs/design.md, "Targets")
 TARGET_SECONDS: Final = 2.0
 TARGET_PSS_MB: Final = 10.0
 MB: Final = 1_000_000

@@ -13,7 +13,7 @@
     success = the best candidate's MSE on the 20 points < 1e-6
     figures:  success rate, median wall time per run, for each side
 
-Targets (issue 6): success rate >= DEAP's; median wall time <= 2x DEAP's.
+Targets (docs/design.md, "Targets"): success rate >= DEAP's; median wall time <= 2x DEAP's.
 DEAP is the ``bench`` extra (``pip install project-o[bench]``); without it
 the baseline row is skipped and said so.
 """
@@ -36,7 +36,7 @@ from project_o.evolution.population import EvaluatorPool
 
 __all__ = ["FULL", "QUICK", "SOLVED_MSE", "run", "run_deap", "run_project_o"]
 
-#: (seeds, population, generations): the issue's budget, and a smoke-sized one
+#: (seeds, population, generations): the compared budget (docs/design.md, "Targets"), and a smoke-sized one
 FULL: Final = (30, 300, 40)
 QUICK: Final = (3, 100, 15)
 #: DEAP's symbreg example settings for what our loop shares with it

@@ -37,7 +37,7 @@ from project_o.vault.wal_record import encode
 
 __all__ = ["run"]
 
-#: The issue's targets.
+#: Throughput targets (docs/design.md, "Targets").
 TARGET_RATE_64 = 100_000
 TARGET_RATIO_64 = 10.0
 TARGET_RATIO_1 = 1.0
@@ -47,7 +47,7 @@ QUICK_SECONDS, QUICK_REPEATS = 0.25, 1
 #: Writers per configuration; --quick skips the middle one.
 FULL_WRITERS = (1, 8, 64)
 QUICK_WRITERS = (1, 64)
-#: A memory write of about the size the issue names (~256 bytes packed).
+#: A memory write of about 256 bytes packed: a short fact with its key and metadata.
 VALUE_SIZE = 230
 #: How long SQLite writers wait for the write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 60_000

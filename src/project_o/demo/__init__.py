@@ -1,4 +1,4 @@
-"""``project-o demo``: the seed's "evolution gone wrong" scenario, offline, in about a minute.
+"""``project-o demo``: the "evolution gone wrong" scenario, offline, in about a minute.
 
 ::
 
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from project_o.bench.stack import Stack
 from project_o.demo.narrator import Narrator, Promise
 from project_o.demo.scenario import DemoAborted, DemoResult, Scenario
 from project_o.demo.sources import AGENT_FILE
+from project_o.stack import Stack
 
 __all__ = ["DemoResult", "Promise", "run_demo", "run_scenario"]
 

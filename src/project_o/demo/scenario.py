@@ -1,4 +1,4 @@
-"""The seed's "evolution gone wrong" scenario, end to end, against a real supervisor.
+"""The "evolution gone wrong" scenario, end to end, against a real supervisor.
 
 ::
 
@@ -27,11 +27,11 @@ from typing import Any
 
 import httpx
 
-from project_o.bench.stack import Stack
 from project_o.demo.narrator import Narrator
 from project_o.demo.sources import UNSEEN_QUERIES, candidate_source, demo_facts
 from project_o.demo.traffic import Traffic
 from project_o.evolution.perception import HealthMonitor, Thresholds
+from project_o.stack import Stack
 
 __all__ = ["DemoResult", "Scenario"]
 

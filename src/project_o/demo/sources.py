@@ -43,7 +43,7 @@ AGENT_FILE = _HERE / "agent.py"
 CANDIDATE_MARKER = "# -- candidate --"
 #: the evolvable function every candidate replaces
 EVOLVABLE = "search_facts"
-#: the seed's "teach it about 30 facts"
+#: the facts the demo teaches (README.md: "teaches it 30 facts")
 FACT_COUNT = 30
 #: words in each fact's note: enough that re-reading every fact costs ~1 ms a query
 NOTE_WORDS = 400

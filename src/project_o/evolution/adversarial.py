@@ -143,7 +143,7 @@ def iter_findings(vault: str | Path) -> Iterator[Finding]:
     yield from FindingStore(vault).load()
 
 
-# -- the arbiter -----------------------------------------------------------
+# -- the contest: red and blue rounds ---------------------------------------
 
 
 @dataclass(frozen=True)
@@ -217,11 +217,13 @@ def run_adversarial(agent_path: str | Path, task_path: str | Path, *,
             open_referee(task_file, task, Path(scratch), evaluators or local_evaluators(),
                          timeout_s=config.timeout_s, input_timeout_s=config.input_timeout_s,
                          memory_mb=config.memory_mb, most_inputs=most_inputs) as referee:
-        arbiter = _Arbiter(seed, task, referee, config, store, findings, operators, progress)
-        return arbiter.run()
+        contest = _Contest(seed, task, referee, config, store, findings, operators, progress)
+        return contest.run()
 
 
-class _Arbiter:
+class _Contest:
+    """One red-vs-blue run: red proposes inputs, the referee judges, blue breeds."""
+
     def __init__(self, seed: Genome, task: ModuleType, referee: Referee,
                  config: AdversarialConfig, store: FindingStore | None, findings: list[Finding],
                  operators: dict[str, Operator] | None,

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``evolve`` options to ``parser``."""
     parser.add_argument("--agent", required=True, help="the seed agent (.py file or package)")
     parser.add_argument("--task", required=True, help="task file with evaluate(agent) -> dict")
-    ga = parser.add_argument_group("genetic algorithm (the seed's defaults)")
+    ga = parser.add_argument_group("genetic algorithm")
     ga.add_argument("--population", type=int, default=_DEFAULTS.population)
     ga.add_argument("--generations", type=int, default=_DEFAULTS.generations)
     ga.add_argument("--tournament", type=int, default=_DEFAULTS.tournament,

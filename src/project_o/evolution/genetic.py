@@ -64,7 +64,7 @@ Evaluator = Callable[..., dict[str, Evaluation]]
 
 @dataclass(frozen=True)
 class GAConfig:
-    """The loop's knobs; the defaults are the seed's."""
+    """The loop's knobs (``project-o evolve --help`` says what each one does)."""
 
     population: int = 50
     generations: int = 10

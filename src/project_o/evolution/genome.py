@@ -42,6 +42,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from project_o.errors import InvalidArgument
+from project_o.runtime.params_file import PARAMS_FILE, params_file_for, read_params
 from project_o.vault.atomic import write_atomic
 
 __all__ = [
@@ -57,8 +58,6 @@ __all__ = [
 #: hex digits of a genome id: 48 bits, the length the catalog's versions already use
 ID_LENGTH = 12
 
-#: materialized params, beside the sources (a JSON object); not a ``.py``, so never a source
-PARAMS_FILE = "project_o_params.json"
 
 #: canonical JSON of no params: hashed as nothing, so such ids equal plain source hashes
 _EMPTY_JSON = "{}"
@@ -90,26 +89,6 @@ def read_sources(agent: str | Path) -> dict[str, str]:
     if path.is_file():
         return {path.name: path.read_text()}
     raise InvalidArgument(f"expected an agent file or package directory, {path} does not exist")
-
-
-def params_file_for(agent: str | Path) -> Path:
-    """Where the params of the agent at ``agent`` are materialized."""
-    path = Path(agent)
-    return (path if path.is_dir() else path.parent) / PARAMS_FILE
-
-
-def read_params(agent: str | Path) -> dict[str, Any]:
-    """The materialized params beside ``agent``; ``{}`` when there are none."""
-    target = params_file_for(agent)
-    if not target.exists():
-        return {}
-    try:
-        value = json.loads(target.read_text())
-    except ValueError as exc:
-        raise InvalidArgument(f"{target} is not valid JSON ({exc}); delete or fix it") from exc
-    if not isinstance(value, dict):
-        raise InvalidArgument(f"{target} must hold a JSON object, got {type(value).__name__}")
-    return value
 
 
 class Genome:

@@ -79,7 +79,7 @@ DEFAULT_MEMORY_GROWTH = 0.5
 DEFAULT_MIN_FEEDBACK = -0.2
 #: requests per rolling window (per version and handler)
 DEFAULT_WINDOW = 200
-#: samples before a signal is trusted: the seed's 50 per arm, as for the canary
+#: samples before a signal is trusted: 50, as the canary's minimum per arm
 DEFAULT_MIN_SAMPLES = 50
 #: feedback is sparse; this many scores make a mean worth acting on
 DEFAULT_MIN_FEEDBACK_SAMPLES = 10

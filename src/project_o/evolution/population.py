@@ -85,7 +85,7 @@ __all__ = [
     "main",
 ]
 
-#: per-candidate wall time; the seed's tasks answer in milliseconds to seconds
+#: per-candidate wall time; the example tasks answer in milliseconds to seconds
 DEFAULT_TIMEOUT_S: Final = 10.0
 #: address space of an evaluator child (RLIMIT_AS counts the zygote's imports too)
 DEFAULT_MEMORY_MB: Final = 1024

@@ -54,8 +54,8 @@ async def run_quick_checks(agent: Path, *, timeout: float = QUICK_CHECK_TIMEOUT)
 
 def _main(agent_path: str) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (QUICK_CHECK_MEMORY, QUICK_CHECK_MEMORY))
-    from project_o.evolution.genome import read_params
     from project_o.runtime.loader import load_agent
+    from project_o.runtime.params_file import read_params
 
     agent = load_agent(agent_path)
     for check in agent.checks:

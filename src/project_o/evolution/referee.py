@@ -22,11 +22,11 @@ One match, end to end::
       │                               agent.call(input) under input_timeout_s, each input
       │                                 ──► {"output"} │ {"timeout"} │ {"error", "message"}
       ▼ metrics + match_outcomes (JSON: {"match": n, "outcomes": [...]})
-    Verdict per genome: judge(task, input, outcome) for every input, here
+    MatchResult per genome: judge(task, input, outcome) for every input, here
       exception │ timeout │ gamed (NaN, ±inf) │ wrong (task's check()) │ None (right)
       outcomes missing, stale (another match number) or malformed ──► every input "gamed"
 
-The arbiter's process runs the task's ``check(input, output) -> bool | str``
+The contest's own process runs the task's ``check(input, output) -> bool | str``
 on the outputs, so candidate code never judges itself. A match that dies as
 a whole (a crash, or a hang in C code the alarms cannot break) is replayed
 input by input by :meth:`Referee.probe` to find the culprit. One pool for the
@@ -62,8 +62,8 @@ __all__ = [
     "OUTCOMES_METRIC",
     "Evaluators",
     "EvaluatorsFactory",
+    "MatchResult",
     "Referee",
-    "Verdict",
     "judge",
     "load_task_module",
     "local_evaluators",
@@ -260,7 +260,7 @@ def ray_evaluators(address: str | None = None, *,
 
 
 @dataclass
-class Verdict:
+class MatchResult:
     """One genome against one list of inputs."""
 
     evaluation: Evaluation
@@ -295,11 +295,11 @@ class Referee:
         self.timeout_s, self.input_timeout_s = timeout_s, input_timeout_s
         self._matches = 0
 
-    def play(self, genomes: Sequence[Genome], inputs: Sequence[Any]) -> list[Verdict]:
+    def play(self, genomes: Sequence[Genome], inputs: Sequence[Any]) -> list[MatchResult]:
         """Every genome against ``inputs``, in one match; verdicts in the order of ``genomes``."""
         self._write_match(inputs)
         results = self.evaluators.evaluate(genomes)
-        return [self._verdict(results[g.id], inputs) for g in genomes]
+        return [self._match_result(results[g.id], inputs) for g in genomes]
 
     def _write_match(self, inputs: Sequence[Any]) -> None:
         # No evaluator runs between matches (evaluate() has returned), so no reader sees
@@ -309,13 +309,13 @@ class Referee:
                  "input_timeout_s": self.input_timeout_s}
         (self.folder / MATCH_DATA).write_text(json.dumps(match))
 
-    def _verdict(self, evaluation: Evaluation, inputs: Sequence[Any]) -> Verdict:
+    def _match_result(self, evaluation: Evaluation, inputs: Sequence[Any]) -> MatchResult:
         if not evaluation.ok:
-            return Verdict(evaluation)
+            return MatchResult(evaluation)
         outcomes = self._outcomes(evaluation)
         if outcomes is None or len(outcomes) != len(inputs):
-            return Verdict(evaluation, [_ALTERED] * len(inputs))
-        return Verdict(evaluation, [judge(self.task, v, o) for v, o in zip(inputs, outcomes)])
+            return MatchResult(evaluation, [_ALTERED] * len(inputs))
+        return MatchResult(evaluation, [judge(self.task, v, o) for v, o in zip(inputs, outcomes)])
 
     def _outcomes(self, evaluation: Evaluation) -> list[dict[str, Any]] | None:
         """The outputs of this match, or None when they are missing, stale or malformed."""
@@ -364,7 +364,7 @@ def open_referee(task_file: Path, task: ModuleType, folder: Path,
                       input_timeout_s=input_timeout_s)
 
 
-def _whole_failure(verdict: Verdict) -> tuple[str, str, str] | None:
+def _whole_failure(verdict: MatchResult) -> tuple[str, str, str] | None:
     failure = verdict.evaluation.failure or {}
     kind = str(failure.get("kind", "crash"))
     if kind == "error":

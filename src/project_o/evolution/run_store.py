@@ -50,7 +50,7 @@ __all__ = [
     "rng_state",
 ]
 
-#: where the catalog lives under a run directory (the vault layout of DESIGN.md)
+#: where the catalog lives under a run directory (a vault's layout: docs/design.md, "Vault")
 CATALOG_FILE: Final = Path("VAULT") / "catalog.sqlite"
 RUN_EVENT: Final = "evolution_run"
 GENERATION_EVENT: Final = "evolution_generation"

@@ -41,8 +41,8 @@ so the test is scale-free. ``tau = 0.4`` makes the boundary tightest near
 ``τ²/V`` gives ``τ²/V ≈ 8``; Howard et al. §3.5): effects of half a
 standard deviation are decided in well under 100 samples per arm, effects
 of a fifth within about 500. Variances are plugged in, which makes the
-test asymptotically rather than exactly valid; ``min_samples`` (the seed's
-50 per arm) keeps the plug-in honest. For error rates (``kind="bernoulli"``)
+test asymptotically rather than exactly valid; ``min_samples`` (50 per
+arm by default) keeps the plug-in honest. For error rates (``kind="bernoulli"``)
 the variance of each arm is ``p̃(1 - p̃)`` with ``p̃ = (errors + ½)/(n + 1)``,
 so an arm with no errors yet still has a positive variance.
 
@@ -86,12 +86,12 @@ BASELINE, CANDIDATE = "baseline", "candidate"
 CONTINUE, BETTER, WORSE, EQUAL = "continue", "better", "worse", "equal"
 KINDS = ("mean", "bernoulli")
 
-#: samples per arm before any decision: the seed's canary minimum
+#: samples per arm before any decision: below it the plug-in variances are unreliable
 DEFAULT_MIN_SAMPLES = 50
-#: the seed's configured error rate: chance of promoting an equal candidate as "better"
+#: the type-I error: the chance of calling an equal candidate "better" (or "worse")
 DEFAULT_ALPHA = 0.05
 #: samples per arm after which an undecided test calls the arms equal; twice the
-#: issue's 500-per-arm target for clear differences
+#: 500-per-arm target for clear differences (docs/design.md, "Targets")
 DEFAULT_MAX_SAMPLES = 1000
 #: mixture spread in pooled standard deviations (tightest near 100 per arm, see above)
 DEFAULT_TAU = 0.4

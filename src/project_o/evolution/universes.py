@@ -31,7 +31,7 @@ from project_o.evolution.task import Evaluation
 
 __all__ = ["EXPERIMENTS_PATH", "Universe", "UniversesResult", "run_universes", "submit_winner"]
 
-#: the protected cycle's entry point (docs/protocol.md, HTTP API)
+#: the protected cycle's entry point (docs/design.md, "HTTP")
 EXPERIMENTS_PATH: Final = "/v1/evolution/experiments"
 #: how long the supervisor may take to accept an experiment
 SUBMIT_TIMEOUT_S: Final = 30.0

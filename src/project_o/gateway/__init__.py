@@ -6,17 +6,16 @@
                      └─ create_app(service, token=...)  FastAPI
                           ├─ BodyLimitMiddleware      413 while the body arrives
                           ├─ BearerAuth               401 without the token
-                          ├─ POST /v1/requests ──▶ service.submit()  (the supervisor)
-                          ├─ WS   /v1/stream   ──▶ service.submit(on_event=...)
-                          ├─ POST /v1/feedback ──▶ service.feedback()
-                          ├─ GET  /v1/versions ──▶ service.versions()
-                          ├─ GET  /v1/status   ──▶ service.status()
-                          └─ GET  /healthz, /openapi.json, /metrics (open)
+                          └─ the routes ──▶ service.submit() / feedback() / versions() /
+                                            status() / metrics()   (the supervisor)
+
+The routes, their bodies and answers are tabled in docs/design.md ("HTTP").
 
 The gateway imports no agent code and nothing heavy: FastAPI, uvicorn and
-pydantic only. It knows the supervisor solely as an :class:`AgentService`.
+pydantic only. It knows the supervisor solely as an :class:`AgentService`
+(:mod:`project_o.supervisor.api`, re-exported here).
 
-Modules: ``service`` (the protocol), ``models`` (JSON bodies), ``bodies``
+Modules: ``models`` (JSON bodies), ``bodies``
 (parsing and checking them), ``auth`` (token and check), ``limits`` (body
 size), ``problems`` (error bodies), ``app`` (routes), ``stream`` (the
 WebSocket), ``server`` (running it).
@@ -29,7 +28,7 @@ from project_o.gateway.auth import TOKEN_ENV, TOKEN_FILENAME, resolve_token
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES
 from project_o.gateway.models import MAX_DEADLINE_MS
 from project_o.gateway.server import DEFAULT_HOST, DEFAULT_PORT, GatewayServer, serve
-from project_o.gateway.service import AgentService, RequestResult
+from project_o.supervisor.api import AgentService, RequestResult
 
 __all__ = [
     "DEFAULT_HOST",

@@ -1,19 +1,8 @@
 """The FastAPI application: the routes and what each one answers.
 
-::
-
-    GET  /healthz        open     {"ok": true}
-    GET  /openapi.json   open     this API, described
-    GET  /metrics        open     service.metrics(): Prometheus text (reads, changes nothing)
-    POST /v1/requests    Bearer   SubmitRequest ─▶ service.submit() ─▶ SubmitReply
-    WS   /v1/stream      Bearer   SubmitRequest per message ─▶ events, then the output
-                                  (token also as ?token=; see project_o.gateway.stream)
-    POST /v1/feedback    Bearer   FeedbackRequest ─▶ service.feedback() ─▶ 202 FeedbackReply
-    GET  /v1/versions    Bearer   service.versions() ─▶ VersionsReply
-    GET  /v1/status      Bearer   service.status(), as is
-    POST /v1/evolution/experiments              Bearer  201 / 409 running / 422 invalid candidate
-    GET  /v1/evolution/experiments[/{id}]       Bearer  newest first / one (404 unknown)
-    POST /v1/evolution/experiments/{id}/approve Bearer  start a proposed experiment
+The routes, their bodies and answers are tabled in docs/design.md
+("HTTP"); here each is declared with its pydantic models
+(:mod:`project_o.gateway.models`), which ``/openapi.json`` is built from.
 
 What a ``POST /v1/requests`` (or ``/v1/feedback``) passes through, and who may refuse it::
 
@@ -66,8 +55,8 @@ from project_o.gateway.models import (
     VersionsReply,
 )
 from project_o.gateway.problems import APIError, install_error_handlers
-from project_o.gateway.service import AgentService, RequestResult
 from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
+from project_o.supervisor.api import AgentService, RequestResult
 
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from project_o.gateway.problems import APIError, describe_validation_errors
-from project_o.gateway.service import RequestResult
+from project_o.supervisor.api import RequestResult
 from project_o.wire.packable import find_unpackable
 
 __all__ = ["check_content_type", "dump_json", "parse_json", "result_payload", "validate"]

@@ -44,7 +44,7 @@ from project_o.gateway.auth import BearerAuth
 from project_o.gateway.bodies import dump_json, parse_json, result_payload, validate
 from project_o.gateway.models import SubmitRequest
 from project_o.gateway.problems import APIError, error_body
-from project_o.gateway.service import AgentService
+from project_o.supervisor.api import AgentService
 
 __all__ = ["MAX_BUFFERED_EVENTS", "STREAM_PATH", "TOKEN_QUERY_PARAMETER", "StreamSession"]
 

@@ -21,7 +21,8 @@ from project_o.wire import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["DEFAULT_CHECKPOINT_EVERY", "DEFAULT_HEARTBEAT_INTERVAL", "InstanceConfig"]
 
-#: the seed's heartbeat: one beat a second (dead after five silent seconds)
+#: one heartbeat a second (the supervisor calls an instance hung after five silent
+#: seconds: a beat or two late under load is not a hang)
 DEFAULT_HEARTBEAT_INTERVAL: Final = 1.0
 #: an unsolicited checkpoint every thousand acknowledged writes keeps WAL
 #: replay on restart short without checkpointing on every request

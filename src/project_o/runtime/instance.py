@@ -27,6 +27,8 @@
         ──► evolution_result {experiment_id, status, reason}       the outcome comes later
         ──► shutdown                                        exit 0
 
+The fields of each message are tabled in docs/design.md ("Wire protocol").
+
 Heartbeats are sent only where the instance waits on its socket (between
 requests, and while a memory write waits for its ack) and when a handler
 emits a stream event (emitting is progress: an LLM streaming tokens for
@@ -60,7 +62,6 @@ from typing import Any, Final
 
 from project_o.agent.dsl import Agent
 from project_o.agent.kit import AgentKit
-from project_o.agent.llm_config import LLMConfig
 from project_o.errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -68,6 +69,7 @@ from project_o.errors import (
     ProtocolError,
     VaultError,
 )
+from project_o.llm.config import LLMConfig
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
 from project_o.vault.checkpoint import CheckpointStore

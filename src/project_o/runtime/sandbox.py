@@ -14,7 +14,7 @@ In the forked child, in this order::
 The environment is not touched here: the zygote was started with
 :func:`scrubbed_env` by the supervisor and every instance inherits it.
 
-``limits`` in a fork request (docs/protocol.md) is a dict with any of
+``limits`` in a fork request (docs/design.md, "Wire protocol") is a dict with any of
 ``memory_bytes``, ``cpu_seconds``, ``open_files``, ``file_size``, ``pids``;
 a missing key takes the default below, ``None`` means "no limit".
 """

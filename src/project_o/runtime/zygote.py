@@ -40,11 +40,11 @@ from collections import deque
 from typing import Any, Final, NoReturn
 
 from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
-from project_o.evolution.genome import read_params
 from project_o.runtime import cgroup
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RUNTIME_BUG, run_instance
 from project_o.runtime.loader import load_agent
+from project_o.runtime.params_file import read_params
 from project_o.runtime.procctl import (
     exited_child,
     kill_group,

@@ -1,4 +1,9 @@
-"""``python -m project_o.supervisor``: the supervisor process (the heart starts it)."""
+"""``python -m project_o.supervisor``: the supervisor process (the heart starts it).
+
+The entry point wires the layers together: it hands the supervisor the
+gateway to serve it, which the supervisor itself never imports (see
+"Layers" in docs/design.md).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import argparse
 import asyncio
 import sys
 
+from project_o.gateway import GatewayServer, create_app, resolve_token
+from project_o.supervisor.api import AgentService
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.options import add_supervisor_options, config_from_args
 from project_o.supervisor.service import Supervisor
@@ -16,7 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="project-o-supervisor")
     add_supervisor_options(parser)
     config: SupervisorConfig = config_from_args(parser.parse_args(argv))
-    return asyncio.run(Supervisor(config).run())
+    return asyncio.run(Supervisor(config, gateway_for).run())
+
+
+def gateway_for(service: AgentService, config: SupervisorConfig) -> GatewayServer:
+    """The HTTP gateway serving ``service`` as ``config`` says (token, address, body size)."""
+    token, created = resolve_token(config.vault)
+    if created:
+        # The path, never the token: stdout ends up in terminals' scrollback and logs.
+        print(f"project-o: API token written to {config.vault / 'token'} (mode 0600)",
+              flush=True)
+    app = create_app(service, token=token, max_body_bytes=config.max_body_bytes)
+    return GatewayServer(app, host=config.host, port=config.port,
+                         ws_max_size=config.max_body_bytes)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ from project_o.errors import (
     ServiceError,
     WALFatalError,
 )
-from project_o.gateway.service import RequestResult
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ZygoteHandle
+from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.config import (
     POISON_THRESHOLD,
     STANDBY_RESPAWN_DELAY,
@@ -70,7 +70,6 @@ from project_o.supervisor.config import (
 )
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.instance_handle import (
-    EventListener,
     HandlerError,
     InstanceDied,
     InstanceHandle,
@@ -178,7 +177,7 @@ class AgentHost:
 
     async def submit(
         self, payload: Any, deadline_s: float | None = None, *,
-        request_id: str | None = None, on_event: EventListener | None = None,
+        request_id: str | None = None, on_event: EventSink | None = None,
     ) -> RequestResult:
         """Answer one request, surviving instance deaths on the way.
 
@@ -200,7 +199,7 @@ class AgentHost:
 
     async def _serve(
         self, request_id: str, payload: Any, deadline_s: float | None,
-        on_event: EventListener | None,
+        on_event: EventSink | None,
     ) -> tuple[Any, InstanceHandle]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (deadline_s or self.config.request_deadline)

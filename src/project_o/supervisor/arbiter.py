@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from project_o.agent.llm_client import LLMClient
 from project_o.errors import (
     AgentLoadError,
     InvalidArgument,
@@ -59,8 +58,9 @@ from project_o.evolution.perception import HealthMonitor, Intent, Thresholds
 from project_o.evolution.quick_checks import run_quick_checks
 from project_o.evolution.stats import BASELINE, CANDIDATE
 from project_o.evolution.validate import validate
-from project_o.gateway.service import EventSink, RequestResult
+from project_o.llm.client import LLMClient
 from project_o.supervisor.agent_host import AgentHost
+from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.candidate import CANARY, SHADOW, CandidateHost
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.experiment import (
@@ -115,7 +115,7 @@ class Arbiter:
             raise InvalidArgument(f"autonomy must be one of {AUTONOMY_LEVELS}, got {autonomy!r}")
         self.host, self.vault, self.events = host, vault, events
         self.autonomy = autonomy
-        #: perception: watches the serving version and raises intents (issue's phase 1)
+        #: perception: watches the serving version and raises intents (the cycle's first step)
         self.monitor = HealthMonitor(thresholds, autonomy=autonomy)
         self.rng = rng or random.Random()
         self.current: Experiment | None = None

@@ -1,4 +1,4 @@
-"""Settings of one supervisor, with the seed's defaults named."""
+"""Settings of one supervisor, with the defaults named."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from project_o.agent.llm_config import LLMConfig
+from project_o.llm.config import LLMConfig
 
-__all__ = ["DEFAULT_PORT", "SupervisorConfig"]
+__all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
+
+#: where in the vault a running supervisor writes its pid and port (JSON), for clients
+STATE_FILE = "supervisor.json"
 
 #: the gateway's port unless told otherwise
 DEFAULT_PORT = 8700
-#: the seed's heartbeat: one beat a second, dead after five missed seconds
+#: one heartbeat a second; hung after five silent seconds (a beat or two late under
+#: load is not a hang)
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 DEFAULT_HEARTBEAT_TIMEOUT = 5.0
 #: how long a request may take before it is answered with a timeout

@@ -2,7 +2,7 @@
 
 ::
 
-    ExperimentSpec.from_body(POST body)        what to test and how (defaults are the seed's)
+    ExperimentSpec.from_body(POST body)        what to test and how (defaults: docs/design.md)
     Experiment(spec, candidate, baseline)
         .record(arm, latency_ms, error)        one answered request of an arm
         .record_feedback(arm, score)           a user's score of an answer of that arm
@@ -55,11 +55,11 @@ __all__ = [
     "UnknownExperiment",
 ]
 
-#: the seed's shadow share: one request in ten is mirrored to the candidate
+#: shadow share: one request in ten is mirrored to the candidate
 DEFAULT_SHARE = 0.1
-#: the seed's canary stages: 10% -> 50% -> 100% of real traffic
+#: canary stages: 10% -> 50% -> 100% of real traffic, each decided on its own samples
 DEFAULT_STAGES = (0.1, 0.5, 1.0)
-#: per arm, after which "no decision" means "no improvement" (the issue's 500)
+#: per arm, after which "no decision" means "no improvement" (docs/design.md, "Evolution cycle")
 DEFAULT_MAX_SAMPLES = 500
 #: how much faster (share of the baseline's mean latency) a candidate must be, with
 #: confidence, to count as better on latency: smaller gaps are as likely to be the

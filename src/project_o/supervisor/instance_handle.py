@@ -26,18 +26,14 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
 from project_o.runtime.procctl import kill_group
+from project_o.supervisor.api import EventSink
 from project_o.wire import Message, read_message_async, write_message_async
 
-__all__ = ["EventListener", "HandlerError", "InstanceDied", "InstanceHandle", "InstanceOwner"]
-
-#: receives each event a streaming request's handler emits, in order; called
-#: from the handle's read loop, so it must not block (queue the event)
-EventListener = Callable[[Any], None]
+__all__ = ["HandlerError", "InstanceDied", "InstanceHandle", "InstanceOwner"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +93,7 @@ class InstanceHandle:
         # request id -> future; ordered because the instance answers in order,
         # so the oldest pending request is the one it was working on
         self._pending: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
-        self._listeners: dict[str, EventListener] = {}
+        self._listeners: dict[str, EventSink] = {}
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._send_lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
@@ -164,7 +160,7 @@ class InstanceHandle:
 
     async def request(
         self, request_id: str, payload: Any, deadline_s: float,
-        on_event: EventListener | None = None,
+        on_event: EventSink | None = None,
     ) -> Any:
         """Send a request and await its output (raises InstanceDied / HandlerError).
 

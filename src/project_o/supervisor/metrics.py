@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from project_o.gateway.service import MetricsText
+from project_o.supervisor.api import MetricsText
 
 __all__ = ["OUTCOMES", "LiveInstance", "LiveState", "SupervisorMetrics"]
 

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from project_o.agent.llm_config import LLMConfig
+from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
 

@@ -6,7 +6,7 @@ not an outage. On SIGTERM/SIGINT it writes a final checkpoint and exits 0;
 on a fatal vault error it exits with :data:`EXIT_VAULT_FATAL` so the heart
 restarts it and recovery runs from what is on disk.
 
-As the gateway's :class:`~project_o.gateway.service.AgentService`::
+As the gateway's :class:`~project_o.supervisor.api.AgentService`::
 
     submit(input, on_event=)   ──▶ AgentHost.submit (routing, re-dispatch, streaming)
     feedback(id, score, ...)   ──▶ version that answered id (AgentHost, in memory)
@@ -27,39 +27,62 @@ import json
 import os
 import signal
 import sys
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
-from project_o.client import STATE_FILE
 from project_o.errors import UnknownRequest
 from project_o.evolution.perception import Thresholds
-from project_o.gateway import GatewayServer, create_app
-from project_o.gateway.auth import resolve_token
-from project_o.gateway.service import EventSink, FeedbackReceipt, MetricsText, RequestResult
 from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
+from project_o.supervisor.api import (
+    AgentService,
+    EventSink,
+    FeedbackReceipt,
+    MetricsText,
+    RequestResult,
+)
 from project_o.supervisor.arbiter import Arbiter
-from project_o.supervisor.config import SupervisorConfig
+from project_o.supervisor.config import STATE_FILE, SupervisorConfig
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
 from project_o.vault.vault import Durability
 
-__all__ = ["EXIT_VAULT_FATAL", "Supervisor"]
+__all__ = ["EXIT_VAULT_FATAL", "Front", "FrontFactory", "Supervisor"]
 
 #: exit status after an fsync/write failure (EX_SOFTWARE): the heart restarts us
 EXIT_VAULT_FATAL = 70
 
 
+class Front(Protocol):
+    """The HTTP gateway as the supervisor runs it (a ``project_o.gateway.GatewayServer``).
+
+    The process entry point (``python -m project_o.supervisor``) builds it:
+    the gateway sits above the supervisor, so the supervisor never imports
+    it (see "Layers" in docs/design.md).
+    """
+
+    @property
+    def port(self) -> int: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+#: builds the front that serves ``service``, once its agent host is up
+FrontFactory = Callable[[AgentService, SupervisorConfig], Front]
+
+
 class Supervisor:
     """One supervisor: implements the gateway's ``AgentService`` protocol."""
 
-    def __init__(self, config: SupervisorConfig) -> None:
+    def __init__(self, config: SupervisorConfig, front: FrontFactory) -> None:
         self.config = config
+        self._front = front
         self.vault: Vault | None = None
         self.events: EventLog | None = None
         self.host: AgentHost | None = None
         self.arbiter: Arbiter | None = None
-        self.gateway: GatewayServer | None = None
+        self.gateway: Front | None = None
         self.meter = SupervisorMetrics()
         self._stop = asyncio.Event()
 
@@ -172,11 +195,6 @@ class Supervisor:
         self.vault = vault
         self.events = EventLog(vault.catalog)
         self.events.subscribe(self.meter.on_event)
-        token, created = resolve_token(config.vault)
-        if created:
-            # The path, never the token: stdout ends up in terminals' scrollback and logs.
-            print(f"project-o: API token written to {config.vault / 'token'} (mode 0600)",
-                  flush=True)
         self.events.record("supervisor_start", str(os.getpid()),
                            f"recovering from vault at sequence {vault.last_sequence}")
         book = VersionBook(vault.catalog, config.vault)
@@ -195,9 +213,7 @@ class Supervisor:
         self.host.on_intent = self.arbiter.on_intent
         self.meter.set_probe(self._live_state)
         await self.host.start()
-        app = create_app(self, token=token, max_body_bytes=config.max_body_bytes)
-        self.gateway = GatewayServer(app, host=config.host, port=config.port,
-                                     ws_max_size=config.max_body_bytes)
+        self.gateway = self._front(self, config)
         await self.gateway.start()
         self._write_state_file()
         print(f"project-o: serving {self.host.config.agent.name} (version {self.host.version}) on "

@@ -1,25 +1,10 @@
 """Checkpoints: a full snapshot of an agent's state, verified end to end.
 
 One file per checkpoint, ``VAULT/checkpoints/<uuid>.ockpt``: a 256-byte
-header, then the payload. All integers are big-endian (format
-:data:`HEADER_FORMAT`)::
-
-    offset size  field
-    ------ ----  -----------------------------------------------------------
-       0    16   magic  b"O_CKPT_V2" padded with zero bytes
-      16     4   format version = 2
-      20     4   flags  (bit 0: payload encrypted; this build writes 0 and
-                 rejects any set bit)
-      24     8   timestamp, unix nanoseconds
-      32    16   checkpoint id (UUID bytes; also the file name)
-      48     8   compressed payload size
-      56     8   uncompressed payload size
-      64    32   SHA-256 of the compressed payload
-      96     8   last WAL sequence included in this checkpoint
-     104   120   zero
-     224    32   SHA-256 of header bytes 0-223
-     256     …   payload: zstd( msgpack({agent_state, memory_blocks,
-                                         tool_registry, llm_history, metrics}) )
+header (big-endian, format :data:`HEADER_FORMAT`, then the SHA-256 of
+those 224 bytes), then the payload, ``zstd(msgpack({agent_state,
+memory_blocks, tool_registry, llm_history, metrics}))``. The header's
+fields, offset by offset, are in docs/design.md ("Checkpoints").
 
 Data flow::
 
@@ -79,7 +64,7 @@ __all__ = [
     "encode_header",
 ]
 
-#: the payload map has exactly these keys, in this order (DESIGN.md)
+#: the payload map has exactly these keys, in this order (docs/design.md, "Checkpoints")
 PAYLOAD_KEYS = ("agent_state", "memory_blocks", "tool_registry", "llm_history", "metrics")
 
 #: ``O_CKPT_V2`` zero-padded to the 16-byte magic field
@@ -94,7 +79,7 @@ _HASHED_SIZE = _HEADER_BODY.size  # 224; the header hash covers these bytes
 _RESERVED = bytes(120)
 _U64_LIMIT = 1 << 64
 
-#: flag bit 0 (DESIGN.md): the payload is encrypted
+#: flag bit 0: the payload is encrypted (reserved: this build writes no flag)
 FLAG_ENCRYPTED = 1 << 0
 _FLAG_NAMES = {FLAG_ENCRYPTED: "payload encrypted"}
 #: flags this build can read; it writes none

@@ -1,6 +1,6 @@
 """The write-ahead log: every memory write, durable before it is acknowledged.
 
-On disk (DESIGN.md, stable)::
+On disk (docs/design.md, "WAL segments")::
 
     VAULT/wal/
       00000000000000000001.wal    records 1 .. 4711       (segment named by its
@@ -102,7 +102,8 @@ DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
 #: Grow the active segment this much at a time (zero-filled): ~3000 entries
 #: per step, so the one metadata-changing sync per step is noise.
 PREALLOCATE_STEP = 1024 * 1024
-#: The seed's batch durability: fsync every 100 entries or every second.
+#: Batch durability: fsync every 100 entries or every second, whichever comes
+#: first; that much is what a machine crash may cost in batch mode.
 DEFAULT_BATCH_ENTRIES = 100
 DEFAULT_BATCH_INTERVAL = 1.0
 

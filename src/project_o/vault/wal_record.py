@@ -1,18 +1,10 @@
 """WAL records: one entry's bytes, and walking the records of a segment.
 
-A segment is a plain sequence of records (DESIGN.md, stable)::
-
-    offset 0          4                                            4 + size
-           +----------+--------------------------------------------+
-           | size     | entry: MessagePack map, exactly five keys  |
-           | u32, BE  |   sequence   int, +1 per record             |
-           |          |   timestamp  float, unix seconds            |
-           |          |   operation  str                            |
-           |          |   data       anything MessagePack encodes   |
-           |          |   checksum   str, 64 hex digits             |
-           +----------+--------------------------------------------+
-
-    checksum = sha256(msgpack.packb([sequence, timestamp, operation, data])).hexdigest()
+A segment is a plain sequence of records: a u32 big-endian size, then
+one MessagePack map with exactly the keys ``sequence``, ``timestamp``,
+``operation``, ``data`` and ``checksum`` (the SHA-256 of
+``msgpack.packb([sequence, timestamp, operation, data])``, in hex). The
+byte layout is drawn in docs/design.md ("WAL segments").
 
 MessagePack encodes an array or a map as a header byte followed by its
 elements, concatenated. Encoding is therefore split in two so the WAL can

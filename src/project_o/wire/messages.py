@@ -7,7 +7,7 @@ A :class:`Message` is the decoded form of one frame (see
             │                │                               │            │
             │                │                               │            └ unix seconds, float
             │                │                               └ free-form: tracing, origin...
-            │                └ the payload the type defines (docs/protocol.md)
+            │                └ the payload the type defines (docs/design.md)
             └ a MessageType; any other string is refused
 
 Construction checks the shape (a known type, two dicts, a finite
@@ -34,7 +34,7 @@ class MessageType(StrEnum):
 
     Members compare equal to their string value (``MessageType.HELLO ==
     "hello"``). Who sends which type, and with what ``data``, is tabled in
-    docs/protocol.md.
+    docs/design.md ("Wire protocol").
     """
 
     # Both channels.

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from project_o.agent.llm_config import LLMConfig
 from project_o.errors import LLMError
+from project_o.llm.config import LLMConfig
 
 __all__ = [
     "RETRYABLE_STATUS",

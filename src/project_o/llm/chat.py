@@ -17,7 +17,7 @@
 No LLM configured means ``ctx.llm is None``: an agent then answers without
 one and says so; nothing here ever invents model output. A chat that
 fails raises :class:`~project_o.errors.LLMError` (after the retries
-described in :mod:`project_o.agent.llm_client`); tokens it had already
+described in :mod:`project_o.llm.client`); tokens it had already
 spent are journaled as ``llm_usage``.
 
 A tool is anything with ``name``, ``description``, ``parameters`` (a JSON
@@ -39,12 +39,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
-from project_o.agent.llm_client import Completion, LLMClient, TokenCallback, ToolCall, Usage
-from project_o.agent.llm_config import LLMConfig
-from project_o.agent.llm_history import LLM_EXCHANGE, LLM_FORGET, LLM_USAGE, LLMHistory
-from project_o.agent.store import Journal
 from project_o.errors import InvalidArgument, LLMError, VaultError
+from project_o.llm.client import Completion, LLMClient, TokenCallback, ToolCall, Usage
+from project_o.llm.config import LLMConfig
+from project_o.llm.history import LLM_EXCHANGE, LLM_FORGET, LLM_USAGE, LLMHistory
 from project_o.wire import ensure_packable
+
+#: makes one write durable, returning once it is: the agent's journal
+#: (``project_o.agent.store.Journal``), spelled out because ``llm`` sits below ``agent``
+Journal = Callable[[str, dict[str, Any]], None]
 
 __all__ = [
     "DEFAULT_CONVERSATION",

@@ -7,14 +7,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from project_o.agent.llm_history import (
+from project_o.agent.store import StateBook, Store
+from project_o.errors import InvalidArgument
+from project_o.llm.history import (
     LLM_EXCHANGE,
     LLM_FORGET,
     LLM_USAGE,
     LLMHistory,
 )
-from project_o.agent.store import StateBook, Store
-from project_o.errors import InvalidArgument
 
 
 def exchange(conversation: str | None, n_messages: int, tag: str,

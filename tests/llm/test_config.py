@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from project_o.agent.llm_config import (
+from project_o.errors import InvalidArgument
+from project_o.llm.config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     LLMConfig,
 )
-from project_o.errors import InvalidArgument
 from project_o.runtime.sandbox import scrubbed_env
 
 KEY = "sk-config-secret-42"

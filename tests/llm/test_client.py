@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from project_o.agent.llm_client import LLMClient, Usage
-from project_o.agent.llm_config import LLMConfig
 from project_o.errors import LLMError, ProjectOError
+from project_o.llm.client import LLMClient, Usage
+from project_o.llm.config import LLMConfig
 from tests.agent.openai_server import BrokenStream, Delay, OpenAIServer, Raw, Reply, Status
 
 KEY = "sk-test-very-secret-0123456789"

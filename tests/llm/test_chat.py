@@ -14,9 +14,9 @@ import pytest
 from project_o import Agent
 from project_o.agent.dsl import TestClient
 from project_o.agent.kit import AgentKit
-from project_o.agent.llm import LLM, FunctionTool, LLMConfig
-from project_o.agent.llm_client import LLMClient, Usage
 from project_o.errors import InvalidArgument, LLMError
+from project_o.llm.chat import LLM, FunctionTool, LLMConfig
+from project_o.llm.client import LLMClient, Usage
 from tests.agent.openai_server import Delay, OpenAIServer, Reply, Status
 
 KEY = "sk-chat-secret-abcdef123456"

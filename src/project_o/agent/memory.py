@@ -14,7 +14,7 @@ fresh copy, so mutating it cannot change memory behind the journal's back,
 and a value reads back exactly as it will after a restore (tuples come
 back as lists).
 
-Operations journaled (docs/protocol.md): ``memory_set {key, value}`` and
+Operations journaled (docs/design.md, "WAL operations"): ``memory_set {key, value}`` and
 ``memory_delete {key}``. A checkpoint stores the replica under
 ``agent_state["kv"]``.
 

@@ -1,4 +1,4 @@
-"""A real supervisor in a subprocess, for benchmarks to load, kill and measure.
+"""A real supervisor in a subprocess, for the demo and the benchmarks to load, kill and measure.
 
 ::
 
@@ -30,10 +30,10 @@ from typing import Any, Self
 
 import httpx
 
-__all__ = ["STATE_FILE", "Stack", "start_process", "stop_process"]
+from project_o.supervisor.config import STATE_FILE  # written once it accepts connections
 
-#: written by the supervisor once it accepts connections
-STATE_FILE = "supervisor.json"
+__all__ = ["Stack", "start_process", "stop_process"]
+
 #: how long a supervisor may take to import, fork its zygote and instances
 READY_TIMEOUT_S = 60.0
 #: time SIGTERM gets (a final checkpoint) before the group is SIGKILLed

@@ -1,18 +1,15 @@
-"""What the gateway needs from the supervisor: the :class:`AgentService` protocol.
+"""The supervisor as its callers see it: the :class:`AgentService` protocol and its results.
 
+The types live here, in the supervisor's layer, so the supervisor never
+imports the gateway that serves them (see "Layers" in docs/design.md).
 The gateway never talks to agent instances; it hands each call to a
-service object living in the same asyncio loop and renders what comes back::
-
-    HTTP / WebSocket client      gateway                        AgentService (the supervisor)
-    POST /v1/requests      ──▶  await submit(input)        ──▶  RequestResult | raises
-    WS   /v1/stream        ──▶  await submit(input,             on_event(e) for each event
-                                  request_id=, on_event=)        the handler emits, then
-                                                                 RequestResult | raises
-    POST /v1/feedback      ──▶  await feedback(id, score,  ──▶  FeedbackReceipt | raises
-                                  comment)                       UnknownRequest
-    GET  /v1/versions      ──▶  await versions()           ──▶  {"serving", "versions"}
-    GET  /v1/status        ──▶  status()                   ──▶  a JSON-able dict
-    GET  /metrics          ──▶  metrics()                  ──▶  MetricsText
+service object living in the same asyncio loop and renders what comes
+back: ``POST /v1/requests`` and the ``/v1/stream`` WebSocket call
+:meth:`AgentService.submit` (the stream with ``on_event``),
+``POST /v1/feedback`` :meth:`~AgentService.feedback`, ``GET /v1/versions``
+:meth:`~AgentService.versions`, ``GET /v1/status``
+:meth:`~AgentService.status` and ``GET /metrics``
+:meth:`~AgentService.metrics` (every route: docs/design.md, "HTTP").
 
 Calls either return or raise one of the
 :class:`~project_o.errors.ServiceError` subclasses; each carries the HTTP
