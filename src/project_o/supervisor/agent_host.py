@@ -105,6 +105,7 @@ class AgentHost:
     def __init__(
         self, config: SupervisorConfig, vault: Vault, events: EventLog, version: str,
         book: VersionBook | None = None, metrics: SupervisorMetrics | None = None,
+        fatal: asyncio.Future[BaseException] | None = None,
     ) -> None:
         self.config = config
         self.book = book
@@ -119,7 +120,9 @@ class AgentHost:
         self.standby: InstanceHandle | None = None
         self.restarts = 0
         self.last_checkpoint: dict[str, Any] | None = None
-        self.fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        #: resolved with the error when the vault fails (the supervisor's tree escalates)
+        self.fatal: asyncio.Future[BaseException] = (
+            fatal if fatal is not None else asyncio.get_running_loop().create_future())
         self._zygote: ZygoteHandle | None = None
         self._main_ready = asyncio.Event()
         self._tails: dict[InstanceHandle, list[Message] | None] = {}
@@ -440,6 +443,12 @@ class AgentHost:
         if zygote is not None:
             await zygote.close()
 
+    def listen_intents(self, listener: IntentListener) -> None:
+        """Send the main's ``evolution_intent`` frames to ``listener`` from now on."""
+        self.on_intent = listener
+        if self.main is not None and self.main.alive:
+            self._spawn_task(self._listen_intents(self.main), f"intents-{self.main.instance_id}")
+
     async def send_to_main(self, message: Message) -> bool:
         """Send ``message`` to the main if there is one; whether it was sent."""
         main = self.main
@@ -676,6 +685,20 @@ class AgentHost:
             for instance in (self.main, self.standby):
                 if instance is not None:
                     instance.kill_if_silent(self.config.heartbeat_timeout, now)
+
+    def describe_tree(self) -> dict[str, Any]:
+        """This host as a node of the supervision tree: its zygote and instances."""
+        zygote = self._zygote
+        children: list[dict[str, Any]] = [{
+            "id": "zygote", "pid": zygote.pid if zygote is not None else None,
+            "status": "running" if zygote is not None and zygote.alive else "stopped",
+        }]
+        children += [{"id": i.role, "pid": i.pid, "status": "running", "instance_id": i.instance_id,
+                      "version": i.version} for i in (self.main, self.standby)
+                     if i is not None and i.alive]
+        return {"version": self.version, "instance_restarts": self.restarts,
+                "max_restarts": self.config.max_restarts,
+                "max_seconds": self.config.restart_period, "children": children}
 
     def describe(self) -> list[dict[str, Any]]:
         """Live instances for `GET /v1/status`."""

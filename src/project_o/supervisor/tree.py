@@ -38,7 +38,8 @@ Semantics (Erlang/OTP's ``supervisor``, with the differences marked *):
   abnormal, because giving up is a failure.)
 * **Events.** Every start, exit, stop, kill, restart, failed start and
   escalation is passed to ``on_event(kind, child_id, reason)`` with a
-  human reason, and logged. A callback that raises is logged, never fatal.
+  human reason; without ``on_event`` it is logged instead. A callback that
+  raises is logged, never fatal.
 * **Manual control.** ``restart_child`` restarts a *running* child too
   (*OTP requires it to be terminated first); manual restarts are not
   counted against the intensity, as in OTP.
@@ -440,8 +441,8 @@ class SupervisionTree:
             )
 
     def _emit(self, kind: EventKind, child_id: str | None, reason: str) -> None:
-        logger.log(_LOG_LEVELS[kind], "%s: %s %s: %s", self.name, kind.value, child_id, reason)
-        if self._on_event is None:
+        if self._on_event is None:  # nobody listens: the log is where it goes
+            logger.log(_LOG_LEVELS[kind], "%s: %s %s: %s", self.name, kind.value, child_id, reason)
             return
         try:
             self._on_event(kind, child_id, reason)
