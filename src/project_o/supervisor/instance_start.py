@@ -35,6 +35,7 @@ async def launch(
         pid=forked.pid, role=role, version=version, instance_id=instance_id,
         reader=forked.reader, writer=forked.writer, owner=owner, max_frame_size=max_frame_size,
     )
+    instance.exited = forked.exited
     hello = instance.waiter("hello")
     instance.start_reading()
     try:

@@ -303,7 +303,7 @@ class Supervisor:
         self.host = host
         self.meter.set_probe(self._live_state)
         await host.start()
-        return Part(host, stop=self._stop_host)
+        return Part(host, stop=self._stop_host, failure=host.failed)
 
     async def _stop_host(self) -> None:
         host, fatal = self.host, self._fatal
