@@ -19,6 +19,7 @@ main, standby) and is put together from parts, one concept each:
 :class:`~.replacement.Replacer`            takeover, respawn, fall back (on the death of one)
 :class:`~.restart_policy.RestartPolicy`    restart intensity (the tree's ``RestartIntensity``)
 :class:`~.hot_reload.HotReload`            serving another version without losing memory
+:class:`~.dispatch.Dispatcher`             a request's path: main, re-dispatch on a death, deadline
 :class:`~.poison.PoisonTracker`            quarantining requests that kill instance after instance
 :class:`~.answers.AnswerBook`              which version answered what (for feedback)
 :func:`~.feedback_delivery.deliver_feedback`  the agent's feedback hooks, at most once
@@ -52,23 +53,18 @@ from pathlib import Path
 from typing import Any
 
 from project_o.errors import (
-    NoInstanceAvailable,
-    PoisonRequest,
     ProjectOError,
-    RequestFailed,
-    RequestTimeout,
-    ServiceError,
     WALFatalError,
 )
 from project_o.supervisor.answers import RECENT_ANSWERS, AnswerBook
 from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.config import POISON_THRESHOLD, SupervisorConfig
+from project_o.supervisor.dispatch import Dispatcher
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.feedback_delivery import deliver_feedback
 from project_o.supervisor.hot_reload import HotReload
 from project_o.supervisor.instance_factory import InstanceFactory
 from project_o.supervisor.instance_handle import (
-    HandlerError,
     InstanceDied,
     InstanceHandle,
 )
@@ -88,11 +84,6 @@ __all__ = ["RECENT_ANSWERS", "AgentHost", "IntentListener"]
 
 #: operation names an instance may journal (anything else is a violation)
 MAX_OPERATION_LENGTH = 128
-#: how each failure shows on project_o_requests_total{outcome}
-_OUTCOMES: dict[type[BaseException], str] = {
-    RequestFailed: "failed", RequestTimeout: "timeout", PoisonRequest: "poison",
-    NoInstanceAvailable: "unavailable", asyncio.CancelledError: "cancelled",
-}
 
 
 class AgentHost:
@@ -130,7 +121,11 @@ class AgentHost:
                                   respawn_later=self._respawn_later,
                                   drain_timeout=config.request_deadline, standby=config.standby)
         self._answers = AnswerBook()
-        self._poison = PoisonTracker(POISON_THRESHOLD)
+        self._dispatcher = Dispatcher(
+            self._pool, self._factory, events, self.metrics, self._answers,
+            PoisonTracker(POISON_THRESHOLD), default_deadline=config.request_deadline,
+            on_answer=self._prove,
+        )
         self._tails: dict[InstanceHandle, list[Message] | None] = {}
         self._restore_lock = asyncio.Lock()
 
@@ -224,74 +219,12 @@ class AgentHost:
         ``request_id`` must be unique (one is made if omitted); ``on_event``
         receives, in order, what the handler emits with ``ctx.emit``.
         """
-        request_id = request_id or uuid.uuid4().hex
-        started = time.perf_counter()
-        try:
-            output, served_by = await self._serve(request_id, payload, deadline_s, on_event)
-        except (ServiceError, asyncio.CancelledError) as exc:
-            error = type(exc).__name__ if isinstance(exc, ServiceError) else None
-            self.metrics.observe_request(self.version, "main", _outcome(exc),
-                                         time.perf_counter() - started, error)
-            raise
-        seconds = time.perf_counter() - started
-        self.metrics.observe_request(served_by.version, served_by.role, "ok", seconds)
-        return RequestResult(request_id, output, served_by.version, seconds * 1000)
-
-    async def _serve(
-        self, request_id: str, payload: Any, deadline_s: float | None,
-        on_event: EventSink | None,
-    ) -> tuple[Any, InstanceHandle]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (deadline_s or self.config.request_deadline)
-        while True:
-            main = await self._pool.wait_for_main(deadline - loop.time())
-            try:
-                async with asyncio.timeout_at(deadline):
-                    output = await main.request(request_id, payload, deadline - loop.time(),
-                                                on_event)
-            except InstanceDied as died:
-                self._blame(request_id, main, died.reason)
-                continue
-            except TimeoutError:
-                self._on_deadline(request_id, main)
-                raise RequestTimeout(
-                    f"request {request_id} got no answer within its deadline",
-                    request_id=request_id,
-                ) from None
-            except HandlerError as exc:
-                self._answers.remember(request_id, main.version)  # an answer too: it may be rated
-                raise RequestFailed(exc.kind, exc.message, request_id=request_id,
-                                    traceback=exc.traceback) from exc
-            self._poison.forgive(request_id)
-            self._prove(main.version)
-            self._answers.remember(request_id, main.version)
-            return output, main
-
-    def _blame(self, request_id: str, instance: InstanceHandle, reason: str) -> None:
-        """Count a death against the request the instance was working on."""
-        if instance.culprit != request_id:
-            return  # it was queued behind the request that killed the instance
-        if not self._factory.zygote_running():
-            return  # its zygote died and took it along (PR_SET_PDEATHSIG): not the request
-        kills = self._poison.blame(request_id)
-        if kills is None:
-            return
-        self.events.record("quarantine", request_id, f"killed {kills} instances in a row: "
-                           f"{reason}", version=self.version)
-        raise PoisonRequest(
-            f"request {request_id} was quarantined: it killed {kills} instances in a "
-            f"row (last: {reason}); the agent keeps serving other requests"
-        )
-
-    @staticmethod
-    def _on_deadline(request_id: str, instance: InstanceHandle) -> None:
-        if instance.alive and instance.in_flight[:1] == [request_id]:
-            # The instance is stuck on this very request: free it for everyone else.
-            instance.kill(f"request {request_id} exceeded its deadline")
+        return await self._dispatcher.submit(payload, deadline_s, request_id=request_id,
+                                             on_event=on_event)
 
     def _prove(self, version: str) -> None:
         """Mark a version good in the catalog once it has answered a request."""
-        if self.book is not None and self._answers.prove(version):
+        if self.book is not None and self._answers.prove(version) and self._tasks.open_for_tasks:
             self._tasks.spawn(self._mark_good(self.book, version), f"mark-good-{version}")
 
     async def _mark_good(self, book: VersionBook, version: str) -> None:
@@ -345,6 +278,8 @@ class AgentHost:
             self._relay_intents(instance, self.on_intent)
 
     def _relay_intents(self, instance: InstanceHandle, listener: IntentListener) -> None:
+        if not self._tasks.open_for_tasks:
+            return  # stopping: nothing would own the relay
         still_main: Callable[[], bool] = lambda: instance is self._pool.main
         self._tasks.spawn(relay_intents(instance, listener, still_main),
                           f"intents-{instance.instance_id}")
@@ -491,7 +426,3 @@ class AgentHost:
                 "max_restarts": self._policy.max_restarts,
                 "max_seconds": self._policy.max_seconds, "children": children}
 
-
-def _outcome(exc: BaseException) -> str:
-    """The ``outcome`` label for a request that ended with ``exc``."""
-    return next((name for kind, name in _OUTCOMES.items() if isinstance(exc, kind)), "failed")

@@ -39,10 +39,12 @@ async def launch(
     hello = instance.waiter("hello")
     instance.start_reading()
     try:
-        await asyncio.wait_for(hello, STARTUP_TIMEOUT)
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            await hello
         await restore(instance)
     except BaseException:
         instance.kill(f"failed to start as {role}")
+        await instance.close()  # its reader task is awaited here, not left behind
         raise
     return instance
 
@@ -60,4 +62,5 @@ async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
                     for e in point.entries],
         "last_sequence": point.last_sequence,
     }))
-    await asyncio.wait_for(ready, STARTUP_TIMEOUT)
+    async with asyncio.timeout(STARTUP_TIMEOUT):
+        await ready
