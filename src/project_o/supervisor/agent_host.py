@@ -175,7 +175,9 @@ class AgentHost:
         except BaseException:
             await self.stop()
             raise
-        self._tasks.spawn(self._watchdog(), "watchdog")
+        config = self.config
+        self._tasks.spawn(self._pool.watch(config.heartbeat_interval, config.heartbeat_timeout),
+                          "watchdog")
 
     async def _start_instances(self) -> None:
         factory = self._factory
@@ -397,16 +399,7 @@ class AgentHost:
             }))
         instance.notify("checkpoint_sent", message)
 
-    # -- health ---------------------------------------------------------
-
-    async def _watchdog(self) -> None:
-        """Kill instances whose heartbeats stopped (a hung handler, a deadlock)."""
-        period = min(self.config.heartbeat_interval, self.config.heartbeat_timeout) / 2
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            for instance in self._pool.live():
-                instance.kill_if_silent(self.config.heartbeat_timeout, now)
+    # -- what `GET /v1/status` shows -------------------------------------
 
     def describe(self) -> list[dict[str, Any]]:
         """Live instances for `GET /v1/status`."""

@@ -14,6 +14,7 @@ synchronously, so no request is routed to a corpse meanwhile.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from project_o.errors import NoInstanceAvailable, RequestTimeout
@@ -102,6 +103,15 @@ class InstancePool:
         """Undo :meth:`retire` for the instances still alive (the new version failed)."""
         self.retired.difference_update({main, standby})
         self.standby = standby if standby is not None and standby.alive else None
+
+    async def watch(self, interval: float, timeout: float) -> None:
+        """Kill instances whose heartbeats stopped (a hung handler, a deadlock); runs forever."""
+        period = min(interval, timeout) / 2
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for instance in self.live():
+                instance.kill_if_silent(timeout, now)
 
     def live(self) -> list[InstanceHandle]:
         """The main and standby that are alive, main first."""
