@@ -208,8 +208,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from project_o.supervisor.heart import heart_command
     from project_o.supervisor.options import config_from_args
+    from project_o.supervisor.startup import StartupError
 
-    config = config_from_args(args)  # fail here, before anything starts, on bad options
+    try:
+        config = config_from_args(args)  # fail here, before anything starts, on bad options
+    except StartupError as exc:
+        print(f"project-o run: {exc}", file=sys.stderr)
+        return exc.exit_code
     config.vault.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "project_o.supervisor", *args.forwarded]
     # Become the heart: a tiny stdlib-only process, free of everything this CLI imported.

@@ -13,20 +13,19 @@ __all__ = ["render_status"]
 
 
 def render_status(status: dict[str, Any], console: Console | None = None) -> None:
-    """Print the process tree, the vault and recent events."""
+    """Print the supervision tree (heart -> supervisor -> parts), the vault and recent events."""
     console = console or Console()
     root = Tree(f"heart pid {status.get('heart_pid')}")
     supervisor = root.add(f"supervisor pid {status.get('supervisor_pid')} — "
                           f"version {status.get('version')}, restarts {status.get('restarts')}")
-    for inst in status.get("instances", []):
-        supervisor.add(
-            f"{inst['role']:<8} pid {inst['pid']:<7} {inst['version']}  "
-            f"restarts {inst['restarts']}  rss {inst['rss_bytes'] / 2**20:.1f} MiB  "
-            f"beat {_ago(inst.get('last_heartbeat'))}"
-        )
-    vault = status.get("vault", {})
-    supervisor.add(f"vault {vault.get('path')}: last sequence {vault.get('last_sequence')}, "
-                   f"last checkpoint {vault.get('last_checkpoint')}")
+    tree = status.get("tree")
+    if isinstance(tree, dict):
+        for part in tree.get("children", []):
+            _add_part(supervisor, part, status)
+    else:  # a supervisor from before the tree: its instances only
+        for inst in status.get("instances", []):
+            supervisor.add(_instance_line(inst))
+        supervisor.add(_vault_line(status.get("vault", {})))
     console.print(root)
     events = status.get("events", [])[-15:]
     if events:
@@ -36,6 +35,39 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
         for event in events:
             table.add_row(_ago(event["ts"]), event["kind"], event["subject"], event["reason"])
         console.print(table)
+
+
+def _add_part(parent: Tree, part: dict[str, Any], status: dict[str, Any]) -> None:
+    """One child of the supervisor; the agent with its zygote and instances below it."""
+    name, state = part.get("id"), part.get("status")
+    if name == "vault":
+        node = parent.add(f"vault ({state}) {_vault_line(status.get('vault', {}))}")
+    elif name == "agent":
+        node = parent.add(
+            f"agent ({state}) version {part.get('version')}, "
+            f"{part.get('instance_restarts', 0)} instance restarts "
+            f"(limit {part.get('max_restarts')} in {part.get('max_seconds')} s)"
+        )
+        instances = {i.get("instance_id"): i for i in status.get("instances", [])}
+        for child in part.get("children", []):
+            inst = instances.get(child.get("instance_id"))
+            node.add(_instance_line(inst) if inst else f"{child.get('id')} ({child.get('status')})"
+                     f" pid {child.get('pid')}")
+    else:
+        node = parent.add(f"{name} ({state})")
+    if part.get("restarts"):
+        node.add(f"restarted {part['restarts']} times; last exit: {part.get('last_exit')}")
+
+
+def _instance_line(inst: dict[str, Any]) -> str:
+    return (f"{inst['role']:<8} pid {inst['pid']:<7} {inst['version']}  "
+            f"restarts {inst['restarts']}  rss {inst['rss_bytes'] / 2**20:.1f} MiB  "
+            f"beat {_ago(inst.get('last_heartbeat'))}")
+
+
+def _vault_line(vault: dict[str, Any]) -> str:
+    return (f"{vault.get('path')}: last sequence {vault.get('last_sequence')}, "
+            f"last checkpoint {vault.get('last_checkpoint')}")
 
 
 def _ago(timestamp: float | None) -> str:

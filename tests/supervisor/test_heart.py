@@ -9,7 +9,6 @@ as a plain script (``python heart.py``, how it is meant to run) or with
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from project_o.supervisor.heart import (
     EXIT_GAVE_UP,
+    EXIT_PORT_UNAVAILABLE,
     HEART_SCRIPT,
     heart_command,
     main,
@@ -45,11 +45,22 @@ def on_signal(signum, frame):
 
 signal.signal(signal.SIGTERM, on_signal)
 signal.signal(signal.SIGINT, on_signal)
+first = not os.path.exists(log)
 with open(log, "a") as f:  # only now: a signal from here on is handled
     f.write(f"{os.getpid()} {os.environ.get('PROJECT_O_HEART_PID')}\\n")
+if mode == "fail_start":  # says why, exits with a start-failure status, never up
+    print("fake: cannot listen: the port is taken", file=sys.stderr)
+    sys.exit(69)
+if mode == "die_starting":
+    os.kill(os.getpid(), signal.SIGKILL)
+if mode == "crash_then_fail_start" and not first:
+    sys.exit(65)
+ready = int(os.environ["PROJECT_O_READY_FD"])
+os.write(ready, b"up\\n")
+os.close(ready)
 if mode == "exit0":
     sys.exit(0)
-if mode == "crash":
+if mode in ("crash", "crash_then_fail_start"):
     sys.exit(3)
 while True:
     time.sleep(1)
@@ -141,7 +152,8 @@ def test_a_kill_9_supervisor_is_restarted_with_a_new_pid(
     until(lambda: len(heart.starts()) == 2, "a second supervisor")
     second, given_heart_pid = heart.starts()[1]
     assert second != first and given_heart_pid == heart.process.pid
-    until(lambda: heart.status().get("supervisor_pid") == second, "status names the new one")
+    until(lambda: heart.status().get("supervisor_pid") == second
+          and heart.status().get("state") == "running", "status names the new one, up")
     status = heart.status()
     assert status["restarts"] == 1 and status["state"] == "running"
     assert status["last_exit"] == "killed by SIGKILL"
@@ -193,6 +205,40 @@ def test_a_crash_loop_makes_the_heart_give_up(heart_factory: Callable[..., Heart
     assert status["state"] == "gave_up" and status["restarts"] == 2
 
 
+def test_a_failed_first_start_is_reported_with_its_status_not_restarted(
+    heart_factory: Callable[..., Heart],
+) -> None:
+    heart = heart_factory("fail_start")
+    assert heart.wait() == EXIT_PORT_UNAVAILABLE  # the supervisor's own status, passed on
+    assert len(heart.starts()) == 1
+    # One message: the supervisor's. The heart adds nothing, since the status says it spoke.
+    assert heart.stderr().splitlines() == ["fake: cannot listen: the port is taken"]
+    assert heart.status() == {}  # never up: the status file of whoever serves is left alone
+
+
+def test_a_supervisor_killed_while_starting_is_not_restarted_and_the_heart_says_so(
+    heart_factory: Callable[..., Heart],
+) -> None:
+    heart = heart_factory("die_starting")
+    assert heart.wait() == 128 + signal.SIGKILL
+    assert len(heart.starts()) == 1
+    assert "killed by SIGKILL while starting; not restarting it" in heart.stderr()
+    assert heart.status() == {}
+
+
+def test_a_restart_that_fails_to_start_counts_as_a_crash(
+    heart_factory: Callable[..., Heart],
+) -> None:
+    # Up once, then every restart fails while starting: the intensity decides, as for a crash.
+    heart = heart_factory(
+        "crash_then_fail_start", "--max-restarts", "2", "--max-seconds", "600", "--backoff",
+        "0.01",
+    )
+    assert heart.wait() == EXIT_GAVE_UP
+    assert len(heart.starts()) == 3
+    assert "(last: exited with exit code 65); giving up" in heart.stderr()
+
+
 def test_a_stop_during_the_backoff_ends_the_heart_without_a_restart(
     heart_factory: Callable[..., Heart],
 ) -> None:
@@ -226,7 +272,7 @@ def test_a_command_that_cannot_start_is_given_up_at_once(
     code = run_heart([str(tmp_path / "no-such-supervisor")], pidfile=status_path)
     assert code == EXIT_GAVE_UP
     assert "cannot start the supervisor" in capsys.readouterr().err
-    assert json.loads(status_path.read_text())["state"] == "gave_up"
+    assert not status_path.exists()  # nothing was ever up: nothing to report there
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 

@@ -1,10 +1,8 @@
-"""The pieces a tree is built from: ExitReason, ChildSpec, RestartIntensity, process children."""
+"""The pieces a tree is built from: ExitReason, ChildSpec, RestartIntensity; the tests' process child."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -16,12 +14,11 @@ from project_o.supervisor import (
     Child,
     ChildSpec,
     ExitReason,
-    PidChild,
-    ProcessChild,
     RestartIntensity,
     SupervisionTree,
 )
-from tests.supervisor.test_tree import SLEEPER, TEST_GUARD_S, async_test, python
+from tests.supervisor.process_child import ProcessChild
+from tests.supervisor.test_tree import SLEEPER, async_test, python
 
 # -- ExitReason ------------------------------------------------------------------
 
@@ -120,7 +117,7 @@ def test_intensity_refuses_bad_limits(restarts: Any, seconds: float) -> None:
         RestartIntensity(restarts, seconds)
 
 
-# -- ProcessChild / PidChild --------------------------------------------------------
+# -- ProcessChild (the tests' process child) --------------------------------------------------------
 
 
 @async_test
@@ -137,44 +134,6 @@ async def test_process_child_reports_exit_code_and_signal() -> None:
     assert reason.signal == signal.SIGKILL
     assert reason.detail == "hang: no heartbeat for 5.0 s (killed by SIGKILL)"
     assert await sleeper.wait() == reason  # wait() may be awaited again
-
-
-def test_pid_child_sees_our_own_child_die_with_its_status() -> None:
-    sleeper = subprocess.Popen([sys.executable, "-S", "-c", SLEEPER])
-    exiter = subprocess.Popen([sys.executable, "-S", "-c", "raise SystemExit(4)"])
-
-    async def body() -> tuple[ExitReason, ExitReason]:
-        child = PidChild(sleeper.pid)
-        assert child.handle == sleeper.pid
-        child.terminate()
-        return await child.wait(), await PidChild(exiter.pid).wait()
-
-    terminated, exited = asyncio.run(asyncio.wait_for(body(), TEST_GUARD_S))
-    # PidChild reaped both; tell Popen so that it does not try again.
-    sleeper.returncode, exiter.returncode = -signal.SIGTERM, 4
-    assert terminated == ExitReason(False, "killed by SIGTERM", None, signal.SIGTERM)
-    assert exited.exit_code == 4 and not exited.normal
-
-
-def test_pid_child_of_someone_else_reports_death_without_status() -> None:
-    # `sh` forks a sleeper, prints its pid and exits: the sleeper is not our child.
-    # (Its output goes to /dev/null, or it would hold our pipe open.)
-    script = f"'{sys.executable}' -S -c 'import time; time.sleep(120)' >/dev/null 2>&1 & echo $!"
-    out = subprocess.run(
-        ["sh", "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-
-    async def body() -> ExitReason:
-        child = PidChild(int(out.stdout))
-        child.kill(cause="test")
-        return await child.wait()
-
-    reason = asyncio.run(asyncio.wait_for(body(), TEST_GUARD_S))
-    assert not reason.normal and reason.detail == "test (ended (exit status not visible to us))"
 
 
 # -- public names ---------------------------------------------------------------------

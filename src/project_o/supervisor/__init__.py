@@ -1,27 +1,29 @@
 """The supervision layer: the processes that keep agents alive.
 
-The process tree of a running Project O::
+The supervision tree of a running Project O (``GET /v1/status`` shows it live)::
 
     project-o run
-     └─ heart                     restarts the supervisor if it dies (like Erlang's heart)
-         └─ supervisor            asyncio; NEVER imports or evals agent code
-             ├─ gateway           HTTP + WebSocket API, metrics, dashboard
-             ├─ vault             WAL writer, checkpoint store, catalog (SQLite)
-             ├─ health monitor    heartbeats, latency/error/memory telemetry
-             ├─ arbiter           shadow / canary / rollback decisions, experiments
-             └─ zygote per version    agent code pre-imported, gc.freeze(), forks:
-                  ├─ main instance        serves traffic
-                  ├─ standby instance     warm, tails the WAL, takes over on a crash
-                  ├─ shadow / canary      candidate versions
-                  └─ evaluators           population members during evolution
+     └─ heart             restarts the supervisor if it dies after it was up (Erlang's heart)
+         └─ supervisor    SupervisionTree, rest_for_one, no restarts of its own: a part
+             │            that fails escalates to the heart (it never imports agent code)
+             ├─ vault     WAL writer, checkpoint store, catalog (SQLite)
+             ├─ agent     AgentHost: restart intensity from RestartIntensity; a crash loop
+             │   │        falls back to the previous good version or backs off
+             │   ├─ zygote     agent code pre-imported, gc.freeze(), forks:
+             │   ├─ main       serves traffic
+             │   └─ standby    warm, tails the WAL, takes over at once
+             ├─ arbiter   shadow / canary / rollback decisions, experiments
+             └─ gateway   HTTP + WebSocket API, metrics (started last, stopped first)
 
 Modules:
 
 * :mod:`~project_o.supervisor.spec` -- ``ChildSpec``, the ``Child`` protocol, ``ExitReason``
 * :mod:`~project_o.supervisor.intensity` -- restart intensity (max restarts in a period)
 * :mod:`~project_o.supervisor.tree` -- ``SupervisionTree``: OTP strategies, shutdown, escalation
-* :mod:`~project_o.supervisor.process` -- ``ProcessChild`` / ``PidChild`` for OS processes
 * :mod:`~project_o.supervisor.heart` -- the heart process (``python -m project_o.supervisor.heart``)
+* :mod:`~project_o.supervisor.startup` -- a failed start: one message, an exit status
+* :mod:`~project_o.supervisor.service` -- the supervisor: its tree and the gateway's service
+* :mod:`~project_o.supervisor.agent_host` -- the agent's node, put together from its parts
 
 The heart imports nothing from this package (it runs as a plain script,
 ``heart.HEART_SCRIPT``); its names are loaded here on first use, so that
@@ -37,7 +39,6 @@ from project_o.supervisor.intensity import (
     DEFAULT_MAX_SECONDS,
     RestartIntensity,
 )
-from project_o.supervisor.process import PidChild, ProcessChild
 from project_o.supervisor.spec import (
     DEFAULT_SHUTDOWN_MS,
     Child,
@@ -66,8 +67,6 @@ __all__ = [
     "EventCallback",
     "EventKind",
     "ExitReason",
-    "PidChild",
-    "ProcessChild",
     "Restart",
     "RestartIntensity",
     "Shutdown",

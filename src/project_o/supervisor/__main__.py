@@ -16,14 +16,24 @@ from project_o.supervisor.api import AgentService
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.options import add_supervisor_options, config_from_args
 from project_o.supervisor.service import Supervisor
+from project_o.supervisor.startup import StartupError, claim_ready_fd
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the options `project-o run` forwards and serve until stopped."""
+    """Parse the options `project-o run` forwards and serve until stopped.
+
+    Returns the exit status: 0 after a requested stop, a start-failure
+    status (see :mod:`~project_o.supervisor.startup`) when it could not start.
+    """
+    ready_fd = claim_ready_fd()  # first: nothing we start may inherit the heart's pipe
     parser = argparse.ArgumentParser(prog="project-o-supervisor")
     add_supervisor_options(parser)
-    config: SupervisorConfig = config_from_args(parser.parse_args(argv))
-    return asyncio.run(Supervisor(config, gateway_for).run())
+    try:
+        config = config_from_args(parser.parse_args(argv))
+    except StartupError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return asyncio.run(Supervisor(config, gateway_for, ready_fd=ready_fd).run())
 
 
 def gateway_for(service: AgentService, config: SupervisorConfig) -> GatewayServer:

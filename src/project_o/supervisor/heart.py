@@ -5,16 +5,25 @@ starts it again whenever it dies, ``kill -9`` included::
 
     heart (this module: stdlib only, no agent code, no web stack)
       │  spawn CMD in its own process group, env PROJECT_O_HEART_PID=<heart pid>
+      │  and PROJECT_O_READY_FD=<the write end of a pipe>
       ▼
-    supervisor ──ends──► exit code 0 ......................► heart exits 0
-                        after a SIGTERM/SIGINT we forwarded ► heart exits (0 if it stopped cleanly)
-                        anything else (crash, kill -9)
-                          ├─ over the restart intensity ───► heart gives up: message, exit 1
-                          └─ backoff (0.1 s, doubling to 2 s), spawn again
+    supervisor ──writes "up" to the pipe once it serves (then closes it)
+      │
+      ├─ ends before it said "up": a failed start (OTP: init/1 failed)
+      │    first start ..................................► heart exits with its status,
+      │                                                    no restart (it said why)
+      │    a restart after a crash ......................► counted like a crash (below)
+      └─ ends after "up"
+           exit code 0 ..................................► heart exits 0
+           after a SIGTERM/SIGINT we forwarded ..........► heart exits (0 if it stopped cleanly)
+           anything else (crash, kill -9)
+             ├─ over the restart intensity ──────────────► heart gives up: message, exit 1
+             └─ backoff (0.1 s, doubling to 2 s), spawn again
 
     VAULT/heart.json  (rewritten atomically on every change)
       {"heart_pid", "supervisor_pid", "restarts", "state", "last_exit", "updated_at"}
-      state: running | restarting | stopped | gave_up
+      state: starting | running | restarting | stopped | gave_up
+      (first written once a supervisor is up: a run that never got up leaves it alone)
 
 Decisions:
 
@@ -38,6 +47,13 @@ Decisions:
   time, so a second Ctrl-C is a second request); the heart then waits for
   it and does not restart it. If it never ends, kill it by the pid in the
   status file.
+* **A failed start is reported, not restarted.** A supervisor that cannot
+  start (a typo in the agent path, an agent that does not import, a vault
+  another ``project-o run`` holds, a port in use) prints one message and
+  exits with a status that says which (see ``supervisor/startup.py``);
+  restarting it would print the same error again and again. Only the
+  very first start ends the heart this way: after a crash, a restart that
+  fails to start counts against the restart intensity like any crash.
 * **Giving up.** More than ``max_restarts`` crashes within ``max_seconds``
   and the heart stops trying: a supervisor that dies that often has a
   problem a restart will not fix (bad config, broken vault), and a crash
@@ -60,11 +76,18 @@ from types import FrameType
 from typing import Any, TextIO
 
 __all__ = [
+    "EXIT_AGENT_BROKEN",
     "EXIT_GAVE_UP",
+    "EXIT_NO_AGENT",
+    "EXIT_PORT_UNAVAILABLE",
+    "EXIT_START_FAILED",
+    "EXIT_USAGE",
+    "EXIT_VAULT_UNAVAILABLE",
     "HEART_MAX_RESTARTS",
     "HEART_MAX_SECONDS",
     "HEART_PID_ENV",
     "HEART_SCRIPT",
+    "READY_FD_ENV",
     "heart_command",
     "main",
     "read_status",
@@ -73,6 +96,10 @@ __all__ = [
 
 #: The supervisor finds its heart's pid here.
 HEART_PID_ENV = "PROJECT_O_HEART_PID"
+
+#: The supervisor writes READY_LINE to this descriptor once it serves.
+READY_FD_ENV = "PROJECT_O_READY_FD"
+READY_LINE = b"up\n"
 
 #: Run this file with the interpreter to get a heart that imports nothing of ours.
 HEART_SCRIPT = Path(__file__).resolve()
@@ -91,8 +118,21 @@ BACKOFF_MAX_S = 2.0
 #: How often a backoff sleep looks for a stop request.
 _STOP_POLL_S = 0.05
 
-EXIT_GAVE_UP = 1
-EXIT_USAGE = 2
+#: Exit statuses of the heart, hence of ``project-o run`` (sysexits.h where one fits).
+#: The supervisor exits with the start-failure ones before it is up; the
+#: heart passes them on and does not restart it.
+EXIT_GAVE_UP = 1  # too many crashes after the supervisor was up, or CMD cannot be run
+EXIT_USAGE = 2  # bad options (argparse's status)
+EXIT_AGENT_BROKEN = 65  # the agent does not load and there is no good version to fall back to
+EXIT_NO_AGENT = 66  # the agent file or package does not exist
+EXIT_PORT_UNAVAILABLE = 69  # the gateway cannot listen (port in use, bad host)
+EXIT_START_FAILED = 71  # the supervisor failed to start for another reason
+EXIT_VAULT_UNAVAILABLE = 75  # the vault cannot be opened (another supervisor holds it)
+#: statuses a supervisor exits with after printing why it could not start
+START_FAILURES = frozenset({
+    EXIT_USAGE, EXIT_AGENT_BROKEN, EXIT_NO_AGENT, EXIT_PORT_UNAVAILABLE, EXIT_START_FAILED,
+    EXIT_VAULT_UNAVAILABLE,
+})
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
@@ -136,8 +176,10 @@ def run_heart(
     restarts, state; see the module docstring), rewritten atomically.
     Must be called from the main thread (it installs SIGTERM/SIGINT handlers,
     restored on return). Returns 0 when the supervisor exits 0 or stops
-    cleanly after a forwarded signal, :data:`EXIT_GAVE_UP` after too many
-    crashes or when ``cmd`` cannot be started at all.
+    cleanly after a forwarded signal; the supervisor's own status when the
+    first one ends before it said it was up (a failed start, not
+    restarted); :data:`EXIT_GAVE_UP` after too many crashes or when ``cmd``
+    cannot be run at all.
     """
     heart = _Heart(
         list(cmd),
@@ -177,6 +219,8 @@ class _Heart:
         self.restarts = 0
         self.stop_signal: int | None = None
         self.last_exit: str | None = None
+        #: whether a supervisor ever said it was up: until then a death is a failed start
+        self.was_up = False
 
     def run(self) -> int:
         while self.stop_signal is None:
@@ -188,6 +232,8 @@ class _Heart:
                 return self._stopped("the supervisor exited cleanly (exit code 0)", 0)
             if self.stop_signal is not None:
                 return self._stopped_on_request(returncode)
+            if not self.was_up:
+                return self._failed_to_start(returncode)
             if not self.intensity.record():
                 return self._give_up(
                     f"the supervisor died {self.intensity.recent()} times within "
@@ -200,18 +246,30 @@ class _Heart:
         return self._stopped("stopped on request while waiting to restart the supervisor", 0)
 
     def _run_once(self) -> int:
-        env = {**self.env, HEART_PID_ENV: str(os.getpid())}
-        # process_group=0: Ctrl-C reaches us only; we forward it once.
-        self.process = subprocess.Popen(
-            self.cmd, env=env, stdin=subprocess.DEVNULL, process_group=0
-        )
+        read_end, write_end = os.pipe()
+        env = {**self.env, HEART_PID_ENV: str(os.getpid()), READY_FD_ENV: str(write_end)}
+        try:
+            # process_group=0: Ctrl-C reaches us only; we forward it once.
+            self.process = subprocess.Popen(
+                self.cmd, env=env, stdin=subprocess.DEVNULL, process_group=0,
+                pass_fds=(write_end,),
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # from now on only the supervisor holds it: EOF when it dies
         if self.stop_signal is not None:  # the signal came while we were forking
             self.process.send_signal(self.stop_signal)
-        self._say(f"supervisor started, pid {self.process.pid} (restarts: {self.restarts})")
-        self._write_status("running")
+        self._write_status("starting")
+        if _await_ready(read_end):
+            self.was_up = True
+            self._say(f"supervisor pid {self.process.pid} is up (restarts: {self.restarts})")
+            self._write_status("running")
         returncode = self.process.wait()  # EINTR is retried; signals are handled meanwhile
         self.last_exit = _describe(returncode)
-        self._say(f"supervisor pid {self.process.pid} {self.last_exit}")
+        if self.was_up:
+            self._say(f"supervisor pid {self.process.pid} {self.last_exit}")
         return returncode
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -233,6 +291,13 @@ class _Heart:
     def _stopped(self, why: str, status: int) -> int:
         self._say(f"{why}; heart exits {status}")
         self._write_status("stopped")
+        return status
+
+    def _failed_to_start(self, returncode: int) -> int:
+        """The first supervisor ended before it was up: report, do not restart."""
+        status = _shell_status(returncode)
+        if status not in START_FAILURES:  # it may not have said why: say what we know
+            self._say(f"the supervisor {self.last_exit} while starting; not restarting it")
         return status
 
     def _give_up(self, why: str) -> int:
@@ -259,7 +324,9 @@ class _Heart:
         print(f"heart[{os.getpid()}]: {line}", file=self.out, flush=True)
 
     def _write_status(self, state: str) -> None:
-        if self.pidfile is None:
+        if self.pidfile is None or not self.was_up:
+            # Until a supervisor is up the file is not ours to write: a second `project-o
+            # run` on a vault that one already serves must leave that one's status alone.
             return
         running = self.process is not None and self.process.returncode is None
         status = {
@@ -318,6 +385,20 @@ def _write_atomically(path: Path, text: str) -> None:
         os.fsync(dir_fd)  # makes the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def _await_ready(read_end: int) -> bool:
+    """Read the pipe until the supervisor says it is up (True) or it closes (False)."""
+    received = b""
+    try:
+        while READY_LINE not in received:
+            chunk = os.read(read_end, 64)  # EINTR is retried; signal handlers run meanwhile
+            if not chunk:
+                return False
+            received += chunk
+        return True
+    finally:
+        os.close(read_end)
 
 
 def read_status(path: Path) -> dict[str, Any]:

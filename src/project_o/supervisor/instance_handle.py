@@ -26,12 +26,15 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
 from project_o.runtime.procctl import kill_group
 from project_o.supervisor.api import EventSink
 from project_o.wire import Message, read_message_async, write_message_async
+
+if TYPE_CHECKING:
+    from project_o.runtime.zygote_client import ExitStatus
 
 __all__ = ["HandlerError", "InstanceDied", "InstanceHandle", "InstanceOwner"]
 
@@ -97,6 +100,11 @@ class InstanceHandle:
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._send_lock = asyncio.Lock()
         self._reader_task: asyncio.Task[None] | None = None
+        #: set while nothing is in flight (a reload drains the old main on it)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: how the process ended, as its zygote reports it (set by whoever forked it)
+        self.exited: asyncio.Future[ExitStatus] | None = None
 
     # -- lifecycle ------------------------------------------------------
 
@@ -191,11 +199,21 @@ class InstanceHandle:
         """Send ``message`` and await the response or error frame with ``call_id``."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
+        self._idle.clear()
         try:
             await self.send(message)
             return await future
         finally:
             self._pending.pop(call_id, None)
+            if not self._pending:
+                self._idle.set()
+            # If send() raised, the death it reported also failed this future: the
+            # caller has that error already, so the future's copy is seen, not orphaned.
+            _consume(future)
+
+    async def drained(self) -> None:
+        """Return once nothing is in flight (at once if nothing is; also when it dies)."""
+        await self._idle.wait()
 
     @property
     def in_flight(self) -> list[str]:
@@ -290,6 +308,9 @@ class InstanceHandle:
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(InstanceDied(reason))
+                # The owner hears of the death through on_death; a waiter whose
+                # coroutine moved on (a send that failed first) must not log it again.
+                _consume(waiter)
         self._owner.on_death(self, reason)
 
     def describe(self) -> dict[str, Any]:
@@ -301,3 +322,8 @@ class InstanceHandle:
             "applied_sequence": self.applied_sequence, "in_flight": len(self._pending),
         }
 
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Mark a settled future's exception as seen (whoever awaits it still gets it)."""
+    if future.done() and not future.cancelled():
+        future.exception()

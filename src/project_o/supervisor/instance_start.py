@@ -35,13 +35,16 @@ async def launch(
         pid=forked.pid, role=role, version=version, instance_id=instance_id,
         reader=forked.reader, writer=forked.writer, owner=owner, max_frame_size=max_frame_size,
     )
+    instance.exited = forked.exited
     hello = instance.waiter("hello")
     instance.start_reading()
     try:
-        await asyncio.wait_for(hello, STARTUP_TIMEOUT)
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            await hello
         await restore(instance)
     except BaseException:
         instance.kill(f"failed to start as {role}")
+        await instance.close()  # its reader task is awaited here, not left behind
         raise
     return instance
 
@@ -59,4 +62,5 @@ async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
                     for e in point.entries],
         "last_sequence": point.last_sequence,
     }))
-    await asyncio.wait_for(ready, STARTUP_TIMEOUT)
+    async with asyncio.timeout(STARTUP_TIMEOUT):
+        await ready

@@ -62,6 +62,10 @@ class RestartIntensity:
         self._forget_before(self._clock() - self.max_seconds)
         return len(self._times)
 
+    def clear(self) -> None:
+        """Forget every restart (a fresh start: a new version, a new child)."""
+        self._times.clear()
+
     def describe(self) -> str:
         """The limit in words, for messages."""
         return f"max_restarts={self.max_restarts} in max_seconds={self.max_seconds:g}"

@@ -13,6 +13,7 @@ from pathlib import Path
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
+from project_o.supervisor.startup import EXIT_NO_AGENT, EXIT_USAGE, StartupError
 
 __all__ = ["add_supervisor_options", "builtin_agent_path", "config_from_args", "default_vault"]
 
@@ -71,18 +72,29 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
-    """Turn parsed options into a config (validating what argparse cannot)."""
+    """Turn parsed options into a config (validating what argparse cannot).
+
+    Raises :class:`~project_o.supervisor.startup.StartupError` (``EXIT_USAGE``
+    for a bad option, ``EXIT_NO_AGENT`` for an agent path that does not exist).
+    """
     if args.heartbeat_interval < 0.05:
-        raise SystemExit("--heartbeat-interval must be at least 0.05 seconds")
+        raise StartupError("--heartbeat-interval must be at least 0.05 seconds", EXIT_USAGE)
     if args.heartbeat_timeout <= args.heartbeat_interval:
-        raise SystemExit("--heartbeat-timeout must be longer than --heartbeat-interval")
+        raise StartupError("--heartbeat-timeout must be longer than --heartbeat-interval",
+                           EXIT_USAGE)
+    if not 0 <= args.port <= 65535:
+        raise StartupError(f"--port must be between 0 and 65535, got {args.port}", EXIT_USAGE)
+    agent = (args.agent or builtin_agent_path()).resolve()
+    if not agent.exists():
+        raise StartupError(f"no agent at {agent}: --agent takes an agent file (.py) or "
+                           "package directory; check the path", EXIT_NO_AGENT)
     llm = LLMConfig.from_env()  # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
     return SupervisorConfig(
         vault=(args.vault or default_vault()).resolve(),
-        agent=(args.agent or builtin_agent_path()).resolve(),
+        agent=agent,
         host=args.host, port=args.port, standby=not args.no_standby,
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,

@@ -27,10 +27,10 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from project_o.errors import UnknownRequest
+from project_o.errors import UnknownRequest, VaultError
 from project_o.evolution.perception import Thresholds
 from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
 from project_o.supervisor.api import (
@@ -44,6 +44,16 @@ from project_o.supervisor.arbiter import Arbiter
 from project_o.supervisor.config import STATE_FILE, SupervisorConfig
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
+from project_o.supervisor.parts import Part
+from project_o.supervisor.spec import ChildSpec, EventKind, Strategy
+from project_o.supervisor.startup import (
+    EXIT_VAULT_UNAVAILABLE,
+    StartupError,
+    report_ready,
+    start_failure,
+    vault_holder,
+)
+from project_o.supervisor.tree import SupervisionTree
 from project_o.supervisor.versions import VersionBook
 from project_o.vault import Vault
 from project_o.vault.vault import Durability
@@ -75,9 +85,15 @@ FrontFactory = Callable[[AgentService, SupervisorConfig], Front]
 class Supervisor:
     """One supervisor: implements the gateway's ``AgentService`` protocol."""
 
-    def __init__(self, config: SupervisorConfig, front: FrontFactory) -> None:
+    def __init__(
+        self, config: SupervisorConfig, front: FrontFactory, *, ready_fd: int | None = None,
+    ) -> None:
         self.config = config
         self._front = front
+        self._ready_fd = ready_fd
+        self.tree: SupervisionTree | None = None
+        self._fatal: asyncio.Future[BaseException] | None = None
+        self._escalated: str | None = None
         self.vault: Vault | None = None
         self.events: EventLog | None = None
         self.host: AgentHost | None = None
@@ -163,6 +179,7 @@ class Supervisor:
             "version": host.version,
             "instances": host.describe(),
             "restarts": host.restarts,
+            "tree": self._describe_tree(),
             "vault": {
                 "path": str(vault.path), "last_sequence": vault.last_sequence,
                 "durable_sequence": vault.wal.durable_sequence,
@@ -171,54 +188,148 @@ class Supervisor:
             "events": self.events.recent(),
         }
 
+    def _describe_tree(self) -> dict[str, Any]:
+        """The supervision tree as it runs: each part, its status, restarts and children."""
+        assert self.tree is not None
+        children = []
+        for info in self.tree.which_children():
+            child: dict[str, Any] = {
+                "id": info.id, "status": info.status.value, "restarts": info.restarts,
+                "last_exit": None if info.last_exit is None else info.last_exit.detail,
+            }
+            if info.id == "agent" and self.host is not None:
+                child.update(self.host.describe_tree())
+            children.append(child)
+        return {"id": "supervisor", "pid": os.getpid(), "strategy": self.tree.strategy.value,
+                "max_restarts": 0, "children": children}
+
     async def run(self) -> int:
-        """Serve until told to stop; returns the process exit status."""
+        """Start the tree, serve until told to stop (or a part fails); the exit status.
+
+        A failure while starting is reported in one message and ends the
+        process with the status of :mod:`~project_o.supervisor.startup`
+        (the heart passes it on and does not restart). Once up, a part that
+        fails escalates: everything stops and the process exits
+        :data:`EXIT_VAULT_FATAL`, so the heart restarts it and recovery
+        runs from what is on disk.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        await self._start()
-        assert self.host is not None
-        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
-        fatal_error: asyncio.Future[Any] = self.host.fatal
-        await asyncio.wait({stop, fatal_error}, return_when=asyncio.FIRST_COMPLETED)
-        fatal = self.host.fatal.done()
-        if fatal:
-            print(f"project-o: vault failure: {self.host.fatal.result()}", file=sys.stderr)
-        stop.cancel()
-        await self._shutdown(final_checkpoint=not fatal)
-        return EXIT_VAULT_FATAL if fatal else 0
+        self._fatal = loop.create_future()
+        self.tree = self._build_tree()
+        try:
+            await self.tree.start()
+        except StartupError as exc:
+            print(f"project-o: {exc}", file=sys.stderr, flush=True)
+            self._close()
+            return exc.exit_code
+        report_ready(self._ready_fd)
+        assert self.host is not None and self.gateway is not None
+        print(f"project-o: serving {self.host.config.agent.name} (version {self.host.version}) on "
+              f"http://{self.config.host}:{self.gateway.port} — supervisor pid {os.getpid()}",
+              flush=True)
+        await self._stop.wait()
+        if self._escalated is None:
+            await self.tree.stop()
+        await self.tree.wait()
+        self._close()
+        if self._escalated is None:
+            return 0
+        print(f"project-o: {self._escalated}", file=sys.stderr, flush=True)
+        return EXIT_VAULT_FATAL
 
-    async def _start(self) -> None:
+    def _build_tree(self) -> SupervisionTree:
+        """heart -> supervisor -> vault, agent, arbiter, gateway (each needs the ones before)."""
+        specs = [
+            ChildSpec(child_id, _reporting_start(child_id, start), shutdown="infinity")
+            for child_id, start in (("vault", self._start_vault), ("agent", self._start_agent),
+                                    ("arbiter", self._start_arbiter),
+                                    ("gateway", self._start_gateway))
+        ]
+        # No restarts inside: the parts share this process, and a vault that failed an
+        # fsync cannot be trusted again in it. A failing part escalates to the heart,
+        # which starts a fresh supervisor that recovers from disk.
+        return SupervisionTree(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=0,
+                               max_seconds=1.0, on_event=self._on_tree_event,
+                               on_escalate=self._on_escalate, name="supervisor")
+
+    def _on_tree_event(self, kind: EventKind, child_id: str | None, reason: str) -> None:
+        # A failed start is reported once, by run(); an exit or escalation is news.
+        if kind in (EventKind.EXIT, EventKind.ESCALATE) and self.events is not None:
+            self.events.record(f"supervisor_{kind.value}", str(child_id), reason)
+
+    def _on_escalate(self, why: str) -> None:
+        fatal = self._fatal
+        vault_failed = fatal is not None and fatal.done() and not fatal.cancelled()
+        self._escalated = f"vault failure: {fatal.result()}" if vault_failed and fatal else why
+        self._stop.set()
+
+    async def _start_vault(self) -> Part:
         config = self.config
-        vault = await asyncio.to_thread(Vault.open, config.vault,
-                                        durability=cast(Durability, config.durability))
+        try:
+            vault = await asyncio.to_thread(Vault.open, config.vault,
+                                            durability=cast(Durability, config.durability))
+        except VaultError as exc:
+            holder = vault_holder(config.vault)
+            if not holder:
+                raise
+            raise StartupError(
+                f"the vault {config.vault} is in use by {holder}; stop that one first "
+                "(or serve another vault with --vault)", EXIT_VAULT_UNAVAILABLE) from exc
         self.vault = vault
         self.events = EventLog(vault.catalog)
         self.events.subscribe(self.meter.on_event)
         self.events.record("supervisor_start", str(os.getpid()),
                            f"recovering from vault at sequence {vault.last_sequence}")
+        assert self._fatal is not None
+        return Part(vault, stop=self._close_vault, failure=self._fatal)
+
+    async def _close_vault(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    async def _start_agent(self) -> Part:
+        config, vault, events = self.config, self.vault, self.events
+        assert vault is not None and events is not None and self._fatal is not None
         book = VersionBook(vault.catalog, config.vault)
         version = await asyncio.to_thread(book.register, config.agent)
         promoted = await asyncio.to_thread(book.promoted_descendant, version)
         if promoted is not None:  # keep serving what evolution promoted
             config.agent = await asyncio.to_thread(book.materialize, promoted)
-            self.events.record("resume", promoted.id,
-                               f"serving version {promoted.id}, promoted over {version}")
+            events.record("resume", promoted.id,
+                          f"serving version {promoted.id}, promoted over {version}")
             version = promoted.id
-        self.host = AgentHost(config, vault, self.events, version, book, self.meter)
-        self.arbiter = Arbiter(self.host, vault, self.events,
-                               autonomy=config.autonomy, thresholds=_thresholds(config))
-        # Safe abort: a candidate left running by a killed supervisor never serves again.
-        await asyncio.to_thread(self.arbiter.abort_leftovers)
-        self.host.on_intent = self.arbiter.on_intent
+        host = AgentHost(config, vault, events, version, book, self.meter, fatal=self._fatal)
+        self.host = host
         self.meter.set_probe(self._live_state)
-        await self.host.start()
-        self.gateway = self._front(self, config)
-        await self.gateway.start()
+        await host.start()
+        return Part(host, stop=self._stop_host, failure=host.failed)
+
+    async def _stop_host(self) -> None:
+        host, fatal = self.host, self._fatal
+        assert host is not None
+        if fatal is not None and fatal.done() and host.main is not None:
+            host.main.kill("vault failed")  # no final checkpoint into a failed vault
+        await host.stop()
+
+    async def _start_arbiter(self) -> Part:
+        host, vault, events = self.host, self.vault, self.events
+        assert host is not None and vault is not None and events is not None
+        arbiter = Arbiter(host, vault, events, autonomy=self.config.autonomy,
+                          thresholds=_thresholds(self.config))
+        # Safe abort: a candidate left running by a killed supervisor never serves again.
+        await asyncio.to_thread(arbiter.abort_leftovers)
+        self.arbiter = arbiter
+        host.listen_intents(arbiter.on_intent)
+        return Part(arbiter, stop=arbiter.stop)
+
+    async def _start_gateway(self) -> Part:
+        config = self.config
+        gateway = self._front(self, config)
+        await gateway.start()
+        self.gateway = gateway
         self._write_state_file()
-        print(f"project-o: serving {self.host.config.agent.name} (version {self.host.version}) on "
-              f"http://{config.host}:{self.gateway.port} — supervisor pid {os.getpid()}",
-              flush=True)
+        return Part(gateway, stop=gateway.stop)
 
     def _live_state(self) -> LiveState | None:
         host, vault = self.host, self.vault
@@ -230,17 +341,8 @@ class Supervisor:
                          wal_last_sequence=vault.last_sequence,
                          wal_durable_sequence=vault.wal.durable_sequence, instances=instances)
 
-    async def _shutdown(self, *, final_checkpoint: bool) -> None:
-        if self.gateway is not None:
-            with contextlib.suppress(Exception):
-                await self.gateway.stop()
-        if self.arbiter is not None:
-            with contextlib.suppress(Exception):
-                await self.arbiter.stop()
-        if self.host is not None:
-            if not final_checkpoint and self.host.main is not None:
-                self.host.main.kill("vault failed")
-            await self.host.stop()
+    def _close(self) -> None:
+        """Close the event log and the vault if they are open (both idempotent)."""
         if self.events is not None:
             self.events.close()
         if self.vault is not None:
@@ -255,6 +357,18 @@ class Supervisor:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)  # readers never see half a file; losing it on a crash is harmless
+
+
+def _reporting_start(
+    child_id: str, start: Callable[[], Awaitable[Part]],
+) -> Callable[[], Awaitable[Part]]:
+    """``start``, with what it raises turned into the :class:`StartupError` for ``child_id``."""
+    async def reporting() -> Part:
+        try:
+            return await start()
+        except Exception as exc:
+            raise start_failure(child_id, exc) from exc
+    return reporting
 
 
 def _heart_pid() -> int | None:

@@ -13,9 +13,9 @@ to the running thing only through the small :class:`Child` protocol::
       └── terminate()  polite stop (SIGTERM for a process)
       └── kill()       immediate stop (SIGKILL for a process)
 
-Anything that implements the protocol can be supervised: an OS process
-(:class:`~project_o.supervisor.process.ProcessChild`), an instance forked
-by a zygote and watched elsewhere, or another
+Anything that implements the protocol can be supervised: a part of the
+supervisor itself (:class:`~project_o.supervisor.parts.Part`: the vault,
+the agent host, the arbiter, the gateway), an OS process, or another
 :class:`~project_o.supervisor.tree.SupervisionTree`.
 """
 

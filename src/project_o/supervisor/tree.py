@@ -7,8 +7,8 @@ is anything that implements :class:`~project_o.supervisor.spec.Child`,
 including another tree, so trees nest::
 
     SupervisionTree(one_for_one)
-     ├─ a   permanent      ProcessChild
-     ├─ b   transient      PidChild (an instance forked by a zygote)
+     ├─ a   permanent      (an OS process, say)
+     ├─ b   transient      (an in-process part, as the supervisor's own are)
      └─ sub permanent      SupervisionTree(rest_for_one)
                             ├─ c
                             └─ d
@@ -22,8 +22,7 @@ Semantics (Erlang/OTP's ``supervisor``, with the differences marked *):
   restarts just it; ``one_for_all`` stops every other running child (in
   reverse spec order) and starts them all again (in spec order);
   ``rest_for_one`` does the same for the children started after it. A
-  temporary sibling stopped by such a group restart stays down, and so does
-  a child stopped earlier with :meth:`SupervisionTree.terminate_child`.
+  temporary sibling stopped by such a group restart stays down.
 * **Shutdown.** ``"brutal_kill"`` kills at once. An int is a grace period
   in milliseconds: ``terminate()``, wait, then ``kill()`` if the child is
   still there (reported as a ``kill`` event). ``"infinity"`` waits as long
@@ -38,12 +37,10 @@ Semantics (Erlang/OTP's ``supervisor``, with the differences marked *):
   abnormal, because giving up is a failure.)
 * **Events.** Every start, exit, stop, kill, restart, failed start and
   escalation is passed to ``on_event(kind, child_id, reason)`` with a
-  human reason, and logged. A callback that raises is logged, never fatal.
-* **Manual control.** ``restart_child`` restarts a *running* child too
-  (*OTP requires it to be terminated first); manual restarts are not
-  counted against the intensity, as in OTP.
+  human reason; without ``on_event`` it is logged instead. A callback that
+  raises is logged, never fatal.
 
-Concurrency: every decision (an exit, a manual call, a shutdown) runs under
+Concurrency: every decision (an exit, a shutdown) runs under
 one lock, so the tree acts like an OTP process handling one message at a
 time. An exit seen from a child that the tree has already replaced or is
 stopping is ignored, as OTP drops the ``EXIT`` of an unlinked child.
@@ -210,7 +207,7 @@ class SupervisionTree:
         """Child protocol: a tree is its own handle."""
         return self
 
-    # -- manual control ----------------------------------------------------
+    # -- what runs ---------------------------------------------------------
 
     def which_children(self) -> list[ChildInfo]:
         """One :class:`ChildInfo` per child, in spec order."""
@@ -224,53 +221,6 @@ class SupervisionTree:
             )
             for slot in self._slots
         ]
-
-    async def restart_child(self, child_id: str) -> None:
-        """Stop the child if it runs (by its shutdown spec), then start it again.
-
-        Not counted against the restart intensity. If the start fails the
-        child stays stopped and the exception propagates.
-        """
-        async with self._lock:
-            self._require_running("restart_child")
-            slot = self._find(child_id)
-            if slot.run is not None:
-                await self._stop_slot(slot, "restart_child requested")
-            await self._start_slot(slot, EventKind.RESTART, "restart_child requested")
-
-    async def terminate_child(self, child_id: str) -> None:
-        """Stop the child (by its shutdown spec); it stays stopped until restart_child."""
-        async with self._lock:
-            self._require_running("terminate_child")
-            await self._stop_slot(self._find(child_id), "terminate_child requested")
-
-    async def start_child(self, spec: ChildSpec) -> None:
-        """Add a child at the end of the spec list and start it.
-
-        If its start fails the spec is not kept and the exception propagates.
-        """
-        async with self._lock:
-            self._require_running("start_child")
-            if any(slot.spec.id == spec.id for slot in self._slots):
-                raise InvalidArgument(f"{self.name}: a child with id {spec.id!r} already exists")
-            slot = _Slot(spec)
-            self._slots.append(slot)
-            try:
-                await self._start_slot(slot, EventKind.START, "start_child requested")
-            except BaseException:
-                self._slots.remove(slot)
-                raise
-
-    async def delete_child(self, child_id: str) -> None:
-        """Forget a child that is not running (terminate_child it first)."""
-        async with self._lock:
-            slot = self._find(child_id)
-            if slot.run is not None:
-                raise InvalidArgument(
-                    f"{self.name}: child {child_id!r} is {slot.status.value}; "
-                    "terminate_child it before delete_child"
-                )
-            self._slots.remove(slot)
 
     # -- starting ----------------------------------------------------------
 
@@ -425,23 +375,9 @@ class SupervisionTree:
 
     # -- helpers -------------------------------------------------------------
 
-    def _find(self, child_id: str) -> _Slot:
-        for slot in self._slots:
-            if slot.spec.id == child_id:
-                return slot
-        known = ", ".join(repr(s.spec.id) for s in self._slots) or "none"
-        raise InvalidArgument(f"{self.name} has no child {child_id!r} (children: {known})")
-
-    def _require_running(self, operation: str) -> None:
-        if self._state is not _State.RUNNING:
-            raise InvalidArgument(
-                f"{self.name}: {operation} needs a running tree, but it is "
-                f"{self._state.value}; start a new tree"
-            )
-
     def _emit(self, kind: EventKind, child_id: str | None, reason: str) -> None:
-        logger.log(_LOG_LEVELS[kind], "%s: %s %s: %s", self.name, kind.value, child_id, reason)
-        if self._on_event is None:
+        if self._on_event is None:  # nobody listens: the log is where it goes
+            logger.log(_LOG_LEVELS[kind], "%s: %s %s: %s", self.name, kind.value, child_id, reason)
             return
         try:
             self._on_event(kind, child_id, reason)

@@ -1,0 +1,140 @@
+"""The path of one request: host -> main -> back, surviving instance deaths on the way.
+
+::
+
+    submit(payload) ──► wait for a live main ──► main.request(...) under the request's deadline
+      ├─ answered ─────────────► RequestResult (the version is remembered, and proven once)
+      ├─ the handler raised ───► RequestFailed (an answer too: feedback may rate it)
+      ├─ the main died ────────► blame the request if it was the one being handled
+      │                          (twice in a row: PoisonRequest), else try the next main
+      └─ the deadline passed ──► RequestTimeout; the main is killed if stuck on this request
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from project_o.errors import (
+    NoInstanceAvailable,
+    PoisonRequest,
+    RequestFailed,
+    RequestTimeout,
+    ServiceError,
+)
+from project_o.supervisor.answers import AnswerBook
+from project_o.supervisor.api import EventSink, RequestResult
+from project_o.supervisor.events import EventLog
+from project_o.supervisor.instance_factory import InstanceFactory
+from project_o.supervisor.instance_handle import (
+    HandlerError,
+    InstanceDied,
+    InstanceHandle,
+)
+from project_o.supervisor.instance_pool import InstancePool
+from project_o.supervisor.metrics import SupervisorMetrics
+from project_o.supervisor.poison import PoisonTracker
+
+__all__ = ["Dispatcher"]
+
+#: how each failure shows on project_o_requests_total{outcome}
+_OUTCOMES: dict[type[BaseException], str] = {
+    RequestFailed: "failed", RequestTimeout: "timeout", PoisonRequest: "poison",
+    NoInstanceAvailable: "unavailable", asyncio.CancelledError: "cancelled",
+}
+
+
+class Dispatcher:
+    """Sends each request to the main, re-dispatching it when the main dies."""
+
+    def __init__(
+        self, pool: InstancePool, factory: InstanceFactory, events: EventLog,
+        metrics: SupervisorMetrics, answers: AnswerBook, poison: PoisonTracker, *,
+        default_deadline: float, on_answer: Callable[[str], None],
+    ) -> None:
+        self._pool = pool
+        self._factory = factory
+        self._events = events
+        self._metrics = metrics
+        self._answers = answers
+        self._poison = poison
+        self._default_deadline = default_deadline
+        self._on_answer = on_answer
+
+    async def submit(
+        self, payload: Any, deadline_s: float | None = None, *,
+        request_id: str | None = None, on_event: EventSink | None = None,
+    ) -> RequestResult:
+        """Answer one request (see the module docstring for what can happen)."""
+        request_id = request_id or uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            output, served_by = await self._serve(request_id, payload, deadline_s, on_event)
+        except (ServiceError, asyncio.CancelledError) as exc:
+            error = type(exc).__name__ if isinstance(exc, ServiceError) else None
+            self._metrics.observe_request(self._factory.version, "main", _outcome(exc),
+                                          time.perf_counter() - started, error)
+            raise
+        seconds = time.perf_counter() - started
+        self._metrics.observe_request(served_by.version, served_by.role, "ok", seconds)
+        return RequestResult(request_id, output, served_by.version, seconds * 1000)
+
+    async def _serve(
+        self, request_id: str, payload: Any, deadline_s: float | None,
+        on_event: EventSink | None,
+    ) -> tuple[Any, InstanceHandle]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deadline_s or self._default_deadline)
+        while True:
+            main = await self._pool.wait_for_main(deadline - loop.time())
+            try:
+                async with asyncio.timeout_at(deadline):
+                    output = await main.request(request_id, payload, deadline - loop.time(),
+                                                on_event)
+            except InstanceDied as died:
+                self._blame(request_id, main, died.reason)
+                continue
+            except TimeoutError:
+                _free_if_stuck(request_id, main)
+                raise RequestTimeout(
+                    f"request {request_id} got no answer within its deadline",
+                    request_id=request_id,
+                ) from None
+            except HandlerError as exc:
+                self._answers.remember(request_id, main.version)  # an answer too: it may be rated
+                raise RequestFailed(exc.kind, exc.message, request_id=request_id,
+                                    traceback=exc.traceback) from exc
+            self._poison.forgive(request_id)
+            self._on_answer(main.version)
+            self._answers.remember(request_id, main.version)
+            return output, main
+
+    def _blame(self, request_id: str, instance: InstanceHandle, reason: str) -> None:
+        """Count a death against the request the instance was working on."""
+        if instance.culprit != request_id:
+            return  # it was queued behind the request that killed the instance
+        if not self._factory.zygote_running():
+            return  # its zygote died and took it along (PR_SET_PDEATHSIG): not the request
+        kills = self._poison.blame(request_id)
+        if kills is None:
+            return
+        self._events.record("quarantine", request_id, f"killed {kills} instances in a row: "
+                            f"{reason}", version=self._factory.version)
+        raise PoisonRequest(
+            f"request {request_id} was quarantined: it killed {kills} instances in a "
+            f"row (last: {reason}); the agent keeps serving other requests"
+        )
+
+
+def _free_if_stuck(request_id: str, instance: InstanceHandle) -> None:
+    if instance.alive and instance.in_flight[:1] == [request_id]:
+        # The instance is stuck on this very request: free it for everyone else.
+        instance.kill(f"request {request_id} exceeded its deadline")
+
+
+def _outcome(exc: BaseException) -> str:
+    """The ``outcome`` label for a request that ended with ``exc``."""
+    return next((name for kind, name in _OUTCOMES.items() if isinstance(exc, kind)), "failed")

@@ -1,0 +1,399 @@
+"""The agent host's parts, one at a time, on fake instances and a fake clock.
+
+No subprocess, no socket, no sleep: what a real supervisor does over
+seconds (a death, a takeover, a crash loop, a reload) is replayed here in
+a few event-loop turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from project_o.errors import NoInstanceAvailable, RequestTimeout, ZygoteError
+from project_o.supervisor.answers import AnswerBook
+from project_o.supervisor.config import SupervisorConfig
+from project_o.supervisor.events import EventLog
+from project_o.supervisor.feedback_delivery import deliver_feedback, failed_hooks
+from project_o.supervisor.hot_reload import HotReload
+from project_o.supervisor.instance_handle import InstanceDied
+from project_o.supervisor.instance_pool import InstancePool
+from project_o.supervisor.intents import relay_intents
+from project_o.supervisor.nursery import Nursery, NurseryClosed
+from project_o.supervisor.poison import PoisonTracker
+from project_o.supervisor.replacement import Replacer
+from project_o.supervisor.restart_policy import MAX_BACKOFF, RestartPolicy, Verdict
+from project_o.wire import Message
+from tests.supervisor.fakes import (
+    PENDING,
+    FakeBook,
+    FakeClock,
+    FakeFactory,
+    FakeInstance,
+    Sleeps,
+    async_test,
+    handler_error,
+)
+
+
+def _config(**overrides: Any) -> SupervisorConfig:
+    return SupervisorConfig(vault=Path("/nonexistent/vault"), agent=Path("/agents/a.py"),
+                            **overrides)
+
+
+# -- restart policy -----------------------------------------------------------
+
+
+def test_restarts_within_the_intensity_are_replaced_at_once() -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(3, 10.0, clock=clock)
+    assert [policy.record().verdict for _ in range(3)] == [Verdict.REPLACE] * 3
+    decision = policy.record()
+    assert decision.verdict is Verdict.ESCALATE
+    assert decision.reason == "4 restarts in 10 s exceed the limit of 3"
+
+
+def test_the_backoff_doubles_up_to_its_ceiling_and_the_window_slides() -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(1, 10.0, clock=clock)
+    policy.record()
+    delays = [policy.record().delay for _ in range(8)]
+    assert delays[:3] == [0.1, 0.2, 0.4]
+    assert delays[-1] == MAX_BACKOFF and delays == sorted(delays)
+    clock.advance(10.5)  # every restart has left the window
+    assert policy.record().verdict is Verdict.REPLACE
+
+
+def test_clear_forgets_the_restarts_of_a_given_up_version() -> None:
+    policy = RestartPolicy(0, 10.0, clock=FakeClock())
+    assert policy.record().verdict is Verdict.ESCALATE
+    policy.clear()
+    assert policy.record().verdict is Verdict.ESCALATE  # 1 > 0 again, but counted afresh
+    assert policy.record().reason.startswith("2 restarts")
+
+
+# -- poison, answers ------------------------------------------------------------
+
+
+def test_a_request_is_quarantined_on_its_second_kill_and_forgiven_when_answered() -> None:
+    tracker = PoisonTracker(threshold=2)
+    assert tracker.blame("r1") is None
+    assert tracker.blame("r1") == 2
+    assert tracker.blame("r1") is None  # quarantine resets the count
+    tracker.forgive("r1")
+    assert tracker.blame("r1") is None
+
+
+def test_the_answer_book_forgets_the_oldest_and_proves_each_version_once() -> None:
+    book = AnswerBook(capacity=2)
+    for n in range(3):
+        book.remember(f"r{n}", f"v{n}")
+    assert [book.version_of(f"r{n}") for n in range(3)] == [None, "v1", "v2"]
+    assert book.prove("v1") and not book.prove("v1")
+    book.trust("v9")
+    assert not book.prove("v9")
+
+
+# -- the pool -------------------------------------------------------------------
+
+
+@async_test
+async def test_wait_for_main_wakes_when_a_main_is_promoted() -> None:
+    pool = InstancePool()
+    waiting = asyncio.create_task(pool.wait_for_main(60.0))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    standby = FakeInstance("standby")
+    await pool.promote(standby)
+    assert await waiting is standby
+    assert standby.role == "main" and standby.types_sent() == ["promote"]
+
+
+@async_test
+async def test_wait_for_main_with_no_time_left_is_a_request_timeout() -> None:
+    with pytest.raises(RequestTimeout):
+        await InstancePool().wait_for_main(0.0)
+
+
+@async_test
+async def test_wait_for_main_with_no_main_coming_says_it_is_restarting() -> None:
+    with pytest.raises(NoInstanceAvailable, match="restarting"):
+        await InstancePool().wait_for_main(0.001)
+
+
+@async_test
+async def test_a_dead_main_leaves_its_slot_at_once_and_requests_wait() -> None:
+    pool = InstancePool()
+    main, standby = FakeInstance("main"), FakeInstance("standby")
+    await pool.promote(main)
+    pool.standby = standby
+    assert pool.vacate(main) == "main" and pool.main is None
+    assert pool.take_standby() is standby and pool.standby is None
+    assert pool.vacate(FakeInstance("main")) is None  # held no slot
+
+
+@async_test
+async def test_retired_instances_hold_no_slot_and_can_be_reinstated() -> None:
+    pool = InstancePool()
+    main, standby = FakeInstance("main"), FakeInstance("standby")
+    await pool.promote(main)
+    pool.standby = standby
+    assert pool.retire() == (main, standby)
+    assert pool.main is None and pool.vacate(main) is None
+    standby.kill("gone")
+    pool.reinstate(main, standby)
+    assert pool.retired == set() and pool.standby is None  # only the living come back
+
+
+@async_test
+async def test_offer_fills_the_empty_slot_or_says_none() -> None:
+    pool = InstancePool()
+    assert pool.offer(FakeInstance("standby")) == "main"  # a missing main comes first
+    await pool.promote(FakeInstance("main"))
+    fresh = FakeInstance("standby")
+    assert pool.offer(fresh) == "standby" and pool.standby is fresh
+    assert pool.offer(FakeInstance("standby")) is None
+
+
+# -- feedback and intents ---------------------------------------------------------
+
+
+@async_test
+async def test_feedback_reports_failed_hooks_and_records_them() -> None:
+    reports = [{"hook": "learn", "ok": False, "error": {"type": "KeyError", "message": "x"}},
+               {"hook": "log", "ok": True}]
+    pool, events = InstancePool(), EventLog()
+    await pool.promote(FakeInstance("main", answer=lambda _id, _fb: reports))
+    reason = await deliver_feedback(pool, {"request_id": "r1", "score": 1.0}, 5.0, events)
+    assert reason == "feedback hooks raised: learn: KeyError: x"
+    assert events.of_kind("feedback_hook_failed")[0]["subject"] == "r1"
+    assert failed_hooks("not a list") == []
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (lambda _id, _fb: [{"hook": "learn", "ok": True}], None),
+    (lambda _id, _fb: handler_error("TypeError", "bad"), ("the agent refused the feedback: "
+                                                         "TypeError: bad")),
+    (lambda _id, _fb: InstanceDied("boom"), ("the instance died before its feedback hooks "
+                                            "finished: boom")),
+])
+@async_test
+async def test_feedback_outcomes(answer: Any, expected: str | None) -> None:
+    pool = InstancePool()
+    await pool.promote(FakeInstance("main", answer=answer))
+    assert await deliver_feedback(pool, {"request_id": "r"}, 5.0, EventLog()) == expected
+
+
+@async_test
+async def test_feedback_with_no_main_says_so() -> None:
+    reason = await deliver_feedback(InstancePool(), {"request_id": "r"}, 0.0, EventLog())
+    assert reason == "no instance of the agent was ready to take it"
+
+
+@async_test
+async def test_intents_are_answered_one_at_a_time_and_a_failing_listener_rejects() -> None:
+    main = FakeInstance("main")
+    answers = iter([{"experiment_id": "e1", "status": "started", "reason": ""}])
+
+    async def listener(intent: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise ValueError("no more experiments") from None
+
+    relay = asyncio.create_task(relay_intents(main, listener, lambda: True))
+    for n in (1, 2):
+        await asyncio.sleep(0)
+        main.notify("evolution_intent", Message("evolution_intent", {"id": n}))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    results = [m.data for m in main.sent if m.type == "evolution_result"]
+    assert results == [
+        {"id": 1, "experiment_id": "e1", "status": "started", "reason": ""},
+        {"id": 2, "experiment_id": None, "status": "rejected", "reason": "no more experiments"},
+    ]
+    main.kill("bye")
+    await relay  # ends on its own when the instance dies
+
+
+# -- replacement ---------------------------------------------------------------------
+
+
+class _Host:
+    """The owner the fakes report deaths to: a Replacer driven like the host drives it."""
+
+    def __init__(self, config: SupervisorConfig, book: FakeBook | None = None,
+                 max_restarts: int = 10) -> None:
+        self.clock, self.events, self.pool = FakeClock(), EventLog(), InstancePool()
+        self.sleeps = Sleeps(self.clock)
+        self.factory = FakeFactory(config, owner=self)
+        self.policy = RestartPolicy(max_restarts, 10.0, clock=self.clock)
+        self.replacer = Replacer(config, self.pool, self.factory, self.policy, self.events,
+                                 book, self.pool.promote, sleep=self.sleeps)  # type: ignore[arg-type]
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def on_death(self, instance: Any, reason: str) -> None:
+        was_main = self.pool.vacate(instance) == "main"
+        self.tasks.append(asyncio.create_task(self.replacer.replace(instance, reason, was_main)))
+
+    async def settle(self) -> None:
+        while self.tasks:
+            await self.tasks.pop(0)
+
+    async def start(self) -> tuple[FakeInstance, FakeInstance]:
+        await self.factory.ensure_zygote()
+        main, standby = await self.factory.spawn("main"), await self.factory.spawn("standby")
+        await self.pool.promote(main)
+        self.pool.standby = standby
+        return main, standby
+
+
+@async_test
+async def test_a_dead_main_is_replaced_by_its_standby_and_a_new_standby_follows() -> None:
+    host = _Host(_config())
+    main, standby = await host.start()
+    main.kill("socket closed")
+    await host.settle()
+    assert host.pool.main is standby and standby.types_sent() == ["promote"]
+    assert host.pool.standby is not None and host.pool.standby not in (main, standby)
+    assert main.closed and host.factory.restarts == 1
+    assert [e["kind"] for e in host.events.recent()] == ["takeover", "crash"]
+    assert host.sleeps.asked == [0.1]  # the pause before forking the next standby
+
+
+@async_test
+async def test_with_no_standby_a_new_main_is_forked() -> None:
+    host = _Host(_config(standby=False))
+    await host.factory.ensure_zygote()
+    main = await host.factory.spawn("main")
+    await host.pool.promote(main)
+    main.kill("hang: no heartbeat")
+    await host.settle()
+    assert host.pool.main is not None and host.pool.main is not main
+    assert host.events.of_kind("hang")[0]["subject"] == main.instance_id
+
+
+@async_test
+async def test_a_failed_fork_is_retried_under_the_policy() -> None:
+    host = _Host(_config(standby=False))
+    host.factory.fail_next = [ZygoteError("fork failed"), ZygoteError("fork failed")]
+    await host.replacer.respawn("main")
+    assert host.pool.main is not None
+    assert len(host.events.of_kind("spawn_failed")) == 2
+
+
+@async_test
+async def test_a_crash_loop_backs_off_instead_of_spinning() -> None:
+    host = _Host(_config(standby=False), max_restarts=2)
+    await host.factory.ensure_zygote()
+    await host.pool.promote(await host.factory.spawn("main"))
+    for _ in range(5):  # each death: one replacement, counted by the policy
+        host.pool.main.kill("crash")  # type: ignore[union-attr]
+        await host.settle()
+    assert len(host.events.of_kind("escalate")) == 3  # the 3rd, 4th and 5th restart
+    assert host.sleeps.asked == [0.1, 0.2, 0.4]  # doubling, on the fake clock
+
+
+@async_test
+async def test_past_the_intensity_the_version_is_given_up_for_the_previous_good_one() -> None:
+    book = FakeBook(previous="v0")
+    host = _Host(_config(standby=False), book=book, max_restarts=0)
+    await host.factory.ensure_zygote()
+    old_zygote = host.factory.zygote
+    await host.replacer.respawn("main")
+    assert host.factory.version == "v0" and book.rejected[0][0] == "v1"
+    assert old_zygote is not None and old_zygote.closed
+    assert host.pool.main is not None and host.pool.main.version == "v0"
+    assert host.events.of_kind("fallback")[0]["to"] == "v0"
+
+
+@async_test
+async def test_a_replacement_that_dies_before_promotion_is_replaced_again() -> None:
+    host = _Host(_config(standby=False))
+    await host.factory.ensure_zygote()
+    original = host.factory.spawn
+
+    async def dies_once(role: str) -> FakeInstance:
+        instance = await original(role)
+        if len(host.factory.spawned) == 1:
+            instance.alive = False  # dead before promote() reaches it
+        return instance
+
+    host.factory.spawn = dies_once  # type: ignore[method-assign]
+    await host.replacer.respawn("main")
+    assert host.pool.main is host.factory.spawned[1]
+
+
+# -- hot reload ------------------------------------------------------------------------
+
+
+def _reloader(host: _Host, respawned: list[str]) -> HotReload:
+    return HotReload(host.pool, host.factory, host.events,  # type: ignore[arg-type]
+                     promote=host.pool.promote, respawn_later=respawned.append,
+                     drain_timeout=5.0, standby=True)
+
+
+@async_test
+async def test_a_reload_drains_the_old_main_then_serves_the_new_version() -> None:
+    host = _Host(_config())
+    main, standby = await host.start()
+    host.factory.answer = None
+    main.answer = lambda _id, _payload: PENDING
+    in_flight = asyncio.create_task(main.request("r1", "q", 5.0))
+    await asyncio.sleep(0)
+    respawned: list[str] = []
+    reload = asyncio.create_task(_reloader(host, respawned).reload(Path("/b.py"), "v2", "promote"))
+    await asyncio.sleep(0)
+    assert not reload.done()  # waiting for r1
+    main.answer_pending("r1", "done")
+    await reload
+    assert await in_flight == "done"
+    assert host.pool.main is not None and host.pool.main.version == "v2"
+    assert main.types_sent()[-1] == "shutdown" and not main.alive and not standby.alive
+    assert host.pool.retired == set() and respawned == ["standby"]
+    assert host.events.of_kind("reload")[0]["previous"] == "v1"
+
+
+@async_test
+async def test_a_reload_whose_new_main_fails_serves_the_old_version_again() -> None:
+    host = _Host(_config())
+    main, standby = await host.start()
+    host.factory.fail_next = [ZygoteError("the new version does not start")]
+    with pytest.raises(ZygoteError):
+        await _reloader(host, []).reload(Path("/b.py"), "v2", "promote")
+    assert host.pool.main is main and host.pool.standby is standby
+    assert host.factory.version == "v1" and host.factory.config.agent == Path("/agents/a.py")
+    assert host.pool.retired == set()
+
+
+# -- nursery ----------------------------------------------------------------------------
+
+
+@async_test
+async def test_a_failing_task_reaches_the_owner_and_closes_the_nursery() -> None:
+    nursery = Nursery("test")
+    await nursery.open()
+    sibling = nursery.spawn(asyncio.Event().wait(), "waits forever")
+
+    async def bug() -> None:
+        raise KeyError("bug")
+
+    nursery.spawn(bug(), "bug")
+    error = await nursery.failed
+    assert isinstance(error, BaseExceptionGroup) and error.subgroup(KeyError) is not None
+    assert sibling.cancelled()
+    with pytest.raises(NurseryClosed):
+        nursery.spawn(asyncio.sleep(0), "late")
+    await nursery.close()
+
+
+@async_test
+async def test_close_cancels_and_awaits_what_still_runs() -> None:
+    nursery = Nursery("test")
+    await nursery.open()
+    task = nursery.spawn(asyncio.Event().wait(), "forever")
+    await nursery.close()
+    assert task.cancelled() and not nursery.failed.done() and not nursery.open_for_tasks
