@@ -98,7 +98,8 @@ def passes(metrics: Any, threshold: float | None) -> bool:
     if threshold is None:
         return True
     score = metrics.get("score") if isinstance(metrics, Mapping) else None
-    return _number(score) and math.isfinite(score) and score >= threshold
+    return isinstance(score, int | float) and not isinstance(score, bool) \
+        and math.isfinite(score) and score >= threshold
 
 
 def stage_problem(reached: Any, scores: Any, stages: Sequence[WireStage],
@@ -118,9 +119,9 @@ def stage_problem(reached: Any, scores: Any, stages: Sequence[WireStage],
         return f"reported {reached} stages but the scores {scores!r:.80}"
     if scores[-1] != score:
         return f"reported stage score {scores[-1]!r:.40} but the result's score {score!r}"
-    for (name, threshold), score in zip(stages[:reached - 1], scores, strict=False):
-        if not passes({"score": score}, threshold):
-            return f"went on past stage {name!r} with score {score!r} below its {threshold}"
+    for (name, threshold), passed in zip(stages[:reached - 1], scores, strict=False):
+        if not passes({"score": passed}, threshold):
+            return f"went on past stage {name!r} with score {passed!r} below its {threshold}"
     name, threshold = stages[reached - 1]
     if reached < len(stages) and passes({"score": scores[-1]}, threshold):
         return f"stopped at stage {name!r} with score {scores[-1]!r}, which passes its {threshold}"

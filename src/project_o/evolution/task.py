@@ -46,8 +46,14 @@ from typing import Any, Final
 from project_o.agent.dsl import Agent, TestClient
 from project_o.agent.params import resolve
 from project_o.errors import InvalidArgument
-from project_o.evolution.cascade import STAGE_KEYS, Stage, WireStage, load_stages, passes, \
-    stage_problem
+from project_o.evolution.cascade import (
+    STAGE_KEYS,
+    Stage,
+    WireStage,
+    load_stages,
+    passes,
+    stage_problem,
+)
 from project_o.evolution.genome import Genome
 from project_o.evolution.tamper import Snapshot, describe
 from project_o.runtime.loader import load_agent, load_agent_source
@@ -302,6 +308,7 @@ def validate_metrics(genome_id: str, raw: Mapping[str, Any],
     metrics = raw.get("metrics")
     problem = _score_problem(metrics, bounds)
     if problem is None and len(stages) > 1:
+        assert isinstance(metrics, Mapping)  # _score_problem refuses anything else
         problem = stage_problem(raw.get("stage"), raw.get("stage_scores"), stages,
                                 metrics["score"])
         if problem is None:
