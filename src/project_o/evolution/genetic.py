@@ -213,6 +213,7 @@ class GeneticAlgorithm:
         self._genomes: dict[str, Genome] = {seed.id: seed}
         self._islands: list[Island] = []
         self._seen: set[str] = set()  # evaluated by the last committed generation
+        self._born: dict[str, Genome] = {}  # made this generation, with this lineage
         self._novelty = None if config.novelty is None else NoveltyIndex(config.novelty)
         self._bandit = OperatorBandit(sorted(ops)) if config.bandit else None
         self._counters: Counter[str] = Counter()
@@ -276,6 +277,7 @@ class GeneticAlgorithm:
         new = self._unseen(islands)
         self._evaluate_new(new, generation, run_id)
         self._learn(new, islands)
+        self._born.clear()
         moves = self._migrate(generation, islands)
         self._islands = islands
         population = [g for island in islands for g in island.population]
@@ -337,18 +339,21 @@ class GeneticAlgorithm:
         """A success (or not) for each operator between ``genome`` and its evaluated ancestor.
 
         The ancestor is the nearest one along first parents with a result: the
-        operators in between made intermediate genomes that were never evaluated.
+        operators in between made intermediate genomes, this generation, that
+        were never evaluated. (Lineage is read from this generation's genomes
+        only: the same content made earlier may have come another way, and a
+        resumed run has not seen that.)
         """
         operators, current = [genome.operator], genome
-        while True:
-            parent = self._genomes.get(current.parents[0]) if current.parents else None
-            if parent is None:
-                return  # the seed, or lineage this process never saw
-            if parent.id in self._cache:
-                break
-            operators.append(parent.operator)
-            current = parent
-        better = self._cache[genome.id].fitness > self._cache[parent.id].fitness
+        while current.parents and current.parents[0] not in self._cache:
+            intermediate = self._born.get(current.parents[0])
+            if intermediate is None:
+                return
+            operators.append(intermediate.operator)
+            current = intermediate
+        if not current.parents:
+            return  # the seed
+        better = self._cache[genome.id].fitness > self._cache[current.parents[0]].fitness
         for name in operators:
             if name in bandit.names:  # an arm added later would change the draws' order
                 bandit.record(name, better)
@@ -385,6 +390,7 @@ class GeneticAlgorithm:
             child = operator.apply(genome, rng, donors=donors)
             if child is not None:
                 self._genomes.setdefault(child.id, child)
+                self._born.setdefault(child.id, child)
                 return child
         return None
 
@@ -447,10 +453,13 @@ class GeneticAlgorithm:
                best: str) -> GenerationStats:
         scores = [self._cache[g.id].fitness for g in population]
         finite = [s for s in scores if math.isfinite(s)]
+        elites = [i for island in self._islands if island.archive is not None
+                  for i in island.archive.elites()[:1]]  # offspring need not keep the best
         fresh = [self._cache[g.id] for g in new]
         kinds = [e.kind for e in fresh]
         return GenerationStats(
-            generation=generation, best=max(scores), median=statistics.median(finite)
+            generation=generation, best=max(scores + [self._cache[i].fitness for i in elites]),
+            median=statistics.median(finite)
             if finite else -math.inf, evaluated=len(fresh),
             reused=len({g.id for g in population}) - len(fresh), crashes=kinds.count("crash")
             + kinds.count("memory"), timeouts=kinds.count("timeout"), gamed=kinds.count("gamed"),
