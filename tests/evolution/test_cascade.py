@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +131,53 @@ def test_bad_stages_are_refused_with_a_clear_error(tmp_path: Path) -> None:
         task.write_text("def evaluate(agent):\n    return {'score': 0.0}\n" + line + "\n")
         with pytest.raises(InvalidArgument, match=words.replace("(", r"\(").replace(")", r"\)")):
             load_task(task)
+
+
+#: symbolic regression with a cheap first stage: the error on four of the twenty points
+STAGED_SYMBREG = '''
+import sys
+sys.path.insert(0, {example!r})
+from task import MAX_MSE, POINTS, SCORE_BOUNDS, evaluate as full, target
+
+
+def quick(agent):
+    f = agent.function("f")
+    mse = sum((f(x) - target(x)) ** 2 for x in POINTS[::5]) / 4
+    return {{"score": -min(MAX_MSE, mse)}}
+
+
+STAGES = [(quick, -0.35), (full, None)]
+'''
+
+
+def test_the_evolve_command_reports_the_stage_each_candidate_reached(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "symbolic_regression"
+    task = tmp_path / "staged.py"
+    task.write_text(STAGED_SYMBREG.format(example=str(example)))
+    done = subprocess.run(
+        [sys.executable, "-m", "project_o.evolution.evolve_cli", "--agent",
+         str(example / "agent.py"), "--task", str(task), "--population", "24",
+         "--generations", "3", "--tournament", "3", "--seed", "1", "--workers", "2",
+         "--run-dir", str(tmp_path / "run"), "--json"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    reached = Counter[str]()
+    for row in report["history"]:
+        reached.update(row["stages"])
+    with sqlite3.connect(tmp_path / "run" / "VAULT" / "catalog.sqlite") as conn:
+        by_id = {i: json.loads(m) for i, m in conn.execute(
+            "SELECT version_id, metrics FROM evaluations WHERE failure IS NULL")}
+    metrics = list(by_id.values())
+    stored = Counter(str(m["stage"]) for m in metrics)
+    assert stored == reached and set(stored) == {"1", "2"}  # some stopped, some went on
+    for m in metrics:
+        assert (m["stage"], m["stage_name"]) in ((1, "quick"), (2, "evaluate"))
+        assert ("mse" in m) == (m["stage"] == 2)  # only the full stage measures the MSE
+        assert m["stage"] == 2 or m["score"] < -0.35
+    assert "stages 1:" in done.stderr  # the progress rows show it too
+    # A candidate that stopped early never wins, though its cheap score may be higher.
+    assert report["metrics"]["stage"] == 2
+    assert all(by_id[row["best_id"]]["stage"] == 2 for row in report["history"])
+    assert any(m["stage"] == 1 and m["score"] > by_id[report["history"][0]["best_id"]]["score"]
+               for m in metrics)  # this run has such a candidate: the check above bites

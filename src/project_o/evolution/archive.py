@@ -11,7 +11,8 @@
 The grid's range per feature is the range seen so far (as OpenEvolve
 scales its features): when a value falls outside it, the range widens and
 every elite is placed again, the better one keeping a cell that two now
-share. "Better" is a total order (fitness, then the smaller id), so the
+share. "Better" is a total order (merit: the cascade stage reached, then
+fitness; then the smaller id), so the
 archive is a function of the candidates inserted and their order, and
 :meth:`MapElites.state` / :meth:`MapElites.load` carry it across a
 restart exactly. Failed candidates and ones missing a feature are not
@@ -37,6 +38,8 @@ ARCHIVE_KINDS: Final = ("map-elites",)
 MAX_CELLS: Final = 1_000_000
 
 Cell = tuple[int, ...]
+#: (cascade stage reached, fitness): :attr:`Evaluation.merit`
+Merit = tuple[float, float]
 
 
 class MapElites:
@@ -50,7 +53,7 @@ class MapElites:
                                   f"bins over {len(features)} features")
         self.features, self.bins = tuple(features), bins
         self._bounds: list[list[float]] = []  # per feature [low, high]; empty until the first
-        self._members: dict[str, tuple[float, tuple[float, ...]]] = {}  # id -> fitness, values
+        self._members: dict[str, tuple[Merit, tuple[float, ...]]] = {}  # id -> merit, values
         self._cells: dict[Cell, str] = {}
 
     def __len__(self) -> int:
@@ -64,7 +67,7 @@ class MapElites:
             return genome_id in self._members
         if self._widen(values):
             self._rebuild()
-        return self._place(genome_id, evaluation.fitness, values)
+        return self._place(genome_id, evaluation.merit, values)
 
     def sample(self, rng: random.Random) -> str:
         """A parent: the elite of a uniformly chosen occupied cell."""
@@ -75,11 +78,8 @@ class MapElites:
 
     def elites(self) -> list[str]:
         """The ids holding cells, best first."""
-        return sorted(self._cells.values(), key=lambda i: (-self._members[i][0], i))
-
-    def fitness(self, genome_id: str) -> float:
-        """The fitness of an elite."""
-        return self._members[genome_id][0]
+        return sorted(self._cells.values(),
+                      key=lambda i: (-self._members[i][0][0], -self._members[i][0][1], i))
 
     def cells(self) -> dict[str, str]:
         """``{"b1,b2": elite id}``, for reports."""
@@ -108,18 +108,18 @@ class MapElites:
 
     def _rebuild(self) -> None:
         members, self._members, self._cells = self._members, {}, {}
-        for genome_id, (fitness, values) in sorted(members.items()):
-            self._place(genome_id, fitness, values)
+        for genome_id, (merit, values) in sorted(members.items()):
+            self._place(genome_id, merit, values)
 
-    def _place(self, genome_id: str, fitness: float, values: tuple[float, ...]) -> bool:
+    def _place(self, genome_id: str, merit: Merit, values: tuple[float, ...]) -> bool:
         cell = self._cell(values)
         holder = self._cells.get(cell)
-        if holder is not None and (self._members[holder][0], genome_id) >= (fitness, holder):
+        if holder is not None and (self._members[holder][0], genome_id) >= (merit, holder):
             return False
         if holder is not None:
             del self._members[holder]
         self._cells[cell] = genome_id
-        self._members[genome_id] = (fitness, values)
+        self._members[genome_id] = (merit, values)
         return True
 
     def _cell(self, values: tuple[float, ...]) -> Cell:
@@ -136,8 +136,8 @@ class MapElites:
     def state(self) -> dict[str, Any]:
         """JSON-able state for :meth:`load`."""
         return {"features": list(self.features), "bins": self.bins, "bounds": self._bounds,
-                "members": {gid: [fitness, list(values)]
-                            for gid, (fitness, values) in sorted(self._members.items())}}
+                "members": {gid: [list(merit), list(values)]
+                            for gid, (merit, values) in sorted(self._members.items())}}
 
     @classmethod
     def load(cls, state: Mapping[str, Any]) -> MapElites:
@@ -145,8 +145,9 @@ class MapElites:
         try:
             archive = cls(state["features"], int(state["bins"]))
             archive._bounds = [[float(low), float(high)] for low, high in state["bounds"]]
-            for genome_id, (fitness, values) in state["members"].items():
-                archive._members[genome_id] = (float(fitness), tuple(map(float, values)))
+            for genome_id, ((stage, fitness), values) in state["members"].items():
+                merit = (float(stage), float(fitness))
+                archive._members[genome_id] = (merit, tuple(map(float, values)))
                 archive._cells[archive._cell(archive._members[genome_id][1])] = genome_id
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgument(f"not a MapElites state ({exc!r}): {state!r:.200}") from exc

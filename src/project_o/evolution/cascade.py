@@ -11,6 +11,8 @@ the score a candidate needs to go on::
 
     STAGES = [(quick, -1.0), (evaluate, None)]     # or dicts: {"evaluate", "threshold", "name"}
 
+(``evaluate`` may then be left out: the last stage is the task's evaluate.)
+
 How one candidate runs through them (in the evaluator child, under the one
 alarm of its timeout, with the tamper check after every stage)::
 
@@ -20,8 +22,9 @@ alarm of its timeout, with the tamper check after every stage)::
 
 The result is the last stage's metrics plus ``stage`` (the number reached,
 from 1) and ``stage_name``. A stopped candidate keeps its stage score as its
-fitness, so a stage's score should be on the final stage's scale (the same
-error on fewer cases, say). The process that runs the evolution never
+fitness, but ranks below every candidate that went further
+(:attr:`~project_o.evolution.task.Evaluation.merit` is (stage, fitness)):
+a cheap stage's score need not be on the final stage's scale. The process that runs the evolution never
 trusts the child's account: it knows the thresholds from the zygote (read
 before any candidate ran) and calls a result whose stage scores do not
 agree with them "gamed" (:func:`stage_problem`).
@@ -54,7 +57,7 @@ class Stage:
     threshold: float | None = None
 
 
-def load_stages(module: Any, evaluate: Callable[[Any], Any]) -> tuple[Stage, ...]:
+def load_stages(module: Any, evaluate: Any) -> tuple[Stage, ...]:
     """The task module's ``STAGES``, checked; one stage of ``evaluate`` when it has none."""
     raw = getattr(module, "STAGES", None)
     if raw is None:

@@ -30,8 +30,10 @@ The pieces live in their own modules: :mod:`.islands` (ring migration),
 :mod:`.archive` (MAP-Elites), :mod:`.novelty` (twins), :mod:`.bandit`
 (operator choice), :mod:`.cascade` (stages, inside the evaluator).
 
-Multi-objective mode ranks by Pareto front on (score ↑, time ↓, memory ↓)
-and then by score. Time and memory are measurements, so such a run is
+Candidates rank by score; with a cascade, first by the stage they reached
+(:attr:`Evaluation.merit`), so one that stopped early never outranks one
+that passed. Multi-objective mode ranks by Pareto front on (score ↑, time ↓,
+memory ↓) and then by score. Time and memory are measurements, so such a run is
 reproducible only as far as they are.
 """
 
@@ -353,7 +355,7 @@ class GeneticAlgorithm:
             current = intermediate
         if not current.parents:
             return  # the seed
-        better = self._cache[genome.id].fitness > self._cache[current.parents[0]].fitness
+        better = self._cache[genome.id].merit > self._cache[current.parents[0]].merit
         for name in operators:
             if name in bandit.names:  # an arm added later would change the draws' order
                 bandit.record(name, better)
@@ -415,11 +417,11 @@ class GeneticAlgorithm:
         return sorted(distinct, key=lambda g: (_negate(self._key(g, population)), g.id))
 
     def _key(self, genome: Genome, population: list[Genome]) -> tuple[float, ...]:
-        fitness = self._cache[genome.id].fitness
+        stage, fitness = self._cache[genome.id].merit  # stage: 0 unless the task has a cascade
         if not self.config.multi_objective:
-            return (fitness,)
+            return (stage, fitness)
         ranks = self._ranks_for(population)
-        return (-ranks.get(genome.id, math.inf), fitness)
+        return (stage, -ranks.get(genome.id, math.inf), fitness)
 
     def _ranks_for(self, population: list[Genome]) -> dict[str, float]:
         ids = tuple(sorted({g.id for g in population}))
@@ -455,11 +457,11 @@ class GeneticAlgorithm:
         finite = [s for s in scores if math.isfinite(s)]
         elites = [i for island in self._islands if island.archive is not None
                   for i in island.archive.elites()[:1]]  # offspring need not keep the best
+        top = max([g.id for g in population] + elites, key=lambda i: self._cache[i].merit)
         fresh = [self._cache[g.id] for g in new]
         kinds = [e.kind for e in fresh]
         return GenerationStats(
-            generation=generation, best=max(scores + [self._cache[i].fitness for i in elites]),
-            median=statistics.median(finite)
+            generation=generation, best=self._cache[top].fitness, median=statistics.median(finite)
             if finite else -math.inf, evaluated=len(fresh),
             reused=len({g.id for g in population}) - len(fresh), crashes=kinds.count("crash")
             + kinds.count("memory"), timeouts=kinds.count("timeout"), gamed=kinds.count("gamed"),
@@ -472,7 +474,7 @@ class GeneticAlgorithm:
     def _island_row(self, island: Island) -> dict[str, Any]:
         ids = {g.id for g in island.population} | set(
             island.archive.elites() if island.archive is not None else ())
-        best = min(ids, key=lambda i: (-self._cache[i].fitness, i))
+        best = max(sorted(ids), key=lambda i: self._cache[i].merit)  # first of equals
         row: dict[str, Any] = {"best": self._cache[best].fitness, "best_id": best}
         if island.archive is not None:
             row["cells"] = len(island.archive)

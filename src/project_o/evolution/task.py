@@ -103,13 +103,16 @@ def load_task(path: str | Path) -> Task:
         raise InvalidArgument(f"expected a task .py file with evaluate(agent), got {source}")
     module = _import(source)
     evaluate = getattr(module, "evaluate", None)
-    if not callable(evaluate):
+    if not callable(evaluate) and getattr(module, "STAGES", None) is None:
         raise InvalidArgument(f"{source} defines no evaluate(agent) function; add one that "
                               'returns {"score": float, ...}')
+    stages = load_stages(module, evaluate)
     # SCORE_RANGE: an older name for the same bounds, still accepted.
     bounds = getattr(module, "SCORE_BOUNDS", getattr(module, "SCORE_RANGE", (-math.inf, math.inf)))
     low, high = (float(b) for b in bounds)
-    return Task(source, evaluate, (low, high), module, load_stages(module, evaluate))
+    # A cascade's last stage is the task's evaluate when the file names none.
+    return Task(source, evaluate if callable(evaluate) else stages[-1].evaluate, (low, high),
+                module, stages)
 
 
 def _import(source: Path) -> ModuleType:
@@ -280,6 +283,11 @@ class Evaluation:
     def fitness(self) -> float:
         """The score, or :data:`WORST_FITNESS` for a failure."""
         return float(self.metrics["score"]) if self.failure is None else WORST_FITNESS
+
+    @property
+    def merit(self) -> tuple[int, float]:
+        """What ranks candidates: (cascade stage reached, fitness), so stopping early loses."""
+        return (self.stage or 0, self.fitness)
 
     @property
     def stage(self) -> int | None:
