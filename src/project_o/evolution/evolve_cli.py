@@ -23,6 +23,7 @@ import json
 import os
 import random
 import sys
+from collections import Counter
 from typing import Any, Final, Self
 
 from rich.console import Console
@@ -228,6 +229,12 @@ def _search_summary(console: Console, result: GAResult) -> None:
     if twins:
         console.print(f"novelty: {twins} candidates not evaluated ("
                       f"{result.counters.get('near_duplicates', 0)} near duplicates)")
+    reached: Counter[str] = Counter()
+    for stats in result.history:
+        reached.update(stats.stages)
+    if reached:
+        console.print("cascade: " + ", ".join(
+            f"{count} reached stage {stage}" for stage, count in sorted(reached.items())))
     if result.bandit is not None:
         console.print("operator bandit (successes/failures): " + ", ".join(
             f"{name} {s:g}/{f:g}" for name, (s, f) in result.bandit["arms"].items()))

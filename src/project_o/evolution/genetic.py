@@ -468,13 +468,14 @@ class GeneticAlgorithm:
             errors=kinds.count("error"), seconds=round(time.monotonic() - started, 6),
             best_id=best, duplicates=duplicates, migrated=sum(len(m.genomes) for m in moves),
             stages=dict(sorted(Counter(str(e.stage) for e in fresh if e.stage).items())),
-            islands=[self._island_row(island) for island in self._islands]
+            islands=[self._island_row(island, best) for island in self._islands]
             if len(self._islands) > 1 or self.config.archive else [])
 
-    def _island_row(self, island: Island) -> dict[str, Any]:
+    def _island_row(self, island: Island, winner: str) -> dict[str, Any]:
         ids = {g.id for g in island.population} | set(
             island.archive.elites() if island.archive is not None else ())
-        best = max(sorted(ids), key=lambda i: self._cache[i].merit)  # first of equals
+        # the first of equals: the run's best if it is here, else the smallest id
+        best = max(sorted(ids, key=lambda i: (i != winner, i)), key=lambda i: self._cache[i].merit)
         row: dict[str, Any] = {"best": self._cache[best].fitness, "best_id": best}
         if island.archive is not None:
             row["cells"] = len(island.archive)
@@ -488,7 +489,7 @@ class GeneticAlgorithm:
             [*(previous.history if previous is not None else ()), asdict(stats)],
             islands=[{"population": [g.id for g in island.population],
                       "archive": None if island.archive is None else island.archive.state()}
-                     for island in self._islands],
+                     for island in self._islands] if stats.islands else [],  # else: population
             bandit=None if self._bandit is None else self._bandit.state(),
             counters=dict(sorted(self._counters.items())),
             migrations=[*(previous.migrations if previous is not None else ()),
