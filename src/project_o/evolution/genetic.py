@@ -46,13 +46,12 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.archive import ARCHIVE_KINDS, MapElites
-from project_o.evolution.bandit import OperatorBandit
 from project_o.evolution.genome import Genome
 from project_o.evolution.islands import (
     DEFAULT_MIGRATION_INTERVAL,
@@ -63,7 +62,8 @@ from project_o.evolution.islands import (
     migrants,
     ring_migration,
 )
-from project_o.evolution.novelty import NoveltyIndex, Twin
+from project_o.evolution.novelty import NoveltyIndex, Twin, replace_twins
+from project_o.evolution.operator_choice import OperatorChoice
 from project_o.evolution.operators import Operator, default_operators
 from project_o.evolution.run_store import (
     GenerationState,
@@ -215,9 +215,8 @@ class GeneticAlgorithm:
         self._genomes: dict[str, Genome] = {seed.id: seed}
         self._islands: list[Island] = []
         self._seen: set[str] = set()  # evaluated by the last committed generation
-        self._born: dict[str, Genome] = {}  # made this generation, with this lineage
         self._novelty = None if config.novelty is None else NoveltyIndex(config.novelty)
-        self._bandit = OperatorBandit(sorted(ops)) if config.bandit else None
+        self._choice = OperatorChoice(sorted(ops), bandit=config.bandit)
         self._counters: Counter[str] = Counter()
         self._migrations: list[Migration] = []
 
@@ -279,7 +278,6 @@ class GeneticAlgorithm:
         new = self._unseen(islands)
         self._evaluate_new(new, generation, run_id)
         self._learn(new, islands)
-        self._born.clear()
         moves = self._migrate(generation, islands)
         self._islands = islands
         population = [g for island in islands for g in island.population]
@@ -302,19 +300,8 @@ class GeneticAlgorithm:
         """Put each new genome's evaluated twin in its place (novelty); the ones skipped."""
         if self._novelty is None:
             return []
-        skipped: list[tuple[Genome, Twin]] = []
-        accepted: set[str] = set()
-        for island in islands:
-            for i, genome in enumerate(island.population):
-                if genome.id in self._seen or genome.id in accepted:
-                    continue
-                twin = self._novelty.twin(genome)
-                if twin is None:
-                    self._novelty.add(genome)  # its siblings are compared with it too
-                    accepted.add(genome.id)
-                else:
-                    skipped.append((genome, twin))
-                    island.population[i] = self._genomes[twin.genome_id]
+        skipped = replace_twins(self._novelty, [i.population for i in islands], self._seen,
+                                self._genomes)
         near = sum(1 for _, twin in skipped if twin.similarity < 1.0)
         self._counters.update(duplicates=len(skipped) - near, near_duplicates=near)
         return skipped
@@ -333,32 +320,7 @@ class GeneticAlgorithm:
             if island.archive is not None:
                 for genome in [g for g in island.population if g.id in new_ids]:
                     island.archive.insert(genome.id, self._cache[genome.id])
-        if self._bandit is not None:
-            for genome in new:
-                self._reward(self._bandit, genome)
-
-    def _reward(self, bandit: OperatorBandit, genome: Genome) -> None:
-        """A success (or not) for each operator between ``genome`` and its evaluated ancestor.
-
-        The ancestor is the nearest one along first parents with a result: the
-        operators in between made intermediate genomes, this generation, that
-        were never evaluated. (Lineage is read from this generation's genomes
-        only: the same content made earlier may have come another way, and a
-        resumed run has not seen that.)
-        """
-        operators, current = [genome.operator], genome
-        while current.parents and current.parents[0] not in self._cache:
-            intermediate = self._born.get(current.parents[0])
-            if intermediate is None:
-                return
-            operators.append(intermediate.operator)
-            current = intermediate
-        if not current.parents:
-            return  # the seed
-        better = self._cache[genome.id].merit > self._cache[current.parents[0]].merit
-        for name in operators:
-            if name in bandit.names:  # an arm added later would change the draws' order
-                bandit.record(name, better)
+        self._choice.learn(new, self._cache)
 
     def _migrate(self, generation: int, islands: list[Island]) -> list[Migration]:
         interval = self.config.migration_interval
@@ -388,21 +350,13 @@ class GeneticAlgorithm:
     def _first_child(self, operators: Sequence[Operator], genome: Genome,
                      donors: Sequence[Genome], rng: random.Random) -> Genome | None:
         """Try the operators in a random (or the bandit's) order; the first child wins."""
-        for operator in self._order(operators, rng):
+        for operator in self._choice.order(operators, rng):
             child = operator.apply(genome, rng, donors=donors)
             if child is not None:
                 self._genomes.setdefault(child.id, child)
-                self._born.setdefault(child.id, child)
+                self._choice.made(child)
                 return child
         return None
-
-    def _order(self, operators: Sequence[Operator], rng: random.Random) -> Iterator[Operator]:
-        if self._bandit is None:
-            yield from rng.sample(list(operators), len(operators))
-            return
-        untried = {op.name: op for op in operators}
-        while untried:  # the bandit's choices in turn, until one applies to this genome
-            yield untried.pop(self._bandit.choose(rng, among=untried))
 
     # -- selection ------------------------------------------------------
 
@@ -490,7 +444,7 @@ class GeneticAlgorithm:
             islands=[{"population": [g.id for g in island.population],
                       "archive": None if island.archive is None else island.archive.state()}
                      for island in self._islands] if stats.islands else [],  # else: population
-            bandit=None if self._bandit is None else self._bandit.state(),
+            bandit=self._choice.state(),
             counters=dict(sorted(self._counters.items())),
             migrations=[*(previous.migrations if previous is not None else ()),
                         *(m.to_json() for m in moves)])
@@ -542,8 +496,7 @@ class GeneticAlgorithm:
         self._islands = [Island([self._genomes[i] for i in s["population"]],
                                 None if s["archive"] is None else MapElites.load(s["archive"]))
                          for s in islands]
-        if self._bandit is not None and state.bandit is not None:
-            self._bandit = OperatorBandit.load(state.bandit, names=self._bandit.names)
+        self._choice.restore(state.bandit)
         self._counters = Counter(state.counters)
         self._migrations = [Migration.from_json(m) for m in state.migrations]
         if self._novelty is not None:

@@ -27,13 +27,14 @@ import json
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
 
-__all__ = ["DEFAULT_SIMILARITY", "NoveltyIndex", "Twin", "normalise"]
+__all__ = ["DEFAULT_SIMILARITY", "NoveltyIndex", "Twin", "normalise", "replace_twins"]
 
 #: Jaccard similarity of shingles at or above which a candidate is a near duplicate:
 #: one changed token in a 60-token function is about 0.9, so this rejects less than that
@@ -156,3 +157,27 @@ def _bands(shingles: frozenset[int]) -> list[tuple[int, int]]:
 
 def _jaccard(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def replace_twins(index: NoveltyIndex, populations: Sequence[list[Genome]], seen: set[str],
+                  genomes: Mapping[str, Genome]) -> list[tuple[Genome, Twin]]:
+    """Put each new genome's evaluated twin in its place, in place; the ones replaced.
+
+    ``seen`` are the ids already evaluated (they are no candidates), ``genomes``
+    holds every genome the index names. A genome found novel joins the index at
+    once, so its siblings later in the populations are compared with it too.
+    """
+    replaced: list[tuple[Genome, Twin]] = []
+    accepted: set[str] = set()
+    for population in populations:
+        for i, genome in enumerate(population):
+            if genome.id in seen or genome.id in accepted:
+                continue
+            twin = index.twin(genome)
+            if twin is None:
+                index.add(genome)
+                accepted.add(genome.id)
+            else:
+                replaced.append((genome, twin))
+                population[i] = genomes[twin.genome_id]
+    return replaced
