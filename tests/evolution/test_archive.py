@@ -50,6 +50,7 @@ def test_failures_and_candidates_without_the_features_are_not_placed() -> None:
     assert not archive.insert("half", _ok("half", 1.0, x=1.0))
     assert not archive.insert("text", Evaluation("text", {"score": 1.0, "x": "1", "y": 2.0}))
     assert archive.insert("ok", _ok("ok", 1.0, x=1.0, y=2.0)) and len(archive) == 1
+    assert "ok" in archive and "half" not in archive
 
 
 def test_state_round_trips_and_sampling_covers_the_occupied_cells() -> None:

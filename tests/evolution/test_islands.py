@@ -10,6 +10,7 @@ import pytest
 from project_o.errors import InvalidArgument
 from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
 from project_o.evolution.genome import Genome
+from project_o.evolution.archive import MapElites
 from project_o.evolution.islands import Island, migrants, ring_migration
 from project_o.evolution.population import EvaluatorPool
 from project_o.evolution.run_store import RunStore
@@ -53,6 +54,27 @@ def test_a_genome_an_island_already_has_is_not_sent_twice() -> None:
     moves = ring_migration(islands, 1, 1, genomes={x.id: x for x in g.values()}, cache=cache,
                            key=lambda genome: (cache[genome.id].fitness,))
     assert moves == [] and islands[1].population == [g["x"], g["z"]]
+
+
+def test_archive_islands_offer_their_elites_to_the_next_archive() -> None:
+    scores = {"p": 9.0, "q": 1.0, "r": 5.0, "s": 8.0}
+    g, _ = _genomes(scores)
+    x = {"p": 0.0, "q": 10.0, "r": 0.0, "s": 10.0}
+    cache = {g[n].id: Evaluation(g[n].id, {"score": scores[n], "x": x[n]}) for n in scores}
+    first, second = MapElites(["x"], 2), MapElites(["x"], 2)
+    for name, archive in (("p", first), ("q", first), ("r", second), ("s", second)):
+        archive.insert(g[name].id, cache[g[name].id])
+    islands = [Island([], first), Island([], second)]
+    moves = ring_migration(islands, 3, 1, genomes={v.id: v for v in g.values()}, cache=cache,
+                           key=lambda genome: (cache[genome.id].fitness,))
+    # first sends p (9, cell 0): it beats r there. second sends s (8, cell 1): it beats q.
+    assert second.cells() == {"0": g["p"].id, "1": g["s"].id}
+    assert first.cells() == {"0": g["p"].id, "1": g["s"].id}
+    assert [(m.source, m.target, m.genomes) for m in moves] == [
+        (1, 0, [g["s"].id]), (0, 1, [g["p"].id])]
+    again = ring_migration(islands, 6, 1, genomes={v.id: v for v in g.values()}, cache=cache,
+                           key=lambda genome: (cache[genome.id].fitness,))
+    assert again == []  # both already hold what the other sends
 
 
 def test_bad_ring_options_are_refused() -> None:

@@ -114,3 +114,18 @@ def test_resume_after_random_kills_equals_uninterrupted(tmp_path: Path, mode: st
     assert total == resumed["evaluations"] == whole["evaluations"]
     counters = whole["counters"]
     assert twins == counters.get("duplicates", 0) + counters.get("near_duplicates", 0) > 0
+
+
+def test_resume_with_other_search_options_is_refused(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "project_o.evolution.evolve_cli", "--agent",
+            str(EXAMPLE / "agent.py"), "--task", str(EXAMPLE / "task.py"), "--population", "6",
+            "--generations", "1", "--tournament", "2", "--elitism", "1", "--workers", "2",
+            "--run-dir", str(tmp_path), "--islands", "2"]
+    first = subprocess.run(base, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode in (0, 1), first.stderr[-2000:]
+    other = subprocess.run([*base, "--islands", "3", "--resume"], capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert other.returncode == 2 and "same agent and options" in other.stdout + other.stderr
+    same = subprocess.run([*base, "--resume"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert same.returncode in (0, 1), same.stderr[-2000:]

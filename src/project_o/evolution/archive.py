@@ -60,6 +60,10 @@ class MapElites:
         """Occupied cells."""
         return len(self._cells)
 
+    def __contains__(self, genome_id: object) -> bool:
+        """Whether ``genome_id`` holds a cell."""
+        return genome_id in self._members
+
     def insert(self, genome_id: str, evaluation: Evaluation) -> bool:
         """Place a candidate; whether it now holds a cell."""
         values = self._values(evaluation)

@@ -472,7 +472,9 @@ class GeneticAlgorithm:
             raise InvalidArgument(f"no run to resume in {self.store.path}; start one first")
         run_id, info = latest
         config = json.loads(json.dumps(asdict(self.config)))  # as stored: tuples are lists
-        if info["seed"] != self.seed.id or info["config"] != config:
+        # A run from before an option existed ran with that option's default.
+        stored = {**json.loads(json.dumps(asdict(GAConfig()))), **info["config"]}
+        if info["seed"] != self.seed.id or stored != config:
             raise InvalidArgument(
                 f"run {run_id} in {self.store.path} was started with seed {info['seed']} and "
                 f"config {info['config']}; resume it with the same agent and options")

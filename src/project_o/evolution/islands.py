@@ -113,7 +113,8 @@ def _best(island: Island, count: int, genomes: Mapping[str, Genome], key: Key) -
 def _receive(island: Island, arriving: list[Genome], cache: Mapping[str, Evaluation],
              key: Key) -> list[Genome]:
     if island.archive is not None:
-        return [g for g in arriving if island.archive.insert(g.id, cache[g.id])]
+        archive = island.archive
+        return [g for g in arriving if g.id not in archive and archive.insert(g.id, cache[g.id])]
     present = {g.id for g in island.population}
     new = [g for g in arriving if g.id not in present]
     worst = sorted(range(len(island.population)),
