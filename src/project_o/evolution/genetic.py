@@ -11,7 +11,8 @@
                             mut_ast_donor with the mate as donor), each then mutated
                             with p = mutation (MAP-Elites: always), operators in a random
                             order or the bandit's
-                 ─► novelty: a twin of an evaluated genome takes its place, unevaluated
+                 ─► novelty: a twin of an evaluated genome is mutated again (3 tries), else
+                    the evaluated one takes its place
                  ─► evaluate only genomes never evaluated (cache by genome id)
                  ─► learn: archives place them, the bandit counts improvements
                  ─► every ``migration_interval`` generations: ring migration
@@ -274,7 +275,7 @@ class GeneticAlgorithm:
                 rng: random.Random, previous: GenerationState | None,
                 started: float) -> GenerationState:
         """Skip twins, evaluate what is new, learn from it, migrate; commit the generation."""
-        twins = self._skip_twins(islands)
+        twins = self._skip_twins(islands, rng)
         new = self._unseen(islands)
         self._evaluate_new(new, generation, run_id)
         self._learn(new, islands)
@@ -296,12 +297,13 @@ class GeneticAlgorithm:
 
     # -- novelty, learning, migration -----------------------------------
 
-    def _skip_twins(self, islands: list[Island]) -> list[tuple[Genome, Twin]]:
-        """Put each new genome's evaluated twin in its place (novelty); the ones skipped."""
+    def _skip_twins(self, islands: list[Island],
+                    rng: random.Random) -> list[tuple[Genome, Twin]]:
+        """Mutate each twin of an evaluated genome again, or put the twin in its place."""
         if self._novelty is None:
             return []
         skipped = replace_twins(self._novelty, [i.population for i in islands], self._seen,
-                                self._genomes)
+                                self._genomes, remake=lambda genome: self._mutate(genome, rng))
         near = sum(1 for _, twin in skipped if twin.similarity < 1.0)
         self._counters.update(duplicates=len(skipped) - near, near_duplicates=near)
         return skipped

@@ -9,6 +9,9 @@
                                     exact Jaccard on the candidates >= threshold? ─► twin
            ─► otherwise: novel; :meth:`NoveltyIndex.add` it once it is evaluated
 
+    :func:`replace_twins` (the loop): a twin is mutated again, up to RETRIES
+    times, and if it stays a twin its evaluated twin takes its slot unevaluated.
+
 The index is a function of the *set* of genomes added: the twin is the most
 similar one, ties broken by the smaller id, so a resumed run that rebuilds
 the index from its committed generations decides exactly as the
@@ -27,18 +30,22 @@ import json
 import re
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
 
-__all__ = ["DEFAULT_SIMILARITY", "NoveltyIndex", "Twin", "normalise", "replace_twins"]
+__all__ = ["DEFAULT_SIMILARITY", "RETRIES", "NoveltyIndex", "Twin", "normalise",
+           "replace_twins"]
 
 #: Jaccard similarity of shingles at or above which a candidate is a near duplicate:
 #: one changed token in a 60-token function is about 0.9, so this rejects less than that
 DEFAULT_SIMILARITY: Final = 0.95
+#: a twin is mutated again this often before its evaluated twin takes its slot: rejection
+#: sampling, as ShinkaEvolve resamples a rejected proposal a few times
+RETRIES: Final = 3
 #: tokens per shingle: order matters within three tokens, so `a - b` differs from `b - a`
 SHINGLE: Final = 3
 BANDS: Final = 8
@@ -160,24 +167,29 @@ def _jaccard(a: frozenset[int], b: frozenset[int]) -> float:
 
 
 def replace_twins(index: NoveltyIndex, populations: Sequence[list[Genome]], seen: set[str],
-                  genomes: Mapping[str, Genome]) -> list[tuple[Genome, Twin]]:
-    """Put each new genome's evaluated twin in its place, in place; the ones replaced.
+                  genomes: Mapping[str, Genome], *, remake: Callable[[Genome], Genome],
+                  tries: int = RETRIES) -> list[tuple[Genome, Twin]]:
+    """Make each new genome novel or replace it by its twin, in place; every twin found.
 
-    ``seen`` are the ids already evaluated (they are no candidates), ``genomes``
-    holds every genome the index names. A genome found novel joins the index at
-    once, so its siblings later in the populations are compared with it too.
+    A new genome with an evaluated twin is remade (``remake``: a mutant of it,
+    further from the twin) up to ``tries`` times; the last twin takes its slot
+    when none is novel. ``seen`` are the ids already evaluated (no candidates),
+    ``genomes`` holds every genome the index names. A genome found novel joins
+    the index at once, so its siblings later in the populations meet it too.
     """
-    replaced: list[tuple[Genome, Twin]] = []
+    found: list[tuple[Genome, Twin]] = []
     accepted: set[str] = set()
     for population in populations:
         for i, genome in enumerate(population):
-            if genome.id in seen or genome.id in accepted:
-                continue
-            twin = index.twin(genome)
-            if twin is None:
-                index.add(genome)
-                accepted.add(genome.id)
-            else:
-                replaced.append((genome, twin))
-                population[i] = genomes[twin.genome_id]
-    return replaced
+            for attempt in range(tries + 1):
+                if genome.id in seen or genome.id in accepted:
+                    break
+                twin = index.twin(genome)
+                if twin is None:
+                    index.add(genome)
+                    accepted.add(genome.id)
+                    break
+                found.append((genome, twin))
+                genome = remake(genome) if attempt < tries else genomes[twin.genome_id]
+            population[i] = genome
+    return found
