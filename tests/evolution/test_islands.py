@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from project_o.errors import InvalidArgument
+from project_o.evolution.archive import MapElites
 from project_o.evolution.genetic import GAConfig, GeneticAlgorithm
 from project_o.evolution.genome import Genome
-from project_o.evolution.archive import MapElites
 from project_o.evolution.islands import Island, migrants, ring_migration
 from project_o.evolution.population import EvaluatorPool
 from project_o.evolution.run_store import RunStore
