@@ -31,7 +31,7 @@ MODES = {
     "islands": ["--islands", "3", "--migration-interval", "2", "--migration-rate", "0.2",
                 "--novelty", "0.9", "--bandit"],
     "map-elites": ["--islands", "2", "--migration-interval", "3", "--archive", "map-elites",
-                   "--features", "size,mse", "--bins", "4", "--novelty", "--bandit"],
+                   "--features", "size,mse", "--bins", "4", "--novelty", "0.95", "--bandit"],
 }
 #: how many times a run is killed before it is let finish
 KILLS = 2
