@@ -28,14 +28,15 @@ evaluation, giving the result an uninterrupted run would have given
 (islands, archives, the bandit's counts and the counters included).
 
 The pieces live in their own modules: :mod:`.islands` (ring migration),
-:mod:`.archive` (MAP-Elites), :mod:`.novelty` (twins), :mod:`.bandit`
-(operator choice), :mod:`.cascade` (stages, inside the evaluator).
+:mod:`.archive` (MAP-Elites), :mod:`.novelty` (twins),
+:mod:`.operator_choice` (random order or the bandit, and its credit),
+:mod:`.cascade` (stages, inside the evaluator).
 
 Candidates rank by score; with a cascade, first by the stage they reached
 (:attr:`Evaluation.merit`), so one that stopped early never outranks one
 that passed. Multi-objective mode ranks by Pareto front on (score ↑, time ↓,
-memory ↓) and then by score. Time and memory are measurements, so such a run is
-reproducible only as far as they are.
+memory ↓) and then by score. Time and memory are measurements, so such a
+run is reproducible only as far as they are.
 """
 
 from __future__ import annotations
