@@ -122,3 +122,12 @@ def test_features_need_an_archive_on_the_command_line(tmp_path: Path) -> None:
          str(EXAMPLE / "agent.py"), "--task", str(EXAMPLE / "task.py"), "--features", "mse",
          "--run-dir", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "--archive map-elites" in done.stdout + done.stderr
+
+
+def test_features_the_task_never_returns_stop_the_run_with_a_clear_error(
+        pool: EvaluatorPool, files: tuple[Path, Path]) -> None:
+    config = GAConfig(population=4, generations=2, tournament=2, elitism=1,
+                      archive="map-elites", features=("threshold", "latency"), bins=3)
+    seed = Genome.from_path(files[0])
+    with pytest.raises(InvalidArgument, match=r"no candidate has the features.*latency"):
+        GeneticAlgorithm(seed, pool.evaluate, config).run()
