@@ -10,7 +10,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "symbolic_regressio
 SEARCH_TASK = '''
 import sys, time
 sys.path.insert(0, {example!r})
-from task import SCORE_BOUNDS, evaluate as _evaluate
+from task import MAX_MSE, POINTS, SCORE_BOUNDS, evaluate as _evaluate, target
 
 def evaluate(agent):
     time.sleep({slow_s!r})
@@ -19,11 +19,25 @@ def evaluate(agent):
     return metrics
 '''
 
+#: a cheap first stage: the error on four of the twenty points
+QUICK_STAGE = '''
+def quick(agent):
+    f = agent.function("f")
+    mse = sum((f(x) - target(x)) ** 2 for x in POINTS[::5]) / 4
+    return {"score": -min(MAX_MSE, mse), "size": len(f.__code__.co_code)}
 
-def search_task(directory: Path, *, slow_s: float = 0.0) -> Path:
-    """Write the task into ``directory``; its path. ``slow_s`` stretches each evaluation."""
+STAGES = [(quick, -0.35), (evaluate, None)]
+'''
+
+
+def search_task(directory: Path, *, slow_s: float = 0.0, staged: bool = False) -> Path:
+    """Write the task into ``directory``; its path.
+
+    ``slow_s`` stretches each full evaluation; ``staged`` puts a cheap stage first.
+    """
     task = directory / "search_task.py"
-    task.write_text(SEARCH_TASK.format(example=str(EXAMPLE), slow_s=slow_s))
+    text = SEARCH_TASK.format(example=str(EXAMPLE), slow_s=slow_s)
+    task.write_text(text + (QUICK_STAGE if staged else ""))
     return task
 
 

@@ -1,10 +1,11 @@
-"""Islands, archives, novelty and the bandit resume exactly after kill -9 at random points.
+"""Islands, archives, novelty, the bandit and cascades resume exactly after kill -9.
 
 A real ``evolve`` process (its zygote and evaluators in its process group) is
 SIGKILLed at random moments, resumed, killed again, resumed to the end; the
 result must equal an uninterrupted run's in everything but wall time:
 winner, history, each island's population and best, the archives' cells,
-every migration, the counters, the operator bandit's counts.
+every migration, the counters, the operator bandit's counts, the cascade
+stages reached.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _comparable(result: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_resume_after_random_kills_equals_uninterrupted(tmp_path: Path, mode: str) -> None:
-    task = search_task(tmp_path, slow_s=0.01)
+    task = search_task(tmp_path, slow_s=0.01, staged=True)
     whole = _run(_command(task, tmp_path / "whole", mode))
     rng = random.Random(os.getpid())
     killed = tmp_path / "killed"
@@ -99,6 +100,8 @@ def test_resume_after_random_kills_equals_uninterrupted(tmp_path: Path, mode: st
     assert _comparable(resumed) == _comparable(whole)
     assert resumed["bandit"] is not None and resumed["bandit"] == whole["bandit"]
     assert sum(s + f for s, f in whole["bandit"]["arms"].values()) > 0
+    stages = {stage for row in whole["history"] for stage in row["stages"]}
+    assert stages == {"1", "2"}  # the cascade stopped some candidates early
     if mode == "islands":
         assert whole["migrations"] and len(whole["islands"]) == 3
     else:
