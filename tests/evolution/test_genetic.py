@@ -101,3 +101,18 @@ def test_bad_configs_are_refused() -> None:
     for bad in ({"population": 1}, {"crossover": 1.5}, {"elitism": 50}):
         with pytest.raises(ValueError):
             GAConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_the_operator_bandit_learns_and_is_deterministic(pool: EvaluatorPool) -> None:
+    config = GAConfig(population=12, generations=3, tournament=3, elitism=1, seed=3,
+                      bandit=True)
+    first = GeneticAlgorithm(_seed(), pool.evaluate, config).run()
+    second = GeneticAlgorithm(_seed(), pool.evaluate, config).run()
+    assert first.bandit is not None and first.bandit == second.bandit
+    arms = first.bandit["arms"]
+    outcomes = sum(s + f for s, f in arms.values())
+    # every evaluated candidate but the seed credits at least its own operator
+    assert outcomes >= first.evaluations - 1
+    assert any(s > 0 for s, _ in arms.values()) and any(f > 0 for _, f in arms.values())
+    assert set(arms) == {op for op in arms if op.startswith(("mut_", "cx_"))}
+    assert GeneticAlgorithm(_seed(), pool.evaluate, SMALL).run().bandit is None

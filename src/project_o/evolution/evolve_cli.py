@@ -10,8 +10,10 @@
     RUN_DIR/VAULT/catalog.sqlite holds every candidate; --resume continues the last run there.
 
 What a user sees: a progress bar per generation, one table row per
-generation (best / median score, crashes, timeouts, gamed, time), then the
-winner with its diff against the seed it came from.
+generation (best / median score, crashes, timeouts, gamed, time; with the
+search options also twins skipped, cascade stages reached, each island's
+best, archive cells and migrants), then the winner with its diff against
+the seed it came from.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import random
 import sys
+from collections import Counter
 from typing import Any, Final, Self
 
 from rich.console import Console
@@ -28,8 +31,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from project_o.errors import ProjectOError
+from project_o.evolution.archive import ARCHIVE_KINDS
 from project_o.evolution.genetic import GAConfig, GAResult, GenerationStats, GeneticAlgorithm
 from project_o.evolution.genome import Genome
+from project_o.evolution.novelty import DEFAULT_SIMILARITY
 from project_o.evolution.population import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, EvaluatorPool
 from project_o.evolution.run_store import RunStore
 from project_o.evolution.universes import UniversesResult, run_universes, submit_winner
@@ -56,6 +61,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ga.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="drives every choice")
     ga.add_argument("--multi-objective", action="store_true",
                     help="Pareto selection on score, time and memory")
+    search = parser.add_argument_group("search: islands, MAP-Elites, novelty, operator choice")
+    search.add_argument("--islands", type=int, default=_DEFAULTS.islands, metavar="K",
+                        help="K populations on a ring, trading their best")
+    search.add_argument("--migration-interval", type=int, metavar="G",
+                        default=_DEFAULTS.migration_interval, help="generations between migrations")
+    search.add_argument("--migration-rate", type=float, default=_DEFAULTS.migration_rate,
+                        metavar="R", help="share of a population that migrates")
+    search.add_argument("--archive", choices=ARCHIVE_KINDS, default=_DEFAULTS.archive,
+                        help="parents from a MAP-Elites grid over --features")
+    search.add_argument("--features", default="", metavar="A,B",
+                        help="metrics the task returns that span the grid")
+    search.add_argument("--bins", type=int, default=_DEFAULTS.bins, metavar="N",
+                        help="cells per feature")
+    search.add_argument("--novelty", type=float, nargs="?", const=DEFAULT_SIMILARITY,
+                        default=None, metavar="SIMILARITY",
+                        help="skip candidates this similar to an evaluated one "
+                        f"(default {DEFAULT_SIMILARITY}; 1: equal normalised code only)")
+    search.add_argument("--bandit", action="store_true",
+                        help="choose operators by Thompson sampling on improvements")
     parser.add_argument("--universes", type=int, default=0, metavar="N",
                         help="instead of the GA: N mutants by different operators, ranked")
     parser.add_argument("--submit", metavar="URL", default=None,
@@ -85,7 +109,12 @@ def main(args: argparse.Namespace) -> int:
         config = GAConfig(population=args.population, generations=args.generations,
                           tournament=args.tournament, crossover=args.crossover,
                           mutation=args.mutation, elitism=args.elitism, seed=args.seed,
-                          multi_objective=args.multi_objective)
+                          multi_objective=args.multi_objective, islands=args.islands,
+                          migration_interval=args.migration_interval,
+                          migration_rate=args.migration_rate, archive=args.archive or "",
+                          features=tuple(f.strip() for f in args.features.split(",")
+                                         if f.strip()),
+                          bins=args.bins, novelty=args.novelty, bandit=args.bandit)
         with _evaluators(args) as pool:
             if args.universes:
                 return _universes(args, seed, pool, console)
@@ -152,7 +181,20 @@ class RichReporter:
         self.console.print(
             f"gen {stats.generation:>3}  best {stats.best:>12.6g}  median {stats.median:>12.6g}"
             f"  new {stats.evaluated:>4}  crashes {stats.crashes}  timeouts {stats.timeouts}"
-            f"  gamed {stats.gamed}  errors {stats.errors}  {stats.seconds:6.2f} s")
+            f"  gamed {stats.gamed}  errors {stats.errors}  {stats.seconds:6.2f} s"
+            + _search_words(stats), markup=False, highlight=False, soft_wrap=True)
+
+
+def _search_words(stats: GenerationStats) -> str:
+    """The search options' part of a row: twins, stages, islands, cells, migrants."""
+    words = f"  twins {stats.duplicates}" if stats.duplicates else ""
+    if stats.stages:
+        words += "  stages " + " ".join(f"{k}:{v}" for k, v in stats.stages.items())
+    if stats.islands:
+        words += "  islands " + " | ".join(f"{row['best']:.4g}" for row in stats.islands)
+        cells = [str(row["cells"]) for row in stats.islands if "cells" in row]
+        words += f"  cells {'|'.join(cells)}" if cells else ""
+    return words + (f"  migrated {stats.migrated}" if stats.migrated else "")
 
 
 def _summary(console: Console, result: GAResult, run_dir: str) -> None:
@@ -163,6 +205,7 @@ def _summary(console: Console, result: GAResult, run_dir: str) -> None:
         table.add_row(str(s.generation), f"{s.best:.6g}", f"{s.median:.6g}", str(s.evaluated),
                       str(s.crashes), str(s.timeouts), str(s.gamed), f"{s.seconds:.2f}")
     console.print(table)
+    _search_summary(console, result)
     evaluation = result.evaluation
     console.print(f"winner [bold]{result.winner.id}[/bold] ({result.winner.operator}) "
                   f"score {evaluation.fitness:.6g}; {result.evaluations} candidates evaluated; "
@@ -173,12 +216,41 @@ def _summary(console: Console, result: GAResult, run_dir: str) -> None:
     console.print(diff or "(no change: the seed won)", markup=False, highlight=False)
 
 
+def _search_summary(console: Console, result: GAResult) -> None:
+    """Islands, migrations, twins, archive and bandit: only what the run used."""
+    last = result.history[-1] if result.history else None
+    for number, row in enumerate(last.islands if last is not None else []):
+        cells = f", {row['cells']} cells" if "cells" in row else ""
+        console.print(f"island {number}: best {row['best']:.6g} ({row['best_id']}){cells}")
+    if result.migrations:
+        console.print(f"{len(result.migrations)} migrations, "
+                      f"{result.counters.get('migrants', 0)} genomes moved")
+    twins = result.counters.get("duplicates", 0) + result.counters.get("near_duplicates", 0)
+    if twins:
+        console.print(f"novelty: {twins} candidates not evaluated ("
+                      f"{result.counters.get('near_duplicates', 0)} near duplicates)")
+    reached: Counter[str] = Counter()
+    for stats in result.history:
+        reached.update(stats.stages)
+    if reached:
+        console.print("cascade: " + ", ".join(
+            f"{count} reached stage {stage}" for stage, count in sorted(reached.items())))
+    if result.bandit is not None:
+        console.print("operator bandit (successes/failures): " + ", ".join(
+            f"{name} {s:g}/{f:g}" for name, (s, f) in result.bandit["arms"].items()))
+
+
 def _result_json(result: GAResult, run_dir: str) -> dict[str, Any]:
+    last = result.history[-1] if result.history else None
     return {"run_id": result.run_id, "run_dir": run_dir, "winner": result.winner.id,
             "score": result.evaluation.fitness if result.evaluation.ok else None,
             "metrics": result.evaluation.metrics, "failure": result.evaluation.failure,
             "evaluations": result.evaluations,
             "history": [s.__dict__ for s in result.history],
+            "islands": last.islands if last is not None else [],
+            "migrations": [m.to_json() for m in result.migrations],
+            "counters": result.counters, "bandit": result.bandit, "archives": result.archives,
+            "population": [g.id for g in result.population],
             "diff": result.seed.diff(result.winner)}
 
 

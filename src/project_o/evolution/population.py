@@ -59,6 +59,7 @@ from typing import Any, Final, NoReturn, Self
 import msgpack
 
 from project_o.errors import InvalidArgument, ZygoteError
+from project_o.evolution.cascade import wire_stages
 from project_o.evolution.genome import Genome
 from project_o.evolution.tamper import Snapshot
 from project_o.evolution.task import (
@@ -212,6 +213,8 @@ class EvaluatorPool:
         self._batch_ids = 0
         self._mean_s: float | None = None  # seconds per candidate, from the results so far
         self.score_bounds: tuple[float, float] = (-math.inf, math.inf)
+        #: the task's cascade as the zygote read it: (name, threshold) per stage
+        self.stages: list[tuple[str, float | None]] = []
 
     # -- lifecycle ------------------------------------------------------
 
@@ -233,6 +236,7 @@ class EvaluatorPool:
             raise InvalidArgument(f"the task {self.task_path} failed to load: "
                                   f"{hello.get('message')}\n{hello.get('traceback', '')}")
         self.score_bounds = (float(hello["bounds"][0]), float(hello["bounds"][1]))
+        self.stages = [(str(name), threshold) for name, threshold in hello.get("stages", [])]
 
     def close(self) -> None:
         """Stop the zygote (its children die with it) and remove the scratch space."""
@@ -369,7 +373,8 @@ class EvaluatorPool:
             batch.ready = True
         elif op == "result" and batch.current is not None and index == batch.current:
             genome = batch.genomes[index]
-            batch.results[index] = validate_metrics(genome.id, message, self.score_bounds)
+            batch.results[index] = validate_metrics(genome.id, message, self.score_bounds,
+                                                    self.stages)
             batch.offset = int(message.get("offset", batch.offset))
             batch.stopped = message.get("tampered") is True
             self._learn(batch.results[index])
@@ -616,7 +621,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         os._exit(1)
     gc.collect()
     gc.freeze()  # imported objects are never written by the collector: pages stay shared
-    control.sendall(_frame({"op": "hello", "pid": os.getpid(), "bounds": list(task.score_bounds)}))
+    control.sendall(_frame({"op": "hello", "pid": os.getpid(), "bounds": list(task.score_bounds),
+                            "stages": wire_stages(task.stages)}))
     _Zygote(control, task).serve()
 
 

@@ -7,12 +7,16 @@
       evaluations   one row per evaluated candidate: metrics, failure, run_id
       events        "evolution_run"         {run id, config, seed id}         once per run
                     "evolution_generation"  {generation, population ids, rng state,
-                                             best id, history}                once per generation
+                                             best id, history, islands + archives,
+                                             bandit, counters, migrations}     once per generation
+                    "evolution_duplicate"   {generation, version, twin, similarity}
+                                            a candidate not evaluated: its twin was (novelty)
 
     evaluator batch done ─► record(genomes, evaluations)        one transaction, no fsync
-    generation done      ─► commit_generation(state)            one transaction + fsync
-    --resume             ─► load(run_id): last generation state + every evaluation,
-                            so nothing that finished is evaluated again
+    generation done      ─► commit_generation(state, duplicates) one transaction + fsync
+    --resume             ─► generations(run_id) + evaluations(run_id): every committed
+                            state and every evaluation, so nothing that finished is
+                            evaluated again
 
 What a method reported survives ``kill -9`` of the whole run: each
 transaction is in the SQLite log when the method returns. A generation's
@@ -37,11 +41,13 @@ from typing import Any, Final
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
+from project_o.evolution.novelty import Twin
 from project_o.evolution.task import Evaluation
 from project_o.vault.catalog import Catalog
 
 __all__ = [
     "CATALOG_FILE",
+    "DUPLICATE_EVENT",
     "GENERATION_EVENT",
     "RUN_EVENT",
     "GenerationState",
@@ -54,6 +60,7 @@ __all__ = [
 CATALOG_FILE: Final = Path("VAULT") / "catalog.sqlite"
 RUN_EVENT: Final = "evolution_run"
 GENERATION_EVENT: Final = "evolution_generation"
+DUPLICATE_EVENT: Final = "evolution_duplicate"
 
 
 def rng_state(rng: random.Random) -> list[Any]:
@@ -78,6 +85,14 @@ class GenerationState:
     rng: list[Any]
     best: str
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: per island: {"population": ids, "archive": MapElites state or None}
+    islands: list[dict[str, Any]] = field(default_factory=list)
+    #: the operator bandit's state, when the run uses one
+    bandit: dict[str, Any] | None = None
+    #: totals over the run (evaluated, duplicates, near_duplicates, migrants)
+    counters: dict[str, int] = field(default_factory=dict)
+    #: every migration so far ({"generation", "from", "to", "genomes"})
+    migrations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunStore:
@@ -114,9 +129,19 @@ class RunStore:
                 [(e.genome_id, run_id, _json(e.metrics),
                   None if e.failure is None else _json(e.failure), now) for e in evaluations])
 
-    def commit_generation(self, run_id: str, state: GenerationState) -> None:
-        """Record that generation ``state.generation`` is complete (one transaction)."""
+    def commit_generation(self, run_id: str, state: GenerationState,
+                          duplicates: Sequence[tuple[Genome, Twin]] = ()) -> None:
+        """Record that generation ``state.generation`` is complete (one transaction).
+
+        ``duplicates`` are the candidates novelty kept from evaluation, each
+        with its twin: recorded here, with the generation, so exactly once.
+        """
         with self.catalog.transaction(f"commit generation {state.generation}") as conn:
+            for genome, twin in duplicates:
+                _insert_version(conn, genome)
+                _insert_event(conn, DUPLICATE_EVENT, run_id, {
+                    "generation": state.generation, "version": genome.id,
+                    "twin": twin.genome_id, "similarity": twin.similarity})
             _insert_event(conn, GENERATION_EVENT, run_id, state.__dict__)
 
     # -- reading --------------------------------------------------------
@@ -134,6 +159,18 @@ class RunStore:
                                   " ORDER BY id DESC LIMIT 1", (GENERATION_EVENT, run_id))
         row = rows[0] if rows else None
         return None if row is None else GenerationState(**json.loads(row[0]))
+
+    def generations(self, run_id: str) -> list[GenerationState]:
+        """Every committed generation of ``run_id``, oldest first."""
+        rows = self.catalog.query("SELECT data FROM events WHERE kind = ? AND subject = ?"
+                                  " ORDER BY id", (GENERATION_EVENT, run_id))
+        return [GenerationState(**json.loads(row[0])) for row in rows]
+
+    def duplicates(self, run_id: str) -> list[dict[str, Any]]:
+        """The candidates novelty skipped: ``{"generation", "version", "twin", "similarity"}``."""
+        rows = self.catalog.query("SELECT data FROM events WHERE kind = ? AND subject = ?"
+                                  " ORDER BY id", (DUPLICATE_EVENT, run_id))
+        return [json.loads(row[0]) for row in rows]
 
     def evaluations(self, run_id: str) -> dict[str, Evaluation]:
         """Every evaluation recorded for ``run_id``, by genome id (the first one wins)."""

@@ -9,13 +9,14 @@ A task file is plain Python with one function::
         return {"score": -error, ...}     # "score": a finite float, higher is better
 
     SCORE_BOUNDS = (-1e9, 0.0)            # optional (or SCORE_RANGE): scores outside are "gamed"
+    STAGES = [(quick, -1.0), (evaluate, None)]   # optional: a cascade, cheap first (.cascade)
 
 How one candidate is judged (the first half runs in a sandboxed evaluator
 child, the second in the process that runs the evolution; it never trusts
 the child)::
 
     genome ─► load (one file: from memory; a package: written to scratch/<id>)
-           ─► evaluate(Candidate) ─► raw dict
+           ─► evaluate(Candidate) ─► raw dict      (or each of STAGES while it passes)
               └─ under an alarm of TIMEOUT seconds; MemoryError / exceptions caught here
     raw dict + time, cpu, peak rss ─► validate_metrics ─► Evaluation(metrics, failure)
 
@@ -36,7 +37,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -45,6 +46,14 @@ from typing import Any, Final
 from project_o.agent.dsl import Agent, TestClient
 from project_o.agent.params import resolve
 from project_o.errors import InvalidArgument
+from project_o.evolution.cascade import (
+    STAGE_KEYS,
+    Stage,
+    WireStage,
+    load_stages,
+    passes,
+    stage_problem,
+)
 from project_o.evolution.genome import Genome
 from project_o.evolution.tamper import Snapshot, describe
 from project_o.runtime.loader import load_agent, load_agent_source
@@ -83,6 +92,8 @@ class Task:
     score_bounds: tuple[float, float] = (-math.inf, math.inf)
     #: the imported task module (its other names: a checker, inputs, constants)
     module: ModuleType | None = None
+    #: the cascade (:mod:`.cascade`); empty means one stage, ``evaluate``
+    stages: tuple[Stage, ...] = ()
 
 
 def load_task(path: str | Path) -> Task:
@@ -92,13 +103,16 @@ def load_task(path: str | Path) -> Task:
         raise InvalidArgument(f"expected a task .py file with evaluate(agent), got {source}")
     module = _import(source)
     evaluate = getattr(module, "evaluate", None)
-    if not callable(evaluate):
+    if not callable(evaluate) and getattr(module, "STAGES", None) is None:
         raise InvalidArgument(f"{source} defines no evaluate(agent) function; add one that "
                               'returns {"score": float, ...}')
+    stages = load_stages(module, evaluate)
     # SCORE_RANGE: an older name for the same bounds, still accepted.
     bounds = getattr(module, "SCORE_BOUNDS", getattr(module, "SCORE_RANGE", (-math.inf, math.inf)))
     low, high = (float(b) for b in bounds)
-    return Task(source, evaluate, (low, high), module)
+    # A cascade's last stage is the task's evaluate when the file names none.
+    return Task(source, evaluate if callable(evaluate) else stages[-1].evaluate, (low, high),
+                module, stages)
 
 
 def _import(source: Path) -> ModuleType:
@@ -161,7 +175,8 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
 
     ``{"metrics": {...} | None, "failure": {...} | None, "time_s", "cpu_s", "memory_kb"}``,
     plus ``"tampered": True`` when ``guard`` saw the candidate change the
-    evaluator (a "gamed" failure; nothing after it in this process can be trusted).
+    evaluator (a "gamed" failure; nothing after it in this process can be trusted),
+    and for a cascade ``"stage"`` (the number reached) and ``"stage_scores"``.
     Only the evaluator child calls this: it runs agent code.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -170,13 +185,18 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     metrics: Any = None
     failure: dict[str, Any] | None = None
     changes: list[str] = []
+    staged: dict[str, Any] = {}
     try:
         before = guard.bindings() if guard is not None else {}
         agent = _load(genome, scratch)
         if guard is not None:
             changes = guard.changed_since(before)
         if not changes:
-            metrics = _plain(task.evaluate(Candidate(genome.id, agent, genome.params)))
+            candidate = Candidate(genome.id, agent, genome.params)
+            if len(task.stages) > 1:
+                metrics, changes, staged = _run_stages(task.stages, candidate, guard)
+            else:
+                metrics = _plain(task.evaluate(candidate))
     except CandidateTimeout:
         failure = {"kind": "timeout", "reason": f"ran past its {timeout_s:g} s"}
     except MemoryError as exc:
@@ -189,9 +209,27 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     changes = changes or (guard.code_changed() if guard is not None else [])
     if changes:
         metrics, failure = None, {"kind": "gamed", "reason": describe(changes)}
+        if staged:
+            failure["stage"] = staged["stage"]  # where it was caught
     return {"metrics": metrics, "failure": failure, "tampered": bool(changes),
             "time_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
-            "memory_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            "memory_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **staged}
+
+
+def _run_stages(stages: tuple[Stage, ...], candidate: Candidate, guard: Snapshot | None,
+                ) -> tuple[Any, list[str], dict[str, Any]]:
+    """Each stage while the one before passed; the tamper check before going on."""
+    scores: list[Any] = []
+    for number, stage in enumerate(stages, 1):
+        metrics = _plain(stage.evaluate(candidate))
+        scores.append(metrics.get("score") if isinstance(metrics, dict) else None)
+        last = number == len(stages) or not passes(metrics, stage.threshold)
+        # The caller checks after the stage that ends it; a stage that goes on is checked
+        # here, so no stage runs beside an evaluator a candidate has changed.
+        changes = [] if last or guard is None else guard.code_changed()
+        if last or changes:
+            break
+    return metrics, changes, {"stage": number, "stage_scores": scores}
 
 
 def _load(genome: Genome, scratch: Path) -> Agent:
@@ -247,24 +285,47 @@ class Evaluation:
         return float(self.metrics["score"]) if self.failure is None else WORST_FITNESS
 
     @property
+    def merit(self) -> tuple[int, float]:
+        """What ranks candidates: (cascade stage reached, fitness), so stopping early loses."""
+        return (self.stage or 0, self.fitness)
+
+    @property
+    def stage(self) -> int | None:
+        """The cascade stage it reached (from 1), or ``None`` for a one-stage task or a failure."""
+        stage = self.metrics.get("stage")
+        return stage if isinstance(stage, int) else None
+
+    @property
     def kind(self) -> str:
         """``"ok"`` or the failure kind."""
         return "ok" if self.failure is None else str(self.failure.get("kind", "crash"))
 
 
 def validate_metrics(genome_id: str, raw: Mapping[str, Any],
-                     bounds: tuple[float, float] = (-math.inf, math.inf)) -> Evaluation:
-    """Judge a raw result: the measured figures plus the task's metrics, or a failure."""
+                     bounds: tuple[float, float] = (-math.inf, math.inf),
+                     stages: Sequence[WireStage] = ()) -> Evaluation:
+    """Judge a raw result: the measured figures plus the task's metrics, or a failure.
+
+    ``stages`` are the task's cascade as the zygote read it (name, threshold):
+    with more than one, the stage reached is checked against them and recorded.
+    """
     measured = {key: raw.get(key) for key in MEASURED if _number(raw.get(key))}
     failure = raw.get("failure")
     if failure is not None:
         return Evaluation(genome_id, measured, dict(failure))
     metrics = raw.get("metrics")
     problem = _score_problem(metrics, bounds)
+    if problem is None and len(stages) > 1:
+        assert isinstance(metrics, Mapping)  # _score_problem refuses anything else
+        problem = stage_problem(raw.get("stage"), raw.get("stage_scores"), stages,
+                                metrics["score"])
+        if problem is None:
+            reached = int(raw["stage"])
+            measured.update(stage=reached, stage_name=stages[reached - 1][0])
     if problem is not None:
         return Evaluation(genome_id, measured, {"kind": "gamed", "reason": problem})
     assert isinstance(metrics, Mapping)  # _score_problem refuses anything else
-    task_metrics = {k: v for k, v in metrics.items() if k not in MEASURED}
+    task_metrics = {k: v for k, v in metrics.items() if k not in MEASURED + STAGE_KEYS}
     task_metrics["score"] = float(metrics["score"])
     return Evaluation(genome_id, {**task_metrics, **measured})
 
