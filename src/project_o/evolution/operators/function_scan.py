@@ -112,12 +112,14 @@ def walk(root: ast.AST) -> list[ast.AST]:
     ``ast.walk`` and ``ast.iter_fields`` was a fifth of breeding's time.
     """
     nodes = [root]
-    append, extend, node_type = nodes.append, nodes.extend, ast.AST
+    append, node_type = nodes.append, ast.AST
     for node in nodes:  # grows while it is read: each node's children join the end
         for name in node._fields:
             value = getattr(node, name, None)
-            if isinstance(value, list):
-                extend([item for item in value if isinstance(item, node_type)])
+            if value.__class__ is list:  # the fields of AST nodes hold plain lists
+                for item in value:
+                    if isinstance(item, node_type):
+                        append(item)
             elif isinstance(value, node_type):
                 append(value)
     return nodes
