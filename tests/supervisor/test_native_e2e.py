@@ -20,11 +20,9 @@ import pytest
 
 from project_o.evolution.stats import BASELINE, CANDIDATE
 from tests.supervisor.harness import FAST_HEARTBEAT, ROOT, Stack
+from tests.supervisor.test_evolution_e2e import FAST_STATS, FINISHED, experiment, serving
 
 EXAMPLE = ROOT / "examples" / "native_module"
-FAST_STATS = {"min_samples": 20, "max_samples": 200, "stages": [0.5, 1.0],
-              "validation_requests": 20}
-FINISHED = ("promoted", "rejected", "rolled_back", "aborted")
 #: the size of every question: the Python sieve takes milliseconds, the C one microseconds
 N = 60_000
 PRIMES_BELOW_N = 6057
@@ -46,19 +44,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     running = Stack(tmp_path / "vault", ["--agent", str(EXAMPLE / "agent.py"), *FAST_HEARTBEAT])
     yield running
     running.stop()
-
-
-def serving(stack: Stack) -> str:
-    assert stack.http is not None
-    return str(stack.http.get("/v1/versions").json()["serving"])
-
-
-def experiment(stack: Stack, experiment_id: str) -> dict[str, Any]:
-    assert stack.http is not None
-    response = stack.http.get(f"/v1/evolution/experiments/{experiment_id}")
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def post(stack: Stack, source: str) -> Any:
