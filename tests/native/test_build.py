@@ -97,3 +97,30 @@ def test_a_cdef_that_does_not_parse_or_names_a_missing_symbol_fails_the_build() 
         build("int one(void) { return 1; }", "int one(void")
     with pytest.raises(NativeBuildError, match=r"lacks \['two'\]"):
         build("int one(void) { return 1; }", "int one(void); int two(void);")
+
+
+class _Alarm(BaseException):
+    """What an evaluator's alarm raises inside a candidate (a BaseException, like it)."""
+
+
+def test_an_alarm_during_the_compile_leaves_no_compiler_running(tmp_path: Path) -> None:
+    import signal
+
+    import psutil
+
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+
+    def ring(signum: int, frame: object) -> None:
+        raise _Alarm()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(_Alarm):
+            build(f'#include "{fifo}"\n', "int one(void);", limits=CompileLimits(timeout_s=30))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    left = [p for p in psutil.Process().children(recursive=True) if p.status() != "zombie"]
+    assert left == []

@@ -93,6 +93,11 @@ def compile_shared(source: str, directory: Path, *, name: str = "native",
             _kill_group(process)
             raise NativeBuildError(f"the C compiler ran past its {limits.timeout_s:g} s",
                                    _read(log, limits)) from None
+        except BaseException:
+            # An evaluator's alarm (or ^C) interrupted the wait: the compiler runs in a
+            # session of its own, so nobody else would stop it.
+            _kill_group(process)
+            raise
     if status != 0 or not library.is_file():
         raise NativeBuildError(f"{name}.c did not compile ({_describe(status)})",
                                _read(log, limits))
