@@ -10,8 +10,12 @@
            │           no core files
            │  stdout+stderr ─► directory/compiler.log (bounded by the file-size limit;
            │                   at most limits.max_log_chars of it are read back)
-           └► wall-clock timeout: the whole process group is killed
+           └► wall-clock timeout, or an exception in the caller (an evaluator's
+              alarm): the whole process group is killed
         ─► directory/NAME.so, or NativeBuildError(reason, log)
+
+A caller killed outright (SIGKILL) cannot stop its compiler; that one ends
+at its own CPU limit (the timeout, plus a second).
 
 The compiler runs as a child of whoever calls this: a candidate's zygote or
 an evaluator child, which are themselves sandboxed; the supervisor never
