@@ -23,5 +23,6 @@ def __getattr__(name: str) -> Any:
     if name == "Agent":
         from project_o.agent import Agent
 
+        globals()["Agent"] = Agent  # resolved once; later lookups are plain attributes
         return Agent
     raise AttributeError(f"module 'project_o' has no attribute {name!r}")

@@ -272,12 +272,17 @@ def _cmd_vault_verify(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from project_o.bench import load
     from project_o.bench.render import render
+    from project_o.bench.report import BaselineMissing
 
     def progress(message: str) -> None:
         if not args.json:
             print(f"  … {message}", file=sys.stderr, flush=True)
 
-    report = load(args.name)(args.quick, progress)
+    try:
+        report = load(args.name)(args.quick, progress)
+    except BaselineMissing as exc:  # no comparison without its baseline: say how to get it
+        print(f"bench {args.name}: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

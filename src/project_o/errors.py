@@ -30,6 +30,7 @@ builtin describes the same kind of failure, the class inherits it too, so
     ├── AgentLoadError (ImportError)   agent code failed to import, or holds no single Agent
     ├── ZygoteError                    a zygote died, or could not fork an instance
     ├── LLMError                       the LLM endpoint failed, or answered nonsense
+    ├── NativeBuildError               C source of a native module failed to compile or load
     └── InvalidArgument (ValueError)   a caller passed something we cannot use
 
 Messages say what was expected, what happened, and what to do next.
@@ -66,6 +67,7 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "AgentLoadError",
     "ZygoteError",
     "LLMError",
+    "NativeBuildError",
     "InvalidArgument",
 ]
 
@@ -334,6 +336,22 @@ class LLMError(ProjectOError):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+
+
+class NativeBuildError(ProjectOError):
+    """A native module's C source did not compile (or link, or load) within its limits.
+
+    ``log`` holds the compiler's output, capped; the message names the
+    reason (diagnostics, timeout, a limit hit, a disallowed flag).
+    """
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n{self.log.rstrip()}" if self.log else base
 
 
 class InvalidArgument(ProjectOError, ValueError):

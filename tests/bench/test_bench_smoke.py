@@ -70,3 +70,16 @@ def test_fmin_quick_run_compares_with_openevolve() -> None:
     assert [t.name for t in report.targets] == [
         "median |mean value - minimum| vs OpenEvolve",
         "median mean distance to the minimum vs OpenEvolve"]
+
+
+def test_circle_packing_quick_run_reports_a_valid_packing_against_the_published_ones() -> None:
+    report = load("circle-packing")(True, _quiet)
+    seed, evolved, alpha, openevolve = report.rows
+    assert seed["valid_zero_tolerance"] and 0 < seed["best_sum_of_radii"] < 2.7
+    # the seed is in the first generation and the GA keeps elites: never worse than it
+    assert evolved["valid_zero_tolerance"]
+    assert evolved["best_sum_of_radii"] >= seed["best_sum_of_radii"]
+    assert evolved["evaluations"] > 1 and evolved["wall_s"] > 0
+    assert (alpha["best_sum_of_radii"], openevolve["best_sum_of_radii"]) == (2.635, 2.634)
+    assert [t.name for t in report.targets] == ["best sum of radii vs OpenEvolve",
+                                                "best sum of radii vs AlphaEvolve"]

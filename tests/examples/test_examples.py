@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TINY = GAConfig(population=8, generations=2, tournament=3, elitism=1, seed=0)
 
 
-@pytest.mark.parametrize("name", ["symbolic_regression", "function_minimization"])
+@pytest.mark.parametrize("name", ["symbolic_regression", "function_minimization",
+                                  "circle_packing"])
 def test_readme_names_the_command(name: str) -> None:
     readme = (EXAMPLES / name / "README.md").read_text()
     assert (f"project-o evolve --agent examples/{name}/agent.py "
@@ -44,3 +47,41 @@ def test_function_minimization_reports_its_distance_to_the_minimum() -> None:
     assert metrics["best_value"] >= -1.52  # nothing below the known global minimum
     assert math.isclose(metrics["gap_to_minimum"], metrics["best_value"] + 1.519)
     assert metrics["distance_to_minimum"] >= 0
+
+
+def _circle_task() -> Any:
+    spec = importlib.util.spec_from_file_location("circle_task", EXAMPLES / "circle_packing"
+                                                  / "task.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_circle_packing_validity_has_zero_tolerance() -> None:
+    task = _circle_task()
+    # circles of radius 1/16 on an 8 x 8 grid, touching: binary fractions, so exact floats
+    grid = [((2 * c + 1) / 16, (2 * r + 1) / 16, 1 / 16) for r in range(8) for c in range(8)]
+    circles = grid[:26]
+    assert task.problems(circles) == []
+    x, y, radius = circles[0]
+    bumped = [(x, y, math.nextafter(radius, 1.0)), *circles[1:]]  # one ulp too big
+    assert task.problems(bumped), "a circle one ulp past the wall or its neighbour passed"
+    overlapping = [*circles[:-1], (circles[0][0], circles[0][1], 1e-9)]
+    assert any("overlap" in p for p in task.problems(overlapping))
+    outside = [*circles[:-1], (1.0, 0.5, 1e-9)]
+    assert any("leaves the square" in p for p in task.problems(outside))
+    assert task.problems(circles[:25]) == ["25 circles, expected 26"]
+    assert task.problems([*circles[:-1], (0.5, 0.5, math.nan)])
+
+
+def test_circle_packing_seed_packs_26_valid_circles_and_a_tiny_ga_keeps_it_valid() -> None:
+    seed = Genome.from_path(EXAMPLES / "circle_packing" / "agent.py")
+    tiny = GAConfig(population=4, generations=1, tournament=2, elitism=1, seed=0)
+    with EvaluatorPool(EXAMPLES / "circle_packing" / "task.py", workers=2) as pool:
+        seeded = pool.evaluate([seed])[seed.id]
+        result = GeneticAlgorithm(seed, pool.evaluate, tiny).run()
+    assert seeded.ok and seeded.metrics["valid"] is True, seeded
+    assert 2.0 < seeded.fitness < 2.7  # far above trivial layouts, below the known optimum
+    assert result.evaluation.metrics["valid"] is True
+    assert result.evaluation.fitness >= seeded.fitness

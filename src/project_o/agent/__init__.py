@@ -35,4 +35,8 @@ _HOMES = {
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module 'project_o.agent' has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    # Kept, so the next lookup is a plain attribute: an evaluator runs
+    # `from project_o import Agent` once per candidate.
+    globals()[name] = value
+    return value

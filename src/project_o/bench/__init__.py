@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "symbreg": "project_o.bench.symbreg",
     "shadows": "project_o.bench.shadows",
     "fmin": "project_o.bench.function_minimization",
+    "circle-packing": "project_o.bench.circle_packing",
 }
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from project_o.evolution.genetic import GAConfig, GAResult, GeneticAlgorithm
 from project_o.evolution.genome import Genome
 from project_o.evolution.population import EvaluatorPool
-from project_o.evolution.run_store import RunStore
+from project_o.evolution.run_store import GenerationState, RunStore
+from project_o.evolution.task import Evaluation
 
-__all__ = ["evolve_example", "example_dir"]
+__all__ = ["Timings", "evolve_example", "example_dir"]
 
 
 def example_dir(name: str) -> Path:
@@ -26,12 +31,68 @@ def example_dir(name: str) -> Path:
     raise FileNotFoundError(f"examples/{name} not found; run from a source checkout")
 
 
-def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool) -> GAResult:
-    """One durable GA run on ``example/agent.py`` (its run store in a temporary directory)."""
-    with tempfile.TemporaryDirectory(prefix=f"{example.name}-run-") as run_dir:
-        store = RunStore(run_dir)
+@dataclass
+class Timings:
+    """Where a run's wall time went, summed over runs (seconds)."""
+
+    #: the whole run
+    total_s: float = 0.0
+    #: waiting for the sandboxed evaluators (their results recorded excepted)
+    evaluation_s: float = 0.0
+    #: writing evaluations and generation commits into the catalog (fsynced)
+    recording_s: float = 0.0
+
+    @property
+    def breeding_s(self) -> float:
+        """The rest: selection, operators, genome ids, bookkeeping of the loop."""
+        return self.total_s - self.evaluation_s - self.recording_s
+
+
+class _TimedStore(RunStore):
+    """A RunStore that adds the time of its writes to ``timings.recording_s``."""
+
+    def __init__(self, run_dir: str, timings: Timings) -> None:
+        super().__init__(run_dir)
+        self.timings = timings
+
+    def record(self, run_id: str, genomes: Sequence[Genome],
+               evaluations: Sequence[Evaluation]) -> None:
+        started = time.perf_counter()
         try:
-            return GeneticAlgorithm(Genome.from_path(example / "agent.py"), pool.evaluate,
+            super().record(run_id, genomes, evaluations)
+        finally:
+            self.timings.recording_s += time.perf_counter() - started
+
+    def commit_generation(self, run_id: str, state: GenerationState) -> None:
+        started = time.perf_counter()
+        try:
+            super().commit_generation(run_id, state)
+        finally:
+            self.timings.recording_s += time.perf_counter() - started
+
+
+def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
+                   timings: Timings | None = None) -> GAResult:
+    """One durable GA run on ``example/agent.py`` (its run store in a temporary directory).
+
+    With ``timings``, the run's wall time is added to it, split as :class:`Timings` says.
+    """
+    timings = timings if timings is not None else Timings()
+    with tempfile.TemporaryDirectory(prefix=f"{example.name}-run-") as run_dir:
+        store = _TimedStore(run_dir, timings)
+
+        def evaluate(genomes: Sequence[Genome], **hooks: Any) -> dict[str, Evaluation]:
+            started, recorded = time.perf_counter(), timings.recording_s
+            try:
+                return pool.evaluate(genomes, **hooks)
+            finally:  # the store's writes inside on_batch count as recording
+                timings.evaluation_s += (time.perf_counter() - started
+                                         - (timings.recording_s - recorded))
+
+        started = time.perf_counter()
+        try:
+            return GeneticAlgorithm(Genome.from_path(example / "agent.py"), evaluate,
                                     config, store=store).run()
         finally:
             store.close()
+            timings.total_s += time.perf_counter() - started

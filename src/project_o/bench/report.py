@@ -8,7 +8,9 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Report", "Target", "machine_info"]
+from project_o.errors import ProjectOError
+
+__all__ = ["BaselineMissing", "Report", "Target", "machine_info"]
 
 
 @dataclass
@@ -51,3 +53,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
+
+
+class BaselineMissing(ProjectOError):
+    """A benchmark's baseline is not installed; the message holds the command that installs it."""

@@ -22,6 +22,7 @@ score from outputs returned over a process boundary (``agent.call``).
 from __future__ import annotations
 
 import builtins
+import operator
 import sys
 from types import FunctionType, ModuleType
 from typing import Any, Final
@@ -55,6 +56,10 @@ class Snapshot:
         self._keys = {name: tuple(key for key, value in vars(module).items()
                                   if isinstance(value, _CODE))
                       for name, module in self._modules.items()}
+        # itemgetter/attrgetter read every watched binding in C: this runs after every
+        # candidate, and a Python loop over builtins was most of an evaluation's cost.
+        self._getters = [(name, vars(module), _getter(self._keys[name]))
+                         for name, module in self._modules.items()]
         self._code = self._code_now()
         self._functions = [value for module in self._modules.values()
                            for value in vars(module).values() if isinstance(value, FunctionType)]
@@ -85,11 +90,14 @@ class Snapshot:
         return changed or ["(unnamed)"]
 
     def _code_now(self) -> dict[str, tuple[Any, ...]]:
-        return {name: tuple(vars(module).get(key, _GONE) for key in self._keys[name])
-                for name, module in self._modules.items()}
+        try:
+            return {name: getter(namespace) for name, namespace, getter in self._getters}
+        except KeyError:  # a binding was deleted: the slow pass names it
+            return {name: tuple(vars(module).get(key, _GONE) for key in self._keys[name])
+                    for name, module in self._modules.items()}
 
     def _function_states(self) -> list[tuple[Any, ...]]:
-        return [_function_state(function) for function in self._functions]
+        return list(map(_function_state, self._functions))
 
 
 def describe(changes: list[str]) -> str:
@@ -103,8 +111,18 @@ _GONE: Final = object()
 _CODE: Final = (FunctionType, type, ModuleType)
 
 
-def _function_state(function: FunctionType) -> tuple[Any, ...]:
-    return (function.__code__, function.__defaults__, function.__kwdefaults__)
+#: (code, defaults, keyword defaults) of a function: what patching it in place changes
+_function_state: Final = operator.attrgetter("__code__", "__defaults__", "__kwdefaults__")
+
+
+def _getter(keys: tuple[str, ...]) -> Any:
+    """A callable: namespace -> the tuple of its values for ``keys`` (KeyError if one is gone)."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    if keys:
+        item = operator.itemgetter(keys[0])
+        return lambda namespace: (item(namespace),)
+    return lambda namespace: ()
 
 
 def _watched(task_module: ModuleType | None) -> dict[str, ModuleType]:

@@ -41,7 +41,7 @@ import copy
 import functools
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -54,7 +54,12 @@ from project_o.evolution.operators.evolvables import (
     inherit,
     splice,
 )
-from project_o.evolution.operators.function_scan import SCAN_CACHE_SIZE, FunctionScan, scan
+from project_o.evolution.operators.function_scan import (
+    SCAN_CACHE_SIZE,
+    FunctionScan,
+    scan,
+    walk,
+)
 from project_o.evolution.operators.source_text import (
     TOKENS,
     fitted,
@@ -388,12 +393,11 @@ AST_OPERATORS: tuple[type[_AstMutation], ...] = (
 # -- tree helpers -------------------------------------------------------
 
 
-def _body_nodes(node: FunctionNode) -> Iterator[ast.AST]:
+def _body_nodes(node: FunctionNode) -> list[ast.AST]:
     """Nodes of the body and argument defaults; not decorators, annotations or docstring."""
     roots: list[ast.AST] = [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
     roots += node.body[1:] if _docstring(node.body) else node.body
-    for root in roots:
-        yield from ast.walk(root)
+    return [found for root in roots for found in walk(root)]
 
 
 def _docstring(body: list[ast.stmt]) -> bool:
@@ -405,8 +409,9 @@ def _docstring(body: list[ast.stmt]) -> bool:
 def _statement_slots(node: FunctionNode) -> list[_Slot]:
     """Every statement in every body inside the function (the function's docstring excluded)."""
     slots: list[_Slot] = []
-    for owner in ast.walk(node):
-        for field, value in ast.iter_fields(owner):
+    for owner in walk(node):
+        for field in owner._fields:
+            value = getattr(owner, field, None)
             if not (isinstance(value, list) and value and isinstance(value[0], ast.stmt)):
                 continue
             skip = 1 if owner is node and field == "body" and _docstring(value) else 0
@@ -420,11 +425,13 @@ def _expression_slots(node: FunctionNode) -> list[_Slot]:
     for owner in _body_nodes(node):
         if isinstance(owner, ast.JoinedStr):
             continue  # its parts must stay string pieces
-        for field, value in ast.iter_fields(owner):
-            items = value if isinstance(value, list) else [value]
-            for i, item in enumerate(items):
-                if _portable(item):
-                    slots.append(_Slot(owner, field, i if isinstance(value, list) else None))
+        for field in owner._fields:
+            value = getattr(owner, field, None)
+            if isinstance(value, list):
+                slots += [_Slot(owner, field, i) for i, item in enumerate(value)
+                          if _portable(item)]
+            elif _portable(value):
+                slots.append(_Slot(owner, field))
     return slots
 
 

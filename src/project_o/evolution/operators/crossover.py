@@ -81,6 +81,11 @@ class FunctionCrossover(_Crossover):
         for key in sorted(taken, key=lambda k: (mine[k].path, -mine[k].start)):
             fn = mine[key]
             sources[fn.path] = splice(sources[fn.path], fn, _text(other, theirs[key]))
+        if sources == other.sources and parent.params == other.params:
+            # Every difference taken: the child is the mate itself (apply() would find
+            # its twin after compiling and hashing it; this is most of a population
+            # whose genomes differ in one function).
+            raise NoChild(f"the child is identical to {other.id}")
         if len(taken) == 1:
             [key] = taken
             inherit(parent.sources, sources, mine[key], _text(parent, mine[key]),

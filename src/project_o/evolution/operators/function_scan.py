@@ -31,7 +31,7 @@ from typing import Any, Final
 from project_o.evolution.operators.content_cache import ContentCache
 from project_o.evolution.operators.evolvables import EvolvableFunction, FunctionNode, segment
 
-__all__ = ["SCAN_CACHE_SIZE", "FunctionScan", "scan"]
+__all__ = ["SCAN_CACHE_SIZE", "FunctionScan", "scan", "walk"]
 
 #: distinct function texts remembered: a few generations of a population of 300
 SCAN_CACHE_SIZE: Final = 4096
@@ -56,7 +56,7 @@ class FunctionScan:
         """Scan a dedented def (decorators included); raises SyntaxError if it is not one."""
         node = _only_def(ast.parse(text))
         starts = [0, *itertools.accumulate(len(line) for line in text.splitlines(keepends=True))]
-        has_fstring = any(isinstance(n, ast.JoinedStr) for n in ast.walk(node))
+        has_fstring = any(isinstance(n, ast.JoinedStr) for n in walk(node))
         return cls(text, node, starts, has_fstring=has_fstring, ascii=text.isascii())
 
     def fresh(self) -> FunctionNode:
@@ -103,6 +103,26 @@ class FunctionScan:
             out += [self.text[at:start], new]
             at = end
         return "".join([*out, self.text[at:]])
+
+
+def walk(root: ast.AST) -> list[ast.AST]:
+    """``list(ast.walk(root))``, in the same (breadth-first) order, without generators.
+
+    Operators list the sites of every new function text; walking with
+    ``ast.walk`` and ``ast.iter_fields`` was a fifth of breeding's time.
+    """
+    nodes = [root]
+    append, node_type = nodes.append, ast.AST
+    for node in nodes:  # grows while it is read: each node's children join the end
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:  # the fields of AST nodes hold plain lists
+                for item in value:
+                    if isinstance(item, node_type):
+                        append(item)
+            elif isinstance(value, node_type):
+                append(value)
+    return nodes
 
 
 def scan(text: str, function: EvolvableFunction) -> FunctionScan:

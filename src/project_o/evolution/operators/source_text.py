@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from project_o.evolution.operators.function_scan import FunctionScan
+from project_o.evolution.operators.function_scan import FunctionScan, walk
 
 __all__ = ["TOKENS", "fitted", "operator_span", "touches_a_word", "valid_anywhere"]
 
@@ -74,11 +74,11 @@ def fitted(text: str, piece: ast.AST, owner: ast.AST, field: str) -> str:
 def valid_anywhere(piece: ast.AST, where: FunctionScan) -> bool:
     """Whether ``piece`` is valid wherever an expression is read (no await, yield, :=)."""
     risky = where.sites("pieces:risky", lambda node: [
-        n for n in ast.walk(node) if isinstance(n, ast.Await | ast.Yield | ast.YieldFrom
-                                                | ast.NamedExpr)])
+        n for n in walk(node) if isinstance(n, ast.Await | ast.Yield | ast.YieldFrom
+                                            | ast.NamedExpr)])
     if not risky:
         return True
-    inside = {id(n) for n in ast.walk(piece)}
+    inside = {id(n) for n in walk(piece)}
     return not any(id(n) in inside for n in risky)
 
 
