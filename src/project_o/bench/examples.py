@@ -11,6 +11,7 @@ from typing import Any
 
 from project_o.evolution.genetic import GAConfig, GAResult, GeneticAlgorithm
 from project_o.evolution.genome import Genome
+from project_o.evolution.novelty import Twin
 from project_o.evolution.population import EvaluatorPool
 from project_o.evolution.run_store import GenerationState, RunStore
 from project_o.evolution.task import Evaluation
@@ -63,10 +64,11 @@ class _TimedStore(RunStore):
         finally:
             self.timings.recording_s += time.perf_counter() - started
 
-    def commit_generation(self, run_id: str, state: GenerationState) -> None:
+    def commit_generation(self, run_id: str, state: GenerationState,
+                          duplicates: Sequence[tuple[Genome, Twin]] = ()) -> None:
         started = time.perf_counter()
         try:
-            super().commit_generation(run_id, state)
+            super().commit_generation(run_id, state, duplicates)
         finally:
             self.timings.recording_s += time.perf_counter() - started
 
