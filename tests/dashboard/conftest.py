@@ -120,7 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("dashboard")
     agent = root / "watched_agent.py"
     agent.write_text(AGENT)
-    running = Stack(root / "vault", ["--agent", str(agent), *FAST_HEARTBEAT])
+    running = Stack(root / "vault", ["--agent", str(agent), *FAST_HEARTBEAT], heart=True)
     yield running
     running.stop()
 

@@ -49,6 +49,9 @@ def test_an_evolution_run_report_opens_offline(
         page.page.evaluate("location.hash = '#versions'")
         page.page.wait_for_selector("#dag svg circle")
         assert page.page.locator("#dag svg circle").count() > 3
+        page.page.locator("#dag svg circle").last.click()
+        page.page.wait_for_selector("#version-detail pre.diff")
+        page.screenshot(tmp_path, "report-versions")
     finally:
         context.close()
     assert attempts == []

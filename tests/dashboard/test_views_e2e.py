@@ -45,7 +45,10 @@ def traffic(stack: Stack, stop: threading.Event) -> threading.Thread:
         n = 0
         while not stop.is_set():
             n += 1
-            stack.ask({"n": n})
+            if n % 5 == 0:  # a memory write: the WAL figures move too
+                stack.do("set", key=f"k{n}", value=n)
+            else:
+                stack.ask({"n": n})
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -68,6 +71,8 @@ def test_login_and_every_view_renders_without_errors(
         page.page.wait_for_function(
             "() => document.querySelector('#traffic-table').innerText.includes('main')",
             timeout=SHOW_TIMEOUT_MS)
+        page.page.wait_for_function("() => PO.live.last.traffic.length >= 5",
+                                    timeout=SHOW_TIMEOUT_MS)  # a chart with a few points
         page.screenshot(tmp_path, "live")
         show(page, "versions")
         page.page.wait_for_selector("#dag svg circle", timeout=SHOW_TIMEOUT_MS)
@@ -89,7 +94,7 @@ def test_login_and_every_view_renders_without_errors(
 
 
 def test_kill_9_of_the_main_shows_in_the_tree_and_the_timeline_without_reload(
-        stack: Stack, page: Watched) -> None:
+        stack: Stack, page: Watched, tmp_path: Path) -> None:
     open_dashboard(page, login_url(stack))
     show(page, "live")
     victim = stack.main_pid()
@@ -110,6 +115,7 @@ def test_kill_9_of_the_main_shows_in_the_tree_and_the_timeline_without_reload(
     page.page.wait_for_function(f"() => document.querySelector('#process-tree').innerText"
                                 f".includes('{new_main}')", timeout=SHOW_TIMEOUT_MS)
     assert "killed by signal 9" in text_of(page, "#events")  # the crash says why
+    page.screenshot(tmp_path, "live-after-kill")
     assert page.problems == []
 
 

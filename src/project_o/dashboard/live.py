@@ -232,7 +232,16 @@ def versions_digest(catalog: Path) -> dict[str, Any]:
 
 
 def _bounds(summary: dict[str, Any]) -> dict[str, Any]:
+    """One metric's test at this moment: the difference, its bounds, and the line to clear.
+
+    ``better_beyond`` is the decision margin in the metric's units (a share
+    of the baseline's mean), on the side where the candidate is better.
+    """
     interval = summary.get("confidence_sequence")
-    return {"difference": summary.get("difference"), "margin": summary.get("margin", 0.0),
+    baseline = (summary.get("mean") or {}).get("baseline") or 0.0
+    margin = float(summary.get("margin") or 0.0) * abs(float(baseline))
+    return {"difference": summary.get("difference"),
+            "better_beyond": margin if summary.get("higher_is_better", True) else -margin,
             "low": interval[0] if interval else None, "high": interval[1] if interval else None,
+            "n": min((summary.get("n") or {}).values(), default=0),
             "decision": summary.get("decision")}

@@ -50,7 +50,9 @@
       const o = this.opts;
       return {
         width: Math.max(200, this.container.clientWidth || 400), height: o.height || 220,
-        scales: { x: { time: o.time !== false } , y: o.yRange ? { range: o.yRange } : {} },
+        // time: at least the last 20 s, so one point still gets a sensible axis
+        scales: { x: o.time === false ? { time: false } : { time: true, range: (u, lo, hi) => [Math.min(lo, hi - 20), hi + 1] },
+          y: o.yRange ? { range: o.yRange } : {} },
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
         axes: [Object.assign({ stroke: "#667085", grid: { stroke: "#eef0f4" } },

@@ -37,7 +37,7 @@
     const svgNS = "http://www.w3.org/2000/svg";
     const { byId, depth, row, columns } = PO.layout(versions);
     const labels = versions.length <= 60;
-    const dx = labels ? 150 : 46, dy = labels ? 34 : 16, r = labels ? 7 : 5, pad = 20;
+    const dx = labels ? 220 : 46, dy = labels ? 34 : 16, r = labels ? 7 : 5, pad = 20;
     const height = Math.max(...columns.map((c) => c.length), 1) * dy + 2 * pad;
     const width = columns.length * dx + 2 * pad + (labels ? 110 : 0);
     const svg = document.createElementNS(svgNS, "svg");

@@ -2,7 +2,7 @@
 "use strict";
 (function (PO) {
   const el = PO.el, fmt = PO.fmt;
-  const STAGES = ["validating", "shadow", "canary", "validation", "done"];
+  const STAGES = ["validating", "shadow", "canary-10", "canary-50", "canary-100", "validation", "done"];
 
   PO.views.experiments = function (root) {
     const state = { selected: null, experiments: [], points: [], charts: {} };
@@ -10,7 +10,7 @@
     const bandit = el("div#bandit");
     root.append(el("h1", "Experiments"), el("div.grid",
       el("section.card.span-5", el("h2", "Experiments"), list,
-        el("h2", "Operator bandit"), bandit),
+        el("h2.spaced", "Operator bandit"), bandit),
       el("section.card.span-7", el("h2", "Selected experiment"), detail)));
     PO.clear(detail).appendChild(el("p.empty", "no experiment selected"));
 
@@ -28,7 +28,9 @@
     function steps(x) {
       const seen = (x.timeline || []).map((e) => e.stage);
       const failed = ["rejected", "rolled_back", "aborted"].includes(x.status);
-      return el("div.steps", { role: "list", "aria-label": "stage timeline" }, STAGES.map((s) => {
+      const stages = STAGES.filter((s) => s !== "shadow" || x.kind === "shadow" || seen.includes(s))
+        .concat(seen.filter((s) => !STAGES.includes(s)));
+      return el("div.steps", { role: "list", "aria-label": "stage timeline" }, stages.map((s) => {
         const cls = s === x.stage ? (failed ? "failed" : "current") : seen.includes(s) ? "done" : "";
         return el("div.step" + (cls ? "." + cls : ""), { role: "listitem" }, s);
       }));
@@ -53,10 +55,11 @@
           { label: "mean cand", num: true, render: ([, s]) => fmt.num(s.mean.candidate, 4) },
           { label: "difference", num: true, render: ([, s]) => fmt.num(s.difference, 4) },
           { label: "conf. sequence", num: true, render: ([, s]) => s.confidence_sequence ? s.confidence_sequence.map((v) => fmt.num(v, 4)).join(" … ") : "not yet" },
-          { label: "margin", num: true, render: ([, s]) => fmt.num(s.margin, 4) },
+          { label: "margin", num: true, render: ([, s]) => fmt.pct(s.margin) + " of base" },
           { label: "decision", render: ([, s]) => s.decision || "—" },
         ], stats, { label: "experiment statistics" }),
         el("h3", "confidence-sequence bounds over time (difference candidate − baseline)"),
+        el("p.muted", "better once the whole band is beyond the margin line; worse once it is past zero on the other side"),
         charts,
         el("h3", "timeline"),
         PO.table([
@@ -64,7 +67,11 @@
           { label: "stage", key: "stage" }, { label: "event", key: "event" }, { label: "detail", key: "detail" },
         ], (x.timeline || []).slice().reverse(), { label: "experiment timeline" }));
       state.charts = {};
-      stats.forEach(([metric]) => {
+      stats.forEach(([metric, summary]) => {
+        if (!summary.n.candidate && !summary.n.baseline) {
+          charts.append(el("div.chart-title", metric + ": no samples yet"));
+          return;
+        }
         const box = el("div.chart", { id: "cs-" + metric });
         charts.append(el("div.chart-title", metric), box);
         state.charts[metric] = new PO.LineChart(box, { height: 180 });
@@ -76,11 +83,11 @@
       const pts = state.points;
       Object.entries(state.charts).forEach(([metric, chart]) => {
         const xs = pts.map((p) => p.t), m = (f) => pts.map((p) => (p.metrics[metric] || {})[f] ?? null);
-        const margin = m("margin");
         chart.set([{ label: "difference" }, { label: "lower bound", dash: [4, 3], color: "#7048e8" },
           { label: "upper bound", dash: [4, 3], color: "#7048e8" },
-          { label: "+margin", color: "#e03131", width: 1 }, { label: "−margin", color: "#e03131", width: 1 }],
-        [xs, m("difference"), m("low"), m("high"), margin, margin.map((v) => (v === null ? null : -v))]);
+          { label: "margin (better beyond)", color: "#2f9e44", width: 1 },
+          { label: "zero", color: "#e03131", width: 1 }],
+        [xs, m("difference"), m("low"), m("high"), m("better_beyond"), xs.map(() => 0)]);
       });
       const count = document.getElementById("cs-points");
       if (count) count.textContent = String(pts.length);
