@@ -15,7 +15,8 @@ from tests.supervisor.harness import Stack
 
 def report(source: Path, output: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "project_o.cli", "report", str(source),
-                           "-o", str(output)], capture_output=True, text=True, timeout=120)
+                           "-o", str(output)], capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def offline_page(browser: Any) -> tuple[Watched, list[str], Any]:

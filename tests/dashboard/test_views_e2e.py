@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.dashboard.conftest import Watched, evolve_command, login_url
+from tests.dashboard.conftest import AGENT, Watched, evolve_command, login_url
 from tests.supervisor.harness import Stack
 
 #: how long a page may take to show what the server already knows (a loaded CI box)
@@ -120,22 +120,7 @@ def test_kill_9_of_the_main_shows_in_the_tree_and_the_timeline_without_reload(
 
 
 #: as fast as the serving version, so the test neither promotes nor rejects it for a while
-CANDIDATE = """
-import time
-from project_o import Agent
-
-agent = Agent("watched")
-DELAY = 0.002  # the candidate: same speed, new text
-
-
-@agent.handler
-def handle(ctx, request):
-    if request.get("do") == "set":
-        ctx.memory.set(request["key"], request["value"])
-        return "ok"
-    time.sleep(DELAY)
-    return {"n": request.get("n")}
-"""
+CANDIDATE = AGENT.replace("DELAY = 0.002", "DELAY = 0.002  # the candidate: new text, same speed")
 
 
 def test_a_canary_chart_gains_points_as_traffic_flows(
