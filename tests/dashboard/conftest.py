@@ -65,7 +65,7 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     path = chromium_path()
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -115,7 +115,7 @@ def page(browser: Any) -> Iterator[Watched]:
         context.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("dashboard")
     agent = root / "watched_agent.py"
@@ -134,7 +134,7 @@ def evolve_command(run_dir: Path, *, generations: int, delay: float) -> list[str
             "--run-dir", str(run_dir), "--json"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small evolution run, complete."""
     run_dir = tmp_path_factory.mktemp("runs") / "done"

@@ -46,9 +46,10 @@ class LiveReader:
     def __enter__(self) -> Self:
         cookie = login_cookie(self._url, self._token)
         ws_url = self._url.replace("http://", "ws://", 1) + "/ui/live"
-        self._socket = connect(ws_url, origin=Origin(self._url),
-                               additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
-                               max_size=64 * 1024 * 1024)
+        socket = connect(ws_url, origin=Origin(self._url),
+                         additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+                         max_size=64 * 1024 * 1024)
+        self._socket = socket.__enter__()  # the library's own context, closed in __exit__
         self._thread = threading.Thread(target=self._read, name="dashboard reader", daemon=True)
         self._thread.start()
         return self
@@ -65,6 +66,6 @@ class LiveReader:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         if self._socket is not None:
-            self._socket.close()
+            self._socket.__exit__(exc_type, exc, traceback)
         if self._thread is not None:
             self._thread.join(timeout=10.0)
