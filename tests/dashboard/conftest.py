@@ -65,7 +65,9 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# module scope: Playwright's sync API runs an event loop in this thread while
+# open, and the asyncio tests of this package need the thread to themselves
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     path = chromium_path()
     sync_api = pytest.importorskip("playwright.sync_api")
