@@ -144,6 +144,11 @@ def test_a_canary_chart_gains_points_as_traffic_flows(
         assert created.json()["id"][:12] in text_of(page, "#experiments-list")
         assert page.page.locator("#experiment-detail canvas").count() >= 1
         page.screenshot(tmp_path, "experiment")
+        show(page, "live")  # the candidate's own zygote and instance, in the tree
+        page.page.wait_for_function(
+            "() => document.querySelector('#process-tree').innerText.includes('candidate')",
+            timeout=SHOW_TIMEOUT_MS)
+        page.screenshot(tmp_path, "live-canary")
     finally:
         stop.set()
         sender.join()

@@ -133,7 +133,10 @@ class LiveHub:
     async def _tick(self, count: int) -> dict[str, Any]:
         status = self._service.status()
         now = self._clock()
-        tick: dict[str, Any] = {"type": "tick", "t": now, "tree": process_tree(status, now),
+        running = [x for x in self._state.get("experiments", []) if x.get("status") == "running"]
+        candidate = running[0].get("candidate_version") if running else None
+        tick: dict[str, Any] = {"type": "tick", "t": now,
+                                "tree": process_tree(status, now, candidate),
                                 "events": self._new_events(status.get("events", [])),
                                 "events_total": len(self.events)}
         tick["vault"] = self._state["vault"] = {**status.get("vault", {}),

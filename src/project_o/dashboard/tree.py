@@ -1,9 +1,11 @@
 """The process tree heart → supervisor → zygotes → instances, from ``GET /v1/status``.
 
-The status names the heart, the supervisor and each instance; which
-zygote forked an instance is its parent process, read from ``/proc``
-through psutil (the supervisor never asks the zygote, so this costs the
-agent nothing).
+The status names the heart, the supervisor and the serving instances
+(main, standby). The rest of the tree — which zygote forked which
+instance, and a candidate's own zygote and instances during a shadow or
+canary — is read from ``/proc`` through psutil: the supervisor's
+children are zygotes (and short-lived helpers), their children instances.
+Nothing is asked of the zygotes, so drawing the tree costs the agent nothing.
 """
 
 from __future__ import annotations
@@ -16,22 +18,42 @@ import psutil
 __all__ = ["process_tree"]
 
 
-def process_tree(status: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """``{"heart", "supervisor", "zygotes": [{"pid", "instances": [...]}]}``."""
+def process_tree(status: dict[str, Any], now: float | None = None,
+                 candidate: str | None = None) -> dict[str, Any]:
+    """``{"heart", "supervisor", "zygotes": [{"pid", "instances": [...]}]}``.
+
+    ``candidate``: the version a running experiment tries, the likely
+    version of a zygote whose instances the status does not describe.
+    """
     now = time.time() if now is None else now
-    zygotes: dict[int | None, list[dict[str, Any]]] = {}
-    for instance in status.get("instances", []):
-        zygotes.setdefault(_parent(instance.get("pid")), []).append(_instance(instance, now))
+    known = {i.get("pid"): _instance(i, now) for i in status.get("instances", [])}
     supervisor = status.get("supervisor_pid")
+    zygotes: dict[int | None, list[dict[str, Any]]] = {}
+    for pid, instance in known.items():
+        zygotes.setdefault(_parent(pid), []).append(instance)
+    for zygote, children in _forks(supervisor).items():
+        found = zygotes.setdefault(zygote, [])
+        found.extend(_unlisted(pid) for pid in children if pid not in known)
     return {
         "heart": {"pid": status.get("heart_pid"), "role": "heart"},
         "supervisor": {"pid": supervisor, "role": "supervisor",
                        "rss_bytes": _rss(supervisor), "restarts": status.get("restarts", 0),
                        "version": status.get("version")},
-        "zygotes": [{"pid": pid, "role": "zygote", "rss_bytes": _rss(pid),
-                     "version": _common_version(found), "instances": found}
+        "zygotes": [_zygote(pid, found, candidate)
                     for pid, found in sorted(zygotes.items(), key=lambda kv: kv[0] or 0)],
     }
+
+
+def _zygote(pid: int | None, instances: list[dict[str, Any]],
+            candidate: str | None) -> dict[str, Any]:
+    versions = {i.get("version") for i in instances if i.get("version")}
+    version = versions.pop() if len(versions) == 1 else None
+    if version is None and instances:
+        version = candidate
+        for instance in instances:
+            instance["version"] = instance.get("version") or candidate
+    return {"pid": pid, "role": "zygote", "rss_bytes": _rss(pid), "version": version,
+            "instances": instances}
 
 
 def _instance(instance: dict[str, Any], now: float) -> dict[str, Any]:
@@ -45,9 +67,29 @@ def _instance(instance: dict[str, Any], now: float) -> dict[str, Any]:
     }
 
 
-def _common_version(instances: list[dict[str, Any]]) -> str | None:
-    versions = {i.get("version") for i in instances}
-    return versions.pop() if len(versions) == 1 else None
+def _unlisted(pid: int) -> dict[str, Any]:
+    """An instance the status does not describe: a candidate's (shadow, canary, check)."""
+    return {"role": "candidate", "pid": pid, "id": None, "version": None, "restarts": None,
+            "heartbeat_age_s": None, "rss_bytes": _rss(pid), "in_flight": None}
+
+
+def _forks(supervisor: Any) -> dict[int, list[int]]:
+    """The supervisor's children that have children: zygote pid → instance pids."""
+    if not isinstance(supervisor, int):
+        return {}
+    try:
+        children = psutil.Process(supervisor).children()
+    except psutil.Error:
+        return {}
+    forks: dict[int, list[int]] = {}
+    for child in children:
+        try:
+            grandchildren = [p.pid for p in child.children()]
+        except psutil.Error:
+            continue  # gone between the two reads
+        if grandchildren:
+            forks[child.pid] = grandchildren
+    return forks
 
 
 def _parent(pid: Any) -> int | None:

@@ -57,10 +57,17 @@
         { label: "pid", key: "pid", num: true },
         { label: "version", render: (r) => el("span.mono", r.version ? fmt.short(r.version) : "") },
         { label: "restarts", key: "restarts", num: true },
-        { label: "heartbeat age", num: true, render: (r) => r.heartbeat_age_s === undefined ? "" : fmt.num(r.heartbeat_age_s) + " s" },
+        { label: "heartbeat age", num: true, render: (r) => r.heartbeat_age_s === undefined || r.heartbeat_age_s === null ? "" : fmt.num(r.heartbeat_age_s) + " s" },
         { label: "RSS", num: true, render: (r) => r.rss_bytes ? fmt.bytes(r.rss_bytes) : "" },
         { label: "in flight", key: "in_flight", num: true },
       ], rows, { label: "process tree", rowClass: (r) => ["depth-" + r.depth] }));
+    }
+
+    function checkpoint(c) {
+      if (c === null || c === undefined) return "—";
+      if (typeof c !== "object") return el("span.mono", String(c));
+      const at = c.timestamp_ns ? fmt.time(c.timestamp_ns / 1e9) : "";
+      return `at sequence ${fmt.num(c.last_sequence, 0)}${at ? ", " + at : ""}`;
     }
 
     function drawVault(v) {
@@ -72,8 +79,7 @@
         { k: "WAL append + fsync p50", v: fmt.ms(v.append_p50_ms) },
         { k: "WAL append + fsync p99", v: fmt.ms(v.append_p99_ms) },
         { k: "checkpoints written", v: fmt.num(v.checkpoints, 0) },
-        { k: "last checkpoint", v: v.last_checkpoint === null || v.last_checkpoint === undefined ? "—"
-          : el("span.mono", typeof v.last_checkpoint === "object" ? JSON.stringify(v.last_checkpoint) : String(v.last_checkpoint)) },
+        { k: "last checkpoint", v: checkpoint(v.last_checkpoint) },
       ], { label: "vault" }));
     }
 
