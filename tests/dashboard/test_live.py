@@ -27,7 +27,7 @@ class Service:
         events = [{"ts": 1000.0 + n, "kind": "crash" if n % 7 == 0 else "start",
                    "subject": f"main-{n}", "reason": f"event {n}"}
                   for n in range(start, self.emitted)][-50:]
-        return {"supervisor_pid": 1, "instances": [], "vault": {}, "events": events,
+        return {"supervisor_pid": None, "instances": [], "vault": {}, "events": events,
                 "version": "v1"}
 
     def metrics(self) -> MetricsText:
@@ -72,13 +72,16 @@ async def test_a_subscriber_gets_a_snapshot_then_ticks_and_the_sampler_stops_aft
 
 @pytest.mark.anyio
 async def test_a_subscriber_that_falls_behind_is_resynchronized_not_buffered() -> None:
-    hub = LiveHub(Service(per_tick=1), tick_s=0.001)  # type: ignore[arg-type]
+    hub = LiveHub(Service(per_tick=1), tick_s=3600.0)  # type: ignore[arg-type]
     messages = hub.subscribe()
     first = await messages.__anext__()
     assert first["type"] == "snapshot"
-    await asyncio.sleep(0.3)  # hundreds of ticks while nobody reads
+    for n in range(QUEUE_SIZE * 3):  # ticks nobody reads
+        hub._publish({"type": "tick", "n": n})
     queue = next(iter(hub._queues))
     assert queue.qsize() <= QUEUE_SIZE
-    seen = [await messages.__anext__() for _ in range(QUEUE_SIZE)]
-    assert any(m["type"] == "snapshot" for m in seen)
+    waiting = [await messages.__anext__() for _ in range(queue.qsize())]
+    assert waiting[0]["type"] == "snapshot"  # started over, then the newest ticks
+    assert [m["n"] for m in waiting[1:]] == list(range(QUEUE_SIZE * 3 - len(waiting) + 1,
+                                                       QUEUE_SIZE * 3))
     await messages.aclose()
