@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from project_o.evolution.adversarial import Finding, FindingStore
+from project_o.vault.catalog import Catalog
 from tests.dashboard.conftest import Watched, watch
 from tests.supervisor.harness import Stack
 
@@ -88,3 +90,25 @@ def test_a_report_of_something_that_is_no_run_nor_vault_is_refused(
     assert done.returncode == 1
     assert "neither an evolution run directory" in done.stderr
     assert not (tmp_path / "out.html").exists()
+
+
+def test_red_vs_blue_rounds_are_in_a_vault_report(browser: Any, tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    Catalog.open(vault / "catalog.sqlite").close()
+    store = FindingStore(vault)
+    for number, (kind, blue) in enumerate([("exception", "aaa111"), ("timeout", "aaa111"),
+                                           ("wrong", "bbb222")]):
+        store.append(Finding(input={"q": number}, kind=kind, detail=f"broke on {number}",
+                             signature=kind, round=1 if blue == "aaa111" else 2, blue=blue))
+    output = tmp_path / "redteam.html"
+    assert report(vault, output).returncode == 0
+    page, attempts, context = offline_page(browser)
+    try:
+        page.page.goto(output.as_uri() + "#runs")
+        page.page.wait_for_selector("#redteam table")
+        rounds = page.page.locator("#redteam table").first.inner_text()
+    finally:
+        context.close()
+    assert "aaa111" in rounds and "bbb222" in rounds and "timeout" in rounds
+    assert attempts == [] and page.problems == []

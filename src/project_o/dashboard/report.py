@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from project_o import __version__
 from project_o.dashboard import catalog_view, runs_view
+from project_o.dashboard.redteam_view import red_team
 from project_o.dashboard.routes import STATIC_DIR, read_bandit
 from project_o.errors import InvalidArgument
 
@@ -69,6 +70,10 @@ def report_data(source: Path) -> dict[str, Any]:
         api["experiments"] = snapshot["experiments"] = catalog_view.experiments(catalog)
         api["bandit"] = read_bandit(catalog.parent)
         views = ["versions", "experiments"]
+    api["redteam"] = red_team([source, catalog.parent])
+    if api["redteam"]["rounds"] and "runs" not in views:
+        views.append("runs")
+        api["runs"] = []
     for version_id in detailed:
         api[f"versions/{version_id}"] = catalog_view.version_detail(catalog, version_id)
     return {"title": f"{source.name} · {time.strftime('%Y-%m-%d %H:%M')}", "kind": kind,

@@ -12,6 +12,7 @@
     GET  /ui/api/experiments/{id}  cookie  one experiment, as the API gives it
     GET  /ui/api/bandit         cookie   the operator bandit's state
     GET  /ui/api/runs/{id}      cookie   one evolution run, from its catalog
+    GET  /ui/api/redteam        cookie   red vs blue: findings by round (adversarial runs)
     POST /ui/api/logout         cookie + X-Project-O-UI header
     WS   /ui/live               cookie + same Origin: snapshot, then ticks (project_o.dashboard.live)
 """
@@ -31,6 +32,7 @@ from pydantic import BaseModel, Field
 from project_o.dashboard import catalog_view, runs_view
 from project_o.dashboard.guard import SessionGuard
 from project_o.dashboard.live import LiveHub, catalog_of
+from project_o.dashboard.redteam_view import red_team
 from project_o.dashboard.session import COOKIE_NAME, SessionSigner, TicketBook
 from project_o.errors import InvalidArgument
 from project_o.evolution.bandit import OperatorBandit
@@ -150,6 +152,11 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
     @router.get("/api/bandit", dependencies=[Depends(guard)])
     async def bandit() -> dict[str, Any]:
         return read_bandit(catalog().parent)
+
+    @router.get("/api/redteam", dependencies=[Depends(guard)])
+    async def redteam() -> dict[str, Any]:
+        vaults = [catalog().parent, *hub.run_dirs, *(d / "VAULT" for d in hub.run_dirs)]
+        return await asyncio.to_thread(red_team, vaults)
 
     @router.get("/api/runs/{run_id}", dependencies=[Depends(guard)])
     async def run(run_id: str) -> dict[str, Any]:

@@ -7,9 +7,29 @@
   PO.views.runs = function (root) {
     const state = { selected: null, runs: [], done: {} };
     const list = el("div.scroll#runs-list"), detail = el("div#run-detail");
+    const redteam = el("section.card.span-12#redteam");
+    redteam.hidden = true;
     root.append(el("h1", "Evolution runs"), el("div.grid",
       el("section.card.span-12", el("h2", "Runs"), list),
-      el("section.span-12", detail)));
+      el("section.span-12", detail), redteam));
+
+    async function drawRedTeam() {
+      const r = await PO.get("redteam").catch(() => ({ rounds: [], findings: [] }));
+      if (!r.rounds.length) return;
+      redteam.hidden = false;
+      PO.clear(redteam).append(el("h2", "Red vs blue"),
+        el("p.muted", "each round: the blue champion, and the inputs red found that broke it"),
+        el("div.split",
+          PO.table([{ label: "round", key: "round", num: true },
+            { label: "blue champion", render: (m) => el("span.mono", fmt.short(m.blue)) },
+            { label: "inputs that broke it", key: "findings", num: true },
+            { label: "kinds", render: (m) => Object.entries(m.kinds).map(([k, n]) => [PO.pill(k), ` ${n} `]) }],
+          r.rounds, { label: "red vs blue rounds" }),
+          el("div.scroll", PO.table([{ label: "round", key: "round", num: true },
+            { label: "kind", render: (f) => PO.pill(f.kind) },
+            { label: "input", render: (f) => el("span.mono", f.input) }, { label: "detail", key: "detail" }],
+          r.findings.slice().reverse(), { label: "red team findings" }))));
+    }
     PO.clear(detail).appendChild(el("p.empty", "no run selected"));
 
     function drawList() {
@@ -97,7 +117,7 @@
       state.runs.forEach((r) => { state.done[r.id] = r.generations_done; });
     });
     if (PO.report) PO.get("runs").then((runs) => { state.runs = runs; drawList(); if (runs.length) pick(runs[0].id); });
-    drawList();
+    drawList(); drawRedTeam();
     return () => off();
   };
 })(window.PO);
