@@ -123,9 +123,9 @@ class LiveHub:
             except Exception:  # a bad sample must not end the live view
                 logger.exception("dashboard sample failed")
                 tick = None
-            first = not self._state.get("ready")
-            self._state["ready"] = True
             if tick is not None:
+                first = not self._state.get("ready")
+                self._state["ready"] = True  # a page's first message is a whole snapshot
                 self._publish(self.snapshot() if first else tick)
             count += 1
             await asyncio.sleep(self._tick_s)
