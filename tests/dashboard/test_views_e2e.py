@@ -10,13 +10,18 @@ shows it without a reload.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
 from pathlib import Path
 
+from project_o.dashboard import runs_view
+from project_o.dashboard.recorder import points_path
+from project_o.dashboard.report import report_data
 from tests.dashboard.conftest import AGENT, Watched, evolve_command, login_url
 from tests.supervisor.harness import Stack
 
@@ -119,7 +124,8 @@ def test_kill_9_of_the_main_shows_in_the_tree_and_the_timeline_without_reload(
     assert page.problems == []
 
 
-#: as fast as the serving version, so the test neither promotes nor rejects it for a while
+#: as fast as the serving version, and judged on errors only (neither arm makes any), so
+#: it is neither promoted nor rejected while the test watches, however loaded the machine
 CANDIDATE = AGENT.replace("DELAY = 0.002", "DELAY = 0.002  # the candidate: new text, same speed")
 
 
@@ -128,12 +134,21 @@ def test_a_canary_chart_gains_points_as_traffic_flows(
     assert stack.http is not None
     created = stack.http.post("/v1/evolution/experiments", json={
         "kind": "canary", "candidate": {"source": CANDIDATE}, "hypothesis": "watched in a browser",
+        "metric": "errors",
         "min_samples": 20, "max_samples": 100_000, "stages": [0.5, 1.0],
         "validation_requests": 20})
     assert created.status_code == 201, created.text
     stop = threading.Event()
     sender = traffic(stack, stop)
     try:
+        # recorded with no page open: the chart has points before anyone looks
+        recorded = points_path(stack.vault, created.json()["id"])
+        assert recorded is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                not recorded.exists() or len(recorded.read_text().splitlines()) < 2):
+            time.sleep(0.1)
+        assert len(recorded.read_text().splitlines()) >= 2
         open_dashboard(page, login_url(stack))
         show(page, "experiments")
         page.page.wait_for_function("() => Number((document.querySelector('#cs-points') || "
@@ -153,6 +168,25 @@ def test_a_canary_chart_gains_points_as_traffic_flows(
         stop.set()
         sender.join()
     assert page.problems == []
+    # the report of the vault carries the chart too
+    reported = report_data(stack.vault)["api"]["experiments"]
+    (experiment,) = [x for x in reported if x["id"] == created.json()["id"]]
+    assert len(experiment["points"]) >= 2
+    assert {"low", "high", "better_beyond"} <= set(experiment["points"][-1]["metrics"]["errors"])
+
+
+def started_run(run_dir: Path) -> str:
+    """The id of the run going on in ``run_dir``, once its catalog names it."""
+    catalog = run_dir / "VAULT" / "catalog.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if catalog.exists():
+            with contextlib.suppress(sqlite3.Error):
+                runs = runs_view.list_runs(catalog)
+                if runs:
+                    return str(runs[0]["id"])
+        time.sleep(0.05)
+    raise TimeoutError(f"no run started in {run_dir}")
 
 
 def test_an_evolution_chart_gains_a_generation_as_it_completes(
@@ -161,13 +195,13 @@ def test_an_evolution_chart_gains_a_generation_as_it_completes(
     process = subprocess.Popen(evolve_command(run_dir, generations=8, delay=1.0),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        catalog = run_dir / "VAULT" / "catalog.sqlite"
-        deadline = time.monotonic() + 60
-        while not catalog.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        run_id = started_run(run_dir)
         open_dashboard(page, login_url(stack, run_dir))
         show(page, "runs")
-        page.page.wait_for_selector("#run-detail[data-generations]", timeout=SHOW_TIMEOUT_MS)
+        page.page.locator("#runs-list tr", has_text=run_id).click()
+        page.page.wait_for_function(
+            f"() => document.querySelector('#run-detail').innerText.includes('{run_id}')",
+            timeout=SHOW_TIMEOUT_MS)
         seen = int(page.page.get_attribute("#run-detail", "data-generations") or 0)
         assert process.poll() is None, "the run ended before the page could watch it"
         page.page.wait_for_function(f"() => Number(document.querySelector('#run-detail')"

@@ -10,6 +10,9 @@ Every asset is in ``static/``; the vendored libraries carry their licenses.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -30,4 +33,7 @@ def mount_dashboard(app: FastAPI, service: AgentService, token: str) -> LiveHub:
     app.include_router(router)
     app.mount(f"{UI_PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.state.dashboard = hub
+    with contextlib.suppress(RuntimeError):  # no running loop: no recorder (tests, tools)
+        hub.recorder = asyncio.get_running_loop().create_task(hub.record(),
+                                                              name="dashboard recorder")
     return hub

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from project_o.dashboard import runs_view
 from project_o.dashboard.catalog_view import read_only
+from project_o.dashboard.recorder import append_point
 from project_o.dashboard.traffic import TrafficWindow, parse_scrape
 from project_o.dashboard.tree import process_tree
 from project_o.supervisor.api import AgentService
@@ -63,6 +64,9 @@ class LiveHub:
         self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self.run_dirs: list[Path] = []
+        #: the supervisor's vault, where experiment points are kept (see recorder)
+        self.vault: Path | None = None
+        self.recorder: asyncio.Task[None] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._seen: set[tuple[Any, ...]] = set()
         self.traffic: deque[dict[str, Any]] = deque(maxlen=MAX_POINTS)
@@ -130,8 +134,28 @@ class LiveHub:
             count += 1
             await asyncio.sleep(self._tick_s)
 
+    async def record(self) -> None:
+        """While no page is open, still sample running experiments once a second.
+
+        Their charts then exist for whoever looks later, at the cost of one
+        read of the experiments a second.
+        """
+        while True:
+            await asyncio.sleep(2 * self._tick_s)
+            if self._queues:
+                continue  # the sampler records while pages are open
+            try:
+                self.vault = catalog_parent(self._service.status())
+                experiments = await self._experiments()
+                if experiments:
+                    self._state["experiments"] = experiments
+                    self._experiment_points(experiments, self._clock())
+            except Exception:  # recording must never end with an error
+                logger.exception("dashboard experiment recorder failed")
+
     async def _tick(self, count: int) -> dict[str, Any]:
         status = self._service.status()
+        self.vault = catalog_parent(status)
         now = self._clock()
         running = [x for x in self._state.get("experiments", []) if x.get("status") == "running"]
         candidate = running[0].get("candidate_version") if running else None
@@ -198,6 +222,8 @@ class LiveHub:
             self.experiment_points.setdefault(
                 experiment["id"], deque(maxlen=MAX_POINTS)).append(point)
             points[experiment["id"]] = point
+            if self.vault is not None:
+                append_point(self.vault, experiment["id"], point)
         return points
 
     def _from_catalogs(self, status: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +244,12 @@ class LiveHub:
             if path.is_file():
                 listed.extend({**run, "dir": str(run_dir)} for run in runs_view.list_runs(path))
         return sorted(listed, key=lambda r: -r["started"])
+
+
+def catalog_parent(status: dict[str, Any]) -> Path | None:
+    """The vault directory a status describes."""
+    path = (status.get("vault") or {}).get("path")
+    return None if not path else Path(path)
 
 
 def catalog_of(status: dict[str, Any]) -> Path | None:

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from project_o import __version__
 from project_o.dashboard import catalog_view, runs_view
+from project_o.dashboard.recorder import load_points
 from project_o.dashboard.redteam_view import red_team
 from project_o.dashboard.routes import STATIC_DIR, read_bandit
 from project_o.errors import InvalidArgument
@@ -67,7 +68,9 @@ def report_data(source: Path) -> dict[str, Any]:
             detailed.update(step["id"] for step in (detail or {}).get("lineage", []))
         views = ["runs", "versions"]
     else:
-        api["experiments"] = snapshot["experiments"] = catalog_view.experiments(catalog)
+        api["experiments"] = snapshot["experiments"] = [
+            {**x, "points": load_points(catalog.parent, x["id"])}
+            for x in catalog_view.experiments(catalog)]
         api["bandit"] = read_bandit(catalog.parent)
         views = ["versions", "experiments"]
     api["redteam"] = red_team([source, catalog.parent])

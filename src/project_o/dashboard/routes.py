@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from project_o.dashboard import catalog_view, runs_view
 from project_o.dashboard.guard import SessionGuard
 from project_o.dashboard.live import LiveHub, catalog_of
+from project_o.dashboard.recorder import load_points
 from project_o.dashboard.redteam_view import red_team
 from project_o.dashboard.session import COOKIE_NAME, SessionSigner, TicketBook
 from project_o.errors import InvalidArgument
@@ -147,7 +148,10 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
         if method is None:
             raise APIError(404, "UnknownExperiment", "this service runs no experiments")
         found: dict[str, Any] = await method(experiment_id)
-        return {**found, "points": list(hub.experiment_points.get(experiment_id, []))}
+        points = list(hub.experiment_points.get(experiment_id, []))
+        if not points:  # sampled before this supervisor started, or by another one
+            points = await asyncio.to_thread(load_points, catalog().parent, experiment_id)
+        return {**found, "points": points}
 
     @router.get("/api/bandit", dependencies=[Depends(guard)])
     async def bandit() -> dict[str, Any]:
