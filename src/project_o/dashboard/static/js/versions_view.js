@@ -43,13 +43,13 @@
       const newest = state.versions.slice().reverse();
       const pages = Math.max(1, Math.ceil(newest.length / TABLE_PAGE));
       const start = state.tablePage * TABLE_PAGE;
-      PO.clear(table).append(PO.table([
+      PO.clear(table).append(el("div.scroll.tall", PO.table([
         { label: "version", render: (v) => el("span.mono", fmt.short(v.id)) },
         { label: "status", render: (v) => PO.pill(v.serving ? "serving" : v.status) },
         { label: "made by", render: (v) => `${v.operator} (${v.proposer})` },
         { label: "why", render: (v) => v.hypothesis || v.reason || v.change || "" },
       ], newest.slice(start, start + TABLE_PAGE), { label: "versions", onRow: pick,
-        selected: (v) => v.id === state.selected }),
+        selected: (v) => v.id === state.selected })),
       el("div.filters", el("button", { onclick: () => { state.tablePage = Math.max(0, state.tablePage - 1); draw(); } }, "newer"),
         el("span.muted", `page ${state.tablePage + 1} of ${pages}`),
         el("button", { onclick: () => { state.tablePage = Math.min(pages - 1, state.tablePage + 1); draw(); } }, "older")));
