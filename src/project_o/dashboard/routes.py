@@ -10,6 +10,7 @@
     GET  /ui/api/versions/{id}  cookie   sources and the diff against each parent
     GET  /ui/api/events         cookie   ?limit= older events, from the catalog
     GET  /ui/api/experiments/{id}  cookie  one experiment, as the API gives it
+    POST /ui/api/experiments/{id}/approve  cookie + X-Project-O-UI header: start a proposed one
     GET  /ui/api/bandit         cookie   the operator bandit's state
     GET  /ui/api/runs/{id}      cookie   one evolution run, from its catalog
     GET  /ui/api/redteam        cookie   red vs blue: findings by round (adversarial runs)
@@ -152,6 +153,14 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
         if not points:  # sampled before this supervisor started, or by another one
             points = await asyncio.to_thread(load_points, catalog().parent, experiment_id)
         return {**found, "points": points}
+
+    @router.post("/api/experiments/{experiment_id}/approve", dependencies=[Depends(guard)])
+    async def approve(experiment_id: str) -> dict[str, Any]:
+        method = getattr(service, "approve_experiment", None)
+        if method is None:
+            raise APIError(404, "UnknownExperiment", "this service runs no experiments")
+        result: dict[str, Any] = await method(experiment_id)
+        return result
 
     @router.get("/api/bandit", dependencies=[Depends(guard)])
     async def bandit() -> dict[str, Any]:

@@ -68,6 +68,15 @@ window.PO = window.PO || {};
     return response.json();
   };
 
+  /** POST a state-changing call, with the header only our own pages can send. */
+  PO.post = async function (path) {
+    const response = await fetch("api/" + path, { method: "POST", credentials: "same-origin",
+      headers: { "X-Project-O-UI": "1" } });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((body.error && body.error.message) || "HTTP " + response.status);
+    return body;
+  };
+
   /** The live feed: calls every listener with each message; reconnects on loss. */
   PO.live = {
     listeners: new Set(), last: null, socket: null,

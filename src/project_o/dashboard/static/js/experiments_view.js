@@ -44,6 +44,11 @@
           PO.stat("decision", x.decision || "pending"),
           PO.stat("baseline samples", fmt.num((x.samples || {}).baseline || 0, 0)),
           PO.stat("candidate samples", fmt.num((x.samples || {}).candidate || 0, 0))),
+        x.status === "proposed" && !PO.report ? el("p", el("button#approve", { onclick: async (e) => {
+          e.target.disabled = true;
+          try { await PO.post(`experiments/${x.id}/approve`); pick(x.id); }
+          catch (err) { e.target.replaceWith(el("span.muted", String(err.message || err))); }
+        } }, "Approve: start this experiment")) : null,
         el("p", el("strong", "Reason: "), x.reason || "—"),
         x.hypothesis ? el("p", el("strong", "Hypothesis: "), x.hypothesis) : null,
         steps(x),
