@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from project_o.dashboard.live import MAX_EVENTS, QUEUE_SIZE, SNAPSHOT_EVENTS, LiveHub
-from project_o.gateway.service import MetricsText
+from project_o.supervisor.api import MetricsText
 from project_o.supervisor.metrics import SupervisorMetrics
 
 
