@@ -143,12 +143,16 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
     async def events(limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
         return {"events": await asyncio.to_thread(catalog_view.events, catalog(), limit)}
 
-    @router.get("/api/experiments/{experiment_id}", dependencies=[Depends(guard)])
-    async def experiment(experiment_id: str) -> dict[str, Any]:
-        method = getattr(service, "experiment", None)
+    async def ask_arbiter(name: str, experiment_id: str) -> dict[str, Any]:
+        method = getattr(service, name, None)  # a service may run no experiments at all
         if method is None:
             raise APIError(404, "UnknownExperiment", "this service runs no experiments")
-        found: dict[str, Any] = await method(experiment_id)
+        result: dict[str, Any] = await method(experiment_id)
+        return result
+
+    @router.get("/api/experiments/{experiment_id}", dependencies=[Depends(guard)])
+    async def experiment(experiment_id: str) -> dict[str, Any]:
+        found = await ask_arbiter("experiment", experiment_id)
         points = list(hub.experiment_points.get(experiment_id, []))
         if not points:  # sampled before this supervisor started, or by another one
             points = await asyncio.to_thread(load_points, catalog().parent, experiment_id)
@@ -156,11 +160,7 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
 
     @router.post("/api/experiments/{experiment_id}/approve", dependencies=[Depends(guard)])
     async def approve(experiment_id: str) -> dict[str, Any]:
-        method = getattr(service, "approve_experiment", None)
-        if method is None:
-            raise APIError(404, "UnknownExperiment", "this service runs no experiments")
-        result: dict[str, Any] = await method(experiment_id)
-        return result
+        return await ask_arbiter("approve_experiment", experiment_id)
 
     @router.get("/api/bandit", dependencies=[Depends(guard)])
     async def bandit() -> dict[str, Any]:
