@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lineage(commands)
     _add_evolve(commands)
     _add_demo(commands)
+    _add_dashboard(commands)
     return parser
 
 
@@ -186,6 +187,31 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                       help="vault directory to use (default: a temporary one, removed after)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(handler=_cmd_demo)
+
+
+def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dashboard = commands.add_parser(
+        "dashboard", help="print a one-time login URL for the running supervisor's dashboard",
+        description="Ask the supervisor serving --vault for a login ticket and print "
+        "http://127.0.0.1:PORT/ui/login?ticket=... (one use, 60 s); it sets a session cookie "
+        "and opens the live view, versions, experiments and evolution runs.",
+    )
+    _add_client_options(dashboard)
+    dashboard.add_argument("--open", action="store_true", help="open the URL in a browser")
+    dashboard.add_argument("--run-dir", type=Path, action="append", default=[],
+                           help="an evolution run directory to watch (repeatable; "
+                           "default: ./project-o-evolution if it exists)")
+    dashboard.set_defaults(handler=_cmd_dashboard)
+    report = commands.add_parser(
+        "report", help="write one self-contained HTML report of an evolution run or a vault",
+        description="Read RUN_OR_VAULT's catalog (no supervisor needed) and write the "
+        "dashboard's views of it, every asset inlined, to one HTML file that opens offline.",
+    )
+    report.add_argument("source", metavar="RUN_OR_VAULT", type=Path,
+                        help="an evolution run directory or a vault directory")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                        help="the HTML file to write (default: report.html)")
+    report.set_defaults(handler=_cmd_report)
 
 
 def _population(argv: list[str]) -> int:
@@ -337,6 +363,21 @@ def _experiment_body(args: argparse.Namespace) -> dict[str, object]:
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     return body
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from project_o.dashboard.commands import open_dashboard
+
+    run_dirs = args.run_dir or [d for d in (Path("project-o-evolution"),) if d.is_dir()]
+    print(open_dashboard(_client(args), run_dirs, open_browser=args.open))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from project_o.dashboard.commands import report
+
+    print(f"report written to {report(args.source, args.output)}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

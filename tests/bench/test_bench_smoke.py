@@ -54,9 +54,12 @@ def test_overhead_tiny_run_reports_both_servers_and_memory() -> None:
     assert served[:4] == [("0 ms", "direct"), ("0 ms", "supervised"),
                           ("1 ms", "direct"), ("1 ms", "supervised")]
     assert all(row["failed"] == 0 and row["req/s"] > 0 for row in report.rows[:4])
-    memory = report.rows[4]
+    watched = report.rows[4]  # the same load with a dashboard reading the live feed
+    assert watched["served"] == "supervised + dashboard" and watched["req/s"] > 0
+    assert watched["failed"] == 0 and watched["live messages"] > 0
+    memory = report.rows[5]
     assert memory["PSS MB"] > 0 and memory["zygote PSS MB (apart)"] > 0
-    assert len(report.targets) == 2
+    assert len(report.targets) == 3
     assert report.to_dict()["name"] == "overhead"
 
 

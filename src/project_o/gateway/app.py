@@ -25,6 +25,7 @@ so bind the gateway to a public address only behind a proxy that guards it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
@@ -61,6 +62,8 @@ from project_o.supervisor.api import AgentService, RequestResult
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 
 _M = TypeVar("_M", bound=BaseModel)
+#: adds routes to the app: ``mount(app, service, token)``
+Mount = Callable[[FastAPI, AgentService, str], object]
 
 
 def _error(description: str, **extra: Any) -> dict[str, Any]:
@@ -177,11 +180,14 @@ WebSocket routes are not part of OpenAPI, so here is this one.
 
 
 def create_app(
-    service: AgentService, *, token: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service: AgentService, *, token: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    mounts: Sequence[Mount] = (),
 ) -> FastAPI:
     """The gateway's ASGI application, serving ``service`` to holders of ``token``.
 
     ``max_body_bytes`` bounds HTTP bodies and WebSocket messages alike.
+    ``mounts``: each is called ``mount(app, service, token)`` to add routes
+    of its own (the supervisor mounts the dashboard under ``/ui/`` so).
     """
     if not isinstance(service, AgentService):
         raise InvalidArgument(
@@ -202,6 +208,8 @@ def create_app(
     app.include_router(_v1_routes(service, auth))
     app.include_router(_evolution_routes(service, auth))
     app.include_router(_stream_route(service, auth, max_body_bytes))
+    for mount in mounts:
+        mount(app, service, token)
     _with_body_defs(app)
     return app
 

@@ -1,8 +1,8 @@
 """``python -m project_o.supervisor``: the supervisor process (the heart starts it).
 
 The entry point wires the layers together: it hands the supervisor the
-gateway to serve it, which the supervisor itself never imports (see
-"Layers" in docs/design.md).
+gateway to serve it, with the dashboard mounted under ``/ui/``, neither of
+which the supervisor itself imports (see "Layers" in docs/design.md).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 
+from project_o.dashboard import mount_dashboard
 from project_o.gateway import GatewayServer, create_app, resolve_token
 from project_o.supervisor.api import AgentService
 from project_o.supervisor.config import SupervisorConfig
@@ -43,7 +44,8 @@ def gateway_for(service: AgentService, config: SupervisorConfig) -> GatewayServe
         # The path, never the token: stdout ends up in terminals' scrollback and logs.
         print(f"project-o: API token written to {config.vault / 'token'} (mode 0600)",
               flush=True)
-    app = create_app(service, token=token, max_body_bytes=config.max_body_bytes)
+    app = create_app(service, token=token, max_body_bytes=config.max_body_bytes,
+                     mounts=[mount_dashboard])
     return GatewayServer(app, host=config.host, port=config.port,
                          ws_max_size=config.max_body_bytes)
 
