@@ -117,11 +117,14 @@ class Vault:
         return self.wal.append(operation, data)
 
     async def append_async(self, operation: str, data: Any) -> int:
-        """Like :meth:`append`, awaiting the group-commit fsync instead of blocking."""
+        """Like :meth:`append`, awaiting the WAL's committer thread instead of blocking.
+
+        The event loop never takes the WAL's write lock: the record is written
+        (and, in sync mode, fsynced) by the WAL's flusher thread.
+        """
         self._check_open()
-        sequence, durable = self.wal.submit(operation, data)
-        if self.wal.durability == "sync":
-            await asyncio.wrap_future(durable)
+        sequence, acknowledged = self.wal.submit_acknowledged(operation, data)
+        await asyncio.wrap_future(acknowledged)
         return sequence
 
     def checkpoint(self, state: dict[str, Any], *, last_sequence: int | None = None) -> CheckpointInfo:
