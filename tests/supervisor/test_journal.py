@@ -27,7 +27,8 @@ from project_o.vault import Vault
 from project_o.vault.checkpoint import CheckpointStore
 from project_o.vault.fileio import FileLayer
 from project_o.vault.wal import WAL
-from project_o.wire import Message, encode_frame
+from project_o.wire import Message, decode_payload, encode_frame
+from project_o.wire.framing import PREFIX_SIZE
 
 PATIENCE_S = 10.0
 
@@ -71,6 +72,10 @@ class FakeInstance:
         self.sent.append(message)
         if message.type == "restore":  # a real instance answers its restore with a heartbeat
             self.notify("heartbeat", Message("heartbeat", {}))
+
+    async def send_frame(self, frame: bytes) -> None:
+        # What a forwarded frame turns into on the instance's side, checked as strictly.
+        await self.send(decode_payload(frame[PREFIX_SIZE:]))
 
     def kill(self, reason: str) -> None:
         if self.alive:

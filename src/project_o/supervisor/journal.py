@@ -6,6 +6,8 @@
                                                             │ vault.append_async (fsync off the loop)
                    ◄── wal_ack {id, sequence} ──────────────┤
     standby (a follower) ◄── wal_entry {sequence, operation, data}   (main's writes only)
+                             the same packed bytes as the WAL record's: data is packed
+                             once, never decoded or packed again on its way to the standby
 
     main ── checkpoint {state, last_sequence} ──► Journal.checkpoint ──► checkpoint_ack
     Journal.restore(instance, follow=...) ──► restore {checkpoint, entries, last_sequence}
@@ -35,13 +37,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+import msgpack
+
 from project_o.errors import WALFatalError
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
 from project_o.supervisor.instance_start import send_restore
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
 from project_o.vault.vault import RestorePoint
-from project_o.wire import Message
+from project_o.vault.wal_record import pack_payload
+from project_o.wire import Message, MessageType
+from project_o.wire.framing import encode_forwarded_frame
 
 __all__ = ["MAX_OPERATION_LENGTH", "VAULT_FAILURE", "Journal", "ShadowJournal"]
 
@@ -62,8 +68,8 @@ class Journal:
         self.vault = vault
         self.metrics = metrics
         self._on_fatal = on_fatal
-        #: follower -> entries buffered while it restores (None once it is live)
-        self._followers: dict[InstanceHandle, list[Message] | None] = {}
+        #: follower -> (sequence, frame) tails buffered while it restores (None once live)
+        self._followers: dict[InstanceHandle, list[tuple[int, bytes]] | None] = {}
         #: held while an instance reads a checkpoint, so none is pruned meanwhile
         self.restore_lock = asyncio.Lock()
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
@@ -79,28 +85,29 @@ class Journal:
         entry = _entry(instance, message)
         if entry is None:
             return
-        operation, data = entry
+        payload = pack_payload(*entry)  # packed once: for the WAL record and the tail
         started = time.perf_counter()
         try:
-            sequence = await self.vault.append_async(operation, data)
+            sequence = await self.vault.append_payload_async(payload)
         except WALFatalError as exc:
             self._on_fatal(exc)
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
         self.metrics.observe_wal_append(time.perf_counter() - started)
         await _ack(instance, message, sequence)
-        if tail:
-            await self._tail(Message("wal_entry", {
-                "sequence": sequence, "operation": operation, "data": data,
+        if tail and self._followers:
+            operation, data = payload
+            await self._tail(sequence, encode_forwarded_frame(MessageType.WAL_ENTRY, {
+                "sequence": _packed_int(sequence), "operation": operation, "data": data,
             }))
 
-    async def _tail(self, entry: Message) -> None:
+    async def _tail(self, sequence: int, frame: bytes) -> None:
         for follower, buffer in list(self._followers.items()):
             if buffer is not None:
-                buffer.append(entry)
+                buffer.append((sequence, frame))
                 continue
             with contextlib.suppress(InstanceDied):
-                await follower.send(entry)
+                await follower.send_frame(frame)
 
     # -- followers and restores -----------------------------------------
 
@@ -114,9 +121,9 @@ class Journal:
         buffered = self._followers.get(instance)
         if buffered is not None:
             self._followers[instance] = None
-            for entry in buffered:
-                if entry.data["sequence"] > point.last_sequence:
-                    await instance.send(entry)
+            for sequence, frame in buffered:
+                if sequence > point.last_sequence:
+                    await instance.send_frame(frame)
         return point
 
     def unfollow(self, instance: InstanceHandle) -> None:
@@ -184,6 +191,10 @@ def _entry(instance: InstanceHandle, message: Message) -> tuple[str, Any] | None
         instance.kill("protocol violation: wal_entry needs a short string operation")
         return None
     return operation, message.data.get("data")
+
+
+def _packed_int(value: int) -> bytes:
+    return msgpack.packb(value)  # type: ignore[no-any-return]
 
 
 async def _ack(instance: InstanceHandle, message: Message, sequence: int) -> None:

@@ -32,6 +32,7 @@ from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.catalog import Catalog
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.wal import WAL, WALEntry
+from project_o.vault.wal_record import Payload, pack_payload
 
 __all__ = ["Durability", "RestorePoint", "Vault"]
 
@@ -122,8 +123,12 @@ class Vault:
         The event loop never takes the WAL's write lock: the record is written
         (and, in sync mode, fsynced) by the WAL's flusher thread.
         """
+        return await self.append_payload_async(pack_payload(operation, data))
+
+    async def append_payload_async(self, payload: Payload) -> int:
+        """:meth:`append_async` of ``(operation, data)`` already packed by :func:`pack_payload`."""
         self._check_open()
-        sequence, acknowledged = self.wal.submit_acknowledged(operation, data)
+        sequence, acknowledged = self.wal.submit_payload(payload)
         await asyncio.wrap_future(acknowledged)
         return sequence
 

@@ -364,7 +364,7 @@ class WAL:
         record. The future resolves to the sequence once the record is
         fsynced, or fails with :class:`WALFatalError`.
         """
-        return self._submit(operation, data, durable=True)
+        return self._submit(pack_payload(operation, data), durable=True)
 
     def submit_acknowledged(self, operation: str, data: Any) -> tuple[int, Future[int]]:
         """Like :meth:`submit`, resolving when :meth:`append` would have returned.
@@ -372,10 +372,13 @@ class WAL:
         That is once the record is fsynced (sync) or written (batch): the
         non-blocking form of ``append``, for an event loop.
         """
-        return self._submit(operation, data, durable=self._sync)
+        return self._submit(pack_payload(operation, data), durable=self._sync)
 
-    def _submit(self, operation: str, data: Any, *, durable: bool) -> tuple[int, Future[int]]:
-        payload = pack_payload(operation, data)
+    def submit_payload(self, payload: Payload) -> tuple[int, Future[int]]:
+        """:meth:`submit_acknowledged` of a payload :func:`pack_payload` already packed."""
+        return self._submit(payload, durable=self._sync)
+
+    def _submit(self, payload: Payload, *, durable: bool) -> tuple[int, Future[int]]:
         future: Future[int] = Future()
         future.set_running_or_notify_cancel()  # not cancellable: the record is queued
         seq = self._enqueue(payload, future if durable else None, None if durable else future)
