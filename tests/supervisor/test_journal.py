@@ -341,3 +341,29 @@ async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path
             await stand_in.wait()
         with pytest.raises(WALFatalError):
             vault.close()
+
+
+@async_test
+async def test_a_shadow_writing_the_moment_it_is_restored_is_acked_after_its_point(
+    vault: Vault,
+) -> None:
+    """The shadow's numbering is set before its restore is sent, not after it returns."""
+    journal = journal_of(vault)
+    main = FakeInstance()
+    for index in range(3):
+        await journal.write(main, entry(f"m{index}"), tail=True)
+    candidate = CandidateHost(_Host(journal), lambda reason: None)  # type: ignore[arg-type]
+
+    class EagerShadow(FakeInstance):
+        """Writes as soon as it has its restore, before the supervisor's await returns."""
+
+        async def send(self, message: Message) -> None:
+            await super().send(message)
+            if message.type == "restore":
+                await candidate.on_wal_entry(self, entry("s1", data="first"))
+
+    shadow = EagerShadow("shadow")
+    await candidate._restore(shadow)  # type: ignore[arg-type]
+    assert shadow.killed is None
+    assert shadow.of_type("wal_ack") == [{"id": "s1", "sequence": 4}]
+    assert vault.last_sequence == 3  # a shadow's writes never reach the vault

@@ -30,8 +30,14 @@ touched by the collector, so their pages stay shared copy-on-write with
 every child), then ``hello {pid, ...program's fields}``; if loading
 failed, ``error {message, traceback}`` and exit 1.
 
-Every child passes through :func:`enter_child`, the one place where the
-sandbox is applied, before any program code (and so any agent code) runs.
+Where the sandbox is applied, in one place for every process that runs
+agent or candidate code (each is a zygote or a child forked from one):
+
+* :func:`enter_zygote`, before the program is loaded (before the first
+  line of agent code is imported): what must confine all agent code, and
+  what every child inherits;
+* :func:`enter_child`, in each child right after the fork, before its
+  program runs: its own session, descriptors, limits and cgroup.
 
 The zygote is single-threaded (forking a threaded process copies locks in
 whatever state other threads left them). It sleeps in select() on the
@@ -76,7 +82,7 @@ from project_o.runtime.procctl import (
 from project_o.runtime.sandbox import apply_sandbox
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
-__all__ = ["EXIT_IMPORT_FAILED", "Zygote", "enter_child", "main"]
+__all__ = ["EXIT_IMPORT_FAILED", "Zygote", "enter_child", "enter_zygote", "main"]
 
 #: exit status when the program failed to load (after the error frame)
 EXIT_IMPORT_FAILED: Final = 1
@@ -215,13 +221,27 @@ class Zygote:
         _send_quietly(self._control, message_type, **data)
 
 
+def enter_zygote(parent_pid: int | None) -> None:
+    """The one way into a zygote, before it imports any agent or task code.
+
+    Every process that runs agent code is a zygote or a child it forked,
+    and children inherit what is set up here: confinement that must hold
+    for all agent code, including what runs at import time, is applied
+    here. Today: the zygote dies with its parent (``parent_pid``, if it is
+    already gone the zygote exits) and reaps what its children orphan.
+    """
+    set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
+    set_child_subreaper()
+
+
 def enter_child(program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int) -> NoReturn:
     """The one way into a child: sandbox it, then run its program; never returns.
 
-    Every process that runs agent or candidate code is forked by a zygote
-    and passes through here before the first line of that code runs, so
-    this is the single place the sandbox is applied (see
-    :mod:`project_o.runtime.sandbox`). ``fd`` is the child's end of its
+    Every child of every zygote -- instance, evaluation batch, quick
+    checks -- passes through here right after the fork, before its
+    program runs: the per-child part of the sandbox (its own session,
+    descriptors, rlimits, cgroup; see :mod:`project_o.runtime.sandbox`)
+    is applied here and nowhere else. ``fd`` is the child's end of its
     channel to the parent; it ends up on fd 3.
     """
     code = EXIT_RUNTIME_BUG  # unless the program returns its own
@@ -277,8 +297,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: load the program, say hello, serve forks."""
     args, program_args = _parse(argv)
-    set_parent_death_signal(signal.SIGKILL, expected_parent=args.parent_pid)
-    set_child_subreaper()
+    enter_zygote(args.parent_pid)
     control = socket.socket(fileno=args.control_fd)
     os.set_inheritable(args.control_fd, False)
     try:

@@ -34,6 +34,7 @@ from project_o.supervisor.agent_host import AgentHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
 from project_o.supervisor.instance_start import launch
 from project_o.supervisor.journal import ShadowJournal
+from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
 __all__ = ["CANARY", "SHADOW", "CandidateHost"]
@@ -76,7 +77,10 @@ class CandidateHost:
 
     async def _restore(self, instance: InstanceHandle) -> None:
         self.instance = instance  # from now on its death is the candidate's failure
-        point = await self.host.journal.restore(instance, follow=False)
+        await self.host.journal.restore(instance, follow=False, on_point=self._fresh_shadow)
+
+    def _fresh_shadow(self, point: RestorePoint) -> None:
+        # Before the restore is sent: a shadow writes as soon as it has applied it.
         self.shadow_journal = ShadowJournal(point.last_sequence)
 
     async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:

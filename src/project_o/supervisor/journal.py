@@ -111,12 +111,21 @@ class Journal:
 
     # -- followers and restores -----------------------------------------
 
-    async def restore(self, instance: InstanceHandle, *, follow: bool) -> RestorePoint:
-        """Restore ``instance`` from the vault; with ``follow``, tail every later write to it."""
+    async def restore(
+        self, instance: InstanceHandle, *, follow: bool,
+        on_point: Callable[[RestorePoint], None] | None = None,
+    ) -> RestorePoint:
+        """Restore ``instance`` from the vault; with ``follow``, tail every later write to it.
+
+        ``on_point`` gets the restore point before it is sent: the instance
+        may write (and expect acks numbered after it) as soon as it applied it.
+        """
         if follow:
             self._followers[instance] = []  # buffer tails while it restores
         async with self.restore_lock:  # no checkpoint is pruned while one is read
             point = await asyncio.to_thread(self.vault.recover)
+            if on_point is not None:
+                on_point(point)
             await send_restore(instance, point)
         buffered = self._followers.get(instance)
         if buffered is not None:
