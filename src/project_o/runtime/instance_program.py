@@ -70,13 +70,17 @@ class InstanceProgram:
 
 def load(argv: Sequence[str]) -> InstanceProgram:
     """Import the agent named on the command line (``--agent PATH --version V``)."""
-    parser = argparse.ArgumentParser(prog="instance program")
-    parser.add_argument("--agent", required=True, help="agent .py file or package directory")
-    parser.add_argument("--version", required=True, help="the version this zygote serves")
-    args = parser.parse_args(argv)
+    args = _arguments(argv)  # parsed first: the parser is freed before the import
     agent = load_agent(args.agent)
     # A version's genes (written beside its sources by Genome.write_to).
     return InstanceProgram(agent, args.version, read_params(args.agent))
+
+
+def _arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="instance program")
+    parser.add_argument("--agent", required=True, help="agent .py file or package directory")
+    parser.add_argument("--version", required=True, help="the version this zygote serves")
+    return parser.parse_args(argv)
 
 
 def _text(request: dict[str, Any], key: str) -> str:

@@ -64,7 +64,7 @@ from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
 from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
-from project_o.runtime import cgroup
+from project_o.runtime import cgroup, instance_program
 from project_o.runtime.child import (
     DEFAULT_PROGRAM,
     ZYGOTE_MODULE,
@@ -313,6 +313,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def _load_program(name: str, args: Sequence[str]) -> ChildProgram:
+    if name == DEFAULT_PROGRAM:
+        # Imported with the zygote, not through importlib: the import machinery's
+        # garbage leaves holes in the heap that every instance then writes into
+        # (copy-on-write), about 0.1 MB more private memory per instance.
+        return instance_program.load(args)
     module, _, attr = name.partition(":")
     loader: ProgramLoader = getattr(importlib.import_module(module), attr or "load")
     return loader(args)
