@@ -60,7 +60,7 @@ import socket
 import sys
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
@@ -159,8 +159,7 @@ class Zygote:
                        message=str(exc), traceback="")
             return
         if pid == 0:
-            self._forget_zygote_state()
-            enter_child(self._program, plan, fd, zygote_pid)
+            enter_child(self._program, plan, fd, zygote_pid, leave=self._forget_zygote_state)
         os.close(fd)
         self._children[pid] = (request.get("id"), plan.report)
         self._send(MessageType.FORKED, id=request.get("id"), pid=pid)
@@ -234,7 +233,10 @@ def enter_zygote(parent_pid: int | None) -> None:
     set_child_subreaper()
 
 
-def enter_child(program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int) -> NoReturn:
+def enter_child(
+    program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int, *,
+    leave: Callable[[], None] = lambda: None,
+) -> NoReturn:
     """The one way into a child: sandbox it, then run its program; never returns.
 
     Every child of every zygote -- instance, evaluation batch, quick
@@ -242,10 +244,12 @@ def enter_child(program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int
     program runs: the per-child part of the sandbox (its own session,
     descriptors, rlimits, cgroup; see :mod:`project_o.runtime.sandbox`)
     is applied here and nowhere else. ``fd`` is the child's end of its
-    channel to the parent; it ends up on fd 3.
+    channel to the parent; it ends up on fd 3. ``leave`` drops what the
+    child inherited of the zygote's own state (its loop, its descriptors).
     """
     code = EXIT_RUNTIME_BUG  # unless the program returns its own
     try:
+        leave()
         if plan.output is not None:
             _redirect_output(plan.output)
         channel = apply_sandbox(fd, plan.limits, parent_pid=zygote_pid,
