@@ -3,7 +3,8 @@
 ::
 
     main / canary ── wal_entry {id, operation, data} ──► Journal.write
-                                                            │ vault.append_async (fsync off the loop)
+                                                            │ the WAL's committer thread
+                                                            │ writes (and fsyncs): not the loop
                    ◄── wal_ack {id, sequence} ──────────────┤
     standby (a follower) ◄── wal_entry {sequence, operation, data}   (main's writes only)
                              the same packed bytes as the WAL record's: data is packed
@@ -14,7 +15,8 @@
 
 The main, its standby and a canary all go through one :class:`Journal`
 (a shadow acks into a :class:`ShadowJournal` that never reaches the vault).
-A write is acknowledged only once it is durable. When the vault fails
+A write is acknowledged only once the vault has it (fsynced; in batch
+durability, written). When the vault fails
 (:class:`~project_o.errors.WALFatalError`: a write or fsync error, after
 which nothing more can be acknowledged) the journal says so to its owner
 (``on_fatal``) and kills the writer with a reason that starts with
