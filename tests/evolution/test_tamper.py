@@ -62,6 +62,11 @@ _TRICKS = {
     "rebind": "_task().error_of = lambda f: 0.0",
     "limit": "_task().LIMIT = 0.0",
     "builtin": "import builtins\nbuiltins.abs = lambda value: 0.0",
+    # at import: wrap what carries the result out of the child (a forger's first step)
+    "framing": "import project_o.wire.framing as _f\n_real = _f.encode_frame\n"
+               "_f.encode_frame = lambda *a, **k: _real(*a, **k)",
+    "evaluator": "import project_o.evolution.evaluator as _e\n_real = _e._write_all\n"
+                 "_e._write_all = lambda fd, data: _real(fd, data)",
 }
 
 
@@ -72,7 +77,7 @@ def task(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("trick", ["rebind", "limit", "builtin"])
+@pytest.mark.parametrize("trick", ["rebind", "limit", "builtin", "framing", "evaluator"])
 def test_tampering_at_import_is_gamed_and_the_rest_of_the_batch_is_honest(
         task: Path, trick: str) -> None:
     cheat = _agent(trick, 3.0)  # honestly: |2*3 - 4| = 2

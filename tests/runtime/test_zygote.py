@@ -212,3 +212,63 @@ def test_wire_contract_with_a_blocking_supervisor() -> None:
         zygote_process.kill()
         zygote_process.wait()
         ours.close()
+
+
+# -- the one process core, with a program of the test's own -----------------------
+
+
+def test_any_program_forks_children_through_the_one_sandbox() -> None:
+    """``--program``: hello, fork (sandbox applied first), refusal, kill, exit report."""
+    from project_o.runtime.child import zygote_command
+
+    root = Path(__file__).resolve().parents[2]
+    ours, theirs = socket.socketpair()
+    env = scrubbed_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root)])
+    command = zygote_command("tests.runtime.probe_program:load", ["hello-word"],
+                             theirs.fileno())
+    zygote_process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=env)
+    theirs.close()
+    try:
+        ours.settimeout(30)
+        hello = read_message(ours)
+        assert (hello.type, hello.data) == ("hello", {"word": "hello-word",
+                                                      "pid": zygote_process.pid})
+
+        refused_end, other_end = socket.socketpair()
+        socket.send_fds(ours, [encode_frame(Message("fork", {"id": "no", "refuse": True}))],
+                        [refused_end.fileno()])
+        refused_end.close()
+        other_end.close()
+        refused = read_message(ours)
+        assert (refused.type, refused.data["id"], refused.data["kind"]) == (
+            "error", "no", "InvalidArgument")
+
+        parent_end, child_end = socket.socketpair()
+        limit = 700 << 20
+        socket.send_fds(ours, [encode_frame(Message("fork", {
+            "id": "a", "limits": {"memory_bytes": limit}}))], [child_end.fileno()])
+        child_end.close()
+        forked = read_message(ours)
+        assert (forked.type, forked.data["id"]) == ("forked", "a")
+        parent_end.settimeout(30)
+        probe = read_message(parent_end).data
+        # The sandbox ran before the program: own session, its limits, only fds 0-3.
+        assert probe["pid"] == forked.data["pid"] == probe["sid"]
+        assert probe["address_space"] == limit
+        assert probe["fd"] == 3 and [fd for fd in probe["fds"] if fd > 3] in ([], [4])
+
+        write_message(ours, Message("kill", {"id": "a"}))
+        exited = read_message(ours)
+        assert exited.type == "exited"
+        assert (exited.data["id"], exited.data["pid"], exited.data["signal"],
+                exited.data["word"]) == ("a", probe["pid"], signal.SIGKILL, "hello-word")
+        assert exited.data["exit_code"] is None and exited.data["memory_kb"] > 0
+        parent_end.close()
+
+        write_message(ours, Message("shutdown", {}))
+        assert zygote_process.wait(timeout=30) == 0
+    finally:
+        zygote_process.kill()
+        zygote_process.wait()
+        ours.close()

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from project_o.supervisor.instance_handle import HandlerError, InstanceDied
-from project_o.wire import Message
+from project_o.wire import Message, decode_payload
+from project_o.wire.framing import PREFIX_SIZE
 
 _pids = itertools.count(10_000)
 
@@ -78,6 +79,10 @@ class FakeInstance:
         self.sent.append(message)
         if message.type == "checkpoint":  # as a real instance does, through on_checkpoint
             self.notify("checkpoint_sent", message)
+
+    async def send_frame(self, frame: bytes) -> None:
+        # An encoded frame (what the journal forwards to a standby), decoded as strictly.
+        await self.send(decode_payload(frame[PREFIX_SIZE:]))
 
     async def request(self, request_id: str, payload: Any, deadline_s: float,
                       on_event: Any = None) -> Any:

@@ -376,3 +376,61 @@ def test_concurrent_writers_get_unique_contiguous_sequences(
     for w, seqs in results.items():
         assert seqs == sorted(seqs)  # one writer's entries stay in its order
         assert [by_seq[s] for s in seqs] == [{"w": w, "n": n} for n in range(per_thread)]
+
+
+# ------------------------------------------- submitting never waits on a round
+
+
+class HeldSync(FileLayer):
+    """Real I/O; each fdatasync announces itself, then waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def fdatasync(self, fd: int) -> None:
+        self.entered.set()
+        self.release.wait(PATIENCE_S)
+        super().fdatasync(fd)
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_submitting_never_waits_for_a_round_in_progress(tmp_path: Path, durability: str) -> None:
+    layer = HeldSync()
+    wal = WAL.open(tmp_path / "wal", durability=durability, batch_entries=1,  # type: ignore[arg-type]
+                   file_layer=layer)
+    try:
+        if durability == "sync":
+            threading.Thread(target=wal.append, args=("op", 0), daemon=True).start()
+        else:
+            wal.append("op", 0)  # written; the flusher's fsync round starts (batch of 1)
+        assert layer.entered.wait(PATIENCE_S)  # a round holds the write lock, in its fsync
+        submitted: list[tuple[int, Future[int]]] = []
+        submitter = threading.Thread(
+            target=lambda: submitted.append(wal.submit_acknowledged("op", 1)), daemon=True)
+        submitter.start()
+        submitter.join(PATIENCE_S)
+        # It returned while the round still sat in its fsync: it never took the write lock.
+        assert not submitter.is_alive() and not layer.release.is_set()
+        [(seq, acknowledged)] = submitted
+        assert seq == 2 and not acknowledged.done()
+        layer.release.set()
+        assert acknowledged.result(timeout=PATIENCE_S) == 2
+        wal.flush()
+        assert [e.data for e in wal.replay()] == [0, 1]
+    finally:
+        layer.release.set()
+        wal.close()
+
+
+def test_batch_acknowledgement_comes_with_the_write_not_the_fsync(tmp_path: Path) -> None:
+    layer = CountingLayer()
+    with WAL.open(tmp_path / "wal", durability="batch", batch_entries=1000,
+                  batch_interval=3600, file_layer=layer) as wal:
+        acknowledged = [wal.submit_acknowledged("op", i) for i in range(5)]
+        assert [f.result(timeout=PATIENCE_S) for _, f in acknowledged] == [1, 2, 3, 4, 5]
+        assert wal.durable_sequence == 0 and layer.fsyncs == 0  # written, not yet synced
+        assert [e.data for e in wal.replay()] == [0, 1, 2, 3, 4]
+        _, durable = wal.submit("op", 5)
+        wal.flush()
+        assert durable.result(timeout=PATIENCE_S) == 6 and wal.durable_sequence == 6

@@ -19,7 +19,7 @@ DESIGN_DOC = Path(__file__).resolve().parents[2] / "docs" / "design.md"
 EXPECTED_TYPES = {
     "hello", "heartbeat", "request", "response", "wal_entry", "wal_ack", "checkpoint",
     "checkpoint_ack", "restore", "evolution_intent", "evolution_result", "load_code",
-    "hot_reload", "metrics", "shutdown", "error", "fork", "forked", "exited", "promote",
+    "hot_reload", "metrics", "shutdown", "error", "fork", "forked", "exited", "kill", "promote",
     "feedback", "stream",
 }  # fmt: skip
 

@@ -3,21 +3,23 @@
 ::
 
     EvaluatorPool (the evolution's process; never imports agent or task code)
-      │ spawn: python -m project_o.evolution.population --task T --control-fd N
+      │ spawn: python -m project_o.runtime.zygote --program evaluator --task T
       ▼                                 (scrubbed env, PYTHONHASHSEED=0, dies with us)
-    evaluation zygote: runtime + task module imported, gc.freeze()
-      │ ◄══ control socket ══ eval {batch, candidates, limits, timeout} + SCM_RIGHTS(pipe w)
-      │ ══► forked {batch, pid} · exited {batch, exit_code, signal, memory_kb}
-      │ ◄══ kill {batch}: SIGKILL the batch's process group (only while unreaped)
-      ├─fork─► evaluator child (one per batch): setsid, PR_SET_PDEATHSIG, fds closed,
-      │        RLIMIT_AS / RLIMIT_CPU / RLIMIT_NOFILE, stdout+stderr -> scratch/output.log
-      │          once, sandboxed:     ══► ready
+    the zygote (runtime.zygote, the one every sandboxed child comes from), running
+    the evaluator program (.evaluator): task module imported, gc.freeze()
+      │ ◄══ control socket ══ fork {id: batch, candidates, limits, timeout} + SCM_RIGHTS(pipe w)
+      │ ══► forked {id, pid} · exited {id, exit_code, signal, memory_kb} · error {id, ...}
+      │ ◄══ kill {id}: SIGKILL the batch's process group (only while unreaped)
+      ├─fork─► evaluator child (one per batch), through the zygote's one sandbox: setsid,
+      │        PR_SET_PDEATHSIG, fds closed, RLIMIT_AS / RLIMIT_CPU / RLIMIT_NOFILE,
+      │        stdout+stderr -> scratch/output.log
+      │          once, sandboxed:     ══► hello (ready)
       │          for each candidate:  load (from memory) + evaluate(agent), alarm
-      │                               ══► result {index, metrics|failure, time, cpu, rss,
-      │                                           offset: where the next one's output starts}
+      │                               ══► response {index, metrics|failure, time, cpu, rss,
+      │                                             offset: where the next one's output starts}
       └─fork─► ... up to ``workers`` batches at once
 
-    frame = 4-byte big-endian length + a MessagePack map (the wire's framing, own keys)
+    every frame, on both channels: the wire's framing (project_o.wire)
 
 Isolation is per batch, accounting per candidate: after ``ready``, the
 candidate running is the first without a result, so when a child dies
@@ -35,47 +37,29 @@ frames to the result pipe can only spoil its own batch:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import gc
 import math
 import os
 import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NoReturn, Self
+from typing import Any, Final, Self
 
-import msgpack
-
-from project_o.errors import InvalidArgument, ZygoteError
-from project_o.evolution.cascade import wire_stages
+from project_o.errors import InvalidArgument, ProtocolError, ZygoteError
+from project_o.evolution.evaluator import EVALUATOR_PROGRAM, OUTPUT_LOG
 from project_o.evolution.genome import Genome
-from project_o.evolution.tamper import Snapshot
-from project_o.evolution.task import (
-    Evaluation,
-    Task,
-    evaluate_in_process,
-    load_task,
-    validate_metrics,
-)
-from project_o.runtime.procctl import (
-    exited_child,
-    kill_group,
-    set_child_subreaper,
-    set_parent_death_signal,
-)
-from project_o.runtime.sandbox import Limits, apply_sandbox, scrubbed_env
+from project_o.evolution.task import Evaluation, validate_metrics
+from project_o.runtime.child import zygote_command
+from project_o.runtime.sandbox import Limits, scrubbed_env, with_package_path
+from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -83,7 +67,6 @@ __all__ = [
     "MAX_BATCH",
     "WALL_GRACE_S",
     "EvaluatorPool",
-    "main",
 ]
 
 #: per-candidate wall time; the example tasks answer in milliseconds to seconds
@@ -113,43 +96,9 @@ OUTPUT_TAIL_LINES: Final = 20
 #: frames: a batch of sources fits easily; the wire's 64 MiB default maximum
 MAX_FRAME: Final = 64 << 20
 _RECV: Final = 1 << 16
-_HEADER: Final = struct.Struct(">I")
 
 ProgressCallback = Callable[[int, int], None]
 BatchCallback = Callable[[list[Genome], list[Evaluation]], None]
-
-
-# -- framing ------------------------------------------------------------
-
-
-def _frame(message: dict[str, Any]) -> bytes:
-    payload: bytes = msgpack.packb(message, use_bin_type=True)
-    return _HEADER.pack(len(payload)) + payload
-
-
-class _Frames:
-    """Incremental decoder: bytes in, complete messages out; a bad frame raises ValueError."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        self._buffer += data
-        messages = []
-        while len(self._buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._buffer)
-            if size > MAX_FRAME:  # checked before waiting for (or allocating) the payload
-                raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
-            if len(self._buffer) < _HEADER.size + size:
-                break
-            payload = bytes(self._buffer[_HEADER.size:_HEADER.size + size])
-            del self._buffer[:_HEADER.size + size]
-            message = msgpack.unpackb(payload, raw=False)
-            if not isinstance(message, dict):
-                # a peer's protocol violation, not a caller's type error
-                raise ValueError(f"expected a map, got {type(message).__name__}")  # noqa: TRY004
-            messages.append(message)
-        return messages
 
 
 def _genome_wire(genome: Genome) -> dict[str, Any]:
@@ -166,7 +115,7 @@ class _Batch:
     scratch: Path
     read_fd: int
     dispatches: int
-    frames: _Frames = field(default_factory=_Frames)
+    frames: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_FRAME))
     pid: int | None = None
     ready: bool = False
     stopped: bool = False  # the child ended the batch early (a candidate tampered)
@@ -209,7 +158,7 @@ class EvaluatorPool:
         self._scratch = Path(tempfile.mkdtemp(prefix="project-o-eval-", dir=base))
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
-        self._frames = _Frames()
+        self._frames = FrameDecoder(MAX_FRAME)
         self._batch_ids = 0
         self._mean_s: float | None = None  # seconds per candidate, from the results so far
         self.score_bounds: tuple[float, float] = (-math.inf, math.inf)
@@ -221,28 +170,29 @@ class EvaluatorPool:
     def start(self) -> None:
         """Spawn the evaluation zygote and wait until it has imported the task."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        command = [sys.executable, "-m", "project_o.evolution.population",
-                   "--task", str(self.task_path), "--control-fd", str(theirs.fileno()),
-                   "--parent-pid", str(os.getpid())]
+        command = zygote_command(EVALUATOR_PROGRAM, ["--task", str(self.task_path)],
+                                 theirs.fileno())
         log = open(self._scratch / "zygote.log", "ab")  # noqa: SIM115 - the child keeps it
         with theirs, log:
             self._process = subprocess.Popen(
                 command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=log, env=scrubbed_env(extra={"PYTHONHASHSEED": "0"}))
+                stderr=log, env=with_package_path(scrubbed_env(extra={"PYTHONHASHSEED": "0"})))
         self._control = ours
         hello = self._next_control()
-        if hello.get("op") != "hello":
+        if hello.type != MessageType.HELLO:
             self.close()
             raise InvalidArgument(f"the task {self.task_path} failed to load: "
-                                  f"{hello.get('message')}\n{hello.get('traceback', '')}")
-        self.score_bounds = (float(hello["bounds"][0]), float(hello["bounds"][1]))
-        self.stages = [(str(name), threshold) for name, threshold in hello.get("stages", [])]
+                                  f"{hello.data.get('message')}\n"
+                                  f"{hello.data.get('traceback', '')}")
+        bounds = hello.data["bounds"]
+        self.score_bounds = (float(bounds[0]), float(bounds[1]))
+        self.stages = [(str(name), threshold) for name, threshold in hello.data.get("stages", [])]
 
     def close(self) -> None:
         """Stop the zygote (its children die with it) and remove the scratch space."""
         if self._control is not None:
             with contextlib.suppress(OSError):
-                self._control.sendall(_frame({"op": "shutdown"}))
+                self._control.sendall(encode_frame(Message(MessageType.SHUTDOWN, {})))
             self._control.close()
             self._control = None
         if self._process is not None:
@@ -303,9 +253,10 @@ class EvaluatorPool:
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         limits = Limits(memory_bytes=None if self.memory_mb is None else self.memory_mb << 20,
                         cpu_seconds=math.ceil(self.timeout_s * len(genomes)) + 1)
-        request = _frame({"op": "eval", "batch": self._batch_ids, "scratch": str(scratch),
-                          "timeout": self.timeout_s, "limits": limits.to_dict(),
-                          "candidates": [_genome_wire(g) for g in genomes]})
+        request = encode_frame(Message(MessageType.FORK, {
+            "id": self._batch_ids, "scratch": str(scratch), "timeout": self.timeout_s,
+            "limits": limits.to_dict(), "candidates": [_genome_wire(g) for g in genomes]}),
+            MAX_FRAME)
         try:
             sent = socket.send_fds(self._control_socket(), [request], [write_fd])
             if sent < len(request):
@@ -337,17 +288,22 @@ class EvaluatorPool:
                 os.close(batch.read_fd)
             elif batch.deadline <= now and not batch.killed_for:
                 batch.killed_for = "timeout" if batch.current is not None else "no start"
-                self._control_socket().sendall(_frame({"op": "kill", "batch": batch.id}))
+                self._kill(batch)
 
-    def _on_control(self, messages: list[dict[str, Any]], running: dict[int, _Batch]) -> None:
+    def _kill(self, batch: _Batch) -> None:
+        self._control_socket().sendall(encode_frame(Message(MessageType.KILL, {"id": batch.id})))
+
+    def _on_control(self, messages: list[Message], running: dict[int, _Batch]) -> None:
         for message in messages:
-            batch = running.get(int(message.get("batch", -1)))
+            data = message.data
+            batch = running.get(data.get("id"))  # type: ignore[arg-type]
             if batch is None:
                 continue
-            if message.get("op") == "forked":
-                batch.pid = int(message["pid"])
-            elif message.get("op") == "exited":
-                batch.exit = message
+            if message.type == MessageType.FORKED:
+                batch.pid = int(data["pid"])
+            elif message.type in (MessageType.EXITED, MessageType.ERROR):
+                # error: the zygote could not fork it; the pipe's write end is closed already
+                batch.exit = data
                 batch.deadline = min(batch.deadline, time.monotonic() + EOF_GRACE_S)
 
     def _read_results(self, batch: _Batch) -> None:
@@ -361,26 +317,30 @@ class EvaluatorPool:
             return
         try:
             messages = batch.frames.feed(data)
-        except (ValueError, msgpack.UnpackException) as exc:
+        except ProtocolError as exc:
             self._spoiled(batch, f"sent an unreadable frame ({exc})")
             return
         for message in messages:
             self._on_result(batch, message)
 
-    def _on_result(self, batch: _Batch, message: dict[str, Any]) -> None:
-        op, index = message.get("op"), message.get("index")
-        if op == "ready" and not batch.ready:
+    def _on_result(self, batch: _Batch, message: Message) -> None:
+        kind, result = message.type, message.data
+        index = result.get("index")
+        if kind == MessageType.HELLO and not batch.ready:
             batch.ready = True
-        elif op == "result" and batch.current is not None and index == batch.current:
+        elif kind == MessageType.RESPONSE and batch.current is not None \
+                and index == batch.current:
             genome = batch.genomes[index]
-            batch.results[index] = validate_metrics(genome.id, message, self.score_bounds,
+            batch.results[index] = validate_metrics(genome.id, result, self.score_bounds,
                                                     self.stages)
-            batch.offset = int(message.get("offset", batch.offset))
-            batch.stopped = message.get("tampered") is True
+            offset = result.get("offset", batch.offset)
+            batch.offset = offset if isinstance(offset, int) else batch.offset
+            batch.stopped = result.get("tampered") is True
             self._learn(batch.results[index])
         else:
-            expected = "ready" if not batch.ready else f"result {batch.current}"
-            self._spoiled(batch, f"sent {op!r} for candidate {index!r}, expected {expected}")
+            expected = "hello" if not batch.ready else f"response {batch.current}"
+            self._spoiled(batch, f"sent {str(kind)!r} for candidate {index!r}, "
+                          f"expected {expected}")
             return
         # The next candidate starts now: its alarm is the child's, this is the backstop.
         batch.deadline = time.monotonic() + self.timeout_s + WALL_GRACE_S \
@@ -396,7 +356,7 @@ class EvaluatorPool:
         # Only a candidate can have written that: charge the running one, kill the batch.
         if not batch.killed_for:
             batch.killed_for = f"protocol: the evaluator {reason}"
-            self._control_socket().sendall(_frame({"op": "kill", "batch": batch.id}))
+            self._kill(batch)
 
     def _finish(self, batch: _Batch, results: dict[str, Evaluation],
                 on_batch: BatchCallback | None) -> list[tuple[list[Genome], int]]:
@@ -430,7 +390,7 @@ class EvaluatorPool:
         exit_info = batch.exit or {}
         failure: dict[str, Any] = {
             "exit_code": exit_info.get("exit_code"), "signal": exit_info.get("signal"),
-            "output": _tail(batch.scratch / "output.log", batch.offset)}
+            "output": _tail(batch.scratch / OUTPUT_LOG, batch.offset)}
         if batch.killed_for == "timeout":
             failure.update(kind="timeout", reason=f"no answer within {self.timeout_s:g} s + "
                            f"{WALL_GRACE_S:g} s grace; its process group was SIGKILLed")
@@ -445,13 +405,16 @@ class EvaluatorPool:
             raise ZygoteError("the evaluator pool is not started; call start() first")
         return self._control
 
-    def _read_control(self) -> list[dict[str, Any]]:
+    def _read_control(self) -> list[Message]:
         data = self._control_socket().recv(_RECV)
         if not data:
             raise ZygoteError(f"the evaluation zygote died; see {self._scratch / 'zygote.log'}")
-        return self._frames.feed(data)
+        try:
+            return self._frames.feed(data)
+        except ProtocolError as exc:
+            raise ZygoteError(f"the evaluation zygote broke the protocol: {exc}") from exc
 
-    def _next_control(self) -> dict[str, Any]:
+    def _next_control(self) -> Message:
         while True:
             messages = self._read_control()
             if messages:
@@ -465,6 +428,8 @@ def _chunks(items: list[Genome], size: int) -> list[list[Genome]]:
 def _exit_words(exit_info: dict[str, Any] | None) -> str:
     if not exit_info:
         return "no exit status"
+    if "message" in exit_info:  # an error report: it could not even be forked
+        return f"could not fork it: {exit_info.get('kind')}: {exit_info.get('message')}"
     if exit_info.get("signal"):
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(exit_info['signal']).name}"
@@ -479,152 +444,3 @@ def _tail(path: Path, offset: int) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-OUTPUT_TAIL_LINES:])
-
-
-# -- the zygote (its own process) ---------------------------------------
-
-
-class _Zygote:
-    """Task imported, frozen; forks one sandboxed child per batch; never returns."""
-
-    def __init__(self, control: socket.socket, task: Task) -> None:
-        self._control, self._task = control, task
-        self._frames = _Frames()
-        self._fds: deque[int] = deque()
-        self._children: dict[int, int] = {}  # pid -> batch
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-
-    def serve(self) -> NoReturn:
-        while True:
-            readable, _, _ = select.select([self._control.fileno(), self._wake_r], [], [])
-            if self._wake_r in readable:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._wake_r, 4096):
-                        pass
-                self._reap()
-            if self._control.fileno() in readable:
-                self._read()
-
-    def _read(self) -> None:
-        try:
-            data, fds, _, _ = socket.recv_fds(self._control, _RECV, 16)
-        except OSError:
-            data, fds = b"", []
-        self._fds.extend(fds)
-        if not data:
-            self._stop()
-        for message in self._frames.feed(data):
-            op = message.get("op")
-            if op == "eval":
-                self._fork(message)
-            elif op == "kill":
-                self._kill(int(message["batch"]))
-            else:
-                self._stop()
-
-    def _fork(self, request: dict[str, Any]) -> None:
-        fd = self._fds.popleft()
-        zygote = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _become_evaluator(fd, request, self._task, zygote)
-        os.close(fd)
-        self._children[pid] = int(request["batch"])
-        self._send(op="forked", batch=request["batch"], pid=pid)
-
-    def _kill(self, batch: int) -> None:
-        for pid, owner in self._children.items():
-            if owner == batch:  # still ours and unreaped, so the group id is still its own
-                kill_group(pid)
-
-    def _reap(self) -> None:
-        while (pid := exited_child()) is not None:
-            batch = self._children.pop(pid, None)
-            if batch is not None:
-                kill_group(pid)
-            _, status, usage = os.wait4(pid, 0)
-            if batch is not None:
-                code = os.waitstatus_to_exitcode(status)
-                self._send(op="exited", batch=batch, exit_code=code if code >= 0 else None,
-                           signal=-code if code < 0 else None, memory_kb=usage.ru_maxrss)
-
-    def _send(self, **message: Any) -> None:
-        with contextlib.suppress(OSError):
-            self._control.sendall(_frame(message))
-
-    def _stop(self) -> NoReturn:
-        for pid in list(self._children):
-            kill_group(pid)
-        os._exit(0)
-
-
-def _become_evaluator(fd: int, request: dict[str, Any], task: Task, zygote: int) -> NoReturn:
-    """The evaluator child: sandbox, then run the batch; never returns into the zygote."""
-    try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        scratch = Path(request["scratch"])
-        output = os.open(scratch / "output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
-        os.close(output)
-        limits = Limits.from_dict(request["limits"])
-        results = apply_sandbox(fd, limits, parent_pid=zygote, use_cgroup=False)
-        _run_batch(results, request, task, scratch)
-    except BaseException:  # noqa: BLE001 - never return into the zygote's loop
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(0)
-
-
-def _run_batch(fd: int, request: dict[str, Any], task: Task, scratch: Path) -> None:
-    guard = Snapshot(task.module)  # before any candidate code has run in this process
-    _write_all(fd, _frame({"op": "ready"}))
-    for index, wire in enumerate(request["candidates"]):
-        genome = Genome(wire["sources"], wire["params"])
-        raw = evaluate_in_process(task, genome, scratch, float(request["timeout"]), guard)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        _write_all(fd, _frame({"op": "result", "index": index,
-                               "offset": os.lseek(1, 0, os.SEEK_END), **raw}))
-        if raw["tampered"]:
-            return  # this process is no longer the evaluator it was: the rest get a fresh one
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry point of the evaluation zygote."""
-    parser = argparse.ArgumentParser(prog="python -m project_o.evolution.population")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--parent-pid", type=int, default=None)
-    args = parser.parse_args(argv)
-    set_parent_death_signal(signal.SIGKILL, expected_parent=args.parent_pid)
-    set_child_subreaper()
-    control = socket.socket(fileno=args.control_fd)
-    try:
-        task = load_task(args.task)
-    except BaseException as exc:  # noqa: BLE001 - report any import failure, then exit
-        with contextlib.suppress(OSError):
-            control.sendall(_frame({"op": "error", "message": f"{type(exc).__name__}: {exc}",
-                                    "traceback": "".join(traceback.format_exception(exc))}))
-        os._exit(1)
-    gc.collect()
-    gc.freeze()  # imported objects are never written by the collector: pages stay shared
-    control.sendall(_frame({"op": "hello", "pid": os.getpid(), "bounds": list(task.score_bounds),
-                            "stages": wire_stages(task.stages)}))
-    _Zygote(control, task).serve()
-
-
-if __name__ == "__main__":
-    main()

@@ -30,8 +30,9 @@ from typing import Any, Final
 __all__ = ["EVALUATOR_MODULES", "Snapshot", "describe"]
 
 #: the child's own modules that carry a result out: patched, they could forge one
-EVALUATOR_MODULES: Final = ("project_o.evolution.task", "project_o.evolution.population",
-                            "msgpack")
+EVALUATOR_MODULES: Final = ("project_o.evolution.task", "project_o.evolution.evaluator",
+                            "project_o.wire.framing", "project_o.wire.messages",
+                            "project_o.wire.packable", "msgpack")
 
 #: at most this many changes are named in a failure
 _NAMED: Final = 3

@@ -8,10 +8,14 @@
     ForkedInstance.reader/.writer ══════════ instance socket (fd 3) ════════►  hello, restore,
                                                                                heartbeats, requests
 
-Modules: ``zygote_client`` (the supervisor side, never imports agent
-code), ``zygote`` (the forking process), ``sandbox`` / ``cgroup`` /
-``procctl`` (isolation), ``instance`` / ``channel`` / ``state`` /
-``config`` (the instance's loop), ``loader`` (agent code -> Agent).
+Modules: ``zygote_client`` (the parent's side, never imports agent
+code), ``zygote`` (the forking process: one for every kind of sandboxed
+child, its ``enter_child`` the one place the sandbox is applied),
+``child`` (what a zygote's children run: the program protocol),
+``instance_program`` (the program whose children are instances),
+``sandbox`` / ``cgroup`` / ``procctl`` (isolation), ``instance`` /
+``channel`` / ``state`` / ``config`` (the instance's loop), ``loader``
+(agent code -> Agent).
 
 Names are resolved lazily, so the supervisor importing the client does
 not import the instance side, and the zygote does not import asyncio.

@@ -1,26 +1,48 @@
-"""The zygote: agent code imported once, instances forked on demand.
+"""The zygote: code imported once, sandboxed children forked on demand.
 
-``python -m project_o.runtime.zygote --agent PATH --version V --control-fd N``
+``python -m project_o.runtime.zygote --control-fd N [--parent-pid P] [--program MOD:ATTR] ARGS``
+
+One process core for everything that runs untrusted code. What a child
+runs is the zygote's *program* (a :class:`ChildProgram`, named by
+``--program``; the rest of the command line is its own):
+
+==========================================  ===========================  ====================
+program                                     imports once                 each child runs
+==========================================  ===========================  ====================
+``project_o.runtime.instance_program``      an agent version             one instance
+``project_o.evolution.evaluator``           a task                       a batch of candidates
+``project_o.evolution.quick_checks``        a candidate agent            its quick checks
+==========================================  ===========================  ====================
 
 ::
 
-    supervisor ═══ control socket (fd N) ═══ zygote ──fork──► instance (sandboxed, fd 3)
-       fork {id, role, instance_id, limits, config} + SCM_RIGHTS(instance's socket end)
+    parent ═══ control socket (fd N) ═══ zygote ──fork──► child (sandboxed, fd 3)
+       fork {id, ...program's fields} + SCM_RIGHTS(the child's end: socket or pipe)
                                          ◄── forked {id, pid}    (or error {id, kind, message})
-                                         ◄── exited {pid, exit_code, signal, instance_id}
-       shutdown ──────────────────────────►  SIGKILL every instance, report them, exit 0
+                                         ◄── exited {id, pid, exit_code, signal, memory_kb, ...}
+       kill {id} ─────────────────────────►  SIGKILL that child's process group (while unreaped)
+       shutdown ──────────────────────────►  SIGKILL every child, report them, exit 0
 
-Startup: PR_SET_PDEATHSIG(SIGKILL) (it dies with the supervisor), child
-subreaper (it reaps what instances orphan), import the runtime and the
-agent, ``gc.freeze()`` (objects imported so far are never touched by the
-collector, so their pages stay shared copy-on-write with every instance),
-then ``hello {pid, version, agent}``; if the import failed, ``error
-{message, traceback}`` and exit 1.
+Startup: PR_SET_PDEATHSIG(SIGKILL) (it dies with its parent), child
+subreaper (it reaps what children orphan), load the program (it imports
+the agent or task), ``gc.freeze()`` (objects imported so far are never
+touched by the collector, so their pages stay shared copy-on-write with
+every child), then ``hello {pid, ...program's fields}``; if loading
+failed, ``error {message, traceback}`` and exit 1.
+
+Where the sandbox is applied, in one place for every process that runs
+agent or candidate code (each is a zygote or a child forked from one):
+
+* :func:`enter_zygote`, before the program is loaded (before the first
+  line of agent code is imported): what must confine all agent code, and
+  what every child inherits;
+* :func:`enter_child`, in each child right after the fork, before its
+  program runs: its own session, descriptors, limits and cgroup.
 
 The zygote is single-threaded (forking a threaded process copies locks in
 whatever state other threads left them). It sleeps in select() on the
-control socket and a self-pipe written by the SIGCHLD handler. When an
-instance dies, its whole process group is killed *before* it is reaped
+control socket and a self-pipe written by the SIGCHLD handler. When a
+child dies, its whole process group is killed *before* it is reaped
 (while the zombie still reserves the pid, so the group id cannot have
 been reused), and its cgroup is removed.
 """
@@ -30,6 +52,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import os
 import select
 import signal
@@ -37,26 +60,31 @@ import socket
 import sys
 import traceback
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
-from project_o.runtime import cgroup
-from project_o.runtime.config import InstanceConfig
-from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RUNTIME_BUG, run_instance
-from project_o.runtime.loader import load_agent
-from project_o.runtime.params_file import read_params
+from project_o.runtime import cgroup, instance_program
+from project_o.runtime.child import (
+    DEFAULT_PROGRAM,
+    ZYGOTE_MODULE,
+    ChildPlan,
+    ChildProgram,
+    ProgramLoader,
+)
+from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RUNTIME_BUG
 from project_o.runtime.procctl import (
     exited_child,
     kill_group,
     set_child_subreaper,
     set_parent_death_signal,
 )
-from project_o.runtime.sandbox import Limits, apply_sandbox
+from project_o.runtime.sandbox import apply_sandbox
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
-__all__ = ["EXIT_IMPORT_FAILED", "Zygote", "main"]
+__all__ = ["EXIT_IMPORT_FAILED", "Zygote", "enter_child", "enter_zygote", "main"]
 
-#: exit status when the agent code failed to import (after the error frame)
+#: exit status when the program failed to load (after the error frame)
 EXIT_IMPORT_FAILED: Final = 1
 # A fork request is a few hundred bytes; one recv takes many at once.
 _RECV_CHUNK: Final = 64 * 1024
@@ -67,21 +95,18 @@ _MAX_FDS: Final = 16
 class Zygote:
     """The zygote's loop; :meth:`serve` never returns."""
 
-    def __init__(self, control: socket.socket, agent: Any, version: str,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(self, control: socket.socket, program: ChildProgram) -> None:
         self._control = control
-        self._agent = agent
-        self._version = version
-        self._params = params or None
+        self._program = program
         self._decoder = FrameDecoder()
         self._fds: deque[int] = deque()
-        self._children: dict[int, str] = {}  # pid -> instance id
+        self._children: dict[int, tuple[Any, dict[str, Any]]] = {}  # pid -> (id, report)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     def serve(self) -> NoReturn:
-        """Answer fork requests and report exits until shutdown or EOF."""
+        """Answer fork and kill requests and report exits until shutdown or EOF."""
         self._reap()  # children that died before the handler was in place
         while True:
             readable, _, _ = select.select([self._control.fileno(), self._wake_r], [], [])
@@ -102,75 +127,47 @@ class Zygote:
         if flags & socket.MSG_CTRUNC:
             self._stop(EXIT_PROTOCOL, "descriptors were truncated (too many in one message)")
         if not data:
-            self._stop(0)  # the supervisor is gone: nothing to serve
+            self._stop(0)  # the parent is gone: nothing to serve
         try:
             messages = self._decoder.feed(data)
         except ProtocolError as exc:
-            self._stop(EXIT_PROTOCOL, f"bad frame from the supervisor: {exc}")
+            self._stop(EXIT_PROTOCOL, f"bad frame from the parent: {exc}")
         for message in messages:
             self._on_message(message)
 
     def _on_message(self, message: Message) -> None:
         if message.type == MessageType.FORK:
             self._fork(message.data)
+        elif message.type == MessageType.KILL:
+            self._kill(message.data.get("id"))
         elif message.type == MessageType.SHUTDOWN:
             self._stop(0)
         else:
-            self._stop(EXIT_PROTOCOL, f"the supervisor may not send {message.type!r} to a zygote")
+            self._stop(EXIT_PROTOCOL, f"the parent may not send {message.type!r} to a zygote")
 
     def _fork(self, request: dict[str, Any]) -> None:
         if not self._fds:
-            self._stop(EXIT_PROTOCOL, "a fork request arrived without its socket descriptor")
+            self._stop(EXIT_PROTOCOL, "a fork request arrived without its descriptor")
         fd = self._fds.popleft()
         try:
-            limits = Limits.from_dict(request.get("limits"))
-            config = InstanceConfig.from_dict(request.get("config"))
-            role, instance_id = _text(request, "role"), _text(request, "instance_id")
+            plan = self._program.plan(request)
             zygote_pid = os.getpid()
             pid = os.fork()
         except (InvalidArgument, OSError) as exc:
             os.close(fd)
-            self._send(
-                MessageType.ERROR,
-                id=request.get("id"),
-                kind=type(exc).__name__,
-                message=str(exc),
-                traceback="",
-            )
+            self._send(MessageType.ERROR, id=request.get("id"), kind=type(exc).__name__,
+                       message=str(exc), traceback="")
             return
         if pid == 0:
-            self._become_instance(fd, limits, config, role, instance_id, zygote_pid)
+            enter_child(self._program, plan, fd, zygote_pid, leave=self._forget_zygote_state)
         os.close(fd)
-        self._children[pid] = instance_id
+        self._children[pid] = (request.get("id"), plan.report)
         self._send(MessageType.FORKED, id=request.get("id"), pid=pid)
 
-    def _become_instance(
-        self,
-        fd: int,
-        limits: Limits,
-        config: InstanceConfig,
-        role: str,
-        instance_id: str,
-        zygote_pid: int,
-    ) -> NoReturn:
-        code = EXIT_RUNTIME_BUG
-        try:
-            self._forget_zygote_state()
-            sock_fd = apply_sandbox(fd, limits, parent_pid=zygote_pid)
-            code = run_instance(
-                sock_fd,
-                self._agent,
-                params=self._params,
-                version=self._version,
-                role=role,
-                instance_id=instance_id,
-                config=config,
-            )
-        except BaseException:  # noqa: BLE001 - whatever happens, never return into the zygote loop
-            traceback.print_exc()
-        finally:
-            _flush_stdio()
-            os._exit(code)
+    def _kill(self, child_id: Any) -> None:
+        for pid, (owner, _) in self._children.items():
+            if owner == child_id:  # still unreaped, so the group id is still its own
+                kill_group(pid)
 
     def _forget_zygote_state(self) -> None:
         signal.set_wakeup_fd(-1)
@@ -190,20 +187,23 @@ class Zygote:
             self._bury(pid)
 
     def _bury(self, pid: int) -> None:
-        instance_id = self._children.pop(pid, None)
-        if instance_id is not None:
+        child = self._children.pop(pid, None)
+        if child is not None:
             kill_group(pid)
-        _, status = os.waitpid(pid, 0)
-        if instance_id is None:
-            return  # an orphan an instance left behind: reaped, not reported
+        _, status, usage = os.wait4(pid, 0)
+        if child is None:
+            return  # an orphan a child left behind: reaped, not reported
         cgroup.remove_cgroup(pid)
         code = os.waitstatus_to_exitcode(status)
+        child_id, report = child
         self._send(
             MessageType.EXITED,
+            **report,
+            id=child_id,
             pid=pid,
-            instance_id=instance_id,
             exit_code=code if code >= 0 else None,
             signal=-code if code < 0 else None,
+            memory_kb=usage.ru_maxrss,
         )
 
     def _stop(self, code: int, reason: str = "") -> NoReturn:
@@ -217,17 +217,56 @@ class Zygote:
         os._exit(code)
 
     def _send(self, message_type: MessageType, **data: Any) -> None:
-        try:
-            self._control.sendall(encode_frame(Message(message_type, data)))
-        except OSError:
-            pass  # the supervisor is gone; EOF on the next read ends the loop
+        _send_quietly(self._control, message_type, **data)
 
 
-def _text(request: dict[str, Any], key: str) -> str:
-    value = request.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"fork request needs a non-empty str {key!r}, got {value!r}")
-    return value
+def enter_zygote(parent_pid: int | None) -> None:
+    """The one way into a zygote, before it imports any agent or task code.
+
+    Every process that runs agent code is a zygote or a child it forked,
+    and children inherit what is set up here: confinement that must hold
+    for all agent code, including what runs at import time, is applied
+    here. Today: the zygote dies with its parent (``parent_pid``, if it is
+    already gone the zygote exits) and reaps what its children orphan.
+    """
+    set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
+    set_child_subreaper()
+
+
+def enter_child(
+    program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int, *,
+    leave: Callable[[], None] = lambda: None,
+) -> NoReturn:
+    """The one way into a child: sandbox it, then run its program; never returns.
+
+    Every child of every zygote -- instance, evaluation batch, quick
+    checks -- passes through here right after the fork, before its
+    program runs: the per-child part of the sandbox (its own session,
+    descriptors, rlimits, cgroup; see :mod:`project_o.runtime.sandbox`)
+    is applied here and nowhere else. ``fd`` is the child's end of its
+    channel to the parent; it ends up on fd 3. ``leave`` drops what the
+    child inherited of the zygote's own state (its loop, its descriptors).
+    """
+    code = EXIT_RUNTIME_BUG  # unless the program returns its own
+    try:
+        leave()
+        if plan.output is not None:
+            _redirect_output(plan.output)
+        channel = apply_sandbox(fd, plan.limits, parent_pid=zygote_pid,
+                                use_cgroup=plan.use_cgroup)
+        code = program.run(plan, channel)
+    except BaseException:  # noqa: BLE001 - whatever happens, never return into the zygote loop
+        traceback.print_exc()
+    finally:
+        _flush_stdio()
+        os._exit(code)
+
+
+def _redirect_output(path: str) -> None:
+    output = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
 
 
 def _drain(fd: int) -> None:
@@ -245,41 +284,47 @@ def _flush_stdio() -> None:
             stream.flush()
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m project_o.runtime.zygote")
-    parser.add_argument("--agent", required=True, help="agent .py file or package directory")
-    parser.add_argument("--version", required=True, help="the version this zygote serves")
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog=f"python -m {ZYGOTE_MODULE}")
     parser.add_argument("--control-fd", type=int, required=True, help="inherited AF_UNIX socket")
     parser.add_argument(
         "--parent-pid",
         type=int,
         default=None,
-        help="the supervisor's pid: exit at once if it is already gone",
+        help="the parent's pid: exit at once if it is already gone",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--program", default=DEFAULT_PROGRAM,
+                        help="MODULE:ATTR, a loader of the children's program")
+    return parser.parse_known_args(argv)
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry point: import the agent, say hello, serve forks."""
-    args = _parse(argv)
-    set_parent_death_signal(signal.SIGKILL, expected_parent=args.parent_pid)
-    set_child_subreaper()
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: load the program, say hello, serve forks."""
+    args, program_args = _parse(argv)
+    enter_zygote(args.parent_pid)
     control = socket.socket(fileno=args.control_fd)
     os.set_inheritable(args.control_fd, False)
     try:
-        agent = load_agent(args.agent)
-        # A version's genes (written beside its sources by Genome.write_to).
-        params = read_params(args.agent)
+        program = _load_program(args.program, program_args)
     except BaseException as exc:  # noqa: BLE001 - report any import failure, then exit
         _send_quietly(control, MessageType.ERROR, **_import_failure(exc))
         os._exit(EXIT_IMPORT_FAILED)
     cgroup.cgroup_available()  # probe once here, so every fork inherits the answer
     gc.collect()
     gc.freeze()
-    _send_quietly(
-        control, MessageType.HELLO, pid=os.getpid(), version=args.version, agent=agent.name
-    )
-    Zygote(control, agent, args.version, params).serve()
+    _send_quietly(control, MessageType.HELLO, **program.hello(), pid=os.getpid())
+    Zygote(control, program).serve()
+
+
+def _load_program(name: str, args: Sequence[str]) -> ChildProgram:
+    if name == DEFAULT_PROGRAM:
+        # Imported with the zygote, not through importlib: the import machinery's
+        # garbage leaves holes in the heap that every instance then writes into
+        # (copy-on-write), about 0.1 MB more private memory per instance.
+        return instance_program.load(args)
+    module, _, attr = name.partition(":")
+    loader: ProgramLoader = getattr(importlib.import_module(module), attr or "load")
+    return loader(args)
 
 
 def _import_failure(exc: BaseException) -> dict[str, str]:
@@ -295,7 +340,7 @@ def _send_quietly(control: socket.socket, message_type: MessageType, **data: Any
     try:
         control.sendall(encode_frame(Message(message_type, data)))
     except OSError:
-        pass
+        pass  # the parent is gone; EOF on the next read ends the loop
 
 
 if __name__ == "__main__":

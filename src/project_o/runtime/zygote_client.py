@@ -1,15 +1,16 @@
-"""The supervisor's handle on one zygote (asyncio). It never imports agent code.
+"""A parent's handle on one zygote (asyncio). It never imports agent code.
 
 ::
 
-    ZygoteHandle.start(agent, version, env=...)
+    ZygoteHandle.start(agent, version, env=...)        an agent's zygote (instances), or
+    ZygoteHandle.start_program(program, args, env=...) any program (see runtime.zygote)
         socketpair ─► spawn `python -m project_o.runtime.zygote --control-fd N` (pass_fds)
-        ◄── hello {pid, version, agent}          or  error {message, traceback} ─► AgentLoadError
+        ◄── hello {pid, ...}                     or  error {message, traceback} ─► AgentLoadError
 
-    await handle.fork(role, instance_id, limits, config)
-        socketpair ─► fork {id, role, instance_id, limits, config}
-                      + SCM_RIGHTS(the instance's end)
-        ◄── forked {id, pid} ─► ForkedInstance(pid, reader, writer) on the supervisor's end
+    await handle.fork(role, instance_id, limits, config)     an instance, or
+    await handle.fork_child({...program's fields})           any program's child
+        socketpair ─► fork {id, ...} + SCM_RIGHTS(the child's end)
+        ◄── forked {id, pid} ─► ForkedInstance / ForkedChild(pid, reader, writer)
 
     ◄── exited {pid, exit_code, signal} ─► on_exit(data) and ForkedInstance.exited
     await handle.close() ─► shutdown, then SIGKILL if it lingers past the grace period
@@ -27,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import signal
 import socket
 import sys
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
+from project_o.runtime.child import DEFAULT_PROGRAM, zygote_command
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.sandbox import Limits, with_package_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_FORK_TIMEOUT",
     "DEFAULT_START_TIMEOUT",
     "ExitStatus",
+    "ForkedChild",
     "ForkedInstance",
     "ZygoteHandle",
 ]
@@ -56,7 +58,6 @@ DEFAULT_START_TIMEOUT: Final = 60.0
 DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
-_ZYGOTE_MODULE: Final = "project_o.runtime.zygote"
 _RECV_CHUNK: Final = 64 * 1024
 
 _log = logging.getLogger(__name__)
@@ -85,6 +86,16 @@ class ExitStatus:
 
 
 @dataclass
+class ForkedChild:
+    """A freshly forked child of any program: its pid and the parent's end of its socket."""
+
+    pid: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    exited: asyncio.Future[ExitStatus] = field(repr=False)
+
+
+@dataclass
 class ForkedInstance:
     """A freshly forked instance: its pid and the supervisor's end of its socket."""
 
@@ -110,6 +121,8 @@ class ZygoteHandle:
         self._control = control
         self.version = version
         self.agent_name = ""
+        #: the zygote's hello: its pid and its program's fields
+        self.hello: dict[str, Any] = {}
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
         self._hello: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -143,20 +156,35 @@ class ZygoteHandle:
         traceback) if the agent failed to import, ZygoteError if the zygote
         died or stayed silent for ``timeout`` seconds.
         """
+        handle = await cls.start_program(
+            DEFAULT_PROGRAM, ["--agent", str(agent_path), "--version", version], env=env,
+            python=python, on_exit=on_exit, stderr=stderr, timeout=timeout,
+            name=f"zygote for {agent_path}",
+        )
+        handle.version = version
+        return handle
+
+    @classmethod
+    async def start_program(
+        cls,
+        program: str,
+        args: list[str],
+        *,
+        env: Mapping[str, str],
+        python: str = sys.executable,
+        on_exit: ExitCallback | None = None,
+        stderr: int | None = None,
+        timeout: float = DEFAULT_START_TIMEOUT,
+        name: str = "",
+    ) -> ZygoteHandle:
+        """Spawn a zygote running ``program`` (``MODULE:ATTR``) with ``args``; await its hello.
+
+        Raises as :meth:`start` does; ``name`` says which zygote in errors.
+        """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await asyncio.create_subprocess_exec(
-                python,
-                "-m",
-                _ZYGOTE_MODULE,
-                "--agent",
-                str(agent_path),
-                "--version",
-                version,
-                "--control-fd",
-                str(theirs.fileno()),
-                "--parent-pid",
-                str(os.getpid()),
+                *zygote_command(program, args, theirs.fileno(), python=python),
                 pass_fds=(theirs.fileno(),),
                 env=with_package_path(env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -168,11 +196,11 @@ class ZygoteHandle:
         finally:
             theirs.close()
         ours.setblocking(False)
-        handle = cls(process, ours, version, on_exit)
-        await handle._await_hello(agent_path, timeout)
+        handle = cls(process, ours, "", on_exit)
+        await handle._await_hello(name or f"zygote of {program}", timeout)
         return handle
 
-    async def _await_hello(self, agent_path: str | Path, timeout: float) -> None:
+    async def _await_hello(self, name: str, timeout: float) -> None:
         try:
             hello = await asyncio.wait_for(asyncio.shield(self._hello), timeout)
         except AgentLoadError:
@@ -181,10 +209,11 @@ class ZygoteHandle:
         except (ZygoteError, TimeoutError) as exc:
             await self._terminate()
             raise ZygoteError(
-                f"zygote for {agent_path} did not start ({_reason(exc)}); "
+                f"{name} did not start ({_reason(exc)}); "
                 f"exit status {self._process.returncode}; see its stderr"
             ) from exc
         self.agent_name = str(hello.get("agent", ""))
+        self.hello = hello
 
     @property
     def pid(self) -> int:
@@ -244,28 +273,36 @@ class ZygoteHandle:
         ``limits`` and ``config`` are checked here (InvalidArgument) before
         anything is sent. Raises ZygoteError if the zygote cannot fork.
         """
-        if not self.alive:
-            raise ZygoteError(
-                f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
-            )
-        data = {
+        child = await self.fork_child({
             "role": role,
             "instance_id": instance_id,
             "limits": Limits.from_dict(limits).to_dict(),
             "config": InstanceConfig.from_dict(config).to_dict(),
-        }
+        }, timeout=timeout)
+        return ForkedInstance(pid=child.pid, instance_id=instance_id, role=role,
+                              reader=child.reader, writer=child.writer, exited=child.exited)
+
+    async def fork_child(
+        self, data: Mapping[str, Any], *, timeout: float = DEFAULT_FORK_TIMEOUT
+    ) -> ForkedChild:
+        """Fork a child of the zygote's program with the fork request's ``data``.
+
+        Raises ZygoteError if the zygote cannot fork (or refused the request).
+        """
+        if not self.alive:
+            raise ZygoteError(
+                f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
+            )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            pid, exited = await self._request_fork(data, theirs, timeout)
+            pid, exited = await self._request_fork(dict(data), theirs, timeout)
         except BaseException:
             ours.close()
             raise
         finally:
-            theirs.close()  # the zygote (and the instance) hold their own copies
+            theirs.close()  # the zygote (and the child) hold their own copies
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        return ForkedInstance(
-            pid=pid, instance_id=instance_id, role=role, reader=reader, writer=writer, exited=exited
-        )
+        return ForkedChild(pid=pid, reader=reader, writer=writer, exited=exited)
 
     async def _request_fork(
         self, data: dict[str, Any], theirs: socket.socket, timeout: float

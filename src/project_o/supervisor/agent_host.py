@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -69,8 +68,8 @@ from project_o.supervisor.instance_handle import (
     InstanceHandle,
 )
 from project_o.supervisor.instance_pool import InstancePool
-from project_o.supervisor.instance_start import send_restore
 from project_o.supervisor.intents import IntentListener, relay_intents
+from project_o.supervisor.journal import Journal
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.supervisor.nursery import Nursery
 from project_o.supervisor.poison import PoisonTracker
@@ -82,8 +81,6 @@ from project_o.wire import Message
 
 __all__ = ["RECENT_ANSWERS", "AgentHost", "IntentListener"]
 
-#: operation names an instance may journal (anything else is a violation)
-MAX_OPERATION_LENGTH = 128
 
 
 class AgentHost:
@@ -106,9 +103,8 @@ class AgentHost:
         #: resolved with the error when the vault fails (the supervisor's tree escalates)
         self.fatal: asyncio.Future[BaseException] = (
             fatal if fatal is not None else asyncio.get_running_loop().create_future())
-        self.last_checkpoint: dict[str, Any] | None = None
-        #: set while a canary journals into the same WAL (see the module docstring)
-        self.checkpoints_paused = False
+        #: the durable write path of the main, the standby's tail and a canary
+        self.journal = Journal(vault, self.metrics, self._vault_failed)
         #: where the main's ``evolution_intent`` frames go (the arbiter)
         self.on_intent: IntentListener | None = None
         self._tasks = Nursery("agent host")
@@ -126,8 +122,6 @@ class AgentHost:
             PoisonTracker(POISON_THRESHOLD), default_deadline=config.request_deadline,
             on_answer=self._prove,
         )
-        self._tails: dict[InstanceHandle, list[Message] | None] = {}
-        self._restore_lock = asyncio.Lock()
 
     # -- what the rest of the supervisor reads ---------------------------
 
@@ -159,7 +153,7 @@ class AgentHost:
     @property
     def restore_lock(self) -> asyncio.Lock:
         """Held while an instance reads a checkpoint, so none is pruned meanwhile."""
-        return self._restore_lock
+        return self.journal.restore_lock
 
     @property
     def _retired(self) -> set[InstanceHandle]:
@@ -258,7 +252,7 @@ class AgentHost:
 
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
         """Called by the handle the moment an instance is known dead."""
-        self._tails.pop(instance, None)
+        self.journal.unfollow(instance)
         if instance in self._pool.retired:
             return  # a version being replaced: nothing to replace it with
         was_main = self._pool.vacate(instance) == "main"
@@ -274,7 +268,7 @@ class AgentHost:
     async def _promote(self, instance: InstanceHandle) -> None:
         """Route requests to ``instance``; relay its evolution intents."""
         if instance.role != "main":
-            self._tails.pop(instance, None)
+            self.journal.unfollow(instance)
         await self._pool.promote(instance)
         if self.on_intent is not None:
             self._relay_intents(instance, self.on_intent)
@@ -318,86 +312,43 @@ class AgentHost:
         return self._factory.env()
 
     async def _restore(self, instance: InstanceHandle) -> None:
-        if instance.role != "main":
-            self._tails[instance] = []  # buffer tails while it restores
-        async with self._restore_lock:  # no checkpoint is pruned while one is read
-            point = await asyncio.to_thread(self.vault.recover)
-            await send_restore(instance, point)
-        buffered = self._tails.get(instance)
-        if buffered is not None:
-            self._tails[instance] = None
-            for tail in buffered:
-                if tail.data["sequence"] > point.last_sequence:
-                    await instance.send(tail)
+        await self.journal.restore(instance, follow=instance.role != "main")
 
-    # -- journaling (what instances write) ------------------------------
+    # -- journaling (what instances write): delegated to the Journal ------
 
     async def request_checkpoint(self, instance: InstanceHandle, timeout: float) -> None:
         """Ask ``instance`` for its state and write it (before risk, at shutdown)."""
-        done = instance.waiter("checkpoint_sent")
-        await instance.send(Message("checkpoint", {"id": uuid.uuid4().hex}))
-        await asyncio.wait_for(done, timeout)
+        await self.journal.request_checkpoint(instance, timeout)
 
-    # -- what instances send ---------------------------------------------
+    @property
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        """The newest checkpoint written: ``{id, last_sequence, timestamp_ns}``."""
+        return self.journal.last_checkpoint
+
+    @property
+    def checkpoints_paused(self) -> bool:
+        """Set while a canary journals into the same WAL (see the module docstring)."""
+        return self.journal.checkpoints_paused
+
+    @checkpoints_paused.setter
+    def checkpoints_paused(self, paused: bool) -> None:
+        self.journal.checkpoints_paused = paused
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
         """Journal a memory write from the main, ack it, tail it to the standby."""
-        data = message.data
-        operation, request_id = data.get("operation"), data.get("id")
         if instance is not self.main and instance not in self._retired:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
-        if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
-            instance.kill("protocol violation: wal_entry needs a short string operation")
-            return
-        started = time.perf_counter()
-        try:
-            sequence = await self.vault.append_async(operation, data.get("data"))
-        except WALFatalError as exc:
-            if not self.fatal.done():
-                self.fatal.set_result(exc)
-            instance.kill("the vault failed; nothing more can be acknowledged")
-            return
-        self.metrics.observe_wal_append(time.perf_counter() - started)
-        with contextlib.suppress(InstanceDied):
-            await instance.send(Message("wal_ack", {"id": request_id, "sequence": sequence}))
-        await self._tail(Message("wal_entry", {
-            "sequence": sequence, "operation": operation, "data": data.get("data"),
-        }))
-
-    async def _tail(self, entry: Message) -> None:
-        for follower, buffer in list(self._tails.items()):
-            if buffer is not None:
-                buffer.append(entry)
-                continue
-            with contextlib.suppress(InstanceDied):
-                await follower.send(entry)
+        await self.journal.write(instance, message, tail=True)
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the main's state as a checkpoint, then acknowledge it."""
-        data = message.data
-        state, covered = data.get("state"), data.get("last_sequence")
-        if instance is not self.main:
-            return  # only the main's state is the agent's state
-        if self.checkpoints_paused:
-            # A canary journals into the same WAL: this state lacks its writes.
-            instance.notify("checkpoint_sent", message)
-            return
-        if not isinstance(state, dict) or not isinstance(covered, int) or not (
-            0 <= covered <= self.vault.last_sequence
-        ):
-            instance.kill("protocol violation: malformed checkpoint")
-            return
-        async with self._restore_lock:
-            info = await self.vault.checkpoint_async(state, last_sequence=covered)
-        self.metrics.checkpoint_written()
-        self.last_checkpoint = {"id": str(info.id), "last_sequence": info.last_sequence,
-                                "timestamp_ns": info.timestamp_ns}
-        with contextlib.suppress(InstanceDied):
-            await instance.send(Message("checkpoint_ack", {
-                "id": data.get("id"), "checkpoint_id": str(info.id), "last_sequence": covered,
-            }))
-        instance.notify("checkpoint_sent", message)
+        if instance is self.main:  # only the main's state is the agent's state
+            await self.journal.checkpoint(instance, message)
+
+    def _vault_failed(self, error: WALFatalError) -> None:
+        if not self.fatal.done():
+            self.fatal.set_result(error)
 
     # -- what `GET /v1/status` shows -------------------------------------
 

@@ -6,9 +6,10 @@
                                           validation: AgentLoadError = rejected)
     spawn("shadow")   fork + restore from the vault (the main's state at fork time);
                       side-effecting tools stubbed; writes acked into a private
-                      in-memory journal: it diverges, the vault never sees them
+                      ShadowJournal: it diverges, the vault never sees them
     spawn("canary")   fork + restore from the vault; serves real users, so its
-                      writes are journaled in the vault's WAL like the main's
+                      writes go through the host's Journal like the main's (a
+                      vault failure is reported as one, never blamed on it)
     request(...)      one request to the instance (InstanceDied / HandlerError)
     on_failure(why)   called once when the instance dies, hangs or breaks the
                       protocol: the arbiter's guardrail
@@ -24,22 +25,21 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
-from project_o.supervisor.agent_host import MAX_OPERATION_LENGTH, AgentHost
+from project_o.supervisor.agent_host import AgentHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
-from project_o.supervisor.instance_start import launch, send_restore
+from project_o.supervisor.instance_start import launch
+from project_o.supervisor.journal import ShadowJournal
+from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
 __all__ = ["CANARY", "SHADOW", "CandidateHost"]
 
 SHADOW, CANARY = "shadow", "canary"
-#: writes a shadow's throwaway journal keeps (only for inspection; nothing reads them back)
-SHADOW_JOURNAL_KEPT = 10_000
 
 
 class CandidateHost:
@@ -52,8 +52,7 @@ class CandidateHost:
         self.failure: str | None = None
         self._on_failure = on_failure
         self._zygote: ZygoteHandle | None = None
-        self._shadow_sequence = 0
-        self.shadow_journal: deque[tuple[int, str, Any]] = deque(maxlen=SHADOW_JOURNAL_KEPT)
+        self.shadow_journal = ShadowJournal()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -78,11 +77,11 @@ class CandidateHost:
 
     async def _restore(self, instance: InstanceHandle) -> None:
         self.instance = instance  # from now on its death is the candidate's failure
-        host = self.host
-        async with host.restore_lock:  # no checkpoint is pruned while the instance reads it
-            point = await asyncio.to_thread(host.vault.recover)
-            self._shadow_sequence = point.last_sequence
-            await send_restore(instance, point)
+        await self.host.journal.restore(instance, follow=False, on_point=self._fresh_shadow)
+
+    def _fresh_shadow(self, point: RestorePoint) -> None:
+        # Before the restore is sent: a shadow writes as soon as it has applied it.
+        self.shadow_journal = ShadowJournal(point.last_sequence)
 
     async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:
         """Send one request to the instance and await its output."""
@@ -96,19 +95,10 @@ class CandidateHost:
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
         """Shadow: ack into the private journal. Canary: journal in the vault."""
-        data = message.data
-        operation = data.get("operation")
-        if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
-            instance.kill("protocol violation: wal_entry needs a short string operation")
-            return
         if instance.role == SHADOW:
-            self._shadow_sequence += 1
-            sequence = self._shadow_sequence
-            self.shadow_journal.append((sequence, operation, data.get("data")))
-        else:
-            sequence = await self.host.vault.append_async(operation, data.get("data"))
-        with contextlib.suppress(InstanceDied):
-            await instance.send(Message("wal_ack", {"id": data.get("id"), "sequence": sequence}))
+            await self.shadow_journal.write(instance, message)
+        else:  # the main's standby does not follow a canary's writes
+            await self.host.journal.write(instance, message, tail=False)
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """A candidate's state is never the agent's state: not written."""

@@ -166,6 +166,18 @@ class InstanceHandle:
             self._die(f"socket broke while sending: {exc}")
             raise InstanceDied(self.death_reason or str(exc)) from exc
 
+    async def send_frame(self, frame: bytes) -> None:
+        """Send one frame already encoded (what the supervisor only forwards); as :meth:`send`."""
+        if not self.alive:
+            raise InstanceDied(self.death_reason or "instance is dead")
+        try:
+            async with self._send_lock:
+                self._writer.write(frame)
+                await self._writer.drain()
+        except (OSError, ConnectionError) as exc:
+            self._die(f"socket broke while sending: {exc}")
+            raise InstanceDied(self.death_reason or str(exc)) from exc
+
     async def request(
         self, request_id: str, payload: Any, deadline_s: float,
         on_event: EventSink | None = None,

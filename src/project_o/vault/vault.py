@@ -32,6 +32,7 @@ from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.catalog import Catalog
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.wal import WAL, WALEntry
+from project_o.vault.wal_record import Payload, pack_payload
 
 __all__ = ["Durability", "RestorePoint", "Vault"]
 
@@ -117,11 +118,18 @@ class Vault:
         return self.wal.append(operation, data)
 
     async def append_async(self, operation: str, data: Any) -> int:
-        """Like :meth:`append`, awaiting the group-commit fsync instead of blocking."""
+        """Like :meth:`append`, awaiting the WAL's committer thread instead of blocking.
+
+        The event loop never takes the WAL's write lock: the record is written
+        (and, in sync mode, fsynced) by the WAL's flusher thread.
+        """
+        return await self.append_payload_async(pack_payload(operation, data))
+
+    async def append_payload_async(self, payload: Payload) -> int:
+        """:meth:`append_async` of ``(operation, data)`` already packed by :func:`pack_payload`."""
         self._check_open()
-        sequence, durable = self.wal.submit(operation, data)
-        if self.wal.durability == "sync":
-            await asyncio.wrap_future(durable)
+        sequence, acknowledged = self.wal.submit_payload(payload)
+        await asyncio.wrap_future(acknowledged)
         return sequence
 
     def checkpoint(self, state: dict[str, Any], *, last_sequence: int | None = None) -> CheckpointInfo:

@@ -22,10 +22,20 @@ Write path (group commit)::
            sleep on the waiter ◀───────┘
     batch: write the record, return;  flusher syncs every N entries or T seconds
 
-Whoever finds no round running leads one inline (a lone writer pays one
-fsync and no thread hand-off); writers that arrive meanwhile queue up and
-the flusher thread runs the next round for all of them. ``submit`` never
-blocks: it hands back a future the round resolves.
+Two committers, one per durability, each a thread (the *flusher*):
+
+* sync (group commit): whoever finds no round running leads one inline (a
+  lone writer pays one fsync and no thread hand-off); writers that arrive
+  meanwhile queue up and the flusher runs the next round for all of them.
+* batch: ``append`` writes its record itself; the flusher fsyncs every
+  ``batch_entries`` entries or ``batch_interval`` seconds.
+
+``submit`` and ``submit_acknowledged`` (what the supervisor's event loop
+calls) never block and never take the write lock: they queue the record,
+wake the flusher and hand back a future, resolved once the record is
+fsynced (``submit``) or when ``append`` would have returned, fsynced or
+written (``submit_acknowledged``). The thread waits on the disk, the loop
+does not.
 
 Preallocation: the active segment grows in zero-filled steps of
 :data:`PREALLOCATE_STEP`, and records overwrite those zeros::
@@ -335,11 +345,14 @@ class WAL:
         self._to_wake: collections.deque[threading.Lock] = collections.deque()
         self._abandoned: set[threading.Lock] = set()
         self._waiters: list[tuple[int, _Waiter]] = []
+        # batch mode: submit()'s futures, resolved once their record is written
+        self._unwritten: list[tuple[int, Future[int]]] = []
         self._unsynced_since: float | None = None
         self._fatal: Exception | None = None
         self._closed = False
         self._flusher_idle = False
-        self._flusher = threading.Thread(target=self._run_flusher, name="wal-flusher", daemon=True)
+        committer = self._run_group_commits if self._sync else self._run_batch_commits
+        self._flusher = threading.Thread(target=committer, name="wal-flusher", daemon=True)
         self._flusher.start()
 
     # ----------------------------------------------------------------- writing
@@ -347,18 +360,29 @@ class WAL:
     def submit(self, operation: str, data: Any) -> tuple[int, Future[int]]:
         """Assign the next sequence and queue the record; never waits for the disk.
 
-        The future resolves to the sequence once the record is fsynced, or
-        fails with :class:`WALFatalError`. In batch mode the record is
-        written (not synced) before this returns.
+        Never takes the write lock either: the flusher thread writes the
+        record. The future resolves to the sequence once the record is
+        fsynced, or fails with :class:`WALFatalError`.
         """
-        payload = pack_payload(operation, data)
+        return self._submit(pack_payload(operation, data), durable=True)
+
+    def submit_acknowledged(self, operation: str, data: Any) -> tuple[int, Future[int]]:
+        """Like :meth:`submit`, resolving when :meth:`append` would have returned.
+
+        That is once the record is fsynced (sync) or written (batch): the
+        non-blocking form of ``append``, for an event loop.
+        """
+        return self._submit(pack_payload(operation, data), durable=self._sync)
+
+    def submit_payload(self, payload: Payload) -> tuple[int, Future[int]]:
+        """:meth:`submit_acknowledged` of a payload :func:`pack_payload` already packed."""
+        return self._submit(payload, durable=self._sync)
+
+    def _submit(self, payload: Payload, *, durable: bool) -> tuple[int, Future[int]]:
         future: Future[int] = Future()
         future.set_running_or_notify_cancel()  # not cancellable: the record is queued
-        seq = self._enqueue(payload, future)
-        if self._sync:
-            self._kick()
-        else:
-            self._write_through(seq)
+        seq = self._enqueue(payload, future if durable else None, None if durable else future)
+        self._kick()
         return seq, future
 
     def append(self, operation: str, data: Any) -> int:
@@ -511,7 +535,9 @@ class WAL:
 
     # ---------------------------------------------------------------- internals
 
-    def _enqueue(self, payload: Payload, waiter: _Waiter) -> int:
+    def _enqueue(
+        self, payload: Payload, waiter: _Waiter, written: Future[int] | None = None
+    ) -> int:
         with self._lock:
             if self._closed:
                 raise VaultClosed(f"the WAL in {self._directory} is closed; open it again")
@@ -524,6 +550,8 @@ class WAL:
             self._pending.append(encode_record(seq, time.time(), payload))
             if waiter is not None:
                 self._waiters.append((seq, waiter))
+            if written is not None:
+                self._unwritten.append((seq, written))
         return seq
 
     def _await(self, waiter: threading.Lock) -> None:
@@ -572,12 +600,17 @@ class WAL:
             self._drain()
         if self._written_seq < seq:
             raise self._fatal_error()
+        if self._note_unsynced():
+            with self._lock:
+                self._wake.notify()
+
+    def _note_unsynced(self) -> bool:
+        """Batch mode, after a write: start the interval clock; True if the flusher is due."""
         with self._lock:
             if self._unsynced_since is None:
                 self._unsynced_since = time.monotonic()
-                self._wake.notify()
-            elif self._next_seq - 1 - self._durable_seq >= self._batch_entries:
-                self._wake.notify()
+                return True  # the flusher must set its timer
+            return self._next_seq - 1 - self._durable_seq >= self._batch_entries
 
     def _round(self, own: _Waiter = None) -> bool:
         """Write everything queued and fsync it; the caller holds the write lock.
@@ -610,7 +643,17 @@ class WAL:
         except Exception as exc:  # noqa: BLE001 - see _fail
             self._fail(exc)
             return False
+        if self._unwritten:
+            self._resolve_written()
         return True
+
+    def _resolve_written(self) -> None:
+        """Batch mode: resolve the futures of submitted records now written."""
+        with self._lock:
+            done = [w for w in self._unwritten if w[0] <= self._written_seq]
+            self._unwritten = [w for w in self._unwritten if w[0] > self._written_seq]
+        for seq, future in done:
+            future.set_result(seq)
 
     def _write(self, batch: list[bytes]) -> None:
         total = sum(map(len, batch))
@@ -717,6 +760,8 @@ class WAL:
             if self._fatal is None:
                 self._fatal = exc
             waiters, self._waiters, self._pending = self._waiters, [], []
+            waiters += self._unwritten
+            self._unwritten = []
         for _, waiter in waiters:
             if isinstance(waiter, Future):
                 waiter.set_exception(self._fatal_error())
@@ -737,24 +782,45 @@ class WAL:
         if self._closed:
             raise VaultClosed(f"the WAL in {self._directory} is closed; open it again")
 
-    def _run_flusher(self) -> None:
-        while True:
-            with self._lock:
-                while not self._due():
-                    if self._closed:
-                        return
-                    self._flusher_idle = True
-                    self._wake.wait(self._wait_timeout())
-                    self._flusher_idle = False
+    def _run_group_commits(self) -> None:
+        """The sync committer: a round (write + fdatasync) whenever records are queued."""
+        while self._await_work():
             with self._write_lock:
                 self._round()
 
+    def _run_batch_commits(self) -> None:
+        """The batch committer: write what submit() queued; fsync when a batch is due."""
+        while self._await_work():
+            with self._write_lock:
+                self._drain()
+                if self._written_seq > self._durable_seq:
+                    self._note_unsynced()
+                with self._lock:
+                    due = self._sync_due()
+                if due:
+                    self._round()
+
+    def _await_work(self) -> bool:
+        """Sleep until the committer has work; False once the WAL is closed."""
+        with self._lock:
+            while not self._due():
+                if self._closed:
+                    return False
+                self._flusher_idle = True
+                self._wake.wait(self._wait_timeout())
+                self._flusher_idle = False
+        return True
+
     def _due(self) -> bool:
-        """Is a round needed now? (caller holds the lock)"""
+        """Is there work for the committer now? (caller holds the lock)"""
         if self._fatal is not None:
             return False
-        if self._sync:
-            return bool(self._pending)
+        return bool(self._pending) or (not self._sync and self._sync_due())
+
+    def _sync_due(self) -> bool:
+        """Batch mode: is an fsync due (count or age)? (caller holds the lock)"""
+        if self._fatal is not None:
+            return False
         if self._next_seq - 1 - self._durable_seq >= self._batch_entries:
             return True
         since = self._unsynced_since

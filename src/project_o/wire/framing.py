@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from typing import Any, Final
 
 import msgpack
@@ -62,6 +63,7 @@ __all__ = [
     "FrameDecoder",
     "check_frame_size",
     "decode_payload",
+    "encode_forwarded_frame",
     "encode_frame",
     "parse_prefix",
     "validate_max_frame_size",
@@ -78,6 +80,8 @@ _PREFIX_MAX: Final = 2**32 - 1
 
 #: The keys of the payload map, exactly.
 FRAME_KEYS: Final = frozenset({"type", "timestamp", "data", "metadata"})
+_DATA_KEY: Final = msgpack.packb("data")
+_EMPTY_METADATA: Final = msgpack.packb("metadata") + b"\x80"
 
 _ADVICE: Final = (
     "the peer is not speaking this protocol or the stream lost sync; drop the connection"
@@ -131,7 +135,41 @@ def encode_frame(message: Message, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE)
     return _PREFIX.pack(len(payload)) + payload
 
 
-def _pack(fields: dict[str, Any]) -> bytes:
+def encode_forwarded_frame(
+    message_type: MessageType,
+    packed_data: dict[str, bytes],
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> bytes:
+    """One frame whose ``data`` values are already MessagePack-encoded, spliced in as is.
+
+    For what a sender only forwards (a journaled write tailed to a
+    standby): its bytes were packed once, from a value that came out of a
+    frame this side decoded (so the peer accepts it), and are not packed
+    again. The bytes equal :func:`encode_frame` of the decoded message.
+    """
+    if len(packed_data) > 15:
+        raise InvalidArgument("a forwarded frame's data holds at most 15 keys")
+    head = _PACKED_HEAD[message_type] if message_type in _PACKED_HEAD else _pack_head(message_type)
+    parts = [head, _pack(time.time()), _DATA_KEY, bytes([0x80 | len(packed_data)])]
+    for key, value in packed_data.items():
+        parts += (_pack(key), value)
+    parts.append(_EMPTY_METADATA)
+    payload = b"".join(parts)
+    check_frame_size(len(payload), max_frame_size)
+    return _PREFIX.pack(len(payload)) + payload
+
+
+def _pack_head(message_type: MessageType) -> bytes:
+    # fixmap of the four frame keys, in encode_frame's order: type, timestamp, data, metadata
+    head = b"\x84" + _pack("type") + _pack(str(message_type)) + _pack("timestamp")
+    _PACKED_HEAD[message_type] = head
+    return head
+
+
+_PACKED_HEAD: dict[MessageType, bytes] = {}
+
+
+def _pack(fields: Any) -> bytes:
     try:
         return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:

@@ -65,6 +65,7 @@ class MessageType(StrEnum):
     FORK = "fork"
     FORKED = "forked"
     EXITED = "exited"
+    KILL = "kill"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,214 @@
+"""The journal: the one durable write path of every instance's memory.
+
+::
+
+    main / canary ── wal_entry {id, operation, data} ──► Journal.write
+                                                            │ the WAL's committer thread
+                                                            │ writes (and fsyncs): not the loop
+                   ◄── wal_ack {id, sequence} ──────────────┤
+    standby (a follower) ◄── wal_entry {sequence, operation, data}   (main's writes only)
+                             the same packed bytes as the WAL record's: data is packed
+                             once, never decoded or packed again on its way to the standby
+
+    main ── checkpoint {state, last_sequence} ──► Journal.checkpoint ──► checkpoint_ack
+    Journal.restore(instance, follow=...) ──► restore {checkpoint, entries, last_sequence}
+
+The main, its standby and a canary all go through one :class:`Journal`
+(a shadow acks into a :class:`ShadowJournal` that never reaches the vault).
+A write is acknowledged only once the vault has it (fsynced; in batch
+durability, written). When the vault fails
+(:class:`~project_o.errors.WALFatalError`: a write or fsync error, after
+which nothing more can be acknowledged) the journal says so to its owner
+(``on_fatal``) and kills the writer with a reason that starts with
+``"vault failure"`` -- it is never blamed on the instance as a protocol
+violation.
+
+The standby follows the main: every entry the main journals is tailed to
+it. While a follower restores (it reads the checkpoint and the WAL as of
+some sequence), entries are buffered and the ones past its restore point
+are sent once it is done, so it misses none and applies none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgpack
+
+from project_o.errors import WALFatalError
+from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
+from project_o.supervisor.instance_start import send_restore
+from project_o.supervisor.metrics import SupervisorMetrics
+from project_o.vault import Vault
+from project_o.vault.vault import RestorePoint
+from project_o.vault.wal_record import pack_payload
+from project_o.wire import Message, MessageType
+from project_o.wire.framing import encode_forwarded_frame
+
+__all__ = ["MAX_OPERATION_LENGTH", "VAULT_FAILURE", "Journal", "ShadowJournal"]
+
+#: operation names an instance may journal (anything else is a violation)
+MAX_OPERATION_LENGTH: Final = 128
+#: how an instance's death reason starts when the vault, not the instance, failed
+VAULT_FAILURE: Final = "vault failure"
+#: writes a shadow's throwaway journal keeps (only for inspection; nothing reads them back)
+SHADOW_JOURNAL_KEPT: Final = 10_000
+
+FatalCallback = Callable[[WALFatalError], None]
+
+
+class Journal:
+    """Journals instances' writes in the vault, tails them to followers, writes checkpoints."""
+
+    def __init__(self, vault: Vault, metrics: SupervisorMetrics, on_fatal: FatalCallback) -> None:
+        self.vault = vault
+        self.metrics = metrics
+        self._on_fatal = on_fatal
+        #: follower -> (sequence, frame) tails buffered while it restores (None once live)
+        self._followers: dict[InstanceHandle, list[tuple[int, bytes]] | None] = {}
+        #: held while an instance reads a checkpoint, so none is pruned meanwhile
+        self.restore_lock = asyncio.Lock()
+        #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
+        self.last_checkpoint: dict[str, Any] | None = None
+        #: set while a canary journals into the same WAL as the main: a checkpoint of
+        #: the main's state would claim to cover the canary's writes, which it lacks
+        self.checkpoints_paused = False
+
+    # -- writes ---------------------------------------------------------
+
+    async def write(self, instance: InstanceHandle, message: Message, *, tail: bool) -> None:
+        """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``."""
+        entry = _entry(instance, message)
+        if entry is None:
+            return
+        payload = pack_payload(*entry)  # packed once: for the WAL record and the tail
+        started = time.perf_counter()
+        try:
+            sequence = await self.vault.append_payload_async(payload)
+        except WALFatalError as exc:
+            self._on_fatal(exc)
+            instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
+            return
+        self.metrics.observe_wal_append(time.perf_counter() - started)
+        await _ack(instance, message, sequence)
+        if tail and self._followers:
+            operation, data = payload
+            await self._tail(sequence, encode_forwarded_frame(MessageType.WAL_ENTRY, {
+                "sequence": _packed_int(sequence), "operation": operation, "data": data,
+            }))
+
+    async def _tail(self, sequence: int, frame: bytes) -> None:
+        for follower, buffer in list(self._followers.items()):
+            if buffer is not None:
+                buffer.append((sequence, frame))
+                continue
+            with contextlib.suppress(InstanceDied):
+                await follower.send_frame(frame)
+
+    # -- followers and restores -----------------------------------------
+
+    async def restore(
+        self, instance: InstanceHandle, *, follow: bool,
+        on_point: Callable[[RestorePoint], None] | None = None,
+    ) -> RestorePoint:
+        """Restore ``instance`` from the vault; with ``follow``, tail every later write to it.
+
+        ``on_point`` gets the restore point before it is sent: the instance
+        may write (and expect acks numbered after it) as soon as it applied it.
+        """
+        if follow:
+            self._followers[instance] = []  # buffer tails while it restores
+        async with self.restore_lock:  # no checkpoint is pruned while one is read
+            point = await asyncio.to_thread(self.vault.recover)
+            if on_point is not None:
+                on_point(point)
+            await send_restore(instance, point)
+        buffered = self._followers.get(instance)
+        if buffered is not None:
+            self._followers[instance] = None
+            for sequence, frame in buffered:
+                if sequence > point.last_sequence:
+                    await instance.send_frame(frame)
+        return point
+
+    def unfollow(self, instance: InstanceHandle) -> None:
+        """Stop tailing writes to ``instance`` (it died, or it is the main now)."""
+        self._followers.pop(instance, None)
+
+    # -- checkpoints ----------------------------------------------------
+
+    async def request_checkpoint(self, instance: InstanceHandle, timeout: float) -> None:
+        """Ask ``instance`` for its state and wait until it is written (or skipped)."""
+        done = instance.waiter("checkpoint_sent")
+        await instance.send(Message("checkpoint", {"id": uuid.uuid4().hex}))
+        await asyncio.wait_for(done, timeout)
+
+    async def checkpoint(self, instance: InstanceHandle, message: Message) -> None:
+        """Write the state ``instance`` sent as a checkpoint, then acknowledge it."""
+        data = message.data
+        state, covered = data.get("state"), data.get("last_sequence")
+        if self.checkpoints_paused:
+            instance.notify("checkpoint_sent", message)
+            return
+        if not isinstance(state, dict) or not isinstance(covered, int) or not (
+            0 <= covered <= self.vault.last_sequence
+        ):
+            instance.kill("protocol violation: malformed checkpoint")
+            return
+        async with self.restore_lock:
+            info = await self.vault.checkpoint_async(state, last_sequence=covered)
+        self.metrics.checkpoint_written()
+        self.last_checkpoint = {"id": str(info.id), "last_sequence": info.last_sequence,
+                                "timestamp_ns": info.timestamp_ns}
+        with contextlib.suppress(InstanceDied):
+            await instance.send(Message("checkpoint_ack", {
+                "id": data.get("id"), "checkpoint_id": str(info.id), "last_sequence": covered,
+            }))
+        instance.notify("checkpoint_sent", message)
+
+
+class ShadowJournal:
+    """A shadow's journal: writes are acked in memory and never reach the vault.
+
+    A shadow serves copies of real requests; its memory diverges from the
+    agent's on purpose and is thrown away with it.
+    """
+
+    def __init__(self, start_sequence: int = 0) -> None:
+        self.sequence = start_sequence
+        #: (sequence, operation, data) of the newest writes, for inspection only
+        self.entries: deque[tuple[int, str, Any]] = deque(maxlen=SHADOW_JOURNAL_KEPT)
+
+    async def write(self, instance: InstanceHandle, message: Message) -> None:
+        """Ack one ``wal_entry`` at once, numbered after the shadow's restore point."""
+        entry = _entry(instance, message)
+        if entry is None:
+            return
+        self.sequence += 1
+        self.entries.append((self.sequence, *entry))
+        await _ack(instance, message, self.sequence)
+
+
+def _entry(instance: InstanceHandle, message: Message) -> tuple[str, Any] | None:
+    """(operation, data) of a ``wal_entry``; None (and the instance killed) if malformed."""
+    operation = message.data.get("operation")
+    if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
+        instance.kill("protocol violation: wal_entry needs a short string operation")
+        return None
+    return operation, message.data.get("data")
+
+
+def _packed_int(value: int) -> bytes:
+    return msgpack.packb(value)  # type: ignore[no-any-return]
+
+
+async def _ack(instance: InstanceHandle, message: Message, sequence: int) -> None:
+    with contextlib.suppress(InstanceDied):
+        await instance.send(Message("wal_ack", {"id": message.data.get("id"),
+                                                "sequence": sequence}))
