@@ -16,8 +16,8 @@ import os, signal, time
 from project_o import Agent
 
 agent = Agent("misbehaving")
-MODE = agent.param("mode", "ok", choices=["ok", "exit", "segv", "stuck", "spin", "bomb",
-                                          "nan", "inf", "text", "raise", "print"])
+MODE = agent.param("mode", "ok", choices=["ok", "exit", "segv", "stuck", "spin", "burn",
+                                          "bomb", "nan", "inf", "text", "raise", "print"])
 VALUE = agent.param("value", 0, low=0, high=1000)
 
 
@@ -31,6 +31,10 @@ def act(mode, value):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         time.sleep(60)
     if mode == "spin":
+        while True:
+            pass
+    if mode == "burn":  # like a loop in C: the CPU limit or the wall backstop ends it
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         while True:
             pass
     if mode == "bomb":
@@ -56,7 +60,7 @@ def evaluate(agent):
 '''
 
 BAD = {"exit": "crash", "segv": "crash", "stuck": "timeout", "spin": "timeout",
-       "bomb": "memory", "nan": "gamed", "inf": "gamed", "text": "gamed", "raise": "error",
+       "burn": "timeout", "bomb": "memory", "nan": "gamed", "inf": "gamed", "text": "gamed", "raise": "error",
        "print": "crash"}
 
 

@@ -38,4 +38,5 @@ def test_broken_native_candidates_are_recorded_and_the_correct_one_wins() -> Non
     assert native.fitness > seed.fitness  # less time on the same workload
     assert by_id[versions["segfault"].id].kind == "crash"
     assert by_id[versions["corrupt"].id].kind == "crash"
-    assert by_id[versions["loop"].id].kind == "timeout"
+    looped = by_id[versions["loop"].id]
+    assert looped.kind == "timeout", looped

@@ -396,6 +396,11 @@ class EvaluatorPool:
                            f"{WALL_GRACE_S:g} s grace; its process group was SIGKILLed")
         elif batch.killed_for:
             failure.update(kind="crash", reason=batch.killed_for)
+        elif exit_info.get("signal") == signal.SIGXCPU:
+            # The CPU limit is the other backstop for a hang the alarm cannot break
+            # (a loop in C); whichever of the two fires first, the candidate ran out of time.
+            failure.update(kind="timeout", reason="it used up the batch's CPU time "
+                           "(RLIMIT_CPU, SIGXCPU) without answering")
         else:
             failure.update(kind="crash", reason=f"the evaluator died: {_exit_words(exit_info)}")
         return failure
