@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from project_o.agent.store import Journal
+from project_o.agent.store import DurableWrite
 from project_o.errors import InvalidArgument
 
 __all__ = [
@@ -147,7 +147,7 @@ class BlockStore:
 class Blocks:
     """What agent code sees as ``ctx.memory.blocks``: journaled writes, local reads."""
 
-    def __init__(self, store: BlockStore, journal: Journal) -> None:
+    def __init__(self, store: BlockStore, journal: DurableWrite) -> None:
         self._store = store
         self._journal = journal
 

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import msgpack
 
-from project_o.agent.store import Journal
+from project_o.agent.store import DurableWrite
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
@@ -158,7 +158,7 @@ class HistoryStore:
 class History:
     """``ctx.history`` for one request: journaled records, reads of the whole log."""
 
-    def __init__(self, store: HistoryStore, journal: Journal, request_id: Any = None,
+    def __init__(self, store: HistoryStore, journal: DurableWrite, request_id: Any = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._journal = journal

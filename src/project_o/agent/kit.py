@@ -22,7 +22,7 @@ from project_o.agent.memory import KVReplica, Memory
 from project_o.agent.params import Param, Params
 from project_o.agent.params import resolve as resolve_params
 from project_o.agent.semantic import SemanticStore
-from project_o.agent.store import Journal, StateBook
+from project_o.agent.store import DurableWrite, StateBook
 from project_o.agent.toolbox import HasTools, JournalGate, ToolRunner, on_owner_thread
 from project_o.agent.tools import ToolRegistry
 from project_o.agent.workflow import HasWorkflows, WorkflowRunner, Workflows, WorkflowStore
@@ -47,8 +47,8 @@ class AgentDefinition(HasTools, HasWorkflows, Protocol):
 class AgentKit:
     """The stores and per-request context of one agent in one process."""
 
-    def __init__(self, agent: AgentDefinition, journal: Journal, *, llm: LLMConfig | None = None,
-                 params: Mapping[str, Any] | None = None,
+    def __init__(self, agent: AgentDefinition, journal: DurableWrite, *,
+                 llm: LLMConfig | None = None, params: Mapping[str, Any] | None = None,
                  stub_side_effects: bool = False) -> None:
         # Tools run in worker threads; the gate forwards their writes to the
         # thread that owns the journal (see project_o.agent.toolbox).

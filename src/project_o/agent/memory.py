@@ -40,7 +40,7 @@ __all__ = [
     "MEMORY_DELETE",
     "MEMORY_OPERATIONS",
     "MEMORY_SET",
-    "Journal",
+    "DurableWrite",
     "KVReplica",
     "Memory",
 ]
@@ -50,7 +50,7 @@ MEMORY_DELETE: Final = "memory_delete"
 #: the WAL operations this module knows how to apply
 MEMORY_OPERATIONS: Final = frozenset({MEMORY_SET, MEMORY_DELETE})
 
-from project_o.agent.store import Journal  # re-exported; after the constants on purpose
+from project_o.agent.store import DurableWrite  # re-exported; after the constants on purpose
 
 
 def _pack(value: Any) -> bytes:
@@ -136,7 +136,7 @@ class Memory:
     def __init__(
         self,
         replica: KVReplica,
-        journal: Journal,
+        journal: DurableWrite,
         *,
         semantic: SemanticStore | None = None,
         blocks: BlockStore | None = None,

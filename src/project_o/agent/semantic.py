@@ -44,7 +44,7 @@ import numpy as np
 
 from project_o.agent.embedding import Embedder, HashingEmbedder, check_vectors
 from project_o.agent.keyword import KeywordIndex, terms
-from project_o.agent.store import Journal
+from project_o.agent.store import DurableWrite
 from project_o.agent.vectors import CODE_WORDS, VectorIndex, code_scheme, top_k
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
@@ -342,7 +342,7 @@ class SemanticStore:
 class SemanticMemory:
     """What agent code calls (through ``ctx.memory``): journaled writes, local reads."""
 
-    def __init__(self, store: SemanticStore, journal: Journal,
+    def __init__(self, store: SemanticStore, journal: DurableWrite,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._journal = journal

@@ -23,10 +23,10 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from project_o.errors import InvalidArgument
 
-__all__ = ["PAYLOAD_SECTIONS", "Journal", "StateBook", "Store"]
+__all__ = ["PAYLOAD_SECTIONS", "DurableWrite", "StateBook", "Store"]
 
 #: Makes one write durable; returns only when it is (or raises).
-Journal = Callable[[str, dict[str, Any]], None]
+DurableWrite = Callable[[str, dict[str, Any]], None]
 
 #: the checkpoint payload's keys (project_o.vault.checkpoint.PAYLOAD_KEYS)
 PAYLOAD_SECTIONS: Final = ("agent_state", "memory_blocks", "tool_registry", "llm_history",

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 import pydantic
 import pydantic_core
 
-from project_o.agent.store import Journal
+from project_o.agent.store import DurableWrite
 from project_o.agent.tools import (
     EXCEPTION,
     INVALID_ARGUMENTS,
@@ -169,7 +169,7 @@ class JournalGate:
     on a worker it forwards the write to the thread waiting for that tool.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: DurableWrite) -> None:
         self._call = on_owner_thread(journal, "make a durable write")
 
     def __call__(self, operation: str, data: dict[str, Any]) -> None:

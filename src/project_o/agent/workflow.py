@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar, overl
 
 import msgpack
 
-from project_o.agent.store import Journal
+from project_o.agent.store import DurableWrite
 from project_o.agent.toolbox import IDLE_SLICE
 from project_o.errors import InvalidArgument, ProjectOError
 from project_o.wire import ensure_packable
@@ -341,7 +341,7 @@ class HasWorkflows(Protocol):
 class WorkflowRunner:
     """Runs and resumes workflow runs for one agent in one process (kit-level)."""
 
-    def __init__(self, agent: HasWorkflows, store: WorkflowStore, journal: Journal, *,
+    def __init__(self, agent: HasWorkflows, store: WorkflowStore, journal: DurableWrite, *,
                  idle: Callable[[], None] = _nothing,
                  clock: Callable[[], float] = time.time) -> None:
         self.agent = agent

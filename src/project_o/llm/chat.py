@@ -46,8 +46,8 @@ from project_o.llm.history import LLM_EXCHANGE, LLM_FORGET, LLM_USAGE, LLMHistor
 from project_o.wire import ensure_packable
 
 #: makes one write durable, returning once it is: the agent's journal
-#: (``project_o.agent.store.Journal``), spelled out because ``llm`` sits below ``agent``
-Journal = Callable[[str, dict[str, Any]], None]
+#: (``project_o.agent.store.DurableWrite``), spelled out because ``llm`` sits below ``agent``
+DurableWrite = Callable[[str, dict[str, Any]], None]
 
 __all__ = [
     "DEFAULT_CONVERSATION",
@@ -153,7 +153,7 @@ class LLM:
         self,
         config: LLMConfig,
         history: LLMHistory,
-        journal: Journal,
+        journal: DurableWrite,
         *,
         tools: Callable[[], Sequence[LLMTool]] | None = None,
         client: LLMClient | None = None,
