@@ -149,6 +149,9 @@ class FakeCandidate:
     killed: list[str] = field(default_factory=list)
     closed: bool = False
     entered: bool = False
+    #: called at each close, its results kept (what the experiment showed meanwhile)
+    watch: Callable[[], Any] | None = None
+    seen_at_close: list[Any] = field(default_factory=list)
 
     async def __aenter__(self) -> Self:
         self.entered = True
@@ -194,6 +197,8 @@ class FakeCandidate:
         await turn()
 
     async def close(self) -> None:
+        if self.watch is not None:
+            self.seen_at_close.append(self.watch())
         self.closed = True
 
 

@@ -72,7 +72,9 @@ class Rig:
 
     def _new_candidate(self, on_failure: Callable[[str], None]) -> FakeCandidate:
         candidate = FakeCandidate(self.clock, on_failure, latency_ms=self.candidate_ms,
-                                  behaviour=self.behaviour, import_error=self.import_error)
+                                  behaviour=self.behaviour, import_error=self.import_error,
+                                  watch=lambda: (self.experiment.stage_name,
+                                                 self.experiment.status))
         self.candidates.append(candidate)
         return candidate
 
@@ -143,6 +145,9 @@ async def test_a_candidate_crashing_in_the_shadow_is_rejected_and_never_serves(
     assert rig.host.version == BASE_VERSION and rig.host.reloads == []
     assert not any(stage.startswith("canary") for stage in rig.stages)
     assert isinstance(rig.router.policy, MainOnly) and rig.candidate.closed
+    # Decided: the stage says "done" while the candidate stops; the status follows.
+    assert rig.candidate.seen_at_close[0] == ("done", "running")
+    assert rig.experiment.to_dict()["status"] == "rejected"
 
 
 @async_test

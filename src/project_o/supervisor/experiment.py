@@ -316,8 +316,13 @@ class Experiment:
 
     @property
     def running(self) -> bool:
-        """Not decided yet."""
-        return self.stage is not Stage.DONE
+        """No verdict written yet (it may be winding down: stage done, status running)."""
+        return self.status == "running"
+
+    def conclude(self) -> None:
+        """Decided: stage "done" at once (nothing is routed to the candidate any more);
+        the status follows with :meth:`finish`, once the candidate is stopped."""
+        self.stage, self.share = Stage.DONE, 0.0
 
     # -- what the tests say ---------------------------------------------
 

@@ -194,6 +194,7 @@ class ExperimentRun:
                            or await self._promote()
                            or await self._validation_window()
                            or self._promoted())
+                self.experiment.conclude()  # shown at once; winding down follows
         except Exception as exc:  # noqa: BLE001 - a bug here must not touch the baseline
             verdict = self._error(exc)
         except BaseException:  # cancelled: the supervisor stops, the run is not recorded
