@@ -12,7 +12,7 @@ The supervision tree of a running Project O (``GET /v1/status`` shows it live)::
              │   ├─ zygote     agent code pre-imported, gc.freeze(), forks:
              │   ├─ main       serves traffic
              │   └─ standby    warm, tails the WAL, takes over at once
-             ├─ arbiter   shadow / canary / rollback decisions, experiments
+             ├─ arbiter   EvolutionControl: experiments, shadow / canary / rollback decisions
              └─ gateway   HTTP + WebSocket API, metrics (started last, stopped first)
 
 Modules:
@@ -24,6 +24,9 @@ Modules:
 * :mod:`~project_o.supervisor.startup` -- a failed start: one message, an exit status
 * :mod:`~project_o.supervisor.service` -- the supervisor: its tree and the gateway's service
 * :mod:`~project_o.supervisor.agent_host` -- the agent's node, put together from its parts
+* :mod:`~project_o.supervisor.routing` -- ``Router``: where each request goes (main, mirror, split)
+* :mod:`~project_o.supervisor.experiment_run` -- ``ExperimentRun``: one experiment, one coroutine
+* :mod:`~project_o.supervisor.evolution_control` -- who may start experiments; the experiment API
 
 The heart imports nothing from this package (it runs as a plain script,
 ``heart.HEART_SCRIPT``); its names are loaded here on first use, so that

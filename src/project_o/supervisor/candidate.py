@@ -2,21 +2,27 @@
 
 ::
 
-    CandidateHost.start(agent, version)   zygote imports the candidate (stage 2 of
-                                          validation: AgentLoadError = rejected)
-    spawn("shadow")   fork + restore from the vault (the main's state at fork time);
-                      side-effecting tools stubbed; writes acked into a private
-                      ShadowJournal: it diverges, the vault never sees them
-    spawn("canary")   fork + restore from the vault; serves real users, so its
-                      writes go through the host's Journal like the main's (a
-                      vault failure is reported as one, never blamed on it)
-    request(...)      one request to the instance (InstanceDied / HandlerError)
-    on_failure(why)   called once when the instance dies, hangs or breaks the
-                      protocol: the arbiter's guardrail
+    async with CandidateHost(host, on_failure) as candidate:
+        start(agent, version)  zygote imports the candidate (stage 2 of
+                               validation: AgentLoadError = rejected)
+        spawn(SHADOW)     fork + restore from the vault (the main's state at fork time);
+                          side-effecting tools stubbed; writes acked into a private
+                          ShadowJournal: it diverges, the vault never sees them
+        spawn(CANARY)     fork + restore from the vault; serves real users, so its
+                          writes go through the host's Journal like the main's (a
+                          vault failure is reported as one, never blamed on it)
+        request(...)      one request to the instance (InstanceDied / HandlerError /
+                          TimeoutError past its deadline)
+        drain(timeout)    until the requests sent to it are answered
+        on_failure(why)   called once when the instance dies, hangs or breaks the
+                          protocol: the experiment's guardrail
+    # leaving the block stops the instance, its zygote and its watchdog
 
 A candidate has no standby and is never replaced: its death is the
 verdict. Its ``evolution_intent`` frames are answered "ignored" (a version
-under test may not start experiments of its own).
+under test may not start experiments of its own). The candidate's own
+tasks (the heartbeat watchdog, the intent refuser) belong to a task group
+that the ``async with`` block owns.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.agent_host import AgentHost
@@ -53,8 +60,23 @@ class CandidateHost:
         self._on_failure = on_failure
         self._zygote: ZygoteHandle | None = None
         self.shadow_journal = ShadowJournal()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._group = asyncio.TaskGroup()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closing = False
+
+    async def __aenter__(self) -> Self:
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        try:
+            await self.close()  # its tasks end with the instance
+        finally:
+            await self._group.__aexit__(kind, error, traceback)
 
     async def start(self, agent: Path, version: str) -> None:
         """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
@@ -71,8 +93,10 @@ class CandidateHost:
             version=self.version, owner=self, limits=self.host.config.limits, config=config,
             max_frame_size=self.host.config.max_frame_bytes, restore=self._restore,
         )
-        self._spawn_task(self._watchdog(instance))
-        self._spawn_task(self._ignore_intents(instance))
+        self._tasks = [
+            self._group.create_task(self._watchdog(instance), name=f"watchdog-{role}"),
+            self._group.create_task(self._ignore_intents(instance), name=f"intents-{role}"),
+        ]
         return instance
 
     async def _restore(self, instance: InstanceHandle) -> None:
@@ -88,8 +112,26 @@ class CandidateHost:
         instance = self.instance
         if instance is None or not instance.alive:
             raise InstanceDied(self.failure or "the candidate has no live instance")
-        return await asyncio.wait_for(instance.request(request_id, payload, deadline_s),
-                                      deadline_s)
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await instance.request(request_id, payload, deadline_s)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    def kill(self, reason: str) -> None:
+        """Kill the instance (a hang): the guardrail fires through :meth:`on_death`."""
+        if self.instance is not None:
+            self.instance.kill(reason)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until every request sent to the candidate is answered."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
 
     # -- what the instance sends ------------------------------------------
 
@@ -113,6 +155,7 @@ class CandidateHost:
     # -- health -----------------------------------------------------------
 
     async def _watchdog(self, instance: InstanceHandle) -> None:
+        """A timer, not a poll: heartbeats arrive on their own; silence is what it checks."""
         config = self.host.config
         period = min(config.heartbeat_interval, config.heartbeat_timeout) / 2
         while instance.alive:
@@ -134,6 +177,7 @@ class CandidateHost:
     # -- shutdown ---------------------------------------------------------
 
     async def _drop_instance(self) -> None:
+        self._cancel_tasks()
         instance, self.instance = self.instance, None
         if instance is not None:
             self._closing = True
@@ -142,19 +186,21 @@ class CandidateHost:
             self._closing = False
 
     async def close(self) -> None:
-        """Stop the instance and the zygote."""
+        """Stop the instance and the zygote (again: nothing more happens)."""
         self._closing = True
+        self._cancel_tasks()
+        instance, self.instance = self.instance, None
+        if instance is not None:
+            with contextlib.suppress(Exception):
+                await instance.send(Message("shutdown", {}))
+            instance.kill("experiment over")
+            await instance.close()
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            await zygote.close()
+
+    def _cancel_tasks(self) -> None:
+        """End the instance's watchdog and intent refuser now (the watchdog would sleep on)."""
         for task in self._tasks:
             task.cancel()
-        if self.instance is not None:
-            with contextlib.suppress(Exception):
-                await self.instance.send(Message("shutdown", {}))
-            self.instance.kill("experiment over")
-            await self.instance.close()
-        if self._zygote is not None:
-            await self._zygote.close()
-
-    def _spawn_task(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks = []

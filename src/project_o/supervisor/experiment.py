@@ -4,6 +4,7 @@
 
     ExperimentSpec.from_body(POST body)        what to test and how (defaults: docs/design.md)
     Experiment(spec, candidate, baseline)
+        .enter(Stage.CANARY, detail, share)    the next stage (sample counts restart)
         .record(arm, latency_ms, error)        one answered request of an arm
         .record_feedback(arm, score)           a user's score of an answer of that arm
         .record_agreement(same)                mirror mode: did the shadow answer like the main
@@ -18,12 +19,20 @@ lower is better), errors (bernoulli, lower is better), feedback (scores -1..1,
 higher is better) and, in mirror mode, agreement (the candidate's answer
 equals the main's; the baseline agrees with itself by definition).
 
+Stages are a :class:`Stage`; a canary stage also has its share of real
+traffic, shown as ``canary-50`` in the API and the catalog (a name for
+people, never parsed back). What an experiment learns from arrives as a
+:data:`Sample` (see :mod:`project_o.supervisor.experiment_run`), and how it
+ends is a :class:`Verdict`.
+
 Also the errors the experiment API raises; each carries its HTTP status.
 """
 
 from __future__ import annotations
 
+import enum
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,11 +57,19 @@ __all__ = [
     "DEFAULT_SHARE",
     "DEFAULT_STAGES",
     "METRICS",
+    "Answered",
     "CandidateInvalid",
+    "Compared",
     "Experiment",
     "ExperimentConflict",
     "ExperimentSpec",
+    "Failed",
+    "Rated",
+    "Sample",
+    "Stage",
     "UnknownExperiment",
+    "Verdict",
+    "Watched",
 ]
 
 #: shadow share: one request in ten is mirrored to the candidate
@@ -76,6 +93,87 @@ MODES = ("mirror", "split")
 CANDIDATE_KEYS = ("source", "files", "operator")
 #: timeline entries kept per experiment (a long canary must not grow without end)
 MAX_TIMELINE = 500
+
+
+class Stage(enum.Enum):
+    """Where an experiment is, in the order it gets there."""
+
+    #: compiled, params checked, imported in its own zygote, quick checks run
+    VALIDATING = "validating"
+    #: a share of requests mirrored to (or split with) a throwaway instance
+    SHADOW = "shadow"
+    #: a share of real traffic, with real writes; the share is Experiment.share
+    CANARY = "canary"
+    #: promoted, and serving every request under watch
+    VALIDATION = "validation"
+    #: decided; nothing is routed to the candidate any more
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How an experiment ended: catalog status, decision, and the reason in words."""
+
+    status: str
+    decision: str
+    reason: str
+
+    @classmethod
+    def reject(cls, reason: str) -> Verdict:
+        """The candidate never served real traffic and never will."""
+        return cls("rejected", "reject", reason)
+
+    @classmethod
+    def rollback(cls, reason: str) -> Verdict:
+        """The candidate served real traffic; the baseline serves again."""
+        return cls("rolled_back", "rollback", reason)
+
+    @classmethod
+    def promote(cls, reason: str) -> Verdict:
+        """The candidate is the serving version now."""
+        return cls("promoted", "promote", reason)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One request answered by ``arm`` (``error``: the handler raised)."""
+
+    arm: str
+    latency_ms: float
+    error: bool
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Mirror mode: whether the shadow's answer equals the main's."""
+
+    same: bool
+
+
+@dataclass(frozen=True)
+class Rated:
+    """A user's score (-1..1) of an answer ``version`` gave."""
+
+    version: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The candidate (or, after promotion, the serving candidate) died or hung."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Watched:
+    """After promotion: one request the promoted version served (``error``: it failed)."""
+
+    error: bool
+
+
+#: what an experiment learns from, one at a time, through its queue
+Sample = Answered | Compared | Rated | Failed | Watched
 
 
 @dataclass(frozen=True)
@@ -153,14 +251,16 @@ def _new_test(metric: str, spec: ExperimentSpec) -> SequentialTest:
 
 @dataclass
 class Experiment:
-    """The live state of one experiment (the arbiter's, mirrored into the catalog)."""
+    """The live state of one experiment (its run's, mirrored into the catalog)."""
 
     id: str
     spec: ExperimentSpec
     candidate_version: str
     baseline_version: str
     operator: str = "user"
-    stage: str = "validating"
+    stage: Stage = Stage.VALIDATING
+    #: the canary's share of real traffic (0 outside the canary stages)
+    share: float = 0.0
     status: str = "running"
     decision: str | None = None
     reason: str = ""
@@ -169,6 +269,8 @@ class Experiment:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     tests: dict[str, SequentialTest] = field(default_factory=dict)
     agreement: dict[str, int] = field(default_factory=lambda: {"same": 0, "different": 0})
+    #: the timeline's wall clock (injected, so a test can fix it)
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         metrics = METRICS if self.spec.metric is None else (self.spec.metric,)
@@ -199,11 +301,28 @@ class Experiment:
             self.tests[AGREEMENT].add(BASELINE, 1.0)
             self.tests[AGREEMENT].add(CANDIDATE, 1.0 if same else 0.0)
 
-    def new_stage(self, stage: str, detail: str) -> None:
+    def enter(self, stage: Stage, detail: str, *, share: float = 0.0) -> None:
         """Move to ``stage`` (its sample counts start at zero)."""
-        self.stage = stage
+        self.stage, self.share = stage, share
         self.stage_samples = {BASELINE: 0, CANDIDATE: 0}
         self.event("stage", detail)
+
+    @property
+    def stage_name(self) -> str:
+        """The stage as the API and the catalog show it: ``shadow``, ``canary-50``..."""
+        if self.stage is Stage.CANARY:
+            return f"canary-{round(self.share * 100)}"
+        return str(self.stage.value)
+
+    @property
+    def running(self) -> bool:
+        """No verdict written yet (it may be winding down: stage done, status running)."""
+        return self.status == "running"
+
+    def conclude(self) -> None:
+        """Decided: stage "done" at once (nothing is routed to the candidate any more);
+        the status follows with :meth:`finish`, once the candidate is stopped."""
+        self.stage, self.share = Stage.DONE, 0.0
 
     # -- what the tests say ---------------------------------------------
 
@@ -238,16 +357,16 @@ class Experiment:
 
     def event(self, event: str, detail: str) -> dict[str, Any]:
         """Append to the timeline and return the entry."""
-        entry = {"ts": time.time(), "stage": self.stage, "event": event, "detail": detail}
+        entry = {"ts": self.clock(), "stage": self.stage_name, "event": event, "detail": detail}
         self.timeline.append(entry)
         del self.timeline[:-MAX_TIMELINE]
         return entry
 
-    def finish(self, status: str, decision: str, reason: str) -> None:
+    def finish(self, verdict: Verdict) -> None:
         """The final word: status, decision and why."""
-        self.status, self.decision, self.reason = status, decision, reason
-        self.stage = "done"
-        self.event(decision, reason)
+        self.status, self.decision, self.reason = verdict.status, verdict.decision, verdict.reason
+        self.stage, self.share = Stage.DONE, 0.0
+        self.event(verdict.decision, verdict.reason)
 
     def stats(self) -> dict[str, Any]:
         """The catalog's ``stats`` JSON: enough to show (and explain) the experiment later."""
@@ -262,7 +381,7 @@ class Experiment:
         """The reply of ``GET /v1/evolution/experiments/{id}``."""
         return {
             "id": self.id, "kind": self.spec.kind, "candidate_version": self.candidate_version,
-            "baseline_version": self.baseline_version, "stage": self.stage,
+            "baseline_version": self.baseline_version, "stage": self.stage_name,
             "status": self.status, "samples": dict(self.samples),
             "statistics": {m: t.summary() for m, t in self.tests.items()},
             "decision": self.decision, "reason": self.reason,

@@ -18,6 +18,9 @@
 
     GET /metrics ──▶ render() ──▶ Prometheus text (MetricsText)
 
+    observe_request / observe_feedback ──▶ each subscriber(RequestSeen | FeedbackSeen)
+                                           (perception watches health this way)
+
 Counters and histograms change as things happen; figures that are a
 state rather than a stream of events (sequences, RSS, the restart count)
 are read from the live objects at scrape time, so they are never stale.
@@ -31,6 +34,7 @@ tests and in-process benchmarks from adding to each other's figures.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -41,7 +45,17 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from project_o.supervisor.api import MetricsText
 
-__all__ = ["OUTCOMES", "LiveInstance", "LiveState", "SupervisorMetrics"]
+__all__ = [
+    "OUTCOMES",
+    "FeedbackSeen",
+    "LiveInstance",
+    "LiveState",
+    "Observation",
+    "RequestSeen",
+    "SupervisorMetrics",
+]
+
+logger = logging.getLogger(__name__)
 
 PREFIX: Final = "project_o"
 #: what ``outcome`` may say on project_o_requests_total
@@ -110,12 +124,36 @@ class LiveState:
 Probe = Callable[[], LiveState | None]
 
 
+@dataclass(frozen=True)
+class RequestSeen:
+    """One request ended, as :meth:`SupervisorMetrics.observe_request` counted it."""
+
+    version: str
+    role: str
+    outcome: str
+    seconds: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackSeen:
+    """A user scored an answer ``version`` gave."""
+
+    version: str
+    score: float
+
+
+#: what subscribers of the metrics are shown
+Observation = RequestSeen | FeedbackSeen
+
+
 class SupervisorMetrics:
     """Every metric of one supervisor; :meth:`render` for ``GET /metrics``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._probe: Probe = lambda: None
+        self._subscribers: list[Callable[[Observation], None]] = []
         self.requests = Counter(
             f"{PREFIX}_requests",
             "Requests answered, by the version and role that answered and how it ended.",
@@ -171,6 +209,17 @@ class SupervisorMetrics:
         """Where scrapes read the live figures (the supervisor, once started)."""
         self._probe = probe
 
+    def subscribe(self, listener: Callable[[Observation], None]) -> None:
+        """Show ``listener`` every request and feedback observed from now on."""
+        self._subscribers.append(listener)
+
+    def _tell(self, observation: Observation) -> None:
+        for listener in self._subscribers:
+            try:
+                listener(observation)
+            except Exception:  # an observer must not break the request it observes
+                logger.exception("metrics subscriber %r failed", listener)
+
     # -- as things happen -------------------------------------------------
 
     def observe_request(
@@ -181,6 +230,8 @@ class SupervisorMetrics:
         self.latency.labels(version).observe(seconds)
         if error is not None:
             self.errors.labels(version, error).inc()
+        if self._subscribers:
+            self._tell(RequestSeen(version, role, outcome, seconds, error))
 
     def observe_wal_append(self, seconds: float) -> None:
         """One memory write became durable after ``seconds``."""
@@ -193,6 +244,8 @@ class SupervisorMetrics:
     def observe_feedback(self, version: str, score: float) -> None:
         """A user scored an answer ``version`` gave."""
         self.feedback.labels(version).observe(score)
+        if self._subscribers:
+            self._tell(FeedbackSeen(version, score))
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Count one supervisor event (an :class:`EventLog` subscriber)."""

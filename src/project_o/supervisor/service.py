@@ -8,14 +8,15 @@ restarts it and recovery runs from what is on disk.
 
 As the gateway's :class:`~project_o.supervisor.api.AgentService`::
 
-    submit(input, on_event=)   ──▶ AgentHost.submit (routing, re-dispatch, streaming)
+    submit(input, on_event=)   ──▶ Router: its policy ──▶ AgentHost.submit (re-dispatch,
+                                   streaming); while an experiment runs, its policy
+                                   also sends a share to the candidate
     feedback(id, score, ...)   ──▶ version that answered id (AgentHost, in memory)
                                ──▶ catalog.add_feedback          (durable: "stored")
                                ──▶ AgentHost.deliver_feedback    (the hooks ran: "delivered")
     versions()                 ──▶ catalog.list_versions + the serving one
-    create_experiment(body)    ──▶ Arbiter: shadow / canary / promotion / rollback;
-    experiment(id) / experiments() / approve_experiment(id)   while one runs, submit()
-                                   goes through the arbiter (its share to the candidate)
+    create_experiment(body)    ──▶ EvolutionControl: shadow / canary / promotion / rollback
+    experiment(id) / experiments() / approve_experiment(id)
     status() / metrics()       ──▶ a snapshot / SupervisorMetrics.render()
 """
 
@@ -40,11 +41,12 @@ from project_o.supervisor.api import (
     MetricsText,
     RequestResult,
 )
-from project_o.supervisor.arbiter import Arbiter
 from project_o.supervisor.config import STATE_FILE, SupervisorConfig
 from project_o.supervisor.events import EventLog
+from project_o.supervisor.evolution_control import EvolutionControl
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.parts import Part
+from project_o.supervisor.routing import Router
 from project_o.supervisor.spec import ChildSpec, EventKind, Strategy
 from project_o.supervisor.startup import (
     EXIT_VAULT_UNAVAILABLE,
@@ -97,7 +99,8 @@ class Supervisor:
         self.vault: Vault | None = None
         self.events: EventLog | None = None
         self.host: AgentHost | None = None
-        self.arbiter: Arbiter | None = None
+        self.router: Router | None = None
+        self.evolution: EvolutionControl | None = None
         self.gateway: Front | None = None
         self.meter = SupervisorMetrics()
         self._stop = asyncio.Event()
@@ -107,8 +110,8 @@ class Supervisor:
         on_event: EventSink | None = None,
     ) -> RequestResult:
         """Serve one request through the agent host."""
-        assert self.arbiter is not None
-        return await self.arbiter.submit(input, deadline_s, request_id, on_event)
+        assert self.router is not None
+        return await self.router.submit(input, deadline_s, request_id, on_event)
 
     async def feedback(self, request_id: str, score: float, comment: str) -> FeedbackReceipt:
         """Store feedback on a recent request with its version, then run the agent's hooks."""
@@ -125,8 +128,8 @@ class Supervisor:
         await asyncio.to_thread(vault.catalog.add_feedback, request_id, score,
                                 version_id=version, comment=comment)
         self.meter.observe_feedback(version, score)
-        if self.arbiter is not None:
-            self.arbiter.on_feedback(version, score)
+        if self.evolution is not None:
+            self.evolution.on_feedback(version, score)
         reason = await host.deliver_feedback({
             "request_id": request_id, "score": score, "comment": comment, "version": version,
         })
@@ -146,23 +149,23 @@ class Supervisor:
 
     async def create_experiment(self, body: dict[str, Any]) -> dict[str, Any]:
         """Start a shadow or canary experiment (``POST /v1/evolution/experiments``)."""
-        assert self.arbiter is not None
-        return await self.arbiter.create(body)
+        assert self.evolution is not None
+        return await self.evolution.create(body)
 
     async def approve_experiment(self, experiment_id: str) -> dict[str, Any]:
         """Start an experiment the agent proposed (autonomy "propose")."""
-        assert self.arbiter is not None
-        return await self.arbiter.approve(experiment_id)
+        assert self.evolution is not None
+        return await self.evolution.approve(experiment_id)
 
     async def experiment(self, experiment_id: str) -> dict[str, Any]:
         """One experiment, live or from the catalog."""
-        assert self.arbiter is not None
-        return await self.arbiter.get(experiment_id)
+        assert self.evolution is not None
+        return await self.evolution.ledger.get(experiment_id)
 
     async def experiments(self) -> dict[str, Any]:
         """Every experiment, newest first."""
-        assert self.arbiter is not None
-        return await self.arbiter.list()
+        assert self.evolution is not None
+        return await self.evolution.ledger.list()
 
     def metrics(self) -> MetricsText:
         """Prometheus text for `GET /metrics`."""
@@ -315,13 +318,15 @@ class Supervisor:
     async def _start_arbiter(self) -> Part:
         host, vault, events = self.host, self.vault, self.events
         assert host is not None and vault is not None and events is not None
-        arbiter = Arbiter(host, vault, events, autonomy=self.config.autonomy,
-                          thresholds=_thresholds(self.config))
+        router = Router(host)
+        evolution = EvolutionControl(host, vault, events, router, autonomy=self.config.autonomy,
+                                     thresholds=_thresholds(self.config))
         # Safe abort: a candidate left running by a killed supervisor never serves again.
-        await asyncio.to_thread(arbiter.abort_leftovers)
-        self.arbiter = arbiter
-        host.listen_intents(arbiter.on_intent)
-        return Part(arbiter, stop=arbiter.stop)
+        await asyncio.to_thread(evolution.ledger.abort_leftovers)
+        await evolution.start()
+        self.router, self.evolution = router, evolution
+        host.listen_intents(evolution.on_intent)
+        return Part(evolution, stop=evolution.stop, failure=evolution.failed)
 
     async def _start_gateway(self) -> Part:
         config = self.config

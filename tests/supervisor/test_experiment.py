@@ -1,4 +1,4 @@
-"""The arbiter's bookkeeping: experiment specs, the decisions its tests reach, the record."""
+"""An experiment's bookkeeping: experiment specs, the decisions its tests reach, the record."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from project_o.errors import InvalidArgument
-from project_o.supervisor.experiment import Experiment, ExperimentSpec
+from project_o.supervisor.experiment import Experiment, ExperimentSpec, Verdict
 
 
 def spec(**body: object) -> ExperimentSpec:
@@ -71,7 +71,7 @@ def test_errors_and_disagreement_count_against_the_candidate() -> None:
 
 def test_the_record_says_why() -> None:
     experiment = run(15.0)
-    experiment.finish("rolled_back", "rollback", "worse on latency")
+    experiment.finish(Verdict.rollback("worse on latency"))
     shown = experiment.to_dict()
     assert shown["stage"] == "done" and shown["reason"] == "worse on latency"
     assert shown["timeline"][-1]["event"] == "rollback"
