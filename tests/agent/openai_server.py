@@ -19,17 +19,24 @@ Actions:
     BrokenStream(chunks)                     SSE text deltas, then the connection drops
 
 A request that finds the script empty gets HTTP 400 ("script exhausted"),
-which a client does not retry, so a test that under-scripts fails loudly.
+which a client does not retry, so a test that under-scripts fails loudly --
+unless a responder is set: ``server.respond_with(fn)`` answers every such
+request with ``fn(body)`` (an action, usually a Reply), for tests whose
+requests are too many or too varied to script (an evolution run asking
+several model names for edits to whatever parent it picked). Replies name
+the model the request asked for unless they set one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -55,7 +62,7 @@ class Reply:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     usage: tuple[int, int] = (10, 5)
     finish_reason: str | None = None
-    model: str = DEFAULT_MODEL
+    model: str = ""  # default: the model the request named, else DEFAULT_MODEL
     chunks: list[str] | None = None  # streamed deltas; default: text split into words
 
 
@@ -98,6 +105,7 @@ class OpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._script: deque[Any] = deque()
+        self._responder: Callable[[dict[str, Any]], Any] | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._ids = itertools.count(1)
@@ -114,6 +122,11 @@ class OpenAIServer:
         """Queue the actions the next requests get, in order."""
         with self._lock:
             self._script.extend(actions)
+
+    def respond_with(self, responder: Callable[[dict[str, Any]], Any] | None) -> None:
+        """Answer requests the script does not cover with ``responder(body)``."""
+        with self._lock:
+            self._responder = responder
 
     @property
     def pending(self) -> int:
@@ -135,7 +148,10 @@ class OpenAIServer:
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
-            return self._script.popleft() if self._script else None
+            if self._script:
+                return self._script.popleft()
+            responder = self._responder
+        return responder(body) if responder is not None else None
 
     def _call_id(self) -> str:
         return f"call_{next(self._ids)}"
@@ -189,10 +205,13 @@ class _ChatHandler(BaseHTTPRequestHandler):
             self._send(action.status, action.body, action.content_type)
         elif isinstance(action, BrokenStream):
             self._broken_stream(action, body)
-        elif body.get("stream"):
-            self._stream(action, body)
         else:
-            self._json(200, self._completion(action))
+            if not action.model:
+                action = dataclasses.replace(action, model=body.get("model") or DEFAULT_MODEL)
+            if body.get("stream"):
+                self._stream(action, body)
+            else:
+                self._json(200, self._completion(action))
 
     def _completion(self, reply: Reply) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}

@@ -85,3 +85,20 @@ def test_circle_packing_seed_packs_26_valid_circles_and_a_tiny_ga_keeps_it_valid
     assert 2.0 < seeded.fitness < 2.7  # far above trivial layouts, below the known optimum
     assert result.evaluation.metrics["valid"] is True
     assert result.evaluation.fitness >= seeded.fitness
+
+
+def test_route_planner_is_a_package_whose_task_checks_every_tour() -> None:
+    readme = (EXAMPLES / "route_planner" / "README.md").read_text()
+    assert ("project-o evolve --agent examples/route_planner/planner "
+            "--task examples/route_planner/task.py") in readme
+    seed = Genome.from_path(EXAMPLES / "route_planner" / "planner")
+    sources = dict(seed.sources)
+    sources["construct.py"] = sources["construct.py"].replace(
+        "for i in range(n)]", "for i in range(n - 1)]")  # forgets a city
+    skipping = seed.derive(operator="test", sources=sources)
+    with EvaluatorPool(EXAMPLES / "route_planner" / "task.py", workers=2) as pool:
+        results = pool.evaluate([seed, skipping])
+    assert seed.is_package and results[seed.id].ok
+    assert -11.3 < results[seed.id].fitness < -11.2  # cities in the order given
+    failure = results[skipping.id].failure
+    assert failure is not None and "not a tour of all 20 cities" in failure["reason"]

@@ -6,6 +6,7 @@
     main(args) -> int       0: a winner was found / reported; 1: the run failed; 2: bad input
 
     --agent A --task T ─► EvaluatorPool(T) ─► GeneticAlgorithm(seed = A)  ─► summary + diff
+                                           │    + LLM proposals (--llm-model, see llm_evolve)
                                            └► run_universes (--universes N) ─► ranked table
     RUN_DIR/VAULT/catalog.sqlite holds every candidate; --resume continues the last run there.
 
@@ -34,9 +35,19 @@ from project_o.errors import ProjectOError
 from project_o.evolution.archive import ARCHIVE_KINDS
 from project_o.evolution.genetic import GAConfig, GAResult, GenerationStats, GeneticAlgorithm
 from project_o.evolution.genome import Genome
+from project_o.evolution.llm_ensemble import LLMEnsemble
+from project_o.evolution.llm_evolve import (
+    LLMReporter,
+    add_llm_arguments,
+    build_ensemble,
+    llm_json,
+    llm_operators,
+    print_llm_summary,
+)
 from project_o.evolution.novelty import DEFAULT_SIMILARITY
 from project_o.evolution.population import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, EvaluatorPool
 from project_o.evolution.run_store import RunStore
+from project_o.evolution.task import ARTIFACTS_KEY
 from project_o.evolution.universes import UniversesResult, run_universes, submit_winner
 
 __all__ = ["DEFAULT_RUN_DIR", "RichReporter", "add_arguments", "main"]
@@ -99,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sandbox.add_argument("--address", default=None,
                          help="Ray cluster address (default: start a local one on 127.0.0.1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_llm_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,17 +149,26 @@ def _evaluators(args: argparse.Namespace) -> Any:
 
 def _genetic(args: argparse.Namespace, seed: Genome, config: GAConfig, pool: Any,
              console: Console) -> int:
+    ensemble = build_ensemble(args)
     store = RunStore(args.run_dir)
     try:
-        with RichReporter(console) as reporter:
-            ga = GeneticAlgorithm(seed, pool.evaluate, config, store=store, reporter=reporter)
+        with RichReporter(console) as rich_reporter:
+            reporter: Any = rich_reporter
+            if ensemble is not None:
+                reporter = LLMReporter(rich_reporter, ensemble, console)
+            ga = GeneticAlgorithm(
+                seed, pool.evaluate, config, store=store, reporter=reporter,
+                operators=None if ensemble is None else llm_operators(ensemble,
+                                                                      only=args.llm_only),
+                extensions=[] if ensemble is None else [ensemble])
             result = ga.run(resume=args.resume)
+        llm = None if ensemble is None else llm_json(ensemble, store, result.run_id)
     finally:
         store.close()
     if args.json:
-        print(json.dumps(_result_json(result, args.run_dir), indent=2))
+        print(json.dumps({**_result_json(result, args.run_dir), "llm": llm}, indent=2))
     else:
-        _summary(console, result, args.run_dir)
+        _summary(console, result, args.run_dir, ensemble, llm or {})
     return 0 if result.evaluation.ok else 1
 
 
@@ -197,7 +218,8 @@ def _search_words(stats: GenerationStats) -> str:
     return words + (f"  migrated {stats.migrated}" if stats.migrated else "")
 
 
-def _summary(console: Console, result: GAResult, run_dir: str) -> None:
+def _summary(console: Console, result: GAResult, run_dir: str,
+             ensemble: LLMEnsemble | None = None, llm: dict[str, Any] | None = None) -> None:
     table = Table(title=f"run {result.run_id}")
     for column in ("gen", "best", "median", "new", "crashes", "timeouts", "gamed", "time s"):
         table.add_column(column, justify="right")
@@ -210,10 +232,27 @@ def _summary(console: Console, result: GAResult, run_dir: str) -> None:
     console.print(f"winner [bold]{result.winner.id}[/bold] ({result.winner.operator}) "
                   f"score {evaluation.fitness:.6g}; {result.evaluations} candidates evaluated; "
                   f"catalog: {run_dir}/VAULT/catalog.sqlite")
-    console.print({k: v for k, v in evaluation.metrics.items() if k != "score"})
-    diff = result.seed.diff(result.winner)
-    console.print(f"diff against the seed {result.seed.id}:")
-    console.print(diff or "(no change: the seed won)", markup=False, highlight=False)
+    console.print({k: v for k, v in evaluation.metrics.items()
+                   if k not in ("score", ARTIFACTS_KEY)})  # artifacts: in --json and the catalog
+    if ensemble is not None:
+        print_llm_summary(console, ensemble, llm or {}, result.stopped)
+    elif result.stopped:
+        console.print(f"[yellow]stopped early: {result.stopped}[/yellow]")
+    diffs = result.seed.file_diffs(result.winner)
+    console.print(f"diff against the seed {result.seed.id}"
+                  f"{f', {len(diffs)} files' if len(diffs) > 1 else ''}:")
+    for name, diff in diffs.items():
+        added, removed = _counts(diff)
+        console.print(f"[bold]── {name}[/bold]  +{added} −{removed}")
+        console.print(diff, markup=False, highlight=False)
+    if not diffs:
+        console.print("(no change: the seed won)")
+
+
+def _counts(diff: str) -> tuple[int, int]:
+    lines = diff.splitlines()
+    return (sum(1 for x in lines if x.startswith("+") and not x.startswith("+++")),
+            sum(1 for x in lines if x.startswith("-") and not x.startswith("---")))
 
 
 def _search_summary(console: Console, result: GAResult) -> None:
@@ -251,18 +290,23 @@ def _result_json(result: GAResult, run_dir: str) -> dict[str, Any]:
             "migrations": [m.to_json() for m in result.migrations],
             "counters": result.counters, "bandit": result.bandit, "archives": result.archives,
             "population": [g.id for g in result.population],
-            "diff": result.seed.diff(result.winner)}
+            "diff": result.seed.diff(result.winner),
+            "diffs": result.seed.file_diffs(result.winner), "stopped": result.stopped}
 
 
 def _universes(args: argparse.Namespace, seed: Genome, pool: Any,
                console: Console) -> int:
-    result = run_universes(seed, pool.evaluate, args.universes, random.Random(args.seed))
+    ensemble = build_ensemble(args)
+    operators = None if ensemble is None else llm_operators(ensemble, only=args.llm_only)
+    result = run_universes(seed, pool.evaluate, args.universes, random.Random(args.seed),
+                           operators=operators)
     submitted = None
     if args.submit and result.winner is not None:
         submitted = submit_winner(args.submit, result.winner.genome,
                                   token=os.environ.get("PROJECT_O_TOKEN"))
     if args.json:
-        print(json.dumps(_universes_json(result, submitted), indent=2))
+        llm = None if ensemble is None else ensemble.report()
+        print(json.dumps({**_universes_json(result, submitted), "llm": llm}, indent=2))
         return 0
     table = Table(title=f"{len(result.ranked)} universes of {seed.id}")
     for column in ("rank", "operator", "version", "score", "outcome"):
@@ -271,6 +315,8 @@ def _universes(args: argparse.Namespace, seed: Genome, pool: Any,
         table.add_row("main" if rank == 0 else str(rank), u.operator, u.genome.id,
                       f"{u.evaluation.fitness:.6g}", u.evaluation.kind)
     console.print(table)
+    if ensemble is not None:
+        print_llm_summary(console, ensemble, {}, "")
     if result.winner is None:
         console.print("no universe beat the main agent")
     else:

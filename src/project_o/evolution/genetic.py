@@ -16,7 +16,9 @@
                  ─► evaluate only genomes never evaluated (cache by genome id)
                  ─► learn: archives place them, the bandit counts improvements
                  ─► every ``migration_interval`` generations: ring migration
-                 ─► commit {generation, islands, archives, bandit, counters, rng, best}
+                 ─► commit {generation, islands, archives, bandit, counters, rng, best,
+                            each run extension's snapshot (:mod:`.extensions`)}
+                 an extension's stop_reason (an LLM budget spent) ends the run here
 
 Every random choice comes from one ``random.Random(seed)``, and evaluation
 never touches it; results are keyed by genome id, so the order in which
@@ -54,6 +56,7 @@ from typing import Any, Final, Protocol
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.archive import ARCHIVE_KINDS, MapElites
+from project_o.evolution.extensions import RunContext, RunExtension
 from project_o.evolution.genome import Genome
 from project_o.evolution.islands import (
     DEFAULT_MIGRATION_INTERVAL,
@@ -192,6 +195,8 @@ class GAResult:
     bandit: dict[str, Any] | None = None
     #: per island with an archive: its cells {"b1,b2": elite id}
     archives: list[dict[str, str]] = field(default_factory=list)
+    #: why the run ended before ``config.generations`` (a budget spent), else ""
+    stopped: str = ""
 
 
 class Reporter(Protocol):
@@ -207,8 +212,11 @@ class GeneticAlgorithm:
 
     def __init__(self, seed: Genome, evaluate: Evaluator, config: GAConfig = GAConfig(), *,
                  operators: Mapping[str, Operator] | None = None, store: RunStore | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None,
+                 extensions: Sequence[RunExtension] = ()) -> None:
         self.seed, self.config, self.store, self.reporter = seed, config, store, reporter
+        self.extensions = list(extensions)
+        self._stopped = ""  # why the run ended early (an extension's stop_reason)
         self._evaluate = evaluate
         ops = dict(operators or default_operators())
         self._mutations = [op for name, op in sorted(ops.items()) if not name.startswith("cx_")]
@@ -232,11 +240,25 @@ class GeneticAlgorithm:
             islands = [Island(self._initial(rng), self._new_archive())
                        for _ in range(self.config.islands)]
             state = self._settle(run_id, 0, islands, rng, None, time.monotonic())
-        while state.generation < self.config.generations:
+        while state.generation < self.config.generations and not self._stopping():
             started, rng = time.monotonic(), rng_from_state(state.rng)
             islands = [self._breed(island, rng) for island in self._islands]
             state = self._settle(run_id, state.generation + 1, islands, rng, state, started)
         return self._result(run_id, state)
+
+    def evaluation(self, genome_id: str) -> Evaluation | None:
+        """The evaluation of ``genome_id`` in this run, if it has one yet."""
+        return self._cache.get(genome_id)
+
+    def _stopping(self) -> bool:
+        """Whether an extension ends the run here (the reason kept for the result)."""
+        self._stopped = next((r for r in (e.stop_reason() for e in self.extensions) if r), "")
+        return bool(self._stopped)
+
+    def _begin(self, run_id: str) -> None:
+        context = RunContext(run_id, self.store, self.evaluation)
+        for extension in self.extensions:
+            extension.begin(context)
 
     def _initial(self, rng: random.Random) -> list[Genome]:
         population = [self.seed]
@@ -450,7 +472,8 @@ class GeneticAlgorithm:
             bandit=self._choice.state(),
             counters=dict(sorted(self._counters.items())),
             migrations=[*(previous.migrations if previous is not None else ()),
-                        *(m.to_json() for m in moves)])
+                        *(m.to_json() for m in moves)],
+            extras={e.name: e.snapshot(generation) for e in self.extensions})
 
     def _result(self, run_id: str, state: GenerationState) -> GAResult:
         best = self._genomes[state.best]
@@ -459,12 +482,14 @@ class GeneticAlgorithm:
             [g for island in self._islands for g in island.population],
             [GenerationStats(**row) for row in state.history], len(self._cache),
             list(self._migrations), dict(state.counters), state.bandit,
-            [island.archive.cells() for island in self._islands if island.archive is not None])
+            [island.archive.cells() for island in self._islands if island.archive is not None],
+            stopped=self._stopped)
 
     def _start(self) -> str:
         run_id = uuid.uuid4().hex[:12]
         if self.store is not None:
             self.store.start_run(run_id, asdict(self.config), self.seed)
+        self._begin(run_id)
         return run_id
 
     def _resume(self) -> tuple[str, GenerationState | None]:
@@ -485,6 +510,11 @@ class GeneticAlgorithm:
         states = self.store.generations(run_id)
         if states:
             self._restore(states)
+        self._begin(run_id)
+        if states:
+            for extension in self.extensions:
+                extension.restore(states[-1].generation,
+                                  states[-1].extras.get(extension.name, {}))
         return run_id, states[-1] if states else None
 
     def _restore(self, states: list[GenerationState]) -> None:

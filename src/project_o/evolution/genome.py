@@ -246,13 +246,23 @@ class Genome:
 
         Params changes appear as a pseudo-file named ``params`` (one JSON line each).
         """
-        chunks: list[str] = []
+        return "".join(self.file_diffs(other, context=context).values())
+
+    def file_diffs(self, other: Genome, *, context: int = 3) -> dict[str, str]:
+        """:meth:`diff`, one entry per changed file (and ``params``), in path order.
+
+        A file only one side has shows as wholly added or removed.
+        """
+        diffs: dict[str, str] = {}
         for name in sorted(set(self._sources) | set(other._sources)):
-            chunks += _diff_text(self._sources.get(name, ""), other._sources.get(name, ""),
-                                 f"{self.id}/{name}", f"{other.id}/{name}", context)
-        chunks += _diff_text(_params_lines(self.params), _params_lines(other.params),
-                             f"{self.id}/params", f"{other.id}/params", context)
-        return "".join(chunks)
+            diffs[name] = "".join(_diff_text(
+                self._sources.get(name, ""), other._sources.get(name, ""),
+                f"{self.id}/{name}", f"{other.id}/{name}", context))
+        # The params pseudo-file; a source that is itself named "params" keeps its name.
+        diffs["(params)" if "params" in diffs else "params"] = "".join(_diff_text(
+            _params_lines(self.params), _params_lines(other.params),
+            f"{self.id}/params", f"{other.id}/params", context))
+        return {name: text for name, text in diffs.items() if text}
 
     # -- value semantics ------------------------------------------------
 

@@ -331,10 +331,14 @@ class EvaluatorPool:
         elif kind == MessageType.RESPONSE and batch.current is not None \
                 and index == batch.current:
             genome = batch.genomes[index]
-            batch.results[index] = validate_metrics(genome.id, result, self.score_bounds,
-                                                    self.stages)
-            offset = result.get("offset", batch.offset)
+            evaluation = validate_metrics(genome.id, result, self.score_bounds, self.stages)
+            start, offset = batch.offset, result.get("offset", batch.offset)
             batch.offset = offset if isinstance(offset, int) else batch.offset
+            if evaluation.failure is not None and batch.offset > start:
+                # What the failed candidate printed: an artifact for the next LLM prompt.
+                evaluation.failure.setdefault(
+                    "output", _tail(batch.scratch / OUTPUT_LOG, start, batch.offset))
+            batch.results[index] = evaluation
             batch.stopped = result.get("tampered") is True
             self._learn(batch.results[index])
         else:
@@ -441,11 +445,16 @@ def _exit_words(exit_info: dict[str, Any] | None) -> str:
     return f"exit code {exit_info.get('exit_code')}"
 
 
-def _tail(path: Path, offset: int) -> str:
+def _tail(path: Path, offset: int, end: int | None = None) -> str:
     try:
         with path.open("rb") as handle:
-            handle.seek(offset)
-            text = handle.read()[-16384:].decode(errors="replace")
+            if end is None:
+                handle.seek(offset)
+                data = handle.read()
+            else:  # only the last 16 KiB of the range: a chatty candidate may print gigabytes
+                handle.seek(max(offset, end - 16384))
+                data = handle.read(max(0, end - handle.tell()))
+            text = data[-16384:].decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-OUTPUT_TAIL_LINES:])

@@ -93,6 +93,8 @@ class GenerationState:
     counters: dict[str, int] = field(default_factory=dict)
     #: every migration so far ({"generation", "from", "to", "genomes"})
     migrations: list[dict[str, Any]] = field(default_factory=list)
+    #: each run extension's snapshot, by name (see :mod:`.extensions`)
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class RunStore:

@@ -7,6 +7,7 @@ A task file is plain Python with one function::
         f = agent.function("f")           # an @agent.evolvable function, called directly
         reply = agent.call({"x": 1.0})    # or the handler, with the genome's params applied
         return {"score": -error, ...}     # "score": a finite float, higher is better
+                                          # "artifacts": {name: text} for the next LLM prompt
 
     SCORE_BOUNDS = (-1e9, 0.0)            # optional (or SCORE_RANGE): scores outside are "gamed"
     STAGES = [(quick, -1.0), (evaluate, None)]   # optional: a cascade, cheap first (.cascade)
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import math
 import numbers
 import resource
@@ -59,7 +61,9 @@ from project_o.evolution.tamper import Snapshot, describe
 from project_o.runtime.loader import load_agent, load_agent_source
 
 __all__ = [
+    "ARTIFACTS_KEY",
     "FAILURE_KINDS",
+    "MAX_ARTIFACT_CHARS",
     "MAX_TRACEBACK_CHARS",
     "WORST_FITNESS",
     "Candidate",
@@ -79,6 +83,12 @@ WORST_FITNESS: Final = -math.inf
 MAX_TRACEBACK_CHARS: Final = 4000
 #: the metrics Project O measures itself; a task may not set them
 MEASURED: Final = ("time_s", "cpu_s", "memory_kb")
+#: the key of a task's result that holds its artifacts: {name: text} for the next LLM prompt
+ARTIFACTS_KEY: Final = "artifacts"
+#: characters kept of each artifact (its end): a screenful, a few dozen failing cases
+MAX_ARTIFACT_CHARS: Final = 2_000
+#: artifacts kept per result (the first ones, in the task's order)
+MAX_ARTIFACTS: Final = 16
 
 _task_names = itertools.count(1)
 
@@ -249,13 +259,28 @@ def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
     return {"kind": kind, "reason": f"{type(exc).__name__}: {exc}"[:500], "traceback": text}
 
 
+def clip_artifacts(value: Any) -> dict[str, str] | str:
+    """A task's ``artifacts`` as text values, each at most :data:`MAX_ARTIFACT_CHARS`."""
+    if not isinstance(value, Mapping):
+        return clip_text(value)
+    return {str(key): clip_text(item) for key, item in list(value.items())[:MAX_ARTIFACTS]}
+
+
+def clip_text(value: Any) -> str:
+    """``value`` as text (JSON unless it is a str), its last :data:`MAX_ARTIFACT_CHARS`."""
+    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    return text[-MAX_ARTIFACT_CHARS:]
+
+
 def _plain(value: Any) -> Any:
     """The task's answer as msgpack can carry it: numbers stay numbers, others become text."""
     if not isinstance(value, Mapping):
         return repr(value)[:200]
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if isinstance(item, bool | str | None):
+        if key == ARTIFACTS_KEY:
+            out[key] = clip_artifacts(item)  # evidence for the next LLM prompt, as text
+        elif isinstance(item, bool | str | None):
             out[str(key)] = item
         elif isinstance(item, numbers.Integral):
             out[str(key)] = int(item)

@@ -7,6 +7,7 @@
        │  └── evaluations.version_id, evaluations.experiment_id (nullable)
        └───── feedback.version_id (nullable)
     events                         append-only log (arbiter decisions, rollbacks…)
+    llm_calls                      one row per LLM call of an evolution run (tokens, cost)
 
 JSON columns hold text written by ``json.dumps``. Times are unix seconds
 (REAL).
@@ -103,9 +104,27 @@ _FOUNDATION = (
     "CREATE INDEX events_by_kind ON events (kind, id)",
 )
 
+_LLM_CALLS = (
+    """CREATE TABLE llm_calls (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id             TEXT NOT NULL,
+        generation         INTEGER NOT NULL,        -- the generation being bred
+        model              TEXT NOT NULL,
+        parent_id          TEXT NOT NULL DEFAULT '',
+        version_id         TEXT,                    -- the child it gave; NULL: none
+        outcome            TEXT NOT NULL,           -- "child", or why there was none
+        prompt_tokens      INTEGER NOT NULL,
+        completion_tokens  INTEGER NOT NULL,
+        cost_usd           REAL NOT NULL,
+        created_at         REAL NOT NULL
+    )""",
+    "CREATE INDEX llm_calls_by_run ON llm_calls (run_id, id)",
+)
+
 #: every schema step, oldest first; append, never edit
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: versions, experiments, evaluations, feedback, events", _FOUNDATION),
+    Migration(2, "llm_calls: tokens and cost of every LLM call of an evolution run", _LLM_CALLS),
 )
 
 #: the schema version this build writes and the newest it can open

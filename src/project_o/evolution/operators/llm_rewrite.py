@@ -3,6 +3,8 @@
 ::
 
     parent + RewriteBrief(hypothesis, metrics, failures)
+           + the parent's artifacts (its score or failure, traceback, output, the
+             failing cases its task reported; when the operator can look it up)
         │ build_prompt()          explicit inputs only, every piece through redact()
         ▼
     [system, user] ─► client.chat(messages) -> reply text
@@ -32,10 +34,14 @@ the genome, a SEARCH that matches nowhere or more than once, code that no
 longer compiles — rejects the whole reply with the reason; nothing is
 applied half-way.
 
+With an accounting client (an :class:`~project_o.evolution.llm_ensemble.LLMEnsemble`:
+several models, a bandit, a budget), the model, tokens and cost of the call
+go into the child's details, and the client is told what the call gave.
+
 Secrets: the prompt is built only from what the caller passes in (the
-genome, the brief), never from ``os.environ`` or files, and token-shaped
-strings (API keys, bearer tokens, private keys) are masked on the way, in
-case a traceback or a metric label carried one.
+genome, the brief, the parent's artifacts), never from ``os.environ`` or
+files, and token-shaped strings (API keys, bearer tokens, private keys)
+are masked on the way, in case a traceback or a metric label carried one.
 """
 
 from __future__ import annotations
@@ -45,16 +51,21 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from project_o.errors import InvalidArgument
+from project_o.evolution.artifacts import artifacts_of
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators.base import NoChild, OperatorBase, syntax_problem
 from project_o.evolution.operators.evolvables import find_evolvables
 from project_o.evolution.operators.params import effective_params, param_specs
 
+if TYPE_CHECKING:
+    from project_o.evolution.task import Evaluation
+
 __all__ = [
     "DEFAULT_MAX_PROMPT_CHARS",
+    "AccountedChat",
     "ChatClient",
     "LLMRewrite",
     "RewriteBrief",
@@ -125,6 +136,24 @@ class ChatClient(Protocol):
         ...
 
 
+@runtime_checkable
+class AccountedChat(Protocol):
+    """A chat client that counts its calls and wants to know what each one gave."""
+
+    @property
+    def last_call(self) -> Any:
+        """The unsettled call (with ``details()`` for the child), or None."""
+        ...
+
+    def chat(self, messages: list[dict[str, str]]) -> str:
+        """The assistant's reply to ``messages``."""
+        ...
+
+    def settle(self, parent_id: str, child_id: str | None, outcome: str) -> None:
+        """What the last call gave: the child's id, or None and why not."""
+        ...
+
+
 @dataclass(frozen=True)
 class RewriteBrief:
     """What the model is told besides the code: why, how it does, what went wrong."""
@@ -157,18 +186,20 @@ def redact(text: str, *, assignments: bool = True) -> str:
 
 def build_prompt(
     genome: Genome, brief: RewriteBrief = RewriteBrief(), *,
-    max_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    max_chars: int = DEFAULT_MAX_PROMPT_CHARS, artifacts: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages asking for SEARCH/REPLACE edits to ``genome``.
 
-    Built only from ``genome`` and ``brief``. Files holding evolvable
-    functions come first; files that do not fit in ``max_chars`` are named
-    but left out.
+    Built only from ``genome``, ``brief`` and ``artifacts`` (how this genome
+    did when it was evaluated, see :func:`~project_o.evolution.artifacts.artifacts_of`).
+    Files holding evolvable functions come first; files that do not fit in
+    ``max_chars`` are named but left out.
     """
     sections = [
         ("Hypothesis", redact(brief.hypothesis.strip() or "(none given: find an improvement)")),
         ("Metrics", redact(_json(brief.metrics))),
         ("Recent failures", _failures(brief.failures)),
+        ("Artifacts of this version (how it did when evaluated)", _artifacts(artifacts or {})),
         ("Params (name: current value, declaration)", _params(genome)),
         ("Evolvable functions", "\n".join(fn.key for fn in find_evolvables(genome)) or "(none)"),
     ]
@@ -185,6 +216,11 @@ def _json(value: Mapping[str, Any]) -> str:
 def _failures(failures: Sequence[str]) -> str:
     recent = [str(f)[-MAX_FAILURE_CHARS:] for f in list(failures)[-MAX_FAILURES:]]
     return "\n---\n".join(redact(f) for f in recent) or "(none)"
+
+
+def _artifacts(artifacts: Mapping[str, str]) -> str:
+    return "\n".join(f"### {name}\n{redact(text)}" for name, text in artifacts.items()) \
+        or "(not evaluated yet)"
 
 
 def _params(genome: Genome) -> str:
@@ -344,18 +380,33 @@ class LLMRewrite(OperatorBase):
         brief: RewriteBrief = RewriteBrief(),
         *,
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+        evaluations: Callable[[str], Evaluation | None] | None = None,
     ) -> None:
         super().__init__()
         self.client = client
         self.brief = brief
         self.max_prompt_chars = max_prompt_chars
+        #: looks up how a parent did, for its artifacts (None: the prompt has none)
+        self.evaluations = evaluations
         #: the model's last reply, kept for the lineage and for debugging
         self.last_reply = ""
 
     def _propose(self, parent: Genome, rng: random.Random, donors: Sequence[Genome]) -> Genome:
         # rng is unused: a chat model's randomness is its own.
-        messages = build_prompt(parent, self.brief, max_chars=self.max_prompt_chars)
+        evaluation = self.evaluations(parent.id) if self.evaluations is not None else None
+        messages = build_prompt(parent, self.brief, max_chars=self.max_prompt_chars,
+                                artifacts=artifacts_of(evaluation))
         self.last_reply = reply = self._chat(messages)
+        call = self.client.last_call if isinstance(self.client, AccountedChat) else None
+        try:
+            child = self._child(parent, reply, call)
+        except NoChild as exc:
+            self._settle(parent, None, str(exc))
+            raise
+        self._settle(parent, child, "child")
+        return child
+
+    def _child(self, parent: Genome, reply: str, call: Any) -> Genome:
         try:
             blocks = parse_search_replace(reply)
             sources = apply_search_replace(parent.sources, blocks)
@@ -367,10 +418,16 @@ class LLMRewrite(OperatorBase):
         changed = sorted(k for k in sources if sources[k] != parent.sources.get(k))
         details = {"files": changed, "blocks": len(blocks),
                    "hypothesis": self.brief.hypothesis[:500], "rationale": _rationale(reply)}
+        if call is not None:
+            details.update(call.details())
         try:
             return parent.derive(operator=self.name, sources=sources, details=details)
         except InvalidArgument as exc:  # e.g. a new file with an unusable path
             raise NoChild(str(exc)) from exc
+
+    def _settle(self, parent: Genome, child: Genome | None, outcome: str) -> None:
+        if isinstance(self.client, AccountedChat):
+            self.client.settle(parent.id, None if child is None else child.id, outcome)
 
     def _chat(self, messages: list[dict[str, str]]) -> str:
         client: Any = self.client
