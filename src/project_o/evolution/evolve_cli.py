@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 from collections import Counter
 from typing import Any, Final, Self
@@ -36,8 +35,9 @@ from project_o.evolution.genetic import GAConfig, GAResult, GenerationStats, Gen
 from project_o.evolution.genome import Genome
 from project_o.evolution.novelty import DEFAULT_SIMILARITY
 from project_o.evolution.population import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, EvaluatorPool
+from project_o.evolution.run_records import run_recorded_universes
 from project_o.evolution.run_store import RunStore
-from project_o.evolution.universes import UniversesResult, run_universes, submit_winner
+from project_o.evolution.universes import UniversesResult, submit_winner
 
 __all__ = ["DEFAULT_RUN_DIR", "RichReporter", "add_arguments", "main"]
 
@@ -256,7 +256,7 @@ def _result_json(result: GAResult, run_dir: str) -> dict[str, Any]:
 
 def _universes(args: argparse.Namespace, seed: Genome, pool: Any,
                console: Console) -> int:
-    result = run_universes(seed, pool.evaluate, args.universes, random.Random(args.seed))
+    result = run_recorded_universes(args.run_dir, seed, pool.evaluate, args.universes, args.seed)
     submitted = None
     if args.submit and result.winner is not None:
         submitted = submit_winner(args.submit, result.winner.genome,
