@@ -100,7 +100,7 @@ def run_recorded_universes(run_dir: str | Path, main: Genome,
     try:
         run_id = f"universes-{time.time_ns():x}"
         config = {"mode": "universes", "universes": count, "seed": run_seed,
-                  "population": count, "generations": 1}
+                  "population": count, "generations": 0}  # one batch: "1 / 1" done
         store.start_run(run_id, config, main)  # the dashboard lists the run from here on
 
         def recorded(genomes: list[Genome]) -> dict[str, Evaluation]:
