@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from project_o.errors import ProjectOError
 from project_o.evolution.adversarial import FINDINGS_FILE, iter_findings
+from project_o.evolution.run_records import iter_rounds
 
 __all__ = ["MAX_FINDINGS", "red_team"]
 
@@ -21,9 +22,18 @@ MAX_FINDINGS: Final = 200
 
 
 def red_team(vaults: Iterable[Path]) -> dict[str, Any]:
-    """``{"rounds": [{round, blue, findings, kinds}], "findings": [...]}`` of every vault given."""
+    """``{"rounds": [{round, blue, findings, kinds}], "matches": [...], "findings": [...]}``.
+
+    ``matches`` are the stored round lines (red's proposals, how many broke
+    the champion, the champion's score on the suite), of every vault given.
+    """
     findings: list[dict[str, Any]] = []
+    matches: list[dict[str, Any]] = []
     for vault in vaults:
+        try:
+            matches.extend({**m, "vault": str(vault)} for m in iter_rounds(vault))
+        except OSError:
+            pass  # an unreadable file is the adversarial loop's to report
         if (vault / FINDINGS_FILE).is_file():
             try:
                 found = [f.to_dict() for f in iter_findings(vault)]
@@ -38,5 +48,6 @@ def red_team(vaults: Iterable[Path]) -> dict[str, Any]:
         row["findings"] += 1
         row["kinds"][finding["kind"]] = row["kinds"].get(finding["kind"], 0) + 1
     return {"rounds": sorted(rounds.values(), key=lambda r: (r["vault"], r["round"])),
+            "matches": matches[-MAX_FINDINGS:],
             "findings": [{**f, "input": repr(f["input"])[:200]}
                          for f in findings[-MAX_FINDINGS:]]}

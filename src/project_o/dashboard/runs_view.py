@@ -7,6 +7,7 @@
                                       the population (whose scores give the distribution)
     evaluations + versions         ─▶ each operator's success rate (a child that beats
                                       its best parent), the winner's lineage to the seed
+    events "evolution_universes"   ─▶ universes side by side (a score line per universe)
 
 Read-only, and cheap enough to repeat while the run goes: the catalog
 is read in one short transaction per call.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from project_o.dashboard.catalog_view import diff_sources, read_only
+from project_o.evolution.run_records import UNIVERSES_EVENT
 from project_o.evolution.run_store import CATALOG_FILE
 
 __all__ = ["CATALOG_FILE", "FAILURE_FIELDS", "list_runs", "run_detail"]
@@ -30,6 +32,7 @@ __all__ = ["CATALOG_FILE", "FAILURE_FIELDS", "list_runs", "run_detail"]
 FAILURE_FIELDS: Final = {"crash": "crashes", "timeout": "timeouts", "gamed": "gamed",
                          "error": "errors"}
 _RUN, _GENERATION = "evolution_run", "evolution_generation"
+_UNIVERSES = UNIVERSES_EVENT
 
 
 def list_runs(path: Path) -> list[dict[str, Any]]:
@@ -37,8 +40,9 @@ def list_runs(path: Path) -> list[dict[str, Any]]:
     with read_only(path) as conn:
         runs = conn.execute("SELECT subject, data, ts FROM events WHERE kind = ?"
                             " ORDER BY id DESC", (_RUN,)).fetchall()
-        done = dict(conn.execute("SELECT subject, COUNT(*) FROM events WHERE kind = ?"
-                                 " GROUP BY subject", (_GENERATION,)).fetchall())
+        # a universes run is one generation, done when its outcome is stored
+        done = dict(conn.execute("SELECT subject, COUNT(*) FROM events WHERE kind IN (?, ?)"
+                                 " GROUP BY subject", (_GENERATION, _UNIVERSES)).fetchall())
     listed = []
     for run_id, data, ts in runs:
         info = json.loads(data)
@@ -57,6 +61,8 @@ def run_detail(path: Path, run_id: str) -> dict[str, Any] | None:
         states = [json.loads(d) for (d,) in conn.execute(
             "SELECT data FROM events WHERE kind = ? AND subject = ? ORDER BY id",
             (_GENERATION, run_id))]
+        universes = conn.execute("SELECT data FROM events WHERE kind = ? AND subject = ?"
+                                 " ORDER BY id DESC LIMIT 1", (_UNIVERSES, run_id)).fetchone()
         scores, failures = _evaluations(conn, run_id)
         versions = _versions(conn, set(scores) | set(failures))
     info = json.loads(head[0])
@@ -73,6 +79,7 @@ def run_detail(path: Path, run_id: str) -> dict[str, Any] | None:
         "winner": winner, "lineage": lineage,
         "winner_diff": _winner_diff(versions, seed, winner),
         "evaluations": len(scores) + len(failures),
+        "universes": json.loads(universes[0]) if universes else None,
     }
 
 

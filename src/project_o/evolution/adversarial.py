@@ -55,6 +55,7 @@ from project_o.evolution.referee import (
     local_evaluators,
     open_referee,
 )
+from project_o.evolution.run_records import ROUNDS_FILE, append_line, shown_inputs
 from project_o.evolution.validate import validate
 from project_o.vault.atomic import fsync_directory
 
@@ -238,6 +239,9 @@ class _Contest:
         self.evaluated: set[str] = set()
         self.progress = progress
         self.history: list[dict[str, Any]] = []
+        # red's last proposals and how many broke the champion: the round's line on disk
+        self.probe: tuple[list[Any], int] = ([], 0)
+        self.run_id = f"{seed.id[:12]}-{time.time_ns():x}"
 
     def run(self) -> AdversarialResult:
         started = time.monotonic()
@@ -278,6 +282,7 @@ class _Contest:
     def _red_round(self, champion: Genome, round_no: int) -> list[Finding]:
         inputs = self.red.propose(self.config.red_inputs)
         failures = self.referee.probe(champion, inputs)
+        self.probe = (inputs, sum(f is not None for f in failures))
         known = {f.key for f in self.findings}
         signatures = {f.signature for f in self.findings}
         new: list[Finding] = []
@@ -360,6 +365,14 @@ class _Contest:
                "score": champion.score, "elapsed_s": round(elapsed, 3),
                "kinds": sorted({f.kind for f in new})}
         self.history.append(row)
+        if self.store is not None:
+            proposed, broke = self.probe
+            append_line(self.store.vault / ROUNDS_FILE, {
+                "run": self.run_id, "round": round_no, "proposed": len(proposed),
+                "broke": broke, "inputs": shown_inputs(proposed), "new_findings": len(new),
+                "suite": len(self.findings), "passed": champion.passed,
+                "score": champion.score, "baseline": self.baseline,
+                "champion": champion.genome.id})
         if self.progress is not None:
             self.progress(row)
 

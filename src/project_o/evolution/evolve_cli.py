@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 from collections import Counter
 from typing import Any, Final, Self
@@ -46,9 +45,10 @@ from project_o.evolution.llm_evolve import (
 )
 from project_o.evolution.novelty import DEFAULT_SIMILARITY
 from project_o.evolution.population import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, EvaluatorPool
+from project_o.evolution.run_records import run_recorded_universes
 from project_o.evolution.run_store import RunStore
 from project_o.evolution.task import ARTIFACTS_KEY
-from project_o.evolution.universes import UniversesResult, run_universes, submit_winner
+from project_o.evolution.universes import UniversesResult, submit_winner
 
 __all__ = ["DEFAULT_RUN_DIR", "RichReporter", "add_arguments", "main"]
 
@@ -298,8 +298,8 @@ def _universes(args: argparse.Namespace, seed: Genome, pool: Any,
                console: Console) -> int:
     ensemble = build_ensemble(args)
     operators = None if ensemble is None else llm_operators(ensemble, only=args.llm_only)
-    result = run_universes(seed, pool.evaluate, args.universes, random.Random(args.seed),
-                           operators=operators)
+    result = run_recorded_universes(args.run_dir, seed, pool.evaluate, args.universes, args.seed,
+                                    operators=operators)
     submitted = None
     if args.submit and result.winner is not None:
         submitted = submit_winner(args.submit, result.winner.genome,

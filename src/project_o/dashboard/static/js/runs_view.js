@@ -14,10 +14,26 @@
       el("section.span-12", detail), redteam));
 
     async function drawRedTeam() {
-      const r = await PO.get("redteam").catch(() => ({ rounds: [], findings: [] }));
-      if (!r.rounds.length) return;
+      const r = await PO.get("redteam").catch(() => ({ rounds: [], matches: [], findings: [] }));
+      const matches = r.matches || [];
+      if (!r.rounds.length && !matches.length) return;
       redteam.hidden = false;
+      const chart = el("div.chart#chart-matches");
       PO.clear(redteam).append(el("h2", "Red vs blue"),
+        matches.length ? el("div",
+          el("h3", "matches per round"),
+          el("p.muted", "red's proposals, how many broke blue's champion, and the champion's score against the suite"),
+          chart,
+          el("div.scroll", PO.table([{ label: "run", render: (m) => el("span.mono", fmt.short(m.run)) },
+            { label: "round", key: "round", num: true },
+            { label: "red proposed", key: "proposed", num: true },
+            { label: "broke champion", key: "broke", num: true },
+            { label: "new findings", key: "new_findings", num: true },
+            { label: "blue passed", num: true, render: (m) => `${m.passed} / ${m.suite}` },
+            { label: "blue score", num: true, render: (m) => fmt.num(m.score, 4) },
+            { label: "champion", render: (m) => el("span.mono", fmt.short(m.champion)) },
+            { label: "red's proposals", render: (m) => el("span.mono", (m.inputs || []).join(" · ")) }],
+          matches.slice().reverse(), { label: "red vs blue matches" }))) : null,
         el("p.muted", "each round: the blue champion, and the inputs red found that broke it"),
         el("div.split",
           PO.table([{ label: "round", key: "round", num: true },
@@ -29,6 +45,36 @@
             { label: "kind", render: (f) => PO.pill(f.kind) },
             { label: "input", render: (f) => el("span.mono", f.input) }, { label: "detail", key: "detail" }],
           r.findings.slice().reverse(), { label: "red team findings" }))));
+      if (matches.length) {
+        const last = matches[matches.length - 1].run, own = matches.filter((m) => m.run === last);
+        new PO.LineChart(chart, { time: false, xLabel: "round", yLabel: "inputs / score", height: 200 }).set([
+          { label: "red proposed", color: "#868e96", width: 1 }, { label: "broke champion", color: "#e03131" },
+          { label: "blue passed", color: "#3b5bdb" }, { label: "blue score", color: "#2f9e44" },
+        ], [own.map((m) => m.round), own.map((m) => m.proposed), own.map((m) => m.broke),
+          own.map((m) => m.passed), own.map((m) => m.score)]);
+      }
+      redteam.setAttribute("data-matches", String(matches.length));
+    }
+    const UNIVERSE_COLORS = ["#3b5bdb", "#2f9e44", "#e03131", "#f08c00", "#7048e8", "#0c8599", "#c2255c", "#5c940d"];
+
+    function universesSection(u) {
+      const chart = el("div.chart#chart-universes");
+      const section = el("section.card.span-12#universes", el("h2", "Universes side by side"),
+        el("p.muted", `each universe starts from the main agent (generation 0, score ${fmt.num(u.main.score, 4)}); run seed ${u.run_seed}`),
+        chart,
+        PO.table([{ label: "universe", key: "id", num: true }, { label: "operator", key: "operator" },
+          { label: "version", render: (x) => el("span.mono", fmt.short(x.version)) },
+          { label: "outcome", render: (x) => PO.pill(x.kind) },
+          { label: "best per generation", render: (x) => x.scores.map((v) => fmt.num(v, 4)).join(" → ") },
+          { label: "winner", render: (x) => (x.version === u.winner ? "winner" : "") }],
+        u.universes, { label: "universes side by side" }));
+      section.setAttribute("data-universes", String(u.universes.length));
+      return [section, () => {
+        const gens = Math.max(...u.universes.map((x) => x.scores.length), 1);
+        new PO.LineChart(chart, { time: false, xLabel: "generation", yLabel: "best score" }).set(
+          u.universes.map((x, i) => ({ label: `${x.id} ${x.operator}`, color: UNIVERSE_COLORS[i % UNIVERSE_COLORS.length] })),
+          [Array.from({ length: gens }, (_, g) => g), ...u.universes.map((x) => x.scores)]);
+      }];
     }
     PO.clear(detail).appendChild(el("p.empty", "no run selected"));
 
@@ -57,7 +103,8 @@
       const gens = run.generations;
       const score = el("div.chart#chart-score"), fails = el("div.chart#chart-failures");
       const kinds = Object.keys(KIND_COLORS);
-      PO.clear(detail).append(el("div.grid",
+      const [universes, drawUniverses] = run.universes ? universesSection(run.universes) : [null, null];
+      PO.clear(detail).append(el("div.grid", universes,
         el("section.card.span-12", el("div.stats",
           PO.stat("run", el("span.mono", run.id)), PO.stat("generations", gens.length),
           PO.stat("evaluations", run.evaluations),
@@ -105,9 +152,11 @@
       new PO.LineChart(fails, { time: false, xLabel: "generation", yLabel: "candidates", height: 180 }).set(
         kinds.filter((k) => k !== "memory").map((k) => ({ label: k, color: KIND_COLORS[k] })),
         [xs, ...kinds.filter((k) => k !== "memory").map((k) => gens.map((g) => g.failures[k] ?? 0))]);
+      if (drawUniverses) drawUniverses();
       detail.setAttribute("data-generations", String(gens.length));
     }
 
+    let redteamBusy = false;
     const off = PO.live.on((message) => {
       if (!message.runs) return;
       state.runs = message.runs; drawList();
@@ -115,6 +164,7 @@
       if (!state.selected && state.runs.length) pick(state.runs[0].id);
       else if (current && current.generations_done !== state.done[current.id]) pick(current.id);
       state.runs.forEach((r) => { state.done[r.id] = r.generations_done; });
+      if (!redteamBusy) { redteamBusy = true; drawRedTeam().finally(() => { redteamBusy = false; }); }
     });
     if (PO.report) PO.get("runs").then((runs) => { state.runs = runs; drawList(); if (runs.length) pick(runs[0].id); });
     drawList(); drawRedTeam();
