@@ -39,3 +39,17 @@ def test_two_scrapes_give_rates_errors_and_latency_per_version_and_role() -> Non
     quiet = window.point(parse_scrape(meter.render().body.decode(), 13.0))
     assert quiet is not None
     assert all(s["rps"] == 0 and s["p50_ms"] is None for s in quiet["series"])
+
+
+def test_one_version_in_two_roles_keeps_two_latencies() -> None:
+    meter = SupervisorMetrics()
+    window = TrafficWindow()
+    window.point(parse_scrape(meter.render().body.decode(), 1.0))
+    for _ in range(20):
+        meter.observe_request("v1", "main", "ok", 0.004)
+        meter.observe_request("v1", "canary", "ok", 0.3)
+    point = window.point(parse_scrape(meter.render().body.decode(), 2.0))
+    assert point is not None
+    series = {(s["version"], s["role"]): s for s in point["series"]}
+    assert 2.5 <= series["v1", "main"]["p99_ms"] <= 5.0
+    assert 250.0 <= series["v1", "canary"]["p50_ms"] <= 500.0

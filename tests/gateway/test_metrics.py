@@ -97,8 +97,8 @@ def test_observations_show_up_with_their_labels() -> None:
         value(found, "project_o_requests_total", version="v2", role="main", outcome="timeout") == 1
     )
     assert value(found, "project_o_errors_total", version="v2", type="RequestTimeout") == 1
-    assert value(found, "project_o_request_latency_seconds_count", version="v2") == 3
-    assert value(found, "project_o_request_latency_seconds_sum", version="v2") == pytest.approx(
+    assert value(found, "project_o_request_latency_seconds_count", version="v2", role="main") == 3
+    assert value(found, "project_o_request_latency_seconds_sum", version="v2", role="main") == pytest.approx(
         1.006
     )
     assert value(found, "project_o_wal_append_seconds_count") == 1

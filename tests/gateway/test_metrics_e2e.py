@@ -71,7 +71,7 @@ def test_figures_match_the_traffic(stack: Stack) -> None:
         >= 1
     )
     assert value(found, "project_o_errors_total", version=version, type="RequestFailed") >= 1
-    assert value(found, "project_o_request_latency_seconds_count", version=version) >= WRITES + 2
+    assert value(found, "project_o_request_latency_seconds_count", version=version, role="main") >= WRITES + 2
     assert value(found, "project_o_wal_append_seconds_count") >= WRITES
     assert value(found, "project_o_wal_last_sequence") == status["vault"]["last_sequence"]
     assert value(found, "project_o_wal_durable_sequence") == status["vault"]["durable_sequence"]

@@ -186,6 +186,20 @@ async def test_ctx_evolve_is_answered_as_autonomy_allows(tmp_path: Path) -> None
         assert started["status"] == "running" and started["experiment_id"]
         shown = await s.control.ledger.get(started["experiment_id"])
         assert shown["hypothesis"] == "h"
+        # The agent wrote this code itself: the version says so, not "user".
+        assert shown["operator"] == "agent"
+        version = s.vault.catalog.get_version(shown["candidate_version"])
+        assert version is not None and version.operator == "agent"
+
+
+@async_test
+async def test_a_proposal_the_agent_made_stays_the_agents_when_approved(tmp_path: Path) -> None:
+    async with setup(tmp_path, autonomy="propose") as s:
+        proposed = await s.control.on_intent({"hypothesis": "h", "source": AGENT + "# v4\n"})
+        assert proposed["status"] == "proposed"
+        approved = await s.control.approve(proposed["experiment_id"])
+        shown = await s.control.ledger.get(approved["id"])
+        assert shown["operator"] == "agent"
 
 
 @async_test

@@ -4,8 +4,8 @@ The dashboard reads the same ``GET /metrics`` figures a scraper does
 (cumulative counters and histograms) and differences two scrapes::
 
     scrape(t0) ─┐
-    scrape(t1) ─┴─▶ per (version, role): requests/s, error share
-                    per version:         p50 / p99 latency (histogram buckets, interpolated)
+    scrape(t1) ─┴─▶ per (version, role): requests/s, error share,
+                                         p50 / p99 latency (histogram buckets, interpolated)
                     vault:               WAL append p50 / p99, checkpoints, sequences
 
 A quantile from buckets is only as fine as the buckets; it is the
@@ -33,7 +33,7 @@ class Scrape:
 
     t: float
     requests: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
-    latency: dict[str, dict[float, float]] = field(default_factory=dict)
+    latency: dict[tuple[str, str], dict[float, float]] = field(default_factory=dict)
     wal: dict[float, float] = field(default_factory=dict)
     checkpoints: float = 0.0
     gauges: dict[str, float] = field(default_factory=dict)
@@ -57,7 +57,8 @@ def _take(scrape: Scrape, name: str, labels: Mapping[str, str], value: float) ->
         outcomes = scrape.requests.setdefault(key, {})
         outcomes[labels.get("outcome", "ok")] = value
     elif name == "request_latency_seconds_bucket":
-        scrape.latency.setdefault(labels.get("version", "?"), {})[_le(labels)] = value
+        key = (labels.get("version", "?"), labels.get("role", "?"))
+        scrape.latency.setdefault(key, {})[_le(labels)] = value
     elif name == "wal_append_seconds_bucket":
         scrape.wal[_le(labels)] = value
     elif name == "checkpoints_total":
@@ -116,7 +117,8 @@ class TrafficWindow:
             changed = _delta(outcomes, old.requests.get((version, role), {}))
             total = sum(changed.values())
             failed = total - changed.get("ok", 0.0)
-            latency = _delta(new.latency.get(version, {}), old.latency.get(version, {}))
+            latency = _delta(new.latency.get((version, role), {}),
+                             old.latency.get((version, role), {}))
             yield {
                 "version": version, "role": role, "rps": total / seconds,
                 "error_rate": failed / total if total else 0.0,

@@ -65,6 +65,9 @@ AUTONOMY_LEVELS = ("off", "propose", "auto")
 #: stages in which the experiment's samples are taken (feedback counts for an arm)
 _SAMPLING = (Stage.SHADOW, Stage.CANARY)
 
+#: the author of code the agent proposed itself with ctx.evolve (the dashboard's "agent")
+AGENT = "agent"
+
 
 class EvolutionControl:
     """Starts at most one experiment at a time against the serving version."""
@@ -142,8 +145,10 @@ class EvolutionControl:
             raise ExperimentConflict(
                 f"experiment {experiment_id} is {record.status}, not proposed; only a "
                 "proposed experiment can be approved")
+        # The pinned candidate is credited to whoever proposed it, not to the approver.
+        author = str(record.stats.get("operator") or "user")
         return await _launched(await self._begin(dict(record.stats.get("body") or {}),
-                                                 experiment_id))
+                                                 experiment_id, author=author))
 
     async def on_intent(self, data: dict[str, Any]) -> dict[str, Any]:
         """The main sent ``evolution_intent`` (ctx.evolve): act as autonomy allows."""
@@ -156,8 +161,8 @@ class EvolutionControl:
                     "reason": "autonomy is off: ctx.evolve is not acted upon"}
         try:
             if self.autonomy == "propose":
-                return await self._propose(body)
-            run = await self._begin(body)
+                return await self._propose(body, author=AGENT)
+            run = await self._begin(body, author=AGENT)
             # The main waits for this answer inside its handler, so it cannot send the
             # checkpoint taken before risk until we answer: answer once it is validated.
             verdict = await run.validated
@@ -175,8 +180,8 @@ class EvolutionControl:
 
     # -- starting ---------------------------------------------------------------
 
-    async def _begin(self, body: dict[str, Any], experiment_id: str | None = None,
-                     ) -> ExperimentRun:
+    async def _begin(self, body: dict[str, Any], experiment_id: str | None = None, *,
+                     author: str = "user") -> ExperimentRun:
         """Make the candidate, record the experiment and start its run in our task group."""
         _refuse_if_running(self.current)
         try:
@@ -185,7 +190,8 @@ class EvolutionControl:
             raise CandidateInvalid(f"invalid experiment: {exc}") from exc
         baseline = await asyncio.to_thread(Genome.from_path, self.host.config.agent)
         # In a thread: the LLM rewrite operator waits on a model over HTTP.
-        genome, operator = await asyncio.to_thread(self.variation.make, spec, baseline)
+        genome, operator = await asyncio.to_thread(self.variation.make, spec, baseline,
+                                                   author=author)
         _refuse_if_running(self.current)  # another create got here during the awaits
         experiment = Experiment(experiment_id or uuid.uuid4().hex, spec, genome.id,
                                 self.host.version, operator=operator)
@@ -208,11 +214,11 @@ class EvolutionControl:
             self.events.record("experiment_error", run.experiment.id,
                                f"{type(exc).__name__}: {exc}")
 
-    async def _propose(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _propose(self, body: dict[str, Any], *, author: str = "user") -> dict[str, Any]:
         try:
             spec = ExperimentSpec.from_body(body)
             baseline = await asyncio.to_thread(Genome.from_path, self.host.config.agent)
-            genome, operator = self.variation.make(spec, baseline)
+            genome, operator = self.variation.make(spec, baseline, author=author)
         except (ProjectOError, TypeError) as exc:
             return {"experiment_id": None, "status": "rejected", "reason": str(exc)}
         # Pin the concrete candidate, so approving starts exactly what was proposed.

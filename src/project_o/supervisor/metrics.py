@@ -3,7 +3,7 @@
 ::
 
     AgentHost.submit ───── observe_request ──▶ project_o_requests_total{version,role,outcome}
-                                               project_o_request_latency_seconds{version}
+                                               project_o_request_latency_seconds{version,role}
                                                project_o_errors_total{version,type}
     AgentHost.on_wal_entry ─ observe_wal_append ▶ project_o_wal_append_seconds
     AgentHost.on_checkpoint ─ checkpoint_written ▶ project_o_checkpoints_total
@@ -163,7 +163,7 @@ class SupervisorMetrics:
         self.latency = Histogram(
             f"{PREFIX}_request_latency_seconds",
             "Time from acceptance to answer.",
-            ["version"],
+            ["version", "role"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -227,7 +227,7 @@ class SupervisorMetrics:
     ) -> None:
         """One request ended with ``outcome`` (one of :data:`OUTCOMES`)."""
         self.requests.labels(version, role, outcome).inc()
-        self.latency.labels(version).observe(seconds)
+        self.latency.labels(version, role).observe(seconds)
         if error is not None:
             self.errors.labels(version, error).inc()
         if self._subscribers:

@@ -60,19 +60,24 @@ class Variation:
             bandit = OperatorBandit(operators)
         return cls(operators, bandit, rng, brief, state_file)
 
-    def make(self, spec: ExperimentSpec, base: Genome) -> tuple[Genome, str]:
-        """The candidate genome ``spec`` asks for, and the operator that made it."""
+    def make(self, spec: ExperimentSpec, base: Genome, *,
+             author: str = "user") -> tuple[Genome, str]:
+        """The candidate genome ``spec`` asks for, and the operator that made it.
+
+        Code given as it is (source, files, params) is credited to ``author``:
+        "user" for a person over HTTP, "agent" for the agent's own ctx.evolve.
+        """
         params = None if spec.params is None else {**base.params, **spec.params}
         candidate = spec.candidate
         if "source" in candidate:
             name = "__init__.py" if base.is_package else next(iter(base.sources))
             sources = {**base.sources, name: candidate["source"]}
-            return base.derive(operator="user", sources=sources, params=params), "user"
+            return base.derive(operator=author, sources=sources, params=params), author
         if "files" in candidate:
             sources = {**base.sources, **candidate["files"]}
-            return base.derive(operator="user", sources=sources, params=params), "user"
+            return base.derive(operator=author, sources=sources, params=params), author
         if "operator" not in candidate:
-            return base.derive(operator="user", params=params), "user"
+            return base.derive(operator=author, params=params), author
         name = str(candidate["operator"])
         if name != "auto":
             return self._apply(name, base, spec), name
