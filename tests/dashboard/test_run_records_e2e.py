@@ -52,8 +52,10 @@ def red_blue_vault(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]
 def test_a_universes_run_records_each_universe_and_the_winner(
         universes_run: tuple[Path, dict[str, Any]]) -> None:
     run_dir, printed = universes_run
-    # --json is what it was: the main, the ranked universes, the winner.
-    assert set(printed) == {"main", "ranked", "winner", "submitted"}
+    # --json is what it was: the main, the ranked universes, the winner (and the LLM's
+    # usage, null here: no model was given).
+    assert set(printed) == {"main", "ranked", "winner", "submitted", "llm"}
+    assert printed["llm"] is None
     [run] = runs_view.list_runs(run_dir / runs_view.CATALOG_FILE)
     assert run["config"]["mode"] == "universes" and run["generations_done"] == 1
     detail = runs_view.run_detail(run_dir / runs_view.CATALOG_FILE, run["id"])
