@@ -84,25 +84,22 @@
     }
 
     function drawTraffic(points) {
-      const keys = new Set(), versions = new Set();
-      points.forEach((p) => p.series.forEach((s) => { keys.add(s.version + " · " + s.role); versions.add(s.version); }));
+      const keys = new Set();
+      points.forEach((p) => p.series.forEach((s) => keys.add(s.version + " · " + s.role)));
       const xs = points.map((p) => p.t);
       const pick = (key, field) => points.map((p) => {
         const s = p.series.find((x) => x.version + " · " + x.role === key); return s ? s[field] : null;
       });
-      const byVersion = (version, field) => points.map((p) => {
-        const s = p.series.find((x) => x.version === version && x[field] !== null); return s ? s[field] : null;
-      });
-      const k = [...keys].sort(), vs = [...versions].sort();
+      const k = [...keys].sort();
       const label = (key) => key.replace(/^(\w{8})\w*/, "$1");
       charts.rps.set(k.map((x) => ({ label: label(x) })), [xs, ...k.map((x) => pick(x, "rps"))]);
       charts.errors.set(k.map((x) => ({ label: label(x) })), [xs, ...k.map((x) => pick(x, "error_rate"))]);
       const lat = [];
-      vs.forEach((v, i) => {
-        lat.push({ label: fmt.short(v).slice(0, 8) + " p50", color: PO.palette[i % 10] });
-        lat.push({ label: fmt.short(v).slice(0, 8) + " p99", color: PO.palette[i % 10], dash: [5, 4] });
+      k.forEach((key, i) => {  // per version and role: a canary's latency is not its main's
+        lat.push({ label: label(key) + " p50", color: PO.palette[i % 10] });
+        lat.push({ label: label(key) + " p99", color: PO.palette[i % 10], dash: [5, 4] });
       });
-      charts.latency.set(lat, [xs, ...vs.flatMap((v) => [byVersion(v, "p50_ms"), byVersion(v, "p99_ms")])]);
+      charts.latency.set(lat, [xs, ...k.flatMap((key) => [pick(key, "p50_ms"), pick(key, "p99_ms")])]);
       const last = points.length ? points[points.length - 1].series : [];
       PO.clear(trafficTable).appendChild(PO.table([
         { label: "version", render: (r) => el("span.mono", fmt.short(r.version)) },
