@@ -2,11 +2,11 @@
 
 ::
 
-    AgentHost.submit ───── observe_request ──▶ project_o_requests_total{version,role,outcome}
+    Dispatcher, Split ──── observe_request ──▶ project_o_requests_total{version,role,outcome}
                                                project_o_request_latency_seconds{version,role}
                                                project_o_errors_total{version,type}
-    AgentHost.on_wal_entry ─ observe_wal_append ▶ project_o_wal_append_seconds
-    AgentHost.on_checkpoint ─ checkpoint_written ▶ project_o_checkpoints_total
+    Journal.write ──────── observe_wal_append ▶ project_o_wal_append_seconds
+    Journal.checkpoint ─── checkpoint_written ▶ project_o_checkpoints_total
     Supervisor.feedback ─── observe_feedback ─▶ project_o_feedback_score{version}
     EventLog ─ each event ─ on_event ─────────▶ project_o_instance_deaths_total{kind,role}
                                                project_o_events_total{kind}
