@@ -106,6 +106,21 @@ def _add_vault(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="truncate a torn tail of the last segment (what opening the vault does anyway)",
     )
     verify.set_defaults(handler=_cmd_vault_verify)
+    quarantine = actions.add_parser(
+        "quarantine", help="list the canary writes kept out of the agent's memory",
+        description=(
+            "A canary's writes reach the agent's memory only if it is promoted; otherwise "
+            "they stay in VAULT/quarantine, tagged with the version and the requests that "
+            "made them. List them, show one overlay's writes, or apply one by hand."),
+    )
+    quarantine.add_argument("directory", metavar="DIR", type=Path, help="the vault directory")
+    quarantine.add_argument("--show", metavar="ID", help="print the writes of overlay ID")
+    quarantine.add_argument(
+        "--apply", metavar="ID",
+        help="append overlay ID's writes to the agent's memory (through the running "
+        "supervisor if one serves DIR)")
+    quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.set_defaults(handler=_cmd_vault_quarantine)
 
 
 def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -293,6 +308,25 @@ def _cmd_vault_verify(args: argparse.Namespace) -> int:
     else:
         render_report(report)
     return 0 if report.sound else 1
+
+
+def _cmd_vault_quarantine(args: argparse.Namespace) -> int:
+    from project_o.quarantine_view import apply_overlay, render_overlays, render_writes
+
+    if not args.directory.is_dir():
+        print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        if args.apply:
+            print(json.dumps(apply_overlay(args.directory, args.apply), indent=2))
+        elif args.show:
+            render_writes(args.directory, args.show, as_json=args.json)
+        else:
+            render_overlays(args.directory, as_json=args.json)
+    except ProjectOError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -64,6 +64,10 @@ class Client:
         """POST /v1/evolution/experiments/{id}/approve: start a proposed experiment."""
         return self._call("POST", f"{EXPERIMENTS}/{experiment_id}/approve")
 
+    def apply_overlay(self, overlay_id: str) -> dict[str, Any]:
+        """POST /v1/quarantine/{id}/apply: apply a canary's quarantined writes."""
+        return self._call("POST", f"/v1/quarantine/{overlay_id}/apply")
+
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, path, **kwargs)

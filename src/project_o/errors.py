@@ -25,7 +25,9 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── UnknownRequest (LookupError)   no recent request has that id (HTTP 404)
     │   ├── CandidateInvalid           a candidate version failed validation (HTTP 422)
     │   ├── ExperimentConflict         another experiment is running (HTTP 409)
-    │   └── UnknownExperiment (LookupError)  no experiment has that id (HTTP 404)
+    │   ├── UnknownExperiment (LookupError)  no experiment has that id (HTTP 404)
+    │   ├── UnknownOverlay (LookupError)     no canary overlay has that id (HTTP 404)
+    │   └── OverlayNotApplicable       the overlay is not quarantined (HTTP 409)
     ├── GatewayError                   the HTTP gateway could not start or serve
     ├── AgentLoadError (ImportError)   agent code failed to import, or holds no single Agent
     ├── ZygoteError                    a zygote died, or could not fork an instance
@@ -63,6 +65,8 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "CandidateInvalid",
     "ExperimentConflict",
     "UnknownExperiment",
+    "UnknownOverlay",
+    "OverlayNotApplicable",
     "GatewayError",
     "AgentLoadError",
     "ZygoteError",
@@ -291,6 +295,18 @@ class UnknownExperiment(ServiceError, LookupError):
     """No experiment has that id."""
 
     http_status = 404
+
+
+class UnknownOverlay(ServiceError, LookupError):
+    """No overlay of a canary's writes has that id (``project-o vault quarantine`` lists them)."""
+
+    http_status = 404
+
+
+class OverlayNotApplicable(ServiceError):
+    """The overlay is not quarantined (still open, promoted or applied already)."""
+
+    http_status = 409
 
 
 class GatewayError(ProjectOError):

@@ -39,6 +39,9 @@ async def test_lists_the_endpoints(spec: dict[str, Any]) -> None:
         "/v1/evolution/experiments",
         "/v1/evolution/experiments/{experiment_id}",
         "/v1/evolution/experiments/{experiment_id}/approve",
+        "/v1/quarantine",
+        "/v1/quarantine/{overlay_id}",
+        "/v1/quarantine/{overlay_id}/apply",
     }
     assert set(spec["paths"]["/v1/requests"]) == {"post"}
     assert set(spec["paths"]["/v1/status"]) == {"get"}

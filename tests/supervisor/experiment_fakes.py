@@ -27,6 +27,7 @@ from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.experiment import Experiment, Verdict
 from project_o.supervisor.instance_handle import HandlerError, InstanceDied
 from project_o.supervisor.metrics import SupervisorMetrics
+from project_o.vault.quarantine import OverlayInfo, OverlayStatus
 from project_o.wire import Message
 
 BASE_VERSION = "base"
@@ -86,13 +87,11 @@ class FakeHost:
     metrics: SupervisorMetrics = field(default_factory=SupervisorMetrics)
     main: FakeInstance | None = field(default_factory=FakeInstance)
     last_checkpoint: dict[str, Any] | None = None
-    checkpoints_paused: bool = False
     served: list[str] = field(default_factory=list)
     reloads: list[tuple[str, str]] = field(default_factory=list)
     trusted: list[str] = field(default_factory=list)
     remembered: dict[str, str] = field(default_factory=dict)
     told: list[Message] = field(default_factory=list)
-    paused_during_canary: bool = False
 
     async def submit(self, payload: Any, deadline_s: float | None = None, *,
                      request_id: str | None = None,
@@ -114,7 +113,6 @@ class FakeHost:
 
     async def reload(self, agent: Path, version: str, reason: str) -> None:
         await turn()
-        self.paused_during_canary |= self.checkpoints_paused
         self.reloads.append((version, reason))
         self.version = version
 
@@ -152,6 +150,10 @@ class FakeCandidate:
     #: called at each close, its results kept (what the experiment showed meanwhile)
     watch: Callable[[], Any] | None = None
     seen_at_close: list[Any] = field(default_factory=list)
+    experiment_id: str = ""
+    #: writes the canary made (one per canary request), and how they ended
+    canary_writes: int = 0
+    writes_settled: list[tuple[str, str]] = field(default_factory=list)
 
     async def __aenter__(self) -> Self:
         self.entered = True
@@ -161,11 +163,11 @@ class FakeCandidate:
                         traceback: TracebackType | None) -> None:
         await self.close()
 
-    async def start(self, agent: Path, version: str) -> None:
+    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
         await turn()
         if self.import_error is not None:
             raise AgentLoadError(self.import_error)
-        self.version = version
+        self.version, self.experiment_id = version, experiment_id
 
     async def spawn(self, role: str) -> object:
         await turn()
@@ -177,6 +179,8 @@ class FakeCandidate:
         if self.closed or self.behaviour == "dead":
             raise InstanceDied("the candidate has no live instance")
         self.requests += 1
+        if self.roles[-1:] == ["canary"]:
+            self.canary_writes += 1
         if self.behaviour == "crash":
             self.behaviour = "dead"
             self.on_failure("EOF on the socket; exit code 3")
@@ -192,6 +196,21 @@ class FakeCandidate:
 
     def kill(self, reason: str) -> None:
         self.killed.append(reason)
+
+    async def promote_writes(self, reason: str) -> OverlayInfo | None:
+        await turn()
+        return self._settle("promoted", reason)
+
+    def quarantine_writes(self, reason: str) -> OverlayInfo | None:
+        return self._settle("quarantined", reason)
+
+    def _settle(self, status: OverlayStatus, reason: str) -> OverlayInfo | None:
+        if "canary" not in self.roles or self.writes_settled:
+            return None
+        self.writes_settled.append((status, reason))
+        return OverlayInfo(id="o1", version=self.version, experiment_id=self.experiment_id,
+                           base_sequence=0, created_ns=0, status=status, reason=reason,
+                           writes=self.canary_writes)
 
     async def drain(self, timeout: float) -> None:
         await turn()

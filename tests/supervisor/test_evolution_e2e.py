@@ -88,6 +88,8 @@ class Driver:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.written: dict[str, int] = {}
+        #: which version acknowledged each write (a canary's may be quarantined)
+        self.written_by: dict[str, str] = {}
         self.sent = 0
         self.stages: set[str] = set()
 
@@ -98,6 +100,7 @@ class Driver:
             response = self.stack.do("set", key=key, value=self.sent)
             assert response.status_code == 200, response.text
             self.written[key] = self.sent
+            self.written_by[key] = response.json()["version"]
             return response
         response = self.stack.ask({"n": self.sent, **extra})
         return response
@@ -115,11 +118,35 @@ class Driver:
         assert state["status"] in FINISHED, state
         return state
 
-    def memory_intact(self) -> None:
+    def memory_intact(self, *, quarantined: str | None = None) -> None:
+        """Every acknowledged write is in memory -- but those ``quarantined`` version made.
+
+        A version rolled back in its canary leaves its writes out of the agent's
+        memory, kept in the vault's quarantine: each one is there, none is lost.
+        """
+        kept = quarantined_writes(self.stack, quarantined) if quarantined else {}
         for key, value in self.written.items():
             response = self.stack.do("get", key=key)
             assert response.status_code == 200, response.text
-            assert response.json()["output"] == value, key
+            if self.written_by[key] == quarantined:
+                assert response.json()["output"] is None, key
+                assert kept[key] == value, key
+            else:
+                assert response.json()["output"] == value, key
+
+
+def quarantined_writes(stack: Stack, version: str) -> dict[str, Any]:
+    """key -> value of every memory_set the canary of ``version`` left quarantined."""
+    assert stack.http is not None
+    overlays = stack.http.get("/v1/quarantine").json()["overlays"]
+    kept: dict[str, Any] = {}
+    for overlay in overlays:
+        if overlay["version"] == version:
+            assert overlay["status"] == "quarantined", overlay
+            shown = stack.http.get(f"/v1/quarantine/{overlay['id']}").json()["writes_shown"]
+            kept.update({w["data"]["key"]: w["data"]["value"] for w in shown
+                         if w["operation"] == "memory_set"})
+    return kept
 
 
 def serving(stack: Stack) -> str:
@@ -169,7 +196,8 @@ def test_slower_candidate_never_reaches_full_traffic(stack: Stack) -> None:
     assert "worse on latency" in final["reason"], final["reason"]
     assert "canary-100" not in driver.stages
     assert serving(stack) == baseline
-    driver.memory_intact()  # writes made through the canary are in the main's memory too
+    # writes the canary acknowledged are kept, quarantined, not in the agent's memory
+    driver.memory_intact(quarantined=created["candidate_version"])
 
 
 def test_faster_candidate_is_promoted_through_the_canary(stack: Stack) -> None:
@@ -266,7 +294,7 @@ def test_kill_9_mid_canary_aborts_safely(tmp_path: Path) -> None:
         assert final["reason"] == "supervisor restarted mid-experiment"
         assert serving(stack) == baseline
         assert stack.ask({"n": 1}).json()["version"] == baseline
-        driver.memory_intact()
+        driver.memory_intact(quarantined=created["candidate_version"])
     finally:
         stack.stop()
 

@@ -125,10 +125,13 @@ async def test_a_faster_candidate_goes_shadow_canary_promotion_and_is_promoted(
     assert rig.host.trusted == [rig.experiment.candidate_version]
     assert rig.ledger.promotions == [rig.experiment.candidate_version]
     assert rig.ledger.verdicts == [verdict]
-    # The checkpoint before risk came first; the canary's writes paused the main's.
+    # The checkpoint before risk came first; the canary's writes were applied before the
+    # hot reload, and only then was the candidate closed.
     events = [e["event"] for e in rig.experiment.timeline]
     assert events[:2] == ["checkpoint", "validated"] and events[-1] == "promote"
-    assert rig.host.paused_during_canary and not rig.host.checkpoints_paused
+    assert rig.candidate.writes_settled == [("promoted", "promoted by experiment e1")]
+    assert f"the canary's {rig.candidate.canary_writes} writes applied" in " ".join(
+        e["detail"] for e in rig.experiment.timeline)
     assert rig.experiment.stage is Stage.DONE and rig.candidate.closed
     assert isinstance(rig.router.policy, MainOnly)
     assert rig.run.launched.result() is None and rig.run.validated.result() is None
@@ -160,17 +163,18 @@ async def test_wrong_answers_in_the_mirror_are_rejected_on_agreement(tmp_path: P
 
 
 @async_test
-async def test_a_slower_candidate_is_rolled_back_in_the_canary_and_the_main_merges_writes(
+async def test_a_slower_candidate_is_rolled_back_in_the_canary_and_its_writes_quarantined(
         tmp_path: Path) -> None:
     rig = Rig(tmp_path, {"kind": "canary", **FAST}, candidate_ms=20.0)
     verdict = await rig.drive()
     assert verdict.status == "rolled_back"
     assert verdict.reason.startswith("worse on latency in the canary"), verdict.reason
     assert "canary-100" not in rig.stages
-    # The main never applied the canary's writes: it was reloaded from the vault.
-    assert [r[0] for r in rig.host.reloads] == [BASE_VERSION]
-    assert rig.host.reloads[0][1] == "merge the writes of experiment e1"
-    assert not rig.host.checkpoints_paused
+    # The main's memory never took the canary's writes, so it is not reloaded either.
+    assert rig.host.reloads == []
+    assert rig.candidate.writes_settled == [("quarantined", f"rolled_back: {verdict.reason}")]
+    quarantined = [e for e in rig.experiment.timeline if e["event"] == "quarantined"]
+    assert len(quarantined) == 1 and "vault quarantine apply o1" in quarantined[0]["detail"]
 
 
 @async_test

@@ -21,11 +21,12 @@ import pytest
 from project_o.errors import WALFatalError
 from project_o.supervisor.candidate import CandidateHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
-from project_o.supervisor.journal import VAULT_FAILURE, Journal, ShadowJournal
+from project_o.supervisor.journal import VAULT_FAILURE, Journal, OverlayJournal, ShadowJournal
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
 from project_o.vault.checkpoint import CheckpointStore
 from project_o.vault.fileio import FileLayer
+from project_o.vault.quarantine import Overlay, OverlayInfo
 from project_o.vault.wal import WAL
 from project_o.wire import Message, decode_payload, encode_frame
 from project_o.wire.framing import PREFIX_SIZE
@@ -235,18 +236,6 @@ async def test_a_checkpoint_is_written_acked_and_remembered(vault: Vault) -> Non
     assert main.notified[-1] == "checkpoint_sent"
 
 
-@async_test
-async def test_a_paused_journal_writes_no_checkpoint_but_answers(vault: Vault) -> None:
-    journal = journal_of(vault)
-    main = FakeInstance()
-    journal.checkpoints_paused = True
-    done = main.waiter("checkpoint_sent")
-    await journal.checkpoint(main, Message("checkpoint", {"id": "c1", "state": {},
-                                                          "last_sequence": 0}))
-    assert done.done() and main.of_type("checkpoint_ack") == []
-    assert journal.last_checkpoint is None and vault.recover().checkpoint is None
-
-
 @pytest.mark.parametrize("data", [
     {"id": "c", "state": [], "last_sequence": 0},
     {"id": "c", "state": {}, "last_sequence": "0"},
@@ -307,8 +296,7 @@ class _Host:
 
 @async_test
 async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path: Path) -> None:
-    vault = failing_vault(tmp_path)
-    fatal: list[WALFatalError] = []
+    vault = Vault.open(tmp_path / "vault")
     failures: list[str] = []
     failed = asyncio.Event()
 
@@ -316,7 +304,12 @@ async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path
         failures.append(reason)
         failed.set()
 
-    candidate = CandidateHost(_Host(journal_of(vault, fatal)), on_failure)  # type: ignore[arg-type]
+    candidate = CandidateHost(_Host(journal_of(vault)), on_failure)  # type: ignore[arg-type]
+    # The canary's overlay sits on a dying disk; the agent's own WAL is sound.
+    info = OverlayInfo(id="o1", version="v2", experiment_id="e1", base_sequence=0,
+                       created_ns=0)
+    dying = WAL.open(tmp_path / "overlay", file_layer=FailingSync())
+    candidate.overlay = OverlayJournal(Overlay(tmp_path, info, dying), lambda: ["r1"])
     # A real process stands for the canary (killing it is real), a real socket for its channel.
     stand_in = await asyncio.create_subprocess_exec("sleep", "60", start_new_session=True)
     ours, theirs = socket.socketpair()
@@ -331,7 +324,6 @@ async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path
         await asyncio.wait_for(failed.wait(), PATIENCE_S)
         assert failures and failures[0].startswith(VAULT_FAILURE), failures
         assert "protocol violation" not in failures[0]
-        assert len(fatal) == 1
         assert await asyncio.wait_for(stand_in.wait(), PATIENCE_S) == -9  # really killed
         await canary.close()
     finally:
@@ -340,7 +332,34 @@ async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path
             stand_in.kill()
             await stand_in.wait()
         with pytest.raises(WALFatalError):
-            vault.close()
+            dying.close()
+        vault.close()
+    assert vault.last_sequence == 0  # nothing reached the agent's WAL
+
+
+@async_test
+async def test_a_canary_write_is_acked_once_durable_in_its_overlay_not_the_wal(
+        vault: Vault) -> None:
+    in_flight = ["req-7"]
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=41)
+    journal = OverlayJournal(overlay, lambda: list(in_flight))
+    canary = FakeInstance("canary")
+    await journal.write(canary, entry("w1", data={"key": "a", "value": 1}))
+    in_flight[:] = ["req-8", "req-9"]
+    await journal.write(canary, entry("w2", "memory_delete", {"key": "b"}))
+    assert canary.of_type("wal_ack") == [{"id": "w1", "sequence": 42},
+                                         {"id": "w2", "sequence": 43}]
+    assert vault.last_sequence == 0  # the agent's WAL never saw them
+    overlay.settle("quarantined", "rolled back")
+    writes = [w.to_dict() for w in vault.quarantine.writes(overlay.info.id)]
+    assert writes == [
+        {"sequence": 42, "operation": "memory_set", "data": {"key": "a", "value": 1},
+         "requests": ["req-7"]},
+        {"sequence": 43, "operation": "memory_delete", "data": {"key": "b"},
+         "requests": ["req-8", "req-9"]},
+    ]
+    await journal.write(canary, entry("w3", ""))  # a malformed write is still a violation
+    assert canary.killed is not None and canary.killed.startswith("protocol violation")
 
 
 @async_test

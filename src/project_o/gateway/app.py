@@ -56,6 +56,7 @@ from project_o.gateway.models import (
     VersionsReply,
 )
 from project_o.gateway.problems import APIError, install_error_handlers
+from project_o.gateway.quarantine_routes import quarantine_routes
 from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
 from project_o.supervisor.api import AgentService, RequestResult
 
@@ -74,6 +75,11 @@ _V1_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("Missing or wrong `Authorization: Bearer <token>`."),
     413: _error("The body is over the gateway's size limit."),
     500: _error("InternalError: a bug in the gateway or the service; the server log has it."),
+}
+_QUARANTINE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_V1_ERRORS,
+    404: _error("UnknownOverlay: no overlay of canary writes has this id."),
+    409: _error("OverlayNotApplicable: the overlay is open, promoted or applied already."),
 }
 _COMPONENT_REF = "#/components/schemas/{model}"
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -207,6 +213,7 @@ def create_app(
     app.include_router(_open_routes(service))
     app.include_router(_v1_routes(service, auth))
     app.include_router(_evolution_routes(service, auth))
+    app.include_router(quarantine_routes(service, auth, _QUARANTINE_ERRORS))
     app.include_router(_stream_route(service, auth, max_body_bytes))
     for mount in mounts:
         mount(app, service, token)

@@ -33,10 +33,9 @@ flight are re-dispatched to it, and a fresh standby is forked. A request
 that was being handled when two instances died in a row is a poison pill:
 quarantined and answered with :class:`~project_o.errors.PoisonRequest`.
 
-While a canary journals into the same WAL as the main, the main's
-checkpoints are paused (:attr:`AgentHost.checkpoints_paused`): a
-checkpoint of the main's state would claim to cover the canary's writes,
-which the main never applied.
+A canary's writes never enter the main's WAL before promotion (they go to
+an overlay, see :mod:`project_o.supervisor.candidate`), so the main's
+checkpoints always cover exactly the main's memory.
 
 The supervisor never imports agent code: everything agent-shaped happens
 in the zygote and the instances it forks.
@@ -324,15 +323,6 @@ class AgentHost:
     def last_checkpoint(self) -> dict[str, Any] | None:
         """The newest checkpoint written: ``{id, last_sequence, timestamp_ns}``."""
         return self.journal.last_checkpoint
-
-    @property
-    def checkpoints_paused(self) -> bool:
-        """Set while a canary journals into the same WAL (see the module docstring)."""
-        return self.journal.checkpoints_paused
-
-    @checkpoints_paused.setter
-    def checkpoints_paused(self, paused: bool) -> None:
-        self.journal.checkpoints_paused = paused
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
         """Journal a memory write from the main, ack it, tail it to the standby."""

@@ -9,8 +9,11 @@
                           side-effecting tools stubbed; writes acked into a private
                           ShadowJournal: it diverges, the vault never sees them
         spawn(CANARY)     fork + restore from the vault; serves real users, so its
-                          writes go through the host's Journal like the main's (a
-                          vault failure is reported as one, never blamed on it)
+                          writes are acked only once durable -- in an overlay of
+                          their own (OverlayJournal), not in the agent's WAL
+        promote_writes()  the overlay's writes appended to the agent's WAL
+        quarantine_writes(reason)  or kept apart, quarantined (also what closing
+                          does with an overlay still open)
         request(...)      one request to the instance (InstanceDied / HandlerError /
                           TimeoutError past its deadline)
         drain(timeout)    until the requests sent to it are answered
@@ -40,7 +43,8 @@ from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.agent_host import AgentHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
 from project_o.supervisor.instance_start import launch
-from project_o.supervisor.journal import ShadowJournal
+from project_o.supervisor.journal import OverlayJournal, ShadowJournal
+from project_o.vault.quarantine import OverlayInfo, OverlayStatus
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -59,7 +63,12 @@ class CandidateHost:
         self.failure: str | None = None
         self._on_failure = on_failure
         self._zygote: ZygoteHandle | None = None
+        self.experiment_id = ""
         self.shadow_journal = ShadowJournal()
+        #: the canary's writes (None until a canary restores)
+        self.overlay: OverlayJournal | None = None
+        #: ids of the requests the instance is serving, oldest first
+        self._requests: dict[str, None] = {}
         self._group = asyncio.TaskGroup()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
@@ -78,9 +87,9 @@ class CandidateHost:
         finally:
             await self._group.__aexit__(kind, error, traceback)
 
-    async def start(self, agent: Path, version: str) -> None:
+    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
         """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
-        self.version = version
+        self.version, self.experiment_id = version, experiment_id
         self._zygote = await ZygoteHandle.start(agent, version, env=self.host.zygote_env())
 
     async def spawn(self, role: str) -> InstanceHandle:
@@ -101,11 +110,17 @@ class CandidateHost:
 
     async def _restore(self, instance: InstanceHandle) -> None:
         self.instance = instance  # from now on its death is the candidate's failure
-        await self.host.journal.restore(instance, follow=False, on_point=self._fresh_shadow)
+        await self.host.journal.restore(instance, follow=False, on_point=self._fresh_journal)
 
-    def _fresh_shadow(self, point: RestorePoint) -> None:
-        # Before the restore is sent: a shadow writes as soon as it has applied it.
-        self.shadow_journal = ShadowJournal(point.last_sequence)
+    def _fresh_journal(self, point: RestorePoint) -> None:
+        # Before the restore is sent: the instance writes as soon as it has applied it.
+        if self.instance is not None and self.instance.role == CANARY:
+            self._settle_overlay("quarantined", "replaced by a new canary instance")
+            overlay = self.host.journal.vault.quarantine.create(
+                self.version, self.experiment_id, point.last_sequence)
+            self.overlay = OverlayJournal(overlay, lambda: list(self._requests))
+        else:
+            self.shadow_journal = ShadowJournal(point.last_sequence)
 
     async def request(self, request_id: str, payload: Any, deadline_s: float) -> Any:
         """Send one request to the instance and await its output."""
@@ -114,10 +129,12 @@ class CandidateHost:
             raise InstanceDied(self.failure or "the candidate has no live instance")
         self._in_flight += 1
         self._idle.clear()
+        self._requests[request_id] = None
         try:
             async with asyncio.timeout(deadline_s):
                 return await instance.request(request_id, payload, deadline_s)
         finally:
+            self._requests.pop(request_id, None)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
@@ -136,11 +153,11 @@ class CandidateHost:
     # -- what the instance sends ------------------------------------------
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
-        """Shadow: ack into the private journal. Canary: journal in the vault."""
-        if instance.role == SHADOW:
+        """Shadow: ack into the private journal. Canary: into its overlay, durably."""
+        if instance.role == CANARY and self.overlay is not None:
+            await self.overlay.write(instance, message)
+        else:
             await self.shadow_journal.write(instance, message)
-        else:  # the main's standby does not follow a canary's writes
-            await self.host.journal.write(instance, message, tail=False)
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """A candidate's state is never the agent's state: not written."""
@@ -151,6 +168,25 @@ class CandidateHost:
             return
         self.failure = reason
         self._on_failure(reason)
+
+    # -- the canary's writes ------------------------------------------------
+
+    async def promote_writes(self, reason: str) -> OverlayInfo | None:
+        """Append the canary's writes to the agent's WAL (call once it is drained)."""
+        info = self._settle_overlay("quarantined", "being promoted")
+        if info is None:
+            return None
+        vault = self.host.journal.vault
+        return await asyncio.to_thread(vault.quarantine.apply, info.id, vault.append,
+                                       status="promoted", reason=reason)
+
+    def quarantine_writes(self, reason: str) -> OverlayInfo | None:
+        """Keep the canary's writes out of the agent's memory, tagged with ``reason``."""
+        return self._settle_overlay("quarantined", reason)
+
+    def _settle_overlay(self, status: OverlayStatus, reason: str) -> OverlayInfo | None:
+        journal, self.overlay = self.overlay, None
+        return None if journal is None else journal.overlay.settle(status, reason)
 
     # -- health -----------------------------------------------------------
 
@@ -198,6 +234,7 @@ class CandidateHost:
         zygote, self._zygote = self._zygote, None
         if zygote is not None:
             await zygote.close()
+        self._settle_overlay("quarantined", "the experiment ended before a verdict on it")
 
     def _cancel_tasks(self) -> None:
         """End the instance's watchdog and intent refuser now (the watchdog would sleep on)."""

@@ -85,7 +85,8 @@ class EvolutionControl:
         self.perception = Perception(HealthMonitor(thresholds, autonomy=autonomy), events,
                                      act=self._act_on, busy=self._busy)
         self.variation = variation or _default_variation(host, vault, rng, self.perception)
-        self.ledger = ExperimentLedger(vault.catalog, events, self.variation, host)
+        self.ledger = ExperimentLedger(vault.catalog, events, self.variation, host,
+                                       vault.quarantine)
         self.tools = ExperimentTools(host, router, lambda failed: CandidateHost(host, failed),
                                      self.ledger, vault.path / "versions", rng)
         self.current: ExperimentRun | None = None

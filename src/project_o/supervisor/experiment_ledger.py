@@ -8,7 +8,8 @@
     learn(experiment, verdict)  catalog: experiment stats, decision, reason; version status
                                 event experiment_{decision}; the operator bandit learns;
                                 evolution_result to the main
-    abort_leftovers()           experiments a killed supervisor left "running": "aborted"
+    abort_leftovers()           experiments a killed supervisor left "running": "aborted",
+                                the overlays of its canaries: quarantined
     get(id) / list()            GET /v1/evolution/experiments[/{id}]: live, else the catalog
 
 Catalog writes run in a thread (SQLite commits fsync); events are recorded
@@ -28,6 +29,7 @@ from project_o.supervisor.events import EventLog
 from project_o.supervisor.experiment import Experiment, Verdict, record_to_dict
 from project_o.supervisor.variation import Variation
 from project_o.vault.catalog import Catalog
+from project_o.vault.quarantine import Quarantine
 from project_o.wire import Message
 
 __all__ = ["ABORT_REASON", "PROPOSED", "RUNNING", "ExperimentLedger"]
@@ -45,8 +47,9 @@ class ExperimentLedger:
     """Writes each step of an experiment where the API and the next supervisor find it."""
 
     def __init__(self, catalog: Catalog, events: EventLog, variation: Variation,
-                 main: _Main) -> None:
+                 main: _Main, quarantine: Quarantine | None = None) -> None:
         self.catalog, self.events, self.variation, self.main = catalog, events, variation, main
+        self.quarantine = quarantine
         #: the experiments this supervisor started, live (the catalog lags behind them)
         self.live: dict[str, Experiment] = {}
 
@@ -62,6 +65,11 @@ class ExperimentLedger:
             self.events.record("experiment_aborted", record.id, ABORT_REASON,
                                candidate=record.candidate_version)
             aborted.append(record.id)
+        if self.quarantine is not None:
+            for overlay in self.quarantine.settle_open(ABORT_REASON):
+                self.events.record("writes_quarantined", overlay.experiment_id,
+                                   f"{overlay.writes} writes of a canary kept apart as "
+                                   f"{overlay.id}: {ABORT_REASON}", overlay=overlay.id)
         return aborted
 
     async def opened(self, experiment: Experiment, genome: Genome, *, approved: bool) -> None:

@@ -10,7 +10,8 @@
         canary       Split routing at 10% → 50% → 100% of real traffic, each stage
                      until min_samples per arm; at the last partial stage, until a
                      metric is better (or "no improvement")      worse / dies: rolled back
-        promote      hot reload of the host to the candidate, memory intact
+        promote      the canary's writes applied; hot reload of the host to the
+                     candidate, memory intact
         validation window  Watch routing: N requests under watch   a crash or more
                                                                    errors: rolled back
         learn        the ledger: catalog, events, the operator bandit, the main told
@@ -32,10 +33,11 @@ owns the candidate and a :class:`asyncio.TaskGroup` for the shadow
 comparisons; the candidate's own tasks are in the candidate's group:
 nothing outlives the run, and a comparison that fails ends it.
 
-Canary writes and the main's writes go to the same WAL; each instance only
-applies its own acknowledged writes, so after a canary the main is reloaded
-from the vault (checkpoint + WAL) and every acknowledged write is in the
-agent's memory. The main's checkpoints are paused meanwhile.
+A canary's writes are acknowledged once durable in an overlay of their
+own (:mod:`project_o.vault.quarantine`), never in the agent's WAL: at
+promotion they are appended to it before the hot reload; any other verdict
+leaves them quarantined, tagged with the version, the requests that made
+them and the reason, until someone applies them by hand.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from project_o.errors import AgentLoadError, ProjectOError
+from project_o.errors import AgentLoadError
 from project_o.evolution.genome import Genome
 from project_o.evolution.quick_checks import run_quick_checks
 from project_o.evolution.stats import BASELINE, CANDIDATE
@@ -70,6 +72,7 @@ from project_o.supervisor.experiment import (
 )
 from project_o.supervisor.instance_handle import InstanceHandle
 from project_o.supervisor.routing import CandidateRoute, Mirror, Router, ServingHost, Split, Watch
+from project_o.vault.quarantine import OverlayInfo
 
 __all__ = [
     "CHECKPOINT_TIMEOUT",
@@ -93,9 +96,6 @@ REGRESSION_MARGIN = 0.1
 
 class PromotingHost(ServingHost, Protocol):
     """What an experiment needs of the agent host (:class:`~.agent_host.AgentHost` is one)."""
-
-    #: set while a canary journals into the main's WAL (the host skips checkpoints)
-    checkpoints_paused: bool
 
     @property
     def config(self) -> SupervisorConfig: ...
@@ -121,9 +121,13 @@ class Candidate(CandidateRoute, Protocol):
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None: ...
 
-    async def start(self, agent: Path, version: str) -> None: ...
+    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None: ...
 
     async def spawn(self, role: str) -> object: ...
+
+    async def promote_writes(self, reason: str) -> OverlayInfo | None: ...
+
+    def quarantine_writes(self, reason: str) -> OverlayInfo | None: ...
 
     async def drain(self, timeout: float) -> None: ...
 
@@ -194,6 +198,7 @@ class ExperimentRun:
                            or await self._promote()
                            or await self._validation_window()
                            or self._promoted())
+                self._keep_canary_writes(verdict)
                 self.experiment.conclude()  # shown at once; winding down follows
         except Exception as exc:  # noqa: BLE001 - a bug here must not touch the baseline
             verdict = self._error(exc)
@@ -202,7 +207,6 @@ class ExperimentRun:
             raise
         finally:
             self.router.reset()  # nothing more goes to the candidate
-        await self._merge_canary_writes()
         return await self._learn(verdict)
 
     # -- before any risk -------------------------------------------------------
@@ -230,7 +234,7 @@ class ExperimentRun:
         candidate = await scope.enter_async_context(
             self.tools.new_candidate(self._candidate_failed))
         try:
-            await candidate.start(path, genome.id)
+            await candidate.start(path, genome.id, self.experiment.id)
         except AgentLoadError as exc:
             return Verdict.reject(f"failed to import in its zygote: {exc}")
         failed = await self.tools.quick_checks(path)
@@ -299,7 +303,6 @@ class ExperimentRun:
         # The last stage below 100% is where the candidate must show it is better.
         gate = max((i for i, s in enumerate(stages) if s < 1.0), default=len(stages) - 1)
         self.router.reset()
-        self.host.checkpoints_paused = True  # the canary journals into the same WAL
         for index, share in enumerate(stages):
             experiment.enter(Stage.CANARY, f"{share:.0%} of real traffic", share=share)
             if index == 0:
@@ -392,12 +395,15 @@ class ExperimentRun:
         experiment.enter(Stage.VALIDATION, "promoting: hot reload to the candidate")
         self.router.reset()
         await candidate.drain(host.config.request_deadline)
+        applied = await candidate.promote_writes(f"promoted by experiment {experiment.id}")
+        if applied is not None:
+            experiment.event("writes", f"the canary's {applied.writes} writes applied to "
+                             "the agent's memory")
         await candidate.close()
         host.trust(experiment.candidate_version)
         await self.tools.ledger.promoted(experiment)
         await host.reload(self._path, experiment.candidate_version,
                           f"promoted by experiment {experiment.id}")
-        host.checkpoints_paused = False
         _discard(self.samples)  # what came from the canary after it was decided
         self.router.use(Watch(host, experiment.candidate_version, self.offer))
         return None
@@ -436,16 +442,15 @@ class ExperimentRun:
         return Verdict.promote(f"{why}; validated over {self._watched} requests: "
                                f"{experiment.describe_tests()}")
 
-    async def _merge_canary_writes(self) -> None:
-        """After a canary the main never applied the canary's writes: reload it from the vault."""
-        host = self.host
-        if not host.checkpoints_paused:
+    def _keep_canary_writes(self, verdict: Verdict) -> None:
+        """Not promoted: the canary's writes stay out of the agent's memory, quarantined."""
+        if verdict.status == "promoted" or self._candidate is None:
             return
-        # On failure the main keeps serving; its next restart restores from the vault.
-        with contextlib.suppress(ProjectOError, OSError):
-            await host.reload(host.config.agent, host.version,
-                              f"merge the writes of experiment {self.experiment.id}")
-        host.checkpoints_paused = False
+        kept = self._candidate.quarantine_writes(f"{verdict.status}: {verdict.reason}")
+        if kept is not None and kept.writes:
+            self.experiment.event(
+                "quarantined", f"the canary's {kept.writes} writes kept apart as {kept.id}: "
+                f"`project-o vault quarantine apply {kept.id}` applies them")
 
     def _candidate_failed(self, reason: str) -> None:
         self.offer(Failed(reason))

@@ -2,7 +2,7 @@
 
 ::
 
-    main / canary ── wal_entry {id, operation, data} ──► Journal.write
+    main ─────────── wal_entry {id, operation, data} ──► Journal.write
                                                             │ the WAL's committer thread
                                                             │ writes (and fsyncs): not the loop
                    ◄── wal_ack {id, sequence} ──────────────┤
@@ -13,8 +13,11 @@
     main ── checkpoint {state, last_sequence} ──► Journal.checkpoint ──► checkpoint_ack
     Journal.restore(instance, follow=...) ──► restore {checkpoint, entries, last_sequence}
 
-The main, its standby and a canary all go through one :class:`Journal`
-(a shadow acks into a :class:`ShadowJournal` that never reaches the vault).
+The main and its standby go through one :class:`Journal`. A canary's
+writes are durable too, but kept apart in an overlay
+(:class:`OverlayJournal`, :mod:`project_o.vault.quarantine`): they reach
+the agent's WAL only if the canary is promoted. A shadow acks into a
+:class:`ShadowJournal` that never reaches the disk.
 A write is acknowledged only once the vault has it (fsynced; in batch
 durability, written). When the vault fails
 (:class:`~project_o.errors.WALFatalError`: a write or fsync error, after
@@ -41,17 +44,18 @@ from typing import Any, Final
 
 import msgpack
 
-from project_o.errors import WALFatalError
+from project_o.errors import InvalidArgument, WALFatalError
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
 from project_o.supervisor.instance_start import send_restore
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
+from project_o.vault.quarantine import Overlay
 from project_o.vault.vault import RestorePoint
 from project_o.vault.wal_record import pack_payload
 from project_o.wire import Message, MessageType
 from project_o.wire.framing import encode_forwarded_frame
 
-__all__ = ["MAX_OPERATION_LENGTH", "VAULT_FAILURE", "Journal", "ShadowJournal"]
+__all__ = ["MAX_OPERATION_LENGTH", "VAULT_FAILURE", "Journal", "OverlayJournal", "ShadowJournal"]
 
 #: operation names an instance may journal (anything else is a violation)
 MAX_OPERATION_LENGTH: Final = 128
@@ -76,9 +80,6 @@ class Journal:
         self.restore_lock = asyncio.Lock()
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
-        #: set while a canary journals into the same WAL as the main: a checkpoint of
-        #: the main's state would claim to cover the canary's writes, which it lacks
-        self.checkpoints_paused = False
 
     # -- writes ---------------------------------------------------------
 
@@ -153,9 +154,6 @@ class Journal:
         """Write the state ``instance`` sent as a checkpoint, then acknowledge it."""
         data = message.data
         state, covered = data.get("state"), data.get("last_sequence")
-        if self.checkpoints_paused:
-            instance.notify("checkpoint_sent", message)
-            return
         if not isinstance(state, dict) or not isinstance(covered, int) or not (
             0 <= covered <= self.vault.last_sequence
         ):
@@ -193,6 +191,33 @@ class ShadowJournal:
         self.sequence += 1
         self.entries.append((self.sequence, *entry))
         await _ack(instance, message, self.sequence)
+
+
+class OverlayJournal:
+    """A canary's journal: each write durable in its overlay before it is acknowledged.
+
+    ``in_flight()`` names the requests the canary is serving, to tag each
+    write with the requests that made it.
+    """
+
+    def __init__(self, overlay: Overlay, in_flight: Callable[[], list[str]]) -> None:
+        self.overlay = overlay
+        self._in_flight = in_flight
+
+    async def write(self, instance: InstanceHandle, message: Message) -> None:
+        """Append one ``wal_entry`` to the overlay; ack it once durable."""
+        entry = _entry(instance, message)
+        if entry is None:
+            return
+        try:
+            sequence = await self.overlay.append(*entry, self._in_flight())
+        except WALFatalError as exc:
+            instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
+            return
+        except InvalidArgument as exc:  # e.g. a record over the WAL's size limit
+            instance.kill(f"protocol violation: {exc}")
+            return
+        await _ack(instance, message, sequence)
 
 
 def _entry(instance: InstanceHandle, message: Message) -> tuple[str, Any] | None:

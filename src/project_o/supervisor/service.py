@@ -46,6 +46,7 @@ from project_o.supervisor.events import EventLog
 from project_o.supervisor.evolution_control import EvolutionControl
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.parts import Part
+from project_o.supervisor.quarantine_control import QuarantineControl
 from project_o.supervisor.routing import Router
 from project_o.supervisor.spec import ChildSpec, EventKind, Strategy
 from project_o.supervisor.startup import (
@@ -101,6 +102,7 @@ class Supervisor:
         self.host: AgentHost | None = None
         self.router: Router | None = None
         self.evolution: EvolutionControl | None = None
+        self.quarantine: QuarantineControl | None = None
         self.gateway: Front | None = None
         self.meter = SupervisorMetrics()
         self._stop = asyncio.Event()
@@ -166,6 +168,21 @@ class Supervisor:
         """Every experiment, newest first."""
         assert self.evolution is not None
         return await self.evolution.ledger.list()
+
+    async def overlays(self) -> dict[str, Any]:
+        """The overlays of canary writes (``GET /v1/quarantine``)."""
+        assert self.quarantine is not None
+        return await self.quarantine.overlays()
+
+    async def overlay(self, overlay_id: str) -> dict[str, Any]:
+        """One overlay and its writes (``GET /v1/quarantine/{id}``)."""
+        assert self.quarantine is not None
+        return await self.quarantine.overlay(overlay_id)
+
+    async def apply_overlay(self, overlay_id: str) -> dict[str, Any]:
+        """Apply quarantined canary writes (``POST /v1/quarantine/{id}/apply``)."""
+        assert self.quarantine is not None
+        return await self.quarantine.apply(overlay_id)
 
     def metrics(self) -> MetricsText:
         """Prometheus text for `GET /metrics`."""
@@ -325,6 +342,7 @@ class Supervisor:
         await asyncio.to_thread(evolution.ledger.abort_leftovers)
         await evolution.start()
         self.router, self.evolution = router, evolution
+        self.quarantine = QuarantineControl(vault, host, events)
         host.listen_intents(evolution.on_intent)
         return Part(evolution, stop=evolution.stop, failure=evolution.failed)
 

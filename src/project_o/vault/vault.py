@@ -6,6 +6,7 @@
       wal/<first sequence, 20 digits>.wal      every acknowledged write, in order
       checkpoints/<uuid>.ockpt                  full snapshots (newest `keep` kept)
       catalog.sqlite                            versions, experiments, feedback, events
+      quarantine/<id>/                          canaries' writes not (yet) applied
 
     append(op, data) ──► WAL ──fsync──► sequence returned (sync mode)
     checkpoint(state) ──► flush WAL ─► write .ockpt (no WAL lock held) ─► truncate WAL
@@ -31,6 +32,7 @@ from typing import Any, Literal, Self
 from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.catalog import Catalog
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
+from project_o.vault.quarantine import Quarantine
 from project_o.vault.wal import WAL, WALEntry
 from project_o.vault.wal_record import Payload, pack_payload
 
@@ -71,6 +73,8 @@ class Vault:
         self.path = path
         self.wal = wal
         self.checkpoints = checkpoints
+        #: canaries' writes, kept apart until promotion (or applied by hand)
+        self.quarantine = Quarantine(path / "quarantine")
         self._catalog: Catalog | None = None
         self._checkpoint_lock = threading.Lock()
         self._background = concurrent.futures.ThreadPoolExecutor(

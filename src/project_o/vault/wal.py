@@ -102,6 +102,7 @@ __all__ = [
     "WALEntry",
     "WALScan",
     "scan",
+    "segment_files",
     "segment_name",
 ]
 
@@ -877,6 +878,11 @@ def _lock_directory(directory: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def segment_files(directory: Path) -> list[tuple[int, Path]]:
+    """(first sequence, path) of every segment in a WAL directory, for read-only walks."""
+    return _list_segments(directory)
 
 
 def _list_segments(directory: Path) -> list[tuple[int, Path]]:

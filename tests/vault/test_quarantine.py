@@ -1,0 +1,133 @@
+"""Overlays of canary writes: durable, listed, settled, applied only when asked."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from project_o.errors import OverlayNotApplicable, UnknownOverlay, VaultError
+from project_o.vault import Vault
+from project_o.vault.quarantine import Overlay, Quarantine
+
+
+def append_all(overlay: Overlay, writes: list[tuple[str, dict[str, object], list[str]]]) -> None:
+    async def run() -> None:
+        for operation, data, requests in writes:
+            await overlay.append(operation, data, requests)
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Vault:
+    opened = Vault.open(tmp_path / "vault")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_an_overlay_keeps_the_writes_apart_until_it_is_applied(vault: Vault) -> None:
+    vault.append("memory_set", {"key": "a", "value": "main"})
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=vault.last_sequence)
+    append_all(overlay, [("memory_set", {"key": "a", "value": "canary"}, ["r1"]),
+                         ("memory_delete", {"key": "b"}, ["r2"])])
+    assert vault.last_sequence == 1  # the agent's WAL is untouched
+    [listed] = vault.quarantine.overlays()
+    assert (listed.id, listed.status, listed.version, listed.experiment_id) == (
+        overlay.info.id, "open", "v2", "e1")
+    settled = overlay.settle("quarantined", "rolled_back: worse on latency")
+    assert (settled.status, settled.writes) == ("quarantined", 2)
+    assert vault.quarantine.get(settled.id).reason == "rolled_back: worse on latency"
+
+    applied = vault.quarantine.apply(settled.id, vault.append)
+    assert applied.status == "applied" and applied.reason == "applied by hand (2 writes)"
+    entries = [(e.operation, e.data) for e in vault.recover().entries]
+    assert entries == [("memory_set", {"key": "a", "value": "main"}),
+                       ("memory_set", {"key": "a", "value": "canary"}),
+                       ("memory_delete", {"key": "b"})]
+    with pytest.raises(OverlayNotApplicable, match="only a quarantined overlay"):
+        vault.quarantine.apply(settled.id, vault.append)  # never twice
+    assert vault.last_sequence == 3
+
+
+def test_writes_are_numbered_after_the_canarys_restore_point(vault: Vault) -> None:
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=500)
+    append_all(overlay, [("memory_set", {"key": str(i), "value": i}, []) for i in range(3)])
+    overlay.settle("quarantined", "rejected")
+    assert [w.sequence for w in vault.quarantine.writes(overlay.info.id)] == [501, 502, 503]
+
+
+def test_an_open_overlay_cannot_be_applied_and_unknown_ids_are_refused(vault: Vault) -> None:
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=0)
+    with pytest.raises(OverlayNotApplicable, match="is open"):
+        vault.quarantine.apply(overlay.info.id, vault.append)
+    overlay.close()
+    for bad in ("nope", "../wal", ""):
+        with pytest.raises(UnknownOverlay):
+            vault.quarantine.get(bad)
+
+
+def test_a_torn_tail_is_an_unacknowledged_write_but_damage_inside_is_an_error(
+        vault: Vault) -> None:
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=0)
+    append_all(overlay, [("memory_set", {"key": str(i), "value": i}, []) for i in range(3)])
+    overlay.settle("quarantined", "rolled back")
+    [segment] = sorted((overlay.directory / "wal").iterdir())
+    intact = segment.read_bytes()
+    segment.write_bytes(intact + b"\x00\x00\x01\x00\x85partial")  # a write cut mid-record
+    assert len(list(vault.quarantine.writes(overlay.info.id))) == 3
+    damaged = bytearray(intact)
+    damaged[len(intact) // 2] ^= 0xFF  # inside the second record: not a torn tail
+    segment.write_bytes(bytes(damaged))
+    with pytest.raises(VaultError, match=f"overlay {overlay.info.id}"):
+        list(vault.quarantine.writes(overlay.info.id))
+
+
+CHILD = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from project_o.vault.quarantine import Quarantine
+
+    async def main():
+        overlay = Quarantine(Path(sys.argv[1])).create("v2", "e1", base_sequence=10)
+        n = 0
+        while True:
+            sequence = await overlay.append("memory_set", {"key": f"k{n}", "value": n},
+                                            [f"r{n}"])
+            print(sequence, flush=True)
+            n += 1
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_kill_9_mid_canary_loses_no_acknowledged_write_and_the_next_start_quarantines(
+        tmp_path: Path, seed: int) -> None:
+    directory = tmp_path / "quarantine"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(directory)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    acked = [int(child.stdout.readline())]  # it is writing
+    time.sleep(random.Random(seed).uniform(0.0, 0.2))
+    child.send_signal(signal.SIGKILL)
+    acked += [int(line) for line in child.stdout.read().split()]
+    child.wait()
+    quarantine = Quarantine(directory)
+    [settled] = quarantine.settle_open("supervisor restarted mid-experiment")
+    assert settled.status == "quarantined"
+    writes = list(quarantine.writes(settled.id))
+    assert [w.sequence for w in writes] == list(range(11, 11 + len(writes)))
+    assert set(acked) <= {w.sequence for w in writes}  # every acknowledged write survived
+    assert settled.writes == len(writes) >= len(acked)
+    for write in writes:
+        n = write.sequence - 11
+        assert (write.data, write.requests) == ({"key": f"k{n}", "value": n}, [f"r{n}"])
