@@ -12,13 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.supervisor.harness import FAST_HEARTBEAT, TOKEN, Stack
+from tests.supervisor import test_evolution_e2e as evolution_e2e
+from tests.supervisor.harness import TOKEN, Stack
 from tests.supervisor.test_evolution_e2e import BASE, FAST_STATS, FINISHED, PLAIN, experiment
 
 DELETING = BASE.replace("DELAY = 0.01", "DELAY = 0.0").replace(PLAIN, (
@@ -26,14 +23,7 @@ DELETING = BASE.replace("DELAY = 0.01", "DELAY = 0.0").replace(PLAIN, (
     '    if request.get("phase") == 2:\n'
     '        raise RuntimeError("broken in the canary")\n' + PLAIN))
 
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    agent = tmp_path / "evolving_agent.py"
-    agent.write_text(BASE)
-    running = Stack(tmp_path / "vault", ["--agent", str(agent), *FAST_HEARTBEAT])
-    yield running
-    running.stop()
+stack = evolution_e2e.stack  # the fixture: a supervisor serving BASE
 
 
 def run_until_rolled_back(stack: Stack, experiment_id: str) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from project_o.gateway.models import (
     SubmitRequest,
     VersionsReply,
 )
-from project_o.gateway.problems import APIError, install_error_handlers
+from project_o.gateway.problems import install_error_handlers, service_method
 from project_o.gateway.quarantine_routes import quarantine_routes
 from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
 from project_o.supervisor.api import AgentService, RequestResult
@@ -331,10 +331,7 @@ def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
                        responses=_V1_ERRORS, tags=["evolution"])
 
     def arbiter(name: str) -> Any:
-        method = getattr(service, name, None)
-        if method is None:
-            raise APIError(501, "NotImplemented", "this service runs no evolution experiments")
-        return method
+        return service_method(service, name, "this service runs no evolution experiments")
 
     @router.post("/experiments", status_code=201, response_model=ExperimentSummary,
                  responses={**_EXPERIMENT_ERRORS, **_EXPERIMENT_LINKS},

@@ -59,6 +59,14 @@ class APIError(StarletteHTTPException):
         self.extra = extra
 
 
+def service_method(service: object, name: str, missing: str) -> Any:
+    """The service's method ``name``, or a 501 saying ``missing`` (an optional capability)."""
+    method = getattr(service, name, None)
+    if method is None:
+        raise APIError(501, "NotImplemented", missing)
+    return method
+
+
 def error_body(error_type: str, message: str, **extra: Any) -> dict[str, Any]:
     """The JSON every error answer carries."""
     return {"error": {"type": error_type, "message": message, **extra}}

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from project_o.gateway.auth import BearerAuth
-from project_o.gateway.problems import APIError
+from project_o.gateway.problems import service_method
 from project_o.supervisor.api import AgentService
 
 __all__ = ["quarantine_routes"]
@@ -30,10 +30,7 @@ def quarantine_routes(service: AgentService, auth: BearerAuth,
                        responses=responses, tags=["quarantine"])
 
     def call(name: str) -> Any:
-        method = getattr(service, name, None)
-        if method is None:
-            raise APIError(501, "NotImplemented", "this service keeps no canary overlays")
-        return method
+        return service_method(service, name, "this service keeps no canary overlays")
 
     @router.get("", response_model=dict[str, Any], operation_id="list_overlays")
     async def list_overlays() -> dict[str, Any]:
