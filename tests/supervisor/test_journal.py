@@ -239,12 +239,28 @@ async def test_a_checkpoint_is_written_acked_and_remembered(vault: Vault) -> Non
 async def test_a_paused_journal_writes_no_checkpoint_but_answers(vault: Vault) -> None:
     journal = journal_of(vault)
     main = FakeInstance()
-    journal.checkpoints_paused = True
-    done = main.waiter("checkpoint_sent")
-    await journal.checkpoint(main, Message("checkpoint", {"id": "c1", "state": {},
-                                                          "last_sequence": 0}))
+    async with journal.pause_checkpoints():
+        assert journal.checkpoints_paused
+        done = main.waiter("checkpoint_sent")
+        await journal.checkpoint(main, Message("checkpoint", {"id": "c1", "state": {},
+                                                              "last_sequence": 0}))
     assert done.done() and main.of_type("checkpoint_ack") == []
     assert journal.last_checkpoint is None and vault.recover().checkpoint is None
+
+
+@async_test
+async def test_checkpoints_are_written_again_once_every_pause_has_ended(vault: Vault) -> None:
+    journal = journal_of(vault)
+    main = FakeInstance()
+    async with journal.pause_checkpoints():
+        async with journal.pause_checkpoints():
+            pass
+        assert journal.checkpoints_paused  # pauses nest: the outer one still holds
+    assert not journal.checkpoints_paused
+    await journal.checkpoint(main, Message("checkpoint", {"id": "c2", "state": {},
+                                                          "last_sequence": 0}))
+    [ack] = main.of_type("checkpoint_ack")
+    assert ack["id"] == "c2" and journal.last_checkpoint is not None
 
 
 @pytest.mark.parametrize("data", [

@@ -81,7 +81,7 @@ class CandidateHost:
     async def start(self, agent: Path, version: str) -> None:
         """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
         self.version = version
-        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.zygote_env())
+        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env())
 
     async def spawn(self, role: str) -> InstanceHandle:
         """Fork the instance (replacing any previous one) and restore it from the vault."""

@@ -75,10 +75,12 @@ __all__ = [
     "CHECKPOINT_TIMEOUT",
     "ERROR_RATE_LIMIT",
     "Candidate",
+    "CheckpointJournal",
     "ExperimentRun",
     "ExperimentTools",
     "Ledger",
-    "PromotingHost",
+    "MainSlot",
+    "Reloader",
 ]
 
 #: how long the main may take to acknowledge the checkpoint taken before risk
@@ -91,26 +93,28 @@ GUARDRAIL_MIN_SAMPLES = 10
 REGRESSION_MARGIN = 0.1
 
 
-class PromotingHost(ServingHost, Protocol):
-    """What an experiment needs of the agent host (:class:`~.agent_host.AgentHost` is one)."""
-
-    #: set while a canary journals into the main's WAL (the host skips checkpoints)
-    checkpoints_paused: bool
-
-    @property
-    def config(self) -> SupervisorConfig: ...
+class MainSlot(Protocol):
+    """Where the main is (the host's :class:`~.instance_pool.InstancePool`)."""
 
     @property
     def main(self) -> InstanceHandle | None: ...
+
+
+class CheckpointJournal(Protocol):
+    """Checkpoints of the main (the host's :class:`~.journal.Journal`)."""
 
     @property
     def last_checkpoint(self) -> dict[str, Any] | None: ...
 
     async def request_checkpoint(self, instance: InstanceHandle, timeout: float) -> None: ...
 
-    async def reload(self, agent: Path, version: str, reason: str) -> None: ...
+    def pause_checkpoints(self) -> contextlib.AbstractAsyncContextManager[None]: ...
 
-    def trust(self, version: str) -> None: ...
+
+class Reloader(Protocol):
+    """Serves another version, memory intact (the host's :class:`~.hot_reload.HotReload`)."""
+
+    async def reload(self, agent: Path, version: str, reason: str) -> None: ...
 
 
 class Candidate(CandidateRoute, Protocol):
@@ -140,9 +144,19 @@ class Ledger(Protocol):
 
 @dataclass
 class ExperimentTools:
-    """What a run works with, injected (as DEAP hands ``eaSimple`` its toolbox)."""
+    """What a run works with, injected (as DEAP hands ``eaSimple`` its toolbox).
 
-    host: PromotingHost
+    The agent host's parts come one by one: the run asks each for what it
+    holds (the main's request path, its slot, its journal, its reloads).
+    """
+
+    #: the main's request path (routing sends the baseline's share there)
+    serving: ServingHost
+    pool: MainSlot
+    journal: CheckpointJournal
+    reloads: Reloader
+    #: the served agent's path (``config.agent``) and the request deadline
+    config: SupervisorConfig
     router: Router
     #: makes the candidate's processes; given the guardrail to call when it fails
     new_candidate: Callable[[Callable[[str], None]], Candidate]
@@ -160,7 +174,8 @@ class ExperimentRun:
 
     def __init__(self, experiment: Experiment, genome: Genome, tools: ExperimentTools) -> None:
         self.experiment, self.genome, self.tools = experiment, genome, tools
-        self.host, self.router = tools.host, tools.router
+        self.serving, self.router = tools.serving, tools.router
+        self.config = tools.config
         self.samples: asyncio.Queue[Sample] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         #: None once the genome passed validation, else the verdict
@@ -174,6 +189,10 @@ class ExperimentRun:
         self._tasks: asyncio.TaskGroup | None = None
         #: the agent and version the host served before the promotion
         self._previous = (Path(), "")
+        #: holds the journal's checkpoint pause from the canary until its writes are merged
+        self._paused = contextlib.AsyncExitStack()
+        #: a canary journaled into the main's WAL and the main has not reloaded since
+        self._unmerged = False
 
     def offer(self, sample: Sample) -> None:
         """One more sample (never blocks: the queue is unbounded)."""
@@ -184,6 +203,10 @@ class ExperimentRun:
 
         Each step returns None to go on, or the verdict that ends the experiment.
         """
+        async with self._paused:  # released at the latest once the canary's writes are merged
+            return await self._run()
+
+    async def _run(self) -> Verdict:
         try:
             async with contextlib.AsyncExitStack() as scope:  # the candidate, its tasks
                 verdict = (self._validate()
@@ -215,12 +238,12 @@ class ExperimentRun:
         return None
 
     async def _checkpoint(self) -> Verdict | None:
-        main = self.host.main
+        main, journal = self.tools.pool.main, self.tools.journal
         if main is None or not main.alive:
             return Verdict.reject("no main instance to checkpoint before risk")
-        await self.host.request_checkpoint(main, CHECKPOINT_TIMEOUT)
+        await journal.request_checkpoint(main, CHECKPOINT_TIMEOUT)
         self.experiment.event("checkpoint", f"state checkpointed and acknowledged "
-                              f"({self.host.last_checkpoint})")
+                              f"({journal.last_checkpoint})")
         return None
 
     async def _launch(self, scope: contextlib.AsyncExitStack) -> Verdict | None:
@@ -250,7 +273,7 @@ class ExperimentRun:
         self.router.reset()
         candidate = self._live_candidate
         if kind is None:  # when cancelled, nobody waits for answers
-            await candidate.drain(self.host.config.request_deadline)
+            await candidate.drain(self.config.request_deadline)
         await candidate.close()  # comparisons still waiting on it end now
         return False
 
@@ -283,8 +306,8 @@ class ExperimentRun:
         await candidate.spawn(SHADOW)
         assert self._tasks is not None
         self.router.use(self._split(candidate, spec.share) if spec.mode == "split" else
-                        Mirror(self.host, candidate, share=spec.share,
-                               deadline_s=self.host.config.request_deadline,
+                        Mirror(self.serving, candidate, share=spec.share,
+                               deadline_s=self.config.request_deadline,
                                rng=self.tools.rng, report=self.offer, tasks=self._tasks,
                                clock=self.tools.clock))
         verdict = await self._collect(Stage.SHADOW, self._stage_filled)
@@ -299,7 +322,10 @@ class ExperimentRun:
         # The last stage below 100% is where the candidate must show it is better.
         gate = max((i for i, s in enumerate(stages) if s < 1.0), default=len(stages) - 1)
         self.router.reset()
-        self.host.checkpoints_paused = True  # the canary journals into the same WAL
+        # The canary journals into the main's WAL: no checkpoint of the main's state
+        # until the main has those writes too (a reload from the vault).
+        await self._paused.enter_async_context(self.tools.journal.pause_checkpoints())
+        self._unmerged = True
         for index, share in enumerate(stages):
             experiment.enter(Stage.CANARY, f"{share:.0%} of real traffic", share=share)
             if index == 0:
@@ -331,8 +357,8 @@ class ExperimentRun:
         return None
 
     def _split(self, candidate: Candidate, share: float) -> Split:
-        return Split(self.host, candidate, share=share,
-                     deadline_s=self.host.config.request_deadline, rng=self.tools.rng,
+        return Split(self.serving, candidate, share=share,
+                     deadline_s=self.config.request_deadline, rng=self.tools.rng,
                      report=self.offer, clock=self.tools.clock)
 
     def _stage_filled(self) -> bool:
@@ -387,19 +413,19 @@ class ExperimentRun:
 
     async def _promote(self) -> Verdict | None:
         """Hot reload of the host to the candidate: memory intact (checkpoint + WAL)."""
-        experiment, host, candidate = self.experiment, self.host, self._live_candidate
-        self._previous = (host.config.agent, host.version)
+        experiment, candidate = self.experiment, self._live_candidate
+        self._previous = (self.config.agent, self.serving.version)
         experiment.enter(Stage.VALIDATION, "promoting: hot reload to the candidate")
         self.router.reset()
-        await candidate.drain(host.config.request_deadline)
+        await candidate.drain(self.config.request_deadline)
         await candidate.close()
-        host.trust(experiment.candidate_version)
+        self.serving.answers.trust(experiment.candidate_version)
         await self.tools.ledger.promoted(experiment)
-        await host.reload(self._path, experiment.candidate_version,
-                          f"promoted by experiment {experiment.id}")
-        host.checkpoints_paused = False
+        await self.tools.reloads.reload(self._path, experiment.candidate_version,
+                                        f"promoted by experiment {experiment.id}")
+        await self._checkpoints_resume()  # the promoted main restored every write
         _discard(self.samples)  # what came from the canary after it was decided
-        self.router.use(Watch(host, experiment.candidate_version, self.offer))
+        self.router.use(Watch(self.serving, experiment.candidate_version, self.offer))
         return None
 
     async def _validation_window(self) -> Verdict | None:
@@ -408,7 +434,7 @@ class ExperimentRun:
         if verdict is not None:
             self.router.reset()
             agent, version = self._previous
-            await self.host.reload(agent, version, f"rolled back: {verdict.reason}")
+            await self.tools.reloads.reload(agent, version, f"rolled back: {verdict.reason}")
         return verdict
 
     async def _watch(self) -> Verdict | None:
@@ -438,14 +464,18 @@ class ExperimentRun:
 
     async def _merge_canary_writes(self) -> None:
         """After a canary the main never applied the canary's writes: reload it from the vault."""
-        host = self.host
-        if not host.checkpoints_paused:
+        if not self._unmerged:
             return
         # On failure the main keeps serving; its next restart restores from the vault.
         with contextlib.suppress(ProjectOError, OSError):
-            await host.reload(host.config.agent, host.version,
-                              f"merge the writes of experiment {self.experiment.id}")
-        host.checkpoints_paused = False
+            await self.tools.reloads.reload(
+                self.config.agent, self.serving.version,
+                f"merge the writes of experiment {self.experiment.id}")
+        await self._checkpoints_resume()
+
+    async def _checkpoints_resume(self) -> None:
+        self._unmerged = False
+        await self._paused.aclose()
 
     def _candidate_failed(self, reason: str) -> None:
         self.offer(Failed(reason))

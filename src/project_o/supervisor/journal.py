@@ -36,7 +36,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import msgpack
@@ -76,9 +76,10 @@ class Journal:
         self.restore_lock = asyncio.Lock()
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
-        #: set while a canary journals into the same WAL as the main: a checkpoint of
-        #: the main's state would claim to cover the canary's writes, which it lacks
-        self.checkpoints_paused = False
+        #: pauses held (pause_checkpoints): while a canary journals into the same WAL as
+        #: the main, a checkpoint of the main's state would claim to cover the canary's
+        #: writes, which the main lacks
+        self._pauses = 0
 
     # -- writes ---------------------------------------------------------
 
@@ -148,6 +149,25 @@ class Journal:
         done = instance.waiter("checkpoint_sent")
         await instance.send(Message("checkpoint", {"id": uuid.uuid4().hex}))
         await asyncio.wait_for(done, timeout)
+
+    @contextlib.asynccontextmanager
+    async def pause_checkpoints(self) -> AsyncIterator[None]:
+        """Inside, checkpoints the main sends are acknowledged but not written.
+
+        For a canary journaling into the main's WAL: the main's state lacks
+        the canary's writes, so a checkpoint of it would lose them. Leave
+        once the main has them too (a reload from the vault). Pauses nest.
+        """
+        self._pauses += 1
+        try:
+            yield
+        finally:
+            self._pauses -= 1
+
+    @property
+    def checkpoints_paused(self) -> bool:
+        """Whether a :meth:`pause_checkpoints` block is open."""
+        return self._pauses > 0
 
     async def checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the state ``instance`` sent as a checkpoint, then acknowledge it."""
