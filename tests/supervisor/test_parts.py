@@ -91,12 +91,13 @@ def test_each_part_that_fails_to_start_has_its_own_exit_status() -> None:
         ("vault", VaultError("locked"), EXIT_VAULT_UNAVAILABLE),
         ("gateway", GatewayError("cannot listen on 127.0.0.1:1: in use"), EXIT_PORT_UNAVAILABLE),
         ("agent", AgentLoadError("importing a.py raised SyntaxError"), EXIT_AGENT_BROKEN),
-        ("arbiter", RuntimeError("catalog"), EXIT_START_FAILED),
+        ("evolution", RuntimeError("catalog"), EXIT_START_FAILED),
     ]
     for child, exc, status in cases:
         failure = start_failure(child, exc)
         assert failure.exit_code == status
-        assert str(failure).startswith(f"cannot start the {child}: ")
+        name = "evolution control" if child == "evolution" else child
+        assert str(failure).startswith(f"cannot start the {name}: ")
     told = StartupError("already said", 66)
     assert start_failure("agent", told) is told
 

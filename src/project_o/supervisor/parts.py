@@ -1,4 +1,4 @@
-"""The supervisor's parts (vault, agent host, arbiter, gateway) as children of its tree.
+"""The supervisor's parts (vault, agent host, evolution control, gateway) as children of its tree.
 
 A :class:`Part` adapts something that lives inside the supervisor's own
 event loop to the :class:`~project_o.supervisor.spec.Child` protocol::
