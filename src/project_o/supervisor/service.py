@@ -31,7 +31,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from project_o.errors import UnknownRequest, VaultError
+from project_o.errors import GatewayError, UnknownRequest, VaultError
 from project_o.evolution.perception import Thresholds
 from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
 from project_o.supervisor.api import (
@@ -79,6 +79,9 @@ class Front(Protocol):
     def port(self) -> int: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    def ended(self) -> asyncio.Future[None]:
+        """Resolves when it stops serving (with the error, if one ended it)."""
+        ...
 
 
 #: builds the front that serves ``service``, once its agent host is up
@@ -337,7 +340,10 @@ class Supervisor:
         await gateway.start()
         self.gateway = gateway
         self._write_state_file()
-        return Part(gateway, stop=gateway.stop)
+        # A server that stops serving on its own is a failed part: the tree sees it.
+        gone: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        gateway.ended().add_done_callback(lambda ended: _settle(gone, _why_gone(ended)))
+        return Part(gateway, stop=gateway.stop, failure=gone)
 
     def _live_state(self) -> LiveState | None:
         host, vault = self.host, self.vault
@@ -376,6 +382,16 @@ def _reporting_start(
         except Exception as exc:
             raise start_failure(child_id, exc) from exc
     return reporting
+
+
+def _why_gone(ended: asyncio.Future[None]) -> BaseException:
+    error = None if ended.cancelled() else ended.exception()
+    return GatewayError(f"the gateway stopped serving{f': {error}' if error else ''}")
+
+
+def _settle(future: asyncio.Future[BaseException], error: BaseException) -> None:
+    if not future.done():
+        future.set_result(error)
 
 
 def _heart_pid() -> int | None:
