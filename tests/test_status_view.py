@@ -25,7 +25,7 @@ def _status() -> dict[str, object]:
                  {"id": "zygote", "pid": 200, "status": "running"},
                  {"id": "main", "pid": 201, "status": "running", "instance_id": "main-1"},
              ]},
-            {"id": "arbiter", "status": "running", "restarts": 0},
+            {"id": "evolution", "status": "running", "restarts": 0},
             {"id": "gateway", "status": "running", "restarts": 0},
         ]},
         "events": [{"ts": now, "kind": "takeover", "subject": "standby-2", "reason": "r"}],
@@ -43,7 +43,7 @@ def test_the_tree_is_printed_part_by_part_with_the_agent_s_processes() -> None:
             in lines)
     assert "zygote (running) pid 200" in lines
     assert any(line.startswith("main     pid 201") for line in lines)
-    assert "arbiter (running)" in lines and "gateway (running)" in lines
+    assert "evolution (running)" in lines and "gateway (running)" in lines
     assert "takeover" in text
 
 

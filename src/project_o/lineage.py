@@ -52,7 +52,7 @@ __all__ = [
 #: the catalog's file name inside a vault (see project_o.vault)
 CATALOG_FILE = "catalog.sqlite"
 
-#: status -> (mark, rich style); statuses written by the supervisor and the arbiter
+#: status -> (mark, rich style); statuses written by the supervisor and its experiments
 STATUS_STYLES: dict[str, tuple[str, str]] = {
     "serving": ("●", "bold green"),
     "main": ("●", "bold green"),

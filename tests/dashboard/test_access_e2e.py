@@ -133,10 +133,10 @@ def login_url_for(stack: Stack) -> str:
     return base(stack) + ticket_path(stack)
 
 
-def test_approving_needs_the_header_and_reaches_the_arbiter(stack: Stack) -> None:
+def test_approving_needs_the_header_and_reaches_the_evolution_control(stack: Stack) -> None:
     cookies = {COOKIE_NAME: login_cookie(base(stack), TOKEN)}
     url = f"{base(stack)}/ui/api/experiments/no-such-experiment/approve"
     assert httpx.post(url, cookies=cookies).status_code == 403
     answered = httpx.post(url, cookies=cookies, headers={CSRF_HEADER: "1"})
-    assert answered.status_code == 404  # past the guard: the arbiter knows no such experiment
+    assert answered.status_code == 404  # past the guard: the evolution control knows no such experiment
     assert answered.json()["error"]["type"] == "UnknownExperiment"

@@ -50,7 +50,7 @@ def test_a_proposed_experiment_is_approved_from_the_page(
     page.page.evaluate("location.hash = '#experiments'")
     page.page.locator("#experiments-list tr", has_text=proposed["experiment_id"][:12]).click()
     page.page.locator("#approve").click()
-    page.page.wait_for_function(  # the status pill, redrawn from the arbiter's answer
+    page.page.wait_for_function(  # the status pill, redrawn from the evolution control's answer
         "() => { const pill = document.querySelector('#experiment-detail .stats .pill');"
         " return pill && pill.textContent !== 'proposed'; }", timeout=30_000)
     page.screenshot(tmp_path, "approved")

@@ -55,6 +55,18 @@ async def test_port_zero_picks_a_free_port_and_reports_it() -> None:
     assert refuses_connections(server.port)
 
 
+async def test_ended_resolves_once_serving_ends() -> None:
+    server = GatewayServer(make_app(), port=0)
+    with pytest.raises(GatewayError, match="not started"):
+        server.ended()
+    await server.start()
+    ended = server.ended()
+    assert await healthz(server.url) == 200
+    assert not ended.done()  # serving
+    await server.aclose()
+    assert ended.done() and ended.result() is None
+
+
 async def test_two_servers_in_one_loop_get_different_ports() -> None:
     async with (
         GatewayServer(make_app(), port=0) as first,

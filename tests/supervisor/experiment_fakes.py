@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from project_o.errors import AgentLoadError, RequestFailed
+from project_o.supervisor.answers import AnswerBook
 from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.experiment import Experiment, Verdict
@@ -73,9 +74,28 @@ class FakeInstance:
     alive: bool = True
 
 
+class RecordingAnswers(AnswerBook):
+    """The real answer book, remembering which versions it was told to trust."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trusted: list[str] = []
+
+    def trust(self, version: str) -> None:
+        self.trusted.append(version)
+        super().trust(version)
+
+
 @dataclass
 class FakeHost:
-    """The agent host: answers by ``answer``, with latencies drawn around ``latency_ms``."""
+    """The agent host's parts, played by one fake: answers by ``answer``, with latencies
+    drawn around ``latency_ms``.
+
+    It is the request path (``submit``, ``version``, ``metrics``, ``answers``),
+    the pool (``main``, ``tell_main``), the journal (checkpoints and their
+    pause) and the reloads; ``dispatcher``, ``pool``, ``journal`` and
+    ``reloads`` are itself, so code handed the real host's parts finds them.
+    """
 
     config: SupervisorConfig
     clock: FakeClock
@@ -85,13 +105,28 @@ class FakeHost:
     #: versions whose requests fail (RequestFailed) once they serve
     failing: set[str] = field(default_factory=set)
     metrics: SupervisorMetrics = field(default_factory=SupervisorMetrics)
+    answers: RecordingAnswers = field(default_factory=RecordingAnswers)
     main: FakeInstance | None = field(default_factory=FakeInstance)
     last_checkpoint: dict[str, Any] | None = None
     served: list[str] = field(default_factory=list)
-    reloads: list[tuple[str, str]] = field(default_factory=list)
-    trusted: list[str] = field(default_factory=list)
-    remembered: dict[str, str] = field(default_factory=dict)
+    reloads_done: list[tuple[str, str]] = field(default_factory=list)
     told: list[Message] = field(default_factory=list)
+
+    @property
+    def dispatcher(self) -> FakeHost:
+        return self
+
+    @property
+    def pool(self) -> FakeHost:
+        return self
+
+    @property
+    def journal(self) -> FakeHost:
+        return self
+
+    @property
+    def reloads(self) -> FakeHost:
+        return self
 
     async def submit(self, payload: Any, deadline_s: float | None = None, *,
                      request_id: str | None = None,
@@ -104,22 +139,16 @@ class FakeHost:
             raise RequestFailed("RuntimeError", "regressed", request_id=request_id)
         return RequestResult(str(request_id), answer(payload), self.version, latency)
 
-    def remember(self, request_id: str, version: str) -> None:
-        self.remembered[request_id] = version
-
     async def request_checkpoint(self, instance: Any, timeout: float) -> None:
         await turn()
         self.last_checkpoint = {"id": "1", "last_sequence": 0}
 
     async def reload(self, agent: Path, version: str, reason: str) -> None:
         await turn()
-        self.reloads.append((version, reason))
+        self.reloads_done.append((version, reason))
         self.version = version
 
-    def trust(self, version: str) -> None:
-        self.trusted.append(version)
-
-    async def send_to_main(self, message: Message) -> bool:
+    async def tell_main(self, message: Message) -> bool:
         self.told.append(message)
         return True
 

@@ -17,6 +17,7 @@ from project_o.errors import PoisonRequest, RequestFailed
 from project_o.supervisor.agent_host import AgentHost
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.events import EventLog
+from project_o.supervisor.feedback_delivery import deliver_feedback
 from project_o.wire import Message
 from tests.supervisor.fakes import (
     PENDING,
@@ -54,12 +55,12 @@ async def _settle() -> None:
 async def test_a_request_is_answered_by_the_main_and_proves_its_version() -> None:
     book = FakeBook()
     host, _ = await _host(book=book)
-    result = await host.submit({"q": 1}, request_id="r1")
+    result = await host.dispatcher.submit({"q": 1}, request_id="r1")
     assert result.output == {"echo": {"q": 1}} and result.version == "v1"
-    assert host.version_of("r1") == "v1"
+    assert host.answers.version_of("r1") == "v1"
     await _settle()
     assert book.good == ["v1"]  # once, however many answers
-    await host.submit("again")
+    await host.dispatcher.submit("again")
     await _settle()
     assert book.good == ["v1"]
     await host.stop()
@@ -69,7 +70,7 @@ async def test_a_request_is_answered_by_the_main_and_proves_its_version() -> Non
 async def test_a_main_killed_mid_request_is_taken_over_and_the_request_re_dispatched() -> None:
     host, factory = await _host(answer=lambda _id, _payload: PENDING)
     main, standby = factory.spawned
-    request = asyncio.create_task(host.submit("q", request_id="r1"))
+    request = asyncio.create_task(host.dispatcher.submit("q", request_id="r1"))
     await _settle()
     assert main.in_flight == ["r1"]
     standby.answer = lambda _id, payload: f"standby says {payload}"
@@ -77,9 +78,9 @@ async def test_a_main_killed_mid_request_is_taken_over_and_the_request_re_dispat
     main.kill("socket closed (instance exited)")
     result = await request
     assert result.output == "standby says q"
-    assert host.main is standby and standby.role == "main"
+    assert host.pool.main is standby and standby.role == "main"
     await _settle()
-    assert host.standby is not None and host.standby not in (main, standby)
+    assert host.pool.standby is not None and host.pool.standby not in (main, standby)
     kinds = [e["kind"] for e in host.events.recent()]
     assert "takeover" in kinds and "crash" in kinds
     await host.stop()
@@ -91,16 +92,16 @@ async def test_a_request_that_kills_two_instances_is_quarantined_and_others_serv
         return PENDING if payload == "poison" else payload
 
     host, _factory = await _host(answer=answer)
-    request = asyncio.create_task(host.submit("poison", request_id="p"))
+    request = asyncio.create_task(host.dispatcher.submit("poison", request_id="p"))
     for _ in range(2):
         await _settle()
-        victim = host.main
+        victim = host.pool.main
         assert victim is not None and victim.in_flight == ["p"]
         victim.kill("killed by the request")
     with pytest.raises(PoisonRequest, match="quarantined"):
         await request
     assert host.events.of_kind("quarantine")[0]["subject"] == "p"
-    assert (await host.submit("fine")).output == "fine"
+    assert (await host.dispatcher.submit("fine")).output == "fine"
     await host.stop()
 
 
@@ -108,15 +109,16 @@ async def test_a_request_that_kills_two_instances_is_quarantined_and_others_serv
 async def test_a_handler_error_is_a_failed_request_whose_version_can_be_rated() -> None:
     host, _ = await _host(answer=lambda _id, _payload: handler_error("KeyError", "k"))
     with pytest.raises(RequestFailed):
-        await host.submit("q", request_id="r1")
-    assert host.version_of("r1") == "v1"
+        await host.dispatcher.submit("q", request_id="r1")
+    assert host.answers.version_of("r1") == "v1"
     await host.stop()
 
 
 @async_test
 async def test_feedback_goes_to_the_main_hooks() -> None:
     host, _factory = await _host(answer=lambda _id, fb: [{"hook": "learn", "ok": True}])
-    assert await host.deliver_feedback({"request_id": "r1", "score": 1.0}) is None
+    assert await deliver_feedback(host.pool, {"request_id": "r1", "score": 1.0}, 5.0,
+                                  host.events) is None
     await host.stop()
 
 
@@ -140,9 +142,9 @@ async def test_an_unexpected_error_in_a_host_task_reaches_its_owner() -> None:
     async def broken_replace(*args: Any) -> None:
         raise RuntimeError("a bug in replacement")
 
-    host._replacer.replace = broken_replace  # type: ignore[method-assign]
+    host.replacer.replace = broken_replace  # type: ignore[method-assign]
     factory.spawned[0].kill("crash")
-    error = await host.failed
+    error = await host.tasks.failed
     assert isinstance(error, BaseExceptionGroup) and error.subgroup(RuntimeError) is not None
     await host.stop()
 
@@ -167,10 +169,80 @@ async def test_evolution_intents_reach_the_listener_set_after_start() -> None:
 
 
 @async_test
-async def test_send_to_main_says_whether_it_was_sent() -> None:
+async def test_tell_main_says_whether_it_was_sent() -> None:
     host, factory = await _host()
-    assert await host.send_to_main(Message("hot_reload", {}))
+    assert await host.pool.tell_main(Message("hot_reload", {}))
     assert factory.spawned[0].types_sent() == ["hot_reload"]
     factory.spawned[0].kill("gone")
-    assert not await host.send_to_main(Message("hot_reload", {}))
+    assert not await host.pool.tell_main(Message("hot_reload", {}))
     await host.stop()
+
+
+@async_test
+async def test_only_the_main_may_write_to_the_vault() -> None:
+    host, factory = await _host()
+    _main, standby = factory.spawned
+    await host.on_wal_entry(standby, Message("wal_entry", {"id": 1, "operation": "set"}))
+    assert not standby.alive
+    assert standby.death_reason == "protocol violation: standby may not write to the vault"
+    await _settle()
+    assert host.pool.standby is not None and host.pool.standby is not standby  # replaced
+    await host.stop()
+
+
+@async_test
+async def test_a_checkpoint_from_anyone_but_the_main_is_not_written() -> None:
+    host, factory = await _host()
+    _main, standby = factory.spawned
+    written: list[Any] = []
+
+    async def checkpoint(instance: Any, message: Message) -> None:
+        written.append(instance)
+
+    host.journal.checkpoint = checkpoint  # type: ignore[method-assign]
+    message = Message("checkpoint", {"state": {}, "last_sequence": 0})
+    await host.on_checkpoint(standby, message)
+    await host.on_checkpoint(host.pool.main, message)  # type: ignore[arg-type]
+    assert written == [host.pool.main]
+    await host.stop()
+
+
+@async_test
+async def test_the_tree_node_shows_the_zygote_the_instances_and_the_restart_limit() -> None:
+    host, factory = await _host(max_restarts=4, restart_period=8.0)
+    main, standby = factory.spawned
+    main.kill("crash")
+    await _settle()
+    node = host.describe_tree()
+    assert node["version"] == "v1" and node["instance_restarts"] == 1
+    assert (node["max_restarts"], node["max_seconds"]) == (4, 8.0)
+    assert [(c["id"], c["status"]) for c in node["children"]] == [
+        ("zygote", "running"), ("main", "running"), ("standby", "running")]
+    assert node["children"][1]["pid"] == standby.pid  # the standby took over
+    await host.stop()
+
+
+@async_test
+async def test_a_new_main_relays_intents_once_promoted() -> None:
+    host, factory = await _host()
+    heard: list[dict[str, Any]] = []
+
+    async def listener(intent: dict[str, Any]) -> dict[str, Any]:
+        heard.append(intent)
+        return {"experiment_id": None, "status": "ignored", "reason": ""}
+
+    host.listen_intents(listener)
+    main, standby = factory.spawned
+    main.kill("crash")
+    await _settle()
+    assert host.pool.main is standby
+    standby.notify("evolution_intent", Message("evolution_intent", {"id": 1}))
+    await _settle()
+    assert heard == [{"id": 1}] and standby.sent[-1].type == "evolution_result"
+    await host.stop()
+
+
+def test_the_host_keeps_under_fifteen_methods_each_doing_work() -> None:
+    defs = [name for name, value in vars(AgentHost).items()
+            if callable(value) or isinstance(value, property)]
+    assert len(defs) < 15, defs

@@ -76,12 +76,12 @@ class Setup:
         """A future for the next message the experiment sends the main."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
-        async def send_to_main(message: Message) -> bool:
+        async def tell_main(message: Message) -> bool:
             if not future.done():
                 future.set_result(dict(message.data))
             return True
 
-        self.host.send_to_main = send_to_main  # type: ignore[method-assign]
+        self.host.tell_main = tell_main  # type: ignore[method-assign]
         return future
 
     async def drive_until(self, decided: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:

@@ -63,8 +63,11 @@ class Rig:
         spec = ExperimentSpec.from_body({"candidate": {"source": source}, **body})
         genome = Genome({"agent.py": source}, {})
         self.experiment = Experiment("e1", spec, genome.id, BASE_VERSION, clock=self.clock)
-        tools = ExperimentTools(self.host, self.router, self._new_candidate, self.ledger,
-                                tmp_path / "versions", random.Random(3),
+        host = self.host
+        tools = ExperimentTools(serving=host, pool=host, journal=host, reloads=host,
+                                config=config, router=self.router,
+                                new_candidate=self._new_candidate, ledger=self.ledger,
+                                workdir=tmp_path / "versions", rng=random.Random(3),
                                 quick_checks=self._quick_checks, clock=self.clock)
         self.run = ExperimentRun(self.experiment, genome, tools)
         self.stages: list[str] = []
@@ -122,7 +125,7 @@ async def test_a_faster_candidate_goes_shadow_canary_promotion_and_is_promoted(
     assert "validation" in timeline
     assert rig.candidate.roles == ["shadow", "canary"]
     assert rig.host.version == rig.experiment.candidate_version
-    assert rig.host.trusted == [rig.experiment.candidate_version]
+    assert rig.host.answers.trusted == [rig.experiment.candidate_version]
     assert rig.ledger.promotions == [rig.experiment.candidate_version]
     assert rig.ledger.verdicts == [verdict]
     # The checkpoint before risk came first; the canary's writes were applied before the
@@ -145,7 +148,7 @@ async def test_a_candidate_crashing_in_the_shadow_is_rejected_and_never_serves(
     assert verdict.status == "rejected"
     assert verdict.reason == "died in the shadow: EOF on the socket; exit code 3"
     assert rig.candidate.roles == ["shadow"]
-    assert rig.host.version == BASE_VERSION and rig.host.reloads == []
+    assert rig.host.version == BASE_VERSION and rig.host.reloads_done == []
     assert not any(stage.startswith("canary") for stage in rig.stages)
     assert isinstance(rig.router.policy, MainOnly) and rig.candidate.closed
     # Decided: the stage says "done" while the candidate stops; the status follows.
@@ -171,10 +174,10 @@ async def test_a_slower_candidate_is_rolled_back_in_the_canary_and_its_writes_qu
     assert verdict.reason.startswith("worse on latency in the canary"), verdict.reason
     assert "canary-100" not in rig.stages
     # The main's memory never took the canary's writes, so it is not reloaded either.
-    assert rig.host.reloads == []
+    assert rig.host.reloads_done == []
     assert rig.candidate.writes_settled == [("quarantined", f"rolled_back: {verdict.reason}")]
     quarantined = [e for e in rig.experiment.timeline if e["event"] == "quarantined"]
-    assert len(quarantined) == 1 and "vault quarantine apply o1" in quarantined[0]["detail"]
+    assert len(quarantined) == 1 and "vault quarantine VAULT --apply o1" in quarantined[0]["detail"]
 
 
 @async_test
@@ -205,8 +208,8 @@ async def test_a_regression_after_promotion_rolls_back_to_the_baseline(tmp_path:
     verdict = await rig.drive(after_promotion=start_failing)
     assert verdict.status == "rolled_back"
     assert verdict.reason.startswith("regression after promotion: 10 errors in 10 requests")
-    assert [r[0] for r in rig.host.reloads] == [rig.experiment.candidate_version, BASE_VERSION]
-    assert rig.host.reloads[1][1].startswith("rolled back: regression after promotion")
+    assert [r[0] for r in rig.host.reloads_done] == [rig.experiment.candidate_version, BASE_VERSION]
+    assert rig.host.reloads_done[1][1].startswith("rolled back: regression after promotion")
 
 
 @async_test

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from project_o.errors import AgentLoadError, GatewayError, VaultError
+from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.parts import Part
+from project_o.supervisor.service import Supervisor
 from project_o.supervisor.spec import ChildSpec, EventKind
 from project_o.supervisor.startup import (
     EXIT_AGENT_BROKEN,
@@ -45,6 +48,63 @@ async def test_a_part_whose_failure_resolves_ends_abnormally_with_the_reason() -
     failure.set_result(OSError("fsync failed"))
     reason = await part.wait()
     assert not reason.normal and reason.detail == "fsync failed"
+
+
+@async_test
+async def test_a_part_asked_to_stop_ends_as_its_stop_does_whatever_resolves_meanwhile() -> None:
+    failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def stop() -> None:
+        failure.set_result(GatewayError("the server task ended"))  # as a stopping gateway's
+
+    part = Part("gateway", stop=stop, failure=failure)
+    part.terminate()
+    reason = await part.wait()
+    assert reason.normal and reason.detail == "shutdown"
+
+
+class FakeFront:
+    """A gateway that serves until told, or until the test ends it (its server died)."""
+
+    def __init__(self) -> None:
+        self.port = 8765
+        self.served = asyncio.get_running_loop().create_future()
+        self.stopped = False
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+        if not self.served.done():
+            self.served.set_result(None)
+
+    def ended(self) -> asyncio.Future[None]:
+        return self.served
+
+
+@async_test
+async def test_the_gateway_part_fails_when_its_server_stops_serving_on_its_own(
+        tmp_path: Path) -> None:
+    front = FakeFront()
+    config = SupervisorConfig(vault=tmp_path, agent=tmp_path / "a.py")
+    supervisor = Supervisor(config, lambda _service, _config: front)
+    part = await supervisor._start_gateway()
+    front.served.set_exception(OSError("the event loop's server socket broke"))
+    reason = await part.wait()
+    assert not reason.normal
+    assert reason.detail == "the gateway stopped serving: the event loop's server socket broke"
+    assert not front.stopped  # the tree stops what failed; the part only reports it
+
+
+@async_test
+async def test_a_gateway_stopped_by_the_tree_ends_normally(tmp_path: Path) -> None:
+    front = FakeFront()
+    config = SupervisorConfig(vault=tmp_path, agent=tmp_path / "a.py")
+    supervisor = Supervisor(config, lambda _service, _config: front)
+    part = await supervisor._start_gateway()
+    part.terminate()
+    assert (await part.wait()).normal and front.stopped
 
 
 @async_test
@@ -91,12 +151,13 @@ def test_each_part_that_fails_to_start_has_its_own_exit_status() -> None:
         ("vault", VaultError("locked"), EXIT_VAULT_UNAVAILABLE),
         ("gateway", GatewayError("cannot listen on 127.0.0.1:1: in use"), EXIT_PORT_UNAVAILABLE),
         ("agent", AgentLoadError("importing a.py raised SyntaxError"), EXIT_AGENT_BROKEN),
-        ("arbiter", RuntimeError("catalog"), EXIT_START_FAILED),
+        ("evolution", RuntimeError("catalog"), EXIT_START_FAILED),
     ]
     for child, exc, status in cases:
         failure = start_failure(child, exc)
         assert failure.exit_code == status
-        assert str(failure).startswith(f"cannot start the {child}: ")
+        name = "evolution control" if child == "evolution" else child
+        assert str(failure).startswith(f"cannot start the {name}: ")
     told = StartupError("already said", 66)
     assert start_failure("agent", told) is told
 

@@ -61,7 +61,7 @@ def test_a_rolled_back_canarys_deletions_stay_quarantined_until_applied(stack: S
     assert len(deletions) == overlay["writes"]
     assert all(w["data"] == {"key": "precious"} and len(w["requests"]) == 1 for w in deletions)
     timeline = " ".join(e["detail"] for e in final["timeline"])
-    assert f"vault quarantine apply {overlay['id']}" in timeline
+    assert f"vault quarantine VAULT --apply {overlay['id']}" in timeline
 
     # The CLI reads the same from the vault's files, no supervisor needed.
     listed = subprocess.run(

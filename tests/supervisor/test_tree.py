@@ -543,3 +543,76 @@ async def test_start_twice_and_duplicate_ids_are_refused() -> None:
             await tree.start()
     finally:
         await tree.stop()
+
+
+# -- who owns the tree's tasks ------------------------------------------------
+
+
+class InMemoryChild:
+    """A child that ends when told (or crashes at once): no process."""
+
+    def __init__(self, crash: bool = False) -> None:
+        self.ended: asyncio.Future[ExitReason] = asyncio.get_running_loop().create_future()
+        if crash:
+            self.ended.set_result(ExitReason.crashed("crashed at once"))
+
+    @property
+    def handle(self) -> object:
+        return self
+
+    async def wait(self) -> ExitReason:
+        return await asyncio.shield(self.ended)
+
+    def terminate(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(ExitReason.shutdown())
+
+    def kill(self) -> None:
+        self.terminate()
+
+
+def tree_tasks(tree: SupervisionTree) -> list[asyncio.Task[Any]]:
+    """The tasks still running that belong to ``tree`` (its monitors and its stop)."""
+    names = {f"watch {c.id}" for c in tree.which_children()} | {f"stop {tree.name}"}
+    return [t for t in asyncio.all_tasks() if t.get_name() in names and not t.done()]
+
+
+@async_test
+async def test_an_escalation_from_a_monitor_ends_the_tree_and_every_task_it_ran() -> None:
+    async def crashing() -> Child:
+        return InMemoryChild(crash=True)
+
+    async def steady() -> Child:
+        return InMemoryChild()
+
+    escalations: list[str] = []
+    tree = SupervisionTree([ChildSpec("steady", steady), ChildSpec("crashing", crashing)],
+                           max_restarts=2, max_seconds=60.0, clock=frozen_clock,
+                           on_escalate=escalations.append, name="loop")
+    await tree.start()
+    reason = await tree.wait()  # no deadlock: the monitor that escalates ends the tree
+    assert not reason.normal and reason.detail.startswith("escalated")
+    assert len(escalations) == 1
+    assert info(tree, "steady").status is ChildStatus.STOPPED
+    assert tree_tasks(tree) == []
+
+
+@async_test
+async def test_terminate_stops_in_a_task_of_the_tree_that_wait_outlives() -> None:
+    async def steady() -> Child:
+        return InMemoryChild()
+
+    tree = SupervisionTree([ChildSpec("a", steady), ChildSpec("b", steady)], name="calm")
+    await tree.start()
+    assert {t.get_name() for t in tree_tasks(tree)} == {"watch a", "watch b"}
+    tree.terminate()
+    assert (await tree.wait()).normal
+    assert tree_tasks(tree) == []
+
+
+@async_test
+async def test_a_tree_never_started_ends_at_once_when_killed() -> None:
+    tree = SupervisionTree(sleepers("a"))
+    tree.kill()
+    reason = await tree.wait()
+    assert reason.normal and reason.detail == "stopped before it was started"

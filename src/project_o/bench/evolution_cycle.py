@@ -1,4 +1,4 @@
-"""``project-o bench evolution-cycle``: how fast the arbiter tells better from worse.
+"""``project-o bench evolution-cycle``: how fast the evolution control tells better from worse.
 
 What is measured, against a real supervisor serving the demo agent
 (:mod:`project_o.demo.agent`, a ~5 ms memory search)::
@@ -15,7 +15,7 @@ What is measured, against a real supervisor serving the demo agent
     repeated      the equal case repeated REPEATS times by simulation: both arms
     equal check   resampled from the per-request latencies the load recorded from the
                   baseline, fed to evolution.stats.SequentialTest exactly as the
-                  arbiter configures it; the share decided "better" is the false
+                  evolution control configures it; the share decided "better" is the false
                   promotion rate, to compare with alpha
 
 Targets (docs/design.md, "Targets"): better and worse decided within 500 requests per arm; an

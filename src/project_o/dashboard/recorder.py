@@ -1,6 +1,6 @@
 """Each running experiment's statistics over time, kept beside the catalog.
 
-The arbiter keeps an experiment's final statistics; how its confidence
+The evolution control keeps an experiment's final statistics; how its confidence
 sequence narrowed on the way is what the dashboard samples once a second
 while it runs. The samples go to ``VAULT/dashboard/experiments/ID.jsonl``
 (one JSON line each, appended, not fsynced: a lost tail after a crash

@@ -45,7 +45,7 @@ from project_o.supervisor.api import AgentService
 __all__ = ["PAGE_HEADERS", "STATIC_DIR", "TicketRequest", "dashboard_router"]
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
-#: where the arbiter keeps the operator bandit, beside the catalog
+#: where the evolution control keeps the operator bandit, beside the catalog
 BANDIT_FILE: Final = "operators.json"
 UI_PREFIX: Final = "/ui"
 #: the page loads nothing from anywhere else, and no other site may frame it
@@ -143,7 +143,7 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
     async def events(limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
         return {"events": await asyncio.to_thread(catalog_view.events, catalog(), limit)}
 
-    async def ask_arbiter(name: str, experiment_id: str) -> dict[str, Any]:
+    async def ask_evolution(name: str, experiment_id: str) -> dict[str, Any]:
         method = getattr(service, name, None)  # a service may run no experiments at all
         if method is None:
             raise APIError(404, "UnknownExperiment", "this service runs no experiments")
@@ -152,7 +152,7 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
 
     @router.get("/api/experiments/{experiment_id}", dependencies=[Depends(guard)])
     async def experiment(experiment_id: str) -> dict[str, Any]:
-        found = await ask_arbiter("experiment", experiment_id)
+        found = await ask_evolution("experiment", experiment_id)
         points = list(hub.experiment_points.get(experiment_id, []))
         if not points:  # sampled before this supervisor started, or by another one
             points = await asyncio.to_thread(load_points, catalog().parent, experiment_id)
@@ -160,7 +160,7 @@ def _data_routes(router: APIRouter, service: AgentService, hub: LiveHub,
 
     @router.post("/api/experiments/{experiment_id}/approve", dependencies=[Depends(guard)])
     async def approve(experiment_id: str) -> dict[str, Any]:
-        return await ask_arbiter("approve_experiment", experiment_id)
+        return await ask_evolution("approve_experiment", experiment_id)
 
     @router.get("/api/bandit", dependencies=[Depends(guard)])
     async def bandit() -> dict[str, Any]:

@@ -12,7 +12,7 @@
                                   └── success? ◄── SequentialTest (mSPRT): baseline vs candidate
 
 Everything here is pure: no processes, no agent code imported or run. The
-supervisor's arbiter and the genetic algorithm build on these pieces.
+supervisor's evolution control and the genetic algorithm build on these pieces.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Agent authors declare them with ``@agent.check``::
     def answers_arithmetic(client):          # client: agent.test_client()
         assert client.call("calc 2+2")["answer"] == "2+2 = 4"
 
-The arbiter runs them after the candidate compiled, in a child of a zygote
+The supervisor's evolution control runs them after the candidate compiled, in a child of a zygote
 that imported the candidate (the one process core, :mod:`project_o.runtime.zygote`:
 scrubbed environment, the sandbox every agent-code process enters, an
 address-space limit) under a wall-clock timeout. Agent code never runs in

@@ -2,7 +2,7 @@
 
 A canary compares a *baseline* arm (the main version) with a *candidate*
 arm on one metric (latency, error rate, feedback score). Samples arrive
-one at a time and the arbiter wants a decision as soon as the data allows,
+one at a time and the supervisor's evolution control wants a decision as soon as the data allows,
 without the inflated false-positive rate of re-running a fixed-n test
 after each sample. This module implements the **mixture sequential
 probability ratio test (mSPRT) with a normal mixture**:

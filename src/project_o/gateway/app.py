@@ -330,7 +330,7 @@ def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
     router = APIRouter(prefix="/v1/evolution", dependencies=[Depends(auth)],
                        responses=_V1_ERRORS, tags=["evolution"])
 
-    def arbiter(name: str) -> Any:
+    def evolution(name: str) -> Any:
         return service_method(service, name, "this service runs no evolution experiments")
 
     @router.post("/experiments", status_code=201, response_model=ExperimentSummary,
@@ -340,28 +340,28 @@ def _evolution_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         body: Annotated[ExperimentRequest, Depends(read_experiment)],
     ) -> dict[str, Any]:
         """Test a candidate version: checkpoint, validate, shadow, canary, promote or roll back."""
-        result: dict[str, Any] = await arbiter("create_experiment")(
+        result: dict[str, Any] = await evolution("create_experiment")(
             body.model_dump(exclude_none=True))
         return result
 
     @router.get("/experiments", response_model=dict[str, Any])
     async def list_experiments() -> dict[str, Any]:
         """Every experiment, newest first."""
-        result: dict[str, Any] = await arbiter("experiments")()
+        result: dict[str, Any] = await evolution("experiments")()
         return result
 
     @router.get("/experiments/{experiment_id}", response_model=dict[str, Any],
                 responses=_EXPERIMENT_ERRORS, operation_id="get_experiment")
     async def get_experiment(experiment_id: str) -> dict[str, Any]:
         """One experiment: stage, status, samples, statistics, decision, reason, timeline."""
-        result: dict[str, Any] = await arbiter("experiment")(experiment_id)
+        result: dict[str, Any] = await evolution("experiment")(experiment_id)
         return result
 
     @router.post("/experiments/{experiment_id}/approve", response_model=ExperimentSummary,
                  responses=_EXPERIMENT_ERRORS, operation_id="approve_experiment")
     async def approve_experiment(experiment_id: str) -> dict[str, Any]:
         """Start an experiment the agent proposed with ctx.evolve (autonomy "propose")."""
-        result: dict[str, Any] = await arbiter("approve_experiment")(experiment_id)
+        result: dict[str, Any] = await evolution("approve_experiment")(experiment_id)
         return result
 
     return router

@@ -180,6 +180,19 @@ class GatewayServer:
         finally:
             sock.close()
 
+    def ended(self) -> asyncio.Future[None]:
+        """A future that resolves when serving ends: after :meth:`aclose`, or on its own.
+
+        It holds the error that ended it, if one did; whoever supervises the
+        gateway learns from it that the gateway is gone. Call after :meth:`start`.
+        """
+        task = self._task
+        if task is None:
+            raise GatewayError("the gateway is not started; start() it first")
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task.add_done_callback(lambda done: _copy_outcome(done, ended))
+        return ended
+
     async def aclose(self) -> None:
         """Stop accepting connections, finish requests in flight, and return."""
         if self._server is not None:
@@ -215,6 +228,17 @@ class GatewayServer:
             self._socket = _listening_socket(self._host, self._requested_port)
             self._bound_port = self._socket.getsockname()[1]
         return self._socket
+
+
+def _copy_outcome(task: asyncio.Task[None], ended: asyncio.Future[None]) -> None:
+    if ended.done():
+        return
+    if task.cancelled():
+        ended.set_exception(GatewayError("the gateway's server task was cancelled"))
+    elif (error := task.exception()) is not None:
+        ended.set_exception(error)
+    else:
+        ended.set_result(None)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

@@ -12,7 +12,7 @@ The supervision tree of a running Project O (``GET /v1/status`` shows it live)::
              │   ├─ zygote     agent code pre-imported, gc.freeze(), forks:
              │   ├─ main       serves traffic
              │   └─ standby    warm, tails the WAL, takes over at once
-             ├─ arbiter   EvolutionControl: experiments, shadow / canary / rollback decisions
+             ├─ evolution EvolutionControl: experiments, shadow / canary / rollback decisions
              └─ gateway   HTTP + WebSocket API, metrics (started last, stopped first)
 
 Modules:

@@ -11,21 +11,35 @@
         vault.append ──fsync──► wal_ack to main, wal_entry tail to standby
 
 The host is the agent's node of the supervision tree (agent -> zygote,
-main, standby) and is put together from parts, one concept each:
+main, standby) and is put together from parts, one concept each. The host
+wires them together and answers its instances (their writes, checkpoints
+and deaths); whoever needs a part is handed the part itself, never a host
+method that forwards to it:
 
-=========================================  ==========================================
-:class:`~.instance_pool.InstancePool`      the main and standby slots, the main's readiness
-:class:`~.instance_factory.InstanceFactory`  the zygote, forking and restoring instances
-:class:`~.replacement.Replacer`            takeover, respawn, fall back (on the death of one)
-:class:`~.restart_policy.RestartPolicy`    restart intensity (the tree's ``RestartIntensity``)
-:class:`~.hot_reload.HotReload`            serving another version without losing memory
-:class:`~.dispatch.Dispatcher`             a request's path: main, re-dispatch on a death, deadline
-:class:`~.poison.PoisonTracker`            quarantining requests that kill instance after instance
-:class:`~.answers.AnswerBook`              which version answered what (for feedback)
-:func:`~.feedback_delivery.deliver_feedback`  the agent's feedback hooks, at most once
-:func:`~.intents.relay_intents`            the main's ``ctx.evolve`` intents to the arbiter
-:class:`~.nursery.Nursery`                 owns every task the host runs (one TaskGroup)
-=========================================  ==========================================
+==================  ==========================================  ===============================
+attribute           part                                        what it does
+==================  ==========================================  ===============================
+``pool``            :class:`~.instance_pool.InstancePool`       the main and standby slots, the
+                                                                main's readiness, telling it
+``factory``         :class:`~.instance_factory.InstanceFactory`  the zygote, forking and
+                                                                restoring instances; the
+                                                                version served
+``replacer``        :class:`~.replacement.Replacer`             takeover, respawn, fall back
+``restart_policy``  :class:`~.restart_policy.RestartPolicy`     restart intensity (the tree's
+                                                                ``RestartIntensity``)
+``reloads``         :class:`~.hot_reload.HotReload`             serving another version without
+                                                                losing memory
+``dispatcher``      :class:`~.dispatch.Dispatcher`              a request's path: main,
+                                                                re-dispatch on a death,
+                                                                deadline, poison pills
+``answers``         :class:`~.answers.AnswerBook`               which version answered what
+``journal``         :class:`~.journal.Journal`                  writes, tails, checkpoints
+``tasks``           :class:`~.nursery.Nursery`                  owns every task the host runs
+==================  ==========================================  ===============================
+
+Feedback hooks run through :func:`~.feedback_delivery.deliver_feedback`
+on the pool; the main's ``ctx.evolve`` intents are relayed to the
+evolution control by :func:`~.intents.relay_intents`.
 
 When the main dies (EOF on its socket, a protocol violation, missed
 heartbeats, a blown deadline) the standby is promoted at once, requests in
@@ -47,25 +61,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from project_o.errors import (
-    ProjectOError,
-    WALFatalError,
-)
+from project_o.errors import ProjectOError, WALFatalError
 from project_o.supervisor.answers import RECENT_ANSWERS, AnswerBook
-from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.config import POISON_THRESHOLD, SupervisorConfig
 from project_o.supervisor.dispatch import Dispatcher
 from project_o.supervisor.events import EventLog
-from project_o.supervisor.feedback_delivery import deliver_feedback
 from project_o.supervisor.hot_reload import HotReload
 from project_o.supervisor.instance_factory import InstanceFactory
-from project_o.supervisor.instance_handle import (
-    InstanceDied,
-    InstanceHandle,
-)
+from project_o.supervisor.instance_handle import InstanceHandle
 from project_o.supervisor.instance_pool import InstancePool
 from project_o.supervisor.intents import IntentListener, relay_intents
 from project_o.supervisor.journal import Journal
@@ -80,6 +85,8 @@ from project_o.wire import Message
 
 __all__ = ["RECENT_ANSWERS", "AgentHost", "IntentListener"]
 
+#: how long the main may take to write its final checkpoint at shutdown
+FINAL_CHECKPOINT_TIMEOUT = 10.0
 
 
 class AgentHost:
@@ -94,269 +101,162 @@ class AgentHost:
         make_factory: Callable[..., InstanceFactory] = InstanceFactory,
     ) -> None:
         """``clock``, ``sleep`` and ``make_factory`` are for tests (a fake clock, fake forks)."""
-        self.config = config
-        self.vault = vault
-        self.events = events
-        self.book = book
+        self.config, self.vault, self.events, self.book = config, vault, events, book
         self.metrics = metrics if metrics is not None else SupervisorMetrics()
         #: resolved with the error when the vault fails (the supervisor's tree escalates)
         self.fatal: asyncio.Future[BaseException] = (
             fatal if fatal is not None else asyncio.get_running_loop().create_future())
-        #: the durable write path of the main, the standby's tail and a canary
-        self.journal = Journal(vault, self.metrics, self._vault_failed)
-        #: where the main's ``evolution_intent`` frames go (the arbiter)
+        self.journal = Journal(vault, self.metrics, lambda error: _resolve(self.fatal, error))
+        #: where the main's ``evolution_intent`` frames go (the evolution control)
         self.on_intent: IntentListener | None = None
-        self._tasks = Nursery("agent host")
-        self._pool = InstancePool()
-        self._factory = make_factory(config, version, events, self, self._restore)
-        self._policy = RestartPolicy(config.max_restarts, config.restart_period, clock=clock)
-        self._replacer = Replacer(config, self._pool, self._factory, self._policy, events, book,
-                                  self._promote, sleep=sleep)
-        self._reloads = HotReload(self._pool, self._factory, events, promote=self._promote,
-                                  respawn_later=self._respawn_later,
-                                  drain_timeout=config.request_deadline, standby=config.standby)
-        self._answers = AnswerBook()
-        self._dispatcher = Dispatcher(
-            self._pool, self._factory, events, self.metrics, self._answers,
+        self.tasks = Nursery("agent host")
+        self.pool = InstancePool()
+        self.factory = make_factory(config, version, events, self, self._restore)
+        self.restart_policy = RestartPolicy(config.max_restarts, config.restart_period,
+                                            clock=clock)
+        self.replacer = Replacer(config, self.pool, self.factory, self.restart_policy, events,
+                                 book, self._promote, sleep=sleep)
+        self.reloads = HotReload(self.pool, self.factory, events, promote=self._promote,
+                                 respawn_later=self._respawn_later,
+                                 drain_timeout=config.request_deadline, standby=config.standby)
+        self.answers = AnswerBook()
+        self.dispatcher = Dispatcher(
+            self.pool, self.factory, events, self.metrics, self.answers,
             PoisonTracker(POISON_THRESHOLD), default_deadline=config.request_deadline,
             on_answer=self._prove,
         )
-
-    # -- what the rest of the supervisor reads ---------------------------
-
-    @property
-    def main(self) -> InstanceHandle | None:
-        """The instance serving requests, if one is."""
-        return self._pool.main
-
-    @property
-    def standby(self) -> InstanceHandle | None:
-        """The warm standby, if there is one."""
-        return self._pool.standby
-
-    @property
-    def version(self) -> str:
-        """The version being served."""
-        return self._factory.version
-
-    @property
-    def restarts(self) -> int:
-        """Instances replaced since the host started."""
-        return self._factory.restarts
-
-    @property
-    def failed(self) -> asyncio.Future[BaseException]:
-        """Resolves if a task of the host failed (a bug): the supervisor's tree escalates."""
-        return self._tasks.failed
-
-    @property
-    def restore_lock(self) -> asyncio.Lock:
-        """Held while an instance reads a checkpoint, so none is pruned meanwhile."""
-        return self.journal.restore_lock
-
-    @property
-    def _retired(self) -> set[InstanceHandle]:
-        return self._pool.retired
 
     # -- lifecycle ------------------------------------------------------
 
     async def start(self) -> None:
         """Start the zygote, the main and (if configured) the standby."""
-        await self._tasks.open()
+        await self.tasks.open()
         try:
             await self._start_instances()
         except BaseException:
             await self.stop()
             raise
         config = self.config
-        self._tasks.spawn(self._pool.watch(config.heartbeat_interval, config.heartbeat_timeout),
-                          "watchdog")
+        self.tasks.spawn(self.pool.watch(config.heartbeat_interval, config.heartbeat_timeout),
+                         "watchdog")
 
     async def _start_instances(self) -> None:
-        factory = self._factory
+        factory = self.factory
         try:
             await factory.ensure_zygote()
         except ProjectOError as exc:
             # New code that does not even import: run the last good version instead.
-            if not await self._replacer.fall_back(f"failed to load: {exc}"):
+            if not await self.replacer.fall_back(f"failed to load: {exc}"):
                 raise
             await factory.ensure_zygote()
         assert factory.zygote is not None
-        self.events.record("start", self.version, "zygote ready", pid=factory.zygote.pid)
+        self.events.record("start", factory.version, "zygote ready", pid=factory.zygote.pid)
         await self._promote(await factory.spawn("main"))
         if self.config.standby:
-            self._pool.standby = await factory.spawn("standby")
+            self.pool.standby = await factory.spawn("standby")
 
     async def stop(self) -> None:
         """Final checkpoint from the main, then stop every process."""
-        self._replacer.stopping = True
-        await self._tasks.close()  # replacements, watchdog, intent relays: cancelled, awaited
-        main = self._pool.main
+        self.replacer.stopping = True
+        await self.tasks.close()  # replacements, watchdog, intent relays: cancelled, awaited
+        main = self.pool.main
         if main is not None and main.alive:
             with contextlib.suppress(Exception):
-                await self.request_checkpoint(main, timeout=10.0)
-        for instance in (main, self._pool.standby):
+                await self.journal.request_checkpoint(main, FINAL_CHECKPOINT_TIMEOUT)
+        for instance in (main, self.pool.standby):
             if instance is not None:
                 with contextlib.suppress(Exception):
                     await instance.send(Message("shutdown", {}))
                 instance.kill("supervisor shutting down")
                 await instance.close()
-        await self._factory.close()
+        await self.factory.close()
 
-    # -- serving --------------------------------------------------------
-
-    async def submit(
-        self, payload: Any, deadline_s: float | None = None, *,
-        request_id: str | None = None, on_event: EventSink | None = None,
-    ) -> RequestResult:
-        """Answer one request, surviving instance deaths on the way.
-
-        ``request_id`` must be unique (one is made if omitted); ``on_event``
-        receives, in order, what the handler emits with ``ctx.emit``.
-        """
-        return await self._dispatcher.submit(payload, deadline_s, request_id=request_id,
-                                             on_event=on_event)
-
-    def _prove(self, version: str) -> None:
-        """Mark a version good in the catalog once it has answered a request."""
-        if self.book is not None and self._answers.prove(version) and self._tasks.open_for_tasks:
-            self._tasks.spawn(self._mark_good(self.book, version), f"mark-good-{version}")
-
-    async def _mark_good(self, book: VersionBook, version: str) -> None:
-        try:
-            await asyncio.to_thread(book.mark_good, version)
-        except ProjectOError as exc:  # the catalog said no: worth an event, not the host
-            self.events.record("mark_good_failed", version, str(exc), version=version)
-
-    # -- feedback -------------------------------------------------------
-
-    def remember(self, request_id: str, version: str) -> None:
-        """Record that ``version`` answered ``request_id`` (for feedback on it)."""
-        self._answers.remember(request_id, version)
-
-    def trust(self, version: str) -> None:
-        """Do not re-mark ``version`` "good" when it answers (the arbiter owns its status)."""
-        self._answers.trust(version)
-
-    def version_of(self, request_id: str) -> str | None:
-        """The version that answered ``request_id``, if it was answered recently."""
-        return self._answers.version_of(request_id)
-
-    async def deliver_feedback(self, feedback: dict[str, Any]) -> str | None:
-        """Run the main's feedback hooks on ``feedback``; None once they ran, else why not."""
-        return await deliver_feedback(self._pool, feedback, self.config.request_deadline,
-                                      self.events)
-
-    # -- instances come and go ---------------------------------------------
-
-    def on_death(self, instance: InstanceHandle, reason: str) -> None:
-        """Called by the handle the moment an instance is known dead."""
-        self.journal.unfollow(instance)
-        if instance in self._pool.retired:
-            return  # a version being replaced: nothing to replace it with
-        was_main = self._pool.vacate(instance) == "main"
-        if self._replacer.stopping or not self._tasks.open_for_tasks:
-            return
-        self._tasks.spawn(self._replacer.replace(instance, reason, was_main),
-                          f"replace-{instance.instance_id}")
-
-    def _respawn_later(self, role: str) -> None:
-        if self._tasks.open_for_tasks:
-            self._tasks.spawn(self._replacer.respawn(role), f"respawn-{role}")
-
-    async def _promote(self, instance: InstanceHandle) -> None:
-        """Route requests to ``instance``; relay its evolution intents."""
-        if instance.role != "main":
-            self.journal.unfollow(instance)
-        await self._pool.promote(instance)
-        if self.on_intent is not None:
-            self._relay_intents(instance, self.on_intent)
-
-    def _relay_intents(self, instance: InstanceHandle, listener: IntentListener) -> None:
-        if not self._tasks.open_for_tasks:
-            return  # stopping: nothing would own the relay
-        still_main: Callable[[], bool] = lambda: instance is self._pool.main
-        self._tasks.spawn(relay_intents(instance, listener, still_main),
-                          f"intents-{instance.instance_id}")
-
-    def listen_intents(self, listener: IntentListener) -> None:
-        """Send the main's ``evolution_intent`` frames to ``listener`` from now on."""
-        self.on_intent = listener
-        main = self._pool.main
-        if main is not None and main.alive:
-            self._relay_intents(main, listener)
-
-    async def reload(self, agent: Path, version: str, reason: str) -> None:
-        """Serve ``version`` (the agent at ``agent``) instead of the current one.
-
-        Memory is intact: the new main restores from the vault (checkpoint +
-        WAL) after the old main drained. If the new version fails to start,
-        the old one keeps serving and the error propagates.
-        """
-        await self._reloads.reload(agent, version, reason)
-
-    async def send_to_main(self, message: Message) -> bool:
-        """Send ``message`` to the main if there is one; whether it was sent."""
-        main = self._pool.main
-        if main is None or not main.alive:
-            return False
-        try:
-            await main.send(message)
-        except InstanceDied:
-            return False
-        return True
-
-    def zygote_env(self) -> dict[str, str]:
-        """The environment a zygote of this agent runs with (for candidate zygotes)."""
-        return self._factory.env()
-
-    async def _restore(self, instance: InstanceHandle) -> None:
-        await self.journal.restore(instance, follow=instance.role != "main")
-
-    # -- journaling (what instances write): delegated to the Journal ------
-
-    async def request_checkpoint(self, instance: InstanceHandle, timeout: float) -> None:
-        """Ask ``instance`` for its state and write it (before risk, at shutdown)."""
-        await self.journal.request_checkpoint(instance, timeout)
-
-    @property
-    def last_checkpoint(self) -> dict[str, Any] | None:
-        """The newest checkpoint written: ``{id, last_sequence, timestamp_ns}``."""
-        return self.journal.last_checkpoint
+    # -- what instances send (the handle's InstanceOwner) ------------------
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
         """Journal a memory write from the main, ack it, tail it to the standby."""
-        if instance is not self.main and instance not in self._retired:
+        if instance is not self.pool.main and instance not in self.pool.retired:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
         await self.journal.write(instance, message, tail=True)
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the main's state as a checkpoint, then acknowledge it."""
-        if instance is self.main:  # only the main's state is the agent's state
+        if instance is self.pool.main:  # only the main's state is the agent's state
             await self.journal.checkpoint(instance, message)
 
-    def _vault_failed(self, error: WALFatalError) -> None:
-        if not self.fatal.done():
-            self.fatal.set_result(error)
+    def on_death(self, instance: InstanceHandle, reason: str) -> None:
+        """Called by the handle the moment an instance is known dead."""
+        self.journal.unfollow(instance)
+        if instance in self.pool.retired:
+            return  # a version being replaced: nothing to replace it with
+        was_main = self.pool.vacate(instance) == "main"
+        if self.replacer.stopping or not self.tasks.open_for_tasks:
+            return
+        self.tasks.spawn(self.replacer.replace(instance, reason, was_main),
+                         f"replace-{instance.instance_id}")
+
+    # -- wiring the parts together ------------------------------------------
+
+    def listen_intents(self, listener: IntentListener) -> None:
+        """Send the main's ``evolution_intent`` frames to ``listener`` from now on."""
+        self.on_intent = listener
+        main = self.pool.main
+        if main is not None and main.alive:
+            self._relay_intents(main, listener)
+
+    def _relay_intents(self, instance: InstanceHandle, listener: IntentListener) -> None:
+        if not self.tasks.open_for_tasks:
+            return  # stopping: nothing would own the relay
+        still_main: Callable[[], bool] = lambda: instance is self.pool.main
+        self.tasks.spawn(relay_intents(instance, listener, still_main),
+                         f"intents-{instance.instance_id}")
+
+    async def _promote(self, instance: InstanceHandle) -> None:
+        """Route requests to ``instance``; relay its evolution intents."""
+        if instance.role != "main":
+            self.journal.unfollow(instance)
+        await self.pool.promote(instance)
+        if self.on_intent is not None:
+            self._relay_intents(instance, self.on_intent)
+
+    def _respawn_later(self, role: str) -> None:
+        if self.tasks.open_for_tasks:
+            self.tasks.spawn(self.replacer.respawn(role), f"respawn-{role}")
+
+    async def _restore(self, instance: InstanceHandle) -> None:
+        await self.journal.restore(instance, follow=instance.role != "main")
+
+    def _prove(self, version: str) -> None:
+        """Mark a version good in the catalog once it has answered a request."""
+        if self.book is not None and self.answers.prove(version) and self.tasks.open_for_tasks:
+            self.tasks.spawn(_mark_good(self.book, version, self.events), f"mark-good-{version}")
 
     # -- what `GET /v1/status` shows -------------------------------------
 
-    def describe(self) -> list[dict[str, Any]]:
-        """Live instances for `GET /v1/status`."""
-        return self._pool.describe()
-
     def describe_tree(self) -> dict[str, Any]:
         """This host as a node of the supervision tree: its zygote and instances."""
-        zygote = self._factory.zygote
+        zygote = self.factory.zygote
         children: list[dict[str, Any]] = [{
             "id": "zygote", "pid": zygote.pid if zygote is not None else None,
             "status": "running" if zygote is not None and zygote.alive else "stopped",
         }]
         children += [{"id": i.role, "pid": i.pid, "status": "running",
                       "instance_id": i.instance_id, "version": i.version}
-                     for i in self._pool.live()]
-        return {"version": self.version, "instance_restarts": self.restarts,
-                "max_restarts": self._policy.max_restarts,
-                "max_seconds": self._policy.max_seconds, "children": children}
+                     for i in self.pool.live()]
+        return {"version": self.factory.version, "instance_restarts": self.factory.restarts,
+                "max_restarts": self.restart_policy.max_restarts,
+                "max_seconds": self.restart_policy.max_seconds, "children": children}
 
+
+def _resolve(fatal: asyncio.Future[BaseException], error: WALFatalError) -> None:
+    """The vault failed: tell whoever owns ``fatal`` (once)."""
+    if not fatal.done():
+        fatal.set_result(error)
+
+
+async def _mark_good(book: VersionBook, version: str, events: EventLog) -> None:
+    try:
+        await asyncio.to_thread(book.mark_good, version)
+    except ProjectOError as exc:  # the catalog said no: worth an event, not the host
+        events.record("mark_good_failed", version, str(exc), version=version)

@@ -3,7 +3,7 @@
 Feedback arrives later and names a request id; the version that answered
 it is what the feedback is about (:meth:`AnswerBook.version_of`). A
 version is marked "good" in the catalog once it has answered a request
-(:meth:`AnswerBook.prove`), unless the arbiter owns its status (``trust``).
+(:meth:`AnswerBook.prove`), unless an experiment owns its status (``trust``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class AnswerBook:
         return self._answered.get(request_id)
 
     def trust(self, version: str) -> None:
-        """Never report ``version`` as newly proven (the arbiter owns its status)."""
+        """Never report ``version`` as newly proven (an experiment owns its status)."""
         self._proven.add(version)
 
     def prove(self, version: str) -> bool:

@@ -112,6 +112,21 @@ class Dispatcher:
             self._answers.remember(request_id, main.version)
             return output, main
 
+    @property
+    def version(self) -> str:
+        """The version the main serves (routing compares a candidate's with it)."""
+        return self._factory.version
+
+    @property
+    def metrics(self) -> SupervisorMetrics:
+        """Where request outcomes are counted (the split policy counts the candidate's)."""
+        return self._metrics
+
+    @property
+    def answers(self) -> AnswerBook:
+        """Which version answered each recent request (feedback finds it there)."""
+        return self._answers
+
     def _blame(self, request_id: str, instance: InstanceHandle, reason: str) -> None:
         """Count a death against the request the instance was working on."""
         if instance.culprit != request_id:

@@ -81,14 +81,19 @@ class EvolutionControl:
         if autonomy not in AUTONOMY_LEVELS:
             raise InvalidArgument(f"autonomy must be one of {AUTONOMY_LEVELS}, got {autonomy!r}")
         self.host, self.vault, self.events, self.autonomy = host, vault, events, autonomy
+        #: the main's request path; its version is the baseline of every experiment
+        self.serving = host.dispatcher
         rng = rng or random.Random()
         self.perception = Perception(HealthMonitor(thresholds, autonomy=autonomy), events,
                                      act=self._act_on, busy=self._busy)
         self.variation = variation or _default_variation(host, vault, rng, self.perception)
-        self.ledger = ExperimentLedger(vault.catalog, events, self.variation, host,
+        self.ledger = ExperimentLedger(vault.catalog, events, self.variation, host.pool,
                                        vault.quarantine)
-        self.tools = ExperimentTools(host, router, lambda failed: CandidateHost(host, failed),
-                                     self.ledger, vault.path / "versions", rng)
+        self.tools = ExperimentTools(
+            serving=host.dispatcher, pool=host.pool, journal=host.journal,
+            reloads=host.reloads, config=host.config, router=router,
+            new_candidate=lambda failed: CandidateHost(host, failed), ledger=self.ledger,
+            workdir=vault.path / "versions", rng=rng)
         self.current: ExperimentRun | None = None
         self._group: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -195,7 +200,7 @@ class EvolutionControl:
                                                    author=author)
         _refuse_if_running(self.current)  # another create got here during the awaits
         experiment = Experiment(experiment_id or uuid.uuid4().hex, spec, genome.id,
-                                self.host.version, operator=operator)
+                                self.serving.version, operator=operator)
         run = self.current = ExperimentRun(experiment, genome, self.tools)
         try:
             await self.ledger.opened(experiment, genome, approved=experiment_id is not None)
@@ -203,7 +208,7 @@ class EvolutionControl:
             self.current = None  # never started: it must not block the next one
             raise
         experiment.event("created", f"{operator} candidate {genome.id} against "
-                         f"{self.host.version}: {spec.hypothesis or 'no hypothesis given'}")
+                         f"{self.serving.version}: {spec.hypothesis or 'no hypothesis given'}")
         assert self._group is not None, "start() the evolution control first"
         self._group.create_task(self._conduct(run), name=f"experiment-{experiment.id}")
         return run
@@ -225,7 +230,7 @@ class EvolutionControl:
         # Pin the concrete candidate, so approving starts exactly what was proposed.
         body = {**body, "candidate": {"files": dict(genome.sources)},
                 "params": dict(genome.params)}
-        experiment_id = await self.ledger.proposed(body, genome, operator, self.host.version)
+        experiment_id = await self.ledger.proposed(body, genome, operator, self.serving.version)
         return {"experiment_id": experiment_id, "status": PROPOSED,
                 "reason": "waiting for POST /v1/evolution/experiments/{id}/approve"}
 
@@ -247,9 +252,9 @@ class EvolutionControl:
             outcome = await (self._propose(body) if propose else self.create(body))
         except Exception as exc:  # noqa: BLE001 - no mutation applies, one is running...
             why = str(exc) if isinstance(exc, ProjectOError) else f"{type(exc).__name__}: {exc}"
-            self.events.record("intent_unanswered", self.host.version, why)
+            self.events.record("intent_unanswered", self.serving.version, why)
             return
-        self.events.record("intent_answered", self.host.version,
+        self.events.record("intent_answered", self.serving.version,
                            f"experiment {outcome.get('experiment_id') or outcome.get('id')} "
                            f"({outcome.get('status')})")
 
@@ -267,7 +272,7 @@ def _default_variation(host: AgentHost, vault: Vault, rng: random.Random,
     llm = host.config.llm  # with a model configured, the LLM rewrite joins the operators
     operators = default_operators(LLMClient(llm) if llm is not None else None)
     return Variation.in_vault(vault.path, operators, rng,
-                              lambda hypothesis: perception.brief(hypothesis, host.version))
+                              lambda hypothesis: perception.brief(hypothesis, host.dispatcher.version))
 
 
 def _refuse_if_running(run: ExperimentRun | None) -> None:

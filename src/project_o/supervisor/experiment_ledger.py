@@ -40,7 +40,9 @@ ABORT_REASON = "supervisor restarted mid-experiment"
 
 
 class _Main(Protocol):
-    async def send_to_main(self, message: Message) -> bool: ...
+    """Where the main is told (the host's :class:`~.instance_pool.InstancePool`)."""
+
+    async def tell_main(self, message: Message) -> bool: ...
 
 
 class ExperimentLedger:
@@ -114,7 +116,7 @@ class ExperimentLedger:
                            baseline=experiment.baseline_version)
         await asyncio.to_thread(self.variation.learn, experiment.operator,
                                 verdict.status == "promoted")
-        await self.main.send_to_main(Message("evolution_result", {
+        await self.main.tell_main(Message("evolution_result", {
             "experiment_id": experiment.id, "status": verdict.status, "reason": verdict.reason,
         }))
 

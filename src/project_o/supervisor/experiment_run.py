@@ -78,10 +78,12 @@ __all__ = [
     "CHECKPOINT_TIMEOUT",
     "ERROR_RATE_LIMIT",
     "Candidate",
+    "CheckpointJournal",
     "ExperimentRun",
     "ExperimentTools",
     "Ledger",
-    "PromotingHost",
+    "MainSlot",
+    "Reloader",
 ]
 
 #: how long the main may take to acknowledge the checkpoint taken before risk
@@ -94,23 +96,26 @@ GUARDRAIL_MIN_SAMPLES = 10
 REGRESSION_MARGIN = 0.1
 
 
-class PromotingHost(ServingHost, Protocol):
-    """What an experiment needs of the agent host (:class:`~.agent_host.AgentHost` is one)."""
-
-    @property
-    def config(self) -> SupervisorConfig: ...
+class MainSlot(Protocol):
+    """Where the main is (the host's :class:`~.instance_pool.InstancePool`)."""
 
     @property
     def main(self) -> InstanceHandle | None: ...
+
+
+class CheckpointJournal(Protocol):
+    """Checkpoints of the main (the host's :class:`~.journal.Journal`)."""
 
     @property
     def last_checkpoint(self) -> dict[str, Any] | None: ...
 
     async def request_checkpoint(self, instance: InstanceHandle, timeout: float) -> None: ...
 
-    async def reload(self, agent: Path, version: str, reason: str) -> None: ...
 
-    def trust(self, version: str) -> None: ...
+class Reloader(Protocol):
+    """Serves another version, memory intact (the host's :class:`~.hot_reload.HotReload`)."""
+
+    async def reload(self, agent: Path, version: str, reason: str) -> None: ...
 
 
 class Candidate(CandidateRoute, Protocol):
@@ -144,9 +149,19 @@ class Ledger(Protocol):
 
 @dataclass
 class ExperimentTools:
-    """What a run works with, injected (as DEAP hands ``eaSimple`` its toolbox)."""
+    """What a run works with, injected (as DEAP hands ``eaSimple`` its toolbox).
 
-    host: PromotingHost
+    The agent host's parts come one by one: the run asks each for what it
+    holds (the main's request path, its slot, its journal, its reloads).
+    """
+
+    #: the main's request path (routing sends the baseline's share there)
+    serving: ServingHost
+    pool: MainSlot
+    journal: CheckpointJournal
+    reloads: Reloader
+    #: the served agent's path (``config.agent``) and the request deadline
+    config: SupervisorConfig
     router: Router
     #: makes the candidate's processes; given the guardrail to call when it fails
     new_candidate: Callable[[Callable[[str], None]], Candidate]
@@ -164,7 +179,8 @@ class ExperimentRun:
 
     def __init__(self, experiment: Experiment, genome: Genome, tools: ExperimentTools) -> None:
         self.experiment, self.genome, self.tools = experiment, genome, tools
-        self.host, self.router = tools.host, tools.router
+        self.serving, self.router = tools.serving, tools.router
+        self.config = tools.config
         self.samples: asyncio.Queue[Sample] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         #: None once the genome passed validation, else the verdict
@@ -219,12 +235,12 @@ class ExperimentRun:
         return None
 
     async def _checkpoint(self) -> Verdict | None:
-        main = self.host.main
+        main, journal = self.tools.pool.main, self.tools.journal
         if main is None or not main.alive:
             return Verdict.reject("no main instance to checkpoint before risk")
-        await self.host.request_checkpoint(main, CHECKPOINT_TIMEOUT)
+        await journal.request_checkpoint(main, CHECKPOINT_TIMEOUT)
         self.experiment.event("checkpoint", f"state checkpointed and acknowledged "
-                              f"({self.host.last_checkpoint})")
+                              f"({journal.last_checkpoint})")
         return None
 
     async def _launch(self, scope: contextlib.AsyncExitStack) -> Verdict | None:
@@ -254,7 +270,7 @@ class ExperimentRun:
         self.router.reset()
         candidate = self._live_candidate
         if kind is None:  # when cancelled, nobody waits for answers
-            await candidate.drain(self.host.config.request_deadline)
+            await candidate.drain(self.config.request_deadline)
         await candidate.close()  # comparisons still waiting on it end now
         return False
 
@@ -287,8 +303,8 @@ class ExperimentRun:
         await candidate.spawn(SHADOW)
         assert self._tasks is not None
         self.router.use(self._split(candidate, spec.share) if spec.mode == "split" else
-                        Mirror(self.host, candidate, share=spec.share,
-                               deadline_s=self.host.config.request_deadline,
+                        Mirror(self.serving, candidate, share=spec.share,
+                               deadline_s=self.config.request_deadline,
                                rng=self.tools.rng, report=self.offer, tasks=self._tasks,
                                clock=self.tools.clock))
         verdict = await self._collect(Stage.SHADOW, self._stage_filled)
@@ -334,8 +350,8 @@ class ExperimentRun:
         return None
 
     def _split(self, candidate: Candidate, share: float) -> Split:
-        return Split(self.host, candidate, share=share,
-                     deadline_s=self.host.config.request_deadline, rng=self.tools.rng,
+        return Split(self.serving, candidate, share=share,
+                     deadline_s=self.config.request_deadline, rng=self.tools.rng,
                      report=self.offer, clock=self.tools.clock)
 
     def _stage_filled(self) -> bool:
@@ -390,22 +406,22 @@ class ExperimentRun:
 
     async def _promote(self) -> Verdict | None:
         """Hot reload of the host to the candidate: memory intact (checkpoint + WAL)."""
-        experiment, host, candidate = self.experiment, self.host, self._live_candidate
-        self._previous = (host.config.agent, host.version)
+        experiment, candidate = self.experiment, self._live_candidate
+        self._previous = (self.config.agent, self.serving.version)
         experiment.enter(Stage.VALIDATION, "promoting: hot reload to the candidate")
         self.router.reset()
-        await candidate.drain(host.config.request_deadline)
+        await candidate.drain(self.config.request_deadline)
         applied = await candidate.promote_writes(f"promoted by experiment {experiment.id}")
         if applied is not None:
             experiment.event("writes", f"the canary's {applied.writes} writes applied to "
                              "the agent's memory")
         await candidate.close()
-        host.trust(experiment.candidate_version)
+        self.serving.answers.trust(experiment.candidate_version)
         await self.tools.ledger.promoted(experiment)
-        await host.reload(self._path, experiment.candidate_version,
-                          f"promoted by experiment {experiment.id}")
+        await self.tools.reloads.reload(self._path, experiment.candidate_version,
+                                        f"promoted by experiment {experiment.id}")
         _discard(self.samples)  # what came from the canary after it was decided
-        self.router.use(Watch(host, experiment.candidate_version, self.offer))
+        self.router.use(Watch(self.serving, experiment.candidate_version, self.offer))
         return None
 
     async def _validation_window(self) -> Verdict | None:
@@ -414,7 +430,7 @@ class ExperimentRun:
         if verdict is not None:
             self.router.reset()
             agent, version = self._previous
-            await self.host.reload(agent, version, f"rolled back: {verdict.reason}")
+            await self.tools.reloads.reload(agent, version, f"rolled back: {verdict.reason}")
         return verdict
 
     async def _watch(self) -> Verdict | None:
@@ -450,7 +466,7 @@ class ExperimentRun:
         if kept is not None and kept.writes:
             self.experiment.event(
                 "quarantined", f"the canary's {kept.writes} writes kept apart as {kept.id}: "
-                f"`project-o vault quarantine apply {kept.id}` applies them")
+                f"`project-o vault quarantine VAULT --apply {kept.id}` applies them")
 
     def _candidate_failed(self, reason: str) -> None:
         self.offer(Failed(reason))

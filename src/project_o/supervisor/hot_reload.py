@@ -7,7 +7,7 @@
     shut down the old main, standby and zygote
 
 If the new main fails to start, what was served before (:class:`Served`)
-is served again and the error propagates. Used by the arbiter to promote
+is served again and the error propagates. Used by an experiment to promote
 a candidate or roll it back.
 """
 

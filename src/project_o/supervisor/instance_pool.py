@@ -4,6 +4,7 @@
 
     slots           main ──────── serves every request (wait_for_main() blocks until one is)
                     standby ───── warm, restored, tails the WAL; take_standby() on a takeover
+    tell_main(message) ─ one frame to the main, if there is one (an experiment's result)
     retired         instances of a version being replaced: they finish their requests and
                     are shut down by the reload, never replaced
 
@@ -76,6 +77,17 @@ class InstancePool:
             self.standby = None
             return "standby"
         return None
+
+    async def tell_main(self, message: Message) -> bool:
+        """Send ``message`` to the main if there is a live one; whether it was sent."""
+        main = self.main
+        if main is None or not main.alive:
+            return False
+        try:
+            await main.send(message)
+        except InstanceDied:
+            return False
+        return True
 
     def take_standby(self) -> InstanceHandle | None:
         """The live standby, removed from its slot (for a takeover), or None."""

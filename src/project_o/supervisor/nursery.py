@@ -9,6 +9,7 @@ whole time::
     spawn(coro) ──► group.create_task(coro)      owned: awaited by the group
     a task raises ──► the group cancels the others ──► ``failed`` resolves with the error
     close() ──► every task left is cancelled and awaited; then the runner ends
+    close_nowait() ──► the same, not awaited (from a task of the nursery itself)
 
 Tasks must handle the errors they expect; one that escapes is a bug, and
 it reaches the owner through ``failed`` rather than a log line nobody reads.
@@ -66,9 +67,14 @@ class Nursery:
 
     async def close(self) -> None:
         """Cancel what still runs, wait for it all to end; idempotent."""
-        self._closing.set()
+        self.close_nowait()
         if self._runner is not None:
             await self._runner
+
+    def close_nowait(self) -> None:
+        """Cancel what still runs without waiting for it (for a task of this nursery itself,
+        which :meth:`close` would wait for forever); :meth:`close` then awaits the end."""
+        self._closing.set()
 
     async def _hold(self) -> None:
         try:

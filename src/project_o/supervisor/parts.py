@@ -1,13 +1,16 @@
-"""The supervisor's parts (vault, agent host, arbiter, gateway) as children of its tree.
+"""The supervisor's parts (vault, agent host, evolution control, gateway) as children of its tree.
 
 A :class:`Part` adapts something that lives inside the supervisor's own
 event loop to the :class:`~project_o.supervisor.spec.Child` protocol::
 
     tree.start ──► spec.start() ──► Part(handle, stop=..., failure=...)
     tree.stop  ──► part.terminate() ──► await stop() ──► wait() -> shutdown (normal)
-    failure resolves (a vault that cannot write) ─────► wait() -> crashed (abnormal);
-        the tree escalates and stops the parts that depend on it first; whoever
-        owns the tree then cleans up the failed part (Vault.close is idempotent)
+    failure resolves (a vault that cannot write, a gateway that stopped serving)
+        ─────► wait() -> crashed (abnormal); the tree escalates and stops the
+        parts that depend on it first; whoever owns the tree then cleans up the
+        failed part (Vault.close is idempotent). Once the tree asked the part to
+        stop, how its stop ends is how the part ended: a gateway's server ends
+        then too, and that is no failure.
 
 The part owns the one task that runs its ``stop``: ``wait()`` reports how
 it ended, so nothing it does ends unobserved.
@@ -64,8 +67,8 @@ class Part:
             self._end(ExitReason.shutdown())
 
     def _on_failure(self, failure: asyncio.Future[BaseException]) -> None:
-        if failure.cancelled():
-            return
+        if failure.cancelled() or self._stopper is not None:
+            return  # stopping: _run_stop says how it ended
         self._end(ExitReason.crashed(str(failure.result())))
 
     def _end(self, reason: ExitReason) -> None:

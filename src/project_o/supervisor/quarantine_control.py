@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from pathlib import Path
-from typing import Any, Final, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
-from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.events import EventLog
 from project_o.vault import Vault
 
@@ -28,21 +27,13 @@ __all__ = ["QuarantineControl"]
 WRITES_SHOWN: Final = 1000
 
 
-class _Host(Protocol):
-    @property
-    def config(self) -> SupervisorConfig: ...
-
-    @property
-    def version(self) -> str: ...
-
-    async def reload(self, agent: Path, version: str, reason: str) -> None: ...
-
-
 class QuarantineControl:
     """What the API does with the vault's overlays of canary writes."""
 
-    def __init__(self, vault: Vault, host: _Host, events: EventLog) -> None:
-        self.vault, self.host, self.events = vault, host, events
+    def __init__(self, vault: Vault, reload_main: Callable[[str], Awaitable[None]],
+                 events: EventLog) -> None:
+        """``reload_main(reason)`` reloads the served version from the vault."""
+        self.vault, self.reload_main, self.events = vault, reload_main, events
 
     async def overlays(self) -> dict[str, Any]:
         """``{"overlays": [manifest, ...]}``, oldest first."""
@@ -71,9 +62,7 @@ class QuarantineControl:
                            f"quarantined writes {info.id} of version {info.version} applied "
                            "by hand", overlay=info.id)
         # The main never saw these writes: it restores them from the vault.
-        host = self.host
-        await host.reload(host.config.agent, host.version,
-                          f"applied the quarantined writes {info.id}")
+        await self.reload_main(f"applied the quarantined writes {info.id}")
         return info.to_dict()
 
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from project_o.errors import RequestFailed
 from project_o.evolution.stats import BASELINE, CANDIDATE
+from project_o.supervisor.answers import AnswerBook
 from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.experiment import Answered, Compared, Sample, Watched
 from project_o.supervisor.instance_handle import HandlerError, InstanceDied
@@ -73,7 +74,7 @@ class Request:
 
 
 class ServingHost(Protocol):
-    """What routing needs of the agent host (:class:`~.agent_host.AgentHost` is one)."""
+    """The main's request path, as routing needs it (the host's :class:`~.dispatch.Dispatcher`)."""
 
     @property
     def version(self) -> str: ...
@@ -81,11 +82,12 @@ class ServingHost(Protocol):
     @property
     def metrics(self) -> SupervisorMetrics: ...
 
+    @property
+    def answers(self) -> AnswerBook: ...
+
     async def submit(self, payload: Any, deadline_s: float | None = None, *,
                      request_id: str | None = None,
                      on_event: EventSink | None = None) -> RequestResult: ...
-
-    def remember(self, request_id: str, version: str) -> None: ...
 
 
 class CandidateRoute(Protocol):
@@ -162,7 +164,7 @@ class Split:
         try:
             output = await self.candidate.request(request.request_id, request.payload, deadline)
         except HandlerError as exc:
-            self.host.remember(request.request_id, self.candidate.version)
+            self.host.answers.remember(request.request_id, self.candidate.version)
             self.report(Answered(CANDIDATE, (self.clock() - started) * 1000, True))
             raise RequestFailed(exc.kind, exc.message, request_id=request.request_id,
                                 traceback=exc.traceback) from exc
@@ -174,7 +176,7 @@ class Split:
             return await self.host.submit(request.payload, request.deadline_s,
                                           request_id=request.request_id)
         seconds = self.clock() - started
-        self.host.remember(request.request_id, self.candidate.version)
+        self.host.answers.remember(request.request_id, self.candidate.version)
         self.report(Answered(CANDIDATE, seconds * 1000, False))
         self.host.metrics.observe_request(self.candidate.version, CANARY_ROLE, "ok", seconds)
         return RequestResult(request.request_id, output, self.candidate.version, seconds * 1000)

@@ -8,12 +8,12 @@ restarts it and recovery runs from what is on disk.
 
 As the gateway's :class:`~project_o.supervisor.api.AgentService`::
 
-    submit(input, on_event=)   ──▶ Router: its policy ──▶ AgentHost.submit (re-dispatch,
+    submit(input, on_event=)   ──▶ Router: its policy ──▶ the host's Dispatcher (re-dispatch,
                                    streaming); while an experiment runs, its policy
                                    also sends a share to the candidate
-    feedback(id, score, ...)   ──▶ version that answered id (AgentHost, in memory)
+    feedback(id, score, ...)   ──▶ version that answered id (the host's AnswerBook)
                                ──▶ catalog.add_feedback          (durable: "stored")
-                               ──▶ AgentHost.deliver_feedback    (the hooks ran: "delivered")
+                               ──▶ deliver_feedback on the pool  (the hooks ran: "delivered")
     versions()                 ──▶ catalog.list_versions + the serving one
     create_experiment(body)    ──▶ EvolutionControl: shadow / canary / promotion / rollback
     experiment(id) / experiments() / approve_experiment(id)
@@ -31,7 +31,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from project_o.errors import UnknownRequest, VaultError
+from project_o.errors import GatewayError, UnknownRequest, VaultError
 from project_o.evolution.perception import Thresholds
 from project_o.supervisor.agent_host import RECENT_ANSWERS, AgentHost
 from project_o.supervisor.api import (
@@ -44,6 +44,7 @@ from project_o.supervisor.api import (
 from project_o.supervisor.config import STATE_FILE, SupervisorConfig
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.evolution_control import EvolutionControl
+from project_o.supervisor.feedback_delivery import deliver_feedback
 from project_o.supervisor.metrics import LiveInstance, LiveState, SupervisorMetrics
 from project_o.supervisor.parts import Part
 from project_o.supervisor.quarantine_control import QuarantineControl
@@ -79,6 +80,9 @@ class Front(Protocol):
     def port(self) -> int: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    def ended(self) -> asyncio.Future[None]:
+        """Resolves when it stops serving (with the error, if one ended it)."""
+        ...
 
 
 #: builds the front that serves ``service``, once its agent host is up
@@ -119,7 +123,7 @@ class Supervisor:
         """Store feedback on a recent request with its version, then run the agent's hooks."""
         host, vault = self.host, self.vault
         assert host is not None and vault is not None
-        version = host.version_of(request_id)
+        version = host.answers.version_of(request_id)
         if version is None:
             raise UnknownRequest(
                 f"no recent request has the id {request_id!r}; feedback is taken for the "
@@ -132,16 +136,16 @@ class Supervisor:
         self.meter.observe_feedback(version, score)
         if self.evolution is not None:
             self.evolution.on_feedback(version, score)
-        reason = await host.deliver_feedback({
+        reason = await deliver_feedback(host.pool, {
             "request_id": request_id, "score": score, "comment": comment, "version": version,
-        })
+        }, self.config.request_deadline, host.events)
         return FeedbackReceipt(stored=True, delivered=reason is None, version=version,
                                reason=reason)
 
     async def versions(self) -> dict[str, Any]:
         """Every version in the catalog, oldest first, and the one serving."""
         assert self.host is not None and self.vault is not None
-        serving = self.host.version
+        serving = self.host.factory.version
         records = await asyncio.to_thread(self.vault.catalog.list_versions)
         return {"serving": serving, "versions": [
             {"id": r.id, "status": r.status, "reason": r.reason, "parents": list(r.parents),
@@ -196,14 +200,14 @@ class Supervisor:
             "supervisor_pid": os.getpid(),
             "heart_pid": _heart_pid(),
             "agent": str(self.config.agent),
-            "version": host.version,
-            "instances": host.describe(),
-            "restarts": host.restarts,
+            "version": host.factory.version,
+            "instances": host.pool.describe(),
+            "restarts": host.factory.restarts,
             "tree": self._describe_tree(),
             "vault": {
                 "path": str(vault.path), "last_sequence": vault.last_sequence,
                 "durable_sequence": vault.wal.durable_sequence,
-                "last_checkpoint": host.last_checkpoint,
+                "last_checkpoint": host.journal.last_checkpoint,
             },
             "events": self.events.recent(),
         }
@@ -246,7 +250,8 @@ class Supervisor:
             return exc.exit_code
         report_ready(self._ready_fd)
         assert self.host is not None and self.gateway is not None
-        print(f"project-o: serving {self.host.config.agent.name} (version {self.host.version}) on "
+        print(f"project-o: serving {self.host.config.agent.name} (version "
+              f"{self.host.factory.version}) on "
               f"http://{self.config.host}:{self.gateway.port} — supervisor pid {os.getpid()}",
               flush=True)
         await self._stop.wait()
@@ -260,11 +265,11 @@ class Supervisor:
         return EXIT_VAULT_FATAL
 
     def _build_tree(self) -> SupervisionTree:
-        """heart -> supervisor -> vault, agent, arbiter, gateway (each needs the ones before)."""
+        """heart -> supervisor -> vault, agent, evolution, gateway (each needs the ones before)."""
         specs = [
             ChildSpec(child_id, _reporting_start(child_id, start), shutdown="infinity")
             for child_id, start in (("vault", self._start_vault), ("agent", self._start_agent),
-                                    ("arbiter", self._start_arbiter),
+                                    ("evolution", self._start_evolution),
                                     ("gateway", self._start_gateway))
         ]
         # No restarts inside: the parts share this process, and a vault that failed an
@@ -323,28 +328,34 @@ class Supervisor:
         self.host = host
         self.meter.set_probe(self._live_state)
         await host.start()
-        return Part(host, stop=self._stop_host, failure=host.failed)
+        return Part(host, stop=self._stop_host, failure=host.tasks.failed)
 
     async def _stop_host(self) -> None:
         host, fatal = self.host, self._fatal
         assert host is not None
-        if fatal is not None and fatal.done() and host.main is not None:
-            host.main.kill("vault failed")  # no final checkpoint into a failed vault
+        main = host.pool.main
+        if fatal is not None and fatal.done() and main is not None:
+            main.kill("vault failed")  # no final checkpoint into a failed vault
         await host.stop()
 
-    async def _start_arbiter(self) -> Part:
+    async def _start_evolution(self) -> Part:
         host, vault, events = self.host, self.vault, self.events
         assert host is not None and vault is not None and events is not None
-        router = Router(host)
+        router = Router(host.dispatcher)
         evolution = EvolutionControl(host, vault, events, router, autonomy=self.config.autonomy,
                                      thresholds=_thresholds(self.config))
         # Safe abort: a candidate left running by a killed supervisor never serves again.
         await asyncio.to_thread(evolution.ledger.abort_leftovers)
         await evolution.start()
         self.router, self.evolution = router, evolution
-        self.quarantine = QuarantineControl(vault, host, events)
+        self.quarantine = QuarantineControl(vault, self._reload_main, events)
         host.listen_intents(evolution.on_intent)
         return Part(evolution, stop=evolution.stop, failure=evolution.failed)
+
+    async def _reload_main(self, reason: str) -> None:
+        host = self.host
+        assert host is not None
+        await host.reloads.reload(host.config.agent, host.dispatcher.version, reason)
 
     async def _start_gateway(self) -> Part:
         config = self.config
@@ -352,15 +363,17 @@ class Supervisor:
         await gateway.start()
         self.gateway = gateway
         self._write_state_file()
-        return Part(gateway, stop=gateway.stop)
+        # A server that stops serving on its own is a failed part: the tree sees it.
+        gone: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        gateway.ended().add_done_callback(lambda ended: _settle(gone, _why_gone(ended)))
+        return Part(gateway, stop=gateway.stop, failure=gone)
 
     def _live_state(self) -> LiveState | None:
         host, vault = self.host, self.vault
         if host is None or vault is None:
             return None
-        instances = [LiveInstance(i.role, i.version, i.rss_bytes)
-                     for i in (host.main, host.standby) if i is not None and i.alive]
-        return LiveState(serving_version=host.version, restarts=host.restarts,
+        instances = [LiveInstance(i.role, i.version, i.rss_bytes) for i in host.pool.live()]
+        return LiveState(serving_version=host.factory.version, restarts=host.factory.restarts,
                          wal_last_sequence=vault.last_sequence,
                          wal_durable_sequence=vault.wal.durable_sequence, instances=instances)
 
@@ -392,6 +405,16 @@ def _reporting_start(
         except Exception as exc:
             raise start_failure(child_id, exc) from exc
     return reporting
+
+
+def _why_gone(ended: asyncio.Future[None]) -> BaseException:
+    error = None if ended.cancelled() else ended.exception()
+    return GatewayError(f"the gateway stopped serving{f': {error}' if error else ''}")
+
+
+def _settle(future: asyncio.Future[BaseException], error: BaseException) -> None:
+    if not future.done():
+        future.set_result(error)
 
 
 def _heart_pid() -> int | None:

@@ -15,7 +15,7 @@ to the running thing only through the small :class:`Child` protocol::
 
 Anything that implements the protocol can be supervised: a part of the
 supervisor itself (:class:`~project_o.supervisor.parts.Part`: the vault,
-the agent host, the arbiter, the gateway), an OS process, or another
+the agent host, the evolution control, the gateway), an OS process, or another
 :class:`~project_o.supervisor.tree.SupervisionTree`.
 """
 

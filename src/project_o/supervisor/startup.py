@@ -54,6 +54,8 @@ _CHILD_STATUS = {
     "gateway": EXIT_PORT_UNAVAILABLE,
     "agent": EXIT_AGENT_BROKEN,
 }
+#: a child's id -> what a person calls it, where the two differ
+_CHILD_NAMES = {"evolution": "evolution control"}
 
 
 class StartupError(ProjectOError):
@@ -73,7 +75,8 @@ def start_failure(child_id: str, exc: BaseException) -> StartupError:
     traceback = getattr(exc, "traceback", None)  # an agent's own import traceback
     if isinstance(traceback, str) and _agent_frames(traceback):
         message = f"{message}\n{_indent(_agent_frames(traceback))}"
-    return StartupError(f"cannot start the {child_id}: {message}", status)
+    name = _CHILD_NAMES.get(child_id, child_id)
+    return StartupError(f"cannot start the {name}: {message}", status)
 
 
 def vault_holder(vault: os.PathLike[str] | str) -> str:

@@ -44,6 +44,16 @@ Concurrency: every decision (an exit, a shutdown) runs under
 one lock, so the tree acts like an OTP process handling one message at a
 time. An exit seen from a child that the tree has already replaced or is
 stopping is ignored, as OTP drops the ``EXIT`` of an unlinked child.
+
+Every task the tree runs (one monitor per child run, and the stop that
+:meth:`~SupervisionTree.terminate` or :meth:`~SupervisionTree.kill`
+starts) belongs to the tree's :class:`~project_o.supervisor.nursery.Nursery`,
+one :class:`asyncio.TaskGroup` held from :meth:`~SupervisionTree.start`
+until the tree ends; :meth:`~SupervisionTree.wait` returns only once every
+one of them has ended. An escalation runs inside a monitor, so it ends the
+nursery without waiting for it (the monitor would wait for itself); a
+monitor waiting for the lock meanwhile has nothing left to decide and is
+cancelled.
 """
 
 from __future__ import annotations
@@ -52,10 +62,9 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 from project_o.errors import InvalidArgument
 from project_o.supervisor.intensity import (
@@ -63,6 +72,7 @@ from project_o.supervisor.intensity import (
     DEFAULT_MAX_SECONDS,
     RestartIntensity,
 )
+from project_o.supervisor.nursery import Nursery, NurseryClosed
 from project_o.supervisor.spec import (
     Child,
     ChildInfo,
@@ -107,7 +117,6 @@ class _Run:
 
     child: Child
     exited: asyncio.Future[ExitReason]
-    monitor: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
@@ -148,7 +157,8 @@ class SupervisionTree:
         self._lock = asyncio.Lock()
         self._ended = asyncio.Event()
         self._exit: ExitReason | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        #: owns the monitors and background stops (opened by start())
+        self._tasks: Nursery | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -163,6 +173,8 @@ class SupervisionTree:
                 f"{self.name}: start() may be called once; it is {self._state.value}"
             )
         self._state = _State.RUNNING
+        self._tasks = Nursery(self.name)
+        await self._tasks.open()
         async with self._lock:
             for slot in self._slots:
                 if self._state is not _State.RUNNING:
@@ -185,14 +197,19 @@ class SupervisionTree:
                 self._finish(ExitReason.shutdown())
 
     async def wait(self) -> ExitReason:
-        """Resolve when the tree has ended: normal after stop(), abnormal after escalating."""
+        """Resolve when the tree has ended: normal after stop(), abnormal after escalating.
+
+        It returns once every task of the tree has ended too.
+        """
         await self._ended.wait()
+        if self._tasks is not None:
+            await self._tasks.close()
         assert self._exit is not None  # set before _ended
         return self._exit
 
     def terminate(self) -> None:
         """Child protocol: stop in the background (each child by its shutdown spec)."""
-        self._in_background(self.stop())
+        self._stop_in_background()
 
     def kill(self) -> None:
         """Child protocol: kill every child now, whatever its shutdown spec, then end."""
@@ -200,7 +217,7 @@ class SupervisionTree:
         for slot in self._slots:
             if slot.run is not None:
                 slot.run.child.kill()
-        self._in_background(self.stop())
+        self._stop_in_background()
 
     @property
     def handle(self) -> SupervisionTree:
@@ -251,7 +268,8 @@ class SupervisionTree:
         run = _Run(child, asyncio.get_running_loop().create_future())
         slot.run, slot.status = run, ChildStatus.RUNNING
         slot.starts += 1
-        run.monitor = asyncio.create_task(self._monitor(slot, run), name=f"watch {slot.spec.id}")
+        assert self._tasks is not None  # opened by start(), before any child starts
+        self._tasks.spawn(self._monitor(slot, run), name=f"watch {slot.spec.id}")
         verb = "started" if kind is EventKind.START else "restarted"
         self._emit(kind, slot.spec.id, f"{verb} ({_describe(child.handle)}): {why}")
         if self._killed:
@@ -372,6 +390,8 @@ class SupervisionTree:
         self._state = _State.STOPPED
         self._exit = reason
         self._ended.set()
+        if self._tasks is not None:
+            self._tasks.close_nowait()  # maybe from a monitor: wait() awaits the end
 
     # -- helpers -------------------------------------------------------------
 
@@ -394,11 +414,15 @@ class SupervisionTree:
         except Exception:
             logger.exception("%s: on_escalate callback raised; ignored", self.name)
 
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        # Keep a reference: the event loop holds tasks only weakly.
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _stop_in_background(self) -> None:
+        """stop(), as a task of the tree (terminate() and kill() cannot await)."""
+        if self._tasks is None:  # never started: nothing runs, nothing to wait for
+            self._finish(ExitReason.shutdown("stopped before it was started"))
+            return
+        try:
+            self._tasks.spawn(self.stop(), name=f"stop {self.name}")
+        except NurseryClosed:
+            pass  # the tree has ended already
 
     def __repr__(self) -> str:
         return (

@@ -6,7 +6,7 @@
        ▲  ▲                      ▲
        │  └── evaluations.version_id, evaluations.experiment_id (nullable)
        └───── feedback.version_id (nullable)
-    events                         append-only log (arbiter decisions, rollbacks…)
+    events                         append-only log (experiment decisions, rollbacks…)
     llm_calls                      one row per LLM call of an evolution run (tokens, cost)
 
 JSON columns hold text written by ``json.dumps``. Times are unix seconds
