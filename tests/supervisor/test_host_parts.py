@@ -15,6 +15,7 @@ import pytest
 
 from project_o.errors import NoInstanceAvailable, RequestTimeout, ZygoteError
 from project_o.supervisor.agent_host import AgentHost
+from project_o.supervisor.agent_tree import SlotChild, ZygoteSlot, stopped_by_tree
 from project_o.supervisor.answers import AnswerBook
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.events import EventLog
@@ -33,6 +34,7 @@ from tests.supervisor.fakes import (
     FakeClock,
     FakeFactory,
     FakeInstance,
+    FakeZygote,
     Sleeps,
     async_test,
     handler_error,
@@ -360,6 +362,50 @@ async def test_stopping_the_host_stops_its_tree_and_restarts_nothing() -> None:
     assert not main.alive and not standby.alive and factory.spawned == [main, standby]
     assert [c["status"] for c in host.tree.describe()] == ["stopped"] * 3
     assert host.events.of_kind("crash") == []  # stopped on purpose: no crash
+
+
+@async_test
+async def test_a_reload_keeps_the_slots_and_the_tree_refills_the_standby() -> None:
+    host, factory, _ = await _host()
+    old_main, old_standby = factory.spawned
+    old_zygote = factory.zygote
+    await host.reloads.reload(Path("/b.py"), "v2", "promoted")
+    await _settle()
+    main, standby = host.pool.main, host.pool.standby
+    assert main is not None and main.version == "v2" and main is not old_main
+    assert standby is not None and standby.version == "v2" and standby is not old_standby
+    assert not old_main.alive and not old_standby.alive  # retired: shut down, not replaced
+    assert _restarts(host) == {"zygote": 0, "main": 0, "standby": 1}
+    assert host.events.of_kind("crash") == []
+    assert old_zygote is not None and old_zygote.closed  # its end is no crash of the slot
+    assert [c["status"] for c in host.tree.describe()] == ["running"] * 3
+    await host.stop()
+
+
+@async_test
+async def test_the_zygote_slot_follows_the_zygote_that_serves() -> None:
+    current: list[FakeZygote] = [FakeZygote("v1")]
+    slot = ZygoteSlot(lambda: current[0])  # type: ignore[arg-type,return-value]
+    replaced = current[0]
+    current[0] = FakeZygote("v2")  # a reload put another zygote in its place
+    replaced.die("closed by the reload")
+    await asyncio.sleep(0)
+    assert not slot.ended and slot.handle == current[0].pid
+    current[0].die("killed by SIGKILL")
+    await asyncio.sleep(0)
+    assert (await slot.wait()).detail == "the zygote is gone: killed by SIGKILL"
+
+
+@async_test
+async def test_stopping_a_slot_kills_its_occupant_as_no_crash() -> None:
+    pool = InstancePool()
+    main = FakeInstance("main")
+    await pool.promote(main)  # type: ignore[arg-type]
+    slot = SlotChild("main", pool)
+    assert slot.handle == main.pid
+    slot.kill()
+    assert not main.alive and stopped_by_tree(main.death_reason or "")
+    assert (await slot.wait()).normal
 
 
 class _Host:
