@@ -92,8 +92,8 @@ class FakeHost:
     drawn around ``latency_ms``.
 
     It is the request path (``submit``, ``version``, ``metrics``, ``answers``),
-    the pool (``main``, ``tell_main``), the journal (checkpoints and their
-    pause) and the reloads; ``dispatcher``, ``pool``, ``journal`` and
+    the pool (``main``, ``tell_main``), the journal (checkpoints) and the
+    reloads; ``dispatcher``, ``pool``, ``journal`` and
     ``reloads`` are itself, so code handed the real host's parts finds them.
     """
 

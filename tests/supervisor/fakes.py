@@ -171,10 +171,19 @@ class FakeZygote:
         self.pid = next(_pids)
         self.alive = True
         self.closed = False
+        self._gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def lost(self) -> asyncio.Future[str]:
+        return self._gone
+
+    def die(self, reason: str = "killed by SIGKILL") -> None:
+        self.alive = False
+        if not self._gone.done():
+            self._gone.set_result(reason)
 
     async def close(self) -> None:
         self.closed = True
-        self.alive = False
+        self.die("closed")
 
 
 class FakeFactory:

@@ -139,10 +139,10 @@ async def test_stop_takes_a_final_checkpoint_and_shuts_every_instance_down() -> 
 async def test_an_unexpected_error_in_a_host_task_reaches_its_owner() -> None:
     host, factory = await _host()
 
-    async def broken_replace(*args: Any) -> None:
-        raise RuntimeError("a bug in replacement")
+    async def broken_record(*args: Any) -> None:
+        raise RuntimeError("a bug in recording a death")
 
-    host.replacer.replace = broken_replace  # type: ignore[method-assign]
+    host.replacer.record_death = broken_record  # type: ignore[method-assign]
     factory.spawned[0].kill("crash")
     error = await host.tasks.failed
     assert isinstance(error, BaseExceptionGroup) and error.subgroup(RuntimeError) is not None

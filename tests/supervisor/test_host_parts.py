@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from project_o.errors import NoInstanceAvailable, RequestTimeout, ZygoteError
+from project_o.supervisor.agent_host import AgentHost
+from project_o.supervisor.agent_tree import SlotChild, ZygoteSlot, stopped_by_tree
 from project_o.supervisor.answers import AnswerBook
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.events import EventLog
@@ -24,8 +26,7 @@ from project_o.supervisor.instance_pool import InstancePool
 from project_o.supervisor.intents import relay_intents
 from project_o.supervisor.nursery import Nursery, NurseryClosed
 from project_o.supervisor.poison import PoisonTracker
-from project_o.supervisor.replacement import Replacer
-from project_o.supervisor.restart_policy import MAX_BACKOFF, RestartPolicy, Verdict
+from project_o.supervisor.restart_policy import MAX_BACKOFF, RestartPolicy
 from project_o.wire import Message
 from tests.supervisor.fakes import (
     PENDING,
@@ -33,6 +34,7 @@ from tests.supervisor.fakes import (
     FakeClock,
     FakeFactory,
     FakeInstance,
+    FakeZygote,
     Sleeps,
     async_test,
     handler_error,
@@ -47,32 +49,30 @@ def _config(**overrides: Any) -> SupervisorConfig:
 # -- restart policy -----------------------------------------------------------
 
 
-def test_restarts_within_the_intensity_are_replaced_at_once() -> None:
-    clock = FakeClock()
-    policy = RestartPolicy(3, 10.0, clock=clock)
-    assert [policy.record().verdict for _ in range(3)] == [Verdict.REPLACE] * 3
-    decision = policy.record()
-    assert decision.verdict is Verdict.ESCALATE
-    assert decision.reason == "4 restarts in 10 s exceed the limit of 3"
+def test_the_trees_limit_counts_deaths_and_a_takeover_restarts_two_children() -> None:
+    policy = RestartPolicy(3, 10.0, clock=FakeClock())
+    assert policy.tree_limit(standby=True) == 6 and policy.tree_limit(standby=False) == 3
 
 
-def test_the_backoff_doubles_up_to_its_ceiling_and_the_window_slides() -> None:
+def test_the_backoff_doubles_while_trees_give_up_soon_and_resets_after_a_quiet_spell() -> None:
     clock = FakeClock()
     policy = RestartPolicy(1, 10.0, clock=clock)
-    policy.record()
-    delays = [policy.record().delay for _ in range(8)]
+    delays = []
+    for _ in range(8):
+        policy.started()
+        delays.append(policy.back_off())
     assert delays[:3] == [0.1, 0.2, 0.4]
     assert delays[-1] == MAX_BACKOFF and delays == sorted(delays)
-    clock.advance(10.5)  # every restart has left the window
-    assert policy.record().verdict is Verdict.REPLACE
+    policy.started()
+    clock.advance(10.5)  # this tree served a whole window before it gave up
+    assert policy.back_off() == 0.1
 
 
-def test_clear_forgets_the_restarts_of_a_given_up_version() -> None:
+def test_clear_starts_the_backoff_afresh_for_a_new_version() -> None:
     policy = RestartPolicy(0, 10.0, clock=FakeClock())
-    assert policy.record().verdict is Verdict.ESCALATE
+    assert [policy.back_off() for _ in range(2)] == [0.1, 0.2]
     policy.clear()
-    assert policy.record().verdict is Verdict.ESCALATE  # 1 > 0 again, but counted afresh
-    assert policy.record().reason.startswith("2 restarts")
+    assert policy.back_off() == 0.1
 
 
 # -- poison, answers ------------------------------------------------------------
@@ -219,29 +219,205 @@ async def test_intents_are_answered_one_at_a_time_and_a_failing_listener_rejects
     await relay  # ends on its own when the instance dies
 
 
-# -- replacement ---------------------------------------------------------------------
+# -- the agent's tree: what restarts the zygote, the main and the standby -----------
+
+
+async def _host(book: FakeBook | None = None,
+                **config: Any) -> tuple[AgentHost, FakeFactory, Sleeps]:
+    factories: list[FakeFactory] = []
+
+    def make_factory(cfg: SupervisorConfig, version: str, events: EventLog, owner: Any,
+                     restore: Any) -> FakeFactory:
+        factories.append(FakeFactory(cfg, version, owner))
+        return factories[-1]
+
+    clock = FakeClock()
+    sleeps = Sleeps(clock)
+    host = AgentHost(_config(**config), None, EventLog(), "v1", book,  # type: ignore[arg-type]
+                     clock=clock, sleep=sleeps, make_factory=make_factory)
+    await host.start()
+    return host, factories[0], sleeps
+
+
+async def _settle() -> None:
+    for _ in range(40):
+        await asyncio.sleep(0)
+
+
+def _restarts(host: AgentHost) -> dict[str, int]:
+    return {c["id"]: c["restarts"] for c in host.tree.describe()}
+
+
+@async_test
+async def test_a_dead_main_is_replaced_by_its_standby_and_a_new_standby_follows() -> None:
+    host, factory, sleeps = await _host()
+    main, standby = factory.spawned
+    main.kill("socket closed")
+    await _settle()
+    assert host.pool.main is standby and standby.types_sent() == ["promote"]
+    assert host.pool.standby is not None and host.pool.standby not in (main, standby)
+    assert main.closed and factory.restarts == 1
+    assert sorted(e["kind"] for e in host.events.recent()) == ["crash", "start", "takeover"]
+    assert sleeps.asked == [0.1]  # the pause before forking the next standby
+    assert _restarts(host) == {"zygote": 0, "main": 1, "standby": 1}  # the tree restarted both
+    await host.stop()
+
+
+@async_test
+async def test_with_no_standby_a_new_main_is_forked() -> None:
+    host, factory, _ = await _host(standby=False)
+    main = factory.spawned[0]
+    main.kill("hang: no heartbeat")
+    await _settle()
+    assert host.pool.main is not None and host.pool.main is not main
+    assert host.events.of_kind("hang")[0]["subject"] == main.instance_id
+    await host.stop()
+
+
+@async_test
+async def test_a_failed_fork_is_retried_by_the_tree() -> None:
+    host, factory, _ = await _host(standby=False)
+    factory.fail_next = [ZygoteError("fork failed"), ZygoteError("fork failed")]
+    factory.spawned[0].kill("crash")
+    await _settle()
+    assert host.pool.main is factory.spawned[1]
+    assert len(host.events.of_kind("spawn_failed")) == 2
+    await host.stop()
+
+
+@async_test
+async def test_a_crash_loop_makes_the_tree_give_up_and_the_host_back_off() -> None:
+    host, factory, sleeps = await _host(standby=False, max_restarts=2)
+    for _ in range(6):  # the clock stands still: every death is in one window
+        host.pool.main.kill("crash")  # type: ignore[union-attr]
+        await _settle()
+    # deaths 1, 2: restarted; 3: over the limit, the tree gives up; a new tree after a
+    # pause, and again at death 6, with a pause twice as long
+    assert [e["reason"].split(";")[-1] for e in host.events.of_kind("escalate")] == [
+        " backing off 0.10 s", " backing off 0.20 s"]
+    assert sleeps.asked == [0.1, 0.2]
+    assert host.pool.main is not None and host.pool.main.alive
+    assert len(factory.spawned) == 7  # the first main and one per death
+    await host.stop()
+
+
+@async_test
+async def test_past_the_limit_the_version_is_given_up_for_the_previous_good_one() -> None:
+    book = FakeBook(previous="v0")
+    host, factory, _ = await _host(book=book, standby=False, max_restarts=0)
+    old_zygote = factory.zygote
+    fell_back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def seen(event: dict[str, Any]) -> None:
+        if event["kind"] == "fallback" and not fell_back.done():
+            fell_back.set_result(None)
+
+    host.events.subscribe(seen)
+    factory.spawned[0].kill("crash")
+    await fell_back  # the catalog is asked in threads: real time passes
+    await _settle()
+    assert factory.version == "v0" and book.rejected[0][0] == "v1"
+    assert old_zygote is not None and old_zygote.closed
+    assert host.pool.main is not None and host.pool.main.version == "v0"
+    assert host.events.of_kind("fallback")[0]["to"] == "v0"
+    await host.stop()
+
+
+@async_test
+async def test_a_replacement_that_dies_before_promotion_is_replaced_again() -> None:
+    host, factory, _ = await _host(standby=False)
+    original = factory.spawn
+
+    async def dies_once(role: str) -> FakeInstance:
+        instance = await original(role)
+        if len(factory.spawned) == 2:
+            instance.alive = False  # dead before promote() reaches it
+        return instance
+
+    factory.spawn = dies_once  # type: ignore[method-assign]
+    factory.spawned[0].kill("crash")
+    await _settle()
+    assert host.pool.main is factory.spawned[2]
+    await host.stop()
+
+
+@async_test
+async def test_a_dead_zygote_is_restarted_by_the_tree() -> None:
+    host, factory, _ = await _host()
+    old = factory.zygote
+    assert old is not None
+    old.die()
+    await _settle()
+    assert factory.zygote is not None and factory.zygote is not old and factory.zygote.alive
+    assert _restarts(host)["zygote"] == 1
+    assert host.tree.describe()[0]["last_exit"] == "the zygote is gone: killed by SIGKILL"
+    await host.stop()
+
+
+@async_test
+async def test_stopping_the_host_stops_its_tree_and_restarts_nothing() -> None:
+    host, factory, _ = await _host()
+    main, standby = factory.spawned
+    await host.stop()
+    assert not main.alive and not standby.alive and factory.spawned == [main, standby]
+    assert [c["status"] for c in host.tree.describe()] == ["stopped"] * 3
+    assert host.events.of_kind("crash") == []  # stopped on purpose: no crash
+
+
+@async_test
+async def test_a_reload_keeps_the_slots_and_the_tree_refills_the_standby() -> None:
+    host, factory, _ = await _host()
+    old_main, old_standby = factory.spawned
+    old_zygote = factory.zygote
+    await host.reloads.reload(Path("/b.py"), "v2", "promoted")
+    await _settle()
+    main, standby = host.pool.main, host.pool.standby
+    assert main is not None and main.version == "v2" and main is not old_main
+    assert standby is not None and standby.version == "v2" and standby is not old_standby
+    assert not old_main.alive and not old_standby.alive  # retired: shut down, not replaced
+    assert _restarts(host) == {"zygote": 0, "main": 0, "standby": 1}
+    assert host.events.of_kind("crash") == []
+    assert old_zygote is not None and old_zygote.closed  # its end is no crash of the slot
+    assert [c["status"] for c in host.tree.describe()] == ["running"] * 3
+    await host.stop()
+
+
+@async_test
+async def test_the_zygote_slot_follows_the_zygote_that_serves() -> None:
+    current: list[FakeZygote] = [FakeZygote("v1")]
+    slot = ZygoteSlot(lambda: current[0])  # type: ignore[arg-type,return-value]
+    replaced = current[0]
+    current[0] = FakeZygote("v2")  # a reload put another zygote in its place
+    replaced.die("closed by the reload")
+    await asyncio.sleep(0)
+    assert not slot.ended and slot.handle == current[0].pid
+    current[0].die("killed by SIGKILL")
+    await asyncio.sleep(0)
+    assert (await slot.wait()).detail == "the zygote is gone: killed by SIGKILL"
+
+
+@async_test
+async def test_stopping_a_slot_kills_its_occupant_as_no_crash() -> None:
+    pool = InstancePool()
+    main = FakeInstance("main")
+    await pool.promote(main)  # type: ignore[arg-type]
+    slot = SlotChild("main", pool)
+    assert slot.handle == main.pid
+    slot.kill()
+    assert not main.alive and stopped_by_tree(main.death_reason or "")
+    assert (await slot.wait()).normal
 
 
 class _Host:
-    """The owner the fakes report deaths to: a Replacer driven like the host drives it."""
+    """The pool, factory and events a hot reload works with; deaths are only recorded."""
 
-    def __init__(self, config: SupervisorConfig, book: FakeBook | None = None,
-                 max_restarts: int = 10) -> None:
-        self.clock, self.events, self.pool = FakeClock(), EventLog(), InstancePool()
-        self.sleeps = Sleeps(self.clock)
+    def __init__(self, config: SupervisorConfig) -> None:
+        self.events, self.pool = EventLog(), InstancePool()
         self.factory = FakeFactory(config, owner=self)
-        self.policy = RestartPolicy(max_restarts, 10.0, clock=self.clock)
-        self.replacer = Replacer(config, self.pool, self.factory, self.policy, self.events,
-                                 book, self.pool.promote, sleep=self.sleeps)  # type: ignore[arg-type]
-        self.tasks: list[asyncio.Task[None]] = []
+        self.deaths: list[str] = []
 
     def on_death(self, instance: Any, reason: str) -> None:
-        was_main = self.pool.vacate(instance) == "main"
-        self.tasks.append(asyncio.create_task(self.replacer.replace(instance, reason, was_main)))
-
-    async def settle(self) -> None:
-        while self.tasks:
-            await self.tasks.pop(0)
+        self.deaths.append(instance.instance_id)
 
     async def start(self) -> tuple[FakeInstance, FakeInstance]:
         await self.factory.ensure_zygote()
@@ -249,82 +425,6 @@ class _Host:
         await self.pool.promote(main)
         self.pool.standby = standby
         return main, standby
-
-
-@async_test
-async def test_a_dead_main_is_replaced_by_its_standby_and_a_new_standby_follows() -> None:
-    host = _Host(_config())
-    main, standby = await host.start()
-    main.kill("socket closed")
-    await host.settle()
-    assert host.pool.main is standby and standby.types_sent() == ["promote"]
-    assert host.pool.standby is not None and host.pool.standby not in (main, standby)
-    assert main.closed and host.factory.restarts == 1
-    assert [e["kind"] for e in host.events.recent()] == ["takeover", "crash"]
-    assert host.sleeps.asked == [0.1]  # the pause before forking the next standby
-
-
-@async_test
-async def test_with_no_standby_a_new_main_is_forked() -> None:
-    host = _Host(_config(standby=False))
-    await host.factory.ensure_zygote()
-    main = await host.factory.spawn("main")
-    await host.pool.promote(main)
-    main.kill("hang: no heartbeat")
-    await host.settle()
-    assert host.pool.main is not None and host.pool.main is not main
-    assert host.events.of_kind("hang")[0]["subject"] == main.instance_id
-
-
-@async_test
-async def test_a_failed_fork_is_retried_under_the_policy() -> None:
-    host = _Host(_config(standby=False))
-    host.factory.fail_next = [ZygoteError("fork failed"), ZygoteError("fork failed")]
-    await host.replacer.respawn("main")
-    assert host.pool.main is not None
-    assert len(host.events.of_kind("spawn_failed")) == 2
-
-
-@async_test
-async def test_a_crash_loop_backs_off_instead_of_spinning() -> None:
-    host = _Host(_config(standby=False), max_restarts=2)
-    await host.factory.ensure_zygote()
-    await host.pool.promote(await host.factory.spawn("main"))
-    for _ in range(5):  # each death: one replacement, counted by the policy
-        host.pool.main.kill("crash")  # type: ignore[union-attr]
-        await host.settle()
-    assert len(host.events.of_kind("escalate")) == 3  # the 3rd, 4th and 5th restart
-    assert host.sleeps.asked == [0.1, 0.2, 0.4]  # doubling, on the fake clock
-
-
-@async_test
-async def test_past_the_intensity_the_version_is_given_up_for_the_previous_good_one() -> None:
-    book = FakeBook(previous="v0")
-    host = _Host(_config(standby=False), book=book, max_restarts=0)
-    await host.factory.ensure_zygote()
-    old_zygote = host.factory.zygote
-    await host.replacer.respawn("main")
-    assert host.factory.version == "v0" and book.rejected[0][0] == "v1"
-    assert old_zygote is not None and old_zygote.closed
-    assert host.pool.main is not None and host.pool.main.version == "v0"
-    assert host.events.of_kind("fallback")[0]["to"] == "v0"
-
-
-@async_test
-async def test_a_replacement_that_dies_before_promotion_is_replaced_again() -> None:
-    host = _Host(_config(standby=False))
-    await host.factory.ensure_zygote()
-    original = host.factory.spawn
-
-    async def dies_once(role: str) -> FakeInstance:
-        instance = await original(role)
-        if len(host.factory.spawned) == 1:
-            instance.alive = False  # dead before promote() reaches it
-        return instance
-
-    host.factory.spawn = dies_once  # type: ignore[method-assign]
-    await host.replacer.respawn("main")
-    assert host.pool.main is host.factory.spawned[1]
 
 
 # -- hot reload ------------------------------------------------------------------------

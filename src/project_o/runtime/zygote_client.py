@@ -131,6 +131,7 @@ class ZygoteHandle:
         self._ids = itertools.count(1)
         self._send_lock = asyncio.Lock()
         self._lost: str | None = None
+        self._gone: asyncio.Future[str] = loop.create_future()
         self._reader = loop.create_task(self._read_loop(), name=f"zygote-{process.pid}")
 
     # -- lifecycle ------------------------------------------------------
@@ -224,6 +225,10 @@ class ZygoteHandle:
     def alive(self) -> bool:
         """Whether the zygote is running and its control socket is open."""
         return self._lost is None and self._process.returncode is None
+
+    def lost(self) -> asyncio.Future[str]:
+        """Resolves, with why, once the zygote is gone (exited, or its channel broke)."""
+        return self._gone
 
     @property
     def returncode(self) -> int | None:
@@ -424,6 +429,7 @@ class ZygoteHandle:
 
     def _on_lost(self, reason: str) -> None:
         self._lost = reason
+        _resolve(self._gone, reason)
         error = ZygoteError(f"zygote {self.pid} is gone: {reason}")
         if not self._hello.done():
             self._hello.set_exception(error)

@@ -7,10 +7,11 @@ The supervision tree of a running Project O (``GET /v1/status`` shows it live)::
          └─ supervisor    SupervisionTree, rest_for_one, no restarts of its own: a part
              │            that fails escalates to the heart (it never imports agent code)
              ├─ vault     WAL writer, checkpoint store, catalog (SQLite)
-             ├─ agent     AgentHost: restart intensity from RestartIntensity; a crash loop
-             │   │        falls back to the previous good version or backs off
+             ├─ agent     AgentHost, with its own tree (AgentTree, one_for_one): when
+             │   │        that tree gives up, the host falls back to the previous good
+             │   │        version or backs off and starts a new one
              │   ├─ zygote     agent code pre-imported, gc.freeze(), forks:
-             │   ├─ main       serves traffic
+             │   ├─ main       serves traffic; restarted by promoting the standby
              │   └─ standby    warm, tails the WAL, takes over at once
              ├─ evolution EvolutionControl: experiments, shadow / canary / rollback decisions
              └─ gateway   HTTP + WebSocket API, metrics (started last, stopped first)
@@ -24,6 +25,7 @@ Modules:
 * :mod:`~project_o.supervisor.startup` -- a failed start: one message, an exit status
 * :mod:`~project_o.supervisor.service` -- the supervisor: its tree and the gateway's service
 * :mod:`~project_o.supervisor.agent_host` -- the agent's node, put together from its parts
+* :mod:`~project_o.supervisor.agent_tree` -- the agent's zygote, main and standby as tree children
 * :mod:`~project_o.supervisor.routing` -- ``Router``: where each request goes (main, mirror, split)
 * :mod:`~project_o.supervisor.experiment_run` -- ``ExperimentRun``: one experiment, one coroutine
 * :mod:`~project_o.supervisor.evolution_control` -- who may start experiments; the experiment API

@@ -24,9 +24,13 @@ attribute           part                                        what it does
 ``factory``         :class:`~.instance_factory.InstanceFactory`  the zygote, forking and
                                                                 restoring instances; the
                                                                 version served
-``replacer``        :class:`~.replacement.Replacer`             takeover, respawn, fall back
-``restart_policy``  :class:`~.restart_policy.RestartPolicy`     restart intensity (the tree's
-                                                                ``RestartIntensity``)
+``tree``            :class:`~.agent_tree.AgentTree`             zygote, main and standby as
+                                                                children of a SupervisionTree:
+                                                                what restarts them
+``replacer``        :class:`~.replacement.Replacer`             takeover, death records, fall
+                                                                back
+``restart_policy``  :class:`~.restart_policy.RestartPolicy`     the tree's limit; back-off
+                                                                when it gives up
 ``reloads``         :class:`~.hot_reload.HotReload`             serving another version without
                                                                 losing memory
 ``dispatcher``      :class:`~.dispatch.Dispatcher`              a request's path: main,
@@ -42,8 +46,9 @@ on the pool; the main's ``ctx.evolve`` intents are relayed to the
 evolution control by :func:`~.intents.relay_intents`.
 
 When the main dies (EOF on its socket, a protocol violation, missed
-heartbeats, a blown deadline) the standby is promoted at once, requests in
-flight are re-dispatched to it, and a fresh standby is forked. A request
+heartbeats, a blown deadline) its slot in the agent's tree ends and the
+tree restarts it: the standby is promoted at once (requests in flight are
+re-dispatched to it), then the standby's slot is restarted by a fork. A request
 that was being handled when two instances died in a row is a poison pill:
 quarantined and answered with :class:`~project_o.errors.PoisonRequest`.
 
@@ -64,6 +69,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from project_o.errors import ProjectOError, WALFatalError
+from project_o.supervisor.agent_tree import AgentTree, stopped_by_tree
 from project_o.supervisor.answers import RECENT_ANSWERS, AnswerBook
 from project_o.supervisor.config import POISON_THRESHOLD, SupervisorConfig
 from project_o.supervisor.dispatch import Dispatcher
@@ -114,10 +120,12 @@ class AgentHost:
         self.factory = make_factory(config, version, events, self, self._restore)
         self.restart_policy = RestartPolicy(config.max_restarts, config.restart_period,
                                             clock=clock)
-        self.replacer = Replacer(config, self.pool, self.factory, self.restart_policy, events,
-                                 book, self._promote, sleep=sleep)
+        self.replacer = Replacer(self.pool, self.factory, events, book, self._promote)
+        self.tree = AgentTree(config, self.pool, self.factory, self.replacer,
+                              self.restart_policy, events, self._promote, sleep=sleep,
+                              clock=clock)
         self.reloads = HotReload(self.pool, self.factory, events, promote=self._promote,
-                                 respawn_later=self._respawn_later,
+                                 respawn_later=self.tree.refill,
                                  drain_timeout=config.request_deadline, standby=config.standby)
         self.answers = AnswerBook()
         self.dispatcher = Dispatcher(
@@ -129,44 +137,42 @@ class AgentHost:
     # -- lifecycle ------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the zygote, the main and (if configured) the standby."""
+        """Start the zygote, then the agent's tree: the main and (if configured) the standby."""
         await self.tasks.open()
+        factory = self.factory
         try:
-            await self._start_instances()
+            try:
+                await factory.ensure_zygote()
+            except ProjectOError as exc:
+                # New code that does not even import: run the last good version instead.
+                if not await self.replacer.fall_back(f"failed to load: {exc}"):
+                    raise
+                await factory.ensure_zygote()
+            assert factory.zygote is not None
+            self.events.record("start", factory.version, "zygote ready", pid=factory.zygote.pid)
+            await self.tree.start()
         except BaseException:
             await self.stop()
             raise
         config = self.config
         self.tasks.spawn(self.pool.watch(config.heartbeat_interval, config.heartbeat_timeout),
                          "watchdog")
-
-    async def _start_instances(self) -> None:
-        factory = self.factory
-        try:
-            await factory.ensure_zygote()
-        except ProjectOError as exc:
-            # New code that does not even import: run the last good version instead.
-            if not await self.replacer.fall_back(f"failed to load: {exc}"):
-                raise
-            await factory.ensure_zygote()
-        assert factory.zygote is not None
-        self.events.record("start", factory.version, "zygote ready", pid=factory.zygote.pid)
-        await self._promote(await factory.spawn("main"))
-        if self.config.standby:
-            self.pool.standby = await factory.spawn("standby")
+        self.tasks.spawn(self.tree.run(), "agent tree")
 
     async def stop(self) -> None:
-        """Final checkpoint from the main, then stop every process."""
-        self.replacer.stopping = True
-        await self.tasks.close()  # replacements, watchdog, intent relays: cancelled, awaited
-        main = self.pool.main
+        """Final checkpoint from the main, then stop the tree and every process."""
+        main, standby = self.pool.main, self.pool.standby
         if main is not None and main.alive:
             with contextlib.suppress(Exception):
                 await self.journal.request_checkpoint(main, FINAL_CHECKPOINT_TIMEOUT)
-        for instance in (main, self.pool.standby):
-            if instance is not None:
+        for instance in (main, standby):
+            if instance is not None and instance.alive:
                 with contextlib.suppress(Exception):
                     await instance.send(Message("shutdown", {}))
+        await self.tree.stop()  # kills what is in its slots; nothing is restarted any more
+        await self.tasks.close()  # watchdog, intent relays, death records: cancelled, awaited
+        for instance in (main, standby, self.pool.main, self.pool.standby):
+            if instance is not None:
                 instance.kill("supervisor shutting down")
                 await instance.close()
         await self.factory.close()
@@ -186,15 +192,22 @@ class AgentHost:
             await self.journal.checkpoint(instance, message)
 
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
-        """Called by the handle the moment an instance is known dead."""
+        """Called by the handle the moment an instance is known dead: its slot ends."""
         self.journal.unfollow(instance)
         if instance in self.pool.retired:
-            return  # a version being replaced: nothing to replace it with
-        was_main = self.pool.vacate(instance) == "main"
-        if self.replacer.stopping or not self.tasks.open_for_tasks:
-            return
-        self.tasks.spawn(self.replacer.replace(instance, reason, was_main),
-                         f"replace-{instance.instance_id}")
+            return  # a version being replaced: the reload shuts it down
+        news = not stopped_by_tree(reason)  # else its tree stopped it on purpose
+        role = self.pool.vacate(instance)
+        if role is not None and news:
+            self.tree.vacated(role, instance, reason)  # the tree restarts the slot
+        self.factory.restarts += news
+        if self.tasks.open_for_tasks:
+            self.tasks.spawn(self._bury(instance, reason, news), f"bury-{instance.instance_id}")
+
+    async def _bury(self, dead: InstanceHandle, reason: str, news: bool) -> None:
+        await dead.close()
+        if news:
+            await self.replacer.record_death(dead, reason)
 
     # -- wiring the parts together ------------------------------------------
 
@@ -220,10 +233,6 @@ class AgentHost:
         if self.on_intent is not None:
             self._relay_intents(instance, self.on_intent)
 
-    def _respawn_later(self, role: str) -> None:
-        if self.tasks.open_for_tasks:
-            self.tasks.spawn(self.replacer.respawn(role), f"respawn-{role}")
-
     async def _restore(self, instance: InstanceHandle) -> None:
         await self.journal.restore(instance, follow=instance.role != "main")
 
@@ -235,18 +244,11 @@ class AgentHost:
     # -- what `GET /v1/status` shows -------------------------------------
 
     def describe_tree(self) -> dict[str, Any]:
-        """This host as a node of the supervision tree: its zygote and instances."""
-        zygote = self.factory.zygote
-        children: list[dict[str, Any]] = [{
-            "id": "zygote", "pid": zygote.pid if zygote is not None else None,
-            "status": "running" if zygote is not None and zygote.alive else "stopped",
-        }]
-        children += [{"id": i.role, "pid": i.pid, "status": "running",
-                      "instance_id": i.instance_id, "version": i.version}
-                     for i in self.pool.live()]
+        """This host as a node of the supervision tree: the agent's tree and its children."""
         return {"version": self.factory.version, "instance_restarts": self.factory.restarts,
-                "max_restarts": self.restart_policy.max_restarts,
-                "max_seconds": self.restart_policy.max_seconds, "children": children}
+                "strategy": "one_for_one", "max_restarts": self.restart_policy.max_restarts,
+                "max_seconds": self.restart_policy.max_seconds,
+                "children": self.tree.describe()}
 
 
 def _resolve(fatal: asyncio.Future[BaseException], error: WALFatalError) -> None:

@@ -1,15 +1,21 @@
-"""When an agent's instance dies: replace it at once, give its version up, or slow down.
+"""When an agent's tree gives up: the limit it counts against, and how long to back off.
 
-The agent host's restart intensity is the supervision tree's
-:class:`~project_o.supervisor.intensity.RestartIntensity`; what differs
-is what "escalate" means for instances of one agent version::
+The agent's instances are restarted by its
+:class:`~project_o.supervisor.tree.SupervisionTree`, with OTP's restart
+intensity (:class:`~project_o.supervisor.intensity.RestartIntensity`).
+What differs from OTP is what "escalate" means for one agent version: the
+host never gives up serving. It gives the version up for the previous
+good one if there is one, else it waits and starts the tree again::
 
-    death ──► record() ──► within max_restarts in max_seconds ──► REPLACE now
-                       └─► over it ──► ESCALATE: the host gives the version up for the
-                                       previous good one if there is one (clear());
-                                       else it backs off ``delay`` seconds and replaces,
-                                       doubling up to MAX_BACKOFF, never crash-looping
+    deaths ──► tree: within its intensity ──► restart (takeover, fork)
+                   └─► over it ──► the tree stops its children and ends
+                                   ──► the host: fall back to a good version, or
+                                       back_off() seconds, doubling up to MAX_BACKOFF
+                                       while the trees keep failing, then a new tree
 
+One death of the main restarts two children when there is a standby (the
+main, by the standby's promotion, and the standby, by a fork), so the
+tree's limit is ``max_restarts`` deaths: twice as many restarts.
 The clock is injected, so tests move time by hand.
 """
 
@@ -17,66 +23,45 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
-from project_o.supervisor.intensity import RestartIntensity
+__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "RestartPolicy"]
 
-__all__ = ["MAX_BACKOFF", "RestartDecision", "RestartPolicy", "Verdict"]
-
-#: longest pause between replacements once restart intensity is exceeded
+#: longest pause before a tree that gave up is started again
 MAX_BACKOFF = 5.0
-#: the first pause past the limit; doubles with each further restart
+#: the first pause; doubles with each tree that gives up soon after it started
 FIRST_BACKOFF = 0.1
 
 
-class Verdict(Enum):
-    """What to do about one more restart."""
-
-    REPLACE = "replace"  # within the intensity
-    ESCALATE = "escalate"  # over it: fall back to a good version, or back off
-
-
-@dataclass(frozen=True)
-class RestartDecision:
-    """A verdict, with the pause to take if the host backs off and the reason in words."""
-
-    verdict: Verdict
-    delay: float = 0.0
-    reason: str = ""
-
-
 class RestartPolicy:
-    """Restart intensity for the instances of the version being served."""
+    """The restart limit of one agent's tree, and the back-off when the tree gives up."""
 
     def __init__(
         self, max_restarts: int, max_seconds: float, *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._intensity = RestartIntensity(max_restarts, max_seconds, clock=clock)
+        #: deaths allowed within ``max_seconds`` before the tree gives up
+        self.max_restarts = max_restarts
+        self.max_seconds = max_seconds
+        self._clock = clock
+        self._streak = 0
+        self._started = clock()
 
-    def record(self) -> RestartDecision:
-        """Count one restart now and say what to do about it."""
-        if self._intensity.record():
-            return RestartDecision(Verdict.REPLACE)
-        recent, limit = self._intensity.recent(), self._intensity.max_restarts
-        excess = recent - limit
-        delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** min(excess - 1, 10))
-        return RestartDecision(
-            Verdict.ESCALATE, delay,
-            f"{recent} restarts in {self._intensity.max_seconds:g} s exceed the limit of {limit}",
-        )
+    def tree_limit(self, standby: bool) -> int:
+        """The tree's ``max_restarts``: a death with a standby restarts two children."""
+        return self.max_restarts * (2 if standby else 1)
+
+    def started(self) -> None:
+        """A tree was started now (how long it lives decides the next pause)."""
+        self._started = self._clock()
+
+    def back_off(self) -> float:
+        """Seconds to wait before starting a tree again, the last one having given up."""
+        if self._clock() - self._started >= self.max_seconds:
+            self._streak = 0  # it served for a while: not the same crash loop
+        delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** min(self._streak, 10))
+        self._streak += 1
+        return delay
 
     def clear(self) -> None:
-        """Start counting afresh (a new version is served)."""
-        self._intensity.clear()
-
-    @property
-    def max_restarts(self) -> int:
-        """How many restarts the window allows."""
-        return self._intensity.max_restarts
-
-    @property
-    def max_seconds(self) -> float:
-        """The window's length in seconds."""
-        return self._intensity.max_seconds
+        """Start afresh (a new version is served)."""
+        self._streak = 0
