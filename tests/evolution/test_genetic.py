@@ -61,6 +61,24 @@ def test_evaluation_order_does_not_matter(pool: EvaluatorPool) -> None:
     assert [g.id for g in forward.population] == [g.id for g in backward.population]
 
 
+def test_streamed_evaluation_gives_the_same_run(pool: EvaluatorPool, tmp_path: Path) -> None:
+    # Offspring evaluated while the generation is still bred: same run, same catalog.
+    config = GAConfig(population=16, generations=4, tournament=3, elitism=1, seed=3)
+    batched = GeneticAlgorithm(_seed(), pool.evaluate, config).run()
+    store = RunStore(tmp_path / "run")
+    try:
+        streamed = GeneticAlgorithm(_seed(), pool.evaluate, config, store=store,
+                                    stream=pool.stream).run()
+        recorded = store.evaluations(streamed.run_id)
+    finally:
+        store.close()
+    assert streamed.winner.id == batched.winner.id
+    assert [g.id for g in streamed.population] == [g.id for g in batched.population]
+    assert [(s.best, s.evaluated) for s in streamed.history] == \
+        [(s.best, s.evaluated) for s in batched.history]
+    assert streamed.evaluations == batched.evaluations == len(recorded)
+
+
 def test_elitism_keeps_the_best_and_evolution_improves(pool: EvaluatorPool) -> None:
     # Ten generations of fifty beat the seed for 18 of the first 20 seeds (a run is
     # deterministic per seed; the margin is for changes to the operators).

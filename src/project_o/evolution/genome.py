@@ -59,6 +59,9 @@ __all__ = [
 ID_LENGTH = 12
 
 
+#: values with nothing inside to check
+_SCALARS = frozenset({str, int, float, bool})
+
 #: canonical JSON of no params: hashed as nothing, so such ids equal plain source hashes
 _EMPTY_JSON = "{}"
 
@@ -174,13 +177,29 @@ class Genome:
         donors: Sequence[Genome] = (),
         details: Mapping[str, Any] | None = None,
     ) -> Genome:
-        """A child of this genome: changed ``sources``/``params``, lineage filled in."""
+        """A child of this genome: changed ``sources``/``params``, lineage filled in.
+
+        Breeding calls this for every child: what the parent already checked and
+        serialised (its sources' names, its params' canonical JSON) is reused,
+        not worked out again.
+        """
         parents = [self.id] + [d.id for d in donors if d.id != self.id]
-        return Genome(
-            self._sources if sources is None else sources,
-            self.params if params is None else params,
-            parents=tuple(dict.fromkeys(parents)), operator=operator, details=details,
-        )
+        lineage = tuple(dict.fromkeys(parents))
+        if sources is None:
+            clean_sources: Mapping[str, str] = self._sources
+        else:
+            _check_sources(sources)
+            clean_sources = MappingProxyType({name: sources[name] for name in sorted(sources)})
+        params_json = self._params if params is None else _to_json("params", dict(params))
+        child = object.__new__(Genome)
+        set_ = object.__setattr__
+        set_(child, "_sources", clean_sources)
+        set_(child, "_params", params_json)
+        set_(child, "_details", _to_json("details", dict(details or {})))
+        set_(child, "parents", lineage)
+        set_(child, "operator", str(operator))
+        set_(child, "id", _content_id(clean_sources, params_json))
+        return child
 
     # -- views ----------------------------------------------------------
 
@@ -316,6 +335,8 @@ def _to_json(field: str, value: dict[str, Any]) -> str:
 
 def _require_str_keys(value: Any) -> None:
     # json.dumps would quietly turn {1: x} into {"1": x}: a different value, same text.
+    if value is None or type(value) in _SCALARS:
+        return  # most of what operators write; the ABC check below is slow
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
