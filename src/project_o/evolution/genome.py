@@ -233,6 +233,21 @@ class Genome:
             "params": {"params": json.loads(self._params), "details": json.loads(self._details)},
         }
 
+    def record_row(self) -> tuple[str, str, str, str, str]:
+        """``(id, parents, operator, params column, source)``, JSON as the catalog stores it.
+
+        The same text as ``json.dumps`` of :meth:`to_record`'s values (sorted
+        keys, compact): written from the canonical JSON this genome keeps,
+        without decoding and encoding it again (a run records every candidate).
+        """
+        if self._params.isascii() and self._details.isascii():
+            # Canonical JSON of ASCII text is what json.dumps writes with its defaults.
+            column = f'{{"details":{self._details},"params":{self._params}}}'
+        else:
+            column = _compact_json(self.to_record()["params"])
+        return (self.id, _compact_json(list(self.parents)), self.operator, column,
+                _compact_json(dict(self._sources)))
+
     def write_to(self, directory: str | Path, *, durable: bool = True) -> Path:
         """Materialize under ``directory``; return the path to load the agent from.
 
@@ -320,6 +335,10 @@ def _canonical_json(value: Mapping[str, Any]) -> str:
     # sort_keys + fixed separators + repr-exact floats: the same text in every process.
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def _to_json(field: str, value: dict[str, Any]) -> str:
