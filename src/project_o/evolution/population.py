@@ -98,6 +98,8 @@ OUTPUT_TAIL_LINES: Final = 20
 #: (and whenever a child was idle): often enough to keep them busy, rarely enough that
 #: the select() calls cost nothing beside breeding
 PUMP_EVERY: Final = 4
+#: streamed candidates sent in one frame at most (fewer when the child needs work now)
+FRAME_CANDIDATES: Final = 8
 #: frames: a batch of sources fits easily; the wire's 64 MiB default maximum
 MAX_FRAME: Final = 64 << 20
 _RECV: Final = 1 << 16
@@ -126,6 +128,10 @@ class _Batch:
     accepting: bool = False
     #: frames not yet taken by the child's socket buffer
     outbox: bytearray = field(default_factory=bytearray)
+    #: candidates sent to the child (the fork request's, then the stream's frames)
+    sent: int = 0
+    #: streamed candidates queued here, sent in one frame once the child needs them
+    unsent: list[dict[str, Any]] = field(default_factory=list)
     frames: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_FRAME))
     pid: int | None = None
     ready: bool = False
@@ -142,7 +148,7 @@ class _Batch:
     @property
     def current(self) -> int | None:
         """The candidate running now (the first without a result), once the child is ready."""
-        left = len(self.results) < len(self.genomes)
+        left = len(self.results) < self.sent
         return len(self.results) if self.ready and left and not self.stopped else None
 
 
@@ -299,7 +305,7 @@ class EvaluatorPool:
             theirs.close()
         ours.setblocking(False)
         return _Batch(self._batch_ids, list(genomes), scratch, ours.fileno(), dispatches + 1,
-                      channel=ours, accepting=stream,
+                      channel=ours, accepting=stream, sent=len(genomes),
                       deadline=time.monotonic() + START_TIMEOUT_S)
 
     def _wait(self, running: dict[int, _Batch], longest: float = 1.0) -> None:
@@ -504,19 +510,16 @@ class EvaluationStream:
         self._asked += 1
         open_batches = [b for b in self._running.values() if _takes_more(b, self._capacity)]
         batch = min(open_batches, key=_queued, default=None) or self._open()
-        idle = batch.current is None
         batch.genomes.append(genome)
-        batch.outbox += encode_frame(Message(MessageType.REQUEST, {
-            "candidates": [_genome_wire(genome)]}), MAX_FRAME)
-        if idle and batch.ready:  # it waited for work: the candidate's clock starts now
-            batch.deadline = time.monotonic() + self._pool.timeout_s + WALL_GRACE_S
+        batch.unsent.append(_genome_wire(genome))
         if len(batch.genomes) >= self._capacity:
             self._end(batch)
             if sum(1 for b in self._running.values() if b.accepting) < self._pool.workers:
                 self._open()  # its successor starts now, while breeding goes on
-        _flush(batch)
-        if self._asked % PUMP_EVERY == 0 or idle:
-            self._pool._wait(self._running, longest=0.0)  # take what is ready; never block
+        elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
+            _send(batch, self._pool)  # a frame's worth, or the child has nothing to do
+        if self._asked % PUMP_EVERY == 0:
+            self._pump(0.0)
 
     def results(self, *, on_batch: BatchCallback | None = None,
                 on_progress: ProgressCallback | None = None) -> dict[str, Evaluation]:
@@ -526,11 +529,13 @@ class EvaluationStream:
         """
         pool = self._pool
         found: dict[str, Evaluation] = {}
+        for batch in self._running.values():
+            _send(batch, pool)
         while self._pending or any(_queued(b) or _ended(b) for b in self._running.values()):
             while self._pending and len(self._running) < pool.workers + len(self._open_ones()):
                 batch = pool._dispatch(*self._pending.popleft())
                 self._running[batch.id] = batch
-            pool._wait(self._running)
+            self._pump(1.0)
             for batch in [b for b in self._running.values() if _ended(b)]:
                 del self._running[batch.id]
                 self._pending.extend(pool._finish(batch, found, on_batch))
@@ -558,6 +563,13 @@ class EvaluationStream:
         self._running.clear()
         self._pending.clear()
 
+    def _pump(self, longest: float) -> None:
+        """Take what the children sent; feed each that ran out of sent candidates."""
+        self._pool._wait(self._running, longest)
+        for batch in self._running.values():
+            if batch.unsent and len(batch.results) >= batch.sent:
+                _send(batch, self._pool)
+
     def _open_ones(self) -> list[_Batch]:
         return [b for b in self._running.values() if b.accepting]
 
@@ -569,6 +581,7 @@ class EvaluationStream:
     def _end(self, batch: _Batch) -> None:
         if batch.accepting:
             batch.accepting = False
+            _send(batch, self._pool)
             batch.outbox += encode_frame(Message(MessageType.SHUTDOWN, {}), MAX_FRAME)
             _flush(batch)
 
@@ -597,6 +610,20 @@ def _takes_more(batch: _Batch, capacity: int) -> bool:
 
 def _queued(batch: _Batch) -> int:
     return len(batch.genomes) - len(batch.results)
+
+
+def _send(batch: _Batch, pool: EvaluatorPool) -> None:
+    """Put the batch's unsent candidates in one frame on their way to its child."""
+    if not batch.unsent or batch.eof or batch.exit is not None or batch.killed_for:
+        return  # a child that is gone gets nothing more: _finish re-runs what it had left
+    idle = batch.ready and batch.current is None and not batch.stopped
+    batch.outbox += encode_frame(Message(MessageType.REQUEST, {"candidates": batch.unsent}),
+                                 MAX_FRAME)
+    batch.sent += len(batch.unsent)
+    batch.unsent = []
+    if idle:  # it waited for work: the first candidate's clock starts now
+        batch.deadline = time.monotonic() + pool.timeout_s + WALL_GRACE_S
+    _flush(batch)
 
 
 def _flush(batch: _Batch) -> None:
