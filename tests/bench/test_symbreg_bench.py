@@ -58,6 +58,9 @@ def test_timings_split_a_run_into_breeding_evaluation_and_recording() -> None:
     assert timings.total_s > 0 and timings.evaluation_s > 0 and timings.recording_s > 0
     assert timings.breeding_s > 0
     assert timings.evaluation_s + timings.recording_s < timings.total_s
+    # every candidate counted once, with the time it ran inside the sandbox
+    assert 0 < timings.candidates <= 20 * 4 and 0 < timings.candidate_s
+    assert timings.cpu_s > 0
 
 
 def test_quick_run_compares_with_deap_and_notes_where_the_time_went() -> None:
@@ -68,3 +71,8 @@ def test_quick_run_compares_with_deap_and_notes_where_the_time_went() -> None:
     split = next(note for note in report.notes if note.startswith("project-o time per run"))
     for part in ("breeding", "evaluation", "recording"):
         assert part in split
+        # the same split in the rows, so that --json carries it
+        assert ours[f"{part}_s"] >= 0 and theirs[f"{part}_s"] >= 0
+    assert theirs["recording_s"] == 0 and theirs["evaluations"] > 0
+    assert ours["cpu_s"] > 0 and theirs["cpu_s"] > 0
+    assert any(note.startswith("CPU time per run") for note in report.notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,16 @@ def test_same_seed_same_run(pool: EvaluatorPool) -> None:
     assert first.winner.id == second.winner.id
     assert [g.id for g in first.population] == [g.id for g in second.population]
     assert [s.best for s in first.history] == [s.best for s in second.history]
+
+
+def test_a_run_gives_the_collector_its_thresholds_back(pool: EvaluatorPool) -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(500, 7, 9)
+        GeneticAlgorithm(_seed(), pool.evaluate, SMALL).run()
+        assert gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_evaluation_order_does_not_matter(pool: EvaluatorPool) -> None:

@@ -48,6 +48,8 @@ class Timings:
     #: evaluate + tamper check), on other cores, mostly while the next ones were bred
     candidates: int = 0
     candidate_s: float = 0.0
+    #: CPU seconds on every core: this process's and the evaluators' (zygote + children)
+    cpu_s: float = 0.0
 
     def count(self, evaluations: dict[str, Evaluation]) -> dict[str, Evaluation]:
         """Add ``evaluations`` to :attr:`candidates` and :attr:`candidate_s`; return them."""
@@ -104,13 +106,19 @@ def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
             with _waiting(timings):
                 return _TimedStream(pool.stream(), timings)
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu(pool)
         try:
             return GeneticAlgorithm(Genome.from_path(example / "agent.py"), evaluate,
                                     config, store=store, stream=stream).run()
         finally:
             store.close()
             timings.total_s += time.perf_counter() - started
+            timings.cpu_s += _cpu(pool) - cpu
+
+
+def _cpu(pool: EvaluatorPool) -> float:
+    """This process's CPU time plus the evaluators' (theirs counted once reaped)."""
+    return time.process_time() + (pool.cpu_seconds() or 0.0)
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ run is reproducible only as far as they are.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
@@ -260,6 +261,12 @@ class GeneticAlgorithm:
         """Run to ``config.generations``; with ``resume``, continue the store's last run."""
         run_id, state = self._resume() if resume else (self._start(), None)
         self._stream = self._streams() if self._streams is not None else None
+        collector = gc.get_threshold()
+        # Breeding allocates AST nodes by the hundred thousand and keeps thousands in its
+        # caches: with the default thresholds the older generations were collected again
+        # and again for no garbage (an eighth of breeding). Young objects are still
+        # collected as usual; the caller's thresholds come back when the run ends.
+        gc.set_threshold(collector[0], max(collector[1], 50), max(collector[2], 100))
         try:
             if state is None:
                 rng = random.Random(self.config.seed)
@@ -271,6 +278,7 @@ class GeneticAlgorithm:
                 islands = [self._breed(island, rng) for island in self._islands]
                 state = self._settle(run_id, state.generation + 1, islands, rng, state, started)
         finally:
+            gc.set_threshold(*collector)
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None

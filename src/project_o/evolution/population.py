@@ -223,6 +223,22 @@ class EvaluatorPool:
             self._process = None
         shutil.rmtree(self._scratch, ignore_errors=True)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the evaluation zygote and the children it reaped.
+
+        From ``/proc`` (Linux; None elsewhere or once stopped): with the
+        caller's own CPU time, what evaluating cost on every core, whatever
+        else the machine was doing.
+        """
+        if self._process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), here 11-14 after the name
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self) -> Self:
         self.start()
         return self
