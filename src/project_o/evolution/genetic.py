@@ -13,7 +13,9 @@
                             order or the bandit's
                  ─► novelty: a twin of an evaluated genome is mutated again (3 tries), else
                     the evaluated one takes its place
-                 ─► evaluate only genomes never evaluated (cache by genome id)
+                 ─► evaluate only genomes never evaluated (cache by genome id); with a
+                    stream, each offspring went to the evaluators once final, while the
+                    rest was bred, and the generation waits for the last results
                  ─► learn: archives place them, the bandit counts improvements
                  ─► every ``migration_interval`` generations: ring migration
                  ─► commit {generation, islands, archives, bandit, counters, rng, best,
@@ -23,7 +25,8 @@
 Every random choice comes from one ``random.Random(seed)``, and evaluation
 never touches it; results are keyed by genome id, so the order in which
 evaluators finish changes nothing. With a :class:`RunStore`, each batch of
-evaluations is on disk as it completes and each generation is committed
+evaluations is on disk as it completes (a streamed batch: its results so
+far, at the end of each generation) and each generation is committed
 before the next starts: :meth:`GeneticAlgorithm.run` on the same store
 continues a killed run from its last generation and reuses every
 evaluation, giving the result an uninterrupted run would have given

@@ -7,13 +7,15 @@
       ▼                                 (scrubbed env, PYTHONHASHSEED=0, dies with us)
     the zygote (runtime.zygote, the one every sandboxed child comes from), running
     the evaluator program (.evaluator): task module imported, gc.freeze()
-      │ ◄══ control socket ══ fork {id: batch, candidates, limits, timeout} + SCM_RIGHTS(pipe w)
+      │ ◄══ control socket ══ fork {id: batch, candidates, limits, timeout, stream}
+      │                            + SCM_RIGHTS(the child's end of a socketpair)
       │ ══► forked {id, pid} · exited {id, exit_code, signal, memory_kb} · error {id, ...}
       │ ◄══ kill {id}: SIGKILL the batch's process group (only while unreaped)
       ├─fork─► evaluator child (one per batch), through the zygote's one sandbox: setsid,
       │        PR_SET_PDEATHSIG, fds closed, RLIMIT_AS / RLIMIT_CPU / RLIMIT_NOFILE,
       │        stdout+stderr -> scratch/output.log
       │          once, sandboxed:     ══► hello (ready)
+      │          a stream:            ◄══ request {candidates} ... shutdown (EvaluationStream)
       │          for each candidate:  load (from memory) + evaluate(agent), alarm
       │                               ══► response {index, metrics|failure, time, cpu, rss,
       │                                             offset: where the next one's output starts}
@@ -33,6 +35,11 @@ constants or builtins (:mod:`.tamper`) is "gamed", and the child stops:
 the rest of its batch runs in a fresh one. A candidate that writes forged
 frames to the result pipe can only spoil its own batch:
 ``batch_size=1`` makes the isolation unit a single candidate.
+
+:meth:`EvaluatorPool.evaluate` takes a finished list; :meth:`EvaluatorPool.stream`
+takes candidates one at a time while the caller is still breeding the rest
+(:class:`EvaluationStream`): its children are forked ahead, stay open across
+generations up to a full batch, and evaluate on the other cores meanwhile.
 """
 
 from __future__ import annotations
