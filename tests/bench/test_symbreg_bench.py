@@ -58,6 +58,9 @@ def test_timings_split_a_run_into_breeding_evaluation_and_recording() -> None:
     assert timings.total_s > 0 and timings.evaluation_s > 0 and timings.recording_s > 0
     assert timings.breeding_s > 0
     assert timings.evaluation_s + timings.recording_s < timings.total_s
+    # every candidate counted once, with the time it ran inside the sandbox
+    assert 0 < timings.candidates <= 20 * 4 and 0 < timings.candidate_s
+    assert timings.cpu_s > 0
 
 
 def test_quick_run_compares_with_deap_and_notes_where_the_time_went() -> None:
@@ -65,6 +68,13 @@ def test_quick_run_compares_with_deap_and_notes_where_the_time_went() -> None:
     ours, theirs = report.rows
     assert ours["runs"] == theirs["runs"] == symbreg.QUICK[0]
     assert [t.name for t in report.targets] == ["success rate vs DEAP", "median wall time / DEAP"]
-    split = next(note for note in report.notes if note.startswith("project-o time per run"))
+    words = next(note for note in report.notes if note.startswith("project-o time per run"))
     for part in ("breeding", "evaluation", "recording"):
-        assert part in split
+        assert part in words
+    # the same split in figures, so that --json carries it
+    split = report.to_dict()["details"]["time_per_run"]
+    for side in ("project-o", "deap"):
+        assert all(split[side][f"{part}_s"] >= 0 for part in ("breeding", "evaluation"))
+        assert split[side]["cpu_s"] > 0 and split[side]["evaluations"] > 0
+    assert split["deap"]["recording_s"] == 0 < split["project-o"]["recording_s"]
+    assert any(note.startswith("CPU time per run") for note in report.notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,12 +54,40 @@ def test_same_seed_same_run(pool: EvaluatorPool) -> None:
     assert [s.best for s in first.history] == [s.best for s in second.history]
 
 
+def test_a_run_gives_the_collector_its_thresholds_back(pool: EvaluatorPool) -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(500, 7, 9)
+        GeneticAlgorithm(_seed(), pool.evaluate, SMALL).run()
+        assert gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_evaluation_order_does_not_matter(pool: EvaluatorPool) -> None:
     sandboxed = GeneticAlgorithm(_seed(), pool.evaluate, SMALL).run()
     forward = GeneticAlgorithm(_seed(), _in_process(False), SMALL).run()
     backward = GeneticAlgorithm(_seed(), _in_process(True), SMALL).run()
     assert sandboxed.winner.id == forward.winner.id == backward.winner.id
     assert [g.id for g in forward.population] == [g.id for g in backward.population]
+
+
+def test_streamed_evaluation_gives_the_same_run(pool: EvaluatorPool, tmp_path: Path) -> None:
+    # Offspring evaluated while the generation is still bred: same run, same catalog.
+    config = GAConfig(population=16, generations=4, tournament=3, elitism=1, seed=3)
+    batched = GeneticAlgorithm(_seed(), pool.evaluate, config).run()
+    store = RunStore(tmp_path / "run")
+    try:
+        streamed = GeneticAlgorithm(_seed(), pool.evaluate, config, store=store,
+                                    stream=pool.stream).run()
+        recorded = store.evaluations(streamed.run_id)
+    finally:
+        store.close()
+    assert streamed.winner.id == batched.winner.id
+    assert [g.id for g in streamed.population] == [g.id for g in batched.population]
+    assert [(s.best, s.evaluated) for s in streamed.history] == \
+        [(s.best, s.evaluated) for s in batched.history]
+    assert streamed.evaluations == batched.evaluations == len(recorded)
 
 
 def test_elitism_keeps_the_best_and_evolution_improves(pool: EvaluatorPool) -> None:

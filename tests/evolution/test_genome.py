@@ -199,3 +199,20 @@ def test_pickle_keeps_content_and_lineage() -> None:
     child = sample().derive(operator="x", params={"top_k": 2}, details={"k": 1})
     back = pickle.loads(pickle.dumps(child))
     assert back == child and back.parents == child.parents and back.details == {"k": 1}
+
+
+@pytest.mark.parametrize("genome", [
+    Genome({"agent.py": "x = 1\n"}),
+    Genome({"agent.py": "x = 1\n"}, {"t": 0.5, "name": "héllo"}, details={"k": [1, "ü"]}),
+    Genome({"pkg/__init__.py": "", "pkg/b.py": "y = 2\n"}, {"z": [1, 2.5e-7]},
+           parents=["p1", "p2"], operator="cx_functions", details={"taken": ["pkg/b.py:f"]}),
+])
+def test_record_row_is_the_json_of_to_record(genome: Genome) -> None:
+    # The catalog row written without decoding the canonical JSON again: same text.
+    def compact(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    record = genome.to_record()
+    assert genome.record_row() == (record["version_id"], compact(record["parents"]),
+                                   record["operator"], compact(record["params"]),
+                                   compact(record["source"]))

@@ -130,3 +130,36 @@ def test_a_task_that_fails_to_import_is_reported(tmp_path: Path) -> None:
 def test_gaming_scores_are_caught(metrics: object, reason: str) -> None:
     result = validate_metrics("x", {"metrics": metrics}, (-1.0, 1.0))
     assert result.kind == "gamed" and reason in result.failure["reason"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_a_stream_charges_bad_members_as_a_batch_does(task: Path, batch_size: int | None) -> None:
+    genomes = _population()
+    recorded: list[str] = []
+    with EvaluatorPool(task, workers=2, timeout_s=1.0, memory_mb=768,
+                       batch_size=batch_size) as pool:
+        stream = pool.stream()
+        results = {}
+        for part in (genomes[:7], genomes[7:] + genomes[:3]):  # two generations; a repeat
+            for genome in part:                               # is evaluated once
+                stream.submit(genome)
+            results.update(stream.results(
+                on_batch=lambda gs, es: recorded.extend(g.id for g in gs)))
+        stream.close()
+    assert sorted(results) == sorted(recorded) == sorted(g.id for g in genomes)
+    for genome in genomes:
+        mode = genome.params.get("mode", "ok")
+        if mode == "ok":
+            assert results[genome.id].metrics["score"] == float(genome.params["value"])
+        else:
+            assert results[genome.id].kind == BAD[mode], (mode, results[genome.id].failure)
+
+
+def test_a_stream_closed_mid_candidate_leaves_the_pool_usable(task: Path) -> None:
+    genomes = [Genome({"agent.py": AGENT}, {"value": v}) for v in range(1, 5)]
+    with EvaluatorPool(task, workers=2) as pool:
+        stream = pool.stream()
+        stream.submit(Genome({"agent.py": AGENT}, {"mode": "stuck"}))
+        stream.close()  # kills the child running it
+        results = pool.evaluate(genomes)
+    assert [results[g.id].metrics["score"] for g in genomes] == [1.0, 2.0, 3.0, 4.0]

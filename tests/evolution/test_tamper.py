@@ -110,3 +110,18 @@ def test_a_task_keeping_its_own_state_is_not_tampering(tmp_path: Path) -> None:
     with EvaluatorPool(path, workers=1, batch_size=3) as pool:
         results = pool.evaluate(genomes)
     assert [results[g.id].fitness for g in genomes] == [-2.0, 0.0, -1.0]
+
+
+@pytest.mark.parametrize("trick", ["rebind", "evaluator"])
+def test_a_streamed_cheat_is_gamed_and_the_candidates_after_it_run_fresh(
+        task: Path, trick: str) -> None:
+    cheat = _agent(trick, 3.0)
+    honest = [_agent("none", offset) for offset in (1.0, 2.0, 2.5)]
+    with EvaluatorPool(task, workers=1) as pool:
+        stream = pool.stream()
+        for genome in [honest[0], cheat, *honest[1:]]:  # queued behind it in its child
+            stream.submit(genome)
+        results = stream.results()
+        stream.close()
+    assert results[cheat.id].kind == "gamed"
+    assert [results[g.id].fitness for g in honest] == [-2.0, 0.0, -1.0]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from project_o.evolution.genetic import GAConfig, GAResult, GeneticAlgorithm
+from project_o.evolution.genetic import EvaluationStream, GAConfig, GAResult, GeneticAlgorithm
 from project_o.evolution.genome import Genome
 from project_o.evolution.novelty import Twin
 from project_o.evolution.population import EvaluatorPool
@@ -38,10 +39,24 @@ class Timings:
 
     #: the whole run
     total_s: float = 0.0
-    #: waiting for the sandboxed evaluators (their results recorded excepted)
+    #: handing candidates to the sandboxed evaluators and waiting for the last results
+    #: (the catalog writes meanwhile excepted)
     evaluation_s: float = 0.0
     #: writing evaluations and generation commits into the catalog (fsynced)
     recording_s: float = 0.0
+    #: candidates evaluated, and the seconds they ran inside the evaluators (load +
+    #: evaluate + tamper check), on other cores, mostly while the next ones were bred
+    candidates: int = 0
+    candidate_s: float = 0.0
+    #: CPU seconds on every core: this process's and the evaluators' (zygote + children)
+    cpu_s: float = 0.0
+
+    def count(self, evaluations: dict[str, Evaluation]) -> dict[str, Evaluation]:
+        """Add ``evaluations`` to :attr:`candidates` and :attr:`candidate_s`; return them."""
+        self.candidates += len(evaluations)
+        self.candidate_s += sum(float(e.metrics.get("time_s") or 0.0)
+                                for e in evaluations.values())
+        return evaluations
 
     @property
     def breeding_s(self) -> float:
@@ -84,17 +99,52 @@ def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
         store = _TimedStore(run_dir, timings)
 
         def evaluate(genomes: Sequence[Genome], **hooks: Any) -> dict[str, Evaluation]:
-            started, recorded = time.perf_counter(), timings.recording_s
-            try:
-                return pool.evaluate(genomes, **hooks)
-            finally:  # the store's writes inside on_batch count as recording
-                timings.evaluation_s += (time.perf_counter() - started
-                                         - (timings.recording_s - recorded))
+            with _waiting(timings):
+                return timings.count(pool.evaluate(genomes, **hooks))
 
-        started = time.perf_counter()
+        def stream() -> EvaluationStream:
+            with _waiting(timings):
+                return _TimedStream(pool.stream(), timings)
+
+        started, cpu = time.perf_counter(), _cpu(pool)
         try:
             return GeneticAlgorithm(Genome.from_path(example / "agent.py"), evaluate,
-                                    config, store=store).run()
+                                    config, store=store, stream=stream).run()
         finally:
             store.close()
             timings.total_s += time.perf_counter() - started
+            timings.cpu_s += _cpu(pool) - cpu
+
+
+def _cpu(pool: EvaluatorPool) -> float:
+    """This process's CPU time plus the evaluators' (theirs counted once reaped)."""
+    return time.process_time() + (pool.cpu_seconds() or 0.0)
+
+
+@contextlib.contextmanager
+def _waiting(timings: Timings) -> Iterator[None]:
+    """Add the time inside to ``timings.evaluation_s``, less the store's writes inside it."""
+    started, recorded = time.perf_counter(), timings.recording_s
+    try:
+        yield
+    finally:
+        timings.evaluation_s += (time.perf_counter() - started
+                                 - (timings.recording_s - recorded))
+
+
+class _TimedStream:
+    """An evaluation stream whose calls count as evaluation in ``timings``."""
+
+    def __init__(self, stream: EvaluationStream, timings: Timings) -> None:
+        self._stream, self._timings = stream, timings
+
+    def submit(self, genome: Genome) -> None:
+        with _waiting(self._timings):
+            self._stream.submit(genome)
+
+    def results(self, **hooks: Any) -> dict[str, Evaluation]:
+        with _waiting(self._timings):
+            return self._timings.count(self._stream.results(**hooks))
+
+    def close(self) -> None:
+        self._stream.close()

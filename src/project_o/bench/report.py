@@ -32,6 +32,8 @@ class Report:
     rows: list[dict[str, Any]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: figures for ``--json`` that the notes already say in words (not drawn as a table)
+    details: dict[str, Any] = field(default_factory=dict)
     measured_at: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )

@@ -7,8 +7,11 @@ in the hello). Each fork request is one batch, run by one child after the
 sandbox (:func:`project_o.runtime.zygote.enter_child`), its output in the
 batch's scratch directory::
 
-    fork {id, scratch, timeout, limits, candidates: [{id, sources, params}]} + pipe w
+    fork {id, scratch, timeout, limits, candidates: [{id, sources, params}], stream}
+         + the child's end of a socketpair
     child ══► hello                                  (ready: sandboxed, nothing run yet)
+          stream: ◄══ request {candidates} ... shutdown   (more candidates while the pool
+                                                           breeds them; then the end)
           for each candidate: load (from memory) + evaluate(agent), alarm
           ══► response {index, metrics|failure, time, cpu, rss,
                         offset: where the next one's output starts in output.log}
@@ -23,7 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,7 +37,7 @@ from project_o.evolution.tamper import Snapshot
 from project_o.evolution.task import Task, evaluate_in_process, load_task
 from project_o.runtime.child import ChildPlan
 from project_o.runtime.sandbox import Limits
-from project_o.wire import Message, MessageType, encode_frame
+from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
 __all__ = ["EVALUATOR_PROGRAM", "OUTPUT_LOG", "EvaluationProgram", "load"]
 
@@ -42,6 +45,9 @@ __all__ = ["EVALUATOR_PROGRAM", "OUTPUT_LOG", "EvaluationProgram", "load"]
 EVALUATOR_PROGRAM: Final = "project_o.evolution.evaluator:load"
 #: in a batch's scratch directory: its child's stdout and stderr
 OUTPUT_LOG: Final = "output.log"
+#: a streamed candidate's frame: the pool's limit on frames it sends
+MAX_STREAM_FRAME: Final = 64 << 20
+_RECV: Final = 1 << 16
 
 
 class EvaluationProgram:
@@ -83,7 +89,8 @@ def _run_batch(fd: int, request: dict[str, Any], task: Task) -> None:
     guard = Snapshot(task.module)  # before any candidate code has run in this process
     scratch = Path(request["scratch"])
     _write_all(fd, encode_frame(Message(MessageType.HELLO, {})))
-    for index, wire in enumerate(request["candidates"]):
+    candidates = _streamed(fd, request) if request.get("stream") else request["candidates"]
+    for index, wire in enumerate(candidates):
         genome = Genome(wire["sources"], wire["params"])
         raw = evaluate_in_process(task, genome, scratch, float(request["timeout"]), guard)
         sys.stdout.flush()
@@ -92,6 +99,23 @@ def _run_batch(fd: int, request: dict[str, Any], task: Task) -> None:
             "index": index, "offset": os.lseek(1, 0, os.SEEK_END), **raw})))
         if raw["tampered"]:
             return  # this process is no longer the evaluator it was: the rest get a fresh one
+
+
+def _streamed(fd: int, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A streamed batch's candidates as the pool sends them: request frames until shutdown."""
+    yield from request["candidates"]
+    frames = FrameDecoder(MAX_STREAM_FRAME)
+    while True:
+        data = os.read(fd, _RECV)
+        if not data:
+            return  # the pool is gone
+        for message in frames.feed(data):
+            if message.type == MessageType.SHUTDOWN:
+                return
+            if message.type != MessageType.REQUEST:
+                raise InvalidArgument(f"a streamed batch takes request frames, got "
+                                      f"{str(message.type)!r}")
+            yield from message.data["candidates"]
 
 
 def _write_all(fd: int, data: bytes) -> None:

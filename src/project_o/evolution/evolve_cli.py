@@ -160,7 +160,8 @@ def _genetic(args: argparse.Namespace, seed: Genome, config: GAConfig, pool: Any
                 seed, pool.evaluate, config, store=store, reporter=reporter,
                 operators=None if ensemble is None else llm_operators(ensemble,
                                                                       only=args.llm_only),
-                extensions=[] if ensemble is None else [ensemble])
+                extensions=[] if ensemble is None else [ensemble],
+                stream=getattr(pool, "stream", None))  # the local pool's; Ray has none
             result = ga.run(resume=args.resume)
         llm = None if ensemble is None else llm_json(ensemble, store, result.run_id)
     finally:

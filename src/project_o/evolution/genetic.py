@@ -13,7 +13,9 @@
                             order or the bandit's
                  ─► novelty: a twin of an evaluated genome is mutated again (3 tries), else
                     the evaluated one takes its place
-                 ─► evaluate only genomes never evaluated (cache by genome id)
+                 ─► evaluate only genomes never evaluated (cache by genome id); with a
+                    stream, each offspring went to the evaluators once final, while the
+                    rest was bred, and the generation waits for the last results
                  ─► learn: archives place them, the bandit counts improvements
                  ─► every ``migration_interval`` generations: ring migration
                  ─► commit {generation, islands, archives, bandit, counters, rng, best,
@@ -23,7 +25,8 @@
 Every random choice comes from one ``random.Random(seed)``, and evaluation
 never touches it; results are keyed by genome id, so the order in which
 evaluators finish changes nothing. With a :class:`RunStore`, each batch of
-evaluations is on disk as it completes and each generation is committed
+evaluations is on disk as it completes (a streamed batch: its results so
+far, at the end of each generation) and each generation is committed
 before the next starts: :meth:`GeneticAlgorithm.run` on the same store
 continues a killed run from its last generation and reuses every
 evaluation, giving the result an uninterrupted run would have given
@@ -43,6 +46,7 @@ run is reproducible only as far as they are.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
@@ -80,6 +84,7 @@ from project_o.evolution.task import Evaluation
 
 __all__ = [
     "CROSSOVER_OPERATORS",
+    "EvaluationStream",
     "GAConfig",
     "GAResult",
     "GenerationStats",
@@ -94,6 +99,24 @@ CROSSOVER_OPERATORS: Final = ("cx_functions", "cx_params", "mut_ast_donor")
 DEFAULT_BINS: Final = 10
 
 Evaluator = Callable[..., dict[str, Evaluation]]
+
+
+class EvaluationStream(Protocol):
+    """Evaluation that starts while a generation is still being bred (optional).
+
+    :meth:`EvaluatorPool.stream <project_o.evolution.population.EvaluatorPool.stream>`
+    makes one: the loop submits each offspring as soon as it is final, takes
+    the results (recorded) when the generation is complete, and closes it when
+    the run ends.
+    """
+
+    def submit(self, genome: Genome) -> None: ...
+
+    def results(self, *, on_batch: Callable[[list[Genome], list[Evaluation]], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None,
+                ) -> dict[str, Evaluation]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -213,11 +236,16 @@ class GeneticAlgorithm:
     def __init__(self, seed: Genome, evaluate: Evaluator, config: GAConfig = GAConfig(), *,
                  operators: Mapping[str, Operator] | None = None, store: RunStore | None = None,
                  reporter: Reporter | None = None,
-                 extensions: Sequence[RunExtension] = ()) -> None:
+                 extensions: Sequence[RunExtension] = (),
+                 stream: Callable[[], EvaluationStream] | None = None) -> None:
         self.seed, self.config, self.store, self.reporter = seed, config, store, reporter
         self.extensions = list(extensions)
         self._stopped = ""  # why the run ended early (an extension's stop_reason)
         self._evaluate = evaluate
+        # Offspring go to the evaluators as they are made, unless novelty may still swap
+        # them for others after the generation is bred.
+        self._streams = stream if config.novelty is None else None
+        self._stream: EvaluationStream | None = None  # open while the run runs
         ops = dict(operators or default_operators())
         self._mutations = [op for name, op in sorted(ops.items()) if not name.startswith("cx_")]
         self._crossovers = [ops[name] for name in CROSSOVER_OPERATORS if name in ops]
@@ -235,15 +263,28 @@ class GeneticAlgorithm:
     def run(self, *, resume: bool = False) -> GAResult:
         """Run to ``config.generations``; with ``resume``, continue the store's last run."""
         run_id, state = self._resume() if resume else (self._start(), None)
-        if state is None:
-            rng = random.Random(self.config.seed)
-            islands = [Island(self._initial(rng), self._new_archive())
-                       for _ in range(self.config.islands)]
-            state = self._settle(run_id, 0, islands, rng, None, time.monotonic())
-        while state.generation < self.config.generations and not self._stopping():
-            started, rng = time.monotonic(), rng_from_state(state.rng)
-            islands = [self._breed(island, rng) for island in self._islands]
-            state = self._settle(run_id, state.generation + 1, islands, rng, state, started)
+        self._stream = self._streams() if self._streams is not None else None
+        collector = gc.get_threshold()
+        # Breeding allocates AST nodes by the hundred thousand and keeps thousands in its
+        # caches: with the default thresholds the older generations were collected again
+        # and again for no garbage (an eighth of breeding). Young objects are still
+        # collected as usual; the caller's thresholds come back when the run ends.
+        gc.set_threshold(collector[0], max(collector[1], 50), max(collector[2], 100))
+        try:
+            if state is None:
+                rng = random.Random(self.config.seed)
+                islands = [Island(self._initial(rng), self._new_archive())
+                           for _ in range(self.config.islands)]
+                state = self._settle(run_id, 0, islands, rng, None, time.monotonic())
+            while state.generation < self.config.generations and not self._stopping():
+                started, rng = time.monotonic(), rng_from_state(state.rng)
+                islands = [self._breed(island, rng) for island in self._islands]
+                state = self._settle(run_id, state.generation + 1, islands, rng, state, started)
+        finally:
+            gc.set_threshold(*collector)
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
         return self._result(run_id, state)
 
     def evaluation(self, genome_id: str) -> Evaluation | None:
@@ -262,8 +303,9 @@ class GeneticAlgorithm:
 
     def _initial(self, rng: random.Random) -> list[Genome]:
         population = [self.seed]
+        self._offer(self.seed)
         while len(population) < self.config.population:
-            population.append(self._mutate(rng.choice(population), rng))
+            population.append(self._offer(self._mutate(rng.choice(population), rng)))
         return population
 
     def _breed(self, island: Island, rng: random.Random) -> Island:
@@ -276,7 +318,8 @@ class GeneticAlgorithm:
     def _next(self, population: list[Genome], rng: random.Random) -> list[Genome]:
         ranked = self._ranked(population)
         elites = ranked[:self.config.elitism]
-        parents = [self._tournament(population, rng)
+        keys = [self._key(g, population) for g in population]  # once, not per aspirant
+        parents = [self._tournament(population, keys, rng)
                    for _ in range(self.config.population - len(elites))]
         return elites + self._vary(parents, rng)
 
@@ -292,7 +335,14 @@ class GeneticAlgorithm:
         for i, genome in enumerate(offspring):
             if rng.random() < p_mutation:
                 offspring[i] = self._mutate(genome, rng)
+            self._offer(offspring[i])  # final now: nothing later in the generation changes it
         return offspring
+
+    def _offer(self, genome: Genome) -> Genome:
+        """Start evaluating ``genome`` at once if it is new and a stream is open."""
+        if self._stream is not None and genome.id not in self._cache:
+            self._stream.submit(genome)
+        return genome
 
     def _settle(self, run_id: str, generation: int, islands: list[Island],
                 rng: random.Random, previous: GenerationState | None,
@@ -306,10 +356,11 @@ class GeneticAlgorithm:
         self._islands = islands
         population = [g for island in islands for g in island.population]
         best = previous.best if previous is not None else ""
+        best_key = self._key(self._genomes[best], population) if best else None
         for genome in population:
-            if not best or self._key(genome, population) > self._key(self._genomes[best],
-                                                                    population):
-                best = genome.id
+            key = self._key(genome, population)
+            if best_key is None or key > best_key:
+                best, best_key = genome.id, key
         stats = self._stats(generation, population, new, len(twins), moves, started, best)
         state = self._state(generation, population, rng, best, previous, stats, moves)
         if self.store is not None:
@@ -385,10 +436,11 @@ class GeneticAlgorithm:
 
     # -- selection ------------------------------------------------------
 
-    def _tournament(self, population: list[Genome], rng: random.Random) -> Genome:
-        aspirants = [population[rng.randrange(len(population))]
-                     for _ in range(self.config.tournament)]
-        return max(aspirants, key=lambda g: self._key(g, population))  # first of equals
+    def _tournament(self, population: list[Genome], keys: list[tuple[float, ...]],
+                    rng: random.Random) -> Genome:
+        """DEAP's selTournament: the best of ``tournament`` drawn with replacement."""
+        aspirants = [rng.randrange(len(population)) for _ in range(self.config.tournament)]
+        return population[max(aspirants, key=keys.__getitem__)]  # first of equals
 
     def _ranked(self, population: list[Genome]) -> list[Genome]:
         """Distinct genomes, best first; equal keys in id order, so nothing depends on luck."""
@@ -416,7 +468,8 @@ class GeneticAlgorithm:
         for genome in new:
             self._genomes.setdefault(genome.id, genome)
         todo = [g for g in new if g.id not in self._cache]
-        if not todo:
+        stream = self._stream
+        if not todo and stream is None:
             return
 
         def on_batch(genomes: list[Genome], evaluations: list[Evaluation]) -> None:
@@ -427,7 +480,12 @@ class GeneticAlgorithm:
             if self.reporter is not None:
                 self.reporter.on_progress(generation, done, total)
 
-        self._cache.update(self._evaluate(todo, on_batch=on_batch, on_progress=on_progress))
+        if stream is None:
+            self._cache.update(self._evaluate(todo, on_batch=on_batch, on_progress=on_progress))
+            return
+        for genome in todo:  # each was offered as it was bred; submit() skips repeats
+            stream.submit(genome)
+        self._cache.update(stream.results(on_batch=on_batch, on_progress=on_progress))
 
     def _stats(self, generation: int, population: list[Genome], new: list[Genome],
                duplicates: int, moves: list[Migration], started: float,

@@ -59,6 +59,9 @@ __all__ = [
 ID_LENGTH = 12
 
 
+#: values with nothing inside to check
+_SCALARS = frozenset({str, int, float, bool})
+
 #: canonical JSON of no params: hashed as nothing, so such ids equal plain source hashes
 _EMPTY_JSON = "{}"
 
@@ -174,13 +177,29 @@ class Genome:
         donors: Sequence[Genome] = (),
         details: Mapping[str, Any] | None = None,
     ) -> Genome:
-        """A child of this genome: changed ``sources``/``params``, lineage filled in."""
+        """A child of this genome: changed ``sources``/``params``, lineage filled in.
+
+        Breeding calls this for every child: what the parent already checked and
+        serialised (its sources' names, its params' canonical JSON) is reused,
+        not worked out again.
+        """
         parents = [self.id] + [d.id for d in donors if d.id != self.id]
-        return Genome(
-            self._sources if sources is None else sources,
-            self.params if params is None else params,
-            parents=tuple(dict.fromkeys(parents)), operator=operator, details=details,
-        )
+        lineage = tuple(dict.fromkeys(parents))
+        if sources is None:
+            clean_sources: Mapping[str, str] = self._sources
+        else:
+            _check_sources(sources)
+            clean_sources = MappingProxyType({name: sources[name] for name in sorted(sources)})
+        params_json = self._params if params is None else _to_json("params", dict(params))
+        child = object.__new__(Genome)
+        set_ = object.__setattr__
+        set_(child, "_sources", clean_sources)
+        set_(child, "_params", params_json)
+        set_(child, "_details", _to_json("details", dict(details or {})))
+        set_(child, "parents", lineage)
+        set_(child, "operator", str(operator))
+        set_(child, "id", _content_id(clean_sources, params_json))
+        return child
 
     # -- views ----------------------------------------------------------
 
@@ -213,6 +232,21 @@ class Genome:
             "operator": self.operator,
             "params": {"params": json.loads(self._params), "details": json.loads(self._details)},
         }
+
+    def record_row(self) -> tuple[str, str, str, str, str]:
+        """``(id, parents, operator, params column, source)``, JSON as the catalog stores it.
+
+        The same text as ``json.dumps`` of :meth:`to_record`'s values (sorted
+        keys, compact): written from the canonical JSON this genome keeps,
+        without decoding and encoding it again (a run records every candidate).
+        """
+        if self._params.isascii() and self._details.isascii():
+            # Canonical JSON of ASCII text is what json.dumps writes with its defaults.
+            column = f'{{"details":{self._details},"params":{self._params}}}'
+        else:
+            column = _compact_json(self.to_record()["params"])
+        return (self.id, _compact_json(list(self.parents)), self.operator, column,
+                _compact_json(dict(self._sources)))
 
     def write_to(self, directory: str | Path, *, durable: bool = True) -> Path:
         """Materialize under ``directory``; return the path to load the agent from.
@@ -303,6 +337,10 @@ def _canonical_json(value: Mapping[str, Any]) -> str:
                       allow_nan=False)
 
 
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 def _to_json(field: str, value: dict[str, Any]) -> str:
     """Canonical JSON of ``value``, refusing what JSON would not give back unchanged."""
     try:
@@ -316,6 +354,8 @@ def _to_json(field: str, value: dict[str, Any]) -> str:
 
 def _require_str_keys(value: Any) -> None:
     # json.dumps would quietly turn {1: x} into {"1": x}: a different value, same text.
+    if value is None or type(value) in _SCALARS:
+        return  # most of what operators write; the ABC check below is slow
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):

@@ -7,13 +7,15 @@
       ▼                                 (scrubbed env, PYTHONHASHSEED=0, dies with us)
     the zygote (runtime.zygote, the one every sandboxed child comes from), running
     the evaluator program (.evaluator): task module imported, gc.freeze()
-      │ ◄══ control socket ══ fork {id: batch, candidates, limits, timeout} + SCM_RIGHTS(pipe w)
+      │ ◄══ control socket ══ fork {id: batch, candidates, limits, timeout, stream}
+      │                            + SCM_RIGHTS(the child's end of a socketpair)
       │ ══► forked {id, pid} · exited {id, exit_code, signal, memory_kb} · error {id, ...}
       │ ◄══ kill {id}: SIGKILL the batch's process group (only while unreaped)
       ├─fork─► evaluator child (one per batch), through the zygote's one sandbox: setsid,
       │        PR_SET_PDEATHSIG, fds closed, RLIMIT_AS / RLIMIT_CPU / RLIMIT_NOFILE,
       │        stdout+stderr -> scratch/output.log
       │          once, sandboxed:     ══► hello (ready)
+      │          a stream:            ◄══ request {candidates} ... shutdown (EvaluationStream)
       │          for each candidate:  load (from memory) + evaluate(agent), alarm
       │                               ══► response {index, metrics|failure, time, cpu, rss,
       │                                             offset: where the next one's output starts}
@@ -33,6 +35,11 @@ constants or builtins (:mod:`.tamper`) is "gamed", and the child stops:
 the rest of its batch runs in a fresh one. A candidate that writes forged
 frames to the result pipe can only spoil its own batch:
 ``batch_size=1`` makes the isolation unit a single candidate.
+
+:meth:`EvaluatorPool.evaluate` takes a finished list; :meth:`EvaluatorPool.stream`
+takes candidates one at a time while the caller is still breeding the rest
+(:class:`EvaluationStream`): its children are forked ahead, stay open across
+generations up to a full batch, and evaluate on the other cores meanwhile.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_BATCH",
     "WALL_GRACE_S",
+    "EvaluationStream",
     "EvaluatorPool",
 ]
 
@@ -93,6 +101,12 @@ EOF_GRACE_S: Final = 1.0
 MAX_DISPATCHES: Final = 3
 #: lines of a failed candidate's output kept with its failure
 OUTPUT_TAIL_LINES: Final = 20
+#: a stream reads what its children sent after every this many candidates submitted
+#: (and whenever a child was idle): often enough to keep them busy, rarely enough that
+#: the select() calls cost nothing beside breeding
+PUMP_EVERY: Final = 4
+#: streamed candidates sent in one frame at most (fewer when the child needs work now)
+FRAME_CANDIDATES: Final = 8
 #: frames: a batch of sources fits easily; the wire's 64 MiB default maximum
 MAX_FRAME: Final = 64 << 20
 _RECV: Final = 1 << 16
@@ -115,6 +129,16 @@ class _Batch:
     scratch: Path
     read_fd: int
     dispatches: int
+    #: the parent's end of the batch's socketpair: results come in, streamed candidates go out
+    channel: socket.socket | None = None
+    #: a streamed batch still takes candidates (:class:`EvaluationStream`)
+    accepting: bool = False
+    #: frames not yet taken by the child's socket buffer
+    outbox: bytearray = field(default_factory=bytearray)
+    #: candidates sent to the child (the fork request's, then the stream's frames)
+    sent: int = 0
+    #: streamed candidates queued here, sent in one frame once the child needs them
+    unsent: list[dict[str, Any]] = field(default_factory=list)
     frames: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_FRAME))
     pid: int | None = None
     ready: bool = False
@@ -125,11 +149,13 @@ class _Batch:
     eof: bool = False
     exit: dict[str, Any] | None = None
     results: dict[int, Evaluation] = field(default_factory=dict)
+    #: results handed to on_batch so far (a streamed batch hands them over per generation)
+    recorded: int = 0
 
     @property
     def current(self) -> int | None:
         """The candidate running now (the first without a result), once the child is ready."""
-        left = len(self.results) < len(self.genomes)
+        left = len(self.results) < self.sent
         return len(self.results) if self.ready and left and not self.stopped else None
 
 
@@ -204,6 +230,22 @@ class EvaluatorPool:
             self._process = None
         shutil.rmtree(self._scratch, ignore_errors=True)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the evaluation zygote and the children it reaped.
+
+        From ``/proc`` (Linux; None elsewhere or once stopped): with the
+        caller's own CPU time, what evaluating cost on every core, whatever
+        else the machine was doing.
+        """
+        if self._process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), here 11-14 after the name
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -223,8 +265,23 @@ class EvaluatorPool:
         unique = list({g.id: g for g in genomes}.values())
         pending: deque[tuple[list[Genome], int]] = deque(
             (chunk, 0) for chunk in _chunks(unique, self._batch_size(len(unique))))
-        running: dict[int, _Batch] = {}
         results: dict[str, Evaluation] = {}
+        self._settle(pending, {}, results, len(unique), on_batch, on_progress)
+        return results
+
+    def stream(self) -> EvaluationStream:
+        """Evaluate candidates while they are still being bred (see :class:`EvaluationStream`).
+
+        Forks ``workers`` sandboxed children at once, so that their fork and
+        sandbox overlap the caller's work; one stream at a time per pool, and
+        no :meth:`evaluate` while it is open.
+        """
+        return EvaluationStream(self)
+
+    def _settle(self, pending: deque[tuple[list[Genome], int]], running: dict[int, _Batch],
+                results: dict[str, Evaluation], total: int, on_batch: BatchCallback | None,
+                on_progress: ProgressCallback | None) -> None:
+        """Run ``pending`` beside ``running`` until every batch has ended and been recorded."""
         while pending or running:
             while pending and len(running) < self.workers:
                 batch = self._dispatch(*pending.popleft())
@@ -234,8 +291,7 @@ class EvaluatorPool:
                 del running[batch.id]
                 pending.extend(self._finish(batch, results, on_batch))
             if on_progress is not None:
-                on_progress(len(results), len(unique))
-        return results
+                on_progress(len(results), total)
 
     def _batch_size(self, count: int) -> int:
         if self.batch_size is not None:
@@ -246,36 +302,44 @@ class EvaluatorPool:
             split = per_worker  # fast candidates: one batch per worker
         return max(1, min(MAX_BATCH, split))
 
-    def _dispatch(self, genomes: list[Genome], dispatches: int) -> _Batch:
+    def _dispatch(self, genomes: list[Genome], dispatches: int, *,
+                  stream: bool = False) -> _Batch:
         self._batch_ids += 1
         scratch = self._scratch / f"batch-{self._batch_ids}"
         scratch.mkdir()
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        # A socketpair, not a pipe: a streamed batch is sent its candidates on it.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        capacity = (self.batch_size or MAX_BATCH) if stream else len(genomes)
         limits = Limits(memory_bytes=None if self.memory_mb is None else self.memory_mb << 20,
-                        cpu_seconds=math.ceil(self.timeout_s * len(genomes)) + 1)
+                        cpu_seconds=math.ceil(self.timeout_s * capacity) + 1)
         request = encode_frame(Message(MessageType.FORK, {
             "id": self._batch_ids, "scratch": str(scratch), "timeout": self.timeout_s,
-            "limits": limits.to_dict(), "candidates": [_genome_wire(g) for g in genomes]}),
-            MAX_FRAME)
+            "limits": limits.to_dict(), "candidates": [_genome_wire(g) for g in genomes],
+            "stream": stream}), MAX_FRAME)
         try:
-            sent = socket.send_fds(self._control_socket(), [request], [write_fd])
+            sent = socket.send_fds(self._control_socket(), [request], [theirs.fileno()])
             if sent < len(request):
                 self._control_socket().sendall(request[sent:])
         except OSError as exc:
+            ours.close()
             raise ZygoteError(f"the evaluation zygote is gone ({exc}); see "
                               f"{self._scratch / 'zygote.log'}") from exc
         finally:
-            os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        return _Batch(self._batch_ids, genomes, scratch, read_fd, dispatches + 1,
+            theirs.close()
+        ours.setblocking(False)
+        return _Batch(self._batch_ids, list(genomes), scratch, ours.fileno(), dispatches + 1,
+                      channel=ours, accepting=stream, sent=len(genomes),
                       deadline=time.monotonic() + START_TIMEOUT_S)
 
-    def _wait(self, running: dict[int, _Batch]) -> None:
+    def _wait(self, running: dict[int, _Batch], longest: float = 1.0) -> None:
         control = self._control_socket()
         by_fd = {b.read_fd: b for b in running.values() if not b.eof}
         soonest = min((b.deadline for b in running.values()), default=math.inf)
-        timeout = max(0.0, min(soonest - time.monotonic(), 1.0))
-        readable, _, _ = select.select([control.fileno(), *by_fd], [], [], timeout)
+        timeout = max(0.0, min(soonest - time.monotonic(), longest))
+        sending = [fd for fd, b in by_fd.items() if b.outbox]
+        readable, writable, _ = select.select([control.fileno(), *by_fd], sending, [], timeout)
+        for fd in writable:
+            _flush(by_fd[fd])
         for fd in readable:
             if fd == control.fileno():
                 self._on_control(self._read_control(), running)
@@ -285,7 +349,7 @@ class EvaluatorPool:
         for batch in running.values():
             if batch.deadline <= now and batch.exit is not None and not batch.eof:
                 batch.eof = True  # exited, but something outside its group holds the pipe
-                os.close(batch.read_fd)
+                _close(batch)
             elif batch.deadline <= now and not batch.killed_for:
                 batch.killed_for = "timeout" if batch.current is not None else "no start"
                 self._kill(batch)
@@ -311,9 +375,11 @@ class EvaluatorPool:
             data = os.read(batch.read_fd, _RECV)
         except BlockingIOError:
             return
+        except OSError:  # ECONNRESET: the child died with candidates unread
+            data = b""
         if not data:
             batch.eof = True
-            os.close(batch.read_fd)
+            _close(batch)
             return
         try:
             messages = batch.frames.feed(data)
@@ -368,12 +434,7 @@ class EvaluatorPool:
         if batch.current is not None:
             genome = batch.genomes[batch.current]
             batch.results[batch.current] = Evaluation(genome.id, {}, self._charge(batch))
-        done = sorted(batch.results)
-        evaluations = [batch.results[i] for i in done]
-        for evaluation in evaluations:
-            results[evaluation.genome_id] = evaluation
-        if on_batch is not None and evaluations:
-            on_batch([batch.genomes[i] for i in done], evaluations)
+        _record(batch, results, on_batch)
         shutil.rmtree(batch.scratch, ignore_errors=True)
         rest = [g for i, g in enumerate(batch.genomes) if i not in batch.results]
         if not rest:
@@ -428,6 +489,186 @@ class EvaluatorPool:
             messages = self._read_control()
             if messages:
                 return messages[0]
+
+
+class EvaluationStream:
+    """Candidates handed to sandboxed evaluators one by one, while the caller breeds more.
+
+    ::
+
+        pool.stream()     forks ``workers`` children now: their fork and sandbox overlap
+                          the caller's breeding; each is a batch that stays open
+        submit(genome)    sends it to the open batch with the least work queued, and
+                          reads what is ready; a batch that is full (``batch_size``, else
+                          MAX_BATCH candidates) is told to end, and a fresh one is forked
+        results(...)      waits until every candidate submitted so far has its result and
+                          records them (on_batch); the batches stay open for the next ones
+        close()           ends the batches (kills any still running a candidate)
+
+    The guarantees are the batch's (see the module docstring): each batch is
+    one fresh sandboxed child that has run nothing before, and runs at most
+    ``batch_size`` (else MAX_BATCH) candidates; accounting is per candidate;
+    a child that dies or hangs is charged to the candidate it was running and
+    the rest run in a fresh child. Which batch a candidate joins changes
+    nothing in its result. A candidate may read the child's socket and
+    swallow the candidates queued behind it; like forging frames, that only
+    spoils its own batch (the next one is charged a timeout).
+    """
+
+    def __init__(self, pool: EvaluatorPool) -> None:
+        self._pool = pool
+        self._capacity = pool.batch_size or MAX_BATCH  # a batch_size chosen is kept
+        self._running: dict[int, _Batch] = {}
+        self._pending: deque[tuple[list[Genome], int]] = deque()  # what dead children left
+        self._submitted: set[str] = set()
+        self._asked = 0  # submitted since the last results()
+        for _ in range(pool.workers):
+            self._open()
+
+    def submit(self, genome: Genome) -> None:
+        """Queue ``genome`` for evaluation (once: a genome submitted before is ignored)."""
+        if genome.id in self._submitted:
+            return
+        self._submitted.add(genome.id)
+        self._asked += 1
+        open_batches = [b for b in self._running.values() if _takes_more(b, self._capacity)]
+        batch = min(open_batches, key=_queued, default=None) or self._open()
+        batch.genomes.append(genome)
+        batch.unsent.append(_genome_wire(genome))
+        if len(batch.genomes) >= self._capacity:
+            self._end(batch)
+            if sum(1 for b in self._running.values() if b.accepting) < self._pool.workers:
+                self._open()  # its successor starts now, while breeding goes on
+        elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
+            _send(batch, self._pool)  # a frame's worth, or the child has nothing to do
+        if self._asked % PUMP_EVERY == 0:
+            self._pump(0.0)
+
+    def results(self, *, on_batch: BatchCallback | None = None,
+                on_progress: ProgressCallback | None = None) -> dict[str, Evaluation]:
+        """The evaluation of every genome submitted since the last call, by id.
+
+        Each is recorded (``on_batch``) before this returns.
+        """
+        pool = self._pool
+        found: dict[str, Evaluation] = {}
+        for batch in self._running.values():
+            _send(batch, pool)
+        while self._pending or any(_queued(b) or _ended(b) for b in self._running.values()):
+            while self._pending and len(self._running) < pool.workers + len(self._open_ones()):
+                batch = pool._dispatch(*self._pending.popleft())
+                self._running[batch.id] = batch
+            self._pump(1.0)
+            for batch in [b for b in self._running.values() if _ended(b)]:
+                del self._running[batch.id]
+                self._pending.extend(pool._finish(batch, found, on_batch))
+            if on_progress is not None:
+                on_progress(len(found) + sum(len(b.results) - b.recorded
+                                             for b in self._running.values()), self._asked)
+        for batch in self._running.values():
+            _record(batch, found, on_batch)
+        if on_progress is not None:
+            on_progress(self._asked, self._asked)
+        self._asked = 0
+        return found
+
+    def close(self) -> None:
+        """End every batch: idle children exit, one still running a candidate is killed."""
+        for batch in self._running.values():
+            if _queued(batch) and batch.exit is None:
+                with contextlib.suppress(OSError, ZygoteError):
+                    self._pool._kill(batch)
+            self._end(batch)
+            if not batch.eof:
+                batch.eof = True
+                _close(batch)
+            shutil.rmtree(batch.scratch, ignore_errors=True)
+        self._running.clear()
+        self._pending.clear()
+
+    def _pump(self, longest: float) -> None:
+        """Take what the children sent; feed each that ran out of sent candidates."""
+        self._pool._wait(self._running, longest)
+        for batch in self._running.values():
+            if batch.unsent and len(batch.results) >= batch.sent:
+                _send(batch, self._pool)
+
+    def _open_ones(self) -> list[_Batch]:
+        return [b for b in self._running.values() if b.accepting]
+
+    def _open(self) -> _Batch:
+        batch = self._pool._dispatch([], 0, stream=True)
+        self._running[batch.id] = batch
+        return batch
+
+    def _end(self, batch: _Batch) -> None:
+        if batch.accepting:
+            batch.accepting = False
+            _send(batch, self._pool)
+            batch.outbox += encode_frame(Message(MessageType.SHUTDOWN, {}), MAX_FRAME)
+            _flush(batch)
+
+
+def _ended(batch: _Batch) -> bool:
+    return batch.eof and batch.exit is not None
+
+
+def _record(batch: _Batch, results: dict[str, Evaluation],
+            on_batch: BatchCallback | None) -> None:
+    """Hand the batch's results not recorded yet to ``results`` and ``on_batch``."""
+    done = sorted(batch.results)[batch.recorded:]
+    evaluations = [batch.results[i] for i in done]
+    for evaluation in evaluations:
+        results[evaluation.genome_id] = evaluation
+    if on_batch is not None and evaluations:
+        on_batch([batch.genomes[i] for i in done], evaluations)
+    batch.recorded += len(done)
+
+
+def _takes_more(batch: _Batch, capacity: int) -> bool:
+    """Whether a streamed batch's child is alive, unspoiled and has room."""
+    return batch.accepting and not (batch.eof or batch.exit or batch.killed_for
+                                    or batch.stopped) and len(batch.genomes) < capacity
+
+
+def _queued(batch: _Batch) -> int:
+    return len(batch.genomes) - len(batch.results)
+
+
+def _send(batch: _Batch, pool: EvaluatorPool) -> None:
+    """Put the batch's unsent candidates in one frame on their way to its child."""
+    if not batch.unsent or batch.eof or batch.exit is not None or batch.killed_for:
+        return  # a child that is gone gets nothing more: _finish re-runs what it had left
+    idle = batch.ready and batch.current is None and not batch.stopped
+    batch.outbox += encode_frame(Message(MessageType.REQUEST, {"candidates": batch.unsent}),
+                                 MAX_FRAME)
+    batch.sent += len(batch.unsent)
+    batch.unsent = []
+    if idle:  # it waited for work: the first candidate's clock starts now
+        batch.deadline = time.monotonic() + pool.timeout_s + WALL_GRACE_S
+    _flush(batch)
+
+
+def _flush(batch: _Batch) -> None:
+    """Send what the child's socket takes now; the rest waits for the next select."""
+    if not batch.outbox or batch.channel is None or batch.eof:
+        return
+    try:
+        sent = batch.channel.send(batch.outbox)
+    except BlockingIOError:
+        return
+    except OSError:  # the child is gone: what it never read is re-run by _finish
+        batch.outbox.clear()
+        batch.accepting = False
+        return
+    del batch.outbox[:sent]
+
+
+def _close(batch: _Batch) -> None:
+    if batch.channel is not None:
+        batch.channel.close()
+    else:
+        os.close(batch.read_fd)
 
 
 def _chunks(items: list[Genome], size: int) -> list[list[Genome]]:

@@ -122,8 +122,7 @@ class RunStore:
         """Record candidates and their evaluations, in one transaction."""
         with self.catalog.transaction(f"record {len(evaluations)} evaluations",
                                       sync=False) as conn:
-            for genome in genomes:
-                _insert_version(conn, genome)
+            _insert_versions(conn, genomes)
             now = time.time()
             conn.executemany(
                 "INSERT INTO evaluations (version_id, run_id, metrics, failure, created_at)"
@@ -194,12 +193,15 @@ class RunStore:
 
 
 def _insert_version(conn: sqlite3.Connection, genome: Genome) -> None:
-    record = genome.to_record()
-    conn.execute(
+    _insert_versions(conn, [genome])
+
+
+def _insert_versions(conn: sqlite3.Connection, genomes: Sequence[Genome]) -> None:
+    now = time.time()
+    conn.executemany(
         "INSERT INTO versions (id, parents, operator, params, source, status, reason,"
         " created_at) VALUES (?, ?, ?, ?, ?, 'candidate', '', ?) ON CONFLICT (id) DO NOTHING",
-        (record["version_id"], _json(record["parents"]), record["operator"],
-         _json(record["params"]), _json(record["source"]), time.time()))
+        [(*genome.record_row(), now) for genome in genomes])
 
 
 def _insert_event(conn: sqlite3.Connection, kind: str, subject: str, data: Any) -> None:

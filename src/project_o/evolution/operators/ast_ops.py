@@ -99,6 +99,9 @@ for _a, _b in [
 #: statements whose copy right after them would never run
 _TERMINATORS = (ast.Return, ast.Raise, ast.Continue, ast.Break, ast.Pass)
 
+#: nodes whose children may be statements
+_HOLDS_STATEMENTS = (ast.stmt, ast.excepthandler, ast.match_case)
+
 #: expressions that are only valid in special places (slices, f-string parts, *args)
 _NOT_PORTABLE = (ast.Slice, ast.Starred, ast.FormattedValue, ast.JoinedStr)
 
@@ -409,7 +412,7 @@ def _docstring(body: list[ast.stmt]) -> bool:
 def _statement_slots(node: FunctionNode) -> list[_Slot]:
     """Every statement in every body inside the function (the function's docstring excluded)."""
     slots: list[_Slot] = []
-    for owner in walk(node):
+    for owner in _statement_owners(node):
         for field in owner._fields:
             value = getattr(owner, field, None)
             if not (isinstance(value, list) and value and isinstance(value[0], ast.stmt)):
@@ -417,6 +420,24 @@ def _statement_slots(node: FunctionNode) -> list[_Slot]:
             skip = 1 if owner is node and field == "body" and _docstring(value) else 0
             slots += [_Slot(owner, field, i) for i in range(skip, len(value))]
     return slots
+
+
+def _statement_owners(node: FunctionNode) -> list[ast.AST]:
+    """The nodes that can hold statements, in :func:`walk`'s order (a subsequence of it).
+
+    Statements live only in statements, except handlers and match cases, never
+    inside an expression (a lambda's body is an expression): the walk skips
+    expressions, which are most of an evolved function's nodes.
+    """
+    nodes: list[ast.AST] = [node]
+    for owner in nodes:  # grows while it is read, breadth-first like walk()
+        for field in owner._fields:
+            value = getattr(owner, field, None)
+            if value.__class__ is list:
+                nodes += [item for item in value if isinstance(item, _HOLDS_STATEMENTS)]
+            elif isinstance(value, _HOLDS_STATEMENTS):
+                nodes.append(value)
+    return nodes
 
 
 def _expression_slots(node: FunctionNode) -> list[_Slot]:

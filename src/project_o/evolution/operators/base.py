@@ -18,6 +18,7 @@ into ``None`` and keeps the reason in ``last_reason`` for the lineage.
 
 from __future__ import annotations
 
+import functools
 import random
 import warnings
 from abc import ABC, abstractmethod
@@ -90,19 +91,28 @@ class OperatorBase(ABC):
 def syntax_problem(sources: Mapping[str, str]) -> str | None:
     """``"file:line: message"`` for the first ``.py`` source that does not compile, else None.
 
-    ``compile`` only parses and generates bytecode; nothing is executed.
+    ``compile`` only parses and generates bytecode; nothing is executed. The
+    answer is remembered per text: crossovers ask about the same donor defs
+    again and again.
     """
     for name, text in sources.items():
-        if not name.endswith(".py"):
-            continue
-        try:
-            with warnings.catch_warnings():
-                # SyntaxWarnings ("'int' object is not callable") are the runtime's to report.
-                warnings.simplefilter("ignore")
-                compile(text, name, "exec", dont_inherit=True)
-        except SyntaxError as exc:
-            return f"{name}:{exc.lineno}: {exc.msg}"
-        except (ValueError, RecursionError, MemoryError) as exc:
-            # Deeply nested or enormous code fails in the compiler itself.
-            return f"{name}: {type(exc).__name__}: {exc}"
+        if name.endswith(".py"):
+            problem = _compile_problem(name, text)
+            if problem is not None:
+                return problem
+    return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _compile_problem(name: str, text: str) -> str | None:
+    try:
+        with warnings.catch_warnings():
+            # SyntaxWarnings ("'int' object is not callable") are the runtime's to report.
+            warnings.simplefilter("ignore")
+            compile(text, name, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"{name}:{exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        # Deeply nested or enormous code fails in the compiler itself.
+        return f"{name}: {type(exc).__name__}: {exc}"
     return None

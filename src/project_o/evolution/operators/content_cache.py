@@ -31,7 +31,14 @@ V = TypeVar("V")
 
 
 def sources_key(sources: Mapping[str, str]) -> Hashable:
-    """The content of a genome's sources, independent of their order."""
+    """The content of a genome's sources, independent of their order.
+
+    One file is the (path, text) pair itself, several the sorted pairs: the
+    two shapes never compare equal, and most agents are one file.
+    """
+    if len(sources) == 1:
+        [item] = sources.items()
+        return item
     return tuple(sorted(sources.items()))
 
 

@@ -25,7 +25,7 @@ import ast
 import functools
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators.content_cache import ContentCache, sources_key
@@ -93,12 +93,17 @@ def inherit(parent: Mapping[str, str], child: Mapping[str, str], function: Evolv
     shift = end - function.end
     EVOLVABLES.put(child, tuple(
         f if f.path != function.path or f.start < function.start
-        else replace(f, end=end) if f == function
-        else replace(f, start=f.start + shift, end=f.end + shift) for f in functions))
+        else _moved(f, f.start, end) if f == function
+        else _moved(f, f.start + shift, f.end + shift) for f in functions))
     for cache in (AGENT_NAMES, PARAM_SPECS):
         known = cache.peek(parent)
         if known is not None:
             cache.put(child, known)  # type: ignore[arg-type]
+
+
+def _moved(function: EvolvableFunction, start: int, end: int) -> EvolvableFunction:
+    # The constructor, not dataclasses.replace: this runs for every child bred.
+    return EvolvableFunction(function.path, function.qualname, start, end, function.indent)
 
 
 def _find(sources: Mapping[str, str]) -> tuple[EvolvableFunction, ...]:
@@ -129,7 +134,9 @@ def segment(text: str, function: EvolvableFunction) -> str:
 def splice(text: str, function: EvolvableFunction, new_def: str) -> str:
     """``text`` with ``function``'s lines replaced by ``new_def`` (dedented source)."""
     lines = text.splitlines(keepends=True)
-    body = textwrap.indent(new_def.rstrip("\n") + "\n", function.indent)
+    body = new_def.rstrip("\n") + "\n"
+    if function.indent:  # a method or a nested def; most evolvables are top-level
+        body = textwrap.indent(body, function.indent)
     ending = lines[function.end - 1][len(lines[function.end - 1].rstrip("\r\n")):]
     if not ending:
         body = body.rstrip("\n")  # the file had no final newline; keep it that way

@@ -56,7 +56,9 @@ class FunctionScan:
         """Scan a dedented def (decorators included); raises SyntaxError if it is not one."""
         node = _only_def(ast.parse(text))
         starts = [0, *itertools.accumulate(len(line) for line in text.splitlines(keepends=True))]
-        has_fstring = any(isinstance(n, ast.JoinedStr) for n in walk(node))
+        # Only text with an f-prefixed quote can hold an f-string: skip the walk otherwise.
+        has_fstring = _maybe_fstring(text) and any(isinstance(n, ast.JoinedStr)
+                                                   for n in walk(node))
         return cls(text, node, starts, has_fstring=has_fstring, ascii=text.isascii())
 
     def fresh(self) -> FunctionNode:
@@ -123,6 +125,11 @@ def walk(root: ast.AST) -> list[ast.AST]:
             elif isinstance(value, node_type):
                 append(value)
     return nodes
+
+
+def _maybe_fstring(text: str) -> bool:
+    lowered = text.lower()
+    return "f'" in lowered or 'f"' in lowered
 
 
 def scan(text: str, function: EvolvableFunction) -> FunctionScan:
