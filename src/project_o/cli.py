@@ -62,6 +62,9 @@ def _add_ask(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="POST the text to /v1/requests of the supervisor serving --vault.",
     )
     ask.add_argument("text", help="what to ask or tell the agent")
+    ask.add_argument("--stream", action="store_true",
+                     help="send it over the /v1/stream WebSocket and print each event the "
+                     "agent emits as it comes (opened with a one-time ticket, not the token)")
     _add_client_options(ask)
     ask.set_defaults(handler=_cmd_ask)
 
@@ -271,7 +274,12 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    answer = _client(args).ask(args.text)
+    client = _client(args)
+    if args.stream:
+        answer = client.stream(args.text, on_event=lambda event: print(
+            f"  event: {json.dumps(event)}", file=sys.stderr, flush=True))
+    else:
+        answer = client.ask(args.text)
     output = answer.get("output")
     if isinstance(output, dict) and "answer" in output:
         print(output["answer"])
