@@ -98,10 +98,14 @@ def _add_vault(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Read every WAL segment and checkpoint in DIR and report entries, segments, "
             "the last sequence, any torn tail, corruption (file and offset), valid and "
-            "invalid checkpoints and the restore point recovery would use. Read-only "
+            "invalid checkpoints and the restore point recovery would use. Sealed (encrypted) "
+            "records and checkpoints are opened with the vault key ($PROJECT_O_VAULT_KEY or "
+            "--vault-key-file) and their tags checked. Read-only "
             "unless --repair is given. Exit status: 0 sound, 1 unsound, 2 usage error."
         ),
     )
+    verify.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
+                        help="the vault's keys, one a line (default: $PROJECT_O_VAULT_KEY)")
     verify.add_argument("directory", metavar="DIR", type=Path, help="the vault directory")
     verify.add_argument("--json", action="store_true", help="print a machine-readable report")
     verify.add_argument(
@@ -305,12 +309,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_vault_verify(args: argparse.Namespace) -> int:
+    from project_o.vault.sealing import load_keyring
     from project_o.vault.verify import render_report, verify_vault
 
     if not args.directory.is_dir():
         print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
         return 2
-    report = verify_vault(args.directory, repair=args.repair)
+    try:
+        keyring = load_keyring(args.vault_key_file)
+    except ProjectOError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return 2
+    report = verify_vault(args.directory, repair=args.repair, keyring=keyring)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
