@@ -364,3 +364,17 @@ def test_sealing_stays_in_the_vault(tmp_path: Path) -> None:
     assert point.state["agent_state"] == {"code": SECRET}
     assert point.entries[0].data == {"key": "k", "value": SECRET}
     assert os.environ.get(KEY_ENV) is None  # nothing was put in the environment
+
+
+def test_a_plain_image_of_a_sealed_checkpoint_reads_without_the_key(tmp_path: Path) -> None:
+    sealed_store = CheckpointStore(tmp_path / "sealed", keyring=ring(KEY_A))
+    info = sealed_store.write({"agent_state": {"code": SECRET}}, last_sequence=9)
+    image = sealed_store.plain_image(info.path)
+    keyless = CheckpointStore(tmp_path / "keyless")
+    copy = keyless.directory / info.path.name
+    copy.write_bytes(image)
+    read, payload = keyless.read(copy)  # what a process without the key can do with it
+    assert (read.id, read.last_sequence, read.flags) == (info.id, 9, 0)
+    assert payload["agent_state"] == {"code": SECRET}
+    with pytest.raises(VaultKeyError):
+        CheckpointStore(tmp_path / "sealed").plain_image(info.path)

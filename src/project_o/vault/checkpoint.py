@@ -340,14 +340,34 @@ class CheckpointStore:
         :class:`VaultKeyError` if it is sealed with a key this store lacks;
         ``FileNotFoundError`` if it is gone.
         """
-        path = Path(path)
+        info, compressed = self._frame(Path(path))
+        return info, _unpack(_decompress(compressed, info), info.path, self.max_containers)
+
+    def plain_image(self, path: Path) -> bytes:
+        """The checkpoint at ``path`` as the bytes of an unsealed checkpoint file.
+
+        For handing a checkpoint to a process that must not hold the key
+        (an instance restoring): a sealed one is opened here, its tag
+        checked, and given a header of its own (flags 0, the size and hash
+        of the zstd frame); a plain one is returned as it is, hash checked.
+        The receiver verifies it completely, as it would the file.
+        """
+        info, compressed = self._frame(Path(path))
+        header = encode_header(
+            checkpoint_id=info.id, timestamp_ns=info.timestamp_ns,
+            compressed_size=len(compressed), uncompressed_size=info.uncompressed_size,
+            payload_sha256=hashlib.sha256(compressed).digest(), last_sequence=info.last_sequence,
+        )
+        return header + bytes(compressed)
+
+    def _frame(self, path: Path) -> tuple[CheckpointInfo, bytes | bytearray]:
+        """The header and the zstd frame of ``path``: hash checked, opened if sealed."""
         with open(path, "rb", buffering=0) as file:
             info = self._read_header_and_size(file, path)
             payload = _read_exact(file, info)
         if hashlib.sha256(payload).digest() != info.payload_sha256:
             raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
-        compressed = self._open(info, payload) if info.sealed else payload
-        return info, _unpack(_decompress(compressed, info), path, self.max_containers)
+        return info, self._open(info, payload) if info.sealed else payload
 
     def _open(self, info: CheckpointInfo, sealed: bytearray) -> bytes:
         where = f"checkpoint {info.path}"
