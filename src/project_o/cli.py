@@ -446,8 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # `run` hands its own options on to the supervisor process verbatim.
     args.forwarded = argv[argv.index("run") + 1:] if args.command == "run" else []
+    from project_o.vault.fileio import private_umask
+
     try:
-        return int(args.handler(args))
+        with private_umask():  # vaults, run dirs, reports: the user's alone (and the heart's)
+            return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
     except ProjectOError as exc:
