@@ -61,6 +61,13 @@ Open: every segment is read and verified (checksums, names, +1 sequence
 continuity). A bad record with nothing valid after it at the end of the
 last segment is a torn write from a crash: it is truncated and reported in
 :attr:`WAL.torn_tail`. Anything else raises :class:`WALCorruption`.
+
+Sealed records (a keyring: encryption at rest) are checked the same way,
+without the key. Before anything is cut, open checks that every sealed
+record recovery would replay names a key of the keyring, and raises
+:class:`~project_o.errors.VaultKeyError` otherwise: a missing key never
+looks like a torn tail. Replay opens each record; one whose tag fails is
+:class:`WALCorruption`, never skipped.
 """
 
 from __future__ import annotations
