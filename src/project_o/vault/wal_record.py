@@ -107,6 +107,8 @@ _PAIR_HEADER = b"\x92"
 #: timestamp, so a record moved to another position (or retimed) fails its tag
 _SEAL_CONTEXT = b"project-o wal record\0"
 _SEAL_POSITION = struct.Struct(">Qd")
+#: what sealing adds to a record, at most
+_SEAL_OVERHEAD = 1 + 4 + 12 + 16 + 5
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,9 @@ def pack_payload(operation: str, data: Any) -> Payload:
             f"WAL data must be MessagePack-encodable (dict, list, str, bytes, int, float, "
             f"bool, None); {type(data).__name__} failed: {exc}"
         ) from exc
-    size = len(payload[0]) + len(payload[1]) + _FIXED_OVERHEAD
+    # Room for a seal too (the WAL decides later, under its lock, where
+    # nothing may fail): array header, key id, nonce, tag, a bin32 header.
+    size = len(payload[0]) + len(payload[1]) + _FIXED_OVERHEAD + _SEAL_OVERHEAD
     if size > MAX_RECORD_SIZE:
         raise InvalidArgument(
             f"WAL entry of {size} bytes exceeds the record limit of "
