@@ -123,7 +123,11 @@ class Keyring:
         (see :class:`NonceSequence`); ``aad`` is authenticated, not stored.
         """
         header = _KEY_ID.pack(self.current_id) + nonce
-        return header + self._current.encrypt(nonce, plaintext, header + aad)
+        try:
+            return header + self._current.encrypt(nonce, plaintext, header + aad)
+        except OverflowError as exc:  # AES-GCM here takes at most 2**31 - 1 bytes
+            raise InvalidArgument(f"{len(plaintext)} bytes is too large to seal ({exc}); "
+                                  "keep large data out of single writes") from None
 
     def open(self, sealed: bytes | bytearray | memoryview, aad: bytes, where: str) -> bytes:
         """The plaintext of what :meth:`seal` returned, checked against ``aad``.

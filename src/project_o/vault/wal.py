@@ -617,10 +617,11 @@ class WAL:
             if self._fatal is not None:
                 raise self._fatal_error()
             seq = self._next_seq
-            self._next_seq = seq + 1
             # Encoded under the lock because the sequence is inside the record,
-            # and records must reach the file in sequence order.
+            # and records must reach the file in sequence order; the sequence is
+            # spent only once encoding (sealing) succeeded, so a failure leaves no gap.
             self._pending.append(self._encode(seq, payload))
+            self._next_seq = seq + 1
             if waiter is not None:
                 self._waiters.append((seq, waiter))
             if written is not None:
