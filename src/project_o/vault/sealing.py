@@ -61,7 +61,9 @@ __all__ = [
     "SealBroken",
     "key_id_of",
     "load_keyring",
+    "missing_key",
     "parse_keys",
+    "sealed_key_id",
 ]
 
 #: the environment variable holding the vault key(s)
@@ -146,6 +148,7 @@ class Keyring:
         try:
             return cipher.decrypt(header[KEY_ID_SIZE:], view[SEAL_HEADER_SIZE:], header + aad)
         except InvalidTag:
+            # (A wrong key that shares the right key's id, one chance in 2**32, lands here too.)
             raise SealBroken(
                 f"the authentication tag does not verify under key {key_id:08x}: the sealed "
                 "bytes, or the position they are bound to, were altered") from None
