@@ -440,14 +440,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``project-o`` console script."""
+    from project_o.vault.fileio import private_umask
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["evolve"] and len(argv) > 1 and argv[1].startswith("--") and argv[1] != "--help":
-        return _population(argv[1:])
+        with private_umask():  # a run directory is a vault too
+            return _population(argv[1:])
     args = build_parser().parse_args(argv)
     # `run` hands its own options on to the supervisor process verbatim.
     args.forwarded = argv[argv.index("run") + 1:] if args.command == "run" else []
-    from project_o.vault.fileio import private_umask
-
     try:
         with private_umask():  # vaults, run dirs, reports: the user's alone (and the heart's)
             return int(args.handler(args))
