@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from project_o.errors import CheckpointCorrupt, InvalidArgument, VaultKeyError, WALCorruption
 from project_o.vault import Vault
 from project_o.vault.checkpoint import FLAG_ENCRYPTED, HEADER_SIZE, CheckpointStore
+from project_o.vault.quarantine import Quarantine
 from project_o.vault.sealing import (
     KEY_ENV,
     Keyring,
@@ -383,3 +384,22 @@ def test_the_key_never_reaches_agent_processes() -> None:
 
     env = scrubbed_env({KEY_ENV: KEY_A.hex(), "PATH": "/usr/bin", "HOME": "/root"})
     assert KEY_ENV not in env and KEY_A.hex() not in env.values()
+
+
+def test_a_canary_overlay_in_a_sealed_vault_is_sealed_too(tmp_path: Path) -> None:
+    import asyncio
+
+    with Vault.open(tmp_path, keyring=ring(KEY_A)) as vault:
+        overlay = vault.quarantine.create("v2", "exp-1", base_sequence=vault.last_sequence)
+        asyncio.run(overlay.append("memory_set", {"key": "k", "value": SECRET}, ["req-1"]))
+        overlay.settle("quarantined", "rolled back")
+        on_disk = b"".join(p.read_bytes() for p in (tmp_path / "quarantine").rglob("*.wal"))
+        assert on_disk and SECRET.encode() not in on_disk
+        (write,) = vault.quarantine.writes(overlay.info.id)
+        assert (write.operation, write.data, write.requests) == (
+            "memory_set", {"key": "k", "value": SECRET}, ["req-1"])
+        vault.quarantine.apply(overlay.info.id, vault.append)
+        assert vault.recover().entries[-1].data == {"key": "k", "value": SECRET}
+    keyless = Quarantine(tmp_path / "quarantine")
+    with pytest.raises(VaultKeyError):
+        list(keyless.writes(overlay.info.id))

@@ -79,7 +79,7 @@ class Vault:
         self.wal = wal
         self.checkpoints = checkpoints
         #: canaries' writes, kept apart until promotion (or applied by hand)
-        self.quarantine = Quarantine(path / "quarantine")
+        self.quarantine = Quarantine(path / "quarantine", keyring=wal.keyring)
         self._catalog: Catalog | None = None
         self._checkpoint_lock = threading.Lock()
         self._background = concurrent.futures.ThreadPoolExecutor(
