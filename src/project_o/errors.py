@@ -14,6 +14,7 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── WALCorruption              a bad record that is not a torn tail
     │   ├── WALFatalError              a write or fsync failed; the WAL is closed for good
     │   ├── VaultClosed                used after close()
+    │   ├── VaultKeyError              sealed data names a key that is not configured
     │   ├── CheckpointCorrupt          a checkpoint failed a hash or layout check
     │   └── CatalogError               SQLite catalog / migrations
     │       └── VersionConflict        a version id already names different source
@@ -53,6 +54,7 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "WALCorruption",
     "WALFatalError",
     "VaultClosed",
+    "VaultKeyError",
     "CheckpointCorrupt",
     "CatalogError",
     "VersionConflict",
@@ -162,6 +164,14 @@ class WALFatalError(VaultError):
 
 class VaultClosed(VaultError):
     """The vault (or its WAL) was used after it was closed."""
+
+
+class VaultKeyError(VaultError):
+    """A sealed record or checkpoint names a key that is not configured.
+
+    Not corruption: nothing is truncated or skipped, and recovery does not
+    fall back to older data; supply the key (docs/design.md, "Encryption at rest").
+    """
 
 
 class CheckpointCorrupt(VaultError):

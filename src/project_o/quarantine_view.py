@@ -20,6 +20,7 @@ from project_o.errors import VaultError
 from project_o.supervisor.quarantine_control import jsonable
 from project_o.vault import Vault
 from project_o.vault.quarantine import Quarantine
+from project_o.vault.sealing import load_keyring
 
 __all__ = ["apply_overlay", "render_overlays", "render_writes"]
 
@@ -48,7 +49,7 @@ def render_overlays(vault: Path, *, as_json: bool = False,
 def render_writes(vault: Path, overlay_id: str, *, as_json: bool = False,
                   console: Console | None = None) -> None:
     """Print the writes of one overlay, each with the requests that made it."""
-    quarantine = Quarantine(vault / "quarantine")
+    quarantine = Quarantine(vault / "quarantine", keyring=load_keyring())  # $PROJECT_O_VAULT_KEY
     info = quarantine.get(overlay_id)
     writes = [{**w.to_dict(), "data": jsonable(w.data)} for w in quarantine.writes(overlay_id)]
     if as_json:
@@ -68,7 +69,7 @@ def apply_overlay(vault: Path, overlay_id: str) -> dict[str, Any]:
     """Append a quarantined overlay's writes to the agent's memory; the overlay's manifest."""
     Quarantine(vault / "quarantine").get(overlay_id)  # an unknown id fails here, offline
     try:
-        opened = Vault.open(vault)
+        opened = Vault.open(vault, keyring=load_keyring())  # a sealed vault: $PROJECT_O_VAULT_KEY
     except VaultError as exc:
         if "already open" not in str(exc):
             raise

@@ -53,11 +53,13 @@ from project_o.gateway.models import (
     HealthReply,
     SubmitReply,
     SubmitRequest,
+    TicketReply,
     VersionsReply,
 )
 from project_o.gateway.problems import install_error_handlers, service_method
 from project_o.gateway.quarantine_routes import quarantine_routes
-from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
+from project_o.gateway.stream import STREAM_PATH, STREAM_TICKET_TTL_S, StreamSession
+from project_o.gateway.tickets import TICKET_PARAMETER, TicketBook
 from project_o.supervisor.api import AgentService, RequestResult
 
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
@@ -162,10 +164,11 @@ are open (they change nothing).
 WebSocket routes are not part of OpenAPI, so here is this one.
 
 * **Auth**: the `Authorization: Bearer <token>` header, or — for browsers,
-  which cannot set headers on a WebSocket — the query parameter
-  `{STREAM_PATH}?{TOKEN_QUERY_PARAMETER}=<token>`. A missing or wrong token
-  gets HTTP 401 instead of the upgrade. A token in a URL can end up in logs:
-  prefer the header where you can.
+  which cannot set headers on a WebSocket — a ticket: `POST /v1/tickets`
+  (with the header) returns one, good once, for `{STREAM_PATH}` only, for
+  {STREAM_TICKET_TTL_S:g} s; connect to `{STREAM_PATH}?{TICKET_PARAMETER}=<ticket>`.
+  The token itself is never accepted in a URL (URLs end up in logs). Missing,
+  wrong, used or expired credentials get HTTP 401 instead of the upgrade.
 * **Send** one JSON text message per request, the body of `POST /v1/requests`:
   `{{"input": ..., "deadline_ms": 2000}}` (`deadline_ms` optional). Requests on
   one socket are served one after another.
@@ -187,11 +190,13 @@ WebSocket routes are not part of OpenAPI, so here is this one.
 
 def create_app(
     service: AgentService, *, token: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    mounts: Sequence[Mount] = (),
+    mounts: Sequence[Mount] = (), tickets: TicketBook | None = None,
 ) -> FastAPI:
     """The gateway's ASGI application, serving ``service`` to holders of ``token``.
 
     ``max_body_bytes`` bounds HTTP bodies and WebSocket messages alike.
+    ``tickets``: the book of one-time tickets (a fresh one by default; pass
+    one with an injected clock to test expiry).
     ``mounts``: each is called ``mount(app, service, token)`` to add routes
     of its own (the supervisor mounts the dashboard under ``/ui/`` so).
     """
@@ -210,11 +215,14 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(LoopbackOnlyMiddleware)  # outermost: checked before anything else
     auth = BearerAuth(token)
+    # One book for every ticket this gateway issues (the dashboard's login too).
+    tickets = app.state.tickets = tickets if tickets is not None else TicketBook()
     app.include_router(_open_routes(service))
     app.include_router(_v1_routes(service, auth))
+    app.include_router(_ticket_routes(auth, tickets))
     app.include_router(_evolution_routes(service, auth))
     app.include_router(quarantine_routes(service, auth, _QUARANTINE_ERRORS))
-    app.include_router(_stream_route(service, auth, max_body_bytes))
+    app.include_router(_stream_route(service, auth, tickets, max_body_bytes))
     for mount in mounts:
         mount(app, service, token)
     _with_body_defs(app)
@@ -372,12 +380,30 @@ async def read_experiment(request: Request) -> ExperimentRequest:
     return await read_body(request, ExperimentRequest, '{"kind": "shadow", "candidate": {...}}')
 
 
-def _stream_route(service: AgentService, auth: BearerAuth, max_message_bytes: int) -> APIRouter:
+def _ticket_routes(auth: BearerAuth, tickets: TicketBook) -> APIRouter:
+    router = APIRouter(prefix="/v1", dependencies=[Depends(auth)], responses=_V1_ERRORS)
+
+    @router.post("/tickets", response_model=TicketReply, tags=["streaming"])
+    async def issue_ticket() -> TicketReply:
+        """A one-time ticket for the `/v1/stream` WebSocket, where headers cannot be set.
+
+        Good once, at `/v1/stream` only, for 30 seconds: connect to
+        `/v1/stream?ticket=<ticket>`. The API token is never accepted in a URL.
+        """
+        ticket = tickets.issue(STREAM_PATH, STREAM_TICKET_TTL_S)
+        return TicketReply(ticket=ticket, path=STREAM_PATH, expires_in_s=STREAM_TICKET_TTL_S)
+
+    return router
+
+
+def _stream_route(service: AgentService, auth: BearerAuth, tickets: TicketBook,
+                  max_message_bytes: int) -> APIRouter:
     router = APIRouter()
 
     @router.websocket(STREAM_PATH)
     async def stream(websocket: WebSocket) -> None:
-        await StreamSession(websocket, service, max_message_bytes=max_message_bytes).run(auth)
+        session = StreamSession(websocket, service, max_message_bytes=max_message_bytes)
+        await session.run(auth, tickets)
 
     return router
 

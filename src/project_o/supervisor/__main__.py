@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from project_o.dashboard import mount_dashboard
@@ -18,6 +19,7 @@ from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.options import add_supervisor_options, config_from_args
 from project_o.supervisor.service import Supervisor
 from project_o.supervisor.startup import StartupError, claim_ready_fd
+from project_o.vault.fileio import PRIVATE_UMASK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     status (see :mod:`~project_o.supervisor.startup`) when it could not start.
     """
     ready_fd = claim_ready_fd()  # first: nothing we start may inherit the heart's pipe
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # every file it creates is private
     parser = argparse.ArgumentParser(prog="project-o-supervisor")
     add_supervisor_options(parser)
     try:

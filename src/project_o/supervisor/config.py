@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from project_o.llm.config import LLMConfig
+from project_o.vault.sealing import Keyring
 
 __all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
 
@@ -63,6 +64,8 @@ class SupervisorConfig:
     perception_p95_ms: float | None = None
     #: OpenAI-compatible model settings handed to instances (None: no LLM)
     llm: LLMConfig | None = None
+    #: keys sealing the vault at rest (None: plain); the supervisor's alone
+    keyring: Keyring | None = field(default=None, repr=False)
 
     def instance_config(self) -> dict[str, Any]:
         """What an instance is told about itself at fork time."""

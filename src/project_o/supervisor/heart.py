@@ -461,6 +461,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: ``python heart.py [options] -- CMD ...``; returns the exit status."""
+    os.umask(os.umask(0o077) | 0o077)  # the heart's files, and its supervisors', are private
     parser = _parser()
     args = parser.parse_args(argv)
     if args.max_restarts < 0 or not args.max_seconds > 0 or args.backoff < 0:

@@ -10,10 +10,12 @@ import argparse
 import os
 from pathlib import Path
 
+from project_o.errors import InvalidArgument
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.startup import EXIT_NO_AGENT, EXIT_USAGE, StartupError
+from project_o.vault.sealing import load_keyring
 
 __all__ = ["add_supervisor_options", "builtin_agent_path", "config_from_args", "default_vault"]
 
@@ -69,6 +71,10 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                              "checkpoint travels in one frame, so raise it for bigger states")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
+    parser.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
+                        help="seal the vault at rest (AES-256-GCM) with the keys in FILE, one "
+                             "a line, the current one first (or set $PROJECT_O_VAULT_KEY); "
+                             "each key 64 hex digits or 32 bytes in base64")
 
 
 def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
@@ -89,6 +95,10 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         raise StartupError(f"no agent at {agent}: --agent takes an agent file (.py) or "
                            "package directory; check the path", EXIT_NO_AGENT)
     llm = LLMConfig.from_env()  # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
+    try:
+        keyring = load_keyring(args.vault_key_file)  # or $PROJECT_O_VAULT_KEY
+    except InvalidArgument as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from exc
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
@@ -101,4 +111,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
+        keyring=keyring,
     )

@@ -294,7 +294,8 @@ class Supervisor:
         config = self.config
         try:
             vault = await asyncio.to_thread(Vault.open, config.vault,
-                                            durability=cast(Durability, config.durability))
+                                            durability=cast(Durability, config.durability),
+                                            keyring=config.keyring)
         except VaultError as exc:
             holder = vault_holder(config.vault)
             if not holder:

@@ -13,7 +13,8 @@ apply ID``)::
                         status, reason, changed_ns}          (replaced atomically)
         wal/           the writes, in the WAL's own record format, one record
                        ("overlay_write", {operation, data, requests}) each,
-                       numbered on from base_sequence + 1
+                       numbered on from base_sequence + 1; sealed, as the
+                       agent's WAL is, when the vault has a keyring
 
     status   open ──► promoted      applied to the agent's WAL at promotion
                └────► quarantined   rejected, rolled back, or the supervisor
@@ -43,8 +44,9 @@ from typing import Any, Final, Literal
 
 from project_o.errors import InvalidArgument, OverlayNotApplicable, UnknownOverlay, VaultError
 from project_o.vault.atomic import write_atomic
+from project_o.vault.sealing import Keyring, SealBroken
 from project_o.vault.wal import WAL, segment_files
-from project_o.vault.wal_record import Problem, walk_segment
+from project_o.vault.wal_record import Problem, SealedEntry, WALEntry, open_sealed, walk_segment
 
 __all__ = [
     "OVERLAY_WRITE",
@@ -133,8 +135,10 @@ class Overlay:
 class Quarantine:
     """The overlays of one vault, under ``VAULT/quarantine``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, keyring: Keyring | None = None) -> None:
+        """``keyring``: the vault's, so overlays are sealed at rest like its WAL."""
         self.directory = Path(directory)
+        self.keyring = keyring
 
     def create(self, version: str, experiment_id: str, base_sequence: int) -> Overlay:
         """Start an overlay for a canary restored at ``base_sequence``."""
@@ -146,7 +150,8 @@ class Quarantine:
         info = _write_manifest(directory, OverlayInfo(
             id=overlay_id, version=version, experiment_id=experiment_id,
             base_sequence=base_sequence, created_ns=time.time_ns()))
-        wal = WAL.open(directory / "wal", start_sequence=base_sequence + 1)
+        wal = WAL.open(directory / "wal", start_sequence=base_sequence + 1,
+                       keyring=self.keyring)
         return Overlay(directory, info, wal)
 
     def overlays(self) -> list[OverlayInfo]:
@@ -166,12 +171,20 @@ class Quarantine:
         segments = segment_files(self._path(overlay_id) / "wal")
         for index, (first, path) in enumerate(segments):
             for item in walk_segment(path.read_bytes(), first):
-                if not isinstance(item, Problem):
+                if isinstance(item, SealedEntry):
+                    yield _write(item.sequence, self._open(overlay_id, item).data)
+                elif not isinstance(item, Problem):
                     yield _write(item.sequence, item.data)
                 elif not (item.at_tail and index == len(segments) - 1):
                     raise VaultError(f"overlay {overlay_id}: {path.name} offset "
                                      f"{item.offset}: {item.reason}")
                 # else a torn tail: that write was never acknowledged
+
+    def _open(self, overlay_id: str, entry: SealedEntry) -> WALEntry:
+        try:
+            return open_sealed(entry, self.keyring, f"overlay {overlay_id} write {entry.sequence}")
+        except SealBroken as broken:
+            raise VaultError(f"overlay {overlay_id}: write {entry.sequence}: {broken}") from None
 
     def settle_open(self, reason: str) -> list[OverlayInfo]:
         """Quarantine overlays a previous supervisor left open (it died mid-canary)."""
