@@ -220,7 +220,7 @@ def test_unreadable_checkpoint_reports_and_exits(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with zygote() as z:
             peer = await spawn(z, restore=False)
-            await peer.send("restore", checkpoint=str(broken), entries=[], last_sequence=0)
+            await peer.send_checkpoint(broken, entries=[], last_sequence=0)
             error = await peer.expect("error")
             assert (error.data["id"], error.data["kind"]) == ("restore", "CheckpointCorrupt")
             assert (await peer.exited()).exit_code == EXIT_RESTORE_FAILED

@@ -25,10 +25,11 @@ class Stack:
     """A supervisor started as a real process, with an HTTP client for it."""
 
     def __init__(self, vault: Path, args: list[str], *, heart: bool = False,
-                 token_env: bool = True) -> None:
-        """``token_env=False``: no $PROJECT_O_TOKEN, so the supervisor makes its own."""
+                 token_env: bool = True, env: dict[str, str] | None = None) -> None:
+        """``token_env=False``: no $PROJECT_O_TOKEN, so the supervisor makes its own;
+        ``env``: variables added to the environment it starts with."""
         self.vault = vault
-        env = {k: v for k, v in os.environ.items() if k != "PROJECT_O_TOKEN"}
+        env = {**{k: v for k, v in os.environ.items() if k != "PROJECT_O_TOKEN"}, **(env or {})}
         if token_env:
             env["PROJECT_O_TOKEN"] = TOKEN
         module = ["-m", "project_o.cli", "run"] if heart else ["-m", "project_o.supervisor"]

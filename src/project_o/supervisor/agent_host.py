@@ -69,6 +69,7 @@ from project_o.supervisor.instance_handle import (
 from project_o.supervisor.instance_pool import InstancePool
 from project_o.supervisor.intents import IntentListener, relay_intents
 from project_o.supervisor.journal import Journal
+from project_o.supervisor.llm_proxy import LLMProxy
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.supervisor.nursery import Nursery
 from project_o.supervisor.poison import PoisonTracker
@@ -107,6 +108,9 @@ class AgentHost:
         #: where the main's ``evolution_intent`` frames go (the arbiter)
         self.on_intent: IntentListener | None = None
         self._tasks = Nursery("agent host")
+        #: makes the model calls of every instance (main, standby, candidates): the key stays here
+        self.llm = LLMProxy(config.llm, self._tasks.spawn, metrics=self.metrics,
+                            catalog=lambda: vault.catalog, prices=config.llm_prices)
         self._pool = InstancePool()
         self._factory = make_factory(config, version, events, self, self._restore)
         self._policy = RestartPolicy(config.max_restarts, config.restart_period, clock=clock)
@@ -191,6 +195,7 @@ class AgentHost:
         """Final checkpoint from the main, then stop every process."""
         self._replacer.stopping = True
         await self._tasks.close()  # replacements, watchdog, intent relays: cancelled, awaited
+        self.llm.close()
         main = self._pool.main
         if main is not None and main.alive:
             with contextlib.suppress(Exception):
@@ -330,6 +335,10 @@ class AgentHost:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
         await self.journal.write(instance, message, tail=True)
+
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None:
+        """Make the model call ``instance`` asks for (answered by ``llm_result``)."""
+        self.llm.serve(instance, message)
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the main's state as a checkpoint, then acknowledge it."""

@@ -10,11 +10,14 @@ canary), which differ only in what they restore the instance *from*::
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
+from project_o.vault.checkpoint import HEADER_SIZE
+from project_o.vault.sealed import sealed_copy
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -50,17 +53,29 @@ async def launch(
 
 
 async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
-    """Send ``point`` (checkpoint path + later WAL entries); wait until it is applied.
+    """Send ``point`` (checkpoint + later WAL entries); wait until it is applied.
 
-    The instance sends no heartbeat before its restore, so its first one
-    means the restore is done.
+    The checkpoint goes as a sealed in-memory copy whose descriptor rides
+    with the frame, never as a path: agent code learns nothing of where the
+    vault is. The instance sends no heartbeat before its restore, so its
+    first one means the restore is done.
     """
     ready = instance.waiter("heartbeat")
-    await instance.send(Message("restore", {
-        "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
+    message = Message("restore", {
+        "checkpoint": None if point.checkpoint is None else {
+            "id": str(point.checkpoint.id),
+            "size": HEADER_SIZE + point.checkpoint.compressed_size},
         "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
                     for e in point.entries],
         "last_sequence": point.last_sequence,
-    }))
+    })
+    if point.checkpoint is None:
+        await instance.send(message)
+    else:
+        fd = await asyncio.to_thread(sealed_copy, point.checkpoint.path)
+        try:
+            await instance.send_with_fd(message, fd)
+        finally:
+            os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):
         await ready

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from project_o.llm.config import LLMConfig
@@ -71,8 +72,13 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                         help="largest accepted HTTP body (default 1 MiB)")
 
 
-def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
+def config_from_args(
+    args: argparse.Namespace, secrets: Mapping[str, str] | None = None,
+) -> SupervisorConfig:
     """Turn parsed options into a config (validating what argparse cannot).
+
+    ``secrets``: what :func:`~project_o.supervisor.hardening.take_secrets`
+    took out of the environment (the LLM settings among them).
 
     Raises :class:`~project_o.supervisor.startup.StartupError` (``EXIT_USAGE``
     for a bad option, ``EXIT_NO_AGENT`` for an agent path that does not exist).
@@ -88,7 +94,8 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
     if not agent.exists():
         raise StartupError(f"no agent at {agent}: --agent takes an agent file (.py) or "
                            "package directory; check the path", EXIT_NO_AGENT)
-    llm = LLMConfig.from_env()  # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
+    # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
+    llm = LLMConfig.from_env({**os.environ, **(secrets or {})})
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
