@@ -45,7 +45,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=preexec,
+                preexec_fn=preexec,  # noqa: PLW1509 - tests pass prctl calls only
             )
         self.http: httpx.Client | None = None
         self.wait_ready()

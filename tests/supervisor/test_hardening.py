@@ -76,7 +76,7 @@ def test_the_heart_keeps_the_supervisors_list_of_secrets() -> None:
 
 def test_a_plain_process_of_the_same_uid_can_be_read_the_control() -> None:
     with subprocess.Popen(["sleep", "30"], env={"MARKER": KEY},
-                          preexec_fn=_without_ptrace) as plain:
+                          preexec_fn=_without_ptrace) as plain:  # noqa: PLW1509 - a prctl
         try:
             seen = _read_as_same_uid(plain.pid)
         finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import subprocess
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ async def wired(config: LLMConfig | None, **limits: Any) -> AsyncIterator[Wired]
     """A handle and a link on the two ends of a socketpair, with a proxy between."""
     ours, theirs = socket.socketpair()
     # The handle kills its instance's process group: give it a harmless one.
-    stand_in = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    stand_in = await asyncio.create_subprocess_exec("sleep", "60", start_new_session=True)
     async with asyncio.TaskGroup() as group:
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         i_reader, i_writer = await asyncio.open_unix_connection(sock=theirs)
@@ -98,7 +97,7 @@ async def wired(config: LLMConfig | None, **limits: Any) -> AsyncIterator[Wired]
             handle.kill("test over")
             await handle.close()
             i_writer.close()
-            stand_in.wait()
+            await stand_in.wait()
 
 
 def _config(server: OpenAIServer, **extra: Any) -> LLMConfig:
