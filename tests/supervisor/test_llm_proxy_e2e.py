@@ -33,9 +33,10 @@ def _llm_env(base_url: str, retries: int = 2) -> dict[str, str]:
             "PROJECT_O_LLM_API_KEY": KEY, "PROJECT_O_LLM_MAX_RETRIES": str(retries)}
 
 
-def _serve(tmp_path: Path, env: dict[str, str], *, heart: bool = False) -> Stack:
-    return Stack(tmp_path / "vault", ["--agent", str(AGENT), *FAST_HEARTBEAT], heart=heart,
-                 env=env)
+def _serve(tmp_path: Path, env: dict[str, str], *, heart: bool = False,
+           args: tuple[str, ...] = ()) -> Stack:
+    return Stack(tmp_path / "vault", ["--agent", str(AGENT), *FAST_HEARTBEAT, *args],
+                 heart=heart, env=env)
 
 
 def test_a_streamed_chat_with_a_tool_goes_through_the_supervisor(
@@ -46,7 +47,8 @@ def test_a_streamed_chat_with_a_tool_goes_through_the_supervisor(
         Reply("Paris has 2.1 million people.", chunks=["Paris has ", "2.1 million", " people."],
               usage=(40, 9)),
     )
-    stack = _serve(tmp_path, _llm_env(model.base_url))
+    stack = _serve(tmp_path, _llm_env(model.base_url),
+                   args=("--llm-price", "test-model=1000,2000"))
     try:
         response = stack.do("chat", text="How many people live in Paris?")
         assert response.status_code == 200, response.text
@@ -68,6 +70,21 @@ def test_a_streamed_chat_with_a_tool_goes_through_the_supervisor(
     assert [(r[1], r[2], r[3], r[4]) for r in rows] == [("test-model", "ok", 20, 7),
                                                           ("test-model", "ok", 40, 9)]
     assert all(r[0].startswith("instance:main-") for r in rows)
+    # USD per million tokens: 20 * 1000 + 7 * 2000, then 40 * 1000 + 9 * 2000
+    assert [round(r[5], 6) for r in rows] == [0.034, 0.058]
+
+
+def test_a_tool_on_its_worker_thread_asks_the_model_through_the_handlers_socket(
+        tmp_path: Path, model: OpenAIServer) -> None:
+    model.script(Reply("from inside the tool"))
+    stack = _serve(tmp_path, _llm_env(model.base_url))
+    try:
+        response = stack.do("tool_chat", text="hello from a tool")
+        assert response.status_code == 200, response.text
+        assert response.json()["output"] == {"result": "from inside the tool"}
+        assert model.requests[0]["messages"][-1]["content"] == "hello from a tool"
+    finally:
+        stack.stop()
 
 
 def test_the_key_and_endpoint_are_nowhere_an_instance_can_look(
@@ -105,7 +122,7 @@ def test_a_model_that_is_down_is_a_clean_error_and_the_supervisor_stays(
     assert len(rows) == 2 and all(r[2].startswith("error: ") for r in rows)
 
 
-def _usage_rows(vault: Path) -> list[tuple[str, str, str, int, int]]:
+def _usage_rows(vault: Path) -> list[tuple[str, str, str, int, int, float]]:
     with sqlite3.connect(vault / "catalog.sqlite") as db:
-        return db.execute("SELECT run_id, model, outcome, prompt_tokens, completion_tokens "
-                          "FROM llm_calls ORDER BY id").fetchall()
+        return db.execute("SELECT run_id, model, outcome, prompt_tokens, completion_tokens,"
+                          " cost_usd FROM llm_calls ORDER BY id").fetchall()

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from project_o.errors import InvalidArgument
+from project_o.evolution.llm_budget import Prices, parse_price
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
@@ -68,6 +70,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
                         help="largest supervisor<->instance frame in MiB (default 256); a "
                              "checkpoint travels in one frame, so raise it for bigger states")
+    parser.add_argument("--llm-price", action="append", default=[], metavar="MODEL=IN,OUT",
+                        help="what the model's tokens cost, USD per million prompt and "
+                             "completion tokens (repeatable), for the usage records")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
 
@@ -96,6 +101,10 @@ def config_from_args(
                            "package directory; check the path", EXIT_NO_AGENT)
     # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
     llm = LLMConfig.from_env({**os.environ, **(secrets or {})})
+    try:
+        prices = Prices(parse_price(text) for text in args.llm_price)
+    except InvalidArgument as exc:
+        raise StartupError(f"--llm-price: {exc}", EXIT_USAGE) from None
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
@@ -107,5 +116,6 @@ def config_from_args(
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
+        llm_prices=prices,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
     )
