@@ -16,8 +16,8 @@ from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
-from project_o.vault.checkpoint import HEADER_SIZE
-from project_o.vault.sealed import sealed_copy
+from project_o.vault.checkpoint import HEADER_SIZE, CheckpointInfo
+from project_o.vault.sealed import SealedCopies, sealed_copy
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -52,12 +52,15 @@ async def launch(
     return instance
 
 
-async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
+async def send_restore(
+    instance: InstanceHandle, point: RestorePoint, copies: SealedCopies | None = None,
+) -> None:
     """Send ``point`` (checkpoint + later WAL entries); wait until it is applied.
 
     The checkpoint goes as a sealed in-memory copy whose descriptor rides
     with the frame, never as a path: agent code learns nothing of where the
-    vault is. The instance sends no heartbeat before its restore, so its
+    vault is; ``copies`` keeps the copy between restores (None: made for
+    this one). The instance sends no heartbeat before its restore, so its
     first one means the restore is done.
     """
     ready = instance.waiter("heartbeat")
@@ -72,10 +75,15 @@ async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
     if point.checkpoint is None:
         await instance.send(message)
     else:
-        fd = await asyncio.to_thread(sealed_copy, point.checkpoint.path)
+        info = point.checkpoint
+        fd = await asyncio.to_thread(copies.reader if copies is not None else _one_copy, info)
         try:
             await instance.send_with_fd(message, fd)
         finally:
             os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):
         await ready
+
+
+def _one_copy(info: CheckpointInfo) -> int:
+    return sealed_copy(info.path)

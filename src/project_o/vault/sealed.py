@@ -13,16 +13,31 @@ read-only descriptor can be reopened read-write through
 against writes, growth and shrinking (and against new seals) nobody --
 the supervisor included -- can change its bytes, so one copy can be
 handed to any number of instances.
+
+:class:`SealedCopies` keeps the copy of the newest checkpoint, made once
+(when the checkpoint is written, or at the first restore from it), so a
+restart does not wait for the copy. Each instance gets a descriptor of
+its own, opened read-only on the copy: a description shared between
+processes would share its file offset too.
+
+    checkpoint written ─► SealedCopies.prepare(info) ─► one memfd (the newest only)
+    restore ─► SealedCopies.reader(info) ─► os.open(/proc/self/fd/<memfd>, O_RDONLY)
+                                            a fresh description: sent, then closed here
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import threading
+import uuid
 from pathlib import Path
 from typing import Final
 
-__all__ = ["SEALS", "sealed_copy"]
+from project_o.vault.checkpoint import CheckpointInfo
+
+__all__ = ["SEALS", "SealedCopies", "sealed_copy"]
 
 #: no write, no resize, and the seals themselves are final
 SEALS: Final = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -49,3 +64,41 @@ def sealed_copy(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+class SealedCopies:
+    """The sealed copy of the newest checkpoint, made once; thread-safe (calls block: use a thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._id: uuid.UUID | None = None
+        self._fd: int | None = None
+
+    def prepare(self, info: CheckpointInfo) -> None:
+        """Make the copy of ``info`` now (a newer checkpoint replaces the older copy)."""
+        with self._lock:
+            self._ensure(info)
+
+    def reader(self, info: CheckpointInfo) -> int:
+        """A new read-only descriptor on the copy of ``info`` (made if needed); caller closes it."""
+        with self._lock:
+            fd = self._ensure(info)
+            return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        """Drop the copy (instances that hold a descriptor keep theirs)."""
+        with self._lock:
+            self._drop()
+
+    def _ensure(self, info: CheckpointInfo) -> int:
+        if self._fd is None or self._id != info.id:
+            fd = sealed_copy(info.path)
+            self._drop()
+            self._id, self._fd = info.id, fd
+        return self._fd
+
+    def _drop(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._id = self._fd = None
