@@ -254,6 +254,7 @@ def _population(argv: list[str]) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import os
 
+    from project_o.supervisor.hardening import SECRET_ENV, secrets_pipe
     from project_o.supervisor.heart import heart_command
     from project_o.supervisor.options import config_from_args
     from project_o.supervisor.startup import StartupError
@@ -265,9 +266,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return exc.exit_code
     config.vault.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "project_o.supervisor", *args.forwarded]
+    # The secrets go to the heart on a pipe: an environment is readable in /proc.
+    secrets = {name: os.environ[name] for name in SECRET_ENV if name in os.environ}
+    env = {name: value for name, value in os.environ.items() if name not in SECRET_ENV}
+    secrets_fd = secrets_pipe(secrets)
     # Become the heart: a tiny stdlib-only process, free of everything this CLI imported.
-    argv = heart_command(command, pidfile=config.vault / "heart.json")
-    os.execv(argv[0], argv)
+    argv = heart_command(command, pidfile=config.vault / "heart.json", secrets_fd=secrets_fd)
+    os.execve(argv[0], argv, env)
 
 
 def _client(args: argparse.Namespace) -> Client:

@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 from project_o.errors import ConnectionClosed, ProtocolError
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ExitStatus, ForkedInstance, ZygoteHandle
+from project_o.vault.sealed import sealed_copy
 from project_o.wire import Message, MessageType, read_message_async, write_message_async
+from project_o.wire.fd_passing import write_message_with_fd_async
 
 CHAOS_AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "chaos_agent.py"
 #: generous: a loaded CI box may be slow, and nothing here waits this long when it works
@@ -91,14 +93,26 @@ class Peer:
         entries: list[dict[str, Any]] | None = None,
         last_sequence: int = 0,
     ) -> Message:
-        """Send restore; return the first heartbeat (the instance's "restored")."""
-        await self.send(
-            "restore",
-            checkpoint=None if checkpoint is None else str(checkpoint),
-            entries=entries or [],
-            last_sequence=last_sequence,
-        )
+        """Send restore; return the first heartbeat (the instance's "restored").
+
+        A checkpoint goes as the supervisor sends it: a sealed copy of the
+        file, its descriptor riding with the frame.
+        """
+        data = {"entries": entries or [], "last_sequence": last_sequence}
+        if checkpoint is None:
+            await self.send("restore", checkpoint=None, **data)
+        else:
+            await self.send_checkpoint(Path(checkpoint), **data)
         return await self.expect("heartbeat")
+
+    async def send_checkpoint(self, path: Path, **data: Any) -> None:
+        """Send a ``restore`` frame carrying a sealed copy of the file at ``path``."""
+        fd = sealed_copy(path)
+        try:
+            message = Message("restore", {"checkpoint": {"id": path.stem}, **data})
+            await write_message_with_fd_async(self.forked.writer, message, fd)
+        finally:
+            os.close(fd)
 
     async def call(self, request: Any, *, request_id: str | None = None) -> Message:
         """Send a request, ack its memory writes, return its response or error frame."""

@@ -220,10 +220,25 @@ def test_unreadable_checkpoint_reports_and_exits(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with zygote() as z:
             peer = await spawn(z, restore=False)
-            await peer.send("restore", checkpoint=str(broken), entries=[], last_sequence=0)
+            await peer.send_checkpoint(broken, entries=[], last_sequence=0)
             error = await peer.expect("error")
             assert (error.data["id"], error.data["kind"]) == ("restore", "CheckpointCorrupt")
             assert (await peer.exited()).exit_code == EXIT_RESTORE_FAILED
+
+    run(scenario())
+
+
+def test_a_checkpoint_is_never_taken_by_path(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path, {"x": 1}, 3)
+
+    async def scenario() -> None:
+        async with zygote() as z:
+            by_path = await spawn(z, restore=False)
+            await by_path.send("restore", checkpoint=str(path), entries=[], last_sequence=0)
+            assert (await by_path.exited()).exit_code == EXIT_PROTOCOL
+            no_copy = await spawn(z, restore=False)
+            await no_copy.send("restore", checkpoint={"id": "c"}, entries=[], last_sequence=0)
+            assert (await no_copy.exited()).exit_code == EXIT_PROTOCOL
 
     run(scenario())
 

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -54,14 +55,17 @@ _TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _REALM = "project-o"
 
 
-def resolve_token(vault_dir: Path) -> tuple[str, bool]:
+def resolve_token(vault_dir: Path, env: Mapping[str, str] | None = None) -> tuple[str, bool]:
     """The API token and whether it was generated just now (print it once, then).
+
+    ``env`` (default ``os.environ``) is where ``$PROJECT_O_TOKEN`` is looked
+    up: the supervisor passes the secrets it took out of its environment.
 
     Raises :class:`~project_o.errors.InvalidArgument` if the environment
     variable or the token file holds something that cannot be a Bearer
     token.
     """
-    from_env = os.environ.get(TOKEN_ENV, "").strip()
+    from_env = (os.environ if env is None else env).get(TOKEN_ENV, "").strip()
     if from_env:
         return _checked(from_env, f"${TOKEN_ENV}"), False
     path = Path(vault_dir) / TOKEN_FILENAME

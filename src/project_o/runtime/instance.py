@@ -4,7 +4,8 @@
 
     supervisor                                      instance (single-threaded)
         ◄── hello {pid, version, role, instance_id}
-        ──► restore {checkpoint, entries, last_sequence}    checkpoint file + WAL replay
+        ──► restore {checkpoint, entries, last_sequence}    sealed checkpoint copy (its fd
+                                                            comes with the frame) + WAL replay
         ◄── heartbeat {beat, rss_bytes, last_sequence}      the first one means "restored",
                                                             then one every interval
         ──► request {id, input, deadline_ms, stream} ─────► handler(ctx, input)
@@ -25,6 +26,8 @@
                                                             ctx.evolve(...): waits for
         ──► evolution_result {id, experiment_id, status, reason}   the answer with its id;
         ──► evolution_result {experiment_id, status, reason}       the outcome comes later
+        ◄── llm_call {id, messages, tools, stream, options} ctx.llm: the supervisor calls
+        ──► llm_token {id, text} ... llm_result {id, ...}   the model (runtime/llm_link.py)
         ──► shutdown                                        exit 0
 
 The fields of each message are tabled in docs/design.md ("Wire protocol").
@@ -57,11 +60,11 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from project_o.agent.dsl import Agent
 from project_o.agent.kit import AgentKit
+from project_o.agent.toolbox import on_owner_thread
 from project_o.errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -69,10 +72,13 @@ from project_o.errors import (
     ProtocolError,
     VaultError,
 )
+from project_o.llm.client import TokenCallback
 from project_o.llm.config import LLMConfig
+from project_o.llm.remote import RemoteClient
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
-from project_o.vault.checkpoint import CheckpointStore
+from project_o.runtime.llm_link import LLMLink
+from project_o.vault.checkpoint import read_checkpoint
 from project_o.wire import Message, MessageType, ensure_packable
 
 __all__ = [
@@ -144,18 +150,22 @@ class Instance:
         self.role = role
         self._instance_id = instance_id
         self._config = config
-        # The LLM settings reach us through the zygote's environment, which the
-        # supervisor builds explicitly (the rest of its environment is scrubbed).
-        self._kit = AgentKit(agent, self._journal, llm=LLMConfig.from_env(), params=params,
+        self._kit = AgentKit(agent, self._journal, params=params,
                              stub_side_effects=config.stub_side_effects)
-        self._kit.idle = self._beat_if_due  # slow tools and LLM calls keep beating
+        self._kit.idle = self._beat_if_due  # slow tools keep beating
         self._kit.evolve = self._evolve
+        self._inbox: deque[Message] = deque()
+        #: ctx.llm's calls: made by the supervisor, the key never here
+        self.llm_link = LLMLink(lambda kind, data: self._send(kind, **data), self._receive,
+                                self._inbox.append)
+        if config.llm is not None:
+            self._kit.use_llm(LLMConfig(**config.llm), client=RemoteClient(_OwnerThread(
+                self.llm_link)))
         self._intent_ids = itertools.count(1)
         #: outcomes of experiments this agent asked for (``evolution_result`` frames)
         self.evolution_results: deque[dict[str, Any]] = deque(maxlen=EVOLUTION_RESULTS_KEPT)
         self._state = self._kit.state
         self.last_sequence = 0
-        self._inbox: deque[Message] = deque()
         self._fatal: _Exit | None = None
         self._beats = itertools.count(1)
         # No beats before the restore: the first heartbeat tells the
@@ -212,6 +222,9 @@ class Instance:
             MessageType.WAL_ENTRY: self._on_tail_entry,
             MessageType.PROMOTE: self._on_promote,
             MessageType.EVOLUTION_RESULT: self._on_evolution_result,
+            # Answers to an LLM call its caller gave up on (its token callback raised).
+            MessageType.LLM_TOKEN: lambda data: None,
+            MessageType.LLM_RESULT: lambda data: None,
             MessageType.SHUTDOWN: lambda data: _STOP,
         }
 
@@ -231,11 +244,11 @@ class Instance:
     def _restore(self, data: dict[str, Any]) -> None:
         checkpoint = data.get("checkpoint")
         if checkpoint is not None:
-            if not isinstance(checkpoint, str):
+            if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
                 raise self._violation(
-                    f"restore checkpoint must be a path or None, got {checkpoint!r}"
+                    f"restore checkpoint must be {{id, size}} or None, got {checkpoint!r}"
                 )
-            self._load_checkpoint(Path(checkpoint))
+            self._load_checkpoint(checkpoint["id"])
         entries = data.get("entries") or []
         if not isinstance(entries, list):
             raise self._violation(f"restore entries must be a list, got {type(entries).__name__}")
@@ -247,13 +260,19 @@ class Instance:
         if isinstance(last, int) and last > self.last_sequence:
             self.last_sequence = last
 
-    def _load_checkpoint(self, path: Path) -> None:
+    def _load_checkpoint(self, checkpoint_id: str) -> None:
+        """Restore from the sealed copy that came with the restore frame (never a vault path)."""
+        fd = self._channel.take_fd()
+        if fd is None:
+            raise self._violation("the restore frame names a checkpoint but carries no descriptor")
         try:
-            info, payload = CheckpointStore(path.parent).read(path)
+            with open(fd, "rb", buffering=0) as file:
+                info, payload = read_checkpoint(file, f"checkpoint {checkpoint_id}")
             self._state.load(payload)
         except (VaultError, OSError, InvalidArgument) as exc:
             self._send_error(RESTORE_ERROR_ID, exc)
-            raise _Exit(EXIT_RESTORE_FAILED, f"cannot restore from {path}: {exc}") from exc
+            raise _Exit(EXIT_RESTORE_FAILED,
+                        f"cannot restore from checkpoint {checkpoint_id}: {exc}") from exc
         self.last_sequence = info.last_sequence
 
     def _apply_entry(self, entry: Mapping[str, Any]) -> None:
@@ -516,6 +535,21 @@ class Instance:
 
 
 _STOP: Final = object()
+
+
+class _OwnerThread:
+    """The LLM link as ctx.llm's transport, safe to call from a tool's worker thread.
+
+    The socket has one user: a call made in a tool's worker is forwarded to
+    the thread waiting for that tool, as the tool's memory writes are.
+    """
+
+    def __init__(self, link: LLMLink) -> None:
+        self._call = on_owner_thread(link.call, "call the LLM")
+        self.call_async = link.call_async
+
+    def call(self, request: dict[str, Any], on_token: TokenCallback | None) -> dict[str, Any]:
+        return self._call(request, on_token)
 
 
 def _describe(exc: BaseException) -> str:

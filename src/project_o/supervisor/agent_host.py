@@ -80,6 +80,7 @@ from project_o.supervisor.instance_handle import InstanceHandle
 from project_o.supervisor.instance_pool import InstancePool
 from project_o.supervisor.intents import IntentListener, relay_intents
 from project_o.supervisor.journal import Journal
+from project_o.supervisor.llm_proxy import LLMProxy
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.supervisor.nursery import Nursery
 from project_o.supervisor.poison import PoisonTracker
@@ -116,6 +117,9 @@ class AgentHost:
         #: where the main's ``evolution_intent`` frames go (the evolution control)
         self.on_intent: IntentListener | None = None
         self.tasks = Nursery("agent host")
+        #: makes the model calls of every instance (main, standby, candidates): the key stays here
+        self.llm = LLMProxy(config.llm, self.tasks.spawn, metrics=self.metrics,
+                            catalog=lambda: vault.catalog, prices=config.llm_prices)
         self.pool = InstancePool()
         self.factory = make_factory(config, version, events, self, self._restore)
         self.restart_policy = RestartPolicy(config.max_restarts, config.restart_period,
@@ -171,6 +175,7 @@ class AgentHost:
                     await instance.send(Message("shutdown", {}))
         await self.tree.stop()  # kills what is in its slots; nothing is restarted any more
         await self.tasks.close()  # watchdog, intent relays, death records: cancelled, awaited
+        self.llm.close()
         for instance in (main, standby, self.pool.main, self.pool.standby):
             if instance is not None:
                 instance.kill("supervisor shutting down")
@@ -185,6 +190,10 @@ class AgentHost:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
         await self.journal.write(instance, message, tail=True)
+
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None:
+        """Make the model call ``instance`` asks for (answered by ``llm_result``)."""
+        self.llm.serve(instance, message)
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the main's state as a checkpoint, then acknowledge it."""

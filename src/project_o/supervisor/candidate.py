@@ -162,6 +162,10 @@ class CandidateHost:
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """A candidate's state is never the agent's state: not written."""
 
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None:
+        """Through the host's proxy, counted under the candidate's version and role."""
+        self.host.llm.serve(instance, message)
+
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
         """The guardrail: report the first death of the serving instance."""
         if instance is not self.instance or self._closing or self.failure is not None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from project_o.evolution.llm_budget import Prices
 from project_o.llm.config import LLMConfig
 from project_o.vault.sealing import Keyring
 
@@ -62,15 +63,18 @@ class SupervisorConfig:
     autonomy: str = "auto"
     #: the health monitor raises an intent past this p95 latency (ms); None: its default
     perception_p95_ms: float | None = None
-    #: OpenAI-compatible model settings handed to instances (None: no LLM)
+    #: the OpenAI-compatible model the supervisor calls for instances (None: no LLM)
     llm: LLMConfig | None = None
     #: keys sealing the vault at rest (None: plain); the supervisor's alone
     keyring: Keyring | None = field(default=None, repr=False)
+    #: what the model's tokens cost (US dollars per million), for the usage records
+    llm_prices: Prices | None = None
 
     def instance_config(self) -> dict[str, Any]:
-        """What an instance is told about itself at fork time."""
+        """What an instance is told about itself at fork time (of the LLM: only the model)."""
         return {
             "heartbeat_interval": self.heartbeat_interval,
             "checkpoint_every": self.checkpoint_every,
             "max_frame_size": self.max_frame_bytes,
+            "llm": self.llm.for_instances() if self.llm is not None else None,
         }

@@ -9,7 +9,7 @@
 
 The supervisor never imports agent code: everything agent-shaped happens in
 the zygote and the instances it forks. Instances run with a scrubbed
-environment plus the LLM settings, nothing else from the supervisor's.
+environment; their LLM calls come back to the supervisor (``llm_proxy``).
 """
 
 from __future__ import annotations
@@ -98,9 +98,8 @@ class InstanceFactory:
             return False
 
     def env(self) -> dict[str, str]:
-        """The scrubbed environment agent code runs with, plus the LLM settings if any."""
-        llm = self.config.llm
-        return scrubbed_env(extra=llm.to_env() if llm is not None else None)
+        """The scrubbed environment agent code runs with (no LLM key or endpoint: see llm_proxy)."""
+        return scrubbed_env()
 
     async def close(self) -> None:
         """Close the zygote (its instances die with it)."""

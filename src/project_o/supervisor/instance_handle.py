@@ -11,6 +11,7 @@
           └── future ◄── response ───  return value
     feedback(id, ...) ─ feedback ──►  on_feedback hooks (journal the same way)
           └── future ◄── response ───
+    owner.on_llm_call ◄─ llm_call ──  ctx.llm (the proxy answers with llm_token*, llm_result)
                         ◄─ heartbeat ─ main loop (stops if the handler hangs)
 
 Everything the instance sends is untrusted: a frame that is too big, does
@@ -32,6 +33,7 @@ from project_o.errors import ProjectOError, ProtocolError
 from project_o.runtime.procctl import kill_group
 from project_o.supervisor.api import EventSink
 from project_o.wire import Message, read_message_async, write_message_async
+from project_o.wire.fd_passing import write_message_with_fd_async
 
 if TYPE_CHECKING:
     from project_o.runtime.zygote_client import ExitStatus
@@ -64,6 +66,7 @@ class InstanceOwner(Protocol):
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None: ...
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None: ...
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None: ...
     def on_death(self, instance: InstanceHandle, reason: str) -> None: ...
 
 
@@ -178,6 +181,18 @@ class InstanceHandle:
             self._die(f"socket broke while sending: {exc}")
             raise InstanceDied(self.death_reason or str(exc)) from exc
 
+    async def send_with_fd(self, message: Message, fd: int) -> None:
+        """Send one frame with ``fd`` attached to its first bytes (SCM_RIGHTS); as :meth:`send`."""
+        if not self.alive:
+            raise InstanceDied(self.death_reason or "instance is dead")
+        try:
+            async with self._send_lock:
+                await write_message_with_fd_async(self._writer, message, fd,
+                                                  self._max_frame_size)
+        except (OSError, ConnectionError) as exc:
+            self._die(f"socket broke while sending: {exc}")
+            raise InstanceDied(self.death_reason or str(exc)) from exc
+
     async def request(
         self, request_id: str, payload: Any, deadline_s: float,
         on_event: EventSink | None = None,
@@ -265,6 +280,8 @@ class InstanceHandle:
             await self._owner.on_wal_entry(self, message)
         elif kind == "checkpoint":
             await self._owner.on_checkpoint(self, message)
+        elif kind == "llm_call":
+            self._owner.on_llm_call(self, message)  # answered later, by llm_result
         elif kind not in ("hello", "metrics") and waiter is None:
             raise ProtocolError(f"an instance may not send {kind!r}")
 

@@ -10,11 +10,14 @@ canary), which differ only in what they restore the instance *from*::
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
+from project_o.vault.checkpoint import CheckpointInfo
+from project_o.vault.sealed import SealedCopies, sealed_copy
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -49,18 +52,38 @@ async def launch(
     return instance
 
 
-async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
-    """Send ``point`` (checkpoint path + later WAL entries); wait until it is applied.
+async def send_restore(
+    instance: InstanceHandle, point: RestorePoint, copies: SealedCopies | None = None,
+) -> None:
+    """Send ``point`` (checkpoint + later WAL entries); wait until it is applied.
 
-    The instance sends no heartbeat before its restore, so its first one
-    means the restore is done.
+    The checkpoint goes as a sealed in-memory copy whose descriptor rides
+    with the frame, never as a path: agent code learns nothing of where the
+    vault is; ``copies`` keeps the copy between restores (None: made for
+    this one). The instance sends no heartbeat before its restore, so its
+    first one means the restore is done.
     """
     ready = instance.waiter("heartbeat")
-    await instance.send(Message("restore", {
-        "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
+    message = Message("restore", {
+        "checkpoint": None,
         "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
                     for e in point.entries],
         "last_sequence": point.last_sequence,
-    }))
+    })
+    if point.checkpoint is None:
+        await instance.send(message)
+    else:
+        info = point.checkpoint
+        fd = await asyncio.to_thread(copies.reader if copies is not None else _one_copy, info)
+        # the copy's own size: an unsealed image of a checkpoint sealed at rest is smaller
+        message.data["checkpoint"] = {"id": str(info.id), "size": os.fstat(fd).st_size}
+        try:
+            await instance.send_with_fd(message, fd)
+        finally:
+            os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):
         await ready
+
+
+def _one_copy(info: CheckpointInfo) -> int:
+    return sealed_copy(info.path)

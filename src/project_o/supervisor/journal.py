@@ -50,6 +50,7 @@ from project_o.supervisor.instance_start import send_restore
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay
+from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.vault.wal_record import pack_payload
 from project_o.wire import Message, MessageType
@@ -78,6 +79,10 @@ class Journal:
         self._followers: dict[InstanceHandle, list[tuple[int, bytes]] | None] = {}
         #: held while an instance reads a checkpoint, so none is pruned meanwhile
         self.restore_lock = asyncio.Lock()
+        #: the newest checkpoint's sealed copy, what restores hand to instances
+        store = vault.checkpoints
+        #: instances get unsealed copies (they never hold the vault's key)
+        self.copies = SealedCopies(store.plain_image if store.keyring is not None else None)
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
 
@@ -129,7 +134,7 @@ class Journal:
             point = await asyncio.to_thread(self.vault.recover)
             if on_point is not None:
                 on_point(point)
-            await send_restore(instance, point)
+            await send_restore(instance, point, self.copies)
         buffered = self._followers.get(instance)
         if buffered is not None:
             self._followers[instance] = None
@@ -161,6 +166,10 @@ class Journal:
             return
         async with self.restore_lock:
             info = await self.vault.checkpoint_async(state, last_sequence=covered)
+        # Made now, so the next restart does not wait for it; a failure here is
+        # not the checkpoint's (the restore makes the copy itself, or reports it).
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.copies.prepare, info)
         self.metrics.checkpoint_written()
         self.last_checkpoint = {"id": str(info.id), "last_sequence": info.last_sequence,
                                 "timestamp_ns": info.timestamp_ns}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from project_o.errors import InvalidArgument
+from project_o.evolution.llm_budget import Prices, parse_price
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
@@ -69,6 +71,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
                         help="largest supervisor<->instance frame in MiB (default 256); a "
                              "checkpoint travels in one frame, so raise it for bigger states")
+    parser.add_argument("--llm-price", action="append", default=[], metavar="MODEL=IN,OUT",
+                        help="what the model's tokens cost, USD per million prompt and "
+                             "completion tokens (repeatable), for the usage records")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
     parser.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
@@ -77,8 +82,13 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                              "each key 64 hex digits or 32 bytes in base64")
 
 
-def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
+def config_from_args(
+    args: argparse.Namespace, secrets: Mapping[str, str] | None = None,
+) -> SupervisorConfig:
     """Turn parsed options into a config (validating what argparse cannot).
+
+    ``secrets``: what :func:`~project_o.supervisor.hardening.take_secrets`
+    took out of the environment (the LLM settings among them).
 
     Raises :class:`~project_o.supervisor.startup.StartupError` (``EXIT_USAGE``
     for a bad option, ``EXIT_NO_AGENT`` for an agent path that does not exist).
@@ -94,11 +104,17 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
     if not agent.exists():
         raise StartupError(f"no agent at {agent}: --agent takes an agent file (.py) or "
                            "package directory; check the path", EXIT_NO_AGENT)
-    llm = LLMConfig.from_env()  # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
+    # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL, PROJECT_O_VAULT_KEY: from the secrets
+    environ = {**os.environ, **(secrets or {})}
+    llm = LLMConfig.from_env(environ)
     try:
-        keyring = load_keyring(args.vault_key_file)  # or $PROJECT_O_VAULT_KEY
+        keyring = load_keyring(args.vault_key_file, environ)
     except InvalidArgument as exc:
         raise StartupError(str(exc), EXIT_USAGE) from exc
+    try:
+        prices = Prices(parse_price(text) for text in args.llm_price)
+    except InvalidArgument as exc:
+        raise StartupError(f"--llm-price: {exc}", EXIT_USAGE) from None
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
@@ -110,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
+        llm_prices=prices,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
         keyring=keyring,
     )

@@ -18,6 +18,7 @@ Data flow::
     write(state, seq) ─► msgpack ─► zstd ─► [seal] ─► sha256 ─► header
                      ─► temp file ─fsync─► rename ─fsync dir─► prune to `keep`
     read(path)       ─► header checks ─► size check ─► sha256 ─► [open] ─► unzstd ─► unpack
+    read_checkpoint(file)  the same, from an open unsealed file (an instance's copy)
     scan()           ─► header checks ─► size check ─► streamed sha256 (no unzstd)
 
 A checkpoint that fails either hash, is truncated, or has a layout it does
@@ -70,6 +71,7 @@ __all__ = [
     "CheckpointStore",
     "decode_header",
     "encode_header",
+    "read_checkpoint",
 ]
 
 #: the payload map has exactly these keys, in this order (docs/design.md, "Checkpoints")
@@ -446,13 +448,7 @@ class CheckpointStore:
         return min(valid, default=None)
 
     def _read_header_and_size(self, file: BinaryIO, path: Path) -> CheckpointInfo:
-        info = _read_header_and_size(file, path)
-        if info.uncompressed_size > self.max_payload_size:
-            raise CheckpointCorrupt(
-                str(path), f"header declares {info.uncompressed_size} bytes uncompressed, above "
-                f"this store's max_payload_size of {self.max_payload_size}; refused unread",
-            )
-        return info
+        return _read_capped_header(file, path, self.max_payload_size)
 
     def _paths(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{SUFFIX}"))
@@ -470,7 +466,37 @@ class CheckpointStore:
         return headers
 
 
+def read_checkpoint(
+    file: BinaryIO, name: Path | str, *, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+    max_containers: int = DEFAULT_MAX_CONTAINERS,
+) -> tuple[CheckpointInfo, dict[str, Any]]:
+    """Verify the checkpoint in ``file`` (read from its start) completely; its info and payload.
+
+    What an instance restores from: a sealed copy handed to it, never a
+    path into the vault. ``name`` labels errors. Raises
+    :class:`CheckpointCorrupt` as :meth:`CheckpointStore.read` does.
+    """
+    path = Path(name)
+    info = _read_capped_header(file, path, max_payload_size)
+    compressed = _read_exact(file, info)
+    if hashlib.sha256(compressed).digest() != info.payload_sha256:
+        raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+    if info.sealed:  # copies for instances are opened by the supervisor (plain_image)
+        raise missing_key(sealed_key_id(compressed), f"checkpoint {path}", None)
+    return info, _unpack(_decompress(compressed, info), path, max_containers)
+
+
 # -- helpers ------------------------------------------------------------
+
+
+def _read_capped_header(file: BinaryIO, path: Path, max_payload_size: int) -> CheckpointInfo:
+    info = _read_header_and_size(file, path)
+    if info.uncompressed_size > max_payload_size:
+        raise CheckpointCorrupt(
+            str(path), f"header declares {info.uncompressed_size} bytes uncompressed, above "
+            f"this store's max_payload_size of {max_payload_size}; refused unread",
+        )
+    return info
 
 
 def _payload_from(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,10 @@ class MessageType(StrEnum):
     CHECKPOINT_ACK = "checkpoint_ack"
     RESTORE = "restore"
     PROMOTE = "promote"
+    # Instance channel: the model, called by the supervisor on an instance's behalf.
+    LLM_CALL = "llm_call"
+    LLM_TOKEN = "llm_token"
+    LLM_RESULT = "llm_result"
     # Evolution and code loading.
     EVOLUTION_INTENT = "evolution_intent"
     EVOLUTION_RESULT = "evolution_result"
