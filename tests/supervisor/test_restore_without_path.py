@@ -8,17 +8,26 @@ the same way, and everything written is there.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
 
+import pytest
+
+from project_o.vault.checkpoint import HEADER_SIZE, decode_header
 from tests.processes import assert_gone
 from tests.supervisor.harness import FAST_HEARTBEAT, ROOT, Stack
 
 AGENT = ROOT / "tests" / "fixtures" / "secrets_agent.py"
 
 
-def test_kill_9_of_the_main_restores_from_a_sealed_checkpoint_copy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted-at-rest"])
+def test_kill_9_of_the_main_restores_from_a_sealed_checkpoint_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encrypted: bool) -> None:
+    """Encrypted at rest too: the instance gets an unsealed copy, never the key."""
+    if encrypted:
+        monkeypatch.setenv("PROJECT_O_VAULT_KEY", secrets.token_hex(32))
     vault = tmp_path / "vault"
     args = ["--agent", str(AGENT), "--no-standby", *FAST_HEARTBEAT]
     written = {f"k{i}": i for i in range(20)}
@@ -28,7 +37,10 @@ def test_kill_9_of_the_main_restores_from_a_sealed_checkpoint_copy(tmp_path: Pat
             assert first.do("set", key=key, value=value).status_code == 200
     finally:
         first.stop()  # a clean stop checkpoints the main's state
-    assert list((vault / "checkpoints").glob("*.ockpt")), "no checkpoint to restore from"
+    checkpoints = list((vault / "checkpoints").glob("*.ockpt"))
+    assert checkpoints, "no checkpoint to restore from"
+    assert all(decode_header(path.read_bytes()[:HEADER_SIZE], path).sealed == encrypted
+               for path in checkpoints)
 
     stack = Stack(vault, args)
     try:

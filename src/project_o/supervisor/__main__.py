@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import functools
+import os
 import sys
 from collections.abc import Mapping
 
