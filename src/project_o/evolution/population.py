@@ -65,6 +65,7 @@ from project_o.evolution.evaluator import EVALUATOR_PROGRAM, OUTPUT_LOG
 from project_o.evolution.genome import Genome
 from project_o.evolution.task import Evaluation, validate_metrics
 from project_o.runtime.child import zygote_command
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, scrubbed_env, with_package_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
@@ -196,8 +197,10 @@ class EvaluatorPool:
     def start(self) -> None:
         """Spawn the evaluation zygote and wait until it has imported the task."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Candidates write only to the scratch space (their outputs, materialized files).
         command = zygote_command(EVALUATOR_PROGRAM, ["--task", str(self.task_path)],
-                                 theirs.fileno())
+                                 theirs.fileno(),
+                                 sandbox=SandboxPolicy(writable=(str(self._scratch),)))
         log = open(self._scratch / "zygote.log", "ab")  # noqa: SIM115 - the child keeps it
         with theirs, log:
             self._process = subprocess.Popen(

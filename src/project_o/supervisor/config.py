@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from project_o.llm.config import LLMConfig
+from project_o.runtime.confine.policy import SandboxPolicy
 
 __all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
 
@@ -63,6 +64,20 @@ class SupervisorConfig:
     perception_p95_ms: float | None = None
     #: OpenAI-compatible model settings handed to instances (None: no LLM)
     llm: LLMConfig | None = None
+    #: contain agent code (--no-sandbox turns it off, loudly: status says so)
+    sandbox: bool = True
+    #: the agent may use the network (--allow-network); else it has none, loopback included
+    allow_network: bool = False
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        """How this agent's zygotes confine its code: the vault hidden, checkpoints readable.
+
+        Checkpoints are shown read-only because instances still read them by
+        path at restore; see docs/design.md ("Sandbox").
+        """
+        return SandboxPolicy(enabled=self.sandbox, network=self.allow_network,
+                             hidden=(str(self.vault),),
+                             readonly=(str(self.vault / "checkpoints"),))
 
     def instance_config(self) -> dict[str, Any]:
         """What an instance is told about itself at fork time."""

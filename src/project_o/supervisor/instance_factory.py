@@ -65,7 +65,8 @@ class InstanceFactory:
 
     async def start_zygote(self, agent: Path, version: str) -> ZygoteHandle:
         """A new zygote for ``agent`` (not yet the one instances are forked from)."""
-        return await ZygoteHandle.start(agent, version, env=self.env())
+        return await ZygoteHandle.start(agent, version, env=self.env(),
+                                        sandbox=self.config.sandbox_policy())
 
     def serve(
         self, zygote: ZygoteHandle | None, agent: Path, version: str,

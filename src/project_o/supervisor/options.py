@@ -69,6 +69,12 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                              "checkpoint travels in one frame, so raise it for bigger states")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
+    parser.add_argument("--allow-network", action="store_true",
+                        help="let the agent's code use the network (default: none at all, "
+                             "loopback included)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run agent code without the sandbox (debugging only; status "
+                             "says so on every line)")
 
 
 def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
@@ -101,4 +107,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
+        sandbox=not args.no_sandbox, allow_network=args.allow_network,
     )
