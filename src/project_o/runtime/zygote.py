@@ -268,9 +268,26 @@ def enter_zygote(parent_pid: int | None, policy: SandboxPolicy | None = None, *,
     program will import (kept readable). The report says which layers hold.
     """
     set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
+    host_cgroups = cgroup.cgroup_available()  # before the sandbox takes the rights away
     confinement = confine(policy or SandboxPolicy(), agent_paths=agent_paths)
     set_child_subreaper()
+    _report_limits(confinement, host_cgroups)
     return confinement
+
+
+def _report_limits(confinement: Confinement, host_cgroups: bool) -> None:
+    report = confinement.report
+    nproc = ", processes (RLIMIT_NPROC)" if confinement.own_pids else ""
+    report.add("limits", True, "per child: address space, CPU time, open files, file size, "
+               f"no core{nproc}; descendants die with their child (subreaper, group kill)")
+    if cgroup.cgroup_available(fresh=True):  # every fork inherits this answer
+        report.add("cgroup", True, "a cgroup v2 per child (memory.max, pids.max)")
+    elif host_cgroups:
+        report.add("cgroup", False, "cgroup v2 is writable only by root, and the zygote is "
+                   "not root any more: rlimits and the PID namespace bound each child")
+    else:
+        report.add("cgroup", False, "no writable cgroup v2 with the memory and pids "
+                   "controllers here: rlimits bound each child")
 
 
 def enter_child(
@@ -361,7 +378,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             failure["message"] += f" (sandbox layers missing: {missing})"
         _send_quietly(control, MessageType.ERROR, **failure)
         os._exit(EXIT_IMPORT_FAILED)
-    cgroup.cgroup_available()  # probe once here, so every fork inherits the answer
     gc.collect()
     gc.freeze()
     _send_quietly(control, MessageType.HELLO, **program.hello(), pid=parent_knows,

@@ -101,7 +101,8 @@ def confine(policy: SandboxPolicy, *, agent_paths: tuple[str, ...] = ()) -> Conf
     if not report.active("mount"):
         _landlock(policy, report, agent_paths)
     else:
-        report.add("landlock", False, "not needed: the mount namespace confines files")
+        report.add("landlock", False, "not needed: the mount namespace confines files",
+                   needed=False)
     return result
 
 

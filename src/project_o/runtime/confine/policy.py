@@ -96,6 +96,9 @@ class Layer:
     name: str
     active: bool
     detail: str
+    #: False: not applied because another layer does its work (Landlock under a mount
+    #: namespace); not reported missing
+    needed: bool = True
 
 
 @dataclass
@@ -105,10 +108,10 @@ class SandboxReport:
     enabled: bool = True
     layers: list[Layer] = field(default_factory=list)
 
-    def add(self, name: str, active: bool, detail: str) -> None:
+    def add(self, name: str, active: bool, detail: str, *, needed: bool = True) -> None:
         """Record one layer (a later record of the same name replaces it)."""
         self.layers = [layer for layer in self.layers if layer.name != name]
-        self.layers.append(Layer(name, active, detail))
+        self.layers.append(Layer(name, active, detail, needed))
 
     def active(self, name: str) -> bool:
         """Whether the layer ``name`` is in force."""
@@ -119,5 +122,5 @@ class SandboxReport:
         return {"enabled": self.enabled,
                 "active": [layer.name for layer in self.layers if layer.active],
                 "missing": {layer.name: layer.detail for layer in self.layers
-                            if not layer.active},
+                            if not layer.active and layer.needed},
                 "layers": [asdict(layer) for layer in self.layers]}
