@@ -110,10 +110,13 @@ def run_configs(todo: list[Config], quick: bool, progress: Callable[[str], None]
     return report
 
 
-def measure(config: Config, vault: Path) -> dict[str, Any]:
-    """One configuration's row: recovery times, lost requests, wrong states."""
+def measure(config: Config, vault: Path, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One configuration's row: recovery times, lost requests, wrong states.
+
+    ``extra_args`` go to the supervisor (``bench isolation`` adds ``--no-sandbox``).
+    """
     row: dict[str, Any] = {"config": config.label}
-    with Stack(vault, STATE_AGENT, _args(config)) as stack:
+    with Stack(vault, STATE_AGENT, [*_args(config), *extra_args]) as stack:
         expected = _fill(stack, config.size)
         row["checkpointed"] = _checkpoint_covers(stack)
         load = _Load(stack, expected["digest"])

@@ -59,6 +59,7 @@ __all__ = [
     "Limits",
     "apply_sandbox",
     "cgroup_available",
+    "private_tmp_path",
     "scrubbed_env",
     "with_package_path",
 ]
@@ -205,10 +206,17 @@ def _tasks_here() -> int:
     return count
 
 
+def private_tmp_path(pid: int) -> str:
+    """The directory in the private /tmp of the child whose pid (in the sandbox) is ``pid``."""
+    return f"/tmp/child-{pid}"
+
+
 def _enter_private_tmp() -> None:
+    import shutil
     import tempfile
 
-    path = f"/tmp/child-{os.getpid()}"
+    path = private_tmp_path(os.getpid())
+    shutil.rmtree(path, ignore_errors=True)  # a child of the same pid before us
     os.mkdir(path, 0o700)
     os.chdir(path)
     os.environ["TMPDIR"] = path

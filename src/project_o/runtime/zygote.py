@@ -56,6 +56,7 @@ import importlib
 import itertools
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -83,7 +84,7 @@ from project_o.runtime.procctl import (
     set_child_subreaper,
     set_parent_death_signal,
 )
-from project_o.runtime.sandbox import apply_sandbox
+from project_o.runtime.sandbox import apply_sandbox, private_tmp_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
 __all__ = ["EXIT_IMPORT_FAILED", "Zygote", "enter_child", "enter_zygote", "main"]
@@ -215,6 +216,8 @@ class Zygote:
             return  # an orphan a child left behind: reaped, not reported
         cgroup.remove_cgroup(pid)
         self._kill_strays()
+        if self._confinement.private_tmp:  # what it left in /tmp goes with it
+            shutil.rmtree(private_tmp_path(pid), ignore_errors=True)
         code = os.waitstatus_to_exitcode(status)
         child_id, report = child
         self._send(
