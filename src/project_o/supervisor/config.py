@@ -68,6 +68,8 @@ class SupervisorConfig:
     sandbox: bool = True
     #: the agent may use the network (--allow-network); else it has none, loopback included
     allow_network: bool = False
+    #: directories agent code may write (--writable); everything else is read-only or hidden
+    writable: tuple[Path, ...] = ()
 
     def sandbox_policy(self) -> SandboxPolicy:
         """How this agent's zygotes confine its code: the vault hidden, checkpoints readable.
@@ -77,7 +79,8 @@ class SupervisorConfig:
         """
         return SandboxPolicy(enabled=self.sandbox, network=self.allow_network,
                              hidden=(str(self.vault),),
-                             readonly=(str(self.vault / "checkpoints"),))
+                             readonly=(str(self.vault / "checkpoints"),),
+                             writable=tuple(str(path) for path in self.writable))
 
     def instance_config(self) -> dict[str, Any]:
         """What an instance is told about itself at fork time."""

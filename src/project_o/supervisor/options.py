@@ -72,6 +72,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-network", action="store_true",
                         help="let the agent's code use the network (default: none at all, "
                              "loopback included)")
+    parser.add_argument("--writable", type=Path, action="append", default=[], metavar="DIR",
+                        help="a directory the agent's code may write (repeatable; inside "
+                             "the sandbox everything else is read-only or hidden)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run agent code without the sandbox (debugging only; status "
                              "says so on every line)")
@@ -108,4 +111,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
         sandbox=not args.no_sandbox, allow_network=args.allow_network,
+        writable=tuple(path.resolve() for path in args.writable),
     )
