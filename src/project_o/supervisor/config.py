@@ -77,7 +77,10 @@ class SupervisorConfig:
         Checkpoints are shown read-only because instances still read them by
         path at restore; see docs/design.md ("Sandbox").
         """
-        return SandboxPolicy(enabled=self.sandbox, network=self.allow_network,
+        # ctx.llm still calls the model from the instance: with an LLM configured the
+        # agent keeps the network until those calls go through the supervisor.
+        network = self.allow_network or self.llm is not None
+        return SandboxPolicy(enabled=self.sandbox, network=network,
                              hidden=(str(self.vault),),
                              readonly=(str(self.vault / "checkpoints"),),
                              writable=tuple(str(path) for path in self.writable))
