@@ -390,12 +390,25 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _program_paths(args: Sequence[str]) -> tuple[str, ...]:
     """The files a program's command line names (``--agent``, ``--task``): kept readable."""
-    paths = []
+    paths: list[str] = []
     for flag, value in itertools.pairwise(args):
         if flag in ("--agent", "--task") and os.path.exists(value):
             path = os.path.realpath(value)
             paths.append(path if os.path.isdir(path) else os.path.dirname(path))
+            paths += _linked_from(os.path.dirname(os.path.abspath(value)))
     return tuple(paths)
+
+
+def _linked_from(directory: str) -> list[str]:
+    """Directories that symbolic links beside the program's file point into (the
+    referee's ``original_task.py``): the program reads through them."""
+    linked = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.is_symlink() and os.path.exists(entry.path):
+                target = os.path.realpath(entry.path)
+                linked.append(target if os.path.isdir(target) else os.path.dirname(target))
+    return linked
 
 
 def _vaults_around(paths: Sequence[str]) -> tuple[str, ...]:
