@@ -6,6 +6,7 @@ import os
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from project_o.errors import InvalidArgument
@@ -18,7 +19,7 @@ from project_o.runtime.sandbox import (
     scrubbed_env,
 )
 from tests.processes import assert_gone
-from tests.runtime.harness import run, spawn, zygote
+from tests.runtime.harness import forking_zygote, own_pid, run, spawn, zygote
 
 SOURCE_ENV = {
     "PATH": "/usr/bin",
@@ -108,8 +109,10 @@ def test_instance_runs_with_scrubbed_env_isolated_fds_own_group_and_limits(
             assert fds["stdin"] == os.devnull
 
             me = (await peer.call({"do": "whoami"})).data["output"]
-            assert me["pgid"] == me["sid"] == me["pid"] == peer.pid
-            assert me["ppid"] == z.pid
+            # Seen from inside (its PID namespace) and from the host:
+            assert me["pgid"] == me["sid"] == me["pid"] == own_pid(peer.pid)
+            assert psutil.Process(peer.pid).ppid() == forking_zygote(z)
+            assert me["ppid"] == own_pid(forking_zygote(z))
             assert me["pdeathsig"] == signal.SIGKILL
             assert me["core"] == [0, 0]
 

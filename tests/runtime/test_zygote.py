@@ -20,7 +20,7 @@ from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.wire import Message, encode_frame, read_message, write_message
 from tests.processes import assert_gone
-from tests.runtime.harness import CHAOS_AGENT, run, spawn, zygote
+from tests.runtime.harness import CHAOS_AGENT, own_pid, run, spawn, zygote
 
 BROKEN_AGENT = """
 from project_o import Agent
@@ -232,8 +232,10 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
     try:
         ours.settimeout(30)
         hello = read_message(ours)
+        sandbox = hello.data.pop("sandbox")
         assert (hello.type, hello.data) == ("hello", {"word": "hello-word",
                                                       "pid": zygote_process.pid})
+        assert sandbox["enabled"] is True and "seccomp" in sandbox["active"]
 
         refused_end, other_end = socket.socketpair()
         socket.send_fds(ours, [encode_frame(Message("fork", {"id": "no", "refuse": True}))],
@@ -253,8 +255,9 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         assert (forked.type, forked.data["id"]) == ("forked", "a")
         parent_end.settimeout(30)
         probe = read_message(parent_end).data
-        # The sandbox ran before the program: own session, its limits, only fds 0-3.
-        assert probe["pid"] == forked.data["pid"] == probe["sid"]
+        # The sandbox ran before the program: own session, its limits, only fds 0-3;
+        # the zygote reports the host's pid, the child sees its PID namespace's.
+        assert probe["pid"] == own_pid(forked.data["pid"]) == probe["sid"]
         assert probe["address_space"] == limit
         assert probe["fd"] == 3 and [fd for fd in probe["fds"] if fd > 3] in ([], [4])
 
@@ -262,7 +265,7 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         exited = read_message(ours)
         assert exited.type == "exited"
         assert (exited.data["id"], exited.data["pid"], exited.data["signal"],
-                exited.data["word"]) == ("a", probe["pid"], signal.SIGKILL, "hello-word")
+                exited.data["word"]) == ("a", forked.data["pid"], signal.SIGKILL, "hello-word")
         assert exited.data["exit_code"] is None and exited.data["memory_kb"] > 0
         parent_end.close()
 

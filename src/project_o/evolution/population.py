@@ -65,6 +65,7 @@ from project_o.evolution.evaluator import EVALUATOR_PROGRAM, OUTPUT_LOG
 from project_o.evolution.genome import Genome
 from project_o.evolution.task import Evaluation, validate_metrics
 from project_o.runtime.child import zygote_command
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, scrubbed_env, with_package_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
@@ -167,7 +168,8 @@ class EvaluatorPool:
 
     def __init__(self, task: str | Path, *, workers: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int | None = DEFAULT_MEMORY_MB,
-                 batch_size: int | None = None, scratch_dir: str | Path | None = None) -> None:
+                 batch_size: int | None = None, scratch_dir: str | Path | None = None,
+                 writable: Sequence[str | Path] = ()) -> None:
         if timeout_s <= 0 or (workers is not None and workers < 1):
             raise InvalidArgument(f"need timeout_s > 0 and workers >= 1, got {timeout_s}, "
                                   f"{workers}")
@@ -182,6 +184,8 @@ class EvaluatorPool:
         # tmpfs when there is one: candidates are materialized (and fsynced) per evaluation.
         base = scratch_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
         self._scratch = Path(tempfile.mkdtemp(prefix="project-o-eval-", dir=base))
+        #: directories candidates may write besides the scratch space (in their sandbox)
+        self.writable = tuple(str(Path(p).resolve()) for p in writable)
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._frames = FrameDecoder(MAX_FRAME)
@@ -196,8 +200,11 @@ class EvaluatorPool:
     def start(self) -> None:
         """Spawn the evaluation zygote and wait until it has imported the task."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Candidates write only to the scratch space (their outputs, materialized files).
         command = zygote_command(EVALUATOR_PROGRAM, ["--task", str(self.task_path)],
-                                 theirs.fileno())
+                                 theirs.fileno(),
+                                 sandbox=SandboxPolicy(writable=(str(self._scratch),
+                                                                 *self.writable)))
         log = open(self._scratch / "zygote.log", "ab")  # noqa: SIM115 - the child keeps it
         with theirs, log:
             self._process = subprocess.Popen(

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from project_o.errors import AgentLoadError, InvalidArgument
 from project_o.runtime.child import ChildPlan
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.loader import load_agent
 from project_o.runtime.params_file import read_params
 from project_o.runtime.sandbox import Limits, scrubbed_env
@@ -70,7 +71,8 @@ async def run_quick_checks(agent: Path, *, timeout: float = QUICK_CHECK_TIMEOUT)
 async def _run_checks(agent: Path, output: Path) -> ExitStatus:
     zygote = await ZygoteHandle.start_program(
         CHECKS_PROGRAM, ["--agent", str(agent)], env=scrubbed_env(),
-        name=f"quick-check zygote for {agent}")
+        name=f"quick-check zygote for {agent}",
+        sandbox=SandboxPolicy(writable=(str(output.parent),)))
     try:
         child = await zygote.fork_child({"output": str(output)})
         child.writer.close()  # the checks report by exit status and output, not frames

@@ -39,6 +39,7 @@ from typing import Any, Final, Self
 from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
 from project_o.runtime.child import DEFAULT_PROGRAM, zygote_command
 from project_o.runtime.config import InstanceConfig
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, with_package_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
@@ -123,6 +124,8 @@ class ZygoteHandle:
         self.agent_name = ""
         #: the zygote's hello: its pid and its program's fields
         self.hello: dict[str, Any] = {}
+        #: which sandbox layers hold in the zygote and its children, which not and why
+        self.sandbox: dict[str, Any] = {}
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
         self._hello: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -147,11 +150,14 @@ class ZygoteHandle:
         on_exit: ExitCallback | None = None,
         stderr: int | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
+        sandbox: SandboxPolicy | None = None,
     ) -> ZygoteHandle:
         """Spawn a zygote for the agent at ``agent_path`` and wait for its hello.
 
         ``env`` is its whole environment (see
-        :func:`project_o.runtime.sandbox.scrubbed_env`). ``on_exit`` is
+        :func:`project_o.runtime.sandbox.scrubbed_env`); ``sandbox`` the policy
+        it confines itself with before importing the agent (default: every
+        layer the machine allows; the hello's ``sandbox`` says which held). ``on_exit`` is
         called with each ``exited`` report. Raises
         :class:`~project_o.errors.AgentLoadError` (with the zygote's
         traceback) if the agent failed to import, ZygoteError if the zygote
@@ -160,7 +166,7 @@ class ZygoteHandle:
         handle = await cls.start_program(
             DEFAULT_PROGRAM, ["--agent", str(agent_path), "--version", version], env=env,
             python=python, on_exit=on_exit, stderr=stderr, timeout=timeout,
-            name=f"zygote for {agent_path}",
+            name=f"zygote for {agent_path}", sandbox=sandbox,
         )
         handle.version = version
         return handle
@@ -177,6 +183,7 @@ class ZygoteHandle:
         stderr: int | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         name: str = "",
+        sandbox: SandboxPolicy | None = None,
     ) -> ZygoteHandle:
         """Spawn a zygote running ``program`` (``MODULE:ATTR``) with ``args``; await its hello.
 
@@ -185,7 +192,8 @@ class ZygoteHandle:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await asyncio.create_subprocess_exec(
-                *zygote_command(program, args, theirs.fileno(), python=python),
+                *zygote_command(program, args, theirs.fileno(), python=python,
+                                sandbox=sandbox),
                 pass_fds=(theirs.fileno(),),
                 env=with_package_path(env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -215,6 +223,8 @@ class ZygoteHandle:
             ) from exc
         self.agent_name = str(hello.get("agent", ""))
         self.hello = hello
+        sandbox = hello.get("sandbox")
+        self.sandbox = sandbox if isinstance(sandbox, dict) else {}
 
     @property
     def pid(self) -> int:

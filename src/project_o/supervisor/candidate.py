@@ -90,7 +90,8 @@ class CandidateHost:
     async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
         """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
         self.version, self.experiment_id = version, experiment_id
-        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env())
+        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env(),
+                                                sandbox=self.host.config.sandbox_policy())
 
     async def spawn(self, role: str) -> InstanceHandle:
         """Fork the instance (replacing any previous one) and restore it from the vault."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from project_o.evolution.llm_budget import Prices
 from project_o.llm.config import LLMConfig
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.vault.sealing import Keyring
 
 __all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
@@ -69,6 +70,23 @@ class SupervisorConfig:
     keyring: Keyring | None = field(default=None, repr=False)
     #: what the model's tokens cost (US dollars per million), for the usage records
     llm_prices: Prices | None = None
+    #: contain agent code (--no-sandbox turns it off, loudly: status says so)
+    sandbox: bool = True
+    #: the agent may use the network (--allow-network); else it has none, loopback included
+    allow_network: bool = False
+    #: directories agent code may write (--writable); everything else is read-only or hidden
+    writable: tuple[Path, ...] = ()
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        """How this agent's zygotes confine its code: the vault hidden altogether.
+
+        Instances need nothing of it: checkpoints reach them as sealed
+        in-memory copies and ``ctx.llm`` calls go through the supervisor, so
+        the agent has no network unless ``--allow-network`` says so.
+        """
+        return SandboxPolicy(enabled=self.sandbox, network=self.allow_network,
+                             hidden=(str(self.vault),), readonly=(),
+                             writable=tuple(str(path) for path in self.writable))
 
     def instance_config(self) -> dict[str, Any]:
         """What an instance is told about itself at fork time (of the LLM: only the model)."""

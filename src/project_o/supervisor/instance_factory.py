@@ -18,6 +18,7 @@ import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -62,10 +63,28 @@ class InstanceFactory:
                     return
                 self._events.record("crash", "zygote", "the zygote died; starting a new one")
             self.zygote = await self.start_zygote(self.config.agent, self.version)
+            self._say_what_is_missing(self.zygote)
 
     async def start_zygote(self, agent: Path, version: str) -> ZygoteHandle:
         """A new zygote for ``agent`` (not yet the one instances are forked from)."""
-        return await ZygoteHandle.start(agent, version, env=self.env())
+        return await ZygoteHandle.start(agent, version, env=self.env(),
+                                        sandbox=self.config.sandbox_policy())
+
+    def sandbox(self) -> dict[str, Any]:
+        """The serving zygote's sandbox report (``enabled``, ``active``, ``missing``, ``layers``)."""
+        if self.zygote is None or not self.zygote.sandbox:
+            return {"enabled": self.config.sandbox, "active": [], "layers": [],
+                    "missing": {"zygote": "no zygote running yet"}}
+        return self.zygote.sandbox
+
+    def _say_what_is_missing(self, zygote: ZygoteHandle) -> None:
+        report = zygote.sandbox
+        if not report.get("enabled", True):
+            self._events.record("sandbox", "zygote", "the sandbox is OFF (--no-sandbox): "
+                                "agent code runs with the supervisor's rights")
+        elif report.get("missing"):
+            missing = "; ".join(f"{name}: {why}" for name, why in report["missing"].items())
+            self._events.record("sandbox", "zygote", f"layers not applied: {missing}")
 
     def serve(
         self, zygote: ZygoteHandle | None, agent: Path, version: str,

@@ -80,6 +80,15 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
                         help="seal the vault at rest (AES-256-GCM) with the keys in FILE, one "
                              "a line, the current one first (or set $PROJECT_O_VAULT_KEY); "
                              "each key 64 hex digits or 32 bytes in base64")
+    parser.add_argument("--allow-network", action="store_true",
+                        help="let the agent's code use the network (default: none at all, "
+                             "loopback included)")
+    parser.add_argument("--writable", type=Path, action="append", default=[], metavar="DIR",
+                        help="a directory the agent's code may write (repeatable; inside "
+                             "the sandbox everything else is read-only or hidden)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run agent code without the sandbox (debugging only; status "
+                             "says so on every line)")
 
 
 def config_from_args(
@@ -129,4 +138,6 @@ def config_from_args(
         llm_prices=prices,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
         keyring=keyring,
+        sandbox=not args.no_sandbox, allow_network=args.allow_network,
+        writable=tuple(path.resolve() for path in args.writable),
     )

@@ -204,6 +204,7 @@ class Supervisor:
             "instances": host.pool.describe(),
             "restarts": host.factory.restarts,
             "tree": self._describe_tree(),
+            "sandbox": host.factory.sandbox(),
             "vault": {
                 "path": str(vault.path), "last_sequence": vault.last_sequence,
                 "durable_sequence": vault.wal.durable_sequence,
