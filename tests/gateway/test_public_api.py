@@ -26,7 +26,7 @@ EXPECTED = {
 ALLOWED_THIRD_PARTY = {"fastapi", "starlette", "uvicorn", "pydantic"}
 # wire.packable: a body is refused up front if the agent's wire cannot carry it.
 # supervisor.api: the protocol the gateway serves lives a layer below it.
-ALLOWED_PROJECT = {"project_o", "project_o.errors", "project_o.wire.packable",
+ALLOWED_PROJECT = {"project_o", "project_o.errors", "project_o.wire.packable", "project_o.wire.chat",
                    "project_o.supervisor.api"}
 
 

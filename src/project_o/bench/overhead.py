@@ -268,7 +268,7 @@ def _busy_cores(before: Any, after: Any, wall: float) -> float:
     """How many cores the whole machine kept busy over ``wall`` seconds (others included)."""
     idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0)
                                          - getattr(before, "iowait", 0.0))
-    return max(0.0, (os.cpu_count() or 1) - idle / wall)
+    return max(0.0, (os.cpu_count() or 1) - float(idle) / wall)
 
 
 def _cpu(processes: dict[str, int]) -> dict[str, float]:

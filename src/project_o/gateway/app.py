@@ -26,7 +26,7 @@ so bind the gateway to a public address only behind a proxy that guards it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
 from pydantic import BaseModel
@@ -34,13 +34,8 @@ from pydantic import BaseModel
 from project_o import __version__
 from project_o.errors import InvalidArgument
 from project_o.gateway.auth import BearerAuth
-from project_o.gateway.bodies import (
-    check_content_type,
-    dump_json,
-    parse_json,
-    result_payload,
-    validate,
-)
+from project_o.gateway.bodies import dump_json, read_body, result_payload
+from project_o.gateway.chat import chat_router, chat_schemas
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from project_o.gateway.loopback import LoopbackOnlyMiddleware
 from project_o.gateway.models import (
@@ -62,7 +57,6 @@ from project_o.supervisor.api import AgentService, RequestResult
 
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 
-_M = TypeVar("_M", bound=BaseModel)
 #: adds routes to the app: ``mount(app, service, token)``
 Mount = Callable[[FastAPI, AgentService, str], object]
 
@@ -145,7 +139,7 @@ def _with_body_defs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         document = generate()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in _BODY_DEFS.items():
+        for name, schema in {**_BODY_DEFS, **chat_schemas()}.items():
             schemas.setdefault(name, schema)
         return document
 
@@ -214,6 +208,7 @@ def create_app(
     app.include_router(_v1_routes(service, auth))
     app.include_router(_evolution_routes(service, auth))
     app.include_router(quarantine_routes(service, auth, _QUARANTINE_ERRORS))
+    app.include_router(chat_router(service, auth, {**_V1_ERRORS, **_SUBMIT_ERRORS}))
     app.include_router(_stream_route(service, auth, max_body_bytes))
     for mount in mounts:
         mount(app, service, token)
@@ -380,12 +375,6 @@ def _stream_route(service: AgentService, auth: BearerAuth, max_message_bytes: in
         await StreamSession(websocket, service, max_message_bytes=max_message_bytes).run(auth)
 
     return router
-
-
-async def read_body(request: Request, model: type[_M], example: str = '{"input": ...}') -> _M:
-    """Parse and validate a JSON body as ``model`` (415, 400, 422)."""
-    check_content_type(request.headers.get("content-type"))
-    return validate(model, parse_json(await request.body(), example=example))
 
 
 async def read_submission(request: Request) -> SubmitRequest:
