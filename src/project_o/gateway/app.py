@@ -8,13 +8,15 @@ What a ``POST /v1/requests`` (or ``/v1/feedback``) passes through, and who may r
 
     LoopbackOnlyMiddleware 403 Host or Origin not a loopback name (DNS rebinding)
     BodyLimitMiddleware   413  body over max_body_bytes (counted as it arrives)
+    FastRequests               POST /v1/requests itself, the same steps below without
+                               the framework's routing (see gateway/fast_path.py)
     routing               404 / 405
     BearerAuth            401  missing or wrong token (before the body is parsed)
     read_body             415 not JSON, 400 invalid JSON, 422 fields wrong or unknown
     service.submit        502 PoisonRequest / RequestFailed, 503 NoInstanceAvailable,
                           504 RequestTimeout
     service.feedback      404 UnknownRequest (no recent request has that id)
-    _reply                502 the agent's output is not JSON
+    dump_json             502 the agent's output is not JSON
                           200 SubmitReply / 202 FeedbackReply
 
 Every refusal has the body ``{"error": {"type", "message", ...}}``
@@ -34,8 +36,9 @@ from pydantic import BaseModel
 from project_o import __version__
 from project_o.errors import InvalidArgument
 from project_o.gateway.auth import BearerAuth
-from project_o.gateway.bodies import dump_json, read_body, result_payload
+from project_o.gateway.bodies import read_body
 from project_o.gateway.chat import chat_router, chat_schemas
+from project_o.gateway.fast_path import FastRequests, submit
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from project_o.gateway.loopback import LoopbackOnlyMiddleware
 from project_o.gateway.models import (
@@ -53,7 +56,7 @@ from project_o.gateway.models import (
 from project_o.gateway.problems import install_error_handlers, service_method
 from project_o.gateway.quarantine_routes import quarantine_routes
 from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
-from project_o.supervisor.api import AgentService, RequestResult
+from project_o.supervisor.api import AgentService
 
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 
@@ -201,9 +204,11 @@ def create_app(
         description=_DESCRIPTION,
     )
     install_error_handlers(app)
+    auth = BearerAuth(token)
+    # innermost first: the hot route is answered inside the loopback and size checks
+    app.add_middleware(FastRequests, service=service, auth=auth)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(LoopbackOnlyMiddleware)  # outermost: checked before anything else
-    auth = BearerAuth(token)
     app.include_router(_open_routes(service))
     app.include_router(_v1_routes(service, auth))
     app.include_router(_evolution_routes(service, auth))
@@ -260,10 +265,8 @@ def _v1_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         submission: Annotated[SubmitRequest, Depends(read_submission)],
     ) -> Response:
         """Send one input to the agent and wait for its output."""
-        deadline_ms = submission.deadline_ms
-        deadline_s = None if deadline_ms is None else deadline_ms / 1000
-        result = await service.submit(submission.input, deadline_s=deadline_s)
-        return _reply(result)
+        # FastRequests answers this route before it gets here; the same code either way
+        return await submit(service, submission)
 
     @router.post(
         "/feedback",
@@ -386,8 +389,3 @@ async def read_feedback(request: Request) -> FeedbackRequest:
     """Parse and validate the body of ``POST /v1/feedback`` (415, 400, 422)."""
     return await read_body(request, FeedbackRequest, '{"request_id": "...", "score": 1}')
 
-
-def _reply(result: RequestResult) -> Response:
-    """``result`` as JSON; a 502 if the agent's output cannot be JSON."""
-    body = dump_json(result_payload(result), request_id=result.request_id)
-    return Response(body, media_type="application/json")

@@ -13,6 +13,12 @@ uvicorn is written to own its process; as a guest it must not::
           · aclose() / cancellation: stop listening, let requests in flight
             finish (at most graceful_shutdown_s), then return
 
+The fast parts, where installed (the ``fast`` extra, installed by default):
+httptools parses HTTP (``http="httptools"``; h11 otherwise), and the
+supervisor's loop is uvloop's (:func:`loop_factory`, used by the process
+that owns the loop: a guest server cannot choose its host's loop).
+``PROJECT_O_LOOP=asyncio`` keeps the standard loop.
+
 ``port=0`` picks a free port; :attr:`GatewayServer.port` tells which.
 ``ws_max_size`` caps one WebSocket message at the protocol level (the
 connection closes with 1009 past it), before the application buffers it.
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import os
 import socket
 from collections.abc import Callable, Generator
 from types import TracebackType
@@ -38,6 +46,8 @@ __all__ = [
     "DEFAULT_WS_MAX_SIZE",
     "GRACEFUL_SHUTDOWN_S",
     "GatewayServer",
+    "http_implementation",
+    "loop_factory",
     "serve",
 ]
 
@@ -51,6 +61,27 @@ DEFAULT_PORT = 8700
 GRACEFUL_SHUTDOWN_S = 5
 # uvicorn's own default cap on one WebSocket message (16 MiB).
 DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
+
+
+#: set to "asyncio" to keep the standard event loop where uvloop is installed
+LOOP_ENV = "PROJECT_O_LOOP"
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when it is installed (and not refused by ``PROJECT_O_LOOP``)."""
+    if os.environ.get(LOOP_ENV, "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def http_implementation() -> str:
+    """``"httptools"`` (a C parser) when it is installed, else ``"h11"``."""
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 class _GuestServer(uvicorn.Server):
@@ -105,6 +136,7 @@ class GatewayServer:
             host=host,
             port=port,
             lifespan="on",
+            http=http_implementation(),
             log_level=log_level,
             # The host process configures logging; uvicorn must not replace it.
             log_config=None,

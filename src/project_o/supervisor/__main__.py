@@ -13,6 +13,7 @@ import sys
 
 from project_o.dashboard import mount_dashboard
 from project_o.gateway import GatewayServer, create_app, resolve_token
+from project_o.gateway.server import loop_factory
 from project_o.supervisor.api import AgentService
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.options import add_supervisor_options, config_from_args
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"project-o: {exc}", file=sys.stderr)
         return exc.exit_code
-    return asyncio.run(Supervisor(config, gateway_for, ready_fd=ready_fd).run())
+    # uvloop where installed: the gateway and the instances' sockets share this loop
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(Supervisor(config, gateway_for, ready_fd=ready_fd).run())
 
 
 def gateway_for(service: AgentService, config: SupervisorConfig) -> GatewayServer:
