@@ -43,6 +43,7 @@ from project_o.gateway.problems import APIError, error_body
 from project_o.gateway.stream import MAX_BUFFERED_EVENTS
 from project_o.supervisor.api import AgentService, RequestResult
 from project_o.wire.chat import wrap_chat
+from project_o.wire.packable import Packed
 
 __all__ = ["MODEL_ID", "chat_router", "chat_schemas", "event_text", "read_chat", "reply_text"]
 
@@ -113,7 +114,7 @@ def chat_router(service: AgentService, auth: BearerAuth,
         request_id = uuid.uuid4().hex
         if body.stream:
             return await _stream(service, request, request_id, body.model)
-        result = await service.submit(wrap_chat(request), request_id=request_id)
+        result = await service.submit(Packed.of(wrap_chat(request)), request_id=request_id)
         return Response(dump_json(_completion(result, body.model)),
                         media_type="application/json")
 
@@ -179,7 +180,7 @@ async def _stream(service: AgentService, request: dict[str, Any], request_id: st
             queue.put_nowait(text)
 
     task = asyncio.ensure_future(
-        service.submit(wrap_chat(request), request_id=request_id, on_event=put))
+        service.submit(Packed.of(wrap_chat(request)), request_id=request_id, on_event=put))
     task.add_done_callback(lambda _: queue.put_nowait(_END))
     try:
         first = await queue.get()

@@ -38,6 +38,7 @@ from project_o.gateway.bodies import (
 from project_o.gateway.models import SubmitRequest
 from project_o.gateway.problems import APIError, api_error_response, service_error_response
 from project_o.supervisor.api import AgentService
+from project_o.wire.packable import Packed
 
 __all__ = ["REQUESTS_PATH", "FastRequests", "bearer_token", "submit"]
 
@@ -89,7 +90,9 @@ async def _body(receive: Receive) -> bytes:
 async def submit(service: AgentService, submission: SubmitRequest) -> Response:
     """Serve one validated submission: the 200 answer, or the service's error raised."""
     deadline_ms = submission.deadline_ms
+    # validate() walked the input once; packed here, it is never walked again
     result = await service.submit(
-        submission.input, deadline_s=None if deadline_ms is None else deadline_ms / 1000)
+        Packed.of(submission.input),
+        deadline_s=None if deadline_ms is None else deadline_ms / 1000)
     body = dump_json(result_payload(result), request_id=result.request_id)
     return Response(body, media_type="application/json")
