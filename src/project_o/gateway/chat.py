@@ -70,23 +70,23 @@ _JSON_VALUE: Final = {"$ref": "#/components/schemas/JSONValue"}
 
 def reply_text(output: Any, request_id: str) -> str:
     """The assistant's message for ``output``: a str, a map's content/answer/text, or JSON."""
-    if isinstance(output, str):
-        return output
-    if isinstance(output, dict):
-        for key in _REPLY_KEYS:
-            if isinstance(output.get(key), str):
-                return str(output[key])
-    return dump_json(output, request_id=request_id).decode("utf-8")
+    text = _text_in(output, _REPLY_KEYS)
+    return dump_json(output, request_id=request_id).decode("utf-8") if text is None else text
 
 
 def event_text(event: Any) -> str | None:
     """The piece of the reply an emitted event carries, or None if it is not text."""
-    if isinstance(event, str):
-        return event
-    if isinstance(event, dict):
-        for key in _EVENT_KEYS:
-            if isinstance(event.get(key), str):
-                return str(event[key])
+    return _text_in(event, _EVENT_KEYS)
+
+
+def _text_in(value: Any, keys: tuple[str, ...]) -> str | None:
+    """``value`` if it is a str, else the first of ``keys`` of a map holding a str."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in keys:
+            if isinstance(value.get(key), str):
+                return str(value[key])
     return None
 
 
