@@ -260,7 +260,7 @@ def _measure(wrk: str, server: _Server, work: Work, load: Load, seconds: int) ->
         row["instances us/req"] = round(
             sum(v for k, v in spent.items() if k != "supervisor") * per_request, 1)
     utilisation = {name: cpu / wall for name, cpu in spent.items()}
-    row["limited by"] = _limiter(utilisation, result, work, busy)
+    row["limited by"] = _limiter(utilisation, result, work, load, busy)
     return row
 
 
@@ -283,13 +283,22 @@ def _cpu(processes: dict[str, int]) -> dict[str, float]:
     return seconds
 
 
-def _limiter(utilisation: dict[str, float], result: WrkResult, work: Work,
+def _limiter(utilisation: dict[str, float], result: WrkResult, work: Work, load: Load,
              busy: float) -> str:
-    """What held the figure back: a process at a full core, every core, or waiting.
+    """What held the figure back: the handler's wait, a process at a full core, every core.
 
     For a handler that waits, the overlap (requests/s x its wait, Little's
-    law) says how many handlers ran at once: about 1 means one at a time.
+    law) says how many handlers ran at once: about the connections, the
+    wait itself; about 1 for many connections, handlers served one at a time.
     """
+    if work.wait_ms:
+        overlap = result.rate * work.wait_ms / 1000
+        if overlap >= 0.8 * load.connections:
+            return (f"the handler's {work.wait_ms:g} ms wait ({overlap:.1f} requests waited "
+                    f"at once, {load.connections} connections)")
+        if overlap < 1.5 < load.connections:
+            return (f"handlers served one at a time ({overlap:.1f} at once for "
+                    f"{load.connections} connections)")
     busiest = max(utilisation, key=lambda name: utilisation[name])
     if utilisation[busiest] >= CPU_BOUND:
         return f"{busiest} CPU ({utilisation[busiest]:.0%} of a core)"
@@ -298,14 +307,10 @@ def _limiter(utilisation: dict[str, float], result: WrkResult, work: Work,
         ours = sum(utilisation.values())
         client = result.client_cpu_s / max(result.seconds, 1e-9)
         others = max(0.0, busy - ours - client)
-        return (f"all {cores} cores busy (server {ours:.1f}, wrk {client:.1f}, "
-                f"other processes {others:.1f})")
-    if work.wait_ms:
-        overlap = result.rate * work.wait_ms / 1000
-        return f"handler waits: {overlap:.1f} ran at once (busiest {busiest} " \
-               f"{utilisation[busiest]:.0%})"
-    return f"round trips (p50 {result.p50_ms:.2f} ms; busiest {busiest} " \
-           f"{utilisation[busiest]:.0%}, machine {busy:.1f} cores)"
+        return (f"all {cores} cores busy (server {ours:.2f}, wrk {client:.2f}, "
+                f"other processes {others:.2f})")
+    return (f"round trips (p50 {result.p50_ms:.2f} ms; busiest {busiest} "
+            f"{utilisation[busiest]:.0%}, machine {busy:.1f} cores)")
 
 
 # ------------------------------------------------------------------ figures
@@ -414,10 +419,10 @@ def _notes(report: Report, flavours: Sequence[Flavour]) -> None:
         ("plain = a FastAPI app on uvicorn (its defaults: uvloop and httptools when "
         "installed) calling the same handler function with a pydantic body and a token "
         "check; a sync handler runs in FastAPI's thread pool, so its I/O waits overlap"),
-        ("limited by: a process at >= 85 % of a core, or every core >= 85 % busy (the "
-        "machine's own count: wrk and other processes included); otherwise, for a handler "
-        "that waits, how many handlers overlapped (req/s x wait, Little's law); else the "
-        "round trips of a closed loop"),
+        ("limited by: for a handler that waits, how many handlers overlapped (req/s x wait, "
+        "Little's law: about the connections, the wait; about 1, one at a time); else a "
+        "process at >= 85 % of a core, or every core >= 85 % busy (the machine's own count: "
+        "wrk and other processes included); else the round trips of a closed loop"),
         ("trivial = an asyncio protocol answering a fixed 200 to every request: how fast wrk "
         "can drive a Python server here; a figure far below it was not limited by wrk"),
         ("PSS counts shared pages split between sharers; the zygote (fork template of the "
