@@ -13,11 +13,13 @@ uvicorn is written to own its process; as a guest it must not::
           · aclose() / cancellation: stop listening, let requests in flight
             finish (at most graceful_shutdown_s), then return
 
-The fast parts, where installed (the ``fast`` extra, installed by default):
-httptools parses HTTP (``http="httptools"``; h11 otherwise), and the
-supervisor's loop is uvloop's (:func:`loop_factory`, used by the process
-that owns the loop: a guest server cannot choose its host's loop).
-``PROJECT_O_LOOP=asyncio`` keeps the standard loop.
+httptools parses HTTP where it is installed (a dependency; h11 otherwise).
+uvloop runs the supervisor's loop only when asked (``PROJECT_O_LOOP=uvloop``
+and uvloop installed; :func:`loop_factory`, used by the process that owns
+the loop: a guest server cannot choose its host's loop): under a storm of
+``kill -9`` of instances it reset client connections in the test suite,
+where the standard loop does not, and it gained little once the hot route
+was fast (docs/design.md, "HTTP").
 
 ``port=0`` picks a free port; :attr:`GatewayServer.port` tells which.
 ``ws_max_size`` caps one WebSocket message at the protocol level (the
@@ -63,13 +65,13 @@ GRACEFUL_SHUTDOWN_S = 5
 DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
 
 
-#: set to "asyncio" to keep the standard event loop where uvloop is installed
+#: set to "uvloop" to run the supervisor on uvloop's loop (where it is installed)
 LOOP_ENV = "PROJECT_O_LOOP"
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory when it is installed (and not refused by ``PROJECT_O_LOOP``)."""
-    if os.environ.get(LOOP_ENV, "").lower() == "asyncio":
+    """uvloop's loop factory when ``PROJECT_O_LOOP=uvloop`` asks for it and it is installed."""
+    if os.environ.get(LOOP_ENV, "").lower() != "uvloop":
         return None
     try:
         import uvloop

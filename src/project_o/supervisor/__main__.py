@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"project-o: {exc}", file=sys.stderr)
         return exc.exit_code
-    # uvloop where installed: the gateway and the instances' sockets share this loop
+    # the standard loop, or uvloop when PROJECT_O_LOOP asks (gateway.server.loop_factory)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(Supervisor(config, gateway_for, ready_fd=ready_fd).run())
 
