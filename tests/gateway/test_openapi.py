@@ -43,7 +43,10 @@ async def test_lists_the_endpoints(spec: dict[str, Any]) -> None:
         "/v1/quarantine",
         "/v1/quarantine/{overlay_id}",
         "/v1/quarantine/{overlay_id}/apply",
+        "/v1/chat/completions",
+        "/v1/models",
     }
+    assert set(spec["paths"]["/v1/chat/completions"]) == {"post"}
     assert set(spec["paths"]["/v1/requests"]) == {"post"}
     assert set(spec["paths"]["/v1/status"]) == {"get"}
     assert set(spec["paths"]["/healthz"]) == {"get"}

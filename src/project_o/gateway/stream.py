@@ -47,6 +47,7 @@ from project_o.gateway.models import SubmitRequest
 from project_o.gateway.problems import APIError, error_body
 from project_o.gateway.tickets import TICKET_PARAMETER, TicketBook
 from project_o.supervisor.api import AgentService
+from project_o.wire.packable import Packed
 
 __all__ = ["MAX_BUFFERED_EVENTS", "STREAM_PATH", "STREAM_TICKET_TTL_S", "StreamSession"]
 
@@ -178,7 +179,7 @@ class StreamSession:
         deadline_ms = submission.deadline_ms
         task = asyncio.ensure_future(
             self._service.submit(
-                submission.input,
+                Packed.of(submission.input),  # walked once by validate(), never again
                 deadline_s=None if deadline_ms is None else deadline_ms / 1000,
                 request_id=request_id,
                 on_event=events.put,

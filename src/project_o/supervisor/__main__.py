@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from project_o.dashboard import mount_dashboard
 from project_o.gateway import GatewayServer, create_app, resolve_token
+from project_o.gateway.server import loop_factory
 from project_o.supervisor.api import AgentService
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.hardening import take_secrets
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"project-o: {exc}", file=sys.stderr)
         return exc.exit_code
     gateway = functools.partial(gateway_for, secrets=secrets)
-    return asyncio.run(Supervisor(config, gateway, ready_fd=ready_fd).run())
+    # the standard loop, or uvloop when PROJECT_O_LOOP asks (gateway.server.loop_factory)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(Supervisor(config, gateway, ready_fd=ready_fd).run())
 
 
 def gateway_for(

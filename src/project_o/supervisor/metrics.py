@@ -156,6 +156,8 @@ class SupervisorMetrics:
         self.registry = CollectorRegistry()
         self._probe: Probe = lambda: None
         self._subscribers: list[Callable[[Observation], None]] = []
+        #: (version, role, outcome) -> its requests counter and latency histogram
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             f"{PREFIX}_requests",
             "Requests answered, by the version and role that answered and how it ended.",
@@ -241,8 +243,13 @@ class SupervisorMetrics:
         self, version: str, role: str, outcome: str, seconds: float, error: str | None = None
     ) -> None:
         """One request ended with ``outcome`` (one of :data:`OUTCOMES`)."""
-        self.requests.labels(version, role, outcome).inc()
-        self.latency.labels(version, role).observe(seconds)
+        key = (version, role, outcome)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the counting: once per key
+            children = self._children[key] = (self.requests.labels(version, role, outcome),
+                                              self.latency.labels(version, role))
+        children[0].inc()
+        children[1].observe(seconds)
         if error is not None:
             self.errors.labels(version, error).inc()
         if self._subscribers:

@@ -24,7 +24,7 @@ from project_o.wire.framing import (
     encode_frame,
 )
 from project_o.wire.messages import Message, MessageType
-from project_o.wire.packable import MAX_NESTING_DEPTH, ensure_packable
+from project_o.wire.packable import MAX_NESTING_DEPTH, Packed, ensure_packable
 from project_o.wire.transport import (
     read_message,
     read_message_async,
@@ -38,6 +38,7 @@ __all__ = [
     "FrameDecoder",
     "Message",
     "MessageType",
+    "Packed",
     "decode_payload",
     "encode_frame",
     "ensure_packable",

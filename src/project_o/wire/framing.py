@@ -54,7 +54,7 @@ from project_o.errors import (
     UnknownMessageType,
 )
 from project_o.wire.messages import Message, MessageType
-from project_o.wire.packable import ensure_packable
+from project_o.wire.packable import Packed, ensure_packable
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -121,6 +121,8 @@ def encode_frame(message: Message, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE)
     ``max_frame_size``.
     """
     validate_max_frame_size(max_frame_size)
+    if any(isinstance(value, Packed) for value in message.data.values()):
+        return _encode_with_packed(message, max_frame_size)
     ensure_packable(message.data, "data")
     ensure_packable(message.metadata, "metadata")
     payload = _pack(
@@ -131,6 +133,27 @@ def encode_frame(message: Message, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE)
             "metadata": message.metadata,
         }
     )
+    check_frame_size(len(payload), max_frame_size)
+    return _PREFIX.pack(len(payload)) + payload
+
+
+def _encode_with_packed(message: Message, max_frame_size: int) -> bytes:
+    """:func:`encode_frame` for a ``data`` holding :class:`Packed` values: their bytes as is.
+
+    The other values are checked as usual; the bytes equal those of
+    :func:`encode_frame` with each Packed replaced by its value.
+    """
+    rest = {k: v for k, v in message.data.items() if not isinstance(v, Packed)}
+    ensure_packable(rest, "data")
+    ensure_packable(message.metadata, "metadata")
+    size = len(message.data)
+    parts = [b"\x84", _pack("type"), _pack(str(message.type)), _pack("timestamp"),
+             _pack(message.timestamp), _DATA_KEY,
+             bytes([0x80 | size]) if size <= 15 else b"\xde" + size.to_bytes(2, "big")]
+    for key, value in message.data.items():
+        parts += (_pack(key), value.data if isinstance(value, Packed) else _pack(value))
+    parts += (_pack("metadata"), _pack(message.metadata))
+    payload = b"".join(parts)
     check_frame_size(len(payload), max_frame_size)
     return _PREFIX.pack(len(payload)) + payload
 

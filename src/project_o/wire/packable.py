@@ -28,13 +28,14 @@ it, so we accept it on both sides; every other extension is refused.
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 import msgpack
 
 from project_o.errors import InvalidArgument
 
-__all__ = ["MAX_NESTING_DEPTH", "ensure_packable", "find_unpackable"]
+__all__ = ["MAX_NESTING_DEPTH", "Packed", "ensure_packable", "find_unpackable"]
 
 #: Deepest nesting of lists/maps allowed inside ``data`` or ``metadata``.
 #: Well under msgpack's packer limit (511 levels, counted from the frame
@@ -56,6 +57,26 @@ class _NotPackable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.steps: list[object] = []  # map keys and list indices, innermost first
+
+
+@dataclass(frozen=True, eq=False)
+class Packed:
+    """A value already checked and packed once, sent as these bytes (never walked again).
+
+    For what a process only forwards: the gateway checks a request's input
+    (:func:`find_unpackable`, naming the bad field in a 422) and packs it;
+    the supervisor passes it along, and :func:`~project_o.wire.framing.encode_frame`
+    splices ``data`` into the frame where the value would go. ``value`` is
+    kept for whoever reads it in-process.
+    """
+
+    value: Any
+    data: bytes
+
+    @classmethod
+    def of(cls, value: Any) -> Packed:
+        """Pack ``value``, which :func:`find_unpackable` has already passed."""
+        return cls(value, msgpack.packb(value, use_bin_type=True))
 
 
 def ensure_packable(value: object, where: str = "value") -> None:
