@@ -133,12 +133,18 @@ def _mount_point(path: str, directory: bool) -> None:
     if os.path.lexists(path):
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    with contextlib.suppress(FileExistsError):
-        if directory:
-            target.mkdir(mode=0o755)
-        else:
-            target.touch(mode=0o644)
+    # The supervisor runs under umask 077; mount points must stay traversable by the
+    # agent's uid, so these are made with an umask that keeps the modes asked for.
+    old = os.umask(0o022)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        with contextlib.suppress(FileExistsError):
+            if directory:
+                target.mkdir(mode=0o755)
+            else:
+                target.touch(mode=0o644)
+    finally:
+        os.umask(old)
 
 
 def _outermost(paths: set[str], hidden: set[str]) -> tuple[str, ...]:
