@@ -5,10 +5,10 @@ serves as the main. It ends when its occupant dies (or the tree stops it);
 the tree then restarts it by its spec's start function, which fills the
 slot again::
 
-    main dies ──► InstancePool.vacate ──► SlotChild("main").end(crashed)
-              ──► tree: exit, intensity, restart ──► the main's start: the standby
-                  is promoted (a takeover) or a fresh main is forked
-    standby promoted ──► SlotChild("standby").end("promoted to main") ──► a new standby
+    main dies, standby ready ──► take_over: the standby moves up into the main's
+              slot at once (no restart) ──► SlotChild("standby").end("promoted to
+              main") ──► tree: exit, intensity, restart ──► a new standby (a fork)
+    main dies, no standby ──► SlotChild("main").end(crashed) ──► tree restarts it: a fork
     zygote gone ──► ZygoteSlot.end ──► tree restarts it: a new zygote
 
 A slot outlives a hot reload: the reload puts new instances (and a new
@@ -173,8 +173,6 @@ class AgentTree:
         self._promote, self._sleep, self._clock = promote, sleep, clock
         #: the current run of each instance slot ("main", "standby")
         self.slots: dict[str, SlotChild] = {}
-        #: the instance id of the latest occupant of each slot that died
-        self._dead: dict[str, str] = {}
         self.tree: SupervisionTree | None = None
         self._stopping = False
 
@@ -187,7 +185,7 @@ class AgentTree:
         self.slots = {}
         self.tree = SupervisionTree(
             specs, strategy=Strategy.ONE_FOR_ONE,
-            max_restarts=self._policy.tree_limit(self._config.standby),
+            max_restarts=self._policy.max_restarts,
             max_seconds=self._policy.max_seconds, clock=self._clock,
             on_event=self._on_event, name="agent")
         self._policy.started()
@@ -225,7 +223,6 @@ class AgentTree:
 
     def vacated(self, role: str, dead: InstanceHandle, reason: str) -> None:
         """``dead`` died holding ``role``: its slot's run ends, and the tree restarts it."""
-        self._dead[role] = dead.instance_id
         slot = self.slots.get(role)
         if slot is not None:
             slot.end(ExitReason(False, reason))
@@ -265,13 +262,21 @@ class AgentTree:
         await self._factory.ensure_zygote()
         return ZygoteSlot(lambda: self._factory.zygote)
 
+    async def take_over(self, dead: InstanceHandle, reason: str) -> None:
+        """The main died with a standby ready: the standby moves up into the main's slot.
+
+        A takeover is no restart: the main's slot stays up with a new
+        occupant, at once, whatever the restart intensity; the standby's
+        slot is what empties, and the tree restarts it (a fork). If the
+        standby cannot be promoted, the main's slot ends: the tree forks a main.
+        """
+        promoted = await self._replacer.take_over(dead.instance_id)
+        self.refill("standby", "promoted to main" if promoted else "died when promoted")
+        if promoted is None:
+            self.vacated("main", dead, reason)
+
     async def _start_main(self) -> Child:
         slot = self.slots["main"] = SlotChild("main", self._pool)
-        if self._pool.standby is not None:  # a takeover: the standby's slot empties
-            promoted = await self._replacer.take_over(self._dead.get("main", "the main"))
-            self.refill("standby", "promoted to main" if promoted else "died when promoted")
-            if promoted is not None:
-                return slot
         await self._factory.ensure_zygote()
         await self._promote(await self._factory.spawn("main"))  # InstanceDied: start failed
         return slot
