@@ -20,8 +20,10 @@ closing the handles is its owner's business (the agent host).
 its slot; the zygote's instances die with it and their slots end on their
 own) with the restart intensity of :class:`~.restart_policy.RestartPolicy`.
 When the tree gives up (too many restarts too fast) it stops every child
-and ends; :meth:`AgentTree.run` then falls back to the previous good
-version, or backs off, and starts a new tree: the host never stops serving.
+and ends, but leaves live instances serving; :meth:`AgentTree.run` then
+falls back to the previous good version, or backs off and starts a new
+tree, which takes the live instances into its slots and forks what is
+missing: the host never stops serving.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ class _Ending:
 class SlotChild(_Ending):
     """The main or standby slot of one agent host, as a child of its tree."""
 
-    def __init__(self, role: str, pool: _Slots) -> None:
+    def __init__(self, role: str, pool: _Slots,
+                 leave_running: Callable[[], bool] = lambda: False) -> None:
+        """``leave_running()``: when the tree stops the slot, its occupant keeps serving."""
         super().__init__()
         self.role = role
         self._pool = pool
+        self._leave_running = leave_running
 
     @property
     def occupant(self) -> InstanceHandle | None:
@@ -103,10 +108,14 @@ class SlotChild(_Ending):
         self.kill()
 
     def kill(self) -> None:
-        """End this run, then kill the occupant (its death then ends nothing more)."""
+        """End this run, then kill the occupant (its death then ends nothing more).
+
+        Unless ``leave_running()``: a tree that gave up leaves a live
+        instance serving, and the next tree takes it into the same slot.
+        """
         self.end(ExitReason.shutdown(f"{self.role} {_STOPPED}"))
         occupant = self.occupant
-        if occupant is not None:
+        if occupant is not None and not self._leave_running():
             occupant.kill(f"{self.role} {_STOPPED}")
 
     def __repr__(self) -> str:
@@ -275,15 +284,25 @@ class AgentTree:
         if promoted is None:
             self.vacated("main", dead, reason)
 
+    def _slot(self, role: str) -> SlotChild:
+        slot = self.slots[role] = SlotChild(role, self._pool, lambda: not self._stopping)
+        return slot
+
     async def _start_main(self) -> Child:
-        slot = self.slots["main"] = SlotChild("main", self._pool)
+        slot = self._slot("main")
+        main = self._pool.main
+        if main is not None and main.alive:
+            return slot  # left serving by a tree that gave up: taken as it is
         await self._factory.ensure_zygote()
         await self._promote(await self._factory.spawn("main"))  # InstanceDied: start failed
         return slot
 
     async def _start_standby(self) -> Child:
         restarting = "standby" in self.slots
-        slot = self.slots["standby"] = SlotChild("standby", self._pool)
+        slot = self._slot("standby")
+        standby = self._pool.standby
+        if standby is not None and standby.alive:
+            return slot  # left running by a tree that gave up: taken as it is
         if restarting:
             await self._sleep(STANDBY_RESPAWN_DELAY)  # the main's own restart goes first
         await self._factory.ensure_zygote()
