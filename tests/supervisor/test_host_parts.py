@@ -49,11 +49,6 @@ def _config(**overrides: Any) -> SupervisorConfig:
 # -- restart policy -----------------------------------------------------------
 
 
-def test_the_trees_limit_counts_deaths_and_a_takeover_restarts_two_children() -> None:
-    policy = RestartPolicy(3, 10.0, clock=FakeClock())
-    assert policy.tree_limit(standby=True) == 6 and policy.tree_limit(standby=False) == 3
-
-
 def test_the_backoff_doubles_while_trees_give_up_soon_and_resets_after_a_quiet_spell() -> None:
     clock = FakeClock()
     policy = RestartPolicy(1, 10.0, clock=clock)
@@ -259,7 +254,8 @@ async def test_a_dead_main_is_replaced_by_its_standby_and_a_new_standby_follows(
     assert main.closed and factory.restarts == 1
     assert sorted(e["kind"] for e in host.events.recent()) == ["crash", "start", "takeover"]
     assert sleeps.asked == [0.1]  # the pause before forking the next standby
-    assert _restarts(host) == {"zygote": 0, "main": 1, "standby": 1}  # the tree restarted both
+    # a takeover is no restart of the main's slot; the standby's is restarted by the tree
+    assert _restarts(host) == {"zygote": 0, "main": 0, "standby": 1}
     await host.stop()
 
 
@@ -282,6 +278,21 @@ async def test_a_failed_fork_is_retried_by_the_tree() -> None:
     await _settle()
     assert host.pool.main is factory.spawned[1]
     assert len(host.events.of_kind("spawn_failed")) == 2
+    await host.stop()
+
+
+@async_test
+async def test_past_the_limit_the_takeover_still_happens_and_the_refill_gives_up() -> None:
+    host, _factory, sleeps = await _host(max_restarts=2)
+    for _ in range(3):  # the clock stands still: every death is in one window
+        host.pool.main.kill("crash")  # type: ignore[union-attr]
+        await _settle()
+    # deaths 1, 2: takeover, standby refilled; 3: takeover, and the refill is one restart
+    # too many: the tree gives up, the host backs off and starts a new tree
+    assert len(host.events.of_kind("takeover")) == 3
+    assert len(host.events.of_kind("escalate")) == 1 and sleeps.asked[-1] == 0.1
+    assert host.pool.main is not None and host.pool.main.alive
+    assert host.pool.standby is not None and host.pool.standby.alive
     await host.stop()
 
 

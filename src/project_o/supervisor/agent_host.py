@@ -46,9 +46,10 @@ on the pool; the main's ``ctx.evolve`` intents are relayed to the
 evolution control by :func:`~.intents.relay_intents`.
 
 When the main dies (EOF on its socket, a protocol violation, missed
-heartbeats, a blown deadline) its slot in the agent's tree ends and the
-tree restarts it: the standby is promoted at once (requests in flight are
-re-dispatched to it), then the standby's slot is restarted by a fork. A request
+heartbeats, a blown deadline) the standby moves up into the main's slot at
+once (requests in flight are re-dispatched to it), and the agent's tree
+restarts the standby's slot by a fork; with no standby, the tree restarts
+the main's slot by a fork. A request
 that was being handled when two instances died in a row is a poison pill:
 quarantined and answered with :class:`~project_o.errors.PoisonRequest`.
 
@@ -207,7 +208,10 @@ class AgentHost:
             return  # a version being replaced: the reload shuts it down
         news = not stopped_by_tree(reason)  # else its tree stopped it on purpose
         role = self.pool.vacate(instance)
-        if role is not None and news:
+        if role == "main" and news and self.pool.standby is not None and (
+                self.tasks.open_for_tasks):
+            self.tasks.spawn(self.tree.take_over(instance, reason), "takeover")
+        elif role is not None and news:
             self.tree.vacated(role, instance, reason)  # the tree restarts the slot
         self.factory.restarts += news
         if self.tasks.open_for_tasks:
