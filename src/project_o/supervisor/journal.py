@@ -26,6 +26,14 @@ which nothing more can be acknowledged) the journal says so to its owner
 ``"vault failure"`` -- it is never blamed on the instance as a protocol
 violation.
 
+Every write is charged to the writer's quota first
+(:class:`~.bounds.InstanceQuota`: bytes and writes, a burst then a rate);
+a write past it, or one the vault cannot store (nested deeper than
+MessagePack packs), is not acknowledged and kills the instance with the
+reason. What it wrote before stays acknowledged and durable. A shadow's
+writes are charged the same way; its journal keeps at most
+:data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
+
 The standby follows the main: every entry the main journals is tailed to
 it. While a follower restores (it reads the checkpoint and the WAL as of
 some sequence), entries are buffered and the ones past its restore point
@@ -51,11 +59,18 @@ from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay
 from project_o.vault.vault import RestorePoint
-from project_o.vault.wal_record import pack_payload
+from project_o.vault.wal_record import Payload, pack_payload
 from project_o.wire import Message, MessageType
 from project_o.wire.framing import encode_forwarded_frame
 
-__all__ = ["MAX_OPERATION_LENGTH", "VAULT_FAILURE", "Journal", "OverlayJournal", "ShadowJournal"]
+__all__ = [
+    "MAX_OPERATION_LENGTH",
+    "SHADOW_JOURNAL_BYTES",
+    "VAULT_FAILURE",
+    "Journal",
+    "OverlayJournal",
+    "ShadowJournal",
+]
 
 #: operation names an instance may journal (anything else is a violation)
 MAX_OPERATION_LENGTH: Final = 128
@@ -63,6 +78,8 @@ MAX_OPERATION_LENGTH: Final = 128
 VAULT_FAILURE: Final = "vault failure"
 #: writes a shadow's throwaway journal keeps (only for inspection; nothing reads them back)
 SHADOW_JOURNAL_KEPT: Final = 10_000
+#: bytes (packed operation + data) of the writes a shadow's journal keeps, newest first
+SHADOW_JOURNAL_BYTES: Final = 16 * 1024 * 1024
 
 FatalCallback = Callable[[WALFatalError], None]
 
@@ -85,10 +102,9 @@ class Journal:
 
     async def write(self, instance: InstanceHandle, message: Message, *, tail: bool) -> None:
         """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``."""
-        entry = _entry(instance, message)
-        if entry is None:
+        payload = _charged_payload(instance, message)  # packed once: WAL record and tail
+        if payload is None:
             return
-        payload = pack_payload(*entry)  # packed once: for the WAL record and the tail
         started = time.perf_counter()
         try:
             sequence = await self.vault.append_payload_async(payload)
@@ -178,20 +194,34 @@ class ShadowJournal:
     agent's on purpose and is thrown away with it.
     """
 
-    def __init__(self, start_sequence: int = 0) -> None:
+    def __init__(self, start_sequence: int = 0, *,
+                 max_bytes: int = SHADOW_JOURNAL_BYTES) -> None:
         self.sequence = start_sequence
         #: (sequence, operation, data) of the newest writes, for inspection only
-        self.entries: deque[tuple[int, str, Any]] = deque(maxlen=SHADOW_JOURNAL_KEPT)
+        self.entries: deque[tuple[int, str, Any]] = deque()
+        #: bytes the kept entries took packed (at most ``max_bytes``)
+        self.kept_bytes = 0
+        self._sizes: deque[int] = deque()
+        self._max_bytes = max_bytes
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Ack one ``wal_entry`` at once, numbered after the shadow's restore point."""
-        entry = _entry(instance, message)
-        if entry is None:
+        payload = _charged_payload(instance, message)
+        if payload is None:
             return
         self.sequence += 1
-        self.entries.append((self.sequence, *entry))
+        self._keep((self.sequence, message.data["operation"], message.data.get("data")),
+                   len(payload[0]) + len(payload[1]))
         await _ack(instance, message, self.sequence)
 
+    def _keep(self, entry: tuple[int, str, Any], size: int) -> None:
+        self.entries.append(entry)
+        self._sizes.append(size)
+        self.kept_bytes += size
+        while self.entries and (self.kept_bytes > self._max_bytes
+                                or len(self.entries) > SHADOW_JOURNAL_KEPT):
+            self.entries.popleft()
+            self.kept_bytes -= self._sizes.popleft()
 
 class OverlayJournal:
     """A canary's journal: each write durable in its overlay before it is acknowledged.
@@ -206,9 +236,9 @@ class OverlayJournal:
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Append one ``wal_entry`` to the overlay; ack it once durable."""
-        entry = _entry(instance, message)
-        if entry is None:
+        if _charged_payload(instance, message) is None:
             return
+        entry = message.data["operation"], message.data.get("data")
         try:
             sequence = await self.overlay.append(*entry, self._in_flight())
         except WALFatalError as exc:
@@ -220,13 +250,26 @@ class OverlayJournal:
         await _ack(instance, message, sequence)
 
 
-def _entry(instance: InstanceHandle, message: Message) -> tuple[str, Any] | None:
-    """(operation, data) of a ``wal_entry``; None (and the instance killed) if malformed."""
+def _charged_payload(instance: InstanceHandle, message: Message) -> Payload | None:
+    """A ``wal_entry`` packed and charged to its writer's quota; None if it was killed.
+
+    Killed for a malformed entry (the operation), data the vault cannot
+    store, or a write past its quota: the write is not acknowledged.
+    """
     operation = message.data.get("operation")
     if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
         instance.kill("protocol violation: wal_entry needs a short string operation")
         return None
-    return operation, message.data.get("data")
+    try:
+        payload = pack_payload(operation, message.data.get("data"))
+    except InvalidArgument as exc:  # e.g. nested deeper than MessagePack packs
+        instance.kill(f"protocol violation: wal_entry data cannot be stored: {exc}"[:500])
+        return None
+    over = instance.quota.charge_write(len(payload[0]) + len(payload[1]))
+    if over is not None:
+        instance.kill(over)
+        return None
+    return payload
 
 
 def _packed_int(value: int) -> bytes:
