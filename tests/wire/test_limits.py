@@ -145,3 +145,15 @@ async def _read_async(frame: bytes, *, chunk: int) -> tuple[Message, int]:
     finally:
         writer.close()
         await asyncio.gather(sender, return_exceptions=True)
+
+
+def test_nested_deeper_than_counts_containers_only_and_never_recurses() -> None:
+    from project_o.wire.packable import nested_deeper_than
+
+    value: object = 1
+    for _ in range(100_000):  # far past Python's recursion limit
+        value = [value]
+    assert nested_deeper_than(value, 99_999) and not nested_deeper_than(value, 100_000)
+    assert not nested_deeper_than({"a": [1, 2, {"b": "c"}], "d": list(range(1000))}, 3)
+    assert nested_deeper_than({"a": [1, 2, {"b": ["c"]}]}, 3)
+    assert not nested_deeper_than("text", 0)

@@ -28,8 +28,9 @@ violation.
 
 Every write is charged to the writer's quota first
 (:class:`~.bounds.InstanceQuota`: bytes and writes, a burst then a rate);
-a write past it, or one the vault cannot store (nested deeper than
-MessagePack packs), is not acknowledged and kills the instance with the
+a write past it, or one that could not travel back (nested deeper than
+:data:`MAX_WRITE_DEPTH`: a restore frame carries it, and a frame's depth
+is capped), is not acknowledged and kills the instance with the
 reason. What it wrote before stays acknowledged and durable. A shadow's
 writes are charged the same way; its journal keeps at most
 :data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
@@ -60,11 +61,13 @@ from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay
 from project_o.vault.vault import RestorePoint
 from project_o.vault.wal_record import Payload, pack_payload
-from project_o.wire import Message, MessageType
+from project_o.wire import MAX_NESTING_DEPTH, Message, MessageType
 from project_o.wire.framing import encode_forwarded_frame
+from project_o.wire.packable import nested_deeper_than
 
 __all__ = [
     "MAX_OPERATION_LENGTH",
+    "MAX_WRITE_DEPTH",
     "SHADOW_JOURNAL_BYTES",
     "VAULT_FAILURE",
     "Journal",
@@ -78,6 +81,9 @@ MAX_OPERATION_LENGTH: Final = 128
 VAULT_FAILURE: Final = "vault failure"
 #: writes a shadow's throwaway journal keeps (only for inspection; nothing reads them back)
 SHADOW_JOURNAL_KEPT: Final = 10_000
+#: lists/maps a write's data may nest: a restore frame wraps it in three more levels
+#: (its data map, the entries list, the entry's map), and a frame holds MAX_NESTING_DEPTH
+MAX_WRITE_DEPTH: Final = MAX_NESTING_DEPTH - 3
 #: bytes (packed operation + data) of the writes a shadow's journal keeps, newest first
 SHADOW_JOURNAL_BYTES: Final = 16 * 1024 * 1024
 
@@ -260,9 +266,14 @@ def _charged_payload(instance: InstanceHandle, message: Message) -> Payload | No
     if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
         instance.kill("protocol violation: wal_entry needs a short string operation")
         return None
+    data = message.data.get("data")
+    if nested_deeper_than(data, MAX_WRITE_DEPTH):
+        instance.kill(f"protocol violation: wal_entry data nested deeper than "
+                      f"{MAX_WRITE_DEPTH} lists/maps cannot be restored from")
+        return None
     try:
-        payload = pack_payload(operation, message.data.get("data"))
-    except InvalidArgument as exc:  # e.g. nested deeper than MessagePack packs
+        payload = pack_payload(operation, data)
+    except InvalidArgument as exc:
         instance.kill(f"protocol violation: wal_entry data cannot be stored: {exc}"[:500])
         return None
     over = instance.quota.charge_write(len(payload[0]) + len(payload[1]))

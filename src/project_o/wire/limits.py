@@ -100,7 +100,7 @@ class FrameLimits:
         """Raise unless a ``message_type`` payload of ``size`` bytes is accepted."""
         cap = self.caps.get(message_type)  # type: ignore[call-overload]
         if cap is None:
-            raise UnexpectedMessageType(message_type, sorted(str(kind) for kind in self.caps))
+            raise UnexpectedMessageType(str(message_type), sorted(str(k) for k in self.caps))
         if size > cap:
             raise FrameTooLarge(size, cap, message_type=str(message_type))
 
