@@ -221,7 +221,7 @@ def test_a_large_frame_of_a_small_type_is_refused_before_its_body_is_read(
 def test_a_flood_of_shadow_writes_is_killed_at_its_quota_and_its_journal_stays_small(
         host_factory: Any) -> None:
     host = host_factory(role="shadow", quotas={"wal_writes_burst": 1000,
-                                                "wal_writes_per_s": 1.0})
+                                                "wal_writes_per_s": 1e-6})
     host.hello()
     reader = host.collect_acks()
     value = "x" * 64 * 1024
@@ -241,7 +241,7 @@ def test_a_flood_of_shadow_writes_is_killed_at_its_quota_and_its_journal_stays_s
 
 def test_a_flood_of_main_writes_is_killed_at_its_byte_quota_and_loses_nothing_acked(
         host_factory: Any) -> None:
-    host = host_factory(quotas={"wal_bytes_burst": 2 * MIB, "wal_bytes_per_s": 1.0})
+    host = host_factory(quotas={"wal_bytes_burst": 2 * MIB, "wal_bytes_per_s": 1e-6})
     host.hello()
     with pytest.raises((AssertionError, ConnectionClosed)):  # it fails once we are killed
         for index in range(10_000):
