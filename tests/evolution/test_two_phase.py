@@ -62,7 +62,7 @@ def task_module():
 
 
 def result_pipe():
-    """The evaluator's result pipe: the one pipe this process may write."""
+    """The evaluator's result channel: its socket (or a pipe it may write)."""
     import fcntl
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -71,7 +71,8 @@ def result_pipe():
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         except OSError:
             continue
-        if target.startswith("pipe:") and flags & os.O_ACCMODE == os.O_WRONLY and fd > 2:
+        if fd > 2 and (target.startswith("socket:") or (
+                target.startswith("pipe:") and flags & os.O_ACCMODE == os.O_WRONLY)):
             return fd
     raise RuntimeError("no result pipe")
 
