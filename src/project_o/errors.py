@@ -9,6 +9,7 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── FrameTooLarge              length prefix over the configured maximum
     │   ├── FrameDecodeError           bytes that are not a valid frame
     │   ├── UnknownMessageType         a well-formed frame of a type we do not speak
+    │   ├── UnexpectedMessageType      a type this peer may not send on this channel
     │   └── ConnectionClosed           EOF (clean between frames, or inside one)
     ├── VaultError                     durable storage
     │   ├── WALCorruption              a bad record that is not a torn tail
@@ -49,6 +50,7 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "FrameTooLarge",
     "FrameDecodeError",
     "UnknownMessageType",
+    "UnexpectedMessageType",
     "ConnectionClosed",
     "VaultError",
     "WALCorruption",
@@ -97,13 +99,15 @@ class FrameTooLarge(ProtocolError):
     allocate the advertised size.
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, message_type: str | None = None) -> None:
+        what = "frame" if message_type is None else f"{message_type!s} frame"
         super().__init__(
-            f"frame of {size} bytes exceeds the maximum of {limit} bytes; "
+            f"{what} of {size} bytes exceeds the maximum of {limit} bytes; "
             "raise max_frame_size if such frames are legitimate"
         )
         self.size = size
         self.limit = limit
+        self.message_type = message_type
 
 
 class FrameDecodeError(ProtocolError):
@@ -115,6 +119,20 @@ class UnknownMessageType(ProtocolError):
 
     def __init__(self, message_type: object) -> None:
         super().__init__(f"unknown message type {message_type!r}")
+        self.message_type = message_type
+
+
+class UnexpectedMessageType(ProtocolError):
+    """A well-formed frame of a type this peer may not send on this channel.
+
+    A zygote never sends a heartbeat, an instance never sends a restore:
+    such a frame is a forgery, refused before its payload is read where
+    its size allows.
+    """
+
+    def __init__(self, message_type: object, allowed: object) -> None:
+        super().__init__(f"message type {message_type!r} may not be sent here; "
+                         f"this peer may send only {allowed}")
         self.message_type = message_type
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from project_o.errors import WALFatalError
+from project_o.supervisor.bounds import InstanceQuota
 from project_o.supervisor.candidate import CandidateHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
 from project_o.supervisor.journal import VAULT_FAILURE, Journal, OverlayJournal, ShadowJournal
@@ -66,6 +67,7 @@ class FakeInstance:
         self.killed: str | None = None
         self.notified: list[str] = []
         self.waiters: dict[str, asyncio.Future[Message]] = {}
+        self.quota = InstanceQuota()
 
     async def send(self, message: Message) -> None:
         if not self.alive:

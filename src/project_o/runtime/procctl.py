@@ -73,8 +73,12 @@ def set_child_subreaper() -> None:
 def kill_group(pid: int) -> None:
     """SIGKILL the process group ``pid`` leads (after setsid), and ``pid`` itself.
 
-    Gone already, or not ours: nothing to do.
+    Gone already, or not ours: nothing to do. Never our own group, nor pid
+    0 or 1 (``killpg(0)`` is the caller's group, ``kill(-1)`` everything):
+    a pid a hostile peer reported cannot turn this on us.
     """
+    if pid <= 1 or pid in (os.getpid(), os.getpgrp()):
+        return
     for kill in (os.killpg, os.kill):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(pid, signal.SIGKILL)

@@ -16,7 +16,12 @@
     await handle.close() ─► shutdown, then SIGKILL if it lingers past the grace period
 
 Only one coroutine writes to the control socket at a time (a lock), and
-one task reads it. If the zygote dies, pending forks fail with
+one task reads it. The zygote has imported agent code, so what it sends is
+checked like an instance's: only its four types, each within its cap
+(:data:`ZYGOTE_LIMITS`), and a ``forked`` pid must be a child of this
+zygote (not the supervisor, the heart or another zygote's instance, which
+a later kill of "its" process group would hit). A frame that breaks
+either ends the zygote. If the zygote dies, pending forks fail with
 :class:`~project_o.errors.ZygoteError` and every live instance's
 ``exited`` resolves with both ``exit_code`` and ``signal`` None: the
 instances died with it (PR_SET_PDEATHSIG) and nobody could report how.
@@ -28,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -36,17 +42,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self
 
+import psutil
+
 from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
 from project_o.runtime.child import DEFAULT_PROGRAM, zygote_command
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, with_package_path
-from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
+from project_o.wire import FrameDecoder, FrameLimits, Message, MessageType, encode_frame
 
 __all__ = [
     "DEFAULT_CLOSE_GRACE",
     "DEFAULT_FORK_TIMEOUT",
     "DEFAULT_START_TIMEOUT",
+    "ZYGOTE_LIMITS",
     "ExitStatus",
     "ForkedChild",
     "ForkedInstance",
@@ -60,6 +69,13 @@ DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
 _RECV_CHUNK: Final = 64 * 1024
+#: what a zygote may send: a hello (its program's fields) and an error (a
+#: traceback) take a megabyte at most; forked and exited are a few numbers
+ZYGOTE_LIMITS: Final = FrameLimits(
+    {MessageType.HELLO: 1 << 20, MessageType.ERROR: 1 << 20,
+     MessageType.FORKED: 64 << 10, MessageType.EXITED: 64 << 10},
+    max_objects=100_000,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -366,7 +382,7 @@ class ZygoteHandle:
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(limits=ZYGOTE_LIMITS)
         reason = "its control socket closed"
         try:
             while data := await loop.sock_recv(self._control, _RECV_CHUNK):
@@ -394,13 +410,26 @@ class ZygoteHandle:
 
     def _on_forked(self, data: dict[str, Any]) -> None:
         future, pid = self._forks.get(data.get("id")), data.get("pid")  # type: ignore[arg-type]
-        if future is None or not isinstance(pid, int):
-            raise ProtocolError(f"forked reply for no pending fork: {data!r}")
+        if future is None or not isinstance(pid, int) or isinstance(pid, bool):
+            raise ProtocolError(f"forked reply for no pending fork: {str(data)[:200]}")
+        self._check_child(pid)
         # Registered here, not when fork() resumes: an instance that dies at
         # once may be reported before the awaiting coroutine runs again.
         exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self._instances[pid] = exited
         _resolve(future, (pid, exited))
+
+    def _check_child(self, pid: int) -> None:
+        """Refuse a ``forked`` pid that is not a child of this zygote."""
+        if pid <= 1 or pid in (os.getpid(), os.getppid(), self.pid):
+            raise ProtocolError(f"the zygote claims pid {pid} as its child")
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.NoSuchProcess:
+            return  # it died (and was reaped) already: there is nothing to kill
+        if parent != self.pid:
+            raise ProtocolError(f"the zygote claims pid {pid} as its child, but its parent "
+                                f"is {parent}")
 
     def _on_exited(self, data: dict[str, Any]) -> None:
         pid = data.get("pid")

@@ -102,6 +102,7 @@ class CandidateHost:
             self._zygote, role=role, instance_id=f"{role}-{uuid.uuid4().hex[:8]}",
             version=self.version, owner=self, limits=self.host.config.limits, config=config,
             max_frame_size=self.host.config.max_frame_bytes, restore=self._restore,
+            quotas=self.host.config.quotas,
         )
         self._tasks = [
             self._group.create_task(self._watchdog(instance), name=f"watchdog-{role}"),

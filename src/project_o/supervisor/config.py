@@ -9,6 +9,7 @@ from typing import Any
 from project_o.evolution.llm_budget import Prices
 from project_o.llm.config import LLMConfig
 from project_o.runtime.confine.policy import SandboxPolicy
+from project_o.supervisor.bounds import Quotas
 from project_o.vault.sealing import Keyring
 
 __all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
@@ -60,6 +61,8 @@ class SupervisorConfig:
     max_body_bytes: int = 1024 * 1024
     max_frame_bytes: int = MAX_FRAME_BYTES
     limits: dict[str, Any] = field(default_factory=dict)
+    #: what each instance may write and stream before it is killed (supervisor.bounds)
+    quotas: Quotas = field(default_factory=Quotas)
     #: what happens to an agent's ctx.evolve intents and the health monitor's: off, propose, auto
     autonomy: str = "auto"
     #: the health monitor raises an intent past this p95 latency (ms); None: its default

@@ -101,7 +101,7 @@ class InstanceFactory:
             self.zygote, role=role, instance_id=f"{role}-{next(self._ids)}",
             version=self.version, owner=self._owner, limits=self.config.limits,
             config=self.config.instance_config(), max_frame_size=self.config.max_frame_bytes,
-            restore=self._restore,
+            restore=self._restore, quotas=self.config.quotas,
         )
         instance.restarts = self.restarts
         return instance

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
+from project_o.supervisor.bounds import Quotas
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
 from project_o.vault.checkpoint import CheckpointInfo
 from project_o.vault.sealed import SealedCopies, sealed_copy
@@ -30,13 +31,17 @@ STARTUP_TIMEOUT = 30.0
 async def launch(
     zygote: ZygoteHandle, *, role: str, instance_id: str, version: str, owner: InstanceOwner,
     limits: dict[str, Any], config: dict[str, Any], max_frame_size: int,
-    restore: Callable[[InstanceHandle], Awaitable[None]],
+    restore: Callable[[InstanceHandle], Awaitable[None]], quotas: Quotas | None = None,
 ) -> InstanceHandle:
-    """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails."""
+    """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails.
+
+    ``quotas``: what it may write and stream (:class:`~.bounds.Quotas`; default: the defaults).
+    """
     forked = await zygote.fork(role, instance_id, limits, config)
     instance = InstanceHandle(
         pid=forked.pid, role=role, version=version, instance_id=instance_id,
         reader=forked.reader, writer=forked.writer, owner=owner, max_frame_size=max_frame_size,
+        quotas=quotas,
     )
     instance.exited = forked.exited
     hello = instance.waiter("hello")
