@@ -425,9 +425,12 @@ class ZygoteHandle:
             raise ProtocolError(f"the zygote claims pid {pid} as its child")
         try:
             parent = psutil.Process(pid).ppid()
+            # A sandboxed zygote is the started process's child (process 1 of its own
+            # PID namespace): its children are the started process's grandchildren.
+            grandparent = psutil.Process(parent).ppid() if parent != self.pid else self.pid
         except psutil.NoSuchProcess:
             return  # it died (and was reaped) already: there is nothing to kill
-        if parent != self.pid:
+        if self.pid not in (parent, grandparent):
             raise ProtocolError(f"the zygote claims pid {pid} as its child, but its parent "
                                 f"is {parent}")
 
