@@ -9,6 +9,7 @@ from rich.console import Console
 
 from project_o.runtime.confine import SandboxReport
 from project_o.status_view import render_status
+from project_o.llm.config import LLMConfig
 from project_o.supervisor.config import SupervisorConfig
 
 
@@ -33,13 +34,16 @@ def test_an_off_sandbox_is_said_loudly() -> None:
     assert "SANDBOX OFF" in _printed(SandboxReport(enabled=False).to_dict())
 
 
-def test_the_supervisors_policy_hides_the_vault_and_shows_its_checkpoints(tmp_path: Path) -> None:
+def test_the_supervisors_policy_hides_the_whole_vault(tmp_path: Path) -> None:
     config = SupervisorConfig(vault=tmp_path / "vault", agent=tmp_path / "a.py",
                               writable=(tmp_path / "out",))
     policy = config.sandbox_policy()
     assert policy.hidden == (str(tmp_path / "vault"),)
-    assert policy.readonly == (str(tmp_path / "vault" / "checkpoints"),)
+    assert policy.readonly == ()  # checkpoints reach instances as sealed in-memory copies
     assert policy.writable == (str(tmp_path / "out"),)
     assert policy.network is False and policy.enabled is True
+    with_llm = SupervisorConfig(vault=tmp_path, agent=tmp_path,
+                                llm=LLMConfig(base_url="http://127.0.0.1:9", api_key="k"))
+    assert with_llm.sandbox_policy().network is False  # ctx.llm goes through the supervisor
     off = SupervisorConfig(vault=tmp_path, agent=tmp_path, sandbox=False, allow_network=True)
     assert off.sandbox_policy().enabled is False and off.sandbox_policy().network is True
