@@ -4,7 +4,7 @@
 :class:`InstanceHandle` on the socket ``FD`` with a real :class:`Journal`
 (main) or :class:`ShadowJournal` (shadow) on the vault at ``VAULT``. It
 serves until the instance is killed, then prints one JSON line: the
-reason, the peak RSS of this process (``ru_maxrss``), what it streamed
+reason, the peak RSS of this process (``VmHWM``), what it streamed
 and kept, and exits 0 (it survived). CONFIG_JSON: ``pid`` (the process
 the handle kills: a stand-in for the instance), ``role``, ``quotas``,
 ``stream`` (send one streaming request first), ``checkpoint`` (ask for one).
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from project_o.supervisor.bounds import Quotas
@@ -76,12 +76,24 @@ async def serve(fd: int, vault_path: str, config: dict[str, Any]) -> dict[str, A
             except InstanceDied:
                 pass
         await handle.close()
-        return {"reason": reason, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        return {"reason": reason, "max_rss_kb": _peak_rss_kb(),
                 "events": len(events), "last_sequence": vault.last_sequence,
                 "shadow_kept": None if shadow is None else len(shadow.entries),
                 "shadow_kept_bytes": None if shadow is None else shadow.kept_bytes}
     finally:
         vault.close()
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since its exec (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries the pre-exec memory's peak into it, so a
+    host started from a big pytest process would report pytest's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
@@ -92,3 +104,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
