@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from project_o.errors import LLMError
+from project_o.llm.client import LLMClient
 from project_o.llm.config import LLMConfig
 from project_o.llm.remote import RemoteClient
 from project_o.runtime.llm_link import LLMLink
@@ -208,6 +209,30 @@ def test_a_malformed_llm_call_kills_the_instance_only() -> None:
             with pytest.raises(Exception, match="protocol violation"):
                 await died
             assert "llm_call needs messages" in w.owner.deaths[0]
+
+    with OpenAIServer() as server:
+        asyncio.run(asyncio.wait_for(scenario(server), 60))
+
+
+class _BrokenClient(LLMClient):
+    """A client with a bug: what the proxy must report as its own failure, logged."""
+
+    def complete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the client")
+
+
+def test_a_bug_in_the_call_is_reported_as_such_and_a_stopped_proxy_as_stopping(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(server: OpenAIServer) -> None:
+        config = _config(server)
+        async with wired(config, client=_BrokenClient(config)) as w:
+            with pytest.raises(LLMError, match="could not make the call: RuntimeError: a bug"):
+                await w.client.complete_async(_ask("hi"))
+            assert "LLM call" in caplog.text  # logged with its traceback
+            w.proxy.close()
+            with pytest.raises(LLMError, match="the supervisor is stopping"):
+                await w.client.complete_async(_ask("hi"))
+            assert w.handle.alive and w.proxy.pending == 0
 
     with OpenAIServer() as server:
         asyncio.run(asyncio.wait_for(scenario(server), 60))

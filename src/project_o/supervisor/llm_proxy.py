@@ -195,8 +195,6 @@ class LLMProxy:
         except TimeoutError:
             return {"error": {"message": f"the LLM call took longer than {self.timeout:g} s "
                                          "(the supervisor's limit); it was abandoned"}}
-        except RuntimeError as exc:  # the executor is shut down: the supervisor is stopping
-            return {"error": {"message": f"the supervisor is stopping ({exc})"}}
         except Exception as exc:  # a bug here must never reach the supervisor
             logger.exception("LLM call %s of %s failed", call.id, call.instance.instance_id)
             return {"error": {"message": f"the supervisor could not make the call: "
@@ -211,8 +209,11 @@ class LLMProxy:
         def forward(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        work = loop.run_in_executor(self._executor, functools.partial(
-            self._complete_and_record, call, forward if call.stream else None))
+        try:
+            work = loop.run_in_executor(self._executor, functools.partial(
+                self._complete_and_record, call, forward if call.stream else None))
+        except RuntimeError as exc:  # the executor is shut down: the supervisor is stopping
+            raise LLMError(f"the supervisor is stopping ({exc})") from None
         # Done after every piece: the pieces were queued on the loop before the result.
         work.add_done_callback(lambda _: pieces.put_nowait(None))
         while (piece := await pieces.get()) is not None:
