@@ -236,3 +236,32 @@ def test_a_bug_in_the_call_is_reported_as_such_and_a_stopped_proxy_as_stopping(
 
     with OpenAIServer() as server:
         asyncio.run(asyncio.wait_for(scenario(server), 60))
+
+
+def test_a_call_that_times_out_while_queued_never_reaches_the_model() -> None:
+    release = threading.Event()
+
+    def responder(body: dict[str, Any]) -> Reply:
+        word = body["messages"][-1]["content"]
+        if word == "stuck":
+            release.wait(20)
+        return Reply(f"echo {word}")
+
+    async def scenario(server: OpenAIServer) -> None:
+        async with wired(_config(server), max_concurrency=1, timeout=3.0) as w:
+            stuck = asyncio.create_task(w.client.complete_async(_ask("stuck")))
+            while not server.requests:
+                await asyncio.sleep(0.01)
+            # The only thread is taken: this one waits in the queue until its time is up.
+            with pytest.raises(LLMError, match="longer than 3 s"):
+                await w.client.complete_async(_ask("queued"))
+            with pytest.raises(LLMError, match="longer than 3 s"):
+                await stuck
+            release.set()
+            # One thread, first in first out: had "queued" stayed queued, it would run first.
+            assert (await w.client.complete_async(_ask("after"))).text == "echo after"
+            assert [r["messages"][-1]["content"] for r in server.requests] == ["stuck", "after"]
+
+    with OpenAIServer() as server:
+        server.respond_with(responder)
+        asyncio.run(asyncio.wait_for(scenario(server), 60))

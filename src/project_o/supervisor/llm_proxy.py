@@ -22,7 +22,8 @@ an exception in the supervisor.
 
 Bounds: at most ``max_concurrency`` calls reach the model at once (a
 worker thread each: the client is synchronous and a stuck call cannot be
-interrupted, only abandoned once ``timeout`` passes); at most
+interrupted, only abandoned once ``timeout`` passes; a call whose time
+runs out while it waits for a thread is dropped unmade); at most
 ``max_per_instance`` in flight per instance and ``max_pending`` in all,
 queued ones included, beyond which a call is answered at once with an
 error saying so.
@@ -216,11 +217,16 @@ class LLMProxy:
             raise LLMError(f"the supervisor is stopping ({exc})") from None
         # Done after every piece: the pieces were queued on the loop before the result.
         work.add_done_callback(lambda _: pieces.put_nowait(None))
-        while (piece := await pieces.get()) is not None:
-            with contextlib.suppress(InstanceDied):  # the call still finishes and is counted
-                await call.instance.send(Message(MessageType.LLM_TOKEN,
-                                                 {"id": call.id, "text": piece}))
-        return await work
+        try:
+            while (piece := await pieces.get()) is not None:
+                with contextlib.suppress(InstanceDied):  # the call still finishes, counted
+                    await call.instance.send(Message(MessageType.LLM_TOKEN,
+                                                     {"id": call.id, "text": piece}))
+            return await work
+        finally:
+            # Past the limit: a call still queued for a thread never reaches the model;
+            # one already running is abandoned (its outcome is nobody's any more).
+            work.cancel()
 
     def _complete_and_record(self, call: _Call,
                              forward: Callable[[str], None] | None) -> Completion:
