@@ -163,6 +163,21 @@ def test_secrets_arrive_on_a_pipe_and_leave_the_environment() -> None:
     assert seen["dumpable"] is False and seen["in_env"] == [] and seen["in_block"] is False
 
 
+@pytest.mark.parametrize("value, says", [("99", "cannot read the secrets pipe"),
+                                          ("abc", "must be a descriptor number")])
+def test_a_bad_secrets_descriptor_is_a_usage_error_not_a_traceback(value: str, says: str) -> None:
+    env = {**os.environ, "PROJECT_O_SECRETS_FD": value, "PYTHONPATH": _package_root()}
+    supervisor = subprocess.run([sys.executable, "-m", "project_o.supervisor"], env=env,
+                                check=False, capture_output=True, text=True, timeout=60)
+    assert supervisor.returncode == heart.EXIT_USAGE, supervisor.stderr
+    assert says in supervisor.stderr and "Traceback" not in supervisor.stderr
+    if value.isdigit():  # the heart's --secrets-fd is an int by argparse
+        beat = subprocess.run(heart.heart_command(["true"], secrets_fd=int(value)),
+                              check=False, capture_output=True, text=True, timeout=60)
+        assert beat.returncode == heart.EXIT_USAGE, beat.stderr
+        assert f"heart: {says}" in beat.stderr and "Traceback" not in beat.stderr
+
+
 def _own_read(pid: int) -> bytes | None:
     try:
         with open(f"/proc/{pid}/environ", "rb") as file:

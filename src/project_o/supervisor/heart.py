@@ -470,8 +470,8 @@ def secrets_pipe(secrets: Mapping[str, str]) -> int:
 def read_secrets(fd: int) -> dict[str, str]:
     """The secrets :func:`secrets_pipe` wrote on ``fd`` (closed afterwards).
 
-    ValueError if the pipe holds more than :data:`MAX_SECRETS_BYTES` or
-    anything but a JSON object of strings.
+    ValueError if it cannot be read, or holds more than
+    :data:`MAX_SECRETS_BYTES` or anything but a JSON object of strings.
     """
     chunks: list[bytes] = []
     size = 0
@@ -481,6 +481,9 @@ def read_secrets(fd: int) -> dict[str, str]:
             if size > MAX_SECRETS_BYTES:
                 raise ValueError(f"the secrets pipe holds over {MAX_SECRETS_BYTES} bytes")
             chunks.append(chunk)
+    except OSError as exc:  # not an open descriptor, or not one to read
+        raise ValueError(f"cannot read the secrets pipe (descriptor {fd}): "
+                         f"{exc.strerror}") from None
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -599,9 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("heart: expected the supervisor command after --", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        secrets = take_secrets(args.secrets_fd)
+    except (ValueError, OSError) as exc:
+        print(f"heart: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return run_heart(
         command,
-        secrets=take_secrets(args.secrets_fd),
+        secrets=secrets,
         pidfile=args.pidfile,
         max_restarts=args.max_restarts,
         max_seconds=args.max_seconds,
