@@ -89,9 +89,6 @@ class RemoteClient:
         request = call_data(messages, tools, stream, options)
         return _outcome(await self._transport.call_async(request, on_token if stream else None))
 
-    def close(self) -> None:
-        """Nothing to close: the supervisor holds the connections."""
-
 
 def call_data(
     messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None,
