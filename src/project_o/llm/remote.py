@@ -128,11 +128,10 @@ def completion_from_data(data: Any) -> Completion:
     )
 
 
-def error_data(error: BaseException) -> dict[str, Any]:
-    """``error`` as an ``llm_result`` carries it (an LLMError keeps its status and attempts)."""
-    return {"message": str(error)[:MAX_ERROR_CHARS],
-            "status": getattr(error, "status", None),
-            "attempts": getattr(error, "attempts", None)}
+def error_data(error: LLMError) -> dict[str, Any]:
+    """``error`` as an ``llm_result`` carries it: its message, status and attempts."""
+    return {"message": str(error)[:MAX_ERROR_CHARS], "status": error.status,
+            "attempts": error.attempts}
 
 
 def error_from_data(data: Any) -> LLMError:

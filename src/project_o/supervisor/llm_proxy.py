@@ -145,7 +145,7 @@ class LLMProxy:
         call = _checked(instance, message.data)
         refusal = self._refusal(call)
         if refusal is not None:
-            self._answer_later(call, {"error": {"message": refusal}})
+            self._answer_later(call, {"error": error_data(LLMError(refusal))})
             return
         self._pending[instance] += 1
         try:
@@ -190,17 +190,17 @@ class LLMProxy:
     async def _result(self, call: _Call) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout):
-                completion = await self._complete(call)
+                return {"completion": completion_data(await self._complete(call))}
         except LLMError as exc:
-            return {"error": error_data(exc)}
+            error = exc
         except TimeoutError:
-            return {"error": {"message": f"the LLM call took longer than {self.timeout:g} s "
-                                         "(the supervisor's limit); it was abandoned"}}
+            error = LLMError(f"the LLM call took longer than {self.timeout:g} s "
+                             "(the supervisor's limit); it was abandoned")
         except Exception as exc:  # a bug here must never reach the supervisor
             logger.exception("LLM call %s of %s failed", call.id, call.instance.instance_id)
-            return {"error": {"message": f"the supervisor could not make the call: "
-                                         f"{type(exc).__name__}: {exc}"}}
-        return {"completion": completion_data(completion)}
+            error = LLMError(f"the supervisor could not make the call: "
+                             f"{type(exc).__name__}: {exc}")
+        return {"error": error_data(error)}
 
     async def _complete(self, call: _Call) -> Completion:
         """Run the call on a worker thread; forward its streamed pieces as they come."""
