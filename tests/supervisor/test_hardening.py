@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from project_o.errors import InvalidArgument
 from project_o.supervisor import hardening, heart
 from tests.processes import assert_gone
 from tests.supervisor.harness import CHAOS_AGENT, FAST_HEARTBEAT, TOKEN, Stack
@@ -69,9 +70,21 @@ def _env(**extra: str) -> dict[str, str]:
             "PROJECT_O_LLM_BASE_URL": "http://127.0.0.1:9/v1", **extra}
 
 
-def test_the_heart_keeps_the_supervisors_list_of_secrets() -> None:
-    assert heart.SECRET_ENV == hardening.SECRET_ENV
-    assert heart.SECRETS_FD_ENV == hardening.SECRETS_FD_ENV
+def test_the_secrets_pipe_carries_a_map_of_strings_and_refuses_anything_else() -> None:
+    fd = heart.secrets_pipe({"PROJECT_O_TOKEN": "t", "PROJECT_O_LLM_API_KEY": KEY})
+    assert os.get_inheritable(fd)
+    assert heart.read_secrets(fd) == {"PROJECT_O_TOKEN": "t", "PROJECT_O_LLM_API_KEY": KEY}
+    with pytest.raises(OSError):
+        os.fstat(fd)  # read_secrets closed it
+    # Over the pipe's buffer the write would block for good: refused before it starts.
+    with pytest.raises(InvalidArgument, match="bytes, over"):
+        hardening.secrets_pipe({"PROJECT_O_TOKEN": "x" * hardening.MAX_SECRETS_BYTES})
+    for raw in (b"not json", b'["a list"]', b'{"PROJECT_O_TOKEN": 7}'):
+        read_end, write_end = os.pipe()
+        os.write(write_end, raw)
+        os.close(write_end)
+        with pytest.raises(ValueError, match="secrets pipe"):
+            heart.read_secrets(read_end)
 
 
 def test_a_plain_process_of_the_same_uid_can_be_read_the_control() -> None:
@@ -148,6 +161,21 @@ def test_secrets_arrive_on_a_pipe_and_leave_the_environment() -> None:
     seen = json.loads(done.stdout)
     assert seen["secrets"] == {"PROJECT_O_TOKEN": "from-pipe", "PROJECT_O_LLM_API_KEY": "from-env"}
     assert seen["dumpable"] is False and seen["in_env"] == [] and seen["in_block"] is False
+
+
+@pytest.mark.parametrize("value, says", [("99", "cannot read the secrets pipe"),
+                                          ("abc", "must be a descriptor number")])
+def test_a_bad_secrets_descriptor_is_a_usage_error_not_a_traceback(value: str, says: str) -> None:
+    env = {**os.environ, "PROJECT_O_SECRETS_FD": value, "PYTHONPATH": _package_root()}
+    supervisor = subprocess.run([sys.executable, "-m", "project_o.supervisor"], env=env,
+                                check=False, capture_output=True, text=True, timeout=60)
+    assert supervisor.returncode == heart.EXIT_USAGE, supervisor.stderr
+    assert says in supervisor.stderr and "Traceback" not in supervisor.stderr
+    if value.isdigit():  # the heart's --secrets-fd is an int by argparse
+        beat = subprocess.run(heart.heart_command(["true"], secrets_fd=int(value)),
+                              check=False, capture_output=True, text=True, timeout=60)
+        assert beat.returncode == heart.EXIT_USAGE, beat.stderr
+        assert f"heart: {says}" in beat.stderr and "Traceback" not in beat.stderr
 
 
 def _own_read(pid: int) -> bytes | None:

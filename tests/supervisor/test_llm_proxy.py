@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from project_o.errors import LLMError
+from project_o.llm.client import LLMClient
 from project_o.llm.config import LLMConfig
 from project_o.llm.remote import RemoteClient
 from project_o.runtime.llm_link import LLMLink
@@ -210,4 +211,57 @@ def test_a_malformed_llm_call_kills_the_instance_only() -> None:
             assert "llm_call needs messages" in w.owner.deaths[0]
 
     with OpenAIServer() as server:
+        asyncio.run(asyncio.wait_for(scenario(server), 60))
+
+
+class _BrokenClient(LLMClient):
+    """A client with a bug: what the proxy must report as its own failure, logged."""
+
+    def complete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the client")
+
+
+def test_a_bug_in_the_call_is_reported_as_such_and_a_stopped_proxy_as_stopping(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(server: OpenAIServer) -> None:
+        config = _config(server)
+        async with wired(config, client=_BrokenClient(config)) as w:
+            with pytest.raises(LLMError, match="could not make the call: RuntimeError: a bug"):
+                await w.client.complete_async(_ask("hi"))
+            assert "LLM call" in caplog.text  # logged with its traceback
+            w.proxy.close()
+            with pytest.raises(LLMError, match="the supervisor is stopping"):
+                await w.client.complete_async(_ask("hi"))
+            assert w.handle.alive and w.proxy.pending == 0
+
+    with OpenAIServer() as server:
+        asyncio.run(asyncio.wait_for(scenario(server), 60))
+
+
+def test_a_call_that_times_out_while_queued_never_reaches_the_model() -> None:
+    release = threading.Event()
+
+    def responder(body: dict[str, Any]) -> Reply:
+        word = body["messages"][-1]["content"]
+        if word == "stuck":
+            release.wait(20)
+        return Reply(f"echo {word}")
+
+    async def scenario(server: OpenAIServer) -> None:
+        async with wired(_config(server), max_concurrency=1, timeout=3.0) as w:
+            stuck = asyncio.create_task(w.client.complete_async(_ask("stuck")))
+            while not server.requests:
+                await asyncio.sleep(0.01)
+            # The only thread is taken: this one waits in the queue until its time is up.
+            with pytest.raises(LLMError, match="longer than 3 s"):
+                await w.client.complete_async(_ask("queued"))
+            with pytest.raises(LLMError, match="longer than 3 s"):
+                await stuck
+            release.set()
+            # One thread, first in first out: had "queued" stayed queued, it would run first.
+            assert (await w.client.complete_async(_ask("after"))).text == "echo after"
+            assert [r["messages"][-1]["content"] for r in server.requests] == ["stuck", "after"]
+
+    with OpenAIServer() as server:
+        server.respond_with(responder)
         asyncio.run(asyncio.wait_for(scenario(server), 60))

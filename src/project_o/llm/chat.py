@@ -94,8 +94,6 @@ class CompletionClient(Protocol):
         on_token: TokenCallback | None = None, options: Mapping[str, Any] | None = None,
     ) -> Completion: ...
 
-    def close(self) -> None: ...
-
 
 @runtime_checkable
 class LLMTool(Protocol):

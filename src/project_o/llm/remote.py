@@ -89,9 +89,6 @@ class RemoteClient:
         request = call_data(messages, tools, stream, options)
         return _outcome(await self._transport.call_async(request, on_token if stream else None))
 
-    def close(self) -> None:
-        """Nothing to close: the supervisor holds the connections."""
-
 
 def call_data(
     messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None,
@@ -131,11 +128,10 @@ def completion_from_data(data: Any) -> Completion:
     )
 
 
-def error_data(error: BaseException) -> dict[str, Any]:
-    """``error`` as an ``llm_result`` carries it (an LLMError keeps its status and attempts)."""
-    return {"message": str(error)[:MAX_ERROR_CHARS],
-            "status": getattr(error, "status", None),
-            "attempts": getattr(error, "attempts", None)}
+def error_data(error: LLMError) -> dict[str, Any]:
+    """``error`` as an ``llm_result`` carries it: its message, status and attempts."""
+    return {"message": str(error)[:MAX_ERROR_CHARS], "status": error.status,
+            "attempts": error.attempts}
 
 
 def error_from_data(data: Any) -> LLMError:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from project_o.errors import LLMError
@@ -43,7 +43,7 @@ class _Call:
     on_token: TokenCallback | None
     result: dict[str, Any] | None = None
     future: asyncio.Future[dict[str, Any]] | None = None
-    failed: BaseException | None = field(default=None)
+    failed: BaseException | None = None
 
 
 class LLMLink:
@@ -63,11 +63,6 @@ class LLMLink:
         self._requeue = requeue
         self._ids = itertools.count(1)
         self._calls: dict[str, _Call] = {}
-
-    @property
-    def in_flight(self) -> int:
-        """Calls sent and not yet answered."""
-        return len(self._calls)
 
     def call(self, request: dict[str, Any], on_token: TokenCallback | None) -> dict[str, Any]:
         """Send one call and read the socket until its ``llm_result`` arrives; its data."""

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 
 from project_o.dashboard import mount_dashboard
+from project_o.errors import InvalidArgument
 from project_o.gateway import GatewayServer, create_app, resolve_token
 from project_o.gateway.server import loop_factory
 from project_o.supervisor.api import AgentService
@@ -22,7 +23,7 @@ from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.hardening import take_secrets
 from project_o.supervisor.options import add_supervisor_options, config_from_args
 from project_o.supervisor.service import Supervisor
-from project_o.supervisor.startup import StartupError, claim_ready_fd
+from project_o.supervisor.startup import EXIT_USAGE, StartupError, claim_ready_fd
 from project_o.vault.fileio import PRIVATE_UMASK
 
 
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ready_fd = claim_ready_fd()  # first: nothing we start may inherit the heart's pipe
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # every file it creates is private
     # Before anything else runs or starts: no child may inherit a secret.
-    secrets = take_secrets()
+    try:
+        secrets = take_secrets()
+    except (InvalidArgument, OSError) as exc:  # a bad PROJECT_O_SECRETS_FD, prctl refused
+        print(f"project-o: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     parser = argparse.ArgumentParser(prog="project-o-supervisor")
     add_supervisor_options(parser)
     try:

@@ -96,13 +96,17 @@ __all__ = [
     "HEART_MAX_SECONDS",
     "HEART_PID_ENV",
     "HEART_SCRIPT",
+    "MAX_SECRETS_BYTES",
     "READY_FD_ENV",
     "SECRETS_FD_ENV",
     "SECRET_ENV",
     "heart_command",
     "main",
+    "make_non_dumpable",
+    "read_secrets",
     "read_status",
     "run_heart",
+    "secrets_pipe",
     "take_secrets",
 ]
 
@@ -115,8 +119,10 @@ READY_LINE = b"up\n"
 
 #: The supervisor reads its secrets from the pipe this descriptor names.
 SECRETS_FD_ENV = "PROJECT_O_SECRETS_FD"
-#: Variables that hold secrets: kept out of every environment (the same list as
-#: ``supervisor/hardening.py``'s, which this stdlib-only file cannot import).
+#: Variables that hold secrets, kept out of every environment: the API token,
+#: the LLM endpoint and key, the vault key (a base URL can carry credentials in
+#: its user-info part). Defined here, where the stdlib-only heart can use them;
+#: ``supervisor/hardening.py`` imports them, as ``startup.py`` does the exit codes.
 SECRET_ENV = (
     "PROJECT_O_TOKEN",
     "PROJECT_O_LLM_API_KEY",
@@ -125,6 +131,9 @@ SECRET_ENV = (
     "OPENAI_BASE_URL",
     "PROJECT_O_VAULT_KEY",
 )
+#: A secrets message larger than this is refused (a few keys are well under a KiB;
+#: the pipe's buffer holds 64 KiB, so writing one never blocks).
+MAX_SECRETS_BYTES = 64 * 1024
 _PR_SET_DUMPABLE = 4
 
 #: Run this file with the interpreter to get a heart that imports nothing of ours.
@@ -285,7 +294,7 @@ class _Heart:
     def _run_once(self) -> int:
         read_end, write_end = os.pipe()
         env = {**self.env, HEART_PID_ENV: str(os.getpid()), READY_FD_ENV: str(write_end)}
-        secrets_fd = _secrets_pipe(self.secrets) if self.secrets else None
+        secrets_fd = secrets_pipe(self.secrets) if self.secrets else None
         if secrets_fd is not None:
             env[SECRETS_FD_ENV] = str(secrets_fd)
         try:
@@ -429,30 +438,74 @@ def _write_atomically(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def _secrets_pipe(secrets: Mapping[str, str]) -> int:
-    """A pipe holding ``secrets`` as JSON; its read end (the write end is closed)."""
+def make_non_dumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)``: no core dumps, no same-uid ptrace or /proc/<pid>/mem.
+
+    Raises OSError if the kernel refuses. Reset by ``execve``: every program
+    that holds secrets calls it for itself.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
+
+
+def secrets_pipe(secrets: Mapping[str, str]) -> int:
+    """A pipe holding ``secrets`` as JSON; its read end, inheritable (the write end is closed).
+
+    ValueError if they take over :data:`MAX_SECRETS_BYTES` (the write would block).
+    """
+    raw = json.dumps(dict(secrets)).encode()
+    if len(raw) > MAX_SECRETS_BYTES:
+        raise ValueError(f"the secrets take {len(raw)} bytes, over {MAX_SECRETS_BYTES}")
     read_end, write_end = os.pipe()
     try:
-        os.write(write_end, json.dumps(dict(secrets)).encode())  # a few keys: never blocks
+        os.write(write_end, raw)  # within the pipe's buffer: never blocks
     finally:
         os.close(write_end)
+    os.set_inheritable(read_end, True)
     return read_end
+
+
+def read_secrets(fd: int) -> dict[str, str]:
+    """The secrets :func:`secrets_pipe` wrote on ``fd`` (closed afterwards).
+
+    ValueError if it cannot be read, or holds more than
+    :data:`MAX_SECRETS_BYTES` or anything but a JSON object of strings.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := os.read(fd, 4096):
+            size += len(chunk)
+            if size > MAX_SECRETS_BYTES:
+                raise ValueError(f"the secrets pipe holds over {MAX_SECRETS_BYTES} bytes")
+            chunks.append(chunk)
+    except OSError as exc:  # not an open descriptor, or not one to read
+        raise ValueError(f"cannot read the secrets pipe (descriptor {fd}): "
+                         f"{exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        secrets = json.loads(b"".join(chunks) or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"the secrets pipe does not hold JSON: {exc}") from None
+    if not isinstance(secrets, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
+        raise ValueError("the secrets pipe must hold a JSON object of strings")
+    return secrets
 
 
 def take_secrets(secrets_fd: int | None) -> dict[str, str]:
     """Become non-dumpable; the secrets on ``secrets_fd`` (closed) and in ``os.environ`` (removed).
 
     Non-dumpable: other processes of the same uid can no longer read our
-    memory or ``/proc/<pid>/environ``, nor ptrace us (``prctl(2)``).
+    memory or ``/proc/<pid>/environ``, nor ptrace us (``prctl(2)``). A
+    variable set in the environment wins over the same name from the pipe.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
-    secrets: dict[str, str] = {}
-    if secrets_fd is not None:
-        with os.fdopen(secrets_fd, "rb") as pipe:
-            loaded = json.loads(pipe.read() or b"{}")
-        secrets = {str(name): str(value) for name, value in dict(loaded).items()}
+    make_non_dumpable()
+    secrets = read_secrets(secrets_fd) if secrets_fd is not None else {}
     for name in SECRET_ENV:
         with contextlib.suppress(KeyError):
             secrets[name] = os.environ.pop(name)
@@ -549,9 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("heart: expected the supervisor command after --", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        secrets = take_secrets(args.secrets_fd)
+    except (ValueError, OSError) as exc:
+        print(f"heart: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return run_heart(
         command,
-        secrets=take_secrets(args.secrets_fd),
+        secrets=secrets,
         pidfile=args.pidfile,
         max_restarts=args.max_restarts,
         max_seconds=args.max_seconds,

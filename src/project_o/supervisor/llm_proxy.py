@@ -22,7 +22,8 @@ an exception in the supervisor.
 
 Bounds: at most ``max_concurrency`` calls reach the model at once (a
 worker thread each: the client is synchronous and a stuck call cannot be
-interrupted, only abandoned once ``timeout`` passes); at most
+interrupted, only abandoned once ``timeout`` passes; a call whose time
+runs out while it waits for a thread is dropped unmade); at most
 ``max_per_instance`` in flight per instance and ``max_pending`` in all,
 queued ones included, beyond which a call is answered at once with an
 error saying so.
@@ -144,7 +145,7 @@ class LLMProxy:
         call = _checked(instance, message.data)
         refusal = self._refusal(call)
         if refusal is not None:
-            self._answer_later(call, {"error": {"message": refusal}})
+            self._answer_later(call, {"error": error_data(LLMError(refusal))})
             return
         self._pending[instance] += 1
         try:
@@ -189,19 +190,17 @@ class LLMProxy:
     async def _result(self, call: _Call) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout):
-                completion = await self._complete(call)
+                return {"completion": completion_data(await self._complete(call))}
         except LLMError as exc:
-            return {"error": error_data(exc)}
+            error = exc
         except TimeoutError:
-            return {"error": {"message": f"the LLM call took longer than {self.timeout:g} s "
-                                         "(the supervisor's limit); it was abandoned"}}
-        except RuntimeError as exc:  # the executor is shut down: the supervisor is stopping
-            return {"error": {"message": f"the supervisor is stopping ({exc})"}}
+            error = LLMError(f"the LLM call took longer than {self.timeout:g} s "
+                             "(the supervisor's limit); it was abandoned")
         except Exception as exc:  # a bug here must never reach the supervisor
             logger.exception("LLM call %s of %s failed", call.id, call.instance.instance_id)
-            return {"error": {"message": f"the supervisor could not make the call: "
-                                         f"{type(exc).__name__}: {exc}"}}
-        return {"completion": completion_data(completion)}
+            error = LLMError(f"the supervisor could not make the call: "
+                             f"{type(exc).__name__}: {exc}")
+        return {"error": error_data(error)}
 
     async def _complete(self, call: _Call) -> Completion:
         """Run the call on a worker thread; forward its streamed pieces as they come."""
@@ -211,15 +210,23 @@ class LLMProxy:
         def forward(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        work = loop.run_in_executor(self._executor, functools.partial(
-            self._complete_and_record, call, forward if call.stream else None))
+        try:
+            work = loop.run_in_executor(self._executor, functools.partial(
+                self._complete_and_record, call, forward if call.stream else None))
+        except RuntimeError as exc:  # the executor is shut down: the supervisor is stopping
+            raise LLMError(f"the supervisor is stopping ({exc})") from None
         # Done after every piece: the pieces were queued on the loop before the result.
         work.add_done_callback(lambda _: pieces.put_nowait(None))
-        while (piece := await pieces.get()) is not None:
-            with contextlib.suppress(InstanceDied):  # the call still finishes and is counted
-                await call.instance.send(Message(MessageType.LLM_TOKEN,
-                                                 {"id": call.id, "text": piece}))
-        return await work
+        try:
+            while (piece := await pieces.get()) is not None:
+                with contextlib.suppress(InstanceDied):  # the call still finishes, counted
+                    await call.instance.send(Message(MessageType.LLM_TOKEN,
+                                                     {"id": call.id, "text": piece}))
+            return await work
+        finally:
+            # Past the limit: a call still queued for a thread never reaches the model;
+            # one already running is abandoned (its outcome is nobody's any more).
+            work.cancel()
 
     def _complete_and_record(self, call: _Call,
                              forward: Callable[[str], None] | None) -> Completion:
