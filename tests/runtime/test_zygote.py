@@ -233,8 +233,12 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         ours.settimeout(30)
         hello = read_message(ours)
         sandbox = hello.data.pop("sandbox")
+        forker = hello.data.pop("host_pid")
         assert (hello.type, hello.data) == ("hello", {"word": "hello-word",
                                                       "pid": zygote_process.pid})
+        # It forks as process 1 of its PID namespace: the started process's one child.
+        assert (psutil.Process(forker).ppid() == zygote_process.pid if "pid" in sandbox["active"]
+                else forker == zygote_process.pid)
         assert sandbox["enabled"] is True and "seccomp" in sandbox["active"]
 
         refused_end, other_end = socket.socketpair()
