@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from project_o.runtime.confine import identity, landlock, linux, mounts, syscall_filter
 from project_o.runtime.confine.policy import LAYERS, SandboxPolicy, SandboxReport
@@ -48,7 +48,6 @@ class Confinement:
     private_tmp: bool = False
     #: whether the children's tasks are all in this PID namespace (RLIMIT_NPROC counts them)
     own_pids: bool = False
-    _pid_cache: dict[int, int] = field(default_factory=dict)
 
     def host_pid(self, pid: int) -> int:
         """The host's pid of our child ``pid`` (what the parent can signal and show)."""

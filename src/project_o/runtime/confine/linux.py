@@ -21,7 +21,6 @@ __all__ = [
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
-    "MS_BIND",
     "MS_NODEV",
     "MS_NOEXEC",
     "MS_NOSUID",
@@ -33,7 +32,6 @@ __all__ = [
     "clone_tree",
     "idmap_tree",
     "mount",
-    "no_new_privs",
     "set_no_new_privs",
     "syscall",
     "unshare",
@@ -58,7 +56,6 @@ MS_NOSUID: Final = 2
 MS_NODEV: Final = 4
 MS_NOEXEC: Final = 8
 MS_REMOUNT: Final = 32
-MS_BIND: Final = 4096
 MS_REC: Final = 16384
 MS_PRIVATE: Final = 1 << 18
 
@@ -76,7 +73,6 @@ _MOUNT_ATTR_IDMAP: Final = 0x00100000
 _NR: Final = {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}
 # <linux/prctl.h>
 _PR_SET_NO_NEW_PRIVS: Final = 38
-_PR_GET_NO_NEW_PRIVS: Final = 39
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -141,11 +137,6 @@ def attach_tree(tree_fd: int, target: str) -> None:
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: no exec ever gains privileges (setuid bits, file caps)."""
     _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
-
-
-def no_new_privs() -> bool:
-    """Whether PR_SET_NO_NEW_PRIVS is set for this process."""
-    return bool(_check(_libc.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), "prctl(GET_NO_NEW_PRIVS)"))
 
 
 def _c(text: str | None) -> bytes | None:
