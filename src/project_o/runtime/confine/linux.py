@@ -2,17 +2,20 @@
 
 ``unshare``, ``mount`` and the new mount API (``open_tree``, ``mount_setattr``,
 ``move_mount``: an id-mapped read-only view of a directory), ``prctl`` for
-``PR_SET_NO_NEW_PRIVS``. Each raises :class:`OSError` with the errno, never
-returns a status to check.
+``PR_SET_NO_NEW_PRIVS`` (the libc handle and ``prctl`` are
+:mod:`project_o.runtime.procctl`'s). Each raises :class:`OSError` with the
+errno, never returns a status to check.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 from typing import Final
+
+from project_o.runtime.procctl import LIBC as _libc
+from project_o.runtime.procctl import prctl
 
 __all__ = [
     "CLONE_NEWIPC",
@@ -74,7 +77,6 @@ _NR: Final = {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}
 # <linux/prctl.h>
 _PR_SET_NO_NEW_PRIVS: Final = 38
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
@@ -136,7 +138,7 @@ def attach_tree(tree_fd: int, target: str) -> None:
 
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: no exec ever gains privileges (setuid bits, file caps)."""
-    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    prctl(_PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _c(text: str | None) -> bytes | None:
