@@ -27,6 +27,7 @@ import psutil
 
 from project_o.errors import ConnectionClosed, ProtocolError
 from project_o.runtime.confine import SandboxPolicy
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ExitStatus, ForkedInstance, ZygoteHandle
 from project_o.vault.sealed import sealed_copy
@@ -48,18 +49,11 @@ def run(coro: Coroutine[Any, Any, _T], timeout: float = 120.0) -> _T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def own_pid(host_pid: int) -> int:
-    """The pid process ``host_pid`` sees itself as (in its innermost PID namespace)."""
-    with open(f"/proc/{host_pid}/status") as status:
-        line = next(line for line in status if line.startswith("NSpid:"))
-    return int(line.split()[-1])
-
-
 def forking_zygote(handle: ZygoteHandle) -> int:
     """The host pid of the process that forks (the zygote's pid, or in a PID
     namespace its first process, the zygote's only child)."""
     children = psutil.Process(handle.pid).children()
-    return children[0].pid if len(children) == 1 and own_pid(children[0].pid) == 1 else handle.pid
+    return children[0].pid if len(children) == 1 and inner_pid(children[0].pid) == 1 else handle.pid
 
 
 @contextlib.asynccontextmanager

@@ -6,9 +6,10 @@ import signal
 from pathlib import Path
 
 from project_o.errors import ConnectionClosed
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RESTORE_FAILED
 from project_o.vault.checkpoint import CheckpointStore
-from tests.runtime.harness import FAST_BEATS, own_pid, run, spawn, zygote
+from tests.runtime.harness import FAST_BEATS, run, spawn, zygote
 
 
 def _checkpoint(directory: Path, kv: dict[str, object], last_sequence: int) -> Path:
@@ -26,7 +27,7 @@ def test_hello_names_the_instance_and_request_gets_response() -> None:
             peer = await spawn(z, "main")
             assert peer.hello is not None
             # Its pid as it sees it: in the sandbox's PID namespace, the last NSpid.
-            assert peer.hello.data["pid"] == own_pid(peer.pid)
+            assert peer.hello.data["pid"] == inner_pid(peer.pid)
             assert peer.hello.data["role"] == "main"
             assert peer.hello.data["version"] == "v1"
             answer = await peer.call({"do": "echo", "input": {"x": [1, 2]}})

@@ -11,6 +11,7 @@ import pytest
 
 from project_o.errors import InvalidArgument
 from project_o.runtime.cgroup import cgroup_available
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.sandbox import (
     CPU_KILL_GRACE_SECONDS,
     DEFAULT_MEMORY_BYTES,
@@ -19,7 +20,7 @@ from project_o.runtime.sandbox import (
     scrubbed_env,
 )
 from tests.processes import assert_gone
-from tests.runtime.harness import forking_zygote, own_pid, run, spawn, zygote
+from tests.runtime.harness import forking_zygote, run, spawn, zygote
 
 SOURCE_ENV = {
     "PATH": "/usr/bin",
@@ -110,9 +111,9 @@ def test_instance_runs_with_scrubbed_env_isolated_fds_own_group_and_limits(
 
             me = (await peer.call({"do": "whoami"})).data["output"]
             # Seen from inside (its PID namespace) and from the host:
-            assert me["pgid"] == me["sid"] == me["pid"] == own_pid(peer.pid)
-            assert psutil.Process(peer.pid).ppid() == forking_zygote(z)
-            assert me["ppid"] == own_pid(forking_zygote(z))
+            assert me["pgid"] == me["sid"] == me["pid"] == inner_pid(peer.pid)
+            assert psutil.Process(peer.pid).ppid() == forking_zygote(z) == z.hello["host_pid"]
+            assert me["ppid"] == inner_pid(forking_zygote(z))
             assert me["pdeathsig"] == signal.SIGKILL
             assert me["core"] == [0, 0]
 

@@ -15,12 +15,13 @@ import psutil
 import pytest
 
 from project_o.errors import AgentLoadError, InvalidArgument, ZygoteError
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.instance import EXIT_PROTOCOL
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.wire import Message, encode_frame, read_message, write_message
 from tests.processes import assert_gone
-from tests.runtime.harness import CHAOS_AGENT, own_pid, run, spawn, zygote
+from tests.runtime.harness import CHAOS_AGENT, run, spawn, zygote
 
 BROKEN_AGENT = """
 from project_o import Agent
@@ -233,8 +234,12 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         ours.settimeout(30)
         hello = read_message(ours)
         sandbox = hello.data.pop("sandbox")
+        forker = hello.data.pop("host_pid")
         assert (hello.type, hello.data) == ("hello", {"word": "hello-word",
                                                       "pid": zygote_process.pid})
+        # It forks as process 1 of its PID namespace: the started process's one child.
+        assert (psutil.Process(forker).ppid() == zygote_process.pid if "pid" in sandbox["active"]
+                else forker == zygote_process.pid)
         assert sandbox["enabled"] is True and "seccomp" in sandbox["active"]
 
         refused_end, other_end = socket.socketpair()
@@ -257,7 +262,7 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         probe = read_message(parent_end).data
         # The sandbox ran before the program: own session, its limits, only fds 0-3;
         # the zygote reports the host's pid, the child sees its PID namespace's.
-        assert probe["pid"] == own_pid(forked.data["pid"]) == probe["sid"]
+        assert probe["pid"] == inner_pid(forked.data["pid"]) == probe["sid"]
         assert probe["address_space"] == limit
         assert probe["fd"] == 3 and [fd for fd in probe["fds"] if fd > 3] in ([], [4])
 

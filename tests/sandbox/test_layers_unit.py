@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 from pathlib import Path
@@ -85,3 +86,33 @@ def test_landlock_confines_files_tcp_and_signals(tmp_path: Path) -> None:
         server.close()
     assert (writable / "new").read_text() == "allowed"
     assert not (readable / "g").exists()
+
+
+def test_every_layer_is_reported_for_an_unprivileged_user() -> None:
+    """Whatever a user without privileges may do here (a user namespace or not), every
+    layer is in the report: active, or missing with why (status shows what is missing)."""
+    import tempfile
+
+    from project_o.runtime.confine import LAYERS
+    from project_o.runtime.confine.enter import confine
+    from project_o.runtime.confine.syscall_filter import seccomp_available
+
+    seccomp_available()  # libseccomp's binding imported while this user can read it
+    nobody = 65534
+    scratch = tempfile.mkdtemp()  # the Landlock fallback's private directory goes here
+    os.chown(scratch, nobody, nobody)
+    per_zygote = {"limits", "cgroup"}  # reported by the zygote after the sandbox
+
+    def unprivileged() -> bool:
+        tempfile.tempdir = scratch
+        if os.geteuid() == 0:
+            os.setgroups([])
+            os.setresgid(nobody, nobody, nobody)
+            os.setresuid(nobody, nobody, nobody)
+        report = confine(SandboxPolicy()).report
+        return {layer.name for layer in report.layers} == set(LAYERS) - per_zygote
+
+    try:
+        assert _in_child(unprivileged) == 0
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from project_o.llm.config import LLMConfig
 from project_o.runtime.confine import SandboxReport
 from project_o.status_view import render_status
-from project_o.llm.config import LLMConfig
 from project_o.supervisor.config import SupervisorConfig
 
 

@@ -384,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     gc.collect()
     gc.freeze()
     _send_quietly(control, MessageType.HELLO, **program.hello(), pid=parent_knows,
+                  host_pid=confinement.host_pid(os.getpid()),
                   sandbox=confinement.report.to_dict())
     Zygote(control, program, confinement).serve()
 

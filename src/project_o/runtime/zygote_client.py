@@ -20,7 +20,9 @@ one task reads it. The zygote has imported agent code, so what it sends is
 checked like an instance's: only its four types, each within its cap
 (:data:`ZYGOTE_LIMITS`), and a ``forked`` pid must be a child of this
 zygote (not the supervisor, the heart or another zygote's instance, which
-a later kill of "its" process group would hit). A frame that breaks
+a later kill of "its" process group would hit): its parent must be the
+process that forks, which the hello names (``host_pid``: the started
+process, or its one child, process 1 of the sandbox's PID namespace). A frame that breaks
 either ends the zygote. If the zygote dies, pending forks fail with
 :class:`~project_o.errors.ZygoteError` and every live instance's
 ``exited`` resolves with both ``exit_code`` and ``signal`` None: the
@@ -150,6 +152,8 @@ class ZygoteHandle:
         self._ids = itertools.count(1)
         self._send_lock = asyncio.Lock()
         self._lost: str | None = None
+        #: the host pid of the process that forks the children (told in the hello)
+        self._forker = process.pid
         self._gone: asyncio.Future[str] = loop.create_future()
         self._reader = loop.create_task(self._read_loop(), name=f"zygote-{process.pid}")
 
@@ -398,6 +402,8 @@ class ZygoteHandle:
     def _dispatch(self, message: Message) -> None:
         data = message.data
         if message.type == MessageType.HELLO:
+            if not self._hello.done():
+                self._forker = self._check_forker(data.get("host_pid", self.pid))
             _resolve(self._hello, data)
         elif message.type == MessageType.FORKED:
             self._on_forked(data)
@@ -419,18 +425,28 @@ class ZygoteHandle:
         self._instances[pid] = exited
         _resolve(future, (pid, exited))
 
+    def _check_forker(self, pid: Any) -> int:
+        """The hello's ``host_pid``: the started process, or its child (a sandboxed
+        zygote is process 1 of its own PID namespace, the started process waits outside)."""
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise ProtocolError(f"the zygote's hello names no pid it forks from: {pid!r}")
+        if pid != self.pid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).ppid() == self.pid:
+                    return pid
+            raise ProtocolError(f"the zygote says it forks as pid {pid}, "
+                                f"which is not process {self.pid} nor its child")
+        return pid
+
     def _check_child(self, pid: int) -> None:
-        """Refuse a ``forked`` pid that is not a child of this zygote."""
-        if pid <= 1 or pid in (os.getpid(), os.getppid(), self.pid):
+        """Refuse a ``forked`` pid that is not a child of the process that forks."""
+        if pid <= 1 or pid in (os.getpid(), os.getppid(), self.pid, self._forker):
             raise ProtocolError(f"the zygote claims pid {pid} as its child")
         try:
             parent = psutil.Process(pid).ppid()
-            # A sandboxed zygote is the started process's child (process 1 of its own
-            # PID namespace): its children are the started process's grandchildren.
-            grandparent = psutil.Process(parent).ppid() if parent != self.pid else self.pid
         except psutil.NoSuchProcess:
             return  # it died (and was reaped) already: there is nothing to kill
-        if self.pid not in (parent, grandparent):
+        if parent != self._forker:
             raise ProtocolError(f"the zygote claims pid {pid} as its child, but its parent "
                                 f"is {parent}")
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from project_o.runtime.confine import identity, landlock, linux, mounts, syscall_filter
 from project_o.runtime.confine.policy import LAYERS, SandboxPolicy, SandboxReport
@@ -35,6 +35,8 @@ from project_o.runtime.procctl import set_parent_death_signal
 __all__ = ["Confinement", "confine"]
 
 _HOSTNAME = "project-o-sandbox"
+#: the layers one unshare makes (the mount one also carries the private view)
+_NAMESPACES = ("mount", "pid", "ipc", "uts", "network")
 
 
 @dataclass
@@ -48,7 +50,6 @@ class Confinement:
     private_tmp: bool = False
     #: whether the children's tasks are all in this PID namespace (RLIMIT_NPROC counts them)
     own_pids: bool = False
-    _pid_cache: dict[int, int] = field(default_factory=dict)
 
     def host_pid(self, pid: int) -> int:
         """The host's pid of our child ``pid`` (what the parent can signal and show)."""
@@ -86,9 +87,11 @@ def confine(policy: SandboxPolicy, *, agent_paths: tuple[str, ...] = ()) -> Conf
         _become_pid_init()
         result.host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         result.own_pids = result.private_tmp = _mounts(policy, report, ids, agent_paths)
-    elif not policy.namespaces:
-        for name in ("mount", "pid", "ipc", "uts", "network"):
-            report.add(name, False, "namespaces not asked for (policy)")
+    elif not (policy.namespaces and userns):  # (a refused unshare reported them itself)
+        why = ("namespaces not asked for (policy)" if not policy.namespaces
+               else "no user namespace to make them in (see identity)")
+        for name in _NAMESPACES:
+            report.add(name, False, why)
     if ids is not None:
         _switch(ids, report)
         if namespaces:
@@ -127,7 +130,7 @@ def _namespaces(policy: SandboxPolicy, report: SandboxReport) -> bool:
     try:
         linux.unshare(flags)
     except OSError as exc:
-        for name in ("mount", "pid", "ipc", "uts", "network"):
+        for name in _NAMESPACES:
             report.add(name, False, f"unshare refused: {exc.strerror}")
         return False
     report.add("pid", True, "own PID namespace: the zygote is its process 1, "

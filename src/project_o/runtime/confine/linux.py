@@ -2,17 +2,20 @@
 
 ``unshare``, ``mount`` and the new mount API (``open_tree``, ``mount_setattr``,
 ``move_mount``: an id-mapped read-only view of a directory), ``prctl`` for
-``PR_SET_NO_NEW_PRIVS``. Each raises :class:`OSError` with the errno, never
-returns a status to check.
+``PR_SET_NO_NEW_PRIVS`` (the libc handle and ``prctl`` are
+:mod:`project_o.runtime.procctl`'s). Each raises :class:`OSError` with the
+errno, never returns a status to check.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 from typing import Final
+
+from project_o.runtime.procctl import LIBC as _libc
+from project_o.runtime.procctl import prctl
 
 __all__ = [
     "CLONE_NEWIPC",
@@ -21,7 +24,6 @@ __all__ = [
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
-    "MS_BIND",
     "MS_NODEV",
     "MS_NOEXEC",
     "MS_NOSUID",
@@ -33,7 +35,6 @@ __all__ = [
     "clone_tree",
     "idmap_tree",
     "mount",
-    "no_new_privs",
     "set_no_new_privs",
     "syscall",
     "unshare",
@@ -58,7 +59,6 @@ MS_NOSUID: Final = 2
 MS_NODEV: Final = 4
 MS_NOEXEC: Final = 8
 MS_REMOUNT: Final = 32
-MS_BIND: Final = 4096
 MS_REC: Final = 16384
 MS_PRIVATE: Final = 1 << 18
 
@@ -76,9 +76,7 @@ _MOUNT_ATTR_IDMAP: Final = 0x00100000
 _NR: Final = {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}
 # <linux/prctl.h>
 _PR_SET_NO_NEW_PRIVS: Final = 38
-_PR_GET_NO_NEW_PRIVS: Final = 39
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
@@ -140,12 +138,7 @@ def attach_tree(tree_fd: int, target: str) -> None:
 
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: no exec ever gains privileges (setuid bits, file caps)."""
-    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
-
-
-def no_new_privs() -> bool:
-    """Whether PR_SET_NO_NEW_PRIVS is set for this process."""
-    return bool(_check(_libc.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), "prctl(GET_NO_NEW_PRIVS)"))
+    prctl(_PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _c(text: str | None) -> bytes | None:
