@@ -128,3 +128,14 @@ def test_ci_installs_wrk() -> None:
     assert "wrk" in ci
     assert subprocess.run(["bash", "-n", str(Path(__file__).resolve().parents[2] / ".ci" / "run")],
                           check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_memory_counts_supervisor_main_and_standby_and_shows_the_zygote_apart(
+        tmp_path: Path) -> None:
+    row = overhead.measure_memory(tmp_path / "vault")
+    roles = {key.removesuffix(" PSS MB") for key in row if key.endswith(" PSS MB")}
+    assert roles == {"main", "standby", "supervisor"}
+    parts = sum(row[f"{role} PSS MB"] for role in roles)
+    assert row["PSS MB"] == pytest.approx(parts, abs=0.2) and row["PSS MB"] > 0
+    assert row["zygote PSS MB (apart)"] > 0

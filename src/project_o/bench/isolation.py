@@ -38,12 +38,13 @@ from project_o.bench import recovery
 from project_o.bench.agents import HOSTILE_AGENT
 from project_o.bench.agents.hostile_agent import TARGETS_FILE
 from project_o.bench.report import Report
+from project_o.bench.shadows import expect
 from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import scrubbed_env
-from project_o.runtime.zygote_client import ForkedInstance, ZygoteHandle
+from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.stack import Stack
 from project_o.supervisor.options import builtin_agent_path
-from project_o.wire import Message, MessageType, read_message_async, write_message_async
+from project_o.wire import Message, MessageType, write_message_async
 
 __all__ = ["run"]
 
@@ -128,24 +129,15 @@ async def _zygote(policy: SandboxPolicy) -> ZygoteHandle:
 async def _one_fork(zygote: ZygoteHandle) -> float:
     t0 = time.perf_counter()
     forked = await zygote.fork("shadow", f"bench-{time.monotonic_ns()}")
-    await asyncio.wait_for(_expect(forked, MessageType.HELLO), STEP_TIMEOUT_S)
+    await asyncio.wait_for(expect(forked, MessageType.HELLO), STEP_TIMEOUT_S)
     await write_message_async(forked.writer, Message(MessageType.RESTORE, {
         "checkpoint": None, "entries": [], "last_sequence": 0}))
-    await asyncio.wait_for(_expect(forked, MessageType.HEARTBEAT), STEP_TIMEOUT_S)
+    await asyncio.wait_for(expect(forked, MessageType.HEARTBEAT), STEP_TIMEOUT_S)
     elapsed = (time.perf_counter() - t0) * 1000
     await write_message_async(forked.writer, Message(MessageType.SHUTDOWN, {}))
     await asyncio.wait_for(asyncio.shield(forked.exited), STEP_TIMEOUT_S)
     forked.writer.close()
     return elapsed
-
-
-async def _expect(forked: ForkedInstance, message_type: str) -> Message:
-    while True:
-        message = await read_message_async(forked.reader)
-        if message.type == message_type:
-            return message
-        if message.type != MessageType.HEARTBEAT:
-            raise RuntimeError(f"instance {forked.pid}: expected {message_type}, got {message}")
 
 
 # -- restart ----------------------------------------------------------------

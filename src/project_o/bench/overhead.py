@@ -50,6 +50,7 @@ from project_o.bench.agents import WORK_AGENT, WORK_AGENT_ASYNC
 from project_o.bench.overhead_servers import ServerProcess
 from project_o.bench.overhead_wrk import WrkResult, ensure_wrk, run_wrk
 from project_o.bench.report import Report
+from project_o.bench.shadows import pss
 from project_o.dashboard.client import LiveReader
 from project_o.runtime.loader import load_agent
 from project_o.stack import Stack
@@ -387,23 +388,15 @@ def measure_memory(vault: Path) -> dict[str, Any]:
         for fact in ("the sky is blue", "water boils at 100 degrees"):
             stack.ask(f"remember {fact}").raise_for_status()
         stack.ask("what colour is the sky?").raise_for_status()
-        pids = stack.pids()
-        supervisor = psutil.Process(stack.supervisor_pid())
-        instances = set(pids.values())
-        others = [p.pid for p in supervisor.children(recursive=True) if p.pid not in instances]
-        pss = {role: _pss(pid) for role, pid in pids.items()}
-        pss["supervisor"] = _pss(supervisor.pid)
-        zygote = sum(_pss(pid) for pid in others)
+        sizes = {name: pss(pid) for name, pid in _project_o(stack).processes.items()}
+    zygote = sum(size for name, size in sizes.items() if name.startswith("zygote"))
+    counted = {name: size for name, size in sizes.items() if not name.startswith("zygote")}
     return {
         "handler": "assistant", "server": "memory",
-        "PSS MB": round(sum(pss.values()) / MB, 1),
-        **{f"{role} PSS MB": round(value / MB, 1) for role, value in sorted(pss.items())},
+        "PSS MB": round(sum(counted.values()) / MB, 1),
+        **{f"{role} PSS MB": round(value / MB, 1) for role, value in sorted(counted.items())},
         "zygote PSS MB (apart)": round(zygote / MB, 1),
     }
-
-
-def _pss(pid: int) -> int:
-    return int(psutil.Process(pid).memory_full_info().pss)
 
 
 def _notes(report: Report, flavours: Sequence[Flavour]) -> None:
