@@ -27,7 +27,7 @@ from typing import Any, Final
 from project_o.bench.agents import SET_AGENT
 from project_o.bench.overhead_wrk import ensure_wrk, run_wrk
 from project_o.bench.report import Report
-from project_o.bench.wal import _measure_sqlite as measure_sqlite
+from project_o.bench.wal import measure_sqlite
 from project_o.stack import Stack
 
 __all__ = ["CONCURRENCY", "SETS_PER_REQUEST", "measure_sets"]
