@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import psutil
 
 from project_o.bench import recovery
 from project_o.bench.agents import HOSTILE_AGENT
@@ -46,7 +47,7 @@ from project_o.stack import Stack
 from project_o.supervisor.options import builtin_agent_path
 from project_o.wire import Message, MessageType, write_message_async
 
-__all__ = ["run"]
+__all__ = ["run", "signal_succeeded"]
 
 #: forks per arm (sandbox on / off)
 FULL_FORKS: Final = 200
@@ -195,13 +196,14 @@ def _probe_stack(stack: Stack, vault: Path, port: int) -> tuple[int, int, list[s
         {"probe": "fork_bomb", "count": 500},
         {"probe": "fill_tmp", "limit_bytes": 1 << 30},
     ]
+    zygote = psutil.Process(stack.pids()["main"]).ppid()  # the main answers the probes
     attempts = succeeded = 0
     notes = []
     for probe in probes:
         output = stack.ask({"do": "probe", **probe}).json()["output"]
         won = output["succeeded"]
         if probe["probe"] == "signal":
-            won -= 1 if output["detail"][-1].startswith("succeeded") else 0  # its zygote
+            won = signal_succeeded(output, _running(zygote))
         attempts, succeeded = attempts + output["attempts"], succeeded + won
         if won:
             notes.append(f"probe {probe['probe']} SUCCEEDED: {output['detail']}")
@@ -214,6 +216,24 @@ def _probe_stack(stack: Stack, vault: Path, port: int) -> tuple[int, int, list[s
         succeeded += 1
         notes.append("the supervisor was replaced during the probes")
     return attempts, succeeded, notes
+
+
+def signal_succeeded(output: dict[str, Any], zygote_alive: bool) -> int:
+    """The signal probe's successes, its parent's counted only if that parent died.
+
+    The last attempt is a SIGKILL of its parent, the zygote: process 1 of its
+    PID namespace, which drops the signal although kill() says success.
+    """
+    parent_said_yes = output["detail"][-1].startswith("succeeded")
+    won: int = output["succeeded"]
+    return won - 1 if parent_said_yes and zygote_alive else won
+
+
+def _running(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _free_port() -> int:
