@@ -19,7 +19,7 @@ from project_o.bench.agents import WORK_AGENT
 from project_o.bench.agents.work_agent import agent as work_agent
 from project_o.bench.memory_sets import measure_sets
 from project_o.bench.overhead_servers import ServerProcess
-from project_o.bench.overhead_wrk import lua_script, parse_result, run_wrk
+from project_o.bench.overhead_wrk import WrkResult, lua_script, parse_result, run_wrk
 from project_o.bench.report import Report
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None,
@@ -71,6 +71,20 @@ def test_parse_result_reads_the_done_line() -> None:
     assert (result.p50_ms, result.p99_ms, result.client_cpu_us) == (1.5, 9.0, 50.0)
     with pytest.raises(RuntimeError, match="no result line"):
         parse_result("wrk: connection refused", 0.0)
+
+
+def test_a_saturated_load_generator_is_named_as_the_limit() -> None:
+    # two wrk threads busy 1.9 s of every second while the servers idle: wrk held the figure
+    result = WrkResult(requests=1000, seconds=1.0, p50_ms=1.0, p99_ms=2.0, errors=0,
+                       client_cpu_s=1.9)
+    limit = overhead._limiter({"uvicorn": 0.3}, result, overhead.WORKS[0], overhead.Load(2, 32),
+                              busy=0.5)
+    assert limit.startswith("wrk CPU"), limit
+    idle = WrkResult(requests=1000, seconds=1.0, p50_ms=1.0, p99_ms=2.0, errors=0,
+                     client_cpu_s=0.2)
+    limit = overhead._limiter({"uvicorn": 0.3}, idle, overhead.WORKS[0], overhead.Load(2, 32),
+                              busy=0.5)
+    assert limit.startswith("round trips"), limit
 
 
 @needs_wrk
