@@ -6,10 +6,8 @@ the run tests skip, and ``.ci/run`` installs it so CI runs them.
 
 from __future__ import annotations
 
-import gc
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import pytest
@@ -41,18 +39,18 @@ def test_the_work_agent_computes_and_waits() -> None:
     assert client.call({"io_ms": 1}) == {"ok": True}
 
 
-def test_the_async_variant_is_measured_only_where_the_agent_api_takes_it() -> None:
-    supported = overhead.flavours_supported(overhead.FLAVOURS)
+def test_only_flavours_whose_agent_answers_are_measured(tmp_path: Path) -> None:
+    refusing = tmp_path / "refusing_agent.py"
+    refusing.write_text(
+        "from project_o import Agent\n"
+        "agent = Agent('refusing')\n"
+        "@agent.handler\n"
+        "def handle(ctx, request):\n"
+        "    raise RuntimeError('this handler style is not taken')\n")
+    refused = overhead.Flavour("refused", refusing)
+    supported = overhead.flavours_supported([*overhead.FLAVOURS, refused])
     assert overhead.FLAVOURS[0] in supported  # sync handlers always answer
-    from project_o.bench.agents.work_agent_async import agent as async_agent
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the unawaited coroutine, where async is not taken
-        try:
-            answer = async_agent.test_client().call({})
-        except Exception:  # noqa: BLE001 - the API refuses async handlers: not measured
-            answer = None
-        gc.collect()
-    assert (overhead.FLAVOURS[1] in supported) == (answer == {"ok": True})
+    assert refused not in supported
 
 
 def test_the_lua_script_quotes_the_body_and_token() -> None:
