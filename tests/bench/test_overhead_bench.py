@@ -132,6 +132,7 @@ def test_durable_sets_are_measured_against_sqlite() -> None:
         "ctx.memory.set, 1 concurrent requests", "ctx.memory.set, 4 concurrent requests"]
     for row in report.rows:
         assert row["per s"] > 0 and row["errors"] == 0 and row["SQLite FULL per s"] > 0
+        assert row["wrk CPU us/req"] > 0
     assert report.targets[0].name == "durable ctx.memory.set /s, 4 concurrent requests"
 
 
