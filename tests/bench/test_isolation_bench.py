@@ -29,3 +29,11 @@ def test_no_probe_of_the_hostile_agent_succeeds() -> None:
     attempts, succeeded, notes = isolation._probes()
     assert attempts >= 20
     assert succeeded == 0, notes
+
+
+def test_the_parent_kill_counts_unless_the_zygote_survived_it() -> None:
+    output = {"succeeded": 1, "detail": ["ESRCH", "ESRCH", "succeeded: 7"]}
+    assert isolation.signal_succeeded(output, zygote_alive=True) == 0  # the signal was dropped
+    assert isolation.signal_succeeded(output, zygote_alive=False) == 1
+    refused = {"succeeded": 1, "detail": ["succeeded: 1", "ESRCH", "EPERM"]}
+    assert isolation.signal_succeeded(refused, zygote_alive=True) == 1

@@ -6,10 +6,8 @@ the run tests skip, and ``.ci/run`` installs it so CI runs them.
 
 from __future__ import annotations
 
-import gc
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from project_o.bench.agents import WORK_AGENT
 from project_o.bench.agents.work_agent import agent as work_agent
 from project_o.bench.memory_sets import measure_sets
 from project_o.bench.overhead_servers import ServerProcess
-from project_o.bench.overhead_wrk import lua_script, parse_result, run_wrk
+from project_o.bench.overhead_wrk import WrkResult, lua_script, parse_result, run_wrk
 from project_o.bench.report import Report
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None,
@@ -41,18 +39,18 @@ def test_the_work_agent_computes_and_waits() -> None:
     assert client.call({"io_ms": 1}) == {"ok": True}
 
 
-def test_the_async_variant_is_measured_only_where_the_agent_api_takes_it() -> None:
-    supported = overhead.flavours_supported(overhead.FLAVOURS)
+def test_only_flavours_whose_agent_answers_are_measured(tmp_path: Path) -> None:
+    refusing = tmp_path / "refusing_agent.py"
+    refusing.write_text(
+        "from project_o import Agent\n"
+        "agent = Agent('refusing')\n"
+        "@agent.handler\n"
+        "def handle(ctx, request):\n"
+        "    raise RuntimeError('this handler style is not taken')\n")
+    refused = overhead.Flavour("refused", refusing)
+    supported = overhead.flavours_supported([*overhead.FLAVOURS, refused])
     assert overhead.FLAVOURS[0] in supported  # sync handlers always answer
-    from project_o.bench.agents.work_agent_async import agent as async_agent
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the unawaited coroutine, where async is not taken
-        try:
-            answer = async_agent.test_client().call({})
-        except Exception:  # noqa: BLE001 - the API refuses async handlers: not measured
-            answer = None
-        gc.collect()
-    assert (overhead.FLAVOURS[1] in supported) == (answer == {"ok": True})
+    assert refused not in supported
 
 
 def test_the_lua_script_quotes_the_body_and_token() -> None:
@@ -71,6 +69,20 @@ def test_parse_result_reads_the_done_line() -> None:
     assert (result.p50_ms, result.p99_ms, result.client_cpu_us) == (1.5, 9.0, 50.0)
     with pytest.raises(RuntimeError, match="no result line"):
         parse_result("wrk: connection refused", 0.0)
+
+
+def test_a_saturated_load_generator_is_named_as_the_limit() -> None:
+    # two wrk threads busy 1.9 s of every second while the servers idle: wrk held the figure
+    result = WrkResult(requests=1000, seconds=1.0, p50_ms=1.0, p99_ms=2.0, errors=0,
+                       client_cpu_s=1.9)
+    limit = overhead._limiter({"uvicorn": 0.3}, result, overhead.WORKS[0], overhead.Load(2, 32),
+                              busy=0.5)
+    assert limit.startswith("wrk CPU"), limit
+    idle = WrkResult(requests=1000, seconds=1.0, p50_ms=1.0, p99_ms=2.0, errors=0,
+                     client_cpu_s=0.2)
+    limit = overhead._limiter({"uvicorn": 0.3}, idle, overhead.WORKS[0], overhead.Load(2, 32),
+                              busy=0.5)
+    assert limit.startswith("round trips"), limit
 
 
 @needs_wrk
@@ -120,6 +132,7 @@ def test_durable_sets_are_measured_against_sqlite() -> None:
         "ctx.memory.set, 1 concurrent requests", "ctx.memory.set, 4 concurrent requests"]
     for row in report.rows:
         assert row["per s"] > 0 and row["errors"] == 0 and row["SQLite FULL per s"] > 0
+        assert row["wrk CPU us/req"] > 0
     assert report.targets[0].name == "durable ctx.memory.set /s, 4 concurrent requests"
 
 
@@ -128,3 +141,14 @@ def test_ci_installs_wrk() -> None:
     assert "wrk" in ci
     assert subprocess.run(["bash", "-n", str(Path(__file__).resolve().parents[2] / ".ci" / "run")],
                           check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_memory_counts_supervisor_main_and_standby_and_shows_the_zygote_apart(
+        tmp_path: Path) -> None:
+    row = overhead.measure_memory(tmp_path / "vault")
+    roles = {key.removesuffix(" PSS MB") for key in row if key.endswith(" PSS MB")}
+    assert roles == {"main", "standby", "supervisor"}
+    parts = sum(row[f"{role} PSS MB"] for role in roles)
+    assert row["PSS MB"] == pytest.approx(parts, abs=0.2) and row["PSS MB"] > 0
+    assert row["zygote PSS MB (apart)"] > 0

@@ -33,19 +33,21 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import psutil
 
 from project_o.bench import recovery
 from project_o.bench.agents import HOSTILE_AGENT
 from project_o.bench.agents.hostile_agent import TARGETS_FILE
 from project_o.bench.report import Report
+from project_o.bench.shadows import expect
 from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import scrubbed_env
-from project_o.runtime.zygote_client import ForkedInstance, ZygoteHandle
+from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.stack import Stack
 from project_o.supervisor.options import builtin_agent_path
-from project_o.wire import Message, MessageType, read_message_async, write_message_async
+from project_o.wire import Message, MessageType, write_message_async
 
-__all__ = ["run"]
+__all__ = ["run", "signal_succeeded"]
 
 #: forks per arm (sandbox on / off)
 FULL_FORKS: Final = 200
@@ -128,24 +130,15 @@ async def _zygote(policy: SandboxPolicy) -> ZygoteHandle:
 async def _one_fork(zygote: ZygoteHandle) -> float:
     t0 = time.perf_counter()
     forked = await zygote.fork("shadow", f"bench-{time.monotonic_ns()}")
-    await asyncio.wait_for(_expect(forked, MessageType.HELLO), STEP_TIMEOUT_S)
+    await asyncio.wait_for(expect(forked, MessageType.HELLO), STEP_TIMEOUT_S)
     await write_message_async(forked.writer, Message(MessageType.RESTORE, {
         "checkpoint": None, "entries": [], "last_sequence": 0}))
-    await asyncio.wait_for(_expect(forked, MessageType.HEARTBEAT), STEP_TIMEOUT_S)
+    await asyncio.wait_for(expect(forked, MessageType.HEARTBEAT), STEP_TIMEOUT_S)
     elapsed = (time.perf_counter() - t0) * 1000
     await write_message_async(forked.writer, Message(MessageType.SHUTDOWN, {}))
     await asyncio.wait_for(asyncio.shield(forked.exited), STEP_TIMEOUT_S)
     forked.writer.close()
     return elapsed
-
-
-async def _expect(forked: ForkedInstance, message_type: str) -> Message:
-    while True:
-        message = await read_message_async(forked.reader)
-        if message.type == message_type:
-            return message
-        if message.type != MessageType.HEARTBEAT:
-            raise RuntimeError(f"instance {forked.pid}: expected {message_type}, got {message}")
 
 
 # -- restart ----------------------------------------------------------------
@@ -203,13 +196,14 @@ def _probe_stack(stack: Stack, vault: Path, port: int) -> tuple[int, int, list[s
         {"probe": "fork_bomb", "count": 500},
         {"probe": "fill_tmp", "limit_bytes": 1 << 30},
     ]
+    zygote = psutil.Process(stack.pids()["main"]).ppid()  # the main answers the probes
     attempts = succeeded = 0
     notes = []
     for probe in probes:
         output = stack.ask({"do": "probe", **probe}).json()["output"]
         won = output["succeeded"]
         if probe["probe"] == "signal":
-            won -= 1 if output["detail"][-1].startswith("succeeded") else 0  # its zygote
+            won = signal_succeeded(output, _running(zygote))
         attempts, succeeded = attempts + output["attempts"], succeeded + won
         if won:
             notes.append(f"probe {probe['probe']} SUCCEEDED: {output['detail']}")
@@ -222,6 +216,24 @@ def _probe_stack(stack: Stack, vault: Path, port: int) -> tuple[int, int, list[s
         succeeded += 1
         notes.append("the supervisor was replaced during the probes")
     return attempts, succeeded, notes
+
+
+def signal_succeeded(output: dict[str, Any], zygote_alive: bool) -> int:
+    """The signal probe's successes, its parent's counted only if that parent died.
+
+    The last attempt is a SIGKILL of its parent, the zygote: process 1 of its
+    PID namespace, which drops the signal although kill() says success.
+    """
+    parent_said_yes = output["detail"][-1].startswith("succeeded")
+    won: int = output["succeeded"]
+    return won - 1 if parent_said_yes and zygote_alive else won
+
+
+def _running(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _free_port() -> int:

@@ -42,6 +42,7 @@ from project_o.agent.semantic import SemanticMemory, SemanticStore
 from project_o.agent.vectors import CODE_BITS, EXACT_MAX_ROWS, RERANK
 from project_o.bench.memory_corpus import LABELLED, distractors, queries
 from project_o.bench.memory_sets import measure_sets
+from project_o.bench.overhead_wrk import ensure_wrk
 from project_o.bench.report import Report
 from project_o.vault import Vault
 
@@ -72,6 +73,7 @@ Progress = Callable[[str], None]
 
 def run(quick: bool, progress: Progress) -> Report:
     """Measure as described in the module docstring."""
+    ensure_wrk()  # the durable sets' load generator: before minutes of work it would end
     if quick:
         report = run_with(QUICK_SIZES, QUICK_DURABLE, QUICK_QUERIES, quick=True,
                           progress=progress)

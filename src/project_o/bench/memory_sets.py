@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from project_o.bench.agents import SET_AGENT
-from project_o.bench.overhead_wrk import ensure_wrk, run_wrk
+from project_o.bench.overhead_wrk import WrkResult, ensure_wrk, run_wrk
 from project_o.bench.report import Report
-from project_o.bench.wal import _measure_sqlite as measure_sqlite
+from project_o.bench.wal import measure_sqlite
 from project_o.stack import Stack
 
 __all__ = ["CONCURRENCY", "SETS_PER_REQUEST", "measure_sets"]
@@ -56,7 +56,7 @@ def measure_sets(report: Report, seconds: int, progress: Callable[[str], None],
                                  seconds=seconds)
                 sqlite = measure_sqlite(root / f"sqlite-{n}", "per-connection", n, seconds)
                 rate = result.rate * SETS_PER_REQUEST
-                report.rows.append(_row(n, rate, result.p50_ms, result.errors, sqlite["rate"]))
+                report.rows.append(_row(n, rate, result, sqlite["rate"]))
         top = report.rows[-1]
         report.target(f"durable ctx.memory.set /s, {concurrency[-1]} concurrent requests",
                       top["per s"], f">= {TARGET_SETS_PER_S:,.0f}",
@@ -64,13 +64,14 @@ def measure_sets(report: Report, seconds: int, progress: Callable[[str], None],
     report.notes.append(
         f"ctx.memory.set: {SETS_PER_REQUEST} sets of 100 bytes per request, served by a real "
         "supervisor (sync durability: each set returns after the group-commit fsync), driven "
-        "by wrk; SQLite: per-connection threads, journal_mode=WAL, synchronous=FULL, a "
-        "transaction per entry, in the same run")
+        "by wrk (its own CPU per request in each row); SQLite: per-connection threads, "
+        "journal_mode=WAL, synchronous=FULL, a transaction per entry, in the same run")
 
 
-def _row(concurrent: int, rate: float, p50_ms: float, errors: int,
-         sqlite_rate: float) -> dict[str, Any]:
+def _row(concurrent: int, rate: float, result: WrkResult, sqlite_rate: float) -> dict[str, Any]:
     return {"measure": f"ctx.memory.set, {concurrent} concurrent requests",
-            "per s": round(rate, 1), "p50 ms": round(p50_ms, 2), "errors": errors,
+            "per s": round(rate, 1), "p50 ms": round(result.p50_ms, 2), "errors": result.errors,
+            # the client's own CPU per request: whether it, not the supervisor, set the pace
+            "wrk CPU us/req": round(result.client_cpu_us, 1),
             "SQLite FULL per s": round(sqlite_rate, 1),
             "x SQLite FULL": round(rate / sqlite_rate, 3) if sqlite_rate else None}

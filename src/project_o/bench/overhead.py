@@ -50,6 +50,7 @@ from project_o.bench.agents import WORK_AGENT, WORK_AGENT_ASYNC
 from project_o.bench.overhead_servers import ServerProcess
 from project_o.bench.overhead_wrk import WrkResult, ensure_wrk, run_wrk
 from project_o.bench.report import Report
+from project_o.bench.shadows import pss
 from project_o.dashboard.client import LiveReader
 from project_o.runtime.loader import load_agent
 from project_o.stack import Stack
@@ -285,7 +286,8 @@ def _cpu(processes: dict[str, int]) -> dict[str, float]:
 
 def _limiter(utilisation: dict[str, float], result: WrkResult, work: Work, load: Load,
              busy: float) -> str:
-    """What held the figure back: the handler's wait, a process at a full core, every core.
+    """What held the figure back: the handler's wait, a process at a full core (a server's,
+    or wrk's threads), every core.
 
     For a handler that waits, the overlap (requests/s x its wait, Little's
     law) says how many handlers ran at once: about the connections, the
@@ -302,10 +304,12 @@ def _limiter(utilisation: dict[str, float], result: WrkResult, work: Work, load:
     busiest = max(utilisation, key=lambda name: utilisation[name])
     if utilisation[busiest] >= CPU_BOUND:
         return f"{busiest} CPU ({utilisation[busiest]:.0%} of a core)"
+    client = result.client_cpu_s / max(result.seconds, 1e-9)
+    if client / load.threads >= CPU_BOUND:  # the load generator itself: not a server figure
+        return f"wrk CPU ({client / load.threads:.0%} of a core per thread)"
     cores = os.cpu_count() or 1
     if busy >= CPU_BOUND * cores:
         ours = sum(utilisation.values())
-        client = result.client_cpu_s / max(result.seconds, 1e-9)
         others = max(0.0, busy - ours - client)
         return (f"all {cores} cores busy (server {ours:.2f}, wrk {client:.2f}, "
                 f"other processes {others:.2f})")
@@ -387,23 +391,15 @@ def measure_memory(vault: Path) -> dict[str, Any]:
         for fact in ("the sky is blue", "water boils at 100 degrees"):
             stack.ask(f"remember {fact}").raise_for_status()
         stack.ask("what colour is the sky?").raise_for_status()
-        pids = stack.pids()
-        supervisor = psutil.Process(stack.supervisor_pid())
-        instances = set(pids.values())
-        others = [p.pid for p in supervisor.children(recursive=True) if p.pid not in instances]
-        pss = {role: _pss(pid) for role, pid in pids.items()}
-        pss["supervisor"] = _pss(supervisor.pid)
-        zygote = sum(_pss(pid) for pid in others)
+        sizes = {name: pss(pid) for name, pid in _project_o(stack).processes.items()}
+    zygote = sum(size for name, size in sizes.items() if name.startswith("zygote"))
+    counted = {name: size for name, size in sizes.items() if not name.startswith("zygote")}
     return {
         "handler": "assistant", "server": "memory",
-        "PSS MB": round(sum(pss.values()) / MB, 1),
-        **{f"{role} PSS MB": round(value / MB, 1) for role, value in sorted(pss.items())},
+        "PSS MB": round(sum(counted.values()) / MB, 1),
+        **{f"{role} PSS MB": round(value / MB, 1) for role, value in sorted(counted.items())},
         "zygote PSS MB (apart)": round(zygote / MB, 1),
     }
-
-
-def _pss(pid: int) -> int:
-    return int(psutil.Process(pid).memory_full_info().pss)
 
 
 def _notes(report: Report, flavours: Sequence[Flavour]) -> None:
@@ -421,8 +417,9 @@ def _notes(report: Report, flavours: Sequence[Flavour]) -> None:
         "check; a sync handler runs in FastAPI's thread pool, so its I/O waits overlap"),
         ("limited by: for a handler that waits, how many handlers overlapped (req/s x wait, "
         "Little's law: about the connections, the wait; about 1, one at a time); else a "
-        "process at >= 85 % of a core, or every core >= 85 % busy (the machine's own count: "
-        "wrk and other processes included); else the round trips of a closed loop"),
+        "server process or wrk's threads at >= 85 % of a core, or every core >= 85 % busy "
+        "(the machine's own count: wrk and other processes included); else the round trips "
+        "of a closed loop"),
         ("trivial = an asyncio protocol answering a fixed 200 to every request: how fast wrk "
         "can drive a Python server here; a figure far below it was not limited by wrk"),
         ("PSS counts shared pages split between sharers; the zygote (fork template of the "

@@ -39,7 +39,7 @@ from project_o.vault.sealing import Keyring
 from project_o.vault.wal import WAL
 from project_o.vault.wal_record import encode
 
-__all__ = ["run"]
+__all__ = ["measure_sqlite", "run"]
 
 #: Throughput targets (docs/design.md, "Targets").
 TARGET_RATE_64 = 100_000
@@ -82,7 +82,7 @@ def run(quick: bool, progress: Progress) -> Report:
                 progress(f"round {repeat + 1}/{repeats}: {system} {mode}, {n} writers")
                 where = root / f"{repeat}-{index}"
                 if system == "sqlite":
-                    sample = _measure_sqlite(where, mode, n, seconds)
+                    sample = measure_sqlite(where, mode, n, seconds)
                 else:
                     sample = _measure_wal(where, mode, n, seconds, sealed=system == SEALED)
                 samples[(system, mode, n)].append(sample)
@@ -142,7 +142,9 @@ def _measure_wal(
 # ------------------------------------------------------------------- SQLite
 
 
-def _measure_sqlite(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+def measure_sqlite(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+    """SQLite's baseline: entries/s of ``writers`` threads, a FULL-synchronous transaction
+    per entry, on a connection each (``mode`` "per-connection") or one shared."""
     directory.mkdir(parents=True)
     path = directory / "bench.sqlite"
     setup = _connect(path)

@@ -15,7 +15,7 @@ read                open each ``paths`` for reading (the token, /proc/PID/enviro
 open_write          open each ``paths`` for writing (WAL, checkpoint, catalog)
 create              create a new file in each ``dirs`` (package source, $HOME), then remove it
 connect             TCP-connect to each ``ports`` on 127.0.0.1 (the gateway, a listener)
-signal              SIGKILL each ``pids`` (the supervisor, the heart), the parent, and -1
+signal              SIGKILL each ``pids`` (the supervisor, the heart), then the parent
 setsid_grandchild   fork; the child forks a grandchild that calls setsid() and sleeps
 fork_bomb           fork ``count`` sleeping children
 fill_tmp            write /tmp full

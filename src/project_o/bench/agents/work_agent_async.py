@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from project_o import Agent
+from project_o.bench.agents.work_agent import spin
 
 __all__ = ["agent"]
 
@@ -20,9 +20,7 @@ agent = Agent("bench-work-async")
 @agent.handler
 async def handle(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Spin ``request["ms"]``, then await ``request["io_ms"]`` milliseconds."""
-    end = time.perf_counter() + float(request.get("ms", 0)) / 1000
-    while time.perf_counter() < end:
-        pass
+    spin(float(request.get("ms", 0)))
     io_ms = float(request.get("io_ms", 0))
     if io_ms:
         await asyncio.sleep(io_ms / 1000)
