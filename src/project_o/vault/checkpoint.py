@@ -365,10 +365,7 @@ class CheckpointStore:
     def _frame(self, path: Path) -> tuple[CheckpointInfo, bytes | bytearray]:
         """The header and the zstd frame of ``path``: hash checked, opened if sealed."""
         with open(path, "rb", buffering=0) as file:
-            info = self._read_header_and_size(file, path)
-            payload = _read_exact(file, info)
-        if hashlib.sha256(payload).digest() != info.payload_sha256:
-            raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+            info, payload = _read_verified(file, path, self.max_payload_size)
         return info, self._open(info, payload) if info.sealed else payload
 
     def _open(self, info: CheckpointInfo, sealed: bytearray) -> bytes:
@@ -477,16 +474,24 @@ def read_checkpoint(
     :class:`CheckpointCorrupt` as :meth:`CheckpointStore.read` does.
     """
     path = Path(name)
-    info = _read_capped_header(file, path, max_payload_size)
-    compressed = _read_exact(file, info)
-    if hashlib.sha256(compressed).digest() != info.payload_sha256:
-        raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+    info, compressed = _read_verified(file, path, max_payload_size)
     if info.sealed:  # copies for instances are opened by the supervisor (plain_image)
         raise missing_key(sealed_key_id(compressed), f"checkpoint {path}", None)
     return info, _unpack(_decompress(compressed, info), path, max_containers)
 
 
 # -- helpers ------------------------------------------------------------
+
+
+def _read_verified(
+    file: BinaryIO, path: Path, max_payload_size: int
+) -> tuple[CheckpointInfo, bytearray]:
+    """Header, size and payload hash of the checkpoint in ``file``; its info and payload."""
+    info = _read_capped_header(file, path, max_payload_size)
+    payload = _read_exact(file, info)
+    if hashlib.sha256(payload).digest() != info.payload_sha256:
+        raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+    return info, payload
 
 
 def _read_capped_header(file: BinaryIO, path: Path, max_payload_size: int) -> CheckpointInfo:
