@@ -17,7 +17,6 @@ from rich.table import Table
 
 from project_o.client import Client
 from project_o.errors import VaultError
-from project_o.supervisor.quarantine_control import jsonable
 from project_o.vault import Vault
 from project_o.vault.quarantine import Quarantine
 from project_o.vault.sealing import load_keyring
@@ -51,7 +50,7 @@ def render_writes(vault: Path, overlay_id: str, *, as_json: bool = False,
     """Print the writes of one overlay, each with the requests that made it."""
     quarantine = Quarantine(vault / "quarantine", keyring=load_keyring())  # $PROJECT_O_VAULT_KEY
     info = quarantine.get(overlay_id)
-    writes = [{**w.to_dict(), "data": jsonable(w.data)} for w in quarantine.writes(overlay_id)]
+    writes = [write.to_json() for write in quarantine.writes(overlay_id)]
     if as_json:
         print(json.dumps({**info.to_dict(), "writes_shown": writes}, indent=2))
         return

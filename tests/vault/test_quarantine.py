@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import subprocess
@@ -131,3 +132,16 @@ def test_kill_9_mid_canary_loses_no_acknowledged_write_and_the_next_start_quaran
     for write in writes:
         n = write.sequence - 11
         assert (write.data, write.requests) == ({"key": f"k{n}", "value": n}, [f"r{n}"])
+
+
+def test_writes_shown_as_json_carry_bytes_as_base64(vault: Vault) -> None:
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=0)
+    append_all(overlay, [("memory_set", {"key": "k", "value": [b"\x00\xff", {"n": b"x"}]},
+                          ["r1"])])
+    overlay.settle("quarantined", "rejected")
+    [write] = vault.quarantine.writes(overlay.info.id)
+    assert write.to_dict()["data"]["value"][0] == b"\x00\xff"  # as stored
+    assert write.to_json() == {
+        "sequence": 1, "operation": "memory_set", "requests": ["r1"],
+        "data": {"key": "k", "value": [{"base64": "AP8="}, {"n": {"base64": "eA=="}}]}}
+    json.dumps(write.to_json())

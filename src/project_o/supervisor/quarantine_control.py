@@ -14,7 +14,6 @@ The overlays themselves, and why a canary's writes wait there, are in
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -51,7 +50,7 @@ class QuarantineControl:
         for write in quarantine.writes(overlay_id):
             if len(writes) == WRITES_SHOWN:
                 break
-            writes.append({**write.to_dict(), "data": jsonable(write.data)})
+            writes.append(write.to_json())
         return {**info.to_dict(), "writes_shown": writes}
 
     async def apply(self, overlay_id: str) -> dict[str, Any]:
@@ -65,13 +64,3 @@ class QuarantineControl:
         await self.reload_main(f"applied the quarantined writes {info.id}")
         return info.to_dict()
 
-
-def jsonable(value: Any) -> Any:
-    """``value`` with bytes as ``{"base64": ...}``, so a JSON reply can carry it."""
-    if isinstance(value, bytes):
-        return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value

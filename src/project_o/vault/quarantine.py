@@ -33,6 +33,7 @@ applying it again writes the same values again, so the memory ends the same.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import time
@@ -97,6 +98,10 @@ class OverlayWrite:
     def to_dict(self) -> dict[str, Any]:
         """Plain values (bytes in ``data`` stay bytes: MessagePack, not JSON, is the wire)."""
         return asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the CLI and ``GET /v1/quarantine/{id}`` show: bytes as ``{"base64": ...}``."""
+        return {**self.to_dict(), "data": _jsonable(self.data)}
 
 
 class Overlay:
@@ -242,6 +247,16 @@ def _write(sequence: int, record: Any) -> OverlayWrite:
     requests = record.get("requests")
     return OverlayWrite(sequence, record["operation"], record.get("data"),
                         [str(r) for r in requests] if isinstance(requests, list) else [])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _write_manifest(directory: Path, info: OverlayInfo) -> OverlayInfo:
