@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from project_o.errors import OverlayNotApplicable, UnknownOverlay, VaultError
+from project_o.errors import OverlayNotApplicable, UnknownOverlay, VaultError, VaultKeyError
 from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay, Quarantine
+from project_o.vault.sealing import Keyring
 
 
 def append_all(overlay: Overlay, writes: list[tuple[str, dict[str, object], list[str]]]) -> None:
@@ -145,3 +146,17 @@ def test_writes_shown_as_json_carry_bytes_as_base64(vault: Vault) -> None:
         "sequence": 1, "operation": "memory_set", "requests": ["r1"],
         "data": {"key": "k", "value": [{"base64": "AP8="}, {"n": {"base64": "eA=="}}]}}
     json.dumps(write.to_json())
+
+
+def test_settling_an_overlay_left_open_needs_no_key(tmp_path: Path) -> None:
+    key = Keyring([bytes(range(32))])
+    sealed = Quarantine(tmp_path / "quarantine", keyring=key)
+    overlay = sealed.create("v2", "e1", base_sequence=0)
+    append_all(overlay, [("memory_set", {"key": str(i), "value": i}, []) for i in range(3)])
+    overlay.close()  # the supervisor died: the overlay is still "open"
+    keyless = Quarantine(tmp_path / "quarantine")  # e.g. its key was rotated out since
+    [settled] = keyless.settle_open("supervisor restarted mid-experiment")
+    assert (settled.status, settled.writes) == ("quarantined", 3)
+    with pytest.raises(VaultKeyError):
+        list(keyless.writes(settled.id))  # reading them still needs the key
+    assert [w.data["value"] for w in sealed.writes(settled.id)] == [0, 1, 2]

@@ -173,13 +173,18 @@ class Quarantine:
 
     def writes(self, overlay_id: str) -> Iterator[OverlayWrite]:
         """The overlay's writes, in the order the canary made them (read-only; no lock)."""
+        for entry in self._entries(overlay_id):
+            if isinstance(entry, SealedEntry):
+                entry = self._open(overlay_id, entry)
+            yield _write(entry.sequence, entry.data)
+
+    def _entries(self, overlay_id: str) -> Iterator[WALEntry | SealedEntry]:
+        """The records of the overlay's WAL, checksummed but not opened (no key needed)."""
         segments = segment_files(self._path(overlay_id) / "wal")
         for index, (first, path) in enumerate(segments):
             for item in walk_segment(path.read_bytes(), first):
-                if isinstance(item, SealedEntry):
-                    yield _write(item.sequence, self._open(overlay_id, item).data)
-                elif not isinstance(item, Problem):
-                    yield _write(item.sequence, item.data)
+                if not isinstance(item, Problem):
+                    yield item
                 elif not (item.at_tail and index == len(segments) - 1):
                     raise VaultError(f"overlay {overlay_id}: {path.name} offset "
                                      f"{item.offset}: {item.reason}")
@@ -192,11 +197,15 @@ class Quarantine:
             raise VaultError(f"overlay {overlay_id}: write {entry.sequence}: {broken}") from None
 
     def settle_open(self, reason: str) -> list[OverlayInfo]:
-        """Quarantine overlays a previous supervisor left open (it died mid-canary)."""
+        """Quarantine overlays a previous supervisor left open (it died mid-canary).
+
+        Their writes are counted, not opened: a start-up needs no key of an
+        old overlay (one sealed with a rotated-out key waits, quarantined).
+        """
         settled = []
         for info in self.overlays():
             if info.status == "open":
-                writes = sum(1 for _ in self.writes(info.id))
+                writes = sum(1 for _ in self._entries(info.id))
                 settled.append(_write_manifest(self._path(info.id), replace(
                     info, status="quarantined", reason=reason, writes=writes)))
         return settled
