@@ -17,7 +17,7 @@ import pytest
 from project_o.errors import OverlayNotApplicable, UnknownOverlay, VaultError, VaultKeyError
 from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay, Quarantine
-from project_o.vault.sealing import Keyring
+from project_o.vault.sealing import KEY_ENV, Keyring
 
 
 def append_all(overlay: Overlay, writes: list[tuple[str, dict[str, object], list[str]]]) -> None:
@@ -160,3 +160,32 @@ def test_settling_an_overlay_left_open_needs_no_key(tmp_path: Path) -> None:
     with pytest.raises(VaultKeyError):
         list(keyless.writes(settled.id))  # reading them still needs the key
     assert [w.data["value"] for w in sealed.writes(settled.id)] == [0, 1, 2]
+
+
+def test_the_cli_shows_and_applies_a_sealed_vaults_writes_with_a_key_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from project_o.cli import main
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = bytes(range(32))
+    key_file = tmp_path / "vault.key"
+    key_file.write_text(key.hex() + "\n")
+    key_file.chmod(0o600)
+    with Vault.open(tmp_path / "vault", keyring=Keyring([key])) as vault:
+        overlay = vault.quarantine.create("v2", "e1", base_sequence=vault.last_sequence)
+        append_all(overlay, [("memory_set", {"key": "a", "value": "canary"}, ["r1"])])
+        overlay_id = overlay.settle("quarantined", "rejected").id
+    directory = str(tmp_path / "vault")
+
+    assert main(["vault", "quarantine", directory, "--show", overlay_id, "--json"]) == 1
+    assert "sealed with key" in capsys.readouterr().err  # no key: a clear error
+    assert main(["vault", "quarantine", directory, "--show", overlay_id, "--json",
+                 "--vault-key-file", str(key_file)]) == 0
+    shown = json.loads(capsys.readouterr().out)["writes_shown"]
+    assert [w["data"] for w in shown] == [{"key": "a", "value": "canary"}]
+    assert main(["vault", "quarantine", directory, "--apply", overlay_id,
+                 "--vault-key-file", str(key_file)]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "applied"
+    with Vault.open(tmp_path / "vault", keyring=Keyring([key])) as vault:
+        assert [e.data for e in vault.recover().entries] == [{"key": "a", "value": "canary"}]
