@@ -16,8 +16,9 @@ import pytest
 
 from project_o.errors import OverlayNotApplicable, UnknownOverlay, VaultError, VaultKeyError
 from project_o.vault import Vault
-from project_o.vault.quarantine import Overlay, Quarantine
+from project_o.vault.quarantine import OVERLAY_WRITE, Overlay, Quarantine, overlay_payload
 from project_o.vault.sealing import KEY_ENV, Keyring
+from project_o.vault.wal_record import pack_payload
 
 
 def append_all(overlay: Overlay, writes: list[tuple[str, dict[str, object], list[str]]]) -> None:
@@ -189,3 +190,10 @@ def test_the_cli_shows_and_applies_a_sealed_vaults_writes_with_a_key_file(
     assert json.loads(capsys.readouterr().out)["status"] == "applied"
     with Vault.open(tmp_path / "vault", keyring=Keyring([key])) as vault:
         assert [e.data for e in vault.recover().entries] == [{"key": "a", "value": "canary"}]
+
+
+@pytest.mark.parametrize("data", [{"key": "k", "value": [b"\x00", 1.5, None]}, "x" * 70_000, 7])
+def test_an_overlay_record_built_from_a_packed_write_is_the_packed_record(data: object) -> None:
+    requests = ["r1", "r2"]
+    assert overlay_payload(pack_payload("memory_set", data), requests) == pack_payload(
+        OVERLAY_WRITE, {"operation": "memory_set", "data": data, "requests": requests})

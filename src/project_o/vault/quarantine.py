@@ -43,11 +43,22 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import msgpack
+
 from project_o.errors import InvalidArgument, OverlayNotApplicable, UnknownOverlay, VaultError
 from project_o.vault.atomic import write_atomic
 from project_o.vault.sealing import Keyring, SealBroken
 from project_o.vault.wal import WAL, segment_files
-from project_o.vault.wal_record import Problem, SealedEntry, WALEntry, open_sealed, walk_segment
+from project_o.vault.wal_record import (
+    Payload,
+    Problem,
+    SealedEntry,
+    WALEntry,
+    checked_payload,
+    open_sealed,
+    pack_payload,
+    walk_segment,
+)
 
 __all__ = [
     "OVERLAY_WRITE",
@@ -56,12 +67,20 @@ __all__ = [
     "OverlayStatus",
     "OverlayWrite",
     "Quarantine",
+    "overlay_payload",
 ]
 
 #: the operation of every record in an overlay's WAL
 OVERLAY_WRITE: Final = "overlay_write"
 
 OverlayStatus = Literal["open", "promoted", "quarantined", "applied"]
+
+_PACKED_OVERLAY_WRITE: Final[bytes] = msgpack.packb(OVERLAY_WRITE)
+#: a map of three entries, and its keys, as msgpack.packb writes them
+_RECORD_HEAD: Final = b"\x83"
+_OPERATION_KEY: Final[bytes] = msgpack.packb("operation")
+_DATA_KEY: Final[bytes] = msgpack.packb("data")
+_REQUESTS_KEY: Final[bytes] = msgpack.packb("requests")
 
 _MANIFEST: Final = "overlay.json"
 _ID_LENGTH: Final = 12
@@ -114,8 +133,11 @@ class Overlay:
 
     async def append(self, operation: str, data: Any, requests: list[str]) -> int:
         """Durably record one write; its sequence (after the canary's restore point)."""
-        sequence, durable = self._wal.submit_acknowledged(
-            OVERLAY_WRITE, {"operation": operation, "data": data, "requests": requests})
+        return await self.append_payload(pack_payload(operation, data), requests)
+
+    async def append_payload(self, payload: Payload, requests: list[str]) -> int:
+        """:meth:`append` of a write :func:`~.wal_record.pack_payload` already packed."""
+        sequence, durable = self._wal.submit_payload(overlay_payload(payload, requests))
         await asyncio.wrap_future(durable)
         return sequence
 
@@ -248,6 +270,22 @@ class Quarantine:
             return OverlayInfo(**raw)
         except (OSError, ValueError, TypeError) as exc:
             raise VaultError(f"overlay manifest {path / _MANIFEST} is unreadable: {exc}") from None
+
+
+def overlay_payload(payload: Payload, requests: list[str]) -> Payload:
+    """The overlay record of a packed write, without packing its data a second time.
+
+    Byte for byte ``pack_payload(OVERLAY_WRITE, {"operation": ..., "data": ...,
+    "requests": requests})``.
+    """
+    operation, data = payload
+    try:
+        packed_requests = msgpack.packb(requests)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"requests must be a list of str: {exc}") from None
+    return checked_payload(_PACKED_OVERLAY_WRITE, b"".join((
+        _RECORD_HEAD, _OPERATION_KEY, operation, _DATA_KEY, data, _REQUESTS_KEY,
+        packed_requests)))
 
 
 def _write(sequence: int, record: Any) -> OverlayWrite:

@@ -51,6 +51,7 @@ __all__ = [
     "Problem",
     "SealedEntry",
     "WALEntry",
+    "checked_payload",
     "compute_checksum",
     "decode_entry",
     "encode",
@@ -178,21 +179,30 @@ def pack_payload(operation: str, data: Any) -> Payload:
         raise InvalidArgument(f"operation must be a str, got {type(operation).__name__}")
     try:
         packed_op = _OPERATIONS.get(operation) or _remember_operation(operation)
-        payload = (packed_op, msgpack.packb(data))
+        packed_data = msgpack.packb(data)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(
             f"WAL data must be MessagePack-encodable (dict, list, str, bytes, int, float, "
             f"bool, None); {type(data).__name__} failed: {exc}"
         ) from exc
+    return checked_payload(packed_op, packed_data)
+
+
+def checked_payload(operation: bytes, data: bytes) -> Payload:
+    """A payload the caller packed itself (an operation str, any data), size-checked.
+
+    Raises :class:`InvalidArgument`, as :func:`pack_payload` does, if the
+    record would exceed :data:`MAX_RECORD_SIZE`.
+    """
     # Room for a seal too (the WAL decides later, under its lock, where
     # nothing may fail): array header, key id, nonce, tag, a bin32 header.
-    size = len(payload[0]) + len(payload[1]) + _FIXED_OVERHEAD + _SEAL_OVERHEAD
+    size = len(operation) + len(data) + _FIXED_OVERHEAD + _SEAL_OVERHEAD
     if size > MAX_RECORD_SIZE:
         raise InvalidArgument(
             f"WAL entry of {size} bytes exceeds the record limit of "
             f"{MAX_RECORD_SIZE} bytes; store large blobs in a checkpoint instead"
         )
-    return payload
+    return operation, data
 
 
 def _remember_operation(operation: str) -> bytes:
