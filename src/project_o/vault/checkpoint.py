@@ -57,7 +57,15 @@ import zstandard
 
 from project_o.errors import CheckpointCorrupt, InvalidArgument, VaultError, VaultKeyError
 from project_o.vault.atomic import remove_stale_temps, write_atomic
-from project_o.vault.sealing import Keyring, NonceSequence, SealBroken, missing_key, sealed_key_id
+from project_o.vault.sealing import (
+    SEAL_HEADER_SIZE,
+    TAG_SIZE,
+    Keyring,
+    NonceSequence,
+    SealBroken,
+    missing_key,
+    sealed_key_id,
+)
 
 __all__ = [
     "FLAG_ENCRYPTED",
@@ -99,6 +107,8 @@ _SUPPORTED_FLAGS = FLAG_ENCRYPTED
 #: another checkpoint's header, or a header edited, fails the tag
 _SEAL_CONTEXT = b"project-o checkpoint\0"
 _SEAL_FIELDS = struct.Struct(">16sIIQ16sQQ")
+#: the least a sealed payload holds: key id, nonce and tag around an empty ciphertext
+_SEAL_SIZE = SEAL_HEADER_SIZE + TAG_SIZE
 
 SUFFIX = ".ockpt"
 
@@ -193,6 +203,11 @@ def decode_header(raw: bytes, path: Path | str) -> CheckpointInfo:
     if hashlib.sha256(raw[:_HASHED_SIZE]).digest() != raw[_HASHED_SIZE:]:
         raise CheckpointCorrupt(str(path), "header hash mismatch: the header is damaged")
     _check_flags(flags, path)
+    if flags & FLAG_ENCRYPTED and compressed_size < _SEAL_SIZE:
+        raise CheckpointCorrupt(
+            str(path), f"a sealed payload of {compressed_size} bytes is shorter than a seal "
+            f"({_SEAL_SIZE} bytes: key id, nonce, tag)",
+        )
     if reserved != _RESERVED:
         raise CheckpointCorrupt(str(path), "reserved header bytes 104-223 are not zero")
     return CheckpointInfo(
