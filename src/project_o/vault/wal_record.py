@@ -41,7 +41,14 @@ from typing import Any
 import msgpack
 
 from project_o.errors import InvalidArgument
-from project_o.vault.sealing import Keyring, NonceSequence, SealBroken, missing_key
+from project_o.vault.sealing import (
+    SEAL_HEADER_SIZE,
+    TAG_SIZE,
+    Keyring,
+    NonceSequence,
+    SealBroken,
+    missing_key,
+)
 
 __all__ = [
     "HEADER",
@@ -108,6 +115,8 @@ _PAIR_HEADER = b"\x92"
 #: timestamp, so a record moved to another position (or retimed) fails its tag
 _SEAL_CONTEXT = b"project-o wal record\0"
 _SEAL_POSITION = struct.Struct(">Qd")
+#: the least a sealed record's data holds: key id, nonce and tag around an empty ciphertext
+_SEAL_SIZE = SEAL_HEADER_SIZE + TAG_SIZE
 #: what sealing adds to a record, at most
 _SEAL_OVERHEAD = 1 + 4 + 12 + 16 + 5
 
@@ -332,6 +341,9 @@ def decode_entry(body: bytes, offset: int = 0) -> AnyEntry:
     sealed = operation is None
     if sealed and type(data) is not bytes:
         raise BadRecord(offset, f"a sealed record's data must be bytes, got {type(data).__name__}")
+    if sealed and len(data) < _SEAL_SIZE:
+        raise BadRecord(offset, f"a sealed record's data is {len(data)} bytes, shorter than a "
+                        f"seal ({_SEAL_SIZE} bytes: key id, nonce, tag)")
     if not (sealed or isinstance(operation, str)) or not isinstance(checksum, str):
         raise BadRecord(offset, "operation (unless sealed) and checksum must be strings")
     try:
