@@ -85,4 +85,4 @@ def apply_overlay(vault: Path, overlay_id: str, *,
         finally:
             client.close()
     with opened:
-        return opened.quarantine.apply(overlay_id, opened.append).to_dict()
+        return opened.quarantine.apply(overlay_id, opened.wal.submit_acknowledged).to_dict()

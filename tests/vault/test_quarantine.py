@@ -16,6 +16,7 @@ import pytest
 
 from project_o.errors import OverlayNotApplicable, UnknownOverlay, VaultError, VaultKeyError
 from project_o.vault import Vault
+from project_o.vault import quarantine as quarantine_module
 from project_o.vault.quarantine import OVERLAY_WRITE, Overlay, Quarantine, overlay_payload
 from project_o.vault.sealing import KEY_ENV, Keyring
 from project_o.vault.wal_record import pack_payload
@@ -49,14 +50,14 @@ def test_an_overlay_keeps_the_writes_apart_until_it_is_applied(vault: Vault) -> 
     assert (settled.status, settled.writes) == ("quarantined", 2)
     assert vault.quarantine.get(settled.id).reason == "rolled_back: worse on latency"
 
-    applied = vault.quarantine.apply(settled.id, vault.append)
+    applied = vault.quarantine.apply(settled.id, vault.wal.submit_acknowledged)
     assert applied.status == "applied" and applied.reason == "applied by hand (2 writes)"
     entries = [(e.operation, e.data) for e in vault.recover().entries]
     assert entries == [("memory_set", {"key": "a", "value": "main"}),
                        ("memory_set", {"key": "a", "value": "canary"}),
                        ("memory_delete", {"key": "b"})]
     with pytest.raises(OverlayNotApplicable, match="only a quarantined overlay"):
-        vault.quarantine.apply(settled.id, vault.append)  # never twice
+        vault.quarantine.apply(settled.id, vault.wal.submit_acknowledged)  # never twice
     assert vault.last_sequence == 3
 
 
@@ -70,7 +71,7 @@ def test_writes_are_numbered_after_the_canarys_restore_point(vault: Vault) -> No
 def test_an_open_overlay_cannot_be_applied_and_unknown_ids_are_refused(vault: Vault) -> None:
     overlay = vault.quarantine.create("v2", "e1", base_sequence=0)
     with pytest.raises(OverlayNotApplicable, match="is open"):
-        vault.quarantine.apply(overlay.info.id, vault.append)
+        vault.quarantine.apply(overlay.info.id, vault.wal.submit_acknowledged)
     overlay.close()
     for bad in ("nope", "../wal", ""):
         with pytest.raises(UnknownOverlay):
@@ -197,3 +198,15 @@ def test_an_overlay_record_built_from_a_packed_write_is_the_packed_record(data: 
     requests = ["r1", "r2"]
     assert overlay_payload(pack_payload("memory_set", data), requests) == pack_payload(
         OVERLAY_WRITE, {"operation": "memory_set", "data": data, "requests": requests})
+
+
+def test_apply_queues_writes_in_windows_and_keeps_their_order(
+        vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quarantine_module, "_APPLY_WINDOW", 2)
+    overlay = vault.quarantine.create("v2", "e1", base_sequence=0)
+    append_all(overlay, [("memory_set", {"key": "k", "value": i}, []) for i in range(7)])
+    overlay.settle("quarantined", "rejected")
+    vault.append("memory_set", {"key": "k", "value": "main"})
+    vault.quarantine.apply(overlay.info.id, vault.wal.submit_acknowledged)
+    assert [e.data["value"] for e in vault.recover().entries] == ["main", *range(7)]
+    assert vault.last_sequence == 8

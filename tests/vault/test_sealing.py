@@ -413,7 +413,7 @@ def test_a_canary_overlay_in_a_sealed_vault_is_sealed_too(tmp_path: Path) -> Non
         (write,) = vault.quarantine.writes(overlay.info.id)
         assert (write.operation, write.data, write.requests) == (
             "memory_set", {"key": "k", "value": SECRET}, ["req-1"])
-        vault.quarantine.apply(overlay.info.id, vault.append)
+        vault.quarantine.apply(overlay.info.id, vault.wal.submit_acknowledged)
         assert vault.recover().entries[-1].data == {"key": "k", "value": SECRET}
     keyless = Quarantine(tmp_path / "quarantine")
     with pytest.raises(VaultKeyError):

@@ -56,7 +56,7 @@ class QuarantineControl:
     async def apply(self, overlay_id: str) -> dict[str, Any]:
         """Append a quarantined overlay's writes to the agent's WAL; the main reloads."""
         info = await asyncio.to_thread(self.vault.quarantine.apply, overlay_id,
-                                       self.vault.append)
+                                       self.vault.wal.submit_acknowledged)
         self.events.record("writes_applied", info.experiment_id,
                            f"quarantined writes {info.id} of version {info.version} applied "
                            "by hand", overlay=info.id)

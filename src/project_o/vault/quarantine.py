@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -83,6 +85,11 @@ _DATA_KEY: Final[bytes] = msgpack.packb("data")
 _REQUESTS_KEY: Final[bytes] = msgpack.packb("requests")
 
 _MANIFEST: Final = "overlay.json"
+#: writes an apply queues before it waits for the oldest to be durable
+_APPLY_WINDOW: Final = 1024
+
+#: the agent's WAL's ``submit_acknowledged``: (sequence, resolved once durable)
+Submit = Callable[[str, Any], tuple[int, Future[int]]]
 _ID_LENGTH: Final = 12
 
 
@@ -232,23 +239,29 @@ class Quarantine:
                     info, status="quarantined", reason=reason, writes=writes)))
         return settled
 
-    def apply(self, overlay_id: str, append: Callable[[str, Any], int], *,
+    def apply(self, overlay_id: str, submit: Submit, *,
               status: OverlayStatus = "applied", reason: str = "") -> OverlayInfo:
-        """Append a quarantined overlay's writes through ``append(operation, data)``.
+        """Append a quarantined overlay's writes through ``submit(operation, data)``.
 
-        ``append`` is the agent's durable write (``Vault.append``); the
-        overlay gets ``status`` ("applied" by hand, "promoted" with its
-        canary) once every write returned.
+        ``submit`` is the agent's WAL's ``submit_acknowledged``: the writes
+        are queued together, so a few fsyncs cover them all (not one each),
+        and the overlay gets ``status`` ("applied" by hand, "promoted" with
+        its canary) once every one is durable.
         """
         info = self.get(overlay_id)
         if info.status != "quarantined":
             raise OverlayNotApplicable(
                 f"overlay {overlay_id} is {info.status}; only a quarantined overlay can be "
                 "applied")
+        pending: collections.deque[Future[int]] = collections.deque()
         applied = 0
         for write in self.writes(overlay_id):
-            append(write.operation, write.data)
+            pending.append(submit(write.operation, write.data)[1])
             applied += 1
+            if len(pending) > _APPLY_WINDOW:  # bounds what waits in memory
+                pending.popleft().result()
+        for durable in pending:
+            durable.result()
         return _write_manifest(self._path(overlay_id), replace(
             info, status=status, reason=reason or f"applied by hand ({applied} writes)"))
 
