@@ -127,6 +127,9 @@ def _add_vault(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="append overlay ID's writes to the agent's memory (through the running "
         "supervisor if one serves DIR)")
     quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
+                            help="the vault's keys, one a line, to show or apply the writes "
+                            "of a sealed vault (default: $PROJECT_O_VAULT_KEY)")
     quarantine.set_defaults(handler=_cmd_vault_quarantine)
 
 
@@ -335,15 +338,22 @@ def _cmd_vault_verify(args: argparse.Namespace) -> int:
 
 def _cmd_vault_quarantine(args: argparse.Namespace) -> int:
     from project_o.quarantine_view import apply_overlay, render_overlays, render_writes
+    from project_o.vault.sealing import load_keyring
 
     if not args.directory.is_dir():
         print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
         return 2
     try:
+        keyring = load_keyring(args.vault_key_file)
+    except ProjectOError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.apply:
-            print(json.dumps(apply_overlay(args.directory, args.apply), indent=2))
+            print(json.dumps(apply_overlay(args.directory, args.apply, keyring=keyring),
+                             indent=2))
         elif args.show:
-            render_writes(args.directory, args.show, as_json=args.json)
+            render_writes(args.directory, args.show, keyring=keyring, as_json=args.json)
         else:
             render_overlays(args.directory, as_json=args.json)
     except ProjectOError as exc:

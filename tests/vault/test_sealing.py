@@ -229,6 +229,21 @@ def test_an_altered_sealed_record_is_refused_by_recovery_and_reported_by_verify(
     assert segment(tmp_path).read_bytes() == before  # refused, not repaired away
 
 
+def test_a_sealed_record_shorter_than_a_seal_is_corruption_not_a_missing_key(
+    tmp_path: Path,
+) -> None:
+    with Vault.open(tmp_path, keyring=ring(KEY_A)) as vault:
+        for n in range(3):
+            vault.append("memory_set", {"key": n, "value": SECRET})
+    items = records(segment(tmp_path))
+    items[1]["data"] = items[1]["data"][:7]  # cut inside the nonce; the checksum made to match
+    rewrite(segment(tmp_path), items)
+    with pytest.raises(WALCorruption, match="shorter than a seal"):
+        Vault.open(tmp_path, keyring=ring(KEY_A))
+    report = verify_vault(tmp_path, keyring=ring(KEY_A))
+    assert any("shorter than a seal" in p for p in report.problems)
+
+
 def test_records_swapped_between_positions_fail_their_tags(tmp_path: Path) -> None:
     with Vault.open(tmp_path, keyring=ring(KEY_A)) as vault:
         vault.append("memory_set", {"key": "balance", "value": 100})
@@ -398,7 +413,7 @@ def test_a_canary_overlay_in_a_sealed_vault_is_sealed_too(tmp_path: Path) -> Non
         (write,) = vault.quarantine.writes(overlay.info.id)
         assert (write.operation, write.data, write.requests) == (
             "memory_set", {"key": "k", "value": SECRET}, ["req-1"])
-        vault.quarantine.apply(overlay.info.id, vault.append)
+        vault.quarantine.apply(overlay.info.id, vault.wal.submit_acknowledged)
         assert vault.recover().entries[-1].data == {"key": "k", "value": SECRET}
     keyless = Quarantine(tmp_path / "quarantine")
     with pytest.raises(VaultKeyError):

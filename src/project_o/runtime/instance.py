@@ -246,7 +246,7 @@ class Instance:
         if checkpoint is not None:
             if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
                 raise self._violation(
-                    f"restore checkpoint must be {{id, size}} or None, got {checkpoint!r}"
+                    f"restore checkpoint must be {{id}} or None, got {checkpoint!r}"
                 )
             self._load_checkpoint(checkpoint["id"])
         entries = data.get("entries") or []

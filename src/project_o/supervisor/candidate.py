@@ -183,8 +183,9 @@ class CandidateHost:
         if info is None:
             return None
         vault = self.host.journal.vault
-        return await asyncio.to_thread(vault.quarantine.apply, info.id, vault.append,
-                                       status="promoted", reason=reason)
+        return await asyncio.to_thread(vault.quarantine.apply, info.id,
+                                       vault.wal.submit_acknowledged, status="promoted",
+                                       reason=reason)
 
     def quarantine_writes(self, reason: str) -> OverlayInfo | None:
         """Keep the canary's writes out of the agent's memory, tagged with ``reason``."""

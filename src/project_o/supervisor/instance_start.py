@@ -69,21 +69,18 @@ async def send_restore(
     first one means the restore is done.
     """
     ready = instance.waiter("heartbeat")
-    message = Message("restore", {
-        "checkpoint": None,
-        "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
-                    for e in point.entries],
-        "last_sequence": point.last_sequence,
-    })
-    if point.checkpoint is None:
-        await instance.send(message)
+    entries = [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
+               for e in point.entries]
+    info = point.checkpoint
+    if info is None:
+        await instance.send(Message("restore", {
+            "checkpoint": None, "entries": entries, "last_sequence": point.last_sequence}))
     else:
-        info = point.checkpoint
         fd = await asyncio.to_thread(copies.reader if copies is not None else _one_copy, info)
-        # the copy's own size: an unsealed image of a checkpoint sealed at rest is smaller
-        message.data["checkpoint"] = {"id": str(info.id), "size": os.fstat(fd).st_size}
         try:
-            await instance.send_with_fd(message, fd)
+            await instance.send_with_fd(Message("restore", {
+                "checkpoint": {"id": str(info.id)}, "entries": entries,
+                "last_sequence": point.last_sequence}), fd)
         finally:
             os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):

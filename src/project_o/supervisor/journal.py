@@ -252,11 +252,11 @@ class OverlayJournal:
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Append one ``wal_entry`` to the overlay; ack it once durable."""
-        if _charged_payload(instance, message) is None:
+        payload = _charged_payload(instance, message)  # packed once, as the main's are
+        if payload is None:
             return
-        entry = message.data["operation"], message.data.get("data")
         try:
-            sequence = await self.overlay.append(*entry, self._in_flight())
+            sequence = await self.overlay.append_payload(payload, self._in_flight())
         except WALFatalError as exc:
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return

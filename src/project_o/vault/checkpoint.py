@@ -57,7 +57,15 @@ import zstandard
 
 from project_o.errors import CheckpointCorrupt, InvalidArgument, VaultError, VaultKeyError
 from project_o.vault.atomic import remove_stale_temps, write_atomic
-from project_o.vault.sealing import Keyring, NonceSequence, SealBroken, missing_key, sealed_key_id
+from project_o.vault.sealing import (
+    SEAL_HEADER_SIZE,
+    TAG_SIZE,
+    Keyring,
+    NonceSequence,
+    SealBroken,
+    missing_key,
+    sealed_key_id,
+)
 
 __all__ = [
     "FLAG_ENCRYPTED",
@@ -99,6 +107,8 @@ _SUPPORTED_FLAGS = FLAG_ENCRYPTED
 #: another checkpoint's header, or a header edited, fails the tag
 _SEAL_CONTEXT = b"project-o checkpoint\0"
 _SEAL_FIELDS = struct.Struct(">16sIIQ16sQQ")
+#: the least a sealed payload holds: key id, nonce and tag around an empty ciphertext
+_SEAL_SIZE = SEAL_HEADER_SIZE + TAG_SIZE
 
 SUFFIX = ".ockpt"
 
@@ -193,6 +203,11 @@ def decode_header(raw: bytes, path: Path | str) -> CheckpointInfo:
     if hashlib.sha256(raw[:_HASHED_SIZE]).digest() != raw[_HASHED_SIZE:]:
         raise CheckpointCorrupt(str(path), "header hash mismatch: the header is damaged")
     _check_flags(flags, path)
+    if flags & FLAG_ENCRYPTED and compressed_size < _SEAL_SIZE:
+        raise CheckpointCorrupt(
+            str(path), f"a sealed payload of {compressed_size} bytes is shorter than a seal "
+            f"({_SEAL_SIZE} bytes: key id, nonce, tag)",
+        )
     if reserved != _RESERVED:
         raise CheckpointCorrupt(str(path), "reserved header bytes 104-223 are not zero")
     return CheckpointInfo(
@@ -365,10 +380,7 @@ class CheckpointStore:
     def _frame(self, path: Path) -> tuple[CheckpointInfo, bytes | bytearray]:
         """The header and the zstd frame of ``path``: hash checked, opened if sealed."""
         with open(path, "rb", buffering=0) as file:
-            info = self._read_header_and_size(file, path)
-            payload = _read_exact(file, info)
-        if hashlib.sha256(payload).digest() != info.payload_sha256:
-            raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+            info, payload = _read_verified(file, path, self.max_payload_size)
         return info, self._open(info, payload) if info.sealed else payload
 
     def _open(self, info: CheckpointInfo, sealed: bytearray) -> bytes:
@@ -477,16 +489,24 @@ def read_checkpoint(
     :class:`CheckpointCorrupt` as :meth:`CheckpointStore.read` does.
     """
     path = Path(name)
-    info = _read_capped_header(file, path, max_payload_size)
-    compressed = _read_exact(file, info)
-    if hashlib.sha256(compressed).digest() != info.payload_sha256:
-        raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+    info, compressed = _read_verified(file, path, max_payload_size)
     if info.sealed:  # copies for instances are opened by the supervisor (plain_image)
         raise missing_key(sealed_key_id(compressed), f"checkpoint {path}", None)
     return info, _unpack(_decompress(compressed, info), path, max_containers)
 
 
 # -- helpers ------------------------------------------------------------
+
+
+def _read_verified(
+    file: BinaryIO, path: Path, max_payload_size: int
+) -> tuple[CheckpointInfo, bytearray]:
+    """Header, size and payload hash of the checkpoint in ``file``; its info and payload."""
+    info = _read_capped_header(file, path, max_payload_size)
+    payload = _read_exact(file, info)
+    if hashlib.sha256(payload).digest() != info.payload_sha256:
+        raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+    return info, payload
 
 
 def _read_capped_header(file: BinaryIO, path: Path, max_payload_size: int) -> CheckpointInfo:

@@ -41,7 +41,14 @@ from typing import Any
 import msgpack
 
 from project_o.errors import InvalidArgument
-from project_o.vault.sealing import Keyring, NonceSequence, SealBroken, missing_key
+from project_o.vault.sealing import (
+    SEAL_HEADER_SIZE,
+    TAG_SIZE,
+    Keyring,
+    NonceSequence,
+    SealBroken,
+    missing_key,
+)
 
 __all__ = [
     "HEADER",
@@ -51,6 +58,7 @@ __all__ = [
     "Problem",
     "SealedEntry",
     "WALEntry",
+    "checked_payload",
     "compute_checksum",
     "decode_entry",
     "encode",
@@ -107,6 +115,8 @@ _PAIR_HEADER = b"\x92"
 #: timestamp, so a record moved to another position (or retimed) fails its tag
 _SEAL_CONTEXT = b"project-o wal record\0"
 _SEAL_POSITION = struct.Struct(">Qd")
+#: the least a sealed record's data holds: key id, nonce and tag around an empty ciphertext
+_SEAL_SIZE = SEAL_HEADER_SIZE + TAG_SIZE
 #: what sealing adds to a record, at most
 _SEAL_OVERHEAD = 1 + 4 + 12 + 16 + 5
 
@@ -178,21 +188,30 @@ def pack_payload(operation: str, data: Any) -> Payload:
         raise InvalidArgument(f"operation must be a str, got {type(operation).__name__}")
     try:
         packed_op = _OPERATIONS.get(operation) or _remember_operation(operation)
-        payload = (packed_op, msgpack.packb(data))
+        packed_data = msgpack.packb(data)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(
             f"WAL data must be MessagePack-encodable (dict, list, str, bytes, int, float, "
             f"bool, None); {type(data).__name__} failed: {exc}"
         ) from exc
+    return checked_payload(packed_op, packed_data)
+
+
+def checked_payload(operation: bytes, data: bytes) -> Payload:
+    """A payload the caller packed itself (an operation str, any data), size-checked.
+
+    Raises :class:`InvalidArgument`, as :func:`pack_payload` does, if the
+    record would exceed :data:`MAX_RECORD_SIZE`.
+    """
     # Room for a seal too (the WAL decides later, under its lock, where
     # nothing may fail): array header, key id, nonce, tag, a bin32 header.
-    size = len(payload[0]) + len(payload[1]) + _FIXED_OVERHEAD + _SEAL_OVERHEAD
+    size = len(operation) + len(data) + _FIXED_OVERHEAD + _SEAL_OVERHEAD
     if size > MAX_RECORD_SIZE:
         raise InvalidArgument(
             f"WAL entry of {size} bytes exceeds the record limit of "
             f"{MAX_RECORD_SIZE} bytes; store large blobs in a checkpoint instead"
         )
-    return payload
+    return operation, data
 
 
 def _remember_operation(operation: str) -> bytes:
@@ -322,6 +341,9 @@ def decode_entry(body: bytes, offset: int = 0) -> AnyEntry:
     sealed = operation is None
     if sealed and type(data) is not bytes:
         raise BadRecord(offset, f"a sealed record's data must be bytes, got {type(data).__name__}")
+    if sealed and len(data) < _SEAL_SIZE:
+        raise BadRecord(offset, f"a sealed record's data is {len(data)} bytes, shorter than a "
+                        f"seal ({_SEAL_SIZE} bytes: key id, nonce, tag)")
     if not (sealed or isinstance(operation, str)) or not isinstance(checksum, str):
         raise BadRecord(offset, "operation (unless sealed) and checksum must be strings")
     try:
