@@ -130,7 +130,7 @@ class AgentHost:
                               self.restart_policy, events, self._promote, sleep=sleep,
                               clock=clock)
         self.reloads = HotReload(self.pool, self.factory, events, promote=self._promote,
-                                 respawn_later=self.tree.refill,
+                                 refill=self.tree.refill,
                                  drain_timeout=config.request_deadline, standby=config.standby)
         self.answers = AnswerBook()
         self.dispatcher = Dispatcher(
