@@ -34,6 +34,7 @@ from tests.supervisor.fakes import (
     FakeClock,
     FakeFactory,
     FakeInstance,
+    FakeVault,
     FakeZygote,
     Sleeps,
     async_test,
@@ -228,7 +229,7 @@ async def _host(book: FakeBook | None = None,
 
     clock = FakeClock()
     sleeps = Sleeps(clock)
-    host = AgentHost(_config(**config), None, EventLog(), "v1", book,  # type: ignore[arg-type]
+    host = AgentHost(_config(**config), FakeVault(), EventLog(), "v1", book,  # type: ignore[arg-type]
                      clock=clock, sleep=sleeps, make_factory=make_factory)
     await host.start()
     return host, factories[0], sleeps

@@ -104,9 +104,8 @@ class Journal:
         self.restore_lock = asyncio.Lock()
         #: the newest checkpoint's sealed copy, what restores hand to instances; of a vault
         #: sealed at rest, an unsealed image (instances never hold the vault's key)
-        store = getattr(vault, "checkpoints", None)  # None: a host's unit test has no vault
-        sealed = store is not None and store.keyring is not None
-        self.copies = SealedCopies(store.plain_image if store is not None and sealed else None)
+        store = vault.checkpoints
+        self.copies = SealedCopies(store.plain_image if store.keyring is not None else None)
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
 
