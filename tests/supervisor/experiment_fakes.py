@@ -112,21 +112,7 @@ class FakeHost:
     reloads_done: list[tuple[str, str]] = field(default_factory=list)
     told: list[Message] = field(default_factory=list)
 
-    @property
-    def dispatcher(self) -> FakeHost:
-        return self
-
-    @property
-    def pool(self) -> FakeHost:
-        return self
-
-    @property
-    def journal(self) -> FakeHost:
-        return self
-
-    @property
-    def reloads(self) -> FakeHost:
-        return self
+    dispatcher = pool = journal = reloads = property(lambda self: self)
 
     async def submit(self, payload: Any, deadline_s: float | None = None, *,
                      request_id: str | None = None,
