@@ -17,8 +17,7 @@ from typing import Any
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.bounds import Quotas
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
-from project_o.vault.checkpoint import CheckpointInfo
-from project_o.vault.sealed import SealedCopies, sealed_copy
+from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -57,16 +56,15 @@ async def launch(
     return instance
 
 
-async def send_restore(
-    instance: InstanceHandle, point: RestorePoint, copies: SealedCopies | None = None,
-) -> None:
+async def send_restore(instance: InstanceHandle, point: RestorePoint,
+                       copies: SealedCopies) -> None:
     """Send ``point`` (checkpoint + later WAL entries); wait until it is applied.
 
     The checkpoint goes as a sealed in-memory copy whose descriptor rides
     with the frame, never as a path: agent code learns nothing of where the
-    vault is; ``copies`` keeps the copy between restores (None: made for
-    this one). The instance sends no heartbeat before its restore, so its
-    first one means the restore is done.
+    vault is; ``copies`` makes the copy, once per checkpoint. The instance
+    sends no heartbeat before its restore, so its first one means the
+    restore is done.
     """
     ready = instance.waiter("heartbeat")
     message = Message("restore", {
@@ -79,7 +77,7 @@ async def send_restore(
         await instance.send(message)
     else:
         info = point.checkpoint
-        fd = await asyncio.to_thread(copies.reader if copies is not None else _one_copy, info)
+        fd = await asyncio.to_thread(copies.reader, info)
         # the copy's own size: an unsealed image of a checkpoint sealed at rest is smaller
         message.data["checkpoint"] = {"id": str(info.id), "size": os.fstat(fd).st_size}
         try:
@@ -88,7 +86,3 @@ async def send_restore(
             os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):
         await ready
-
-
-def _one_copy(info: CheckpointInfo) -> int:
-    return sealed_copy(info.path)
