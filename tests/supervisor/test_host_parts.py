@@ -144,16 +144,6 @@ async def test_retired_instances_hold_no_slot_and_can_be_reinstated() -> None:
     assert pool.retired == set() and pool.standby is None  # only the living come back
 
 
-@async_test
-async def test_offer_fills_the_empty_slot_or_says_none() -> None:
-    pool = InstancePool()
-    assert pool.offer(FakeInstance("standby")) == "main"  # a missing main comes first
-    await pool.promote(FakeInstance("main"))
-    fresh = FakeInstance("standby")
-    assert pool.offer(fresh) == "standby" and pool.standby is fresh
-    assert pool.offer(FakeInstance("standby")) is None
-
-
 # -- feedback and intents ---------------------------------------------------------
 
 
