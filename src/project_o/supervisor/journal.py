@@ -241,13 +241,12 @@ class ShadowJournal:
 class OverlayJournal:
     """A canary's journal: each write durable in its overlay before it is acknowledged.
 
-    ``in_flight()`` names the requests the canary is serving, to tag each
-    write with the requests that made it.
+    Each write is tagged with the requests its writer is serving (its
+    handle's ``in_flight``): the ones that made it.
     """
 
-    def __init__(self, overlay: Overlay, in_flight: Callable[[], list[str]]) -> None:
+    def __init__(self, overlay: Overlay) -> None:
         self.overlay = overlay
-        self._in_flight = in_flight
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Append one ``wal_entry`` to the overlay; ack it once durable."""
@@ -255,7 +254,7 @@ class OverlayJournal:
             return
         entry = message.data["operation"], message.data.get("data")
         try:
-            sequence = await self.overlay.append(*entry, self._in_flight())
+            sequence = await self.overlay.append(*entry, instance.in_flight)
         except WALFatalError as exc:
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
