@@ -38,6 +38,8 @@ attribute           part                                        what it does
                                                                 deadline, poison pills
 ``answers``         :class:`~.answers.AnswerBook`               which version answered what
 ``journal``         :class:`~.journal.Journal`                  writes, tails, checkpoints
+``llm``             :class:`~.llm_proxy.LLMProxy`               the model calls of every
+                                                                instance (the key stays here)
 ``tasks``           :class:`~.nursery.Nursery`                  owns every task the host runs
 ==================  ==========================================  ===============================
 
