@@ -30,11 +30,11 @@ STARTUP_TIMEOUT = 30.0
 async def launch(
     zygote: ZygoteHandle, *, role: str, instance_id: str, version: str, owner: InstanceOwner,
     limits: dict[str, Any], config: dict[str, Any], max_frame_size: int,
-    restore: Callable[[InstanceHandle], Awaitable[None]], quotas: Quotas | None = None,
+    restore: Callable[[InstanceHandle], Awaitable[None]], quotas: Quotas,
 ) -> InstanceHandle:
     """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails.
 
-    ``quotas``: what it may write and stream (:class:`~.bounds.Quotas`; default: the defaults).
+    ``quotas``: what it may write and stream (:class:`~.bounds.Quotas`).
     """
     forked = await zygote.fork(role, instance_id, limits, config)
     instance = InstanceHandle(
