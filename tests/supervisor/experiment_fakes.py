@@ -178,7 +178,7 @@ class FakeCandidate:
                         traceback: TracebackType | None) -> None:
         await self.close()
 
-    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
+    async def start(self, agent: Path, version: str, experiment_id: str) -> None:
         await turn()
         if self.import_error is not None:
             raise AgentLoadError(self.import_error)

@@ -85,8 +85,11 @@ class CandidateHost:
         finally:
             await self._group.__aexit__(kind, error, traceback)
 
-    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
-        """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
+    async def start(self, agent: Path, version: str, experiment_id: str) -> None:
+        """Start the candidate's zygote (raises AgentLoadError if it does not import).
+
+        ``experiment_id`` tags a canary's overlay of writes.
+        """
         self.version, self.experiment_id = version, experiment_id
         self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env(),
                                                 sandbox=self.host.config.sandbox_policy())
