@@ -17,38 +17,31 @@ from project_o.supervisor.bounds import (
 )
 from project_o.supervisor.events import MAX_REASON_CHARS, EventLog
 from project_o.wire import MessageType
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.supervisor.fakes import FakeClock
 
 
 def test_writes_spend_the_burst_then_the_rate_refills_it() -> None:
-    clock = Clock()
+    clock = FakeClock()
     quota = InstanceQuota(Quotas(wal_writes_burst=3, wal_writes_per_s=1.0), clock=clock)
     assert [quota.charge_write(10) for _ in range(3)] == [None, None, None]
     reason = quota.charge_write(10)
     assert reason is not None and reason.startswith(QUOTA_EXCEEDED)
-    clock.now += 1.0  # one write's worth refilled
+    clock.advance(1.0)  # one write's worth refilled
     assert quota.charge_write(10) is None
     assert quota.charge_write(10) is not None
 
 
 def test_bytes_are_charged_on_their_own_bucket() -> None:
-    clock = Clock()
+    clock = FakeClock()
     quota = InstanceQuota(Quotas(wal_bytes_burst=100, wal_bytes_per_s=10.0), clock=clock)
     assert quota.charge_write(60) is None
     assert "byte quota" in (quota.charge_write(60) or "")
-    clock.now += 2.0
+    clock.advance(2.0)
     assert quota.charge_write(60) is None
 
 
 def test_stream_bytes_are_counted_per_request_and_forgotten_when_it_ends() -> None:
-    quota = InstanceQuota(Quotas(stream_bytes_per_request=100), clock=Clock())
+    quota = InstanceQuota(Quotas(stream_bytes_per_request=100), clock=FakeClock())
     assert quota.charge_stream("a", 60) is None and quota.charge_stream("b", 60) is None
     assert "'a' streamed more than 100 bytes" in (quota.charge_stream("a", 60) or "")
     quota.request_done("b")

@@ -34,6 +34,7 @@ from tests.supervisor.fakes import (
     FakeClock,
     FakeFactory,
     FakeInstance,
+    FakeVault,
     FakeZygote,
     Sleeps,
     async_test,
@@ -143,16 +144,6 @@ async def test_retired_instances_hold_no_slot_and_can_be_reinstated() -> None:
     assert pool.retired == set() and pool.standby is None  # only the living come back
 
 
-@async_test
-async def test_offer_fills_the_empty_slot_or_says_none() -> None:
-    pool = InstancePool()
-    assert pool.offer(FakeInstance("standby")) == "main"  # a missing main comes first
-    await pool.promote(FakeInstance("main"))
-    fresh = FakeInstance("standby")
-    assert pool.offer(fresh) == "standby" and pool.standby is fresh
-    assert pool.offer(FakeInstance("standby")) is None
-
-
 # -- feedback and intents ---------------------------------------------------------
 
 
@@ -228,7 +219,7 @@ async def _host(book: FakeBook | None = None,
 
     clock = FakeClock()
     sleeps = Sleeps(clock)
-    host = AgentHost(_config(**config), None, EventLog(), "v1", book,  # type: ignore[arg-type]
+    host = AgentHost(_config(**config), FakeVault(), EventLog(), "v1", book,  # type: ignore[arg-type]
                      clock=clock, sleep=sleeps, make_factory=make_factory)
     await host.start()
     return host, factories[0], sleeps
@@ -441,9 +432,9 @@ class _Host:
 # -- hot reload ------------------------------------------------------------------------
 
 
-def _reloader(host: _Host, respawned: list[str]) -> HotReload:
+def _reloader(host: _Host, refilled: list[str]) -> HotReload:
     return HotReload(host.pool, host.factory, host.events,  # type: ignore[arg-type]
-                     promote=host.pool.promote, respawn_later=respawned.append,
+                     promote=host.pool.promote, refill=refilled.append,
                      drain_timeout=5.0, standby=True)
 
 
@@ -455,8 +446,8 @@ async def test_a_reload_drains_the_old_main_then_serves_the_new_version() -> Non
     main.answer = lambda _id, _payload: PENDING
     in_flight = asyncio.create_task(main.request("r1", "q", 5.0))
     await asyncio.sleep(0)
-    respawned: list[str] = []
-    reload = asyncio.create_task(_reloader(host, respawned).reload(Path("/b.py"), "v2", "promote"))
+    refilled: list[str] = []
+    reload = asyncio.create_task(_reloader(host, refilled).reload(Path("/b.py"), "v2", "promote"))
     await asyncio.sleep(0)
     assert not reload.done()  # waiting for r1
     main.answer_pending("r1", "done")
@@ -464,7 +455,7 @@ async def test_a_reload_drains_the_old_main_then_serves_the_new_version() -> Non
     assert await in_flight == "done"
     assert host.pool.main is not None and host.pool.main.version == "v2"
     assert main.types_sent()[-1] == "shutdown" and not main.alive and not standby.alive
-    assert host.pool.retired == set() and respawned == ["standby"]
+    assert host.pool.retired == set() and refilled == ["standby"]
     assert host.events.of_kind("reload")[0]["previous"] == "v1"
 
 

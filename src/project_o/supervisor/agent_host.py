@@ -38,6 +38,8 @@ attribute           part                                        what it does
                                                                 deadline, poison pills
 ``answers``         :class:`~.answers.AnswerBook`               which version answered what
 ``journal``         :class:`~.journal.Journal`                  writes, tails, checkpoints
+``llm``             :class:`~.llm_proxy.LLMProxy`               the model calls of every
+                                                                instance (the key stays here)
 ``tasks``           :class:`~.nursery.Nursery`                  owns every task the host runs
 ==================  ==========================================  ===============================
 
@@ -130,7 +132,7 @@ class AgentHost:
                               self.restart_policy, events, self._promote, sleep=sleep,
                               clock=clock)
         self.reloads = HotReload(self.pool, self.factory, events, promote=self._promote,
-                                 respawn_later=self.tree.refill,
+                                 refill=self.tree.refill,
                                  drain_timeout=config.request_deadline, standby=config.standby)
         self.answers = AnswerBook()
         self.dispatcher = Dispatcher(

@@ -67,8 +67,6 @@ class CandidateHost:
         self.shadow_journal = ShadowJournal()
         #: the canary's writes (None until a canary restores)
         self.overlay: OverlayJournal | None = None
-        #: ids of the requests the instance is serving, oldest first
-        self._requests: dict[str, None] = {}
         self._group = asyncio.TaskGroup()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
@@ -87,8 +85,11 @@ class CandidateHost:
         finally:
             await self._group.__aexit__(kind, error, traceback)
 
-    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
-        """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
+    async def start(self, agent: Path, version: str, experiment_id: str) -> None:
+        """Start the candidate's zygote (raises AgentLoadError if it does not import).
+
+        ``experiment_id`` tags a canary's overlay of writes.
+        """
         self.version, self.experiment_id = version, experiment_id
         self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env(),
                                                 sandbox=self.host.config.sandbox_policy())
@@ -120,7 +121,7 @@ class CandidateHost:
             self._settle_overlay("quarantined", "replaced by a new canary instance")
             overlay = self.host.journal.vault.quarantine.create(
                 self.version, self.experiment_id, point.last_sequence)
-            self.overlay = OverlayJournal(overlay, lambda: list(self._requests))
+            self.overlay = OverlayJournal(overlay)
         else:
             self.shadow_journal = ShadowJournal(point.last_sequence)
 
@@ -131,12 +132,10 @@ class CandidateHost:
             raise InstanceDied(self.failure or "the candidate has no live instance")
         self._in_flight += 1
         self._idle.clear()
-        self._requests[request_id] = None
         try:
             async with asyncio.timeout(deadline_s):
                 return await instance.request(request_id, payload, deadline_s)
         finally:
-            self._requests.pop(request_id, None)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
@@ -170,37 +171,32 @@ class InstanceHandle:
 
     async def send(self, message: Message) -> None:
         """Send one frame; a broken socket marks the instance dead."""
-        if not self.alive:
-            raise InstanceDied(self.death_reason or "instance is dead")
-        try:
-            async with self._send_lock:
-                await write_message_async(self._writer, message, self._max_frame_size)
-        except (OSError, ConnectionError, ProtocolError) as exc:
-            # ProtocolError: the wire layer reports a reset peer as ConnectionClosed.
-            self._die(f"socket broke while sending: {exc}")
-            raise InstanceDied(self.death_reason or str(exc)) from exc
+        await self._send(lambda: write_message_async(self._writer, message,
+                                                     self._max_frame_size))
 
     async def send_frame(self, frame: bytes) -> None:
         """Send one frame already encoded (what the supervisor only forwards); as :meth:`send`."""
-        if not self.alive:
-            raise InstanceDied(self.death_reason or "instance is dead")
-        try:
-            async with self._send_lock:
-                self._writer.write(frame)
-                await self._writer.drain()
-        except (OSError, ConnectionError) as exc:
-            self._die(f"socket broke while sending: {exc}")
-            raise InstanceDied(self.death_reason or str(exc)) from exc
+
+        async def write() -> None:
+            self._writer.write(frame)
+            await self._writer.drain()
+
+        await self._send(write)
 
     async def send_with_fd(self, message: Message, fd: int) -> None:
         """Send one frame with ``fd`` attached to its first bytes (SCM_RIGHTS); as :meth:`send`."""
+        await self._send(lambda: write_message_with_fd_async(self._writer, message, fd,
+                                                             self._max_frame_size))
+
+    async def _send(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run ``write`` alone on the socket; InstanceDied if the instance is (or goes) dead."""
         if not self.alive:
             raise InstanceDied(self.death_reason or "instance is dead")
         try:
             async with self._send_lock:
-                await write_message_with_fd_async(self._writer, message, fd,
-                                                  self._max_frame_size)
-        except (OSError, ConnectionError) as exc:
+                await write()
+        except (OSError, ConnectionError, ProtocolError) as exc:
+            # ProtocolError: the wire layer reports a reset peer as ConnectionClosed.
             self._die(f"socket broke while sending: {exc}")
             raise InstanceDied(self.death_reason or str(exc)) from exc
 

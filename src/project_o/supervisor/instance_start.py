@@ -17,8 +17,7 @@ from typing import Any
 from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.bounds import Quotas
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
-from project_o.vault.checkpoint import CheckpointInfo
-from project_o.vault.sealed import SealedCopies, sealed_copy
+from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -31,11 +30,11 @@ STARTUP_TIMEOUT = 30.0
 async def launch(
     zygote: ZygoteHandle, *, role: str, instance_id: str, version: str, owner: InstanceOwner,
     limits: dict[str, Any], config: dict[str, Any], max_frame_size: int,
-    restore: Callable[[InstanceHandle], Awaitable[None]], quotas: Quotas | None = None,
+    restore: Callable[[InstanceHandle], Awaitable[None]], quotas: Quotas,
 ) -> InstanceHandle:
     """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails.
 
-    ``quotas``: what it may write and stream (:class:`~.bounds.Quotas`; default: the defaults).
+    ``quotas``: what it may write and stream (:class:`~.bounds.Quotas`).
     """
     forked = await zygote.fork(role, instance_id, limits, config)
     instance = InstanceHandle(
@@ -57,16 +56,15 @@ async def launch(
     return instance
 
 
-async def send_restore(
-    instance: InstanceHandle, point: RestorePoint, copies: SealedCopies | None = None,
-) -> None:
+async def send_restore(instance: InstanceHandle, point: RestorePoint,
+                       copies: SealedCopies) -> None:
     """Send ``point`` (checkpoint + later WAL entries); wait until it is applied.
 
     The checkpoint goes as a sealed in-memory copy whose descriptor rides
     with the frame, never as a path: agent code learns nothing of where the
-    vault is; ``copies`` keeps the copy between restores (None: made for
-    this one). The instance sends no heartbeat before its restore, so its
-    first one means the restore is done.
+    vault is; ``copies`` makes the copy, once per checkpoint. The instance
+    sends no heartbeat before its restore, so its first one means the
+    restore is done.
     """
     ready = instance.waiter("heartbeat")
     entries = [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
@@ -76,7 +74,7 @@ async def send_restore(
         await instance.send(Message("restore", {
             "checkpoint": None, "entries": entries, "last_sequence": point.last_sequence}))
     else:
-        fd = await asyncio.to_thread(copies.reader if copies is not None else _one_copy, info)
+        fd = await asyncio.to_thread(copies.reader, info)
         try:
             await instance.send_with_fd(Message("restore", {
                 "checkpoint": {"id": str(info.id)}, "entries": entries,
@@ -85,7 +83,3 @@ async def send_restore(
             os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):
         await ready
-
-
-def _one_copy(info: CheckpointInfo) -> int:
-    return sealed_copy(info.path)

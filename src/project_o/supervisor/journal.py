@@ -104,9 +104,8 @@ class Journal:
         self.restore_lock = asyncio.Lock()
         #: the newest checkpoint's sealed copy, what restores hand to instances; of a vault
         #: sealed at rest, an unsealed image (instances never hold the vault's key)
-        store = getattr(vault, "checkpoints", None)  # None: a host's unit test has no vault
-        sealed = store is not None and store.keyring is not None
-        self.copies = SealedCopies(store.plain_image if store is not None and sealed else None)
+        store = vault.checkpoints
+        self.copies = SealedCopies(store.plain_image if store.keyring is not None else None)
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
 
@@ -242,13 +241,12 @@ class ShadowJournal:
 class OverlayJournal:
     """A canary's journal: each write durable in its overlay before it is acknowledged.
 
-    ``in_flight()`` names the requests the canary is serving, to tag each
-    write with the requests that made it.
+    Each write is tagged with the requests its writer is serving (its
+    handle's ``in_flight``): the ones that made it.
     """
 
-    def __init__(self, overlay: Overlay, in_flight: Callable[[], list[str]]) -> None:
+    def __init__(self, overlay: Overlay) -> None:
         self.overlay = overlay
-        self._in_flight = in_flight
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Append one ``wal_entry`` to the overlay; ack it once durable."""
@@ -256,7 +254,7 @@ class OverlayJournal:
         if payload is None:
             return
         try:
-            sequence = await self.overlay.append_payload(payload, self._in_flight())
+            sequence = await self.overlay.append_payload(payload, instance.in_flight)
         except WALFatalError as exc:
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
