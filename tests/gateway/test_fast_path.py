@@ -30,6 +30,7 @@ CASES: list[tuple[dict[str, str], bytes]] = [
     ({"Authorization": "Bearer wrong-token"}, b'{"input": 1}'),
     ({"Authorization": f"Basic {TOKEN}"}, b'{"input": 1}'),
     ({"Authorization": "Bearer"}, b'{"input": 1}'),
+    ({"Content-Type": "text/plain"}, b"{not json"),  # auth is checked first
     ({**_BEARER, "Content-Type": "text/plain"}, b'{"input": 1}'),
     ({**_BEARER, "Content-Type": "application/problem+json"}, b'{"input": "plus"}'),
     (_BEARER, b'{"input": "no content type"}'),
