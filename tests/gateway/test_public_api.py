@@ -23,7 +23,7 @@ EXPECTED = {
     "TOKEN_FILENAME",
 }
 # What the gateway's own modules may import besides the standard library.
-# uvloop: the supervisor's loop where installed (the `fast` extra), chosen by the gateway
+# uvloop: the supervisor's loop where installed and asked for (gateway.server.loop_factory)
 ALLOWED_THIRD_PARTY = {"fastapi", "starlette", "uvicorn", "pydantic", "uvloop"}
 # wire.packable: a body is refused up front if the agent's wire cannot carry it.
 # wire.chat: the envelope a chat completion travels in to the agent.

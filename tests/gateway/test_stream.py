@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from project_o.dashboard import mount_dashboard
 from project_o.gateway import GatewayServer, create_app
 from project_o.gateway.server import DEFAULT_WS_MAX_SIZE
 from project_o.gateway.stream import STREAM_TICKET_TTL_S
@@ -248,6 +249,26 @@ async def test_a_ticket_for_another_path_is_refused_and_spent() -> None:
         stream = await ticket(client)
         assert not tickets.redeem(stream, "/ui/login")
         await refused(ws_url(server, f"?ticket={stream}"))
+
+
+async def test_the_dashboard_redeems_from_the_same_book() -> None:
+    app = create_app(ScriptedService(), token=TOKEN, mounts=[mount_dashboard])
+    try:
+        async with (
+            GatewayServer(app, port=0) as server,
+            httpx.AsyncClient(base_url=server.url, headers=bearer()) as client,
+        ):
+            login = (await client.post("/ui/api/ticket")).json()["ticket"]
+            await refused(ws_url(server, f"?ticket={login}"))  # not a stream ticket ...
+            # ... and spent there: the dashboard's own door no longer opens for it
+            answer = await client.get(f"/ui/login?ticket={login}", follow_redirects=False)
+            assert answer.status_code == 401
+            fresh = (await client.post("/ui/api/ticket")).json()["ticket"]
+            answer = await client.get(f"/ui/login?ticket={fresh}", follow_redirects=False)
+            assert answer.status_code == 303
+    finally:
+        if app.state.dashboard.recorder is not None:
+            app.state.dashboard.recorder.cancel()
 
 
 async def test_the_token_is_refused_in_the_url(gateway: GatewayServer) -> None:

@@ -29,10 +29,9 @@ __all__ = ["UI_PREFIX", "LiveHub", "mount_dashboard"]
 def mount_dashboard(app: FastAPI, service: AgentService, token: str) -> LiveHub:
     """Serve the dashboard for ``service`` under ``/ui/`` of ``app``; returns its live hub."""
     hub = LiveHub(service)
-    # The gateway's own book, so a ticket is one kind of thing wherever it is redeemed.
-    tickets = getattr(app.state, "tickets", None)
-    if not isinstance(tickets, TicketBook):  # an app create_app did not build
-        tickets = TicketBook()
+    # The gateway's own book (create_app made it), so a ticket is one kind of
+    # thing wherever it is redeemed: shown at the wrong door, it is spent for all.
+    tickets: TicketBook = app.state.tickets
     router = dashboard_router(service, BearerAuth(token), hub, SessionSigner(token), tickets)
     app.include_router(router)
     app.mount(f"{UI_PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")

@@ -37,11 +37,19 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from project_o.errors import InvalidArgument
 from project_o.gateway.problems import APIError
 
-__all__ = ["TOKEN_ENTROPY_BYTES", "TOKEN_ENV", "TOKEN_FILENAME", "BearerAuth", "resolve_token"]
+__all__ = [
+    "TOKEN_ENTROPY_BYTES",
+    "TOKEN_ENV",
+    "TOKEN_FILENAME",
+    "BearerAuth",
+    "bearer_token",
+    "resolve_token",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +205,16 @@ class BearerAuth:
                 f"`{TOKEN_FILENAME}` file",
                 challenge=f'Bearer realm="{_REALM}", error="invalid_token"',
             )
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header, as HTTPBearer reads it.
+
+    For the places that read the header without FastAPI's dependency (the
+    fast path, the WebSocket upgrade): None where HTTPBearer finds none.
+    """
+    scheme, credentials = get_authorization_scheme_param(header)
+    return credentials if header and credentials and scheme.lower() == "bearer" else None
 
 
 def _unauthorized(message: str, *, challenge: str) -> APIError:

@@ -21,6 +21,7 @@ one ``data: {"error": {...}}`` event, which the OpenAI SDK raises as an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -132,11 +133,17 @@ async def read_chat(request: Request) -> ChatCompletionRequest:
                            '{"model": "project-o", "messages": [{"role": "user", "content": "hi"}]}')
 
 
-def _chat_body_schema() -> dict[str, Any]:
-    # the body is read by read_chat (auth first, our errors), hidden from FastAPI
+@functools.cache
+def _chat_body() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chat request body's schema, and the component schemas it refers to."""
     schema = _json_values(
         ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}"))
-    _CHAT_DEFS.update(schema.pop("$defs", {}))
+    return schema, schema.pop("$defs", {})
+
+
+def _chat_body_schema() -> dict[str, Any]:
+    # the body is read by read_chat (auth first, our errors), hidden from FastAPI
+    schema, _ = _chat_body()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -150,13 +157,10 @@ def _json_values(schema: Any) -> Any:
             else _json_values(value) for key, value in schema.items()}
 
 
-#: the schemas the chat body refers to (added to the document's components by the app)
-_CHAT_DEFS: dict[str, Any] = {}
-
-
 def chat_schemas() -> dict[str, Any]:
-    """Component schemas the chat request body refers to."""
-    return dict(_CHAT_DEFS)
+    """Component schemas the chat request body refers to (the app adds them to its document)."""
+    _, defs = _chat_body()
+    return dict(defs)
 
 
 def _completion(result: RequestResult, model: str) -> dict[str, Any]:

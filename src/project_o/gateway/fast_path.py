@@ -5,14 +5,16 @@ third of its CPU per request in FastAPI's routing, dependency solving and
 middleware between the socket and the route; this ASGI middleware sits
 inside the loopback and body-size checks and answers the one route
 itself, with the same checks in the same order, the same models and the
-same error bodies::
+same error bodies. The steps are the functions the route runs (one copy
+each: :func:`~project_o.gateway.auth.bearer_token` reads the header as
+HTTPBearer does, :func:`~project_o.gateway.bodies.parse_body` is what
+``read_body`` runs, :func:`submit` is the route's body)::
 
     LoopbackOnlyMiddleware  403        (unchanged, outside)
     BodyLimitMiddleware     413        (unchanged, outside)
     FastRequests            POST /v1/requests:
                               BearerAuth.check          401
-                              check_content_type        415
-                              parse_json / validate     400 / 422   (SubmitRequest)
+                              parse_body                415 / 400 / 422   (SubmitRequest)
                               service.submit            502 / 503 / 504
                               dump_json                 200 | 502 InvalidOutput
                             anything else: on to the FastAPI app (which still
@@ -21,26 +23,19 @@ same error bodies::
 
 from __future__ import annotations
 
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from project_o.errors import ServiceError
-from project_o.gateway.auth import BearerAuth
-from project_o.gateway.bodies import (
-    check_content_type,
-    dump_json,
-    parse_json,
-    result_payload,
-    validate,
-)
+from project_o.gateway.auth import BearerAuth, bearer_token
+from project_o.gateway.bodies import dump_json, parse_body, result_payload
 from project_o.gateway.models import SubmitRequest
 from project_o.gateway.problems import APIError, api_error_response, service_error_response
 from project_o.supervisor.api import AgentService
 from project_o.wire.packable import Packed
 
-__all__ = ["REQUESTS_PATH", "FastRequests", "bearer_token", "submit"]
+__all__ = ["REQUESTS_PATH", "FastRequests", "submit"]
 
 REQUESTS_PATH = "/v1/requests"
 
@@ -66,15 +61,9 @@ class FastRequests:
 
     async def _answer(self, headers: Headers, receive: Receive) -> Response:
         self.auth.check(bearer_token(headers.get("authorization")))
-        check_content_type(headers.get("content-type"))
-        submission = validate(SubmitRequest, parse_json(await _body(receive)))
+        body = await _body(receive)
+        submission = parse_body(headers.get("content-type"), body, SubmitRequest)
         return await submit(self.service, submission)
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The credentials of an ``Authorization: Bearer <token>`` header, as HTTPBearer reads it."""
-    scheme, credentials = get_authorization_scheme_param(header)
-    return credentials if header and credentials and scheme.lower() == "bearer" else None
 
 
 async def _body(receive: Receive) -> bytes:

@@ -38,6 +38,7 @@ __all__ = [
     "error_body",
     "install_error_handlers",
     "service_error_response",
+    "service_method",
 ]
 
 

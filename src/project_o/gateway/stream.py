@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from project_o.errors import ServiceError
-from project_o.gateway.auth import BearerAuth
+from project_o.gateway.auth import BearerAuth, bearer_token
 from project_o.gateway.bodies import dump_json, parse_json, result_payload, validate
 from project_o.gateway.models import SubmitRequest
 from project_o.gateway.problems import APIError, error_body
@@ -243,8 +243,7 @@ def _check_credentials(websocket: WebSocket, auth: BearerAuth, tickets: TicketBo
     """Pass a Bearer header with the token, or a live ticket for this path; else a 401."""
     header = websocket.headers.get("authorization")
     if header is not None:
-        scheme, _, credentials = header.partition(" ")
-        auth.check(credentials.strip() if scheme.lower() == "bearer" else None)
+        auth.check(bearer_token(header))
         return
     query = websocket.query_params
     if _RETIRED_TOKEN_PARAMETER in query:

@@ -78,6 +78,7 @@ __all__ = [
     "encode_forwarded_frame",
     "encode_frame",
     "finish_unpacker",
+    "frame_cap",
     "new_unpacker",
     "parse_prefix",
     "validate_max_frame_size",
@@ -112,6 +113,12 @@ def validate_max_frame_size(max_frame_size: int) -> int:
             f"prefix), got {max_frame_size}"
         )
     return max_frame_size
+
+
+def frame_cap(max_frame_size: int, limits: FrameLimits | None) -> int:
+    """The largest payload a reader takes: the largest of ``limits``' caps where it has
+    them (they replace ``max_frame_size``), else ``max_frame_size``, checked."""
+    return limits.max_frame_size if limits is not None else validate_max_frame_size(max_frame_size)
 
 
 def check_frame_size(size: int, max_frame_size: int) -> None:
@@ -231,9 +238,7 @@ def decode_payload(
     :class:`~project_o.errors.UnknownMessageType` or
     :class:`~project_o.errors.UnexpectedMessageType`; never anything else.
     """
-    if limits is not None:
-        max_frame_size = limits.max_frame_size
-    check_frame_size(len(payload), validate_max_frame_size(max_frame_size))
+    check_frame_size(len(payload), frame_cap(max_frame_size, limits))
     if limits is not None:
         check_head(payload, len(payload), limits)
     max_objects = limits.max_objects if limits is not None else None
@@ -421,9 +426,7 @@ class FrameDecoder:
     def __init__(
         self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, *, limits: FrameLimits | None = None
     ) -> None:
-        if limits is not None:
-            max_frame_size = limits.max_frame_size
-        self._max_frame_size = validate_max_frame_size(max_frame_size)
+        self._max_frame_size = frame_cap(max_frame_size, limits)
         self._limits = limits
         self._buffer = bytearray()
         self._error: ProtocolError | None = None

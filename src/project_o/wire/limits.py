@@ -71,6 +71,7 @@ class FrameLimits:
     caps: Mapping[MessageType, int]
     max_objects: int = DEFAULT_MAX_OBJECTS
     _smallest: int = field(init=False, repr=False, compare=False)
+    _largest: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.caps:
@@ -85,11 +86,12 @@ class FrameLimits:
             raise InvalidArgument(f"max_objects must be a positive int, got {self.max_objects!r}")
         object.__setattr__(self, "caps", MappingProxyType(caps))
         object.__setattr__(self, "_smallest", min(caps.values()))
+        object.__setattr__(self, "_largest", max(caps.values()))
 
     @property
     def max_frame_size(self) -> int:
         """The largest payload of any accepted type."""
-        return max(self.caps.values())
+        return self._largest
 
     @property
     def read_whole_up_to(self) -> int:

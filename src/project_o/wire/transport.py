@@ -47,9 +47,9 @@ from project_o.wire.framing import (
     decode_payload,
     encode_frame,
     finish_unpacker,
+    frame_cap,
     new_unpacker,
     parse_prefix,
-    validate_max_frame_size,
 )
 from project_o.wire.limits import COUNT_FROM, HEAD_SIZE, FrameLimits
 from project_o.wire.messages import Message
@@ -79,9 +79,7 @@ def read_message(
     FrameDecodeError, UnknownMessageType or UnexpectedMessageType;
     TimeoutError if the socket has a timeout and it expires.
     """
-    if limits is not None:
-        max_frame_size = limits.max_frame_size
-    validate_max_frame_size(max_frame_size)
+    max_frame_size = frame_cap(max_frame_size, limits)
     prefix = _recv_exactly(sock, PREFIX_SIZE, in_frame=False)
     size = parse_prefix(prefix)
     check_frame_size(size, max_frame_size)
@@ -129,9 +127,7 @@ async def read_frame_async(
     With ``limits``, a payload of :data:`~project_o.wire.limits.COUNT_FROM`
     bytes or more is decoded chunk by chunk as it arrives.
     """
-    if limits is not None:
-        max_frame_size = limits.max_frame_size
-    validate_max_frame_size(max_frame_size)
+    max_frame_size = frame_cap(max_frame_size, limits)
     prefix = await _read_exactly(reader, PREFIX_SIZE, in_frame=False)
     size = parse_prefix(prefix)
     check_frame_size(size, max_frame_size)
