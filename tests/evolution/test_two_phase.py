@@ -209,6 +209,24 @@ def test_wrong_field_types_fail_their_candidate_never_the_run(
             name, evaluation.failure)
 
 
+def test_a_streamed_two_phase_candidate_runs_alone_in_its_child(
+        pools: dict[str, EvaluatorPool]) -> None:
+    # Its child's CPU limit is one candidate's, as with evaluate(): it runs nothing else.
+    pool = pools["two_phase"]
+    limit = candidate("import resource; raise RuntimeError("
+                      "f'cpu limit {resource.getrlimit(resource.RLIMIT_CPU)[0]}')")
+    stream = pool.stream()
+    try:
+        stream.submit(limit)
+        failure = stream.results()[limit.id].failure
+    finally:
+        stream.close()
+    assert failure is not None and failure["kind"] == "error"
+    assert f"cpu limit {math.ceil(pool.timeout_s) + 1}" in failure["reason"], failure
+    again = pool.evaluate([limit])[limit.id].failure
+    assert again is not None and again["reason"] == failure["reason"]
+
+
 def test_a_two_phase_task_must_be_one_form(tmp_path: Path) -> None:
     half = tmp_path / "half.py"
     half.write_text("def run(agent):\n    return 1\n")

@@ -240,6 +240,9 @@ class EvaluatorPool:
         if hello.data.get("phases") == 2:
             # The task file is the user's (trusted); candidates never ran in this process.
             self.scorer = load_task(self.task_path)
+            # No candidate shares a process with another's result: one per child, in
+            # every batch (evaluate's, a stream's) and in its CPU limit.
+            self.batch_size = 1
 
     def close(self) -> None:
         """Stop the zygote (its children die with it) and remove the scratch space."""
@@ -321,8 +324,6 @@ class EvaluatorPool:
                 on_progress(len(results), total)
 
     def _batch_size(self, count: int) -> int:
-        if self.scorer is not None:
-            return 1  # two-phase: no candidate shares a process with another's result
         if self.batch_size is not None:
             return max(1, self.batch_size)
         per_worker = math.ceil(count / self.workers)
@@ -331,6 +332,11 @@ class EvaluatorPool:
             split = per_worker  # fast candidates: one batch per worker
         return max(1, min(MAX_BATCH, split))
 
+    @property
+    def _stream_capacity(self) -> int:
+        """The most candidates a streamed batch takes: ``batch_size``, else MAX_BATCH."""
+        return MAX_BATCH if self.batch_size is None else max(1, self.batch_size)
+
     def _dispatch(self, genomes: list[Genome], dispatches: int, *,
                   stream: bool = False) -> _Batch:
         self._batch_ids += 1
@@ -338,7 +344,7 @@ class EvaluatorPool:
         scratch.mkdir()
         # A socketpair, not a pipe: a streamed batch is sent its candidates on it.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        capacity = (self.batch_size or MAX_BATCH) if stream else len(genomes)
+        capacity = self._stream_capacity if stream else len(genomes)
         limits = Limits(memory_bytes=None if self.memory_mb is None else self.memory_mb << 20,
                         cpu_seconds=math.ceil(self.timeout_s * capacity) + 1)
         request = encode_frame(Message(MessageType.FORK, {
@@ -565,8 +571,7 @@ class EvaluationStream:
 
     def __init__(self, pool: EvaluatorPool) -> None:
         self._pool = pool
-        # a batch_size chosen is kept; a two-phase task runs one candidate per child
-        self._capacity = 1 if pool.scorer is not None else (pool.batch_size or MAX_BATCH)
+        self._capacity = pool._stream_capacity  # 1 for a two-phase task (see start())
         self._running: dict[int, _Batch] = {}
         self._pending: deque[tuple[list[Genome], int]] = deque()  # what dead children left
         self._submitted: set[str] = set()
