@@ -310,18 +310,26 @@ class EvaluatorPool:
 
     def _settle(self, pending: deque[tuple[list[Genome], int]], running: dict[int, _Batch],
                 results: dict[str, Evaluation], total: int, on_batch: BatchCallback | None,
-                on_progress: ProgressCallback | None) -> None:
-        """Run ``pending`` beside ``running`` until every batch has ended and been recorded."""
-        while pending or running:
-            while pending and len(running) < self.workers:
+                on_progress: ProgressCallback | None,
+                busy: Callable[[_Batch], bool] = lambda batch: True) -> None:
+        """Run ``pending`` beside ``running`` while any of them is ``busy``.
+
+        A batch that ends is recorded (``_finish``) and what it left runs in a
+        fresh one; by default every batch is waited for until it has ended. A
+        stream's open batches take ``workers`` slots besides.
+        """
+        while pending or any(busy(b) for b in running.values()):
+            while pending and len(running) < self.workers + sum(b.accepting
+                                                                for b in running.values()):
                 batch = self._dispatch(*pending.popleft())
                 running[batch.id] = batch
             self._wait(running)
-            for batch in [b for b in running.values() if b.eof and b.exit is not None]:
+            for batch in [b for b in running.values() if _ended(b)]:
                 del running[batch.id]
                 pending.extend(self._finish(batch, results, on_batch))
             if on_progress is not None:
-                on_progress(len(results), total)
+                on_progress(len(results) + sum(len(b.results) - b.recorded
+                                               for b in running.values()), total)
 
     def _batch_size(self, count: int) -> int:
         if self.batch_size is not None:
@@ -367,6 +375,8 @@ class EvaluatorPool:
                       deadline=time.monotonic() + START_TIMEOUT_S)
 
     def _wait(self, running: dict[int, _Batch], longest: float = 1.0) -> None:
+        """Take what the zygote and the children sent (``longest`` s at most); feed the
+        streamed children that ran out of candidates; kill those past their deadline."""
         control = self._control_socket()
         by_fd = {b.read_fd: b for b in running.values() if not b.eof}
         soonest = min((b.deadline for b in running.values()), default=math.inf)
@@ -380,6 +390,9 @@ class EvaluatorPool:
                 self._on_control(self._read_control(), running)
             else:
                 self._read_results(by_fd[fd])
+        for batch in running.values():
+            if batch.unsent and len(batch.results) >= batch.sent:
+                _send(batch, self)  # a streamed child ran out of candidates: feed it
         now = time.monotonic()
         for batch in running.values():
             if batch.deadline <= now and batch.exit is not None and not batch.eof:
@@ -596,7 +609,7 @@ class EvaluationStream:
         elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
             _send(batch, self._pool)  # a frame's worth, or the child has nothing to do
         if self._asked % PUMP_EVERY == 0:
-            self._pump(0.0)
+            self._pool._wait(self._running, 0.0)
 
     def results(self, *, on_batch: BatchCallback | None = None,
                 on_progress: ProgressCallback | None = None) -> dict[str, Evaluation]:
@@ -608,17 +621,9 @@ class EvaluationStream:
         found: dict[str, Evaluation] = {}
         for batch in self._running.values():
             _send(batch, pool)
-        while self._pending or any(_queued(b) or _ended(b) for b in self._running.values()):
-            while self._pending and len(self._running) < pool.workers + len(self._open_ones()):
-                batch = pool._dispatch(*self._pending.popleft())
-                self._running[batch.id] = batch
-            self._pump(1.0)
-            for batch in [b for b in self._running.values() if _ended(b)]:
-                del self._running[batch.id]
-                self._pending.extend(pool._finish(batch, found, on_batch))
-            if on_progress is not None:
-                on_progress(len(found) + sum(len(b.results) - b.recorded
-                                             for b in self._running.values()), self._asked)
+        # Until everything sent has its result: open batches stay open for the next ones.
+        pool._settle(self._pending, self._running, found, self._asked, on_batch, on_progress,
+                     busy=lambda batch: bool(_queued(batch)) or _ended(batch))
         for batch in self._running.values():
             _record(batch, found, on_batch)
         if on_progress is not None:
@@ -639,16 +644,6 @@ class EvaluationStream:
             shutil.rmtree(batch.scratch, ignore_errors=True)
         self._running.clear()
         self._pending.clear()
-
-    def _pump(self, longest: float) -> None:
-        """Take what the children sent; feed each that ran out of sent candidates."""
-        self._pool._wait(self._running, longest)
-        for batch in self._running.values():
-            if batch.unsent and len(batch.results) >= batch.sent:
-                _send(batch, self._pool)
-
-    def _open_ones(self) -> list[_Batch]:
-        return [b for b in self._running.values() if b.accepting]
 
     def _open(self) -> _Batch:
         batch = self._pool._dispatch([], 0, stream=True)
