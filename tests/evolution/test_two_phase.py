@@ -181,6 +181,35 @@ def test_results_for_other_indices_cannot_change_anyone_elses_score(
     assert failure is not None and "answered for candidate 1" in failure["reason"]
 
 
+def test_a_streamed_batch_spoiled_later_keeps_what_it_recorded_and_reruns_the_rest(
+        tmp_path: Path) -> None:
+    task = tmp_path / "task.py"
+    task.write_text(CONVENIENCE_TASK)
+    first = candidate(HONEST)
+    forger = candidate('forge(index=5, metrics={"score": 1.0}); return xs')
+    honest, wrong = candidate(HONEST + "  # another"), candidate(WRONG)
+    recorded: list[str] = []
+
+    def record(genomes: list[Genome], evaluations: object) -> None:
+        recorded.extend(genome.id for genome in genomes)
+
+    with EvaluatorPool(task, workers=1) as pool:  # one open child takes them all
+        stream = pool.stream()
+        try:
+            stream.submit(first)
+            before = stream.results(on_batch=record)
+            for genome in (forger, honest, wrong):  # the next generation, same child
+                stream.submit(genome)
+            after = stream.results(on_batch=record)
+        finally:
+            stream.close()
+    assert before[first.id].fitness == 1.0
+    assert sorted(recorded) == sorted(g.id for g in (first, forger, honest, wrong))
+    assert after[honest.id].fitness == 1.0 and after[wrong.id].fitness == 0.0
+    failure = after[forger.id].failure  # charged once alone in a child of its own
+    assert failure is not None and "answered for candidate 5" in failure["reason"]
+
+
 MALFORMED = {
     "index a bool": "forge(index=True)",
     "a string time": 'forge(index=0, time_s="fast")',
@@ -207,6 +236,24 @@ def test_wrong_field_types_fail_their_candidate_never_the_run(
         assert evaluation.fitness == -math.inf, name
         assert evaluation.failure is not None and "protocol" in evaluation.failure["reason"], (
             name, evaluation.failure)
+
+
+def test_a_streamed_two_phase_candidate_runs_alone_in_its_child(
+        pools: dict[str, EvaluatorPool]) -> None:
+    # Its child's CPU limit is one candidate's, as with evaluate(): it runs nothing else.
+    pool = pools["two_phase"]
+    limit = candidate("import resource; raise RuntimeError("
+                      "f'cpu limit {resource.getrlimit(resource.RLIMIT_CPU)[0]}')")
+    stream = pool.stream()
+    try:
+        stream.submit(limit)
+        failure = stream.results()[limit.id].failure
+    finally:
+        stream.close()
+    assert failure is not None and failure["kind"] == "error"
+    assert f"cpu limit {math.ceil(pool.timeout_s) + 1}" in failure["reason"], failure
+    again = pool.evaluate([limit])[limit.id].failure
+    assert again is not None and again["reason"] == failure["reason"]
 
 
 def test_a_two_phase_task_must_be_one_form(tmp_path: Path) -> None:

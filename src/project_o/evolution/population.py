@@ -240,6 +240,9 @@ class EvaluatorPool:
         if hello.data.get("phases") == 2:
             # The task file is the user's (trusted); candidates never ran in this process.
             self.scorer = load_task(self.task_path)
+            # No candidate shares a process with another's result: one per child, in
+            # every batch (evaluate's, a stream's) and in its CPU limit.
+            self.batch_size = 1
 
     def close(self) -> None:
         """Stop the zygote (its children die with it) and remove the scratch space."""
@@ -307,22 +310,28 @@ class EvaluatorPool:
 
     def _settle(self, pending: deque[tuple[list[Genome], int]], running: dict[int, _Batch],
                 results: dict[str, Evaluation], total: int, on_batch: BatchCallback | None,
-                on_progress: ProgressCallback | None) -> None:
-        """Run ``pending`` beside ``running`` until every batch has ended and been recorded."""
-        while pending or running:
-            while pending and len(running) < self.workers:
+                on_progress: ProgressCallback | None,
+                busy: Callable[[_Batch], bool] = lambda batch: True) -> None:
+        """Run ``pending`` beside ``running`` while any of them is ``busy``.
+
+        A batch that ends is recorded (``_finish``) and what it left runs in a
+        fresh one; by default every batch is waited for until it has ended. A
+        stream's open batches take ``workers`` slots besides.
+        """
+        while pending or any(busy(b) for b in running.values()):
+            while pending and len(running) < self.workers + sum(b.accepting
+                                                                for b in running.values()):
                 batch = self._dispatch(*pending.popleft())
                 running[batch.id] = batch
             self._wait(running)
-            for batch in [b for b in running.values() if b.eof and b.exit is not None]:
+            for batch in [b for b in running.values() if _ended(b)]:
                 del running[batch.id]
                 pending.extend(self._finish(batch, results, on_batch))
             if on_progress is not None:
-                on_progress(len(results), total)
+                on_progress(len(results) + sum(len(b.results) - b.recorded
+                                               for b in running.values()), total)
 
     def _batch_size(self, count: int) -> int:
-        if self.scorer is not None:
-            return 1  # two-phase: no candidate shares a process with another's result
         if self.batch_size is not None:
             return max(1, self.batch_size)
         per_worker = math.ceil(count / self.workers)
@@ -331,6 +340,11 @@ class EvaluatorPool:
             split = per_worker  # fast candidates: one batch per worker
         return max(1, min(MAX_BATCH, split))
 
+    @property
+    def _stream_capacity(self) -> int:
+        """The most candidates a streamed batch takes: ``batch_size``, else MAX_BATCH."""
+        return MAX_BATCH if self.batch_size is None else max(1, self.batch_size)
+
     def _dispatch(self, genomes: list[Genome], dispatches: int, *,
                   stream: bool = False) -> _Batch:
         self._batch_ids += 1
@@ -338,7 +352,7 @@ class EvaluatorPool:
         scratch.mkdir()
         # A socketpair, not a pipe: a streamed batch is sent its candidates on it.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        capacity = (self.batch_size or MAX_BATCH) if stream else len(genomes)
+        capacity = self._stream_capacity if stream else len(genomes)
         limits = Limits(memory_bytes=None if self.memory_mb is None else self.memory_mb << 20,
                         cpu_seconds=math.ceil(self.timeout_s * capacity) + 1)
         request = encode_frame(Message(MessageType.FORK, {
@@ -361,6 +375,8 @@ class EvaluatorPool:
                       deadline=time.monotonic() + START_TIMEOUT_S)
 
     def _wait(self, running: dict[int, _Batch], longest: float = 1.0) -> None:
+        """Take what the zygote and the children sent (``longest`` s at most); feed the
+        streamed children that ran out of candidates; kill those past their deadline."""
         control = self._control_socket()
         by_fd = {b.read_fd: b for b in running.values() if not b.eof}
         soonest = min((b.deadline for b in running.values()), default=math.inf)
@@ -374,6 +390,9 @@ class EvaluatorPool:
                 self._on_control(self._read_control(), running)
             else:
                 self._read_results(by_fd[fd])
+        for batch in running.values():
+            if batch.unsent and len(batch.results) >= batch.sent:
+                _send(batch, self)  # a streamed child ran out of candidates: feed it
         now = time.monotonic()
         for batch in running.values():
             if batch.deadline <= now and batch.exit is not None and not batch.eof:
@@ -565,8 +584,7 @@ class EvaluationStream:
 
     def __init__(self, pool: EvaluatorPool) -> None:
         self._pool = pool
-        # a batch_size chosen is kept; a two-phase task runs one candidate per child
-        self._capacity = 1 if pool.scorer is not None else (pool.batch_size or MAX_BATCH)
+        self._capacity = pool._stream_capacity  # 1 for a two-phase task (see start())
         self._running: dict[int, _Batch] = {}
         self._pending: deque[tuple[list[Genome], int]] = deque()  # what dead children left
         self._submitted: set[str] = set()
@@ -591,7 +609,7 @@ class EvaluationStream:
         elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
             _send(batch, self._pool)  # a frame's worth, or the child has nothing to do
         if self._asked % PUMP_EVERY == 0:
-            self._pump(0.0)
+            self._pool._wait(self._running, 0.0)
 
     def results(self, *, on_batch: BatchCallback | None = None,
                 on_progress: ProgressCallback | None = None) -> dict[str, Evaluation]:
@@ -603,17 +621,9 @@ class EvaluationStream:
         found: dict[str, Evaluation] = {}
         for batch in self._running.values():
             _send(batch, pool)
-        while self._pending or any(_queued(b) or _ended(b) for b in self._running.values()):
-            while self._pending and len(self._running) < pool.workers + len(self._open_ones()):
-                batch = pool._dispatch(*self._pending.popleft())
-                self._running[batch.id] = batch
-            self._pump(1.0)
-            for batch in [b for b in self._running.values() if _ended(b)]:
-                del self._running[batch.id]
-                self._pending.extend(pool._finish(batch, found, on_batch))
-            if on_progress is not None:
-                on_progress(len(found) + sum(len(b.results) - b.recorded
-                                             for b in self._running.values()), self._asked)
+        # Until everything sent has its result: open batches stay open for the next ones.
+        pool._settle(self._pending, self._running, found, self._asked, on_batch, on_progress,
+                     busy=lambda batch: bool(_queued(batch)) or _ended(batch))
         for batch in self._running.values():
             _record(batch, found, on_batch)
         if on_progress is not None:
@@ -634,16 +644,6 @@ class EvaluationStream:
             shutil.rmtree(batch.scratch, ignore_errors=True)
         self._running.clear()
         self._pending.clear()
-
-    def _pump(self, longest: float) -> None:
-        """Take what the children sent; feed each that ran out of sent candidates."""
-        self._pool._wait(self._running, longest)
-        for batch in self._running.values():
-            if batch.unsent and len(batch.results) >= batch.sent:
-                _send(batch, self._pool)
-
-    def _open_ones(self) -> list[_Batch]:
-        return [b for b in self._running.values() if b.accepting]
 
     def _open(self) -> _Batch:
         batch = self._pool._dispatch([], 0, stream=True)

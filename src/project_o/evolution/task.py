@@ -268,8 +268,7 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
         metrics, failure = None, {"kind": "gamed", "reason": describe(changes)}
         if "stage" in staged:
             failure["stage"] = staged["stage"]  # where it was caught
-        staged.pop("outputs", None)
-    if failure is not None:
+    if failure is not None:  # a two-phase result holds outputs only when nothing failed
         staged.pop("outputs", None)
     return {"metrics": metrics, "failure": failure, "tampered": bool(changes),
             "time_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
