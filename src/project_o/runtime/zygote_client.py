@@ -46,9 +46,10 @@ from typing import Any, Final, Self
 
 import psutil
 
-from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
+from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError, ZygoteError
 from project_o.runtime.child import DEFAULT_PROGRAM, zygote_command
 from project_o.runtime.config import InstanceConfig
+from project_o.runtime.confine import cgroups
 from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, with_package_path
 from project_o.wire import FrameDecoder, FrameLimits, Message, MessageType, encode_frame
@@ -71,6 +72,8 @@ DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
 _RECV_CHUNK: Final = 64 * 1024
+#: the parent's word to a zygote or child that waits to be placed in its cgroup
+_GO: Final = b"\x01"
 #: what a zygote may send: a hello (its program's fields) and an error (a
 #: traceback) take a megabyte at most; forked and exited are a few numbers
 ZYGOTE_LIMITS: Final = FrameLimits(
@@ -135,8 +138,12 @@ class ZygoteHandle:
         control: socket.socket,
         version: str,
         on_exit: ExitCallback | None,
+        cgroup: cgroups.ZygoteCgroups | None = None,
     ) -> None:
         self._process = process
+        #: the zygote's and its children's cgroups (made and kept here, never by the zygote)
+        self._cgroup = cgroup or cgroups.ZygoteCgroups(None, (False, "not asked for"))
+        self._gated: set[int] = set()
         self._control = control
         self.version = version
         self.agent_name = ""
@@ -210,10 +217,13 @@ class ZygoteHandle:
         Raises as :meth:`start` does; ``name`` says which zygote in errors.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        policy = sandbox or SandboxPolicy()
+        host = cgroups.host() if policy.enabled else None
+        gate = host is not None and host.available
         try:
             process = await asyncio.create_subprocess_exec(
                 *zygote_command(program, args, theirs.fileno(), python=python,
-                                sandbox=sandbox),
+                                sandbox=policy, cgroup_gate=gate),
                 pass_fds=(theirs.fileno(),),
                 env=with_package_path(env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -224,8 +234,14 @@ class ZygoteHandle:
             raise
         finally:
             theirs.close()
+        # The zygote waits for this word before it imports anything: by then it is
+        # in its cgroup (or the report says why not).
+        placed = cgroups.ZygoteCgroups.start(process.pid, host)
+        if gate:
+            with contextlib.suppress(OSError):  # a zygote already dead: its hello never comes
+                ours.sendall(_GO)
         ours.setblocking(False)
-        handle = cls(process, ours, "", on_exit)
+        handle = cls(process, ours, "", on_exit, placed)
         await handle._await_hello(name or f"zygote of {program}", timeout)
         return handle
 
@@ -244,7 +260,8 @@ class ZygoteHandle:
         self.agent_name = str(hello.get("agent", ""))
         self.hello = hello
         sandbox = hello.get("sandbox")
-        self.sandbox = sandbox if isinstance(sandbox, dict) else {}
+        self.sandbox = _with_layer(sandbox if isinstance(sandbox, dict) else {},
+                                   "cgroup", *self._cgroup.layer)
 
     @property
     def pid(self) -> int:
@@ -291,6 +308,7 @@ class ZygoteHandle:
             await asyncio.wait_for(asyncio.shield(self._reader), grace)
         self._reader.cancel()
         self._control.close()
+        self._cgroup.close()  # whatever the zygote or a child left behind dies here
 
     # -- forking --------------------------------------------------------
 
@@ -329,8 +347,11 @@ class ZygoteHandle:
                 f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
             )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = {**data, "cgroup": self._cgroup.group is not None}
         try:
-            pid, exited = await self._request_fork(dict(data), theirs, timeout)
+            pid, exited = await self._request_fork(request, theirs, timeout)
+            if pid in self._gated:
+                self._place(pid, data, ours)
         except BaseException:
             ours.close()
             raise
@@ -356,6 +377,25 @@ class ZygoteHandle:
             ) from exc
         finally:
             self._forks.pop(fork_id, None)
+
+    def _place(self, pid: int, data: Mapping[str, Any], ours: socket.socket) -> None:
+        """Move the waiting child into its cgroup, then let it run (the go byte)."""
+        self._gated.discard(pid)
+        try:
+            limits = Limits.from_dict(data.get("limits"))
+        except InvalidArgument:
+            limits = Limits()
+        try:
+            self._cgroup.place(pid, pids=limits.pids, memory=limits.memory_bytes)
+        except OSError as exc:
+            if pid not in self._instances:
+                return  # it died already: its exited report is in
+            # Never run outside the cgroup the report promises: the child goes.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise ZygoteError(f"child {pid} could not be placed in its cgroup: {exc}") from exc
+        with contextlib.suppress(OSError):  # a child that died: its exited report follows
+            ours.sendall(_GO)
 
     # -- the control socket ---------------------------------------------
 
@@ -423,6 +463,8 @@ class ZygoteHandle:
         # once may be reported before the awaiting coroutine runs again.
         exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self._instances[pid] = exited
+        if data.get("gate") is True:
+            self._gated.add(pid)
         _resolve(future, (pid, exited))
 
     def _check_forker(self, pid: Any) -> int:
@@ -459,6 +501,8 @@ class ZygoteHandle:
         )
         future = self._instances.pop(pid, None)
         if future is not None:
+            self._gated.discard(pid)
+            self._cgroup.exited(pid)  # a setsid() grandchild it left dies here
             _resolve(future, status)
         self._notify(dict(data))
 
@@ -487,6 +531,7 @@ class ZygoteHandle:
 
     def _on_lost(self, reason: str) -> None:
         self._lost = reason
+        self._cgroup.close()  # what outlived the zygote (a setsid() daemon) dies with it
         _resolve(self._gone, reason)
         error = ZygoteError(f"zygote {self.pid} is gone: {reason}")
         if not self._hello.done():
@@ -497,6 +542,19 @@ class ZygoteHandle:
         for pid, exited in self._instances.items():
             _resolve(exited, ExitStatus(pid, None, None))
         self._instances.clear()
+
+
+def _with_layer(report: dict[str, Any], name: str, active: bool, detail: str) -> dict[str, Any]:
+    """The zygote's sandbox report with the layer only the parent knows (its cgroup)."""
+    if not report:
+        return report
+    layers = [layer for layer in report.get("layers", []) if layer.get("name") != name]
+    layers.append({"name": name, "active": active, "detail": detail, "needed": True})
+    active_names = [n for n in report.get("active", []) if n != name] + ([name] if active else [])
+    missing = {n: why for n, why in report.get("missing", {}).items() if n != name}
+    if not active:
+        missing[name] = detail
+    return {**report, "active": active_names, "missing": missing, "layers": layers}
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

@@ -1,0 +1,437 @@
+"""Cgroups owned by the parent: every zygote and every child in one, limited, killable.
+
+The process that starts zygotes (the supervisor, the evaluator pool) makes
+the cgroups and moves each process in before it runs agent code; the
+processes inside never write them (they belong to root and agent code runs
+as another uid, and the sandbox's mount namespace covers ``/sys/fs/cgroup``).
+In every hierarchy used (cgroup v2, and the v1 ``pids``, ``memory`` and
+``freezer`` hierarchies of a hybrid or v1 host)::
+
+    <the parent's own cgroup>/project-o/
+        <pid>.<start time>/          one per parent process (stale ones are swept)
+            z<zygote pid>/           one per zygote: killed and removed with it
+                zygote/              the zygote itself (pids.max)
+                c<child pid>/        each child: pids.max, the memory limit
+
+Killing a group takes every process in it, ``setsid()`` or not: v2's
+``cgroup.kill``; on v1 without it, freeze (``freezer.state``), SIGKILL each
+pid in ``cgroup.procs``, thaw; without a freezer, SIGKILL rounds until the
+group is empty. What the machine lacks is in :attr:`CgroupHost.missing`.
+See docs/design.md ("Sandbox").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = ["CgroupHost", "Group", "Hierarchy", "ZygoteCgroups", "discover", "host"]
+
+_TOP: Final = "project-o"
+_V1_WANTED: Final = ("pids", "memory", "freezer")
+#: SIGKILL rounds on a group without cgroup.kill or a freezer (each round may race a fork)
+_KILL_ROUNDS: Final = 50
+#: a freezer reaches FROZEN within microseconds; give up after about 1 s
+_FREEZE_TRIES: Final = 100
+#: what the zygote's own group may hold: its tasks, and children not yet moved out
+ZYGOTE_PIDS: Final = 256
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy, seen from this process's own cgroup in it."""
+
+    #: this process's cgroup directory in it
+    own: Path
+    #: 2 (unified) or 1
+    version: int
+    #: controllers children can get (v1: the hierarchy's; v2: enabled for them)
+    controllers: frozenset[str]
+
+
+def discover(mountinfo: str = "/proc/self/mountinfo",
+             proc_cgroup: str = "/proc/self/cgroup") -> list[Hierarchy]:
+    """The cgroup hierarchies mounted here that we would use, with our place in each."""
+    try:
+        mounts = Path(mountinfo).read_text().splitlines()
+        own = _own_paths(Path(proc_cgroup).read_text())
+    except OSError:
+        return []
+    found: list[Hierarchy] = []
+    for line in mounts:
+        left, _, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if len(fields) < 5 or len(after) < 3 or after[0] not in ("cgroup", "cgroup2"):
+            continue
+        root, point = fields[3], fields[4]
+        if after[0] == "cgroup2":
+            key, controllers = "", frozenset[str]()
+        else:
+            controllers = frozenset(after[2].split(",")) & frozenset(_V1_WANTED)
+            key = next((k for k in own if k and set(k.split(",")) & controllers), "")
+            if not controllers:
+                continue
+        path = own.get(key)
+        if path is None or not (path + "/").startswith(root.rstrip("/") + "/"):
+            continue  # our cgroup is outside what this mount shows
+        directory = Path(point) / path[len(root.rstrip("/")):].lstrip("/")
+        found.append(Hierarchy(directory, 2 if after[0] == "cgroup2" else 1, controllers))
+    return found
+
+
+def _own_paths(text: str) -> dict[str, str]:
+    """``/proc/self/cgroup`` as {controller list ("" for v2): path}."""
+    paths = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            paths[parts[1]] = parts[2]
+    return paths
+
+
+class Group:
+    """One cgroup, as a directory in each hierarchy used."""
+
+    def __init__(self, dirs: tuple[tuple[Hierarchy, Path], ...]) -> None:
+        self.dirs = dirs
+
+    def child(self, name: str) -> Group:
+        """The group ``name`` below this one (not made yet: :meth:`make`)."""
+        return Group(tuple((h, d / name) for h, d in self.dirs))
+
+    def make(self, delegate: frozenset[str] = frozenset()) -> None:
+        """Create the directories; v2: give children the ``delegate`` controllers."""
+        for hierarchy, directory in self.dirs:
+            directory.mkdir(mode=0o755, exist_ok=True)
+            wanted = delegate & hierarchy.controllers
+            if hierarchy.version == 2 and wanted:
+                _write(directory / "cgroup.subtree_control",
+                       " ".join(f"+{name}" for name in sorted(wanted)))
+
+    def limit(self, *, pids: int | None, memory: int | None) -> None:
+        """Set pids.max and the memory limit (None: no limit) where the controller is."""
+        for hierarchy, directory in self.dirs:
+            names = hierarchy.controllers
+            if "pids" in names:
+                _write(directory / "pids.max", "max" if pids is None else str(pids))
+            if "memory" in names and hierarchy.version == 2:
+                _write(directory / "memory.max", "max" if memory is None else str(memory))
+                with contextlib.suppress(FileNotFoundError):  # no swap accounting
+                    _write(directory / "memory.swap.max", "0")
+            elif "memory" in names:
+                value = "-1" if memory is None else str(memory)
+                _write(directory / "memory.limit_in_bytes", value)
+                with contextlib.suppress(FileNotFoundError):  # no swap accounting
+                    _write(directory / "memory.memsw.limit_in_bytes", value)
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (all its threads) into this group, in every hierarchy."""
+        for _, directory in self.dirs:
+            _write(directory / "cgroup.procs", str(pid))
+
+    def pids(self) -> set[int]:
+        """Every process in this group and the groups below it."""
+        found: set[int] = set()
+        for _, top in self.dirs:
+            for directory in _walk(top):
+                with contextlib.suppress(OSError):
+                    found.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL every process in the group and below, even those that called setsid()."""
+        for hierarchy, directory in self.dirs:
+            if hierarchy.version == 2 and (directory / "cgroup.kill").exists():
+                with contextlib.suppress(FileNotFoundError):
+                    _write(directory / "cgroup.kill", "1")
+                return
+        freezer = next((d for h, d in self.dirs if "freezer" in h.controllers), None)
+        if freezer is not None and freezer.is_dir():
+            with _frozen(freezer):
+                _kill_each(self.pids())
+        for _ in range(_KILL_ROUNDS):
+            left = self.pids()
+            if not left:
+                return
+            _kill_each(left)
+            time.sleep(0.001)
+
+    def remove(self) -> bool:
+        """Remove the directories (deepest first); False while a process is still inside."""
+        done = True
+        for _, top in self.dirs:
+            for directory in reversed(list(_walk(top))):
+                try:
+                    directory.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise
+                    done = False
+        return done
+
+    def destroy(self, tries: int = 1) -> bool:
+        """Kill, then remove; ``tries`` removals 1 ms apart. Whether it is gone."""
+        with contextlib.suppress(OSError):
+            self.kill()
+        for attempt in range(tries):
+            with contextlib.suppress(OSError):
+                if self.remove():
+                    return True
+            if attempt + 1 < tries:
+                time.sleep(0.001)
+        return False
+
+
+class CgroupHost:
+    """What this process can do with cgroups, and its own group for the zygotes it starts."""
+
+    def __init__(self, hierarchies: list[Hierarchy], *, euid: int | None = None) -> None:
+        self.missing: dict[str, str] = {}
+        self.top: Group | None = None
+        self.kill_by = ""
+        self._creator = os.getpid()
+        used = self._usable(hierarchies)
+        for feature in ("pids", "memory"):
+            if not any(feature in h.controllers for _, h in used):
+                self.missing.setdefault(feature, f"no {feature} controller in a writable "
+                                        "cgroup hierarchy here")
+        if not used:
+            self.missing["cgroup"] = self._why_none(hierarchies, euid)
+            return
+        self.kill_by = ("cgroup.kill (v2)" if any(h.version == 2 and (d / "cgroup.kill").exists()
+                                                   for d, h in used)
+                        else "freezer, then SIGKILL each (v1)"
+                        if any("freezer" in h.controllers for _, h in used)
+                        else "SIGKILL each process listed, until none is left")
+        self._creator = os.getpid()
+        mine = f"{self._creator}.{_start_time(self._creator)}"
+        self.top = Group(tuple((h, d / mine) for d, h in used))
+        self._sweep(used)
+
+    def _usable(self, hierarchies: list[Hierarchy]) -> list[tuple[Path, Hierarchy]]:
+        """Each hierarchy we can write, with its ``project-o`` directory made."""
+        used: list[tuple[Path, Hierarchy]] = []
+        v2_seen = False
+        for hierarchy in hierarchies:
+            if hierarchy.version == 2:
+                if v2_seen:
+                    continue
+                v2_seen = True
+                hierarchy = self._v2_delegation(hierarchy)
+            top = hierarchy.own / _TOP
+            try:
+                Group(((hierarchy, top),)).make(hierarchy.controllers)
+            except OSError as exc:
+                self.missing.setdefault(
+                    "cgroup", f"{hierarchy.own} is not writable ({exc.strerror})")
+                continue
+            used.append((top, hierarchy))
+        if any(h.version == 2 and (top / "cgroup.kill").exists() for top, h in used):
+            # cgroup.kill does what the freezer is for
+            for top, _ in [(t, h) for t, h in used if h.controllers == frozenset({"freezer"})]:
+                with contextlib.suppress(OSError):
+                    top.rmdir()  # busy: another parent of ours uses it
+            used = [(t, h) for t, h in used if h.controllers != frozenset({"freezer"})]
+        return used
+
+    def _v2_delegation(self, hierarchy: Hierarchy) -> Hierarchy:
+        """The controllers our children can get in v2: those our cgroup hands down."""
+        try:
+            available = set((hierarchy.own / "cgroup.controllers").read_text().split())
+            enabled = set((hierarchy.own / "cgroup.subtree_control").read_text().split())
+        except OSError:
+            return Hierarchy(hierarchy.own, 2, frozenset())
+        for name in sorted({"pids", "memory"} & available - enabled):
+            try:
+                _write(hierarchy.own / "cgroup.subtree_control", f"+{name}")
+                enabled.add(name)
+            except OSError as exc:
+                # v2 gives no controller to the children of a cgroup that holds processes.
+                self.missing[name] = (f"cgroup v2: {hierarchy.own} holds processes and does "
+                                      f"not hand {name} down ({exc.strerror}); run under a "
+                                      "delegated cgroup")
+        return Hierarchy(hierarchy.own, 2, frozenset(enabled & {"pids", "memory"}))
+
+    @staticmethod
+    def _why_none(hierarchies: list[Hierarchy], euid: int | None) -> str:
+        if not hierarchies:
+            return "no cgroup hierarchy is mounted here"
+        uid = os.geteuid() if euid is None else euid
+        who = "root" if uid == 0 else f"uid {uid}"
+        return f"no cgroup hierarchy here is writable by {who} (read-only or not delegated)"
+
+    @property
+    def available(self) -> bool:
+        """Whether zygotes and children can be given cgroups of their own here."""
+        return self.top is not None
+
+    def describe(self) -> str:
+        """The layer's detail: what each child gets, and what is missing and why."""
+        if self.top is None:
+            return self.missing.get("cgroup", "no cgroup")
+        kinds = sorted({f"v{h.version}" + ("" if h.version == 2 else f" {c}")
+                        for h, _ in self.top.dirs for c in (h.controllers or {""})
+                        if h.version == 2 or c})
+        parts = [f"each zygote and child in a cgroup of the supervisor's ({', '.join(kinds)})",
+                 *(f"{n} limit" for n in ("pids", "memory") if n not in self.missing),
+                 f"killed by {self.kill_by}"]
+        gaps = [f"{name}: {why}" for name, why in sorted(self.missing.items())]
+        return "; ".join(parts) + (f"; missing: {'; '.join(gaps)}" if gaps else "")
+
+    def zygote_group(self, pid: int) -> Group:
+        """Make zygote ``pid``'s group, move it in (leaf ``zygote``); raises OSError."""
+        if self.top is None:
+            raise OSError(errno.ENOTSUP, self.describe())
+        self.top.make(frozenset({"pids", "memory"}))
+        group = self.top.child(f"z{pid}")
+        group.make(frozenset({"pids", "memory"}))
+        leaf = group.child("zygote")
+        leaf.make()
+        leaf.limit(pids=ZYGOTE_PIDS, memory=None)
+        leaf.add(pid)
+        return group
+
+    def close(self) -> None:
+        """Remove this process's directories (at exit; what is still busy stays for a sweep)."""
+        if self.top is not None and os.getpid() == self._creator:  # not in a forked copy
+            self.top.destroy()
+
+    def _sweep(self, used: list[tuple[Path, Hierarchy]]) -> None:
+        """Kill and remove the groups of parents that are gone (a crashed supervisor's)."""
+        for top, hierarchy in used:
+            with contextlib.suppress(OSError):
+                for entry in top.iterdir():
+                    if entry.is_dir() and not _alive(entry.name):
+                        Group(((hierarchy, entry),)).destroy(tries=10)
+
+
+class ZygoteCgroups:
+    """One zygote's cgroups, as the parent that started it keeps them.
+
+    :meth:`start` moves the zygote into its group (before it imports agent
+    code: the zygote waits for the parent's word); :meth:`place` does the
+    same for each child, with its limits. ``layer`` is the sandbox report's
+    line: whether the cgroup layer holds for this zygote, and what it is.
+    """
+
+    def __init__(self, group: Group | None, layer: tuple[bool, str]) -> None:
+        self.group = group
+        self.layer = layer
+        self._busy: list[Group] = []
+
+    @classmethod
+    def start(cls, pid: int, cgroups: CgroupHost | None) -> ZygoteCgroups:
+        """Zygote ``pid``'s group (none where ``cgroups`` is None or cannot); never raises."""
+        if cgroups is None:
+            return cls(None, (False, "the sandbox is switched off (--no-sandbox)"))
+        if not cgroups.available:
+            return cls(None, (False, cgroups.describe()))
+        try:
+            group = cgroups.zygote_group(pid)
+        except OSError as exc:
+            return cls(None, (False, f"the zygote's cgroup could not be made: {exc}"))
+        return cls(group, (True, cgroups.describe()))
+
+    def place(self, pid: int, *, pids: int | None, memory: int | None) -> None:
+        """Move child ``pid`` into a group of its own with these limits (OSError if refused)."""
+        if self.group is None:
+            return
+        leaf = self.group.child(f"c{pid}")
+        leaf.make()
+        leaf.limit(pids=pids, memory=memory)
+        leaf.add(pid)
+
+    def exited(self, pid: int) -> None:
+        """Child ``pid`` is gone: kill what is left in its group, remove the group."""
+        if self.group is None:
+            return
+        self._busy = [g for g in self._busy if not g.destroy()]
+        leaf = self.group.child(f"c{pid}")
+        if not leaf.destroy():
+            self._busy.append(leaf)  # a dying process still inside: tried again later
+
+    def close(self) -> bool:
+        """The zygote is gone: kill everything left in its group, remove it; whether gone."""
+        if self.group is None:
+            return True
+        return self.group.destroy(tries=100)
+
+
+@functools.cache
+def host() -> CgroupHost:
+    """This process's cgroup host (detected once; its directories removed at exit)."""
+    import atexit
+
+    found = CgroupHost(discover())
+    atexit.register(found.close)
+    return found
+
+
+def _alive(name: str) -> bool:
+    """Whether ``<pid>.<start time>`` names a running process (the same one, not a reuse)."""
+    pid, _, start = name.partition(".")
+    if not pid.isdigit():
+        return True  # not ours to judge
+    return _start_time(int(pid)) == start
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+
+
+def _walk(top: Path) -> Iterator[Path]:
+    """``top`` and every directory below it, parents first."""
+    if not top.is_dir():
+        return
+    yield top
+    with contextlib.suppress(OSError):
+        for entry in sorted(top.iterdir()):
+            if entry.is_dir():
+                yield from _walk(entry)
+
+
+@contextlib.contextmanager
+def _frozen(directory: Path) -> Iterator[None]:
+    """v1 freezer: nothing in ``directory`` runs (nor forks) until the block ends."""
+    try:
+        _write(directory / "freezer.state", "FROZEN")
+        for _ in range(_FREEZE_TRIES):
+            if (directory / "freezer.state").read_text().strip() == "FROZEN":
+                break
+            time.sleep(0.01)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            _write(directory / "freezer.state", "THAWED")  # SIGKILL lands on thaw
+
+
+def _kill_each(pids: set[int]) -> None:
+    own = os.getpid()
+    for pid in pids - {0, 1, own}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _write(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
