@@ -72,6 +72,10 @@ DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
 _RECV_CHUNK: Final = 64 * 1024
+#: a child's cgroup still busy (a killed process on its way out) is removed again
+#: this often, this many times (then with its zygote's)
+_CGROUP_RETRIES: Final = 50
+_CGROUP_RETRY_S: Final = 0.02
 #: the parent's word to a zygote or child that waits to be placed in its cgroup
 _GO: Final = b"\x01"
 #: what a zygote may send: a hello (its program's fields) and an error (a
@@ -142,7 +146,7 @@ class ZygoteHandle:
     ) -> None:
         self._process = process
         #: the zygote's and its children's cgroups (made and kept here, never by the zygote)
-        self._cgroup = cgroup or cgroups.ZygoteCgroups(None, (False, "not asked for"))
+        self.cgroups = cgroup or cgroups.ZygoteCgroups(None, (False, "not asked for"))
         self._gated: set[int] = set()
         self._control = control
         self.version = version
@@ -261,7 +265,7 @@ class ZygoteHandle:
         self.hello = hello
         sandbox = hello.get("sandbox")
         self.sandbox = _with_layer(sandbox if isinstance(sandbox, dict) else {},
-                                   "cgroup", *self._cgroup.layer)
+                                   "cgroup", *self.cgroups.layer)
 
     @property
     def pid(self) -> int:
@@ -308,7 +312,7 @@ class ZygoteHandle:
             await asyncio.wait_for(asyncio.shield(self._reader), grace)
         self._reader.cancel()
         self._control.close()
-        self._cgroup.close()  # whatever the zygote or a child left behind dies here
+        self.cgroups.close()  # whatever the zygote or a child left behind dies here
 
     # -- forking --------------------------------------------------------
 
@@ -347,7 +351,7 @@ class ZygoteHandle:
                 f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
             )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        request = {**data, "cgroup": self._cgroup.group is not None}
+        request = {**data, "cgroup": self.cgroups.group is not None}
         try:
             pid, exited = await self._request_fork(request, theirs, timeout)
             if pid in self._gated:
@@ -386,7 +390,7 @@ class ZygoteHandle:
         except InvalidArgument:
             limits = Limits()
         try:
-            self._cgroup.place(pid, pids=limits.pids, memory=limits.memory_bytes)
+            self.cgroups.place(pid, pids=limits.pids, memory=limits.memory_bytes)
         except OSError as exc:
             if pid not in self._instances:
                 return  # it died already: its exited report is in
@@ -502,9 +506,14 @@ class ZygoteHandle:
         future = self._instances.pop(pid, None)
         if future is not None:
             self._gated.discard(pid)
-            self._cgroup.exited(pid)  # a setsid() grandchild it left dies here
+            self._remove_cgroup(pid)  # a setsid() grandchild it left dies here
             _resolve(future, status)
         self._notify(dict(data))
+
+    def _remove_cgroup(self, pid: int, tries_left: int = _CGROUP_RETRIES) -> None:
+        if not self.cgroups.exited(pid) and tries_left > 0:
+            asyncio.get_running_loop().call_later(_CGROUP_RETRY_S, self._remove_cgroup, pid,
+                                                  tries_left - 1)
 
     def _on_error(self, data: dict[str, Any]) -> None:
         message = str(data.get("message", "unknown error"))
@@ -531,7 +540,7 @@ class ZygoteHandle:
 
     def _on_lost(self, reason: str) -> None:
         self._lost = reason
-        self._cgroup.close()  # what outlived the zygote (a setsid() daemon) dies with it
+        self.cgroups.close()  # what outlived the zygote (a setsid() daemon) dies with it
         _resolve(self._gone, reason)
         error = ZygoteError(f"zygote {self.pid} is gone: {reason}")
         if not self._hello.done():

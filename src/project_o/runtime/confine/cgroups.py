@@ -206,7 +206,7 @@ class CgroupHost:
                 self.missing.setdefault(feature, f"no {feature} controller in a writable "
                                         "cgroup hierarchy here")
         if not used:
-            self.missing["cgroup"] = self._why_none(hierarchies, euid)
+            self.missing.setdefault("cgroup", self._why_none(hierarchies, euid))
             return
         self.kill_by = ("cgroup.kill (v2)" if any(h.version == 2 and (d / "cgroup.kill").exists()
                                                    for d, h in used)
@@ -327,7 +327,6 @@ class ZygoteCgroups:
     def __init__(self, group: Group | None, layer: tuple[bool, str]) -> None:
         self.group = group
         self.layer = layer
-        self._busy: list[Group] = []
 
     @classmethod
     def start(cls, pid: int, cgroups: CgroupHost | None) -> ZygoteCgroups:
@@ -351,14 +350,12 @@ class ZygoteCgroups:
         leaf.limit(pids=pids, memory=memory)
         leaf.add(pid)
 
-    def exited(self, pid: int) -> None:
-        """Child ``pid`` is gone: kill what is left in its group, remove the group."""
-        if self.group is None:
-            return
-        self._busy = [g for g in self._busy if not g.destroy()]
-        leaf = self.group.child(f"c{pid}")
-        if not leaf.destroy():
-            self._busy.append(leaf)  # a dying process still inside: tried again later
+    def exited(self, pid: int) -> bool:
+        """Child ``pid`` is gone: kill what is left in its group, remove the group.
+
+        False while a killed process is still on its way out (call again later).
+        """
+        return self.group is None or self.group.child(f"c{pid}").destroy()
 
     def close(self) -> bool:
         """The zygote is gone: kill everything left in its group, remove it; whether gone."""

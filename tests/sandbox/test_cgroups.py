@@ -1,0 +1,267 @@
+"""The cgroups the parent makes for each zygote and child: real processes, real cgroup files.
+
+Where no cgroup hierarchy is writable here, the tests that need one skip with the reason
+the status report gives; what the report says is then tested instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from project_o.runtime.confine import SandboxPolicy, cgroups
+from project_o.runtime.sandbox import scrubbed_env
+from project_o.runtime.zygote_client import ForkedChild, ZygoteHandle
+from project_o.wire import read_message_async
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = "tests.sandbox.cgroup_program:load"
+PIDS = 16
+MEMORY = 256 << 20  # a multiple of the page size: v1 reports it as written
+HOST = cgroups.host()
+needs_cgroups = pytest.mark.skipif(not HOST.available,
+                                   reason=f"no cgroup of our own here: {HOST.describe()}")
+
+
+def run(coro: Any, timeout: float = 120.0) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def probes(policy: SandboxPolicy | None = None) -> AsyncIterator[ZygoteHandle]:
+    env = scrubbed_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    handle = await ZygoteHandle.start_program(PROGRAM, [], env=env,
+                                              sandbox=policy or SandboxPolicy())
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+async def act(handle: ZygoteHandle, what: str) -> tuple[ForkedChild, dict[str, Any]]:
+    child = await handle.fork_child({"act": what,
+                                     "limits": {"pids": PIDS, "memory_bytes": MEMORY}})
+    reply = await read_message_async(child.reader)
+    assert reply.type == "response", reply
+    return child, reply.data
+
+
+def child_dirs(handle: ZygoteHandle, pid: int) -> list[Path]:
+    group = handle.cgroups.group
+    assert group is not None
+    return [directory for _, directory in group.child(f"c{pid}").dirs]
+
+
+def hierarchy_dir(dirs: list[Path], controller: str) -> Path | None:
+    return next((d for d in dirs if (d / f"{controller}.max").exists()
+                 or (d / f"{controller}.limit_in_bytes").exists()), None)
+
+
+@pytest.fixture
+def strays() -> Iterator[list[int]]:
+    """Processes a test found outliving what should have taken them: killed afterwards."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+
+
+# -- what the machine has ---------------------------------------------------
+
+HYBRID = """\
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+HYBRID_OWN = "8:pids:/\n4:memory:/jobs/7\n1:cpu:/\n9:name=systemd:/\n0::/\n"
+
+
+def test_a_hybrid_host_shows_its_v1_controllers_and_the_unified_tree(tmp_path: Path) -> None:
+    (tmp_path / "mountinfo").write_text(HYBRID)
+    (tmp_path / "cgroup").write_text(HYBRID_OWN)
+    found = cgroups.discover(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
+    assert [(str(h.own), h.version, sorted(h.controllers)) for h in found] == [
+        ("/sys/fs/cgroup/memory/jobs/7", 1, ["memory"]),
+        ("/sys/fs/cgroup/pids", 1, ["pids"]),
+        ("/sys/fs/cgroup/unified", 2, []),
+    ]
+
+
+def test_a_container_sees_its_own_cgroup_at_the_mount_root(tmp_path: Path) -> None:
+    (tmp_path / "mountinfo").write_text(
+        "50 40 0:40 /docker/abc /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw\n")
+    (tmp_path / "cgroup").write_text("0::/docker/abc/sub\n")
+    found = cgroups.discover(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
+    assert [str(h.own) for h in found] == ["/sys/fs/cgroup/sub"]
+    (tmp_path / "cgroup").write_text("0::/elsewhere\n")  # not under what the mount shows
+    assert cgroups.discover(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup")) == []
+
+
+def test_no_writable_hierarchy_is_reported_with_the_reason(tmp_path: Path) -> None:
+    assert not cgroups.CgroupHost([]).available
+    assert "no cgroup hierarchy is mounted" in cgroups.CgroupHost([]).describe()
+    not_a_dir = tmp_path / "file"  # nothing can be made below it, not even by root
+    not_a_dir.write_text("")
+    host = cgroups.CgroupHost([cgroups.Hierarchy(not_a_dir, 1, frozenset({"pids"}))])
+    assert not host.available
+    assert host.describe() == f"{not_a_dir} is not writable (Not a directory)"
+    assert host.missing["memory"].startswith("no memory controller")
+
+
+def test_the_status_line_matches_what_the_zygote_got() -> None:
+    async def scenario() -> None:
+        async with probes() as handle:
+            layer = next(x for x in handle.sandbox["layers"] if x["name"] == "cgroup")
+            assert layer["active"] == HOST.available == (handle.cgroups.group is not None)
+            if not HOST.available:
+                assert handle.sandbox["missing"]["cgroup"] == HOST.describe()
+                return
+            for directory in (d for _, d in handle.cgroups.group.child("zygote").dirs):
+                procs = (directory / "cgroup.procs").read_text().split()
+                assert str(handle.pid) in procs  # placed before it imported anything
+
+    run(scenario())
+
+
+# -- limits, kill, no way in, nothing left ----------------------------------
+
+@needs_cgroups
+def test_a_fork_bomb_is_capped_by_its_cgroup() -> None:
+    async def scenario() -> None:
+        async with probes() as handle:
+            child, result = await act(handle, "bomb")
+            assert result["forked"] + result["refused"] == 500
+            assert result["forked"] == PIDS - 1  # the child itself is the first
+            dirs = child_dirs(handle, child.pid)
+            pids_dir = hierarchy_dir(dirs, "pids")
+            assert pids_dir is not None
+            assert (pids_dir / "pids.max").read_text().strip() == str(PIDS)
+            events = dict(line.split() for line in
+                          (pids_dir / "pids.events").read_text().splitlines())
+            assert int(events["max"]) > 0  # the cgroup refused the forks, not an rlimit
+            if "memory" not in HOST.missing:
+                memory_dir = hierarchy_dir(dirs, "memory")
+                assert memory_dir is not None
+                limit = next(memory_dir / n for n in ("memory.max", "memory.limit_in_bytes")
+                             if (memory_dir / n).exists())
+                assert limit.read_text().strip() == str(MEMORY)
+
+    run(scenario())
+
+
+@needs_cgroups
+def test_a_setsid_grandchild_dies_with_its_instance_cgroup(strays: list[int]) -> None:
+    """No PID namespace (its end would take the grandchild anyway) and the zygote killed
+    (it cannot clean up): the grandchild left its session and has no parent of ours; only
+    the cgroup takes it. With the sandbox off it survives: the test can fail."""
+    async def scenario(policy: SandboxPolicy) -> tuple[int, bool]:
+        async with probes(policy) as handle:
+            child, result = await act(handle, "daemon")
+            assert result["sid"] != result["own_sid"]
+            grandchild = result["grandchild"]  # no PID namespace: the host's pid
+            strays.append(grandchild)
+            assert psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE
+            forker = psutil.Process(child.pid).ppid()
+            os.kill(forker, signal.SIGKILL)
+            await asyncio.wait_for(handle.lost(), 30)
+            await asyncio.wait_for(child.exited, 30)
+            return grandchild, _gone(grandchild, wait_s=10.0 if policy.enabled else 0.0)
+
+    grandchild, gone = run(scenario(SandboxPolicy(namespaces=False)))
+    assert gone, f"the setsid() grandchild {grandchild} outlived its instance's cgroup"
+    _, gone_without = run(scenario(SandboxPolicy(enabled=False)))
+    assert not gone_without  # nothing else would have taken it
+
+
+@needs_cgroups
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "landlock"])
+def test_agent_code_cannot_write_its_cgroup(namespaces: bool) -> None:
+    async def scenario() -> None:
+        async with probes(SandboxPolicy(namespaces=namespaces)) as handle:
+            child, result = await act(handle, "write")
+            outcome = result["outcome"]
+            pids_dir = hierarchy_dir(child_dirs(handle, child.pid), "pids")
+            assert pids_dir is not None
+            tried = [t for t in outcome if t.endswith("/pids.max") and str(pids_dir) in t]
+            assert tried, outcome  # its own pids.max was among the targets
+            opened = {t: o for t, o in outcome.items() if o == "written" or "opened" in o}
+            assert not opened
+            if not namespaces:  # visible, but not ours to write
+                assert outcome[tried[0]] == "Permission denied"
+            assert (pids_dir / "pids.max").read_text().strip() == str(PIDS)
+            assert str(child.pid) in (pids_dir / "cgroup.procs").read_text().split()
+
+    run(scenario())
+
+
+@needs_cgroups
+def test_cgroup_directories_go_with_their_processes() -> None:
+    async def scenario() -> tuple[list[Path], list[Path]]:
+        async with probes() as handle:
+            child, _ = await act(handle, "bomb")  # leaves 15 sleeping children behind
+            dirs = child_dirs(handle, child.pid)
+            assert all(d.is_dir() for d in dirs)
+            child.writer.close()  # its end of the channel: the child returns
+            await asyncio.wait_for(child.exited, 30)
+            await _removed(dirs)
+            assert handle.cgroups.group is not None
+            zygote_dirs = [d for _, d in handle.cgroups.group.dirs]
+            assert all(d.is_dir() for d in zygote_dirs)
+        return dirs, zygote_dirs
+
+    _, zygote_dirs = run(scenario())
+    assert not any(d.exists() for d in zygote_dirs)
+
+
+@needs_cgroups
+def test_groups_of_a_dead_parent_are_swept_at_start(strays: list[int]) -> None:
+    assert HOST.top is not None
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    strays.append(sleeper.pid)
+    # A parent that crashed: its pid is ours with another start time (a reused pid).
+    dead = cgroups.Group(tuple((h, d.parent / f"{os.getpid()}.1") for h, d in HOST.top.dirs))
+    dead.make(frozenset({"pids", "memory"}))
+    leaf = dead.child("z1").child("zygote")
+    dead.child("z1").make(frozenset({"pids", "memory"}))
+    leaf.make()
+    leaf.add(sleeper.pid)
+    cgroups.CgroupHost(cgroups.discover())  # what a starting supervisor does
+    assert sleeper.wait(timeout=30) == -signal.SIGKILL
+    assert not any(d.exists() for _, d in dead.dirs)
+
+
+def _gone(pid: int, wait_s: float) -> bool:
+    """Whether ``pid`` is dead within ``wait_s`` (a zombie counts: its reaper is just slow)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+async def _removed(dirs: list[Path], wait_s: float = 10.0) -> None:
+    """Wait until ``dirs`` are gone (a killed process may take a moment to leave)."""
+    deadline = time.monotonic() + wait_s
+    while any(d.exists() for d in dirs):
+        assert time.monotonic() < deadline, [d for d in dirs if d.exists()]
+        await asyncio.sleep(0.02)
