@@ -180,7 +180,7 @@ def test_a_setsid_grandchild_dies_with_its_instance_cgroup(strays: list[int]) ->
             os.kill(forker, signal.SIGKILL)
             await asyncio.wait_for(handle.lost(), 30)
             await asyncio.wait_for(child.exited, 30)
-            return grandchild, _gone(grandchild, wait_s=10.0 if policy.enabled else 0.0)
+            return grandchild, await _gone(grandchild, wait_s=10.0 if policy.enabled else 0.0)
 
     grandchild, gone = run(scenario(SandboxPolicy(namespaces=False)))
     assert gone, f"the setsid() grandchild {grandchild} outlived its instance's cgroup"
@@ -245,7 +245,7 @@ def test_groups_of_a_dead_parent_are_swept_at_start(strays: list[int]) -> None:
     assert not any(d.exists() for _, d in dead.dirs)
 
 
-def _gone(pid: int, wait_s: float) -> bool:
+async def _gone(pid: int, wait_s: float) -> bool:
     """Whether ``pid`` is dead within ``wait_s`` (a zombie counts: its reaper is just slow)."""
     deadline = time.monotonic() + wait_s
     while True:
@@ -256,7 +256,7 @@ def _gone(pid: int, wait_s: float) -> bool:
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
 
 
 async def _removed(dirs: list[Path], wait_s: float = 10.0) -> None:

@@ -148,6 +148,7 @@ class ZygoteHandle:
         #: the zygote's and its children's cgroups (made and kept here, never by the zygote)
         self.cgroups = cgroup or cgroups.ZygoteCgroups(None, (False, "not asked for"))
         self._gated: set[int] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._control = control
         self.version = version
         self.agent_name = ""
@@ -510,6 +511,11 @@ class ZygoteHandle:
             _resolve(future, status)
         self._notify(dict(data))
 
+    async def _close_cgroups(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process.wait(), DEFAULT_CLOSE_GRACE)
+        self.cgroups.close()
+
     def _remove_cgroup(self, pid: int, tries_left: int = _CGROUP_RETRIES) -> None:
         if not self.cgroups.exited(pid) and tries_left > 0:
             asyncio.get_running_loop().call_later(_CGROUP_RETRY_S, self._remove_cgroup, pid,
@@ -540,7 +546,9 @@ class ZygoteHandle:
 
     def _on_lost(self, reason: str) -> None:
         self._lost = reason
-        self.cgroups.close()  # what outlived the zygote (a setsid() daemon) dies with it
+        # What outlived the zygote (a setsid() daemon) dies with its cgroup, once the
+        # zygote's process has exited (it may still be reporting its own end).
+        self._sweeper = asyncio.get_running_loop().create_task(self._close_cgroups())
         _resolve(self._gone, reason)
         error = ZygoteError(f"zygote {self.pid} is gone: {reason}")
         if not self._hello.done():

@@ -215,8 +215,14 @@ class CgroupHost:
                         else "SIGKILL each process listed, until none is left")
         self._creator = os.getpid()
         mine = f"{self._creator}.{_start_time(self._creator)}"
-        self.top = Group(tuple((h, d / mine) for d, h in used))
         self._sweep(used)
+        top = Group(tuple((h, d / mine) for d, h in used))
+        try:  # the proof that we may: another user's project-o/ may be there already
+            top.make(frozenset({"pids", "memory"}))
+        except OSError as exc:
+            self.missing["cgroup"] = f"{exc.filename} could not be made ({exc.strerror})"
+            return
+        self.top = top
 
     def _usable(self, hierarchies: list[Hierarchy]) -> list[tuple[Path, Hierarchy]]:
         """Each hierarchy we can write, with its ``project-o`` directory made."""
@@ -292,7 +298,6 @@ class CgroupHost:
         """Make zygote ``pid``'s group, move it in (leaf ``zygote``); raises OSError."""
         if self.top is None:
             raise OSError(errno.ENOTSUP, self.describe())
-        self.top.make(frozenset({"pids", "memory"}))
         group = self.top.child(f"z{pid}")
         group.make(frozenset({"pids", "memory"}))
         leaf = group.child("zygote")
@@ -311,7 +316,7 @@ class CgroupHost:
         for top, hierarchy in used:
             with contextlib.suppress(OSError):
                 for entry in top.iterdir():
-                    if entry.is_dir() and not _alive(entry.name):
+                    if entry.is_dir() and not _alive(entry.name):  # (never ours: we are alive)
                         Group(((hierarchy, entry),)).destroy(tries=10)
 
 

@@ -5,8 +5,9 @@
     /                   as the host has it, private (nothing propagates back)
     /proc               a fresh proc of the zygote's PID namespace: its own processes only
     /tmp                a private tmpfs, size-capped (a full /tmp stops there)
-    hidden dirs         an empty read-only tmpfs in their place (the vault, root's home,
-                        /sys/fs/cgroup: the cgroups the parent made are not even visible)
+    hidden dirs         an empty read-only tmpfs in their place (the vault, the home of
+                        whoever started it, /sys/fs/cgroup: the cgroups the parent made
+                        are not even visible)
     exposed dirs        read-only binds of what the agent must read: its code, the Python
                         installation and sys.path, checkpoints; writable binds of its
                         scratch directories
@@ -66,7 +67,7 @@ def private_view(policy: SandboxPolicy, *, home: str | None, userns_fd: int | No
                  agent_paths: tuple[str, ...] = ()) -> list[str]:
     """Build the view in the current (new) mount namespace; what was done, in words.
 
-    ``home`` is covered too (root's home: the Python installation under it is
+    ``home`` is covered too (the starting user's: a Python installation under it is
     exposed again); ``userns_fd`` id-maps the exposed directories.
     """
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
