@@ -40,8 +40,8 @@ class ChildPlan:
     work: Any = None
     #: copied into the ``exited`` report (e.g. the instance id)
     report: dict[str, Any] = field(default_factory=dict)
-    #: whether the child gets a cgroup of its own (where cgroups work; else it stays in
-    #: its zygote's, with the zygote's bounds)
+    #: kept for programs that still name it: every child now lives in its zygote's
+    #: cgroup, its quota added to the zygote's (see runtime.confine.cgroups)
     use_cgroup: bool = True
     #: a file the child's stdout and stderr go to (appended); None keeps the zygote's
     output: str | None = None

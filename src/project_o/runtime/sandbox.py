@@ -13,8 +13,8 @@ In the forked child, in this order::
                                      RLIMIT_CORE = 0; soft == hard, so they only go down;
                                      RLIMIT_NPROC (in the zygote's PID namespace: the
                                      tasks there now plus ``pids``)
-    its cgroup                       made by the zygote's parent, which moves the child in
-                                     (pids, memory, kill) before its program runs
+    its zygote's cgroup              born there; the zygote's parent added its quota
+                                     (pids, memory) to the group's limits before the fork
                                      (see project_o.runtime.confine.cgroups)
     private /tmp directory           in the zygote's private /tmp: TMPDIR and the working
                                      directory (where the sandbox made a private /tmp)

@@ -37,14 +37,15 @@ agent or candidate code (each is a zygote or a child forked from one):
   line of agent code is imported): what must confine all agent code, and
   what every child inherits;
 * :func:`enter_child`, in each child right after the fork, before its
-  program runs: its own session, descriptors, limits and cgroup.
+  program runs: its own session, descriptors and limits.
 
 The zygote is single-threaded (forking a threaded process copies locks in
 whatever state other threads left them). It sleeps in select() on the
 control socket and a self-pipe written by the SIGCHLD handler. When a
 child dies, its whole process group is killed *before* it is reaped
 (while the zombie still reserves the pid, so the group id cannot have
-been reused), and its cgroup is removed.
+been reused). The cgroup the zygote and its children live in is its
+parent's (see :mod:`project_o.runtime.confine.cgroups`).
 """
 
 from __future__ import annotations
@@ -160,7 +161,6 @@ class Zygote:
         if not self._fds:
             self._stop(EXIT_PROTOCOL, "a fork request arrived without its descriptor")
         fd = self._fds.popleft()
-        placed = request.pop("cgroup", False) is True  # the parent moves it in: it waits
         try:
             plan = self._program.plan(request)
             zygote_pid = os.getpid()
@@ -170,10 +170,9 @@ class Zygote:
             self._send(MessageType.ERROR, id=request.get("id"), kind=type(exc).__name__,
                        message=str(exc), traceback="")
             return
-        gate = placed and plan.use_cgroup
         if pid == 0:
             enter_child(self._program, plan, fd, zygote_pid, leave=self._forget_zygote_state,
-                        confinement=self._confinement, gate=gate)
+                        confinement=self._confinement)
         os.close(fd)
         try:
             host_pid = self._confinement.host_pid(pid)
@@ -185,7 +184,7 @@ class Zygote:
                        message=f"the child's pid could not be told: {exc}", traceback="")
             return
         self._children[pid] = (request.get("id"), {**plan.report, "pid": host_pid})
-        self._send(MessageType.FORKED, id=request.get("id"), pid=host_pid, gate=gate)
+        self._send(MessageType.FORKED, id=request.get("id"), pid=host_pid)
 
     def _kill(self, child_id: Any) -> None:
         for pid, (owner, _) in self._children.items():
@@ -291,7 +290,6 @@ def _report_limits(confinement: Confinement) -> None:
 def enter_child(
     program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int, *,
     leave: Callable[[], None] = lambda: None, confinement: Confinement | None = None,
-    gate: bool = False,
 ) -> NoReturn:
     """The one way into a child: sandbox it, then run its program; never returns.
 
@@ -302,8 +300,7 @@ def enter_child(
     is applied here and nowhere else. ``fd`` is the child's end of its
     channel to the parent; it ends up on fd 3. ``leave`` drops what the
     child inherited of the zygote's own state (its loop, its descriptors).
-    ``gate``: wait for the parent's word on the channel before the program
-    runs (the parent moves the child into its cgroup meanwhile).
+    It is born in its zygote's cgroup (the parent made room for it there).
     """
     code = EXIT_RUNTIME_BUG  # unless the program returns its own
     try:
@@ -315,7 +312,7 @@ def enter_child(
                                 private_tmp=contained,
                                 count_tasks=contained)
         # Not placed: the parent is gone, or refused it; nothing to run for.
-        code = program.run(plan, channel) if not gate or _placed(channel) else 0
+        code = program.run(plan, channel)
     except BaseException:  # noqa: BLE001 - whatever happens, never return into the zygote loop
         traceback.print_exc()
     finally:
@@ -324,7 +321,7 @@ def enter_child(
 
 
 def _placed(fd: int) -> bool:
-    """Wait for the parent's one byte saying this process is in its cgroup."""
+    """Wait for the parent's one byte saying this process is in its cgroup (the zygote)."""
     while True:
         try:
             return os.read(fd, 1) == b"\x01"

@@ -72,11 +72,7 @@ DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
 _RECV_CHUNK: Final = 64 * 1024
-#: a child's cgroup still busy (a killed process on its way out) is removed again
-#: this often, this many times (then with its zygote's)
-_CGROUP_RETRIES: Final = 50
-_CGROUP_RETRY_S: Final = 0.02
-#: the parent's word to a zygote or child that waits to be placed in its cgroup
+#: the parent's word to a zygote that waits to be placed in its cgroup
 _GO: Final = b"\x01"
 #: what a zygote may send: a hello (its program's fields) and an error (a
 #: traceback) take a megabyte at most; forked and exited are a few numbers
@@ -145,9 +141,8 @@ class ZygoteHandle:
         cgroup: cgroups.ZygoteCgroups | None = None,
     ) -> None:
         self._process = process
-        #: the zygote's and its children's cgroups (made and kept here, never by the zygote)
+        #: the cgroup of the zygote and its children (made and kept here, never by the zygote)
         self.cgroups = cgroup or cgroups.ZygoteCgroups(None, (False, "not asked for"))
-        self._gated: set[int] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._control = control
         self.version = version
@@ -352,16 +347,19 @@ class ZygoteHandle:
                 f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
             )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        request = {**data, "cgroup": self.cgroups.group is not None}
+        quota = object()
         try:
-            pid, exited = await self._request_fork(request, theirs, timeout)
-            if pid in self._gated:
-                self._place(pid, data, ours)
+            self._reserve(quota, data)
+            pid, exited = await self._request_fork(dict(data), theirs, timeout)
         except BaseException:
+            self.cgroups.release(quota)
             ours.close()
             raise
         finally:
             theirs.close()  # the zygote (and the child) hold their own copies
+        self.cgroups.rename(quota, pid)
+        if exited.done():
+            self.cgroups.release(pid)  # it died before we knew its pid
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         return ForkedChild(pid=pid, reader=reader, writer=writer, exited=exited)
 
@@ -383,24 +381,17 @@ class ZygoteHandle:
         finally:
             self._forks.pop(fork_id, None)
 
-    def _place(self, pid: int, data: Mapping[str, Any], ours: socket.socket) -> None:
-        """Move the waiting child into its cgroup, then let it run (the go byte)."""
-        self._gated.discard(pid)
+    def _reserve(self, quota: object, data: Mapping[str, Any]) -> None:
+        """Make room in the zygote's cgroup for the child about to be born there."""
         try:
             limits = Limits.from_dict(data.get("limits"))
         except InvalidArgument:
             limits = Limits()
         try:
-            self.cgroups.place(pid, pids=limits.pids, memory=limits.memory_bytes)
+            self.cgroups.reserve(quota, pids=limits.pids, memory=limits.memory_bytes)
         except OSError as exc:
-            if pid not in self._instances:
-                return  # it died already: its exited report is in
-            # Never run outside the cgroup the report promises: the child goes.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            raise ZygoteError(f"child {pid} could not be placed in its cgroup: {exc}") from exc
-        with contextlib.suppress(OSError):  # a child that died: its exited report follows
-            ours.sendall(_GO)
+            raise ZygoteError(f"zygote {self.pid}'s cgroup refused the child's quota: "
+                              f"{exc}") from exc
 
     # -- the control socket ---------------------------------------------
 
@@ -468,8 +459,6 @@ class ZygoteHandle:
         # once may be reported before the awaiting coroutine runs again.
         exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self._instances[pid] = exited
-        if data.get("gate") is True:
-            self._gated.add(pid)
         _resolve(future, (pid, exited))
 
     def _check_forker(self, pid: Any) -> int:
@@ -506,8 +495,7 @@ class ZygoteHandle:
         )
         future = self._instances.pop(pid, None)
         if future is not None:
-            self._gated.discard(pid)
-            self._remove_cgroup(pid)  # a setsid() grandchild it left dies here
+            self.cgroups.release(pid)
             _resolve(future, status)
         self._notify(dict(data))
 
@@ -515,11 +503,6 @@ class ZygoteHandle:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._process.wait(), DEFAULT_CLOSE_GRACE)
         self.cgroups.close()
-
-    def _remove_cgroup(self, pid: int, tries_left: int = _CGROUP_RETRIES) -> None:
-        if not self.cgroups.exited(pid) and tries_left > 0:
-            asyncio.get_running_loop().call_later(_CGROUP_RETRY_S, self._remove_cgroup, pid,
-                                                  tries_left - 1)
 
     def _on_error(self, data: dict[str, Any]) -> None:
         message = str(data.get("message", "unknown error"))

@@ -1,17 +1,24 @@
-"""Cgroups owned by the parent: every zygote and every child in one, limited, killable.
+"""Cgroups owned by the parent: every zygote in one with its children, limited, killable.
 
 The process that starts zygotes (the supervisor, the evaluator pool) makes
-the cgroups and moves each process in before it runs agent code; the
-processes inside never write them (they belong to root and agent code runs
-as another uid, and the sandbox's mount namespace covers ``/sys/fs/cgroup``).
-In every hierarchy used (cgroup v2, and the v1 ``pids``, ``memory`` and
-``freezer`` hierarchies of a hybrid or v1 host)::
+the cgroups and moves each zygote in before it imports agent code; its
+children are born there. The processes inside never write them (they
+belong to root and agent code runs as another uid, and the sandbox's mount
+namespace covers ``/sys/fs/cgroup``). In every hierarchy used (cgroup v2,
+and the v1 ``pids``, ``memory`` and ``freezer`` hierarchies of a hybrid or
+v1 host)::
 
     <the parent's own cgroup>/project-o/
         <pid>.<start time>/          one per parent process (stale ones are swept)
-            z<zygote pid>/           one per zygote: killed and removed with it
-                zygote/              the zygote itself (pids.max)
-                c<child pid>/        each child: pids.max, the memory limit
+            z<zygote pid>/           one per zygote and all its children: pids.max and
+                                     the memory limit are the zygote's allowance plus
+                                     each live child's quota; killed and removed with it
+
+Per zygote, not per child: moving a process between cgroups waits for an
+RCU grace period (about 10 ms on a loaded machine), which would double the
+sandbox's cost on every fork; a child born in its zygote's group costs
+nothing, and its own bounds are its rlimits (address space, RLIMIT_NPROC in
+the PID namespace) and its process group.
 
 Killing a group takes every process in it, ``setsid()`` or not: v2's
 ``cgroup.kill``; on v1 without it, freeze (``freezer.state``), SIGKILL each
@@ -41,8 +48,9 @@ _V1_WANTED: Final = ("pids", "memory", "freezer")
 _KILL_ROUNDS: Final = 50
 #: a freezer reaches FROZEN within microseconds; give up after about 1 s
 _FREEZE_TRIES: Final = 100
-#: what the zygote's own group may hold: its tasks, and children not yet moved out
-ZYGOTE_PIDS: Final = 256
+#: the zygote's own allowance in its group (its children's quotas are added to it)
+ZYGOTE_PIDS: Final = 64
+ZYGOTE_MEMORY: Final = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -127,10 +135,7 @@ class Group:
                 with contextlib.suppress(FileNotFoundError):  # no swap accounting
                     _write(directory / "memory.swap.max", "0")
             elif "memory" in names:
-                value = "-1" if memory is None else str(memory)
-                _write(directory / "memory.limit_in_bytes", value)
-                with contextlib.suppress(FileNotFoundError):  # no swap accounting
-                    _write(directory / "memory.memsw.limit_in_bytes", value)
+                _v1_memory(directory, "-1" if memory is None else str(memory))
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into this group, in every hierarchy."""
@@ -288,22 +293,21 @@ class CgroupHost:
         kinds = sorted({f"v{h.version}" + ("" if h.version == 2 else f" {c}")
                         for h, _ in self.top.dirs for c in (h.controllers or {""})
                         if h.version == 2 or c})
-        parts = [f"each zygote and child in a cgroup of the supervisor's ({', '.join(kinds)})",
-                 *(f"{n} limit" for n in ("pids", "memory") if n not in self.missing),
-                 f"killed by {self.kill_by}"]
+        parts = [f"each zygote with its children in a cgroup of its parent's ({', '.join(kinds)})",
+                 *(f"{n} limit (the zygote's and each child's quota)"
+                   for n in ("pids", "memory") if n not in self.missing),
+                 f"all killed with the zygote by {self.kill_by}"]
         gaps = [f"{name}: {why}" for name, why in sorted(self.missing.items())]
         return "; ".join(parts) + (f"; missing: {'; '.join(gaps)}" if gaps else "")
 
     def zygote_group(self, pid: int) -> Group:
-        """Make zygote ``pid``'s group, move it in (leaf ``zygote``); raises OSError."""
+        """Make zygote ``pid``'s group with its allowance and move it in; raises OSError."""
         if self.top is None:
             raise OSError(errno.ENOTSUP, self.describe())
         group = self.top.child(f"z{pid}")
-        group.make(frozenset({"pids", "memory"}))
-        leaf = group.child("zygote")
-        leaf.make()
-        leaf.limit(pids=ZYGOTE_PIDS, memory=None)
-        leaf.add(pid)
+        group.make()
+        group.limit(pids=ZYGOTE_PIDS, memory=ZYGOTE_MEMORY)
+        group.add(pid)
         return group
 
     def close(self) -> None:
@@ -321,17 +325,19 @@ class CgroupHost:
 
 
 class ZygoteCgroups:
-    """One zygote's cgroups, as the parent that started it keeps them.
+    """One zygote's cgroup, as the parent that started it keeps it.
 
-    :meth:`start` moves the zygote into its group (before it imports agent
-    code: the zygote waits for the parent's word); :meth:`place` does the
-    same for each child, with its limits. ``layer`` is the sandbox report's
-    line: whether the cgroup layer holds for this zygote, and what it is.
+    :meth:`start` moves the zygote in (before it imports agent code: the
+    zygote waits for the parent's word). Its children are born there; before
+    each fork :meth:`reserve` adds the child's quota (pids, memory) to the
+    group's limits, and :meth:`release` takes it off when the child is gone.
+    ``layer`` is the sandbox report's line for this zygote.
     """
 
     def __init__(self, group: Group | None, layer: tuple[bool, str]) -> None:
         self.group = group
         self.layer = layer
+        self._quotas: dict[object, tuple[int | None, int | None]] = {}
 
     @classmethod
     def start(cls, pid: int, cgroups: CgroupHost | None) -> ZygoteCgroups:
@@ -346,21 +352,33 @@ class ZygoteCgroups:
             return cls(None, (False, f"the zygote's cgroup could not be made: {exc}"))
         return cls(group, (True, cgroups.describe()))
 
-    def place(self, pid: int, *, pids: int | None, memory: int | None) -> None:
-        """Move child ``pid`` into a group of its own with these limits (OSError if refused)."""
+    def reserve(self, key: object, *, pids: int | None, memory: int | None) -> None:
+        """Add a child's quota (None: unlimited) before it is forked; OSError if refused."""
         if self.group is None:
             return
-        leaf = self.group.child(f"c{pid}")
-        leaf.make()
-        leaf.limit(pids=pids, memory=memory)
-        leaf.add(pid)
+        self._quotas[key] = (pids, memory)
+        try:
+            self._apply()
+        except OSError:
+            self._quotas.pop(key, None)
+            raise
 
-    def exited(self, pid: int) -> bool:
-        """Child ``pid`` is gone: kill what is left in its group, remove the group.
+    def rename(self, key: object, new: object) -> None:
+        """The child reserved as ``key`` is known as ``new`` from now on (its pid)."""
+        if key in self._quotas:
+            self._quotas[new] = self._quotas.pop(key)
 
-        False while a killed process is still on its way out (call again later).
-        """
-        return self.group is None or self.group.child(f"c{pid}").destroy()
+    def release(self, key: object) -> None:
+        """The child is gone (or was never forked): its quota comes off the limits."""
+        if self.group is not None and self._quotas.pop(key, None) is not None:
+            # Lowering may be refused while memory is still charged: the next change retries.
+            with contextlib.suppress(OSError):
+                self._apply()
+
+    def _apply(self) -> None:
+        assert self.group is not None
+        self.group.limit(pids=_total(ZYGOTE_PIDS, (p for p, _ in self._quotas.values())),
+                         memory=_total(ZYGOTE_MEMORY, (m for _, m in self._quotas.values())))
 
     def close(self) -> bool:
         """The zygote is gone: kill everything left in its group, remove it; whether gone."""
@@ -377,6 +395,16 @@ def host() -> CgroupHost:
     found = CgroupHost(discover())
     atexit.register(found.close)
     return found
+
+
+def _total(allowance: int, quotas: Iterator[int | None]) -> int | None:
+    """The allowance plus every quota; None (no limit) if any quota is unlimited."""
+    total = allowance
+    for quota in quotas:
+        if quota is None:
+            return None
+        total += quota
+    return total
 
 
 def _alive(name: str) -> bool:
@@ -422,6 +450,18 @@ def _frozen(directory: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             _write(directory / "freezer.state", "THAWED")  # SIGKILL lands on thaw
+
+
+def _v1_memory(directory: Path, value: str) -> None:
+    """v1: memory and memory+swap limits alike (no swap), memsw never below the other."""
+    memsw = directory / "memory.memsw.limit_in_bytes"
+    if not memsw.exists():  # no swap accounting
+        _write(directory / "memory.limit_in_bytes", value)
+        return
+    with contextlib.suppress(OSError):  # raising: memsw first; lowering: it fails here
+        _write(memsw, value)
+    _write(directory / "memory.limit_in_bytes", value)
+    _write(memsw, value)
 
 
 def _kill_each(pids: set[int]) -> None:
