@@ -261,3 +261,30 @@ async def _gone(pid: int, wait_s: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(0.05)
+
+
+@needs_cgroups
+def test_an_unlimited_child_lifts_the_limit_until_it_is_gone(strays: list[int]) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    strays.append(sleeper.pid)
+    zygote = cgroups.ZygoteCgroups.start(sleeper.pid, HOST)
+    try:
+        assert zygote.layer[0], zygote.layer
+        pids_dir = hierarchy_dir(group_dirs_of(zygote), "pids")
+        assert pids_dir is not None
+        zygote.reserve("a", pids=10, memory=MEMORY)
+        zygote.reserve("b", pids=None, memory=MEMORY)
+        assert (pids_dir / "pids.max").read_text().strip() == "max"
+        zygote.release("b")
+        assert int((pids_dir / "pids.max").read_text()) == cgroups.ZYGOTE_PIDS + 10
+        zygote.release("a")
+        zygote.release("a")  # twice: nothing more comes off
+        assert int((pids_dir / "pids.max").read_text()) == cgroups.ZYGOTE_PIDS
+    finally:
+        assert zygote.close()
+    assert sleeper.wait(timeout=30) == -signal.SIGKILL  # killed with its group
+
+
+def group_dirs_of(zygote: cgroups.ZygoteCgroups) -> list[Path]:
+    assert zygote.group is not None
+    return [directory for _, directory in zygote.group.dirs]

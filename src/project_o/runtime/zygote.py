@@ -311,7 +311,6 @@ def enter_child(
         channel = apply_sandbox(fd, plan.limits, parent_pid=zygote_pid,
                                 private_tmp=contained,
                                 count_tasks=contained)
-        # Not placed: the parent is gone, or refused it; nothing to run for.
         code = program.run(plan, channel)
     except BaseException:  # noqa: BLE001 - whatever happens, never return into the zygote loop
         traceback.print_exc()

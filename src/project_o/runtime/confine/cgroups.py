@@ -305,9 +305,13 @@ class CgroupHost:
         if self.top is None:
             raise OSError(errno.ENOTSUP, self.describe())
         group = self.top.child(f"z{pid}")
-        group.make()
-        group.limit(pids=ZYGOTE_PIDS, memory=ZYGOTE_MEMORY)
-        group.add(pid)
+        try:
+            group.make()
+            group.limit(pids=ZYGOTE_PIDS, memory=ZYGOTE_MEMORY)
+            group.add(pid)
+        except OSError:
+            group.destroy()
+            raise
         return group
 
     def close(self) -> None:
