@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from project_o.runtime.confine import linux
+
 __all__ = ["CgroupHost", "Group", "Hierarchy", "ZygoteCgroups", "discover", "host"]
 
 _TOP: Final = "project-o"
@@ -121,7 +123,7 @@ class Group:
             directory.mkdir(mode=0o755, exist_ok=True)
             wanted = delegate & hierarchy.controllers
             if hierarchy.version == 2 and wanted:
-                _write(directory / "cgroup.subtree_control",
+                linux.write_control(directory / "cgroup.subtree_control",
                        " ".join(f"+{name}" for name in sorted(wanted)))
 
     def limit(self, *, pids: int | None, memory: int | None) -> None:
@@ -129,18 +131,18 @@ class Group:
         for hierarchy, directory in self.dirs:
             names = hierarchy.controllers
             if "pids" in names:
-                _write(directory / "pids.max", "max" if pids is None else str(pids))
+                linux.write_control(directory / "pids.max", "max" if pids is None else str(pids))
             if "memory" in names and hierarchy.version == 2:
-                _write(directory / "memory.max", "max" if memory is None else str(memory))
+                linux.write_control(directory / "memory.max", "max" if memory is None else str(memory))
                 with contextlib.suppress(FileNotFoundError):  # no swap accounting
-                    _write(directory / "memory.swap.max", "0")
+                    linux.write_control(directory / "memory.swap.max", "0")
             elif "memory" in names:
                 _v1_memory(directory, "-1" if memory is None else str(memory))
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into this group, in every hierarchy."""
         for _, directory in self.dirs:
-            _write(directory / "cgroup.procs", str(pid))
+            linux.write_control(directory / "cgroup.procs", str(pid))
 
     def pids(self) -> set[int]:
         """Every process in this group and the groups below it."""
@@ -156,7 +158,7 @@ class Group:
         for hierarchy, directory in self.dirs:
             if hierarchy.version == 2 and (directory / "cgroup.kill").exists():
                 with contextlib.suppress(FileNotFoundError):
-                    _write(directory / "cgroup.kill", "1")
+                    linux.write_control(directory / "cgroup.kill", "1")
                 return
         freezer = next((d for h, d in self.dirs if "freezer" in h.controllers), None)
         if freezer is not None and freezer.is_dir():
@@ -264,7 +266,7 @@ class CgroupHost:
             return Hierarchy(hierarchy.own, 2, frozenset())
         for name in sorted({"pids", "memory"} & available - enabled):
             try:
-                _write(hierarchy.own / "cgroup.subtree_control", f"+{name}")
+                linux.write_control(hierarchy.own / "cgroup.subtree_control", f"+{name}")
                 enabled.add(name)
             except OSError as exc:
                 # v2 gives no controller to the children of a cgroup that holds processes.
@@ -442,7 +444,7 @@ def _walk(top: Path) -> Iterator[Path]:
 def _frozen(directory: Path) -> Iterator[None]:
     """v1 freezer: nothing in ``directory`` runs (nor forks) until the block ends."""
     try:
-        _write(directory / "freezer.state", "FROZEN")
+        linux.write_control(directory / "freezer.state", "FROZEN")
         for _ in range(_FREEZE_TRIES):
             if (directory / "freezer.state").read_text().strip() == "FROZEN":
                 break
@@ -453,19 +455,19 @@ def _frozen(directory: Path) -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(OSError):
-            _write(directory / "freezer.state", "THAWED")  # SIGKILL lands on thaw
+            linux.write_control(directory / "freezer.state", "THAWED")  # SIGKILL lands on thaw
 
 
 def _v1_memory(directory: Path, value: str) -> None:
     """v1: memory and memory+swap limits alike (no swap), memsw never below the other."""
     memsw = directory / "memory.memsw.limit_in_bytes"
     if not memsw.exists():  # no swap accounting
-        _write(directory / "memory.limit_in_bytes", value)
+        linux.write_control(directory / "memory.limit_in_bytes", value)
         return
     with contextlib.suppress(OSError):  # raising: memsw first; lowering: it fails here
-        _write(memsw, value)
-    _write(directory / "memory.limit_in_bytes", value)
-    _write(memsw, value)
+        linux.write_control(memsw, value)
+    linux.write_control(directory / "memory.limit_in_bytes", value)
+    linux.write_control(memsw, value)
 
 
 def _kill_each(pids: set[int]) -> None:
@@ -473,11 +475,3 @@ def _kill_each(pids: set[int]) -> None:
     for pid in pids - {0, 1, own}:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _write(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)

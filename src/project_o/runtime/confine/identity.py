@@ -60,9 +60,9 @@ def enter_user_namespace() -> None:
     if not dumpable:
         procctl.prctl(_PR_SET_DUMPABLE, 1)
     try:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+        linux.write_control("/proc/self/setgroups", "deny")
+        linux.write_control("/proc/self/uid_map", f"{uid} {uid} 1\n")
+        linux.write_control("/proc/self/gid_map", f"{gid} {gid} 1\n")
     finally:
         if not dumpable:
             procctl.prctl(_PR_SET_DUMPABLE, 0)
@@ -88,9 +88,9 @@ def idmap_namespace(uid: int, gid: int) -> int:
     try:
         if os.read(ready_r, 1) != b"1":
             raise OSError("the id-map helper could not make a user namespace")
-        _write(f"/proc/{pid}/uid_map", f"0 {uid} 1\n")
-        _write(f"/proc/{pid}/setgroups", "deny")
-        _write(f"/proc/{pid}/gid_map", f"0 {gid} 1\n")
+        linux.write_control(f"/proc/{pid}/uid_map", f"0 {uid} 1\n")
+        linux.write_control(f"/proc/{pid}/setgroups", "deny")
+        linux.write_control(f"/proc/{pid}/gid_map", f"0 {gid} 1\n")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)
@@ -117,11 +117,3 @@ def drop_capabilities() -> None:
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     linux.syscall(number, ctypes.byref(header), ctypes.byref(data))
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
