@@ -82,8 +82,11 @@ def setup() -> Iterator[Setup]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_an_unprivileged_zygote_reports_exactly_what_holds(setup: Setup) -> None:
-    result = _as_nobody(lambda: _confine_and_look(setup))
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "landlock-only"])
+def test_an_unprivileged_zygote_reports_exactly_what_holds(setup: Setup,
+                                                           namespaces: bool) -> None:
+    """``namespaces=False`` is what a user without user namespaces gets: Landlock alone."""
+    result = _as_nobody(lambda: _confine_and_look(setup, namespaces))
     report, seen, tried = result["report"], result["seen"], result["tried"]
     layers = {layer["name"]: layer for layer in report["layers"]}
     assert set(layers) == set(LAYERS) - {"limits", "cgroup"}  # those: the zygote's parent
@@ -122,8 +125,11 @@ def test_an_unprivileged_zygote_reports_exactly_what_holds(setup: Setup) -> None
     assert (setup.home / "notes").read_text() == "mine"
     assert list(setup.owned.iterdir()) == []
 
-    # This machine's kernel allows all of it to an unprivileged user: nothing is missing.
-    if _userns_allowed():
+    # What this kernel allows an unprivileged user is all there: nothing else is missing.
+    if not namespaces:
+        assert active >= {"no_new_privs", "seccomp", "landlock"}
+        assert not active & {"identity", "mount", "pid", "ipc", "uts", "network"}
+    elif _userns_allowed():
         assert active == set(LAYERS) - {"limits", "cgroup"}
 
 
@@ -142,10 +148,11 @@ def test_an_unprivileged_parent_reports_why_it_has_no_cgroups() -> None:
         assert "could not be made" in result["layer"][1] or "writable" in result["layer"][1]
 
 
-def _confine_and_look(setup: Setup) -> dict[str, Any]:
+def _confine_and_look(setup: Setup, namespaces: bool) -> dict[str, Any]:
     os.environ["HOME"] = str(setup.home)
     tempfile.tempdir = str(setup.scratch)  # where the Landlock fallback's directory goes
-    report = confine(SandboxPolicy(hidden=(str(setup.vault),))).report.to_dict()
+    policy = SandboxPolicy(hidden=(str(setup.vault),), namespaces=namespaces)
+    report = confine(policy).report.to_dict()
     return {"report": report, "seen": _seen(setup), "tried": _tried(setup)}
 
 
