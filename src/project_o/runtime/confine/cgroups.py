@@ -124,16 +124,16 @@ class Group:
             wanted = delegate & hierarchy.controllers
             if hierarchy.version == 2 and wanted:
                 linux.write_control(directory / "cgroup.subtree_control",
-                       " ".join(f"+{name}" for name in sorted(wanted)))
+                                    " ".join(f"+{name}" for name in sorted(wanted)))
 
     def limit(self, *, pids: int | None, memory: int | None) -> None:
         """Set pids.max and the memory limit (None: no limit) where the controller is."""
         for hierarchy, directory in self.dirs:
             names = hierarchy.controllers
             if "pids" in names:
-                linux.write_control(directory / "pids.max", "max" if pids is None else str(pids))
+                linux.write_control(directory / "pids.max", _v2_value(pids))
             if "memory" in names and hierarchy.version == 2:
-                linux.write_control(directory / "memory.max", "max" if memory is None else str(memory))
+                linux.write_control(directory / "memory.max", _v2_value(memory))
                 with contextlib.suppress(FileNotFoundError):  # no swap accounting
                     linux.write_control(directory / "memory.swap.max", "0")
             elif "memory" in names:
@@ -206,7 +206,6 @@ class CgroupHost:
         self.missing: dict[str, str] = {}
         self.top: Group | None = None
         self.kill_by = ""
-        self._creator = os.getpid()
         used = self._usable(hierarchies)
         for feature in ("pids", "memory"):
             if not any(feature in h.controllers for _, h in used):
@@ -292,9 +291,8 @@ class CgroupHost:
         """The layer's detail: what each child gets, and what is missing and why."""
         if self.top is None:
             return self.missing.get("cgroup", "no cgroup")
-        kinds = sorted({f"v{h.version}" + ("" if h.version == 2 else f" {c}")
-                        for h, _ in self.top.dirs for c in (h.controllers or {""})
-                        if h.version == 2 or c})
+        kinds = sorted("v2" if h.version == 2 else f"v1 {' '.join(sorted(h.controllers))}"
+                       for h, _ in self.top.dirs)
         parts = [f"each zygote with its children in a cgroup of its parent's ({', '.join(kinds)})",
                  *(f"{n} limit (the zygote's and each child's quota)"
                    for n in ("pids", "memory") if n not in self.missing),
@@ -456,6 +454,10 @@ def _frozen(directory: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             linux.write_control(directory / "freezer.state", "THAWED")  # SIGKILL lands on thaw
+
+
+def _v2_value(limit: int | None) -> str:
+    return "max" if limit is None else str(limit)
 
 
 def _v1_memory(directory: Path, value: str) -> None:
