@@ -22,7 +22,7 @@ import pytest
 
 from project_o.runtime.confine import SandboxPolicy, cgroups
 from project_o.runtime.sandbox import scrubbed_env
-from project_o.runtime.zygote_client import ForkedChild, ZygoteHandle
+from project_o.runtime.zygote_client import ForkedChild, ZygoteHandle, _with_layer
 from project_o.wire import read_message_async
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,3 +288,26 @@ def test_an_unlimited_child_lifts_the_limit_until_it_is_gone(strays: list[int]) 
 def group_dirs_of(zygote: cgroups.ZygoteCgroups) -> list[Path]:
     assert zygote.group is not None
     return [directory for _, directory in zygote.group.dirs]
+
+
+@needs_cgroups
+def test_what_the_layer_lacks_is_reported_missing(strays: list[int]) -> None:
+    """A host with the pids controller and no memory one (as a v1 host without the memory
+    hierarchy mounted): the layer holds, and status still says memory is missing."""
+    only_pids = [h for h in cgroups.discover() if h.controllers == frozenset({"pids"})]
+    if not only_pids:
+        pytest.skip("no v1 pids hierarchy here to stand alone")
+    host = cgroups.CgroupHost(only_pids)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    strays.append(sleeper.pid)
+    zygote = cgroups.ZygoteCgroups.start(sleeper.pid, host)
+    try:
+        assert zygote.layer[0]
+        assert set(zygote.gaps) == {"cgroup memory"}
+        assert "missing: memory: no memory controller" in zygote.layer[1]
+        report = {"enabled": True, "active": ["seccomp"], "missing": {}, "layers": []}
+        shown = _with_layer(report, "cgroup", *zygote.layer, gaps=zygote.gaps)
+        assert shown["active"] == ["seccomp", "cgroup"]
+        assert shown["missing"] == zygote.gaps
+    finally:
+        assert zygote.close()

@@ -261,7 +261,7 @@ class ZygoteHandle:
         self.hello = hello
         sandbox = hello.get("sandbox")
         self.sandbox = _with_layer(sandbox if isinstance(sandbox, dict) else {},
-                                   "cgroup", *self.cgroups.layer)
+                                   "cgroup", *self.cgroups.layer, gaps=self.cgroups.gaps)
 
     @property
     def pid(self) -> int:
@@ -544,8 +544,10 @@ class ZygoteHandle:
         self._instances.clear()
 
 
-def _with_layer(report: dict[str, Any], name: str, active: bool, detail: str) -> dict[str, Any]:
-    """The zygote's sandbox report with the layer only the parent knows (its cgroup)."""
+def _with_layer(report: dict[str, Any], name: str, active: bool, detail: str, *,
+                gaps: Mapping[str, str]) -> dict[str, Any]:
+    """The zygote's sandbox report with the layer only the parent knows (its cgroup);
+    ``gaps``: what that layer lacks although active (missing, so status shows it)."""
     if not report:
         return report
     layers = [layer for layer in report.get("layers", []) if layer.get("name") != name]
@@ -554,6 +556,7 @@ def _with_layer(report: dict[str, Any], name: str, active: bool, detail: str) ->
     missing = {n: why for n, why in report.get("missing", {}).items() if n != name}
     if not active:
         missing[name] = detail
+    missing.update(gaps)
     return {**report, "active": active_names, "missing": missing, "layers": layers}
 
 

@@ -338,9 +338,12 @@ class ZygoteCgroups:
     ``layer`` is the sandbox report's line for this zygote.
     """
 
-    def __init__(self, group: Group | None, layer: tuple[bool, str]) -> None:
+    def __init__(self, group: Group | None, layer: tuple[bool, str],
+                 gaps: dict[str, str] | None = None) -> None:
         self.group = group
         self.layer = layer
+        #: what the active layer lacks here ("cgroup memory": why), for status to show
+        self.gaps = gaps or {}
         self._quotas: dict[object, tuple[int | None, int | None]] = {}
 
     @classmethod
@@ -354,7 +357,8 @@ class ZygoteCgroups:
             group = cgroups.zygote_group(pid)
         except OSError as exc:
             return cls(None, (False, f"the zygote's cgroup could not be made: {exc}"))
-        return cls(group, (True, cgroups.describe()))
+        gaps = {f"cgroup {name}": why for name, why in cgroups.missing.items()}
+        return cls(group, (True, cgroups.describe()), gaps)
 
     def reserve(self, key: object, *, pids: int | None, memory: int | None) -> None:
         """Add a child's quota (None: unlimited) before it is forked; OSError if refused."""
