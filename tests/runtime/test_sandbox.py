@@ -10,13 +10,13 @@ import psutil
 import pytest
 
 from project_o.errors import InvalidArgument
-from project_o.runtime.cgroup import cgroup_available
 from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.sandbox import (
     CPU_KILL_GRACE_SECONDS,
     DEFAULT_MEMORY_BYTES,
     INSTANCE_FD,
     Limits,
+    cgroup_available,
     scrubbed_env,
 )
 from tests.processes import assert_gone
