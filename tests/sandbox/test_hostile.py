@@ -179,6 +179,18 @@ def test_ptrace_process_vm_namespaces_mount_bpf_and_keyctl_are_refused(box: Sand
     box.nothing_lost()
 
 
+def test_forged_heartbeats_do_not_keep_a_hung_handler_serving(box: Sandboxed) -> None:
+    hung = box.stack.main_pid()
+    response = box.stack.ask({"do": "hang_beating"}, deadline_ms=2000)
+    assert response.status_code == 504, response.text  # the deadline ended it, not a beat
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and running(hung):
+        time.sleep(0.05)
+    assert not running(hung), "the main stuck on an expired request is killed"
+    assert box.stack.main_pid() != hung
+    box.nothing_lost()
+
+
 @pytest.mark.slow
 def test_a_setsid_grandchild_dies_with_its_instance(box: Sandboxed) -> None:
     result = box.probe("setsid_grandchild")
