@@ -50,6 +50,8 @@ class Timings:
     candidate_s: float = 0.0
     #: CPU seconds on every core: this process's and the evaluators' (zygote + children)
     cpu_s: float = 0.0
+    #: the evaluators' part of :attr:`cpu_s`
+    evaluators_cpu_s: float = 0.0
 
     def count(self, evaluations: dict[str, Evaluation]) -> dict[str, Evaluation]:
         """Add ``evaluations`` to :attr:`candidates` and :attr:`candidate_s`; return them."""
@@ -106,7 +108,7 @@ def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
             with _waiting(timings):
                 return _TimedStream(pool.stream(), timings)
 
-        started, cpu = time.perf_counter(), _cpu(pool)
+        started, cpu, evaluators = time.perf_counter(), _cpu(pool), pool.cpu_seconds() or 0.0
         try:
             return GeneticAlgorithm(Genome.from_path(example / "agent.py"), evaluate,
                                     config, store=store, stream=stream).run()
@@ -114,6 +116,7 @@ def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
             store.close()
             timings.total_s += time.perf_counter() - started
             timings.cpu_s += _cpu(pool) - cpu
+            timings.evaluators_cpu_s += (pool.cpu_seconds() or 0.0) - evaluators
 
 
 def _cpu(pool: EvaluatorPool) -> float:
