@@ -202,7 +202,7 @@ def run(quick: bool, progress: Callable[[str], None]) -> Report:
     report.notes.append(_deap_time(deap_timings, seeds))
     report.notes.append(
         f"CPU time per run (every core: project-o's process, its evaluation zygote and "
-        f"children; DEAP's process): {timings.cpu_s / seeds:.2f} s (the loop "
+        f"children; DEAP's process): {timings.cpu_s / seeds:.2f} s (project-o's process "
         f"{(timings.cpu_s - timings.evaluators_cpu_s) / seeds:.2f} s, the evaluators "
         f"{timings.evaluators_cpu_s / seeds:.2f} s) vs {deap_timings.cpu_s / seeds:.2f} s "
         f"({timings.cpu_s / max(deap_timings.cpu_s, 1e-9):.1f}x); the wall-time ratio is "
