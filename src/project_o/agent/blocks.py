@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from project_o.agent.store import DurableWrite
+from project_o.agent.store import APPLIED, DurableWrite
 from project_o.errors import InvalidArgument
 
 __all__ = [
@@ -219,8 +219,9 @@ class Blocks:
         with self._store.lock:
             if self._store.get(check_name(name)) is None:
                 return False
-            self._journal(BLOCK_DELETE, {"name": name})
-            self._store.apply(BLOCK_DELETE, {"name": name})
+            data = {"name": name}
+            if self._journal(BLOCK_DELETE, data) is not APPLIED:
+                self._store.apply(BLOCK_DELETE, data)
             return True
 
     def names(self) -> list[str]:
@@ -247,8 +248,8 @@ class Blocks:
 
     def _write(self, operation: str, data: dict[str, Any], after: Block) -> None:
         check_fits(after)  # before journaling: a write that cannot apply is never durable
-        self._journal(operation, data)
-        self._store.apply(operation, data)
+        if self._journal(operation, data) is not APPLIED:
+            self._store.apply(operation, data)
 
 
 def check_name(name: object) -> str:

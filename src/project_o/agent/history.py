@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import msgpack
 
-from project_o.agent.store import DurableWrite
+from project_o.agent.store import APPLIED, DurableWrite
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
@@ -177,8 +177,8 @@ class History:
         data = {"role": role, "content": content, "request_id": self.request_id,
                 "time": self._clock(), "metadata": metadata}
         with self._store.lock:
-            self._journal(HISTORY_RECORD, data)
-            self._store.apply(HISTORY_RECORD, data)
+            if self._journal(HISTORY_RECORD, data) is not APPLIED:
+                self._store.apply(HISTORY_RECORD, data)
             return self._store.recent(1)[0].seq
 
     def record_exchange(self, request_id: Any, request: Any, response: Any) -> None:
@@ -188,8 +188,8 @@ class History:
         data = {"request_id": request_id, "time": self._clock(),
                 "request": request, "response": response}
         with self._store.lock:
-            self._journal(HISTORY_EXCHANGE, data)
-            self._store.apply(HISTORY_EXCHANGE, data)
+            if self._journal(HISTORY_EXCHANGE, data) is not APPLIED:
+                self._store.apply(HISTORY_EXCHANGE, data)
 
     def recent(self, n: int = 10, role: str | None = None) -> list[Entry]:
         """The last ``n`` entries (of ``role`` if given), oldest first."""

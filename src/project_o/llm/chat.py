@@ -29,7 +29,9 @@ reads and can correct, never a crash of the chat.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
 import json
 import queue
 import re
@@ -43,11 +45,12 @@ from project_o.errors import InvalidArgument, LLMError, VaultError
 from project_o.llm.client import Completion, LLMClient, TokenCallback, ToolCall, Usage
 from project_o.llm.config import LLMConfig
 from project_o.llm.history import LLM_EXCHANGE, LLM_FORGET, LLM_USAGE, LLMHistory
+from project_o.vault.applied import APPLIED
 from project_o.wire import ensure_packable
 
 #: makes one write durable, returning once it is: the agent's journal
 #: (``project_o.agent.store.DurableWrite``), spelled out because ``llm`` sits below ``agent``
-DurableWrite = Callable[[str, dict[str, Any]], None]
+DurableWrite = Callable[[str, dict[str, Any]], object]
 
 __all__ = [
     "DEFAULT_CONVERSATION",
@@ -210,8 +213,14 @@ class LLM:
     def forget(self, conversation: str = DEFAULT_CONVERSATION) -> None:
         """Durably drop a conversation's messages (usage totals stay)."""
         data = {"conversation": conversation}
-        self._journal(LLM_FORGET, data)
-        self._history.apply(LLM_FORGET, data)
+        if self._journal(LLM_FORGET, data) is not APPLIED:
+            self._history.apply(LLM_FORGET, data)
+
+    async def achat(self, messages: str | Sequence[Mapping[str, Any]],
+                    **options: Any) -> LLMReply:
+        """:meth:`chat`, awaitable: it runs on a worker thread, so an ``async def``
+        handler's event loop serves other requests meanwhile."""
+        return await asyncio.to_thread(functools.partial(self.chat, messages, **options))
 
     def chat(
         self,
@@ -284,14 +293,14 @@ class LLM:
             "at": self._clock(),
         }
         ensure_packable(data, "llm exchange")
-        self._journal(LLM_EXCHANGE, data)
-        self._history.apply(LLM_EXCHANGE, data)
+        if self._journal(LLM_EXCHANGE, data) is not APPLIED:
+            self._history.apply(LLM_EXCHANGE, data)
 
     def _record_failure(self, usage: Usage, model: str, error: LLMError) -> None:
         data = {"model": model, "usage": usage.to_dict(), "error": str(error),
                 "request_id": self._request_id, "at": self._clock()}
-        self._journal(LLM_USAGE, data)
-        self._history.apply(LLM_USAGE, data)
+        if self._journal(LLM_USAGE, data) is not APPLIED:
+            self._history.apply(LLM_USAGE, data)
 
 
 class _Run:

@@ -33,7 +33,11 @@ _RECV_CHUNK: Final = 256 * 1024
 
 
 class Channel:
-    """Frames over a connected stream socket, for a single-threaded owner."""
+    """Frames over a connected stream socket.
+
+    One thread receives; :meth:`send` may be called from several threads
+    only under the owner's lock (frames must not interleave).
+    """
 
     def __init__(self, sock: socket.socket, max_frame_size: int) -> None:
         self._sock = sock
@@ -43,6 +47,10 @@ class Channel:
         self._ready: deque[Message] = deque()
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
+
+    def fileno(self) -> int:
+        """The socket's descriptor (for an event loop's reader)."""
+        return self._sock.fileno()
 
     def send(self, message: Message) -> None:
         """Send one frame.
@@ -68,6 +76,21 @@ class Channel:
                 return None
             self._read_some()
         return self._ready.popleft()
+
+    def take_ready(self) -> list[Message]:
+        """Frames already decoded and not yet received (handed to an event loop)."""
+        ready = list(self._ready)
+        self._ready.clear()
+        return ready
+
+    def read_available(self) -> list[Message]:
+        """One ``recv`` (call it when the socket is readable) and the frames it completed.
+
+        Raises as :meth:`receive` does. For an event loop's reader callback:
+        the socket stays blocking, and a readable socket does not block.
+        """
+        self._read_some()
+        return self.take_ready()
 
     def _read_some(self) -> None:
         try:
