@@ -576,7 +576,7 @@ class Instance:
     def _on_ack(self, data: dict[str, Any]) -> object:
         try:
             self._writes.acked(data.get("id"), data.get("sequence"))
-        except ValueError as exc:
+        except ProtocolError as exc:
             raise self._violation(str(exc)) from exc
         return None
 

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from project_o.errors import ProtocolError
+
 __all__ = ["PendingWrite", "WriteOrder"]
 
 #: sends one ``wal_entry {id, operation, data}`` frame
@@ -93,13 +95,13 @@ class WriteOrder:
         return write
 
     def acked(self, entry_id: Any, sequence: Any) -> None:
-        """On the loop: the supervisor acked ``entry_id``; raises ValueError if it lies."""
+        """On the loop: the supervisor acked ``entry_id``; ProtocolError if it lies."""
         if isinstance(sequence, bool) or not isinstance(sequence, int):
-            raise ValueError(f"wal_ack needs an int sequence, got {sequence!r}")
+            raise ProtocolError(f"wal_ack needs an int sequence, got {sequence!r}")
         with self._lock:
             write = self._by_id.pop(entry_id, None) if isinstance(entry_id, int) else None
         if write is None:
-            raise ValueError(f"wal_ack for {entry_id!r}, which is no write in flight")
+            raise ProtocolError(f"wal_ack for {entry_id!r}, which is no write in flight")
         write.sequence = sequence
         self._release()
 
@@ -116,7 +118,7 @@ class WriteOrder:
                 write = self._pending.popleft()
             assert write.sequence is not None
             if write.sequence <= self.last_sequence:
-                raise ValueError(f"wal_ack sequence {write.sequence} is not above "
+                raise ProtocolError(f"wal_ack sequence {write.sequence} is not above "
                                  f"{self.last_sequence}: the WAL's order broke")
             if write.future is None:
                 self._baton = write

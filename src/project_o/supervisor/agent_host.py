@@ -131,7 +131,7 @@ class AgentHost:
         self.dispatcher = Dispatcher(
             self.pool, self.factory, events, self.metrics, self.answers,
             PoisonTracker(POISON_THRESHOLD), default_deadline=config.request_deadline,
-            on_answer=self._prove,
+            on_answer=self._prove, max_queued=config.max_queued,
         )
 
     # -- lifecycle ------------------------------------------------------

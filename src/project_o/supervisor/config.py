@@ -36,6 +36,9 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 STANDBY_RESPAWN_DELAY = 0.1
 #: the instance sends a checkpoint after this many acknowledged writes
 CHECKPOINT_EVERY = 1000
+#: requests that may wait for a free instance slot (each instance serves its agent's
+#: max_concurrency at once) before new ones are turned away with 503 and Retry-After
+DEFAULT_MAX_QUEUED = 1000
 
 
 @dataclass
@@ -63,6 +66,8 @@ class SupervisorConfig:
     perception_p95_ms: float | None = None
     #: OpenAI-compatible model settings handed to instances (None: no LLM)
     llm: LLMConfig | None = None
+    #: requests that may wait for an instance slot before new ones are answered 503
+    max_queued: int = DEFAULT_MAX_QUEUED
 
     def instance_config(self) -> dict[str, Any]:
         """What an instance is told about itself at fork time."""

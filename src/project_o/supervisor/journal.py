@@ -51,7 +51,7 @@ from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay
 from project_o.vault.vault import RestorePoint
-from project_o.vault.wal_record import pack_payload
+from project_o.vault.wal_record import Payload, pack_payload
 from project_o.wire import Message, MessageType
 from project_o.wire.framing import encode_forwarded_frame
 
@@ -84,33 +84,42 @@ class Journal:
     # -- writes ---------------------------------------------------------
 
     async def write(self, instance: InstanceHandle, message: Message, *, tail: bool) -> None:
-        """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``."""
+        """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``.
+
+        Everything up to the wait for durability runs at once, so writes that
+        start in some order get their sequences in that order (an instance's
+        concurrent writes: its handle starts one task per write, in the order
+        it sent them). The WAL settles writes in sequence order and the tasks
+        wake in that order, so tailing at once on waking (before the ack,
+        which may wait on the socket) keeps the followers' entries in order.
+        """
         entry = _entry(instance, message)
         if entry is None:
             return
         payload = pack_payload(*entry)  # packed once: for the WAL record and the tail
         started = time.perf_counter()
         try:
-            sequence = await self.vault.append_payload_async(payload)
+            sequence, durable = self.vault.submit_payload(payload)
+            await asyncio.wrap_future(durable)
         except WALFatalError as exc:
             self._on_fatal(exc)
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
+        if tail and self._followers:
+            self._tail(sequence, payload)
         self.metrics.observe_wal_append(time.perf_counter() - started)
         await _ack(instance, message, sequence)
-        if tail and self._followers:
-            operation, data = payload
-            await self._tail(sequence, encode_forwarded_frame(MessageType.WAL_ENTRY, {
-                "sequence": _packed_int(sequence), "operation": operation, "data": data,
-            }))
 
-    async def _tail(self, sequence: int, frame: bytes) -> None:
+    def _tail(self, sequence: int, payload: Payload) -> None:
+        operation, data = payload
+        frame = encode_forwarded_frame(MessageType.WAL_ENTRY, {
+            "sequence": _packed_int(sequence), "operation": operation, "data": data,
+        })
         for follower, buffer in list(self._followers.items()):
             if buffer is not None:
                 buffer.append((sequence, frame))
-                continue
-            with contextlib.suppress(InstanceDied):
-                await follower.send_frame(frame)
+            else:
+                follower.send_frame_now(frame)
 
     # -- followers and restores -----------------------------------------
 
@@ -132,10 +141,11 @@ class Journal:
             await send_restore(instance, point)
         buffered = self._followers.get(instance)
         if buffered is not None:
-            self._followers[instance] = None
+            # At once, before later tails: the follower must see them in order.
             for sequence, frame in buffered:
                 if sequence > point.last_sequence:
-                    await instance.send_frame(frame)
+                    instance.send_frame_now(frame)
+            self._followers[instance] = None
         return point
 
     def unfollow(self, instance: InstanceHandle) -> None:

@@ -51,6 +51,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-deadline", type=float,
                         default=defaults.DEFAULT_REQUEST_DEADLINE, metavar="SECONDS",
                         help="default per-request deadline (default 30)")
+    parser.add_argument("--max-queued", type=int, default=defaults.DEFAULT_MAX_QUEUED,
+                        metavar="N", help="requests that may wait for a free instance before "
+                        f"new ones get 503 with Retry-After (default {defaults.DEFAULT_MAX_QUEUED})")
     parser.add_argument("--max-restarts", type=int, default=defaults.MAX_RESTARTS,
                         help="instance deaths tolerated in --restart-period before the version "
                              f"is given up for the previous good one (default {defaults.MAX_RESTARTS})")
@@ -82,6 +85,8 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
     if args.heartbeat_timeout <= args.heartbeat_interval:
         raise StartupError("--heartbeat-timeout must be longer than --heartbeat-interval",
                            EXIT_USAGE)
+    if args.max_queued < 0:
+        raise StartupError(f"--max-queued must be 0 or more, got {args.max_queued}", EXIT_USAGE)
     if not 0 <= args.port <= 65535:
         raise StartupError(f"--port must be between 0 and 65535, got {args.port}", EXIT_USAGE)
     agent = (args.agent or builtin_agent_path()).resolve()
@@ -101,4 +106,5 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
+        max_queued=args.max_queued,
     )
