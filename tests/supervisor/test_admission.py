@@ -63,9 +63,8 @@ async def test_a_cancelled_waiter_leaves_the_line_without_holding_it_up() -> Non
 def test_past_the_queue_limit_a_request_is_turned_away_with_a_retry_after() -> None:
     admission = Admission(max_queued=2)
     with admission.waiting(), admission.waiting():
-        with pytest.raises(Overloaded) as refused:
-            with admission.waiting():
-                pass  # pragma: no cover - never entered
+        with pytest.raises(Overloaded) as refused, admission.waiting():
+            pass  # pragma: no cover - never entered
         assert isinstance(refused.value, NoInstanceAvailable)  # 503 with Retry-After
         assert refused.value.retry_after_s >= 1
         assert refused.value.http_status == 503
