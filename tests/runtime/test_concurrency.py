@@ -169,3 +169,27 @@ def test_a_sync_write_from_an_async_handler_is_refused_with_the_awaitable_named(
             assert (await peer.call({"do": "echo", "input": 1})).data["output"] == 1
 
     run(scenario())
+
+
+def test_async_remember_blocks_and_history_from_concurrent_requests_get_distinct_ids() -> None:
+    async def scenario() -> None:
+        async with zygote(ASYNC_AGENT) as z:
+            peer = await spawn(z, config=FAST_BEATS)
+            ids = {f"m{n}" for n in range(6)}
+            for n in range(6):
+                await peer.send("request", id=f"m{n}", deadline_ms=30_000,
+                                input={"do": "remember", "text": f"fact number {n}"})
+            answers = await _answers(peer, ids)
+            outputs = [m.data["output"] for m in answers.values()]
+            assert all(m.type == MessageType.RESPONSE for m in answers.values()), outputs
+            assert len({o["id"] for o in outputs}) == 6  # no two requests share a memory id
+            assert len({o["seq"] for o in outputs}) == 6
+            assert all(o["recalled"] == [o["id"]] for o in outputs)
+            operations = [entry["operation"] for entry in peer.acked]
+            assert operations.count("memory_remember") == 6
+            await peer.send("checkpoint", id="c")
+            state = (await peer.expect("checkpoint")).data["state"]
+            notes = state["memory_blocks"]["blocks"]
+            assert all(f"fact number {n}" in str(notes) for n in range(6))
+
+    run(scenario())

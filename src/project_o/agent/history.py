@@ -24,7 +24,9 @@ checkpoint (``agent_state["history"]``) agree.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
 import threading
 import time
 from collections import deque
@@ -180,6 +182,11 @@ class History:
             if self._journal(HISTORY_RECORD, data) is not APPLIED:
                 self._store.apply(HISTORY_RECORD, data)
             return self._store.recent(1)[0].seq
+
+    async def arecord(self, role: str, content: Any, **metadata: Any) -> int:
+        """:meth:`record`, awaitable (an async def handler): it runs on a worker thread."""
+        return await asyncio.to_thread(functools.partial(self.record, role, content,
+                                                         **metadata))
 
     def record_exchange(self, request_id: Any, request: Any, response: Any) -> None:
         """Durably log a request and its response as one write (for the runtime)."""
