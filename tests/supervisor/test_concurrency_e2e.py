@@ -106,6 +106,30 @@ def test_kill_9_with_many_requests_in_flight_loses_none(async_stack: Stack) -> N
     assert not any(e["kind"] == "quarantine" for e in events), events  # no innocent blamed
 
 
+def test_concurrent_writes_to_one_key_read_the_same_on_the_main_the_standby_and_after_restart(
+        tmp_path: Path) -> None:
+    # The main applies writes as it is acked, the standby as the WAL is tailed to it
+    # and a restart replays the WAL: they agree only if all three follow the WAL's order.
+    vault = tmp_path / "vault"
+    stack = Stack(vault, ["--agent", str(ASYNC_AGENT), *FAST_HEARTBEAT])
+    try:
+        for round_ in range(3):
+            bodies = [{"do": "set", "key": "same", "value": [round_, n]} for n in range(16)]
+            assert [r.status_code for r in _concurrently(stack, bodies)] == [200] * 16
+            seen = _value(stack, "same")
+            victim = _main(stack)["pid"]
+            os.kill(victim, signal.SIGKILL)
+            assert _value(stack, "same") == seen  # the standby, promoted
+            assert _main(stack)["pid"] != victim
+    finally:
+        stack.stop()
+    restarted = Stack(vault, ["--agent", str(ASYNC_AGENT), *FAST_HEARTBEAT])
+    try:
+        assert _value(restarted, "same") == seen
+    finally:
+        restarted.stop()
+
+
 def test_a_poison_among_concurrent_requests_is_found_apart_and_the_rest_answered(
         async_stack: Stack) -> None:
     stack = async_stack
