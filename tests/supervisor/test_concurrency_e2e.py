@@ -227,7 +227,7 @@ FINISHED = ("promoted", "rejected", "rolled_back", "aborted")
 def _drive_until_done(stack: Stack, experiment_id: str, clients: int = 8) -> dict[str, Any]:
     """Concurrent clients (every fifth request a write) until the experiment ends."""
     done = threading.Event()
-    written: dict[str, int] = {}
+    written: dict[str, tuple[int, str]] = {}
     failures: list[str] = []
     lock = threading.Lock()
 
@@ -246,7 +246,7 @@ def _drive_until_done(stack: Stack, experiment_id: str, clients: int = 8) -> dic
                     if response.status_code != 200:
                         failures.append(response.text)
                     elif key:
-                        written[key] = n
+                        written[key] = (n, response.json()["version"])
 
     assert stack.http is not None
     with ThreadPoolExecutor(clients) as pool:
@@ -262,7 +262,10 @@ def _drive_until_done(stack: Stack, experiment_id: str, clients: int = 8) -> dic
         for future in futures:
             future.result()
     assert failures == []  # the clients lost nothing, whatever the candidate did
-    for key, value in written.items():  # this agent's "get" answers the value itself
+    candidate = state.get("candidate_version")
+    for key, (value, version) in written.items():  # this agent's "get" answers the value
+        if version == candidate and state["status"] != "promoted":
+            continue  # a canary's writes are quarantined in its overlay unless promoted
         response = stack.do("get", key=key)
         assert response.status_code == 200 and response.json()["output"] == value, key
     return state
