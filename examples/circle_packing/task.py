@@ -6,6 +6,11 @@ tolerance, in floating point as computed below: every circle inside the
 square (``x - r >= 0``, ``x + r <= 1``, same for y), no two overlapping
 (``hypot(dx, dy) >= r_i + r_j``), radii not negative, all numbers finite.
 Score = the sum of radii of a valid packing, else 0.
+
+A two-phase task: ``run`` asks the candidate for its packing inside the
+sandboxed evaluator, and ``score`` checks it in the process that runs the
+evolution, which no candidate code ever shared. A candidate can choose its
+circles, nothing else: not the checker, not N, not the builtins it uses.
 """
 
 import math
@@ -36,8 +41,16 @@ def problems(circles):
     return found
 
 
-def evaluate(agent):
-    circles = [tuple(float(v) for v in c) for c in agent.call({"n": N})["circles"]]
+def run(agent):
+    """The candidate's packing, as plain numbers: [[x, y, r], ...]."""
+    return [[float(v) for v in c] for c in agent.call({"n": N})["circles"]]
+
+
+def score(outputs):
+    """Check and score a packing ``run`` returned (anything else raises: the candidate fails)."""
+    circles = [tuple(float(v) for v in c) for c in outputs]
+    if any(len(c) != 3 for c in circles):
+        raise ValueError("each circle must be [x, y, r]")
     wrong = problems(circles)
     if wrong:
         return {"score": 0.0, "valid": False, "problems": len(wrong), "first_problem": wrong[0]}

@@ -62,6 +62,9 @@ def _add_ask(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="POST the text to /v1/requests of the supervisor serving --vault.",
     )
     ask.add_argument("text", help="what to ask or tell the agent")
+    ask.add_argument("--stream", action="store_true",
+                     help="send it over the /v1/stream WebSocket and print each event the "
+                     "agent emits as it comes (opened with a one-time ticket, not the token)")
     _add_client_options(ask)
     ask.set_defaults(handler=_cmd_ask)
 
@@ -95,10 +98,14 @@ def _add_vault(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Read every WAL segment and checkpoint in DIR and report entries, segments, "
             "the last sequence, any torn tail, corruption (file and offset), valid and "
-            "invalid checkpoints and the restore point recovery would use. Read-only "
+            "invalid checkpoints and the restore point recovery would use. Sealed (encrypted) "
+            "records and checkpoints are opened with the vault key ($PROJECT_O_VAULT_KEY or "
+            "--vault-key-file) and their tags checked. Read-only "
             "unless --repair is given. Exit status: 0 sound, 1 unsound, 2 usage error."
         ),
     )
+    verify.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
+                        help="the vault's keys, one a line (default: $PROJECT_O_VAULT_KEY)")
     verify.add_argument("directory", metavar="DIR", type=Path, help="the vault directory")
     verify.add_argument("--json", action="store_true", help="print a machine-readable report")
     verify.add_argument(
@@ -120,6 +127,9 @@ def _add_vault(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="append overlay ID's writes to the agent's memory (through the running "
         "supervisor if one serves DIR)")
     quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
+                            help="the vault's keys, one a line, to show or apply the writes "
+                            "of a sealed vault (default: $PROJECT_O_VAULT_KEY)")
     quarantine.set_defaults(handler=_cmd_vault_quarantine)
 
 
@@ -247,6 +257,7 @@ def _population(argv: list[str]) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import os
 
+    from project_o.supervisor.hardening import SECRET_ENV, secrets_pipe
     from project_o.supervisor.heart import heart_command
     from project_o.supervisor.options import config_from_args
     from project_o.supervisor.startup import StartupError
@@ -258,9 +269,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return exc.exit_code
     config.vault.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "project_o.supervisor", *args.forwarded]
+    # The secrets go to the heart on a pipe: an environment is readable in /proc.
+    secrets = {name: os.environ[name] for name in SECRET_ENV if name in os.environ}
+    env = {name: value for name, value in os.environ.items() if name not in SECRET_ENV}
+    secrets_fd = secrets_pipe(secrets)
     # Become the heart: a tiny stdlib-only process, free of everything this CLI imported.
-    argv = heart_command(command, pidfile=config.vault / "heart.json")
-    os.execv(argv[0], argv)
+    argv = heart_command(command, pidfile=config.vault / "heart.json", secrets_fd=secrets_fd)
+    os.execve(argv[0], argv, env)
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -271,7 +286,12 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    answer = _client(args).ask(args.text)
+    client = _client(args)
+    if args.stream:
+        answer = client.stream(args.text, on_event=lambda event: print(
+            f"  event: {json.dumps(event)}", file=sys.stderr, flush=True))
+    else:
+        answer = client.ask(args.text)
     output = answer.get("output")
     if isinstance(output, dict) and "answer" in output:
         print(output["answer"])
@@ -297,12 +317,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_vault_verify(args: argparse.Namespace) -> int:
+    from project_o.vault.sealing import load_keyring
     from project_o.vault.verify import render_report, verify_vault
 
     if not args.directory.is_dir():
         print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
         return 2
-    report = verify_vault(args.directory, repair=args.repair)
+    try:
+        keyring = load_keyring(args.vault_key_file)
+    except ProjectOError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return 2
+    report = verify_vault(args.directory, repair=args.repair, keyring=keyring)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -312,15 +338,22 @@ def _cmd_vault_verify(args: argparse.Namespace) -> int:
 
 def _cmd_vault_quarantine(args: argparse.Namespace) -> int:
     from project_o.quarantine_view import apply_overlay, render_overlays, render_writes
+    from project_o.vault.sealing import load_keyring
 
     if not args.directory.is_dir():
         print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
         return 2
     try:
+        keyring = load_keyring(args.vault_key_file)
+    except ProjectOError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.apply:
-            print(json.dumps(apply_overlay(args.directory, args.apply), indent=2))
+            print(json.dumps(apply_overlay(args.directory, args.apply, keyring=keyring),
+                             indent=2))
         elif args.show:
-            render_writes(args.directory, args.show, as_json=args.json)
+            render_writes(args.directory, args.show, keyring=keyring, as_json=args.json)
         else:
             render_overlays(args.directory, as_json=args.json)
     except ProjectOError as exc:
@@ -422,14 +455,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``project-o`` console script."""
+    from project_o.vault.fileio import private_umask
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["evolve"] and len(argv) > 1 and argv[1].startswith("--") and argv[1] != "--help":
-        return _population(argv[1:])
+        with private_umask():  # a run directory is a vault too
+            return _population(argv[1:])
     args = build_parser().parse_args(argv)
     # `run` hands its own options on to the supervisor process verbatim.
     args.forwarded = argv[argv.index("run") + 1:] if args.command == "run" else []
     try:
-        return int(args.handler(args))
+        with private_umask():  # vaults, run dirs, reports: the user's alone (and the heart's)
+            return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
     except ProjectOError as exc:

@@ -9,11 +9,13 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── FrameTooLarge              length prefix over the configured maximum
     │   ├── FrameDecodeError           bytes that are not a valid frame
     │   ├── UnknownMessageType         a well-formed frame of a type we do not speak
+    │   ├── UnexpectedMessageType      a type this peer may not send on this channel
     │   └── ConnectionClosed           EOF (clean between frames, or inside one)
     ├── VaultError                     durable storage
     │   ├── WALCorruption              a bad record that is not a torn tail
     │   ├── WALFatalError              a write or fsync failed; the WAL is closed for good
     │   ├── VaultClosed                used after close()
+    │   ├── VaultKeyError              sealed data names a key that is not configured
     │   ├── CheckpointCorrupt          a checkpoint failed a hash or layout check
     │   └── CatalogError               SQLite catalog / migrations
     │       └── VersionConflict        a version id already names different source
@@ -49,11 +51,13 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "FrameTooLarge",
     "FrameDecodeError",
     "UnknownMessageType",
+    "UnexpectedMessageType",
     "ConnectionClosed",
     "VaultError",
     "WALCorruption",
     "WALFatalError",
     "VaultClosed",
+    "VaultKeyError",
     "CheckpointCorrupt",
     "CatalogError",
     "VersionConflict",
@@ -97,13 +101,15 @@ class FrameTooLarge(ProtocolError):
     allocate the advertised size.
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, message_type: str | None = None) -> None:
+        what = "frame" if message_type is None else f"{message_type!s} frame"
         super().__init__(
-            f"frame of {size} bytes exceeds the maximum of {limit} bytes; "
+            f"{what} of {size} bytes exceeds the maximum of {limit} bytes; "
             "raise max_frame_size if such frames are legitimate"
         )
         self.size = size
         self.limit = limit
+        self.message_type = message_type
 
 
 class FrameDecodeError(ProtocolError):
@@ -115,6 +121,20 @@ class UnknownMessageType(ProtocolError):
 
     def __init__(self, message_type: object) -> None:
         super().__init__(f"unknown message type {message_type!r}")
+        self.message_type = message_type
+
+
+class UnexpectedMessageType(ProtocolError):
+    """A well-formed frame of a type this peer may not send on this channel.
+
+    A zygote never sends a heartbeat, an instance never sends a restore:
+    such a frame is a forgery, refused before its payload is read where
+    its size allows.
+    """
+
+    def __init__(self, message_type: object, allowed: object) -> None:
+        super().__init__(f"message type {message_type!r} may not be sent here; "
+                         f"this peer may send only {allowed}")
         self.message_type = message_type
 
 
@@ -164,6 +184,14 @@ class WALFatalError(VaultError):
 
 class VaultClosed(VaultError):
     """The vault (or its WAL) was used after it was closed."""
+
+
+class VaultKeyError(VaultError):
+    """A sealed record or checkpoint names a key that is not configured.
+
+    Not corruption: nothing is truncated or skipped, and recovery does not
+    fall back to older data; supply the key (docs/design.md, "Encryption at rest").
+    """
 
 
 class CheckpointCorrupt(VaultError):

@@ -17,9 +17,9 @@ from rich.table import Table
 
 from project_o.client import Client
 from project_o.errors import VaultError
-from project_o.supervisor.quarantine_control import jsonable
 from project_o.vault import Vault
 from project_o.vault.quarantine import Quarantine
+from project_o.vault.sealing import Keyring
 
 __all__ = ["apply_overlay", "render_overlays", "render_writes"]
 
@@ -45,12 +45,15 @@ def render_overlays(vault: Path, *, as_json: bool = False,
     console.print(table)
 
 
-def render_writes(vault: Path, overlay_id: str, *, as_json: bool = False,
-                  console: Console | None = None) -> None:
-    """Print the writes of one overlay, each with the requests that made it."""
-    quarantine = Quarantine(vault / "quarantine")
+def render_writes(vault: Path, overlay_id: str, *, keyring: Keyring | None = None,
+                  as_json: bool = False, console: Console | None = None) -> None:
+    """Print the writes of one overlay, each with the requests that made it.
+
+    ``keyring`` (:func:`~project_o.vault.sealing.load_keyring`) opens a sealed vault's writes.
+    """
+    quarantine = Quarantine(vault / "quarantine", keyring=keyring)
     info = quarantine.get(overlay_id)
-    writes = [{**w.to_dict(), "data": jsonable(w.data)} for w in quarantine.writes(overlay_id)]
+    writes = [write.to_json() for write in quarantine.writes(overlay_id)]
     if as_json:
         print(json.dumps({**info.to_dict(), "writes_shown": writes}, indent=2))
         return
@@ -64,11 +67,15 @@ def render_writes(vault: Path, overlay_id: str, *, as_json: bool = False,
     console.print(table)
 
 
-def apply_overlay(vault: Path, overlay_id: str) -> dict[str, Any]:
-    """Append a quarantined overlay's writes to the agent's memory; the overlay's manifest."""
+def apply_overlay(vault: Path, overlay_id: str, *,
+                  keyring: Keyring | None = None) -> dict[str, Any]:
+    """Append a quarantined overlay's writes to the agent's memory; the overlay's manifest.
+
+    ``keyring``: the vault's keys, when no supervisor holds it and it is sealed.
+    """
     Quarantine(vault / "quarantine").get(overlay_id)  # an unknown id fails here, offline
     try:
-        opened = Vault.open(vault)
+        opened = Vault.open(vault, keyring=keyring)
     except VaultError as exc:
         if "already open" not in str(exc):
             raise
@@ -78,4 +85,4 @@ def apply_overlay(vault: Path, overlay_id: str) -> dict[str, Any]:
         finally:
             client.close()
     with opened:
-        return opened.quarantine.apply(overlay_id, opened.append).to_dict()
+        return opened.quarantine.apply(overlay_id, opened.wal.submit_acknowledged).to_dict()

@@ -27,6 +27,7 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
             supervisor.add(_instance_line(inst))
         supervisor.add(_vault_line(status.get("vault", {})))
     console.print(root)
+    _print_sandbox(status.get("sandbox"), console)
     events = status.get("events", [])[-15:]
     if events:
         table = Table(title="recent events")
@@ -35,6 +36,20 @@ def render_status(status: dict[str, Any], console: Console | None = None) -> Non
         for event in events:
             table.add_row(_ago(event["ts"]), event["kind"], event["subject"], event["reason"])
         console.print(table)
+
+
+def _print_sandbox(sandbox: Any, console: Console) -> None:
+    """Which layers contain agent code; a missing one is said, and an off sandbox shouted."""
+    if not isinstance(sandbox, dict):
+        console.print("[yellow]sandbox: not reported by this supervisor[/yellow]")
+        return
+    if not sandbox.get("enabled", True):
+        console.print("[bold red]SANDBOX OFF (--no-sandbox): agent code runs with the "
+                      "supervisor's rights[/bold red]")
+        return
+    console.print(f"sandbox: {', '.join(sandbox.get('active', [])) or 'no layer'}")
+    for name, why in sandbox.get("missing", {}).items():
+        console.print(f"  [yellow]not applied[/yellow] {name}: {why}")
 
 
 def _add_part(parent: Tree, part: dict[str, Any], status: dict[str, Any]) -> None:

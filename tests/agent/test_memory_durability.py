@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from project_o.bench.memory_corpus import LABELLED
+from project_o.runtime.confine.pids import inner_pid
 from project_o.vault.checkpoint import CheckpointStore
 from tests.supervisor.harness import FAST_HEARTBEAT, Stack
 
@@ -74,10 +75,11 @@ def _write_everything(stack: Stack) -> str:
 
 def _kill_main(stack: Stack) -> int:
     victim = stack.main_pid()
+    seen_as = inner_pid(victim)  # the agent answers with its PID namespace's number
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the next request waits for a new main anyway
-        if _do(stack, "pid") != victim:
+        if _do(stack, "pid") != seen_as:
             return victim
         time.sleep(0.05)
     raise AssertionError(f"main {victim} was not replaced")

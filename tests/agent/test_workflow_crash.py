@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from project_o.runtime.confine.pids import inner_pid
 from tests.supervisor.harness import FAST_HEARTBEAT, Stack
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     # With a standby the request resumes on an instance that tailed the WAL;
     # without one, on a fresh instance that replayed it at restore.
     extra = ["--no-standby"] if request.param == "no-standby" else []
-    running = Stack(tmp_path / "vault", ["--agent", str(AGENT), *FAST_HEARTBEAT, *extra])
+    (tmp_path / "work").mkdir()  # where the agent logs its steps: writable in its sandbox
+    running = Stack(tmp_path / "vault", ["--agent", str(AGENT), *FAST_HEARTBEAT, *extra,
+                                         "--writable", str(tmp_path / "work")])
     yield running
     running.stop()
 
@@ -77,14 +80,16 @@ def test_step_that_exits_its_process_resumes_without_rerunning_done_steps(
     stack: Stack, tmp_path: Path
 ) -> None:
     folder = tmp_path / "work"
-    folder.mkdir()
     supervisor = stack.supervisor_pid()
+    victim = stack.main_pid()
+    victim_seen = inner_pid(victim)  # the agent logs its pid as its PID namespace has it
 
     response = stack.ask({"dir": str(folder), "mode": "exit"})
 
     _assert_resumed(stack, folder, response)
     assert stack.supervisor_pid() == supervisor
-    event = _death_event(stack, int(_lines(folder, "crashed")[0]))
+    assert int(_lines(folder, "crashed")[0]) == victim_seen
+    event = _death_event(stack, victim)
     assert event["kind"] == "crash" and f"exit code {CRASH_EXIT_CODE}" in event["reason"]
 
 
@@ -92,7 +97,6 @@ def test_kill_9_mid_step_resumes_without_rerunning_done_steps(
     stack: Stack, tmp_path: Path
 ) -> None:
     folder = tmp_path / "work"
-    folder.mkdir()
     victim = stack.main_pid()
     answer: dict[str, httpx.Response] = {}
     sender = threading.Thread(
@@ -102,7 +106,7 @@ def test_kill_9_mid_step_resumes_without_rerunning_done_steps(
     deadline = time.monotonic() + 30
     while not _lines(folder, "crashed") and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _lines(folder, "crashed") == [str(victim)]  # it is inside crunch now
+    assert _lines(folder, "crashed") == [str(inner_pid(victim))]  # it is inside crunch now
     os.kill(victim, signal.SIGKILL)
     sender.join(60)
     assert not sender.is_alive()

@@ -1,4 +1,6 @@
-"""Smoke tests of the recovery and overhead benchmarks: tiny runs, real processes.
+"""Smoke tests of the recovery benchmark and others: tiny runs, real processes.
+
+The overhead benchmark has its own, in test_overhead_bench.py.
 
 No timing is asserted (figures belong to the benchmark reports); the tests
 check that each run completes, kills what it must, and reports its rows,
@@ -45,22 +47,6 @@ def test_recovery_tiny_run_survives_kills_and_reports() -> None:
     assert row["lost"] == 0 and row["wrong state"] == 0
     assert row["p50 ms"] is not None and row["p50 ms"] > 0
     assert {t.name for t in report.targets} >= {"recovery p99 with standby, 0.1 MB"}
-
-
-@pytest.mark.slow
-def test_overhead_tiny_run_reports_both_servers_and_memory() -> None:
-    report = overhead.run_with(0.3, quick=True, progress=_quiet)
-    served = [(row["handler"], row["served"]) for row in report.rows]
-    assert served[:4] == [("0 ms", "direct"), ("0 ms", "supervised"),
-                          ("1 ms", "direct"), ("1 ms", "supervised")]
-    assert all(row["failed"] == 0 and row["req/s"] > 0 for row in report.rows[:4])
-    watched = report.rows[4]  # the same load with a dashboard reading the live feed
-    assert watched["served"] == "supervised + dashboard" and watched["req/s"] > 0
-    assert watched["failed"] == 0 and watched["live messages"] > 0
-    memory = report.rows[5]
-    assert memory["PSS MB"] > 0 and memory["zygote PSS MB (apart)"] > 0
-    assert len(report.targets) == 3
-    assert report.to_dict()["name"] == "overhead"
 
 
 def test_fmin_quick_run_compares_with_openevolve() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from project_o.bench import BENCHMARKS, load, memory
+from project_o.bench.report import BaselineMissing
 
 
 def _quiet(_: str) -> None:
@@ -12,6 +15,20 @@ def _quiet(_: str) -> None:
 def test_memory_benchmark_is_registered() -> None:
     assert BENCHMARKS["memory"] == "project_o.bench.memory"
     assert load("memory") is memory.run
+
+
+def test_a_missing_wrk_stops_the_run_before_anything_is_measured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_wrk() -> str:
+        raise BaselineMissing("wrk is not installed")
+
+    def measured(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured before its last part's baseline was checked")
+
+    monkeypatch.setattr(memory, "ensure_wrk", no_wrk)
+    monkeypatch.setattr(memory, "run_with", measured)
+    with pytest.raises(BaselineMissing):
+        memory.run(True, _quiet)
 
 
 def test_tiny_run_reports_rows_targets_and_a_faithful_replay() -> None:

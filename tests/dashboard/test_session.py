@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from project_o.dashboard.session import TICKET_TTL_S, SessionSigner, TicketBook
+from project_o.dashboard.session import LOGIN_PATH, TICKET_TTL_S, SessionSigner
+from project_o.gateway.tickets import MAX_OPEN_TICKETS, TicketBook
 
 
 class Clock:
@@ -15,31 +16,48 @@ class Clock:
 
 def test_a_ticket_is_good_once() -> None:
     book = TicketBook(clock=Clock())
-    ticket = book.issue()
-    assert book.redeem(ticket) is True
-    assert book.redeem(ticket) is False
+    ticket = book.issue(LOGIN_PATH, TICKET_TTL_S)
+    assert book.redeem(ticket, LOGIN_PATH) is True
+    assert book.redeem(ticket, LOGIN_PATH) is False
 
 
 def test_a_ticket_expires_after_its_ttl() -> None:
     clock = Clock()
     book = TicketBook(clock=clock)
-    late, early = book.issue(), book.issue()
+    late, early = book.issue(LOGIN_PATH, TICKET_TTL_S), book.issue(LOGIN_PATH, TICKET_TTL_S)
     clock.now += TICKET_TTL_S - 1
-    assert book.redeem(early) is True
+    assert book.redeem(early, LOGIN_PATH) is True
     clock.now += 2
-    assert book.redeem(late) is False
+    assert book.redeem(late, LOGIN_PATH) is False
 
 
 def test_unknown_and_empty_tickets_are_refused() -> None:
     book = TicketBook(clock=Clock())
-    book.issue()
-    assert book.redeem("") is False
-    assert book.redeem("made-up") is False
+    book.issue(LOGIN_PATH, TICKET_TTL_S)
+    assert book.redeem("", LOGIN_PATH) is False
+    assert book.redeem(None, LOGIN_PATH) is False
+    assert book.redeem("made-up", LOGIN_PATH) is False
 
 
 def test_tickets_are_distinct() -> None:
     book = TicketBook(clock=Clock())
-    assert len({book.issue() for _ in range(50)}) == 50
+    assert len({book.issue(LOGIN_PATH, TICKET_TTL_S) for _ in range(50)}) == 50
+
+
+def test_a_ticket_opens_only_its_own_path_and_is_spent_elsewhere() -> None:
+    book = TicketBook(clock=Clock())
+    ticket = book.issue(LOGIN_PATH, TICKET_TTL_S)
+    assert book.redeem(ticket, "/v1/stream") is False
+    assert book.redeem(ticket, LOGIN_PATH) is False  # shown at the wrong door: gone
+
+
+def test_open_tickets_are_bounded() -> None:
+    book = TicketBook(clock=Clock())
+    first = book.issue(LOGIN_PATH, TICKET_TTL_S)
+    for _ in range(MAX_OPEN_TICKETS):
+        book.issue(LOGIN_PATH, TICKET_TTL_S)
+    assert len(book) == MAX_OPEN_TICKETS
+    assert book.redeem(first, LOGIN_PATH) is False  # the oldest made room
 
 
 def test_a_session_cookie_is_valid_until_it_expires() -> None:

@@ -6,15 +6,18 @@ and the task file's score bounds are enforced on what comes back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
 from project_o.evolution.population import EvaluatorPool
+from project_o.runtime.confine.pids import inner_pid
 
 TASK = '''SCORE_RANGE = (0.0, 1.0)
 
@@ -57,18 +60,21 @@ def task(tmp_path: Path) -> Path:
 ])
 def test_a_hang_takes_its_whole_process_group_down(task: Path, tmp_path: Path,
                                                    hang: str) -> None:
-    marker = tmp_path / "grandchild.pid"
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = out / "grandchild.pid"
     body = (f"p = subprocess.Popen(['sleep', '300']); "
             f"open({str(marker)!r}, 'w').write(str(p.pid)); {hang}")
     genome = candidate(body)
-    with EvaluatorPool(task, workers=1, timeout_s=1.0, memory_mb=768) as pool:
+    with EvaluatorPool(task, workers=1, timeout_s=1.0, memory_mb=768, writable=[out]) as pool:
         result = pool.evaluate([genome])[genome.id]
     assert result.kind == "timeout", result.failure
-    grandchild = int(marker.read_text())
+    # The pid the candidate saw is its sandbox's: look for that sleep from the host.
+    seen = int(marker.read_text())
     deadline = time.monotonic() + REAP_WAIT_S
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while _sandboxed_sleeps(seen) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild), "the candidate's own child outlived its process group"
+    assert not _sandboxed_sleeps(seen), "the candidate's own child outlived its process group"
 
 
 def test_the_environment_is_scrubbed(task: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,6 +105,18 @@ def test_bad_arguments_are_refused(tmp_path: Path, task: Path) -> None:
         EvaluatorPool(task, timeout_s=0)
     with pytest.raises(InvalidArgument, match="workers"):
         EvaluatorPool(task, workers=0)
+
+
+def _sandboxed_sleeps(seen: int) -> list[int]:
+    """Live ``sleep 300`` processes in a PID namespace where they are ``seen``."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if process.info["cmdline"] != ["sleep", "300"]:
+            continue
+        with contextlib.suppress(OSError):
+            if inner_pid(process.pid) == seen and _alive(process.pid):
+                found.append(process.pid)
+    return found
 
 
 def _alive(pid: int) -> bool:

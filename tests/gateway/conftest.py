@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 
 from project_o.errors import (
@@ -27,6 +28,7 @@ from project_o.errors import (
 )
 from project_o.gateway import GatewayServer, RequestResult, create_app
 from project_o.supervisor.api import EventSink, FeedbackReceipt, MetricsText
+from project_o.wire import Packed
 
 TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET = "SECRET-TRACEBACK-MARKER"
@@ -71,6 +73,9 @@ class ScriptedService:
         request_id: str | None = None,
         on_event: EventSink | None = None,
     ) -> RequestResult:
+        if isinstance(input, Packed):  # what the gateway sends: checked and packed once
+            assert msgpack.unpackb(input.data, raw=False) == input.value
+            input = input.value
         self.calls.append((input, deadline_s))
         if isinstance(input, dict) and on_event is not None:
             for event in input.get("emit", []):

@@ -36,16 +36,22 @@ async def test_lists_the_endpoints(spec: dict[str, Any]) -> None:
         "/v1/status",
         "/v1/feedback",
         "/v1/versions",
+        "/v1/tickets",
         "/v1/evolution/experiments",
         "/v1/evolution/experiments/{experiment_id}",
         "/v1/evolution/experiments/{experiment_id}/approve",
         "/v1/quarantine",
         "/v1/quarantine/{overlay_id}",
         "/v1/quarantine/{overlay_id}/apply",
+        "/v1/chat/completions",
+        "/v1/models",
     }
+    assert set(spec["paths"]["/v1/chat/completions"]) == {"post"}
     assert set(spec["paths"]["/v1/requests"]) == {"post"}
     assert set(spec["paths"]["/v1/status"]) == {"get"}
     assert set(spec["paths"]["/healthz"]) == {"get"}
+    assert set(spec["paths"]["/v1/tickets"]) == {"post"}
+    assert spec["paths"]["/v1/tickets"]["post"]["security"]
 
 
 async def test_v1_needs_bearer_and_healthz_does_not(spec: dict[str, Any]) -> None:

@@ -23,11 +23,13 @@ EXPECTED = {
     "TOKEN_FILENAME",
 }
 # What the gateway's own modules may import besides the standard library.
-ALLOWED_THIRD_PARTY = {"fastapi", "starlette", "uvicorn", "pydantic"}
+# uvloop: the supervisor's loop where installed and asked for (gateway.server.loop_factory)
+ALLOWED_THIRD_PARTY = {"fastapi", "starlette", "uvicorn", "pydantic", "uvloop"}
 # wire.packable: a body is refused up front if the agent's wire cannot carry it.
+# wire.chat: the envelope a chat completion travels in to the agent.
 # supervisor.api: the protocol the gateway serves lives a layer below it.
 ALLOWED_PROJECT = {"project_o", "project_o.errors", "project_o.wire.packable",
-                   "project_o.supervisor.api"}
+                   "project_o.wire.chat", "project_o.supervisor.api"}
 
 
 def test_public_names() -> None:

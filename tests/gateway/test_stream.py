@@ -2,7 +2,8 @@
 
 What a client sees: accepted, events, then output or error; several
 requests on one socket; refusals that keep the socket open; the token
-from a header or the query; 1009 for a message over the limit.
+from a header, or a one-time ticket in the query (never the token); 1009
+for a message over the limit.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from project_o.dashboard import mount_dashboard
 from project_o.gateway import GatewayServer, create_app
 from project_o.gateway.server import DEFAULT_WS_MAX_SIZE
+from project_o.gateway.stream import STREAM_TICKET_TTL_S
+from project_o.gateway.tickets import TicketBook
 
 from .conftest import NOT_JSON_EVENT, SECRET, TOKEN, ScriptedService
 
@@ -172,9 +177,103 @@ async def test_output_that_is_not_json_is_an_invalid_output_error(ws: ClientConn
 # -- auth -------------------------------------------------------------------------
 
 
-async def test_the_token_may_come_as_a_query_parameter(gateway: GatewayServer) -> None:
-    async with connect(ws_url(gateway, f"?token={TOKEN}"), proxy=None) as socket:
+async def ticket(client: httpx.AsyncClient) -> str:
+    reply = await client.post("/v1/tickets")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["path"] == "/v1/stream"
+    assert body["expires_in_s"] == STREAM_TICKET_TTL_S
+    return str(body["ticket"])
+
+
+async def refused(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The 401 error body a refused upgrade gets."""
+    with pytest.raises(InvalidStatus) as denied:
+        async with connect(url, additional_headers=headers or {}, proxy=None):
+            pass
+    response = denied.value.response
+    assert response.status_code == 401
+    assert "Bearer" in response.headers["WWW-Authenticate"]
+    error: dict[str, Any] = json.loads(response.body)["error"]
+    assert error["type"] == "Unauthorized"
+    return error
+
+
+async def test_a_ticket_opens_the_socket_once(
+    gateway: GatewayServer, client: httpx.AsyncClient
+) -> None:
+    issued = await ticket(client)
+    async with connect(ws_url(gateway, f"?ticket={issued}"), proxy=None) as socket:
         assert (await exchange(socket, {"input": "q"}))[-1]["output"] == "q"
+    error = await refused(ws_url(gateway, f"?ticket={issued}"))
+    assert "already used" in error["message"]
+
+
+async def test_a_ticket_needs_the_token_to_be_issued(anonymous: httpx.AsyncClient) -> None:
+    assert (await anonymous.post("/v1/tickets")).status_code == 401
+
+
+async def test_a_ticket_expires() -> None:
+    class Clock:
+        now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    app = create_app(ScriptedService(), token=TOKEN, tickets=TicketBook(clock=clock))
+    async with (
+        GatewayServer(app, port=0) as server,
+        httpx.AsyncClient(base_url=server.url, headers=bearer()) as client,
+    ):
+        late, on_time = await ticket(client), await ticket(client)
+        clock.now += STREAM_TICKET_TTL_S - 0.5
+        async with connect(ws_url(server, f"?ticket={on_time}"), proxy=None) as socket:
+            assert (await exchange(socket, {"input": "in time"}))[-1]["output"] == "in time"
+        clock.now += 1.0
+        assert "expired" in (await refused(ws_url(server, f"?ticket={late}")))["message"]
+
+
+async def test_a_ticket_for_another_path_is_refused_and_spent() -> None:
+    tickets = TicketBook()
+    app = create_app(ScriptedService(), token=TOKEN, tickets=tickets)
+    async with (
+        GatewayServer(app, port=0) as server,
+        httpx.AsyncClient(base_url=server.url, headers=bearer()) as client,
+    ):
+        # A dashboard login ticket is not a stream ticket ...
+        login = tickets.issue("/ui/login", 60.0)
+        await refused(ws_url(server, f"?ticket={login}"))
+        assert not tickets.redeem(login, "/ui/login")  # ... and, shown at the wrong door, spent
+        # ... nor does a stream ticket open anything else.
+        stream = await ticket(client)
+        assert not tickets.redeem(stream, "/ui/login")
+        await refused(ws_url(server, f"?ticket={stream}"))
+
+
+async def test_the_dashboard_redeems_from_the_same_book() -> None:
+    app = create_app(ScriptedService(), token=TOKEN, mounts=[mount_dashboard])
+    try:
+        async with (
+            GatewayServer(app, port=0) as server,
+            httpx.AsyncClient(base_url=server.url, headers=bearer()) as client,
+        ):
+            login = (await client.post("/ui/api/ticket")).json()["ticket"]
+            await refused(ws_url(server, f"?ticket={login}"))  # not a stream ticket ...
+            # ... and spent there: the dashboard's own door no longer opens for it
+            answer = await client.get(f"/ui/login?ticket={login}", follow_redirects=False)
+            assert answer.status_code == 401
+            fresh = (await client.post("/ui/api/ticket")).json()["ticket"]
+            answer = await client.get(f"/ui/login?ticket={fresh}", follow_redirects=False)
+            assert answer.status_code == 303
+    finally:
+        if app.state.dashboard.recorder is not None:
+            app.state.dashboard.recorder.cancel()
+
+
+async def test_the_token_is_refused_in_the_url(gateway: GatewayServer) -> None:
+    error = await refused(ws_url(gateway, f"?token={TOKEN}"))
+    assert "/v1/tickets" in error["message"]  # says what to do instead
 
 
 @pytest.mark.parametrize(
@@ -182,22 +281,18 @@ async def test_the_token_may_come_as_a_query_parameter(gateway: GatewayServer) -
     [
         ("", {}),
         ("?token=wrong", {}),
+        ("?ticket=made-up", {}),
+        ("?ticket=", {}),
         ("", bearer("wrong-token")),
         ("", {"Authorization": f"Basic {TOKEN}"}),
     ],
 )
-async def test_without_the_right_token_the_upgrade_is_refused_with_401(
+async def test_without_the_right_credentials_the_upgrade_is_refused_with_401(
     gateway: GatewayServer, service: ScriptedService, query: str, headers: dict[str, str]
 ) -> None:
     before = len(service.calls)
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(ws_url(gateway, query), additional_headers=headers, proxy=None):
-            pass
-    response = refused.value.response
-    assert response.status_code == 401
-    error = json.loads(response.body)["error"]
-    assert error["type"] == "Unauthorized"
-    assert "token" in error["message"]
+    error = await refused(ws_url(gateway, query), headers)
+    assert "token" in error["message"] or "ticket" in error["message"]
     assert len(service.calls) == before
 
 

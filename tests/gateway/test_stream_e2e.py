@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from project_o.client import Client
+from project_o.errors import ProjectOError
 from tests.supervisor.harness import FAST_HEARTBEAT, TOKEN, Stack
 
 AGENT = """
@@ -19,6 +25,8 @@ agent = Agent("streamer")
 
 @agent.handler
 def handle(ctx, request):
+    if request == "stream two":  # what `project-o ask` sends: text
+        request = {"do": "stream", "n": 2}
     do = request.get("do")
     if do == "stream":
         count = request.get("n", 3)
@@ -126,3 +134,33 @@ def test_bad_messages_are_refused_and_the_socket_stays_open(ws: ClientConnection
     (refused,) = exchange(ws, {"input": 1, "deadline_ms": -5})
     assert (refused["status"], refused["error"]["type"]) == (422, "InvalidRequest")
     assert exchange(ws, {"input": {"say": "fine"}})[-1]["output"] == {"say": "fine"}
+
+
+def test_the_python_client_streams_with_a_ticket_never_the_token(stack: Stack) -> None:
+    client = Client(stack.vault, token=TOKEN)
+    url = client.stream_url()
+    assert TOKEN not in url and "ticket=" in url
+    seen: list[Any] = []
+    answer = client.stream({"do": "stream", "n": 4}, on_event=seen.append)
+    assert seen == [{"token": n} for n in range(4)]
+    assert answer["output"] == {"emitted": 4}
+    with pytest.raises(ProjectOError, match="RequestFailed"):
+        client.stream({"do": "raise"})
+    with connect(url, proxy=None):  # the ticket stream_url() fetched was never used: good once
+        pass
+    with pytest.raises(InvalidStatus):
+        connect(url, proxy=None)
+
+
+def test_ask_stream_prints_the_events_and_the_answer(stack: Stack) -> None:
+    env = {**os.environ, "PROJECT_O_TOKEN": TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-m", "project_o.cli", "ask", "--stream", "--vault", str(stack.vault),
+         "stream two"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "event:" in line] == [
+        '  event: {"token": 0}', '  event: {"token": 1}']
+    assert '"emitted": 2' in done.stdout
+    assert TOKEN not in done.stdout + done.stderr

@@ -61,6 +61,7 @@ async def test_openapi_describes_the_stream_socket(anonymous: httpx.AsyncClient)
     spec = (await anonymous.get("/openapi.json")).json()
     description = spec["info"]["description"]
     assert "/v1/stream" in description
-    assert "?token=" in description  # how a browser authenticates
+    assert "?ticket=" in description  # how a browser authenticates
+    assert "?token=" not in description  # the token never goes in a URL
     for message_type in ("accepted", "event", "output", "error", "1009"):
         assert message_type in description

@@ -361,3 +361,27 @@ def test_tool_calls_nobody_offered_are_returned_but_not_kept(server: OpenAIServe
     assert llm.history()[-1] == {"role": "assistant", "content": "Let me check."}
     llm.chat("and?")
     assert all("tool_calls" not in m for m in server.requests[1]["messages"])
+
+
+def test_achat_runs_the_same_tool_loop_on_an_event_loop(server: OpenAIServer) -> None:
+    import asyncio
+
+    from project_o.llm.history import LLMHistory
+
+    server.script(
+        Reply(tool_calls=[{"name": "add", "arguments": '{"a": 2, "b": 3}'}]),
+        Reply("2 + 3 = 5", chunks=["2 + 3", " = 5"]),
+    )
+    adder, journaled, tokens = Adder(), [], []
+    history = LLMHistory()
+
+    async def journal(operation: str, data: dict[str, Any]) -> None:
+        journaled.append(operation)
+
+    llm = LLM(config_for(server), history, lambda op, data: None, journal_async=journal)
+    reply = asyncio.run(llm.achat("2+3?", tools=[adder], stream=True, on_token=tokens.append))
+    assert (reply.text, reply.steps, adder.calls) == ("2 + 3 = 5", 2, [{"a": 2, "b": 3}])
+    assert tokens == ["2 + 3", " = 5"]
+    assert journaled == ["llm_exchange"] and history.usage["calls"] == 1
+    assert [m["role"] for m in history.messages("default")] == ["user", "assistant", "tool",
+                                                                 "assistant"]

@@ -23,10 +23,16 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from project_o.errors import ConnectionClosed, ProtocolError
+from project_o.runtime.confine import SandboxPolicy
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ExitStatus, ForkedInstance, ZygoteHandle
+from project_o.vault.sealed import sealed_copy
 from project_o.wire import Message, MessageType, read_message_async, write_message_async
+from project_o.wire.fd_passing import write_message_with_fd_async
 
 CHAOS_AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "chaos_agent.py"
 #: generous: a loaded CI box may be slow, and nothing here waits this long when it works
@@ -43,12 +49,23 @@ def run(coro: Coroutine[Any, Any, _T], timeout: float = 120.0) -> _T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+def forking_zygote(handle: ZygoteHandle) -> int:
+    """The host pid of the process that forks (the zygote's pid, or in a PID
+    namespace its first process, the zygote's only child)."""
+    children = psutil.Process(handle.pid).children()
+    return children[0].pid if len(children) == 1 and inner_pid(children[0].pid) == 1 else handle.pid
+
+
 @contextlib.asynccontextmanager
 async def zygote(
-    agent: Path | str = CHAOS_AGENT, *, env: Mapping[str, str] | None = None, version: str = "v1"
+    agent: Path | str = CHAOS_AGENT, *, env: Mapping[str, str] | None = None, version: str = "v1",
+    readable: tuple[Path, ...] = (),
 ) -> AsyncIterator[ZygoteHandle]:
-    """A real zygote for the duration of the block."""
-    handle = await ZygoteHandle.start(agent, version, env=scrubbed_env() if env is None else env)
+    """A real zygote for the duration of the block; ``readable``: directories its
+    instances read (checkpoints), shown read-only in its sandbox."""
+    handle = await ZygoteHandle.start(
+        agent, version, env=scrubbed_env() if env is None else env,
+        sandbox=SandboxPolicy(readonly=tuple(str(p) for p in readable)))
     try:
         yield handle
     finally:
@@ -91,14 +108,26 @@ class Peer:
         entries: list[dict[str, Any]] | None = None,
         last_sequence: int = 0,
     ) -> Message:
-        """Send restore; return the first heartbeat (the instance's "restored")."""
-        await self.send(
-            "restore",
-            checkpoint=None if checkpoint is None else str(checkpoint),
-            entries=entries or [],
-            last_sequence=last_sequence,
-        )
+        """Send restore; return the first heartbeat (the instance's "restored").
+
+        A checkpoint goes as the supervisor sends it: a sealed copy of the
+        file, its descriptor riding with the frame.
+        """
+        data = {"entries": entries or [], "last_sequence": last_sequence}
+        if checkpoint is None:
+            await self.send("restore", checkpoint=None, **data)
+        else:
+            await self.send_checkpoint(Path(checkpoint), **data)
         return await self.expect("heartbeat")
+
+    async def send_checkpoint(self, path: Path, **data: Any) -> None:
+        """Send a ``restore`` frame carrying a sealed copy of the file at ``path``."""
+        fd = sealed_copy(path)
+        try:
+            message = Message("restore", {"checkpoint": {"id": path.stem}, **data})
+            await write_message_with_fd_async(self.forked.writer, message, fd)
+        finally:
+            os.close(fd)
 
     async def call(self, request: Any, *, request_id: str | None = None) -> Message:
         """Send a request, ack its memory writes, return its response or error frame."""

@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 from project_o.errors import ConnectionClosed
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RESTORE_FAILED
 from project_o.vault.checkpoint import CheckpointStore
 from tests.runtime.harness import FAST_BEATS, run, spawn, zygote
@@ -25,7 +26,8 @@ def test_hello_names_the_instance_and_request_gets_response() -> None:
         async with zygote() as z:
             peer = await spawn(z, "main")
             assert peer.hello is not None
-            assert peer.hello.data["pid"] == peer.pid
+            # Its pid as it sees it: in the sandbox's PID namespace, the last NSpid.
+            assert peer.hello.data["pid"] == inner_pid(peer.pid)
             assert peer.hello.data["role"] == "main"
             assert peer.hello.data["version"] == "v1"
             answer = await peer.call({"do": "echo", "input": {"x": [1, 2]}})
@@ -39,7 +41,7 @@ def test_memory_writes_survive_a_refork_via_checkpoint_and_entries(tmp_path: Pat
     checkpoint = _checkpoint(tmp_path, {"kept": "from-checkpoint", "gone": 1}, last_sequence=10)
 
     async def scenario() -> None:
-        async with zygote() as z:
+        async with zygote(readable=(tmp_path,)) as z:
             first = await spawn(z, checkpoint=checkpoint, last_sequence=10)
             assert (await first.call({"do": "get", "key": "kept"})).data["output"] == {
                 "value": "from-checkpoint"
@@ -70,7 +72,7 @@ def test_memory_writes_survive_a_refork_via_checkpoint_and_entries(tmp_path: Pat
 
 def test_checkpoint_on_request_round_trips_through_the_store(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with zygote() as z:
+        async with zygote(readable=(tmp_path,)) as z:
             first = await spawn(z, checkpoint=_checkpoint(tmp_path, {"x": 1}, 3), last_sequence=3)
             await first.call({"do": "set", "key": "y", "value": 2})
             await first.send("checkpoint", id="c1")
@@ -225,12 +227,27 @@ def test_unreadable_checkpoint_reports_and_exits(tmp_path: Path) -> None:
     broken.write_bytes(b"not a checkpoint" * 32)
 
     async def scenario() -> None:
-        async with zygote() as z:
+        async with zygote(readable=(tmp_path,)) as z:
             peer = await spawn(z, restore=False)
-            await peer.send("restore", checkpoint=str(broken), entries=[], last_sequence=0)
+            await peer.send_checkpoint(broken, entries=[], last_sequence=0)
             error = await peer.expect("error")
             assert (error.data["id"], error.data["kind"]) == ("restore", "CheckpointCorrupt")
             assert (await peer.exited()).exit_code == EXIT_RESTORE_FAILED
+
+    run(scenario())
+
+
+def test_a_checkpoint_is_never_taken_by_path(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path, {"x": 1}, 3)
+
+    async def scenario() -> None:
+        async with zygote() as z:
+            by_path = await spawn(z, restore=False)
+            await by_path.send("restore", checkpoint=str(path), entries=[], last_sequence=0)
+            assert (await by_path.exited()).exit_code == EXIT_PROTOCOL
+            no_copy = await spawn(z, restore=False)
+            await no_copy.send("restore", checkpoint={"id": "c"}, entries=[], last_sequence=0)
+            assert (await no_copy.exited()).exit_code == EXIT_PROTOCOL
 
     run(scenario())
 

@@ -6,10 +6,12 @@ import os
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from project_o.errors import InvalidArgument
 from project_o.runtime.cgroup import cgroup_available
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.sandbox import (
     CPU_KILL_GRACE_SECONDS,
     DEFAULT_MEMORY_BYTES,
@@ -18,7 +20,7 @@ from project_o.runtime.sandbox import (
     scrubbed_env,
 )
 from tests.processes import assert_gone
-from tests.runtime.harness import run, spawn, zygote
+from tests.runtime.harness import forking_zygote, run, spawn, zygote
 
 SOURCE_ENV = {
     "PATH": "/usr/bin",
@@ -112,8 +114,10 @@ def test_instance_runs_with_scrubbed_env_isolated_fds_own_group_and_limits(
             assert fds["stdin"] == os.devnull
 
             me = (await peer.call({"do": "whoami"})).data["output"]
-            assert me["pgid"] == me["sid"] == me["pid"] == peer.pid
-            assert me["ppid"] == z.pid
+            # Seen from inside (its PID namespace) and from the host:
+            assert me["pgid"] == me["sid"] == me["pid"] == inner_pid(peer.pid)
+            assert psutil.Process(peer.pid).ppid() == forking_zygote(z) == z.hello["host_pid"]
+            assert me["ppid"] == inner_pid(forking_zygote(z))
             assert me["pdeathsig"] == signal.SIGKILL
             assert me["core"] == [0, 0]
 

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from project_o.errors import AgentLoadError, InvalidArgument, ZygoteError
+from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.instance import EXIT_PROTOCOL
 from project_o.runtime.sandbox import scrubbed_env
 from project_o.runtime.zygote_client import ZygoteHandle
@@ -232,8 +233,14 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
     try:
         ours.settimeout(30)
         hello = read_message(ours)
+        sandbox = hello.data.pop("sandbox")
+        forker = hello.data.pop("host_pid")
         assert (hello.type, hello.data) == ("hello", {"word": "hello-word",
                                                       "pid": zygote_process.pid})
+        # It forks as process 1 of its PID namespace: the started process's one child.
+        assert (psutil.Process(forker).ppid() == zygote_process.pid if "pid" in sandbox["active"]
+                else forker == zygote_process.pid)
+        assert sandbox["enabled"] is True and "seccomp" in sandbox["active"]
 
         refused_end, other_end = socket.socketpair()
         socket.send_fds(ours, [encode_frame(Message("fork", {"id": "no", "refuse": True}))],
@@ -253,8 +260,9 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         assert (forked.type, forked.data["id"]) == ("forked", "a")
         parent_end.settimeout(30)
         probe = read_message(parent_end).data
-        # The sandbox ran before the program: own session, its limits, only fds 0-3.
-        assert probe["pid"] == forked.data["pid"] == probe["sid"]
+        # The sandbox ran before the program: own session, its limits, only fds 0-3;
+        # the zygote reports the host's pid, the child sees its PID namespace's.
+        assert probe["pid"] == inner_pid(forked.data["pid"]) == probe["sid"]
         assert probe["address_space"] == limit
         assert probe["fd"] == 3 and [fd for fd in probe["fds"] if fd > 3] in ([], [4])
 
@@ -262,7 +270,7 @@ def test_any_program_forks_children_through_the_one_sandbox() -> None:
         exited = read_message(ours)
         assert exited.type == "exited"
         assert (exited.data["id"], exited.data["pid"], exited.data["signal"],
-                exited.data["word"]) == ("a", probe["pid"], signal.SIGKILL, "hello-word")
+                exited.data["word"]) == ("a", forked.data["pid"], signal.SIGKILL, "hello-word")
         assert exited.data["exit_code"] is None and exited.data["memory_kb"] > 0
         parent_end.close()
 

@@ -112,21 +112,7 @@ class FakeHost:
     reloads_done: list[tuple[str, str]] = field(default_factory=list)
     told: list[Message] = field(default_factory=list)
 
-    @property
-    def dispatcher(self) -> FakeHost:
-        return self
-
-    @property
-    def pool(self) -> FakeHost:
-        return self
-
-    @property
-    def journal(self) -> FakeHost:
-        return self
-
-    @property
-    def reloads(self) -> FakeHost:
-        return self
+    dispatcher = pool = journal = reloads = property(lambda self: self)
 
     async def submit(self, payload: Any, deadline_s: float | None = None, *,
                      request_id: str | None = None,
@@ -192,7 +178,7 @@ class FakeCandidate:
                         traceback: TracebackType | None) -> None:
         await self.close()
 
-    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
+    async def start(self, agent: Path, version: str, experiment_id: str) -> None:
         await turn()
         if self.import_error is not None:
             raise AgentLoadError(self.import_error)

@@ -12,6 +12,7 @@ import functools
 import itertools
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from project_o.supervisor.instance_handle import HandlerError, InstanceDied
@@ -46,6 +47,16 @@ class Sleeps:
         if self._clock is not None:
             self._clock.advance(seconds)
         await asyncio.sleep(0)  # a real scheduling point, no real time
+
+
+class FakeVault:
+    """What a host with fake instances reads of its vault at start: checkpoints not sealed at rest.
+
+    Its fake instances never write nor restore, so nothing else is read.
+    """
+
+    def __init__(self) -> None:
+        self.checkpoints = SimpleNamespace(keyring=None)
 
 
 class FakeInstance:

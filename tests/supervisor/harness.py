@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,13 @@ class Stack:
     """A supervisor started as a real process, with an HTTP client for it."""
 
     def __init__(self, vault: Path, args: list[str], *, heart: bool = False,
-                 token_env: bool = True) -> None:
-        """``token_env=False``: no $PROJECT_O_TOKEN, so the supervisor makes its own."""
+                 token_env: bool = True, env: dict[str, str] | None = None,
+                 preexec: Callable[[], None] | None = None) -> None:
+        """``token_env=False``: no $PROJECT_O_TOKEN, so the supervisor makes its own;
+        ``env``: variables added to the environment it starts with; ``preexec``: run in
+        the child before it executes the command."""
         self.vault = vault
-        env = {k: v for k, v in os.environ.items() if k != "PROJECT_O_TOKEN"}
+        env = {**{k: v for k, v in os.environ.items() if k != "PROJECT_O_TOKEN"}, **(env or {})}
         if token_env:
             env["PROJECT_O_TOKEN"] = TOKEN
         module = ["-m", "project_o.cli", "run"] if heart else ["-m", "project_o.supervisor"]
@@ -41,6 +45,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=preexec,  # noqa: PLW1509 - tests pass prctl calls only
             )
         self.http: httpx.Client | None = None
         self.wait_ready()

@@ -24,6 +24,7 @@ from tests.supervisor.fakes import (
     FakeBook,
     FakeClock,
     FakeFactory,
+    FakeVault,
     Sleeps,
     async_test,
     handler_error,
@@ -40,7 +41,7 @@ async def _host(answer: Any = None, book: FakeBook | None = None,
         return factories[-1]
 
     settings = SupervisorConfig(vault=Path("/nonexistent"), agent=Path("/agents/a.py"), **config)
-    host = AgentHost(settings, None, EventLog(), "v1", book,  # type: ignore[arg-type]
+    host = AgentHost(settings, FakeVault(), EventLog(), "v1", book,  # type: ignore[arg-type]
                      clock=FakeClock(), sleep=Sleeps(), make_factory=make_factory)
     await host.start()
     return host, factories[0]

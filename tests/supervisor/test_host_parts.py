@@ -34,6 +34,7 @@ from tests.supervisor.fakes import (
     FakeClock,
     FakeFactory,
     FakeInstance,
+    FakeVault,
     FakeZygote,
     Sleeps,
     async_test,
@@ -47,11 +48,6 @@ def _config(**overrides: Any) -> SupervisorConfig:
 
 
 # -- restart policy -----------------------------------------------------------
-
-
-def test_the_trees_limit_counts_deaths_and_a_takeover_restarts_two_children() -> None:
-    policy = RestartPolicy(3, 10.0, clock=FakeClock())
-    assert policy.tree_limit(standby=True) == 6 and policy.tree_limit(standby=False) == 3
 
 
 def test_the_backoff_doubles_while_trees_give_up_soon_and_resets_after_a_quiet_spell() -> None:
@@ -148,16 +144,6 @@ async def test_retired_instances_hold_no_slot_and_can_be_reinstated() -> None:
     assert pool.retired == set() and pool.standby is None  # only the living come back
 
 
-@async_test
-async def test_offer_fills_the_empty_slot_or_says_none() -> None:
-    pool = InstancePool()
-    assert pool.offer(FakeInstance("standby")) == "main"  # a missing main comes first
-    await pool.promote(FakeInstance("main"))
-    fresh = FakeInstance("standby")
-    assert pool.offer(fresh) == "standby" and pool.standby is fresh
-    assert pool.offer(FakeInstance("standby")) is None
-
-
 # -- feedback and intents ---------------------------------------------------------
 
 
@@ -233,7 +219,7 @@ async def _host(book: FakeBook | None = None,
 
     clock = FakeClock()
     sleeps = Sleeps(clock)
-    host = AgentHost(_config(**config), None, EventLog(), "v1", book,  # type: ignore[arg-type]
+    host = AgentHost(_config(**config), FakeVault(), EventLog(), "v1", book,  # type: ignore[arg-type]
                      clock=clock, sleep=sleeps, make_factory=make_factory)
     await host.start()
     return host, factories[0], sleeps
@@ -259,7 +245,8 @@ async def test_a_dead_main_is_replaced_by_its_standby_and_a_new_standby_follows(
     assert main.closed and factory.restarts == 1
     assert sorted(e["kind"] for e in host.events.recent()) == ["crash", "start", "takeover"]
     assert sleeps.asked == [0.1]  # the pause before forking the next standby
-    assert _restarts(host) == {"zygote": 0, "main": 1, "standby": 1}  # the tree restarted both
+    # a takeover is no restart of the main's slot; the standby's is restarted by the tree
+    assert _restarts(host) == {"zygote": 0, "main": 0, "standby": 1}
     await host.stop()
 
 
@@ -282,6 +269,21 @@ async def test_a_failed_fork_is_retried_by_the_tree() -> None:
     await _settle()
     assert host.pool.main is factory.spawned[1]
     assert len(host.events.of_kind("spawn_failed")) == 2
+    await host.stop()
+
+
+@async_test
+async def test_past_the_limit_the_takeover_still_happens_and_the_refill_gives_up() -> None:
+    host, _factory, sleeps = await _host(max_restarts=2)
+    for _ in range(3):  # the clock stands still: every death is in one window
+        host.pool.main.kill("crash")  # type: ignore[union-attr]
+        await _settle()
+    # deaths 1, 2: takeover, standby refilled; 3: takeover, and the refill is one restart
+    # too many: the tree gives up, the host backs off and starts a new tree
+    assert len(host.events.of_kind("takeover")) == 3
+    assert len(host.events.of_kind("escalate")) == 1 and sleeps.asked[-1] == 0.1
+    assert host.pool.main is not None and host.pool.main.alive
+    assert host.pool.standby is not None and host.pool.standby.alive
     await host.stop()
 
 
@@ -430,9 +432,9 @@ class _Host:
 # -- hot reload ------------------------------------------------------------------------
 
 
-def _reloader(host: _Host, respawned: list[str]) -> HotReload:
+def _reloader(host: _Host, refilled: list[str]) -> HotReload:
     return HotReload(host.pool, host.factory, host.events,  # type: ignore[arg-type]
-                     promote=host.pool.promote, respawn_later=respawned.append,
+                     promote=host.pool.promote, refill=refilled.append,
                      drain_timeout=5.0, standby=True)
 
 
@@ -444,8 +446,8 @@ async def test_a_reload_drains_the_old_main_then_serves_the_new_version() -> Non
     main.answer = lambda _id, _payload: PENDING
     in_flight = asyncio.create_task(main.request("r1", "q", 5.0))
     await asyncio.sleep(0)
-    respawned: list[str] = []
-    reload = asyncio.create_task(_reloader(host, respawned).reload(Path("/b.py"), "v2", "promote"))
+    refilled: list[str] = []
+    reload = asyncio.create_task(_reloader(host, refilled).reload(Path("/b.py"), "v2", "promote"))
     await asyncio.sleep(0)
     assert not reload.done()  # waiting for r1
     main.answer_pending("r1", "done")
@@ -453,7 +455,7 @@ async def test_a_reload_drains_the_old_main_then_serves_the_new_version() -> Non
     assert await in_flight == "done"
     assert host.pool.main is not None and host.pool.main.version == "v2"
     assert main.types_sent()[-1] == "shutdown" and not main.alive and not standby.alive
-    assert host.pool.retired == set() and respawned == ["standby"]
+    assert host.pool.retired == set() and refilled == ["standby"]
     assert host.events.of_kind("reload")[0]["previous"] == "v1"
 
 

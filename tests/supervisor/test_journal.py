@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from project_o.errors import WALFatalError
+from project_o.supervisor.bounds import InstanceQuota
 from project_o.supervisor.candidate import CandidateHost
 from project_o.supervisor.instance_handle import InstanceDied, InstanceHandle
 from project_o.supervisor.journal import VAULT_FAILURE, Journal, OverlayJournal, ShadowJournal
@@ -66,6 +67,9 @@ class FakeInstance:
         self.killed: str | None = None
         self.notified: list[str] = []
         self.waiters: dict[str, asyncio.Future[Message]] = {}
+        self.quota = InstanceQuota()
+        #: the requests it serves (what a canary's writes are tagged with)
+        self.in_flight: list[str] = []
 
     async def send(self, message: Message) -> None:
         if not self.alive:
@@ -314,7 +318,7 @@ async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path
     info = OverlayInfo(id="o1", version="v2", experiment_id="e1", base_sequence=0,
                        created_ns=0)
     dying = WAL.open(tmp_path / "overlay", file_layer=FailingSync())
-    candidate.overlay = OverlayJournal(Overlay(tmp_path, info, dying), lambda: ["r1"])
+    candidate.overlay = OverlayJournal(Overlay(tmp_path, info, dying))
     # A real process stands for the canary (killing it is real), a real socket for its channel.
     stand_in = await asyncio.create_subprocess_exec("sleep", "60", start_new_session=True)
     ours, theirs = socket.socketpair()
@@ -345,12 +349,12 @@ async def test_a_vault_failure_during_a_canary_write_is_a_vault_failure(tmp_path
 @async_test
 async def test_a_canary_write_is_acked_once_durable_in_its_overlay_not_the_wal(
         vault: Vault) -> None:
-    in_flight = ["req-7"]
     overlay = vault.quarantine.create("v2", "e1", base_sequence=41)
-    journal = OverlayJournal(overlay, lambda: list(in_flight))
+    journal = OverlayJournal(overlay)
     canary = FakeInstance("canary")
+    canary.in_flight = ["req-7"]
     await journal.write(canary, entry("w1", data={"key": "a", "value": 1}))
-    in_flight[:] = ["req-8", "req-9"]
+    canary.in_flight = ["req-8", "req-9"]
     await journal.write(canary, entry("w2", "memory_delete", {"key": "b"}))
     assert canary.of_type("wal_ack") == [{"id": "w1", "sequence": 42},
                                          {"id": "w2", "sequence": 43}]

@@ -270,7 +270,8 @@ def test_trailing_bytes_are_rejected(store: CheckpointStore) -> None:
         store.read(info.path)
 
 
-@pytest.mark.parametrize(("flags", "named"), [(FLAG_ENCRYPTED, "encrypted"), (1 << 31, "unknown")])
+@pytest.mark.parametrize(("flags", "named"), [(1 << 1, "unknown"), (1 << 31, "unknown"),
+                                             (FLAG_ENCRYPTED | 1 << 2, "unknown")])
 def test_unsupported_flags_are_rejected_clearly(
     store: CheckpointStore, flags: int, named: str
 ) -> None:

@@ -19,19 +19,26 @@ import pytest
 import zstandard
 
 from project_o.errors import CheckpointCorrupt, InvalidArgument
-from project_o.vault.checkpoint import PAYLOAD_KEYS, CheckpointStore, encode_header
+from project_o.vault.checkpoint import (
+    FLAG_ENCRYPTED,
+    PAYLOAD_KEYS,
+    CheckpointStore,
+    encode_header,
+    read_checkpoint,
+)
 from project_o.vault.verify import verify_vault
 
 #: small limits, so that a bomb is cheap to build and the refusal fast
 LIMITS = {"max_payload_size": 1 << 20, "max_containers": 10_000}
 
 
-def _forge(path: Path, compressed: bytes, uncompressed_size: int, sequence: int = 5) -> None:
+def _forge(path: Path, compressed: bytes, uncompressed_size: int, sequence: int = 5,
+           flags: int = 0) -> None:
     """A checkpoint file with a correct header hash and payload hash around ``compressed``."""
     header = encode_header(
         checkpoint_id=uuid.UUID(path.stem), timestamp_ns=time.time_ns(),
         compressed_size=len(compressed), uncompressed_size=uncompressed_size,
-        payload_sha256=hashlib.sha256(compressed).digest(), last_sequence=sequence,
+        payload_sha256=hashlib.sha256(compressed).digest(), last_sequence=sequence, flags=flags,
     )
     path.write_bytes(header + compressed)
 
@@ -127,3 +134,20 @@ def test_vault_verify_reports_a_bomb_that_hashes_cannot_see(tmp_path: Path) -> N
     assert "maps and arrays" in invalid[path.name]
     assert [item["id"] for item in report.checkpoints_valid] == [str(good.id)]
     assert not report.sound
+
+
+@pytest.mark.parametrize("size", [0, 3, 31])
+def test_a_sealed_payload_shorter_than_a_seal_is_damage_not_a_crash(
+    store: CheckpointStore, size: int,
+) -> None:
+    good = store.write({"agent_state": {"n": 1}}, last_sequence=3)
+    path = _new_path(store)
+    _forge(path, b"\x01" * size, uncompressed_size=10, sequence=9, flags=FLAG_ENCRYPTED)
+    with pytest.raises(CheckpointCorrupt, match="shorter than a seal"):
+        store.read(path)
+    with open(path, "rb") as file, pytest.raises(CheckpointCorrupt, match="shorter than a seal"):
+        read_checkpoint(file, path)
+    [rejected] = [outcome for found, outcome in store.scan(deep=True) if found == path]
+    assert isinstance(rejected, CheckpointCorrupt)
+    found = store.latest_valid()  # recovery falls back to the older one
+    assert found is not None and found[0].id == good.id

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from project_o.vault import Vault
+from project_o.vault.fileio import private_umask
 
 
 @pytest.fixture
@@ -50,3 +51,13 @@ def test_an_existing_vault_open_to_others_is_tightened(
     Vault.open(root).close()
     assert _mode(root) == 0o700
     assert "made it 0700" in caplog.text
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_private_umask_makes_new_files_private_and_gives_the_umask_back(tmp_path: Path) -> None:
+    with private_umask():
+        (tmp_path / "file").write_text("x")
+        (tmp_path / "dir").mkdir()
+    assert _mode(tmp_path / "file") == 0o600
+    assert _mode(tmp_path / "dir") == 0o700
+    assert os.umask(0) == 0  # given back: the fixture's 0, not 077

@@ -13,6 +13,10 @@ Jepsen-style:
   from (run, writer, n) and was announced on stdout before the append);
 * each writer's entries form an unbroken prefix 0..k (at most one more
   than it saw acknowledged: the one in flight when it was killed).
+
+The sealed variant runs the same rounds with encryption at rest on, and
+rotates the key every few rounds (the new key first, the old ones kept):
+records of every key must survive, opened with the keyring.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from project_o.vault.wal import WAL
+from project_o.vault.sealing import KEY_ENV, Keyring, parse_keys
+from project_o.vault.wal import WAL, scan
 
 from .wal_child import digest, make_data
 
@@ -44,6 +49,8 @@ SEGMENT_SIZE = 16 * 1024
 MAX_DELAY_S = 0.25
 KILL_DURING_OPEN_SHARE = 0.2
 CHILD = Path(__file__).with_name("wal_child.py")
+#: the sealed variant starts a new key every this many rounds
+ROTATE_EVERY = 5
 
 
 @dataclass
@@ -65,8 +72,14 @@ class History:
                 self.acked[seq] = (run, writer, n, parts[5])
 
 
-def crash_once(directory: Path, run: int, rng: random.Random) -> str:
-    """Run the child for a random while, kill -9 it, return everything it printed."""
+def crash_once(directory: Path, run: int, rng: random.Random, keys: str = "") -> str:
+    """Run the child for a random while, kill -9 it, return everything it printed.
+
+    ``keys``: the child's ``$PROJECT_O_VAULT_KEY`` (empty: records are plain).
+    """
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    if keys:
+        env[KEY_ENV] = keys
     child = subprocess.Popen(
         [
             sys.executable,
@@ -79,6 +92,7 @@ def crash_once(directory: Path, run: int, rng: random.Random) -> str:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=env,
     )
     assert child.stdout is not None
     chunks: list[bytes] = []
@@ -110,9 +124,9 @@ def crash_once(directory: Path, run: int, rng: random.Random) -> str:
     return output[: output.rfind("\n") + 1]  # a cut-off last line is not evidence
 
 
-def check(directory: Path, history: History) -> int:
+def check(directory: Path, history: History, keyring: Keyring | None = None) -> int:
     """Reopen and verify; return how many acknowledged entries are missing."""
-    with WAL.open(directory, segment_size=SEGMENT_SIZE) as wal:
+    with WAL.open(directory, segment_size=SEGMENT_SIZE, keyring=keyring) as wal:
         history.torn_tails += wal.torn_tail is not None
         entries = list(wal.replay())
     assert [e.sequence for e in entries] == list(range(1, len(entries) + 1))
@@ -137,19 +151,31 @@ def check(directory: Path, history: History) -> int:
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_never_loses_an_acknowledged_entry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_kill_minus_nine_never_loses_an_acknowledged_entry(tmp_path: Path, sealed: bool) -> None:
     rng = random.Random(SEED)
     directory = tmp_path / "wal"
     history = History()
     lost = 0
+    keys: list[str] = []
     for run in range(ROUNDS):
-        history.absorb(crash_once(directory, run, rng))
-        lost = check(directory, history)
+        if sealed and run % ROTATE_EVERY == 0:
+            keys.insert(0, os.urandom(32).hex())  # rotate: the new key seals from now on
+        spec = " ".join(keys)
+        history.absorb(crash_once(directory, run, rng, spec))
+        keyring = Keyring(parse_keys(spec, "the test's keys")) if spec else None
+        lost = check(directory, history, keyring)
         assert lost == 0, f"round {run}: {lost} acknowledged entries lost"
-    with WAL.open(directory) as wal:
+    with WAL.open(directory, keyring=keyring) as wal:
         present = wal.last_sequence
+    if sealed:  # every record on disk is sealed, each under one of the rotated keys
+        report = scan(directory, keyring=keyring)
+        assert report.sound and not report.unopened
+        assert sum(report.sealed.values()) == report.entries == present
+        assert len(report.sealed) == len(keys)
     print(
-        f"\nWAL crash test: {ROUNDS} kill -9 rounds, attempted={len(history.invoked)} "
+        f"\nWAL crash test ({'sealed' if sealed else 'plain'}): {ROUNDS} kill -9 rounds, "
+        f"attempted={len(history.invoked)} "
         f"acknowledged={len(history.acked)} present={present} "
         f"recovered-unacknowledged={present - len(history.acked)} "
         f"torn-tails-repaired={history.torn_tails} lost={lost}"

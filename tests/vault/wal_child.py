@@ -17,6 +17,9 @@ It prints one line per event, each with a single ``write()`` to a pipe
 
 ``--fsize`` sets RLIMIT_FSIZE (SIGXFSZ ignored) so writes past BYTES fail
 with EFBIG: a real kernel write error instead of an injected one.
+
+With ``$PROJECT_O_VAULT_KEY`` set, the WAL seals every record with it (as
+the supervisor would).
 """
 
 from __future__ import annotations
@@ -82,9 +85,11 @@ def main() -> int:
         _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         resource.setrlimit(resource.RLIMIT_FSIZE, (args.fsize, hard))
 
+    from project_o.vault.sealing import load_keyring
     from project_o.vault.wal import WAL
 
-    wal = WAL.open(args.directory, durability="sync", segment_size=args.segment_size)
+    wal = WAL.open(args.directory, durability="sync", segment_size=args.segment_size,
+                   keyring=load_keyring())
     _say("R")
     stop = threading.Event()
     threads = [

@@ -20,7 +20,7 @@ EXPECTED_TYPES = {
     "hello", "heartbeat", "request", "response", "wal_entry", "wal_ack", "checkpoint",
     "checkpoint_ack", "restore", "evolution_intent", "evolution_result", "load_code",
     "hot_reload", "metrics", "shutdown", "error", "fork", "forked", "exited", "kill", "promote",
-    "feedback", "stream",
+    "feedback", "stream", "llm_call", "llm_token", "llm_result",
 }  # fmt: skip
 
 

@@ -18,6 +18,8 @@ Beyond the handler an agent declares (each in its own module)::
     wf = agent.workflow("ingest"); @wf.step(...)    workflows  ctx.workflows.run("ingest", ...)
     @agent.evolvable                                functions mutation may rewrite
     @agent.on_feedback                              hooks      hook(ctx, feedback)
+    @agent.chat                                     chat       chat(ctx, {"messages", ...})
+                                                    (POST /v1/chat/completions; see agent.chat)
 
 The runtime imports the module, finds ``agent`` and calls ``agent.handle``
 for each request. Outside the runtime, :meth:`Agent.test_client` runs the
@@ -43,6 +45,7 @@ from typing import Any, Final, TypeVar, overload
 
 import msgpack
 
+from project_o.agent.chat import ChatHandler, default_input
 from project_o.agent.context import Context
 from project_o.agent.kit import AgentKit
 from project_o.agent.params import Param
@@ -50,6 +53,7 @@ from project_o.agent.tools import DEFAULT_TIMEOUT, Tool, make_tool
 from project_o.agent.workflow import Workflow
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
+from project_o.wire.chat import chat_request
 
 __all__ = ["DEFAULT_ASYNC_CONCURRENCY", "DEFAULT_SYNC_CONCURRENCY", "Agent", "Evolvable", "FeedbackHook", "Handler", "TestClient", "check_feedback"]
 
@@ -60,6 +64,7 @@ FeedbackHook = Callable[[Context, dict[str, Any]], Any]
 _H = TypeVar("_H", bound=Handler)
 _F = TypeVar("_F", bound=Callable[..., Any])
 _FB = TypeVar("_FB", bound=FeedbackHook)
+_C = TypeVar("_C", bound=ChatHandler)
 #: how much of a failing hook's traceback a feedback report carries
 _MAX_TRACEBACK_CHARS: Final = 8 * 1024
 #: the version TestClient reports in feedback (no catalog behind it)
@@ -114,6 +119,7 @@ class Agent:
         self.embedder = embedder
         self.history_limit = history_limit
         self._handler: Handler | None = None
+        self._chat: ChatHandler | None = None
         self._tools: dict[str, Tool] = {}
         self._params: dict[str, Param] = {}
         self._workflows: dict[str, Workflow] = {}
@@ -157,9 +163,38 @@ class Agent:
             return self._max_concurrency
         return DEFAULT_ASYNC_CONCURRENCY if self.is_async else DEFAULT_SYNC_CONCURRENCY
 
+    def chat(self, function: _C) -> _C:
+        """Decorator: make ``function(ctx, request)`` this agent's chat handler.
+
+        It answers ``POST /v1/chat/completions`` with the whole OpenAI request
+        (``messages``, ``model``, ``stream``...); without one, the handler gets
+        the last user message's text (:mod:`project_o.agent.chat`). It may be
+        an ``async def`` whatever the main handler is.
+        """
+        if not callable(function):
+            raise InvalidArgument(f"@{self.name}.chat needs a function, got {function!r}")
+        if self._chat is not None:
+            raise InvalidArgument(f"agent {self.name!r} already has a chat handler "
+                                  f"({self._chat.__qualname__})")
+        self._chat = function
+        return function
+
+    def runs_async(self, request: Any) -> bool:
+        """Whether the function that serves ``request`` is an ``async def``."""
+        if self._chat is not None and chat_request(request) is not None:
+            return inspect.iscoroutinefunction(self._chat)
+        return self.is_async
+
     def handle(self, ctx: Context, request: Any) -> Any:
-        """Run the handler on one request (an ``async def`` handler's coroutine is
-        returned, for the caller to await)."""
+        """Run the handler on one request (a chat envelope: the chat handler, if declared).
+
+        An ``async def`` handler's coroutine is returned, for the caller to await.
+        """
+        chat = chat_request(request)
+        if chat is not None:
+            if self._chat is not None:
+                return self._chat(ctx, chat)
+            request = default_input(chat.get("messages") or [])
         if self._handler is None:
             raise InvalidArgument(
                 f"agent {self.name!r} has no handler; decorate a function with @agent.handler"

@@ -26,7 +26,7 @@ from project_o.agent.store import AsyncDurableWrite, DurableWrite, StateBook
 from project_o.agent.toolbox import HasTools, JournalGate, ToolRunner, on_owner_thread
 from project_o.agent.tools import ToolRegistry
 from project_o.agent.workflow import HasWorkflows, WorkflowRunner, Workflows, WorkflowStore
-from project_o.llm.chat import LLM
+from project_o.llm.chat import LLM, CompletionClient
 from project_o.llm.config import LLMConfig
 from project_o.llm.history import LLMHistory
 
@@ -106,10 +106,20 @@ class AgentKit:
         for store in (self.semantic, self.blocks, self.history_store):
             self.state.register(store)
 
-    def use_llm(self, config: LLMConfig | None) -> None:
-        """Give handlers ``ctx.llm`` for ``config`` (None: no LLM, ``ctx.llm`` is None)."""
-        self.llm = None if config is None else LLM(config, self.llm_history, self.journal,
-                                                   idle=lambda: self.idle())
+    def use_llm(self, config: LLMConfig | None, client: CompletionClient | None = None) -> None:
+        """Give handlers ``ctx.llm`` for ``config`` (None: no LLM, ``ctx.llm`` is None).
+
+        ``client`` makes the completions (default: over HTTP with
+        ``config``'s endpoint and key). Given one, calls run on the calling
+        thread: an instance's client waits for the answer its event loop
+        routes to it, and that wait is progress (see runtime/llm_link.py).
+        """
+        if config is None:
+            self.llm = None
+            return
+        idle = None if client is not None else (lambda: self.idle())
+        self.llm = LLM(config, self.llm_history, self.journal, client=client, idle=idle,
+                       journal_async=self.ajournal)
 
     def _build_tools_params_workflows(
         self, params: Mapping[str, Any] | None, stub_side_effects: bool

@@ -1,11 +1,11 @@
 """Running tools: ``ctx.tools``, timeouts, structured errors, stubbed side effects.
 
-The instance is single-threaded: one thread owns its socket, and every
-durable write is a request/ack round trip on that socket. A tool with a
+Every durable write is a request/ack round trip on the instance's
+socket, made by the thread that serves the request. A tool with a
 timeout runs in a worker thread while the calling thread waits; writes the
 tool makes (``ctx.memory.set`` inside it) and the events it emits are
-*forwarded* to the waiting thread, which makes them, so the socket keeps
-exactly one user::
+*forwarded* to the waiting thread, which makes them, so they count as that
+request's and an abandoned tool cannot make them::
 
     caller thread (the instance's)                 worker thread (daemon)
     ──────────────────────────────                 ──────────────────────

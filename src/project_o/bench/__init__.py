@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "shadows": "project_o.bench.shadows",
     "fmin": "project_o.bench.function_minimization",
     "circle-packing": "project_o.bench.circle_packing",
+    "isolation": "project_o.bench.isolation",
 }
 
 

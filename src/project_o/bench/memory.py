@@ -19,6 +19,10 @@ What is measured::
 
 Latencies are per call on one thread, after a warm-up, so they include
 what a handler pays (embedding the query, filtering, building hits).
+
+Then durable ``ctx.memory.set`` per second through a real supervisor with
+1, 8 and 64 concurrent requests, against SQLite FULL in the same run
+(:mod:`project_o.bench.memory_sets`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import numpy as np
 from project_o.agent.semantic import SemanticMemory, SemanticStore
 from project_o.agent.vectors import CODE_BITS, EXACT_MAX_ROWS, RERANK
 from project_o.bench.memory_corpus import LABELLED, distractors, queries
+from project_o.bench.memory_sets import measure_sets
+from project_o.bench.overhead_wrk import ensure_wrk
 from project_o.bench.report import Report
 from project_o.vault import Vault
 
@@ -53,6 +59,8 @@ FULL_DURABLE, QUICK_DURABLE = 2_000, 300
 #: timed queries per size, after WARMUP untimed ones
 FULL_QUERIES, QUICK_QUERIES = 1_000, 200
 WARMUP: Final = 20
+#: seconds of wrk load per concurrency for durable ctx.memory.set (memory_sets)
+FULL_SET_SECONDS, QUICK_SET_SECONDS = 5, 2
 #: metadata shards: where={"shard": 0} keeps a quarter of the memories
 SHARDS: Final = 4
 #: how close a score must be to the baseline's k-th to count as a true top-k result
@@ -65,9 +73,15 @@ Progress = Callable[[str], None]
 
 def run(quick: bool, progress: Progress) -> Report:
     """Measure as described in the module docstring."""
+    ensure_wrk()  # the durable sets' load generator: before minutes of work it would end
     if quick:
-        return run_with(QUICK_SIZES, QUICK_DURABLE, QUICK_QUERIES, quick=True, progress=progress)
-    return run_with(FULL_SIZES, FULL_DURABLE, FULL_QUERIES, quick=False, progress=progress)
+        report = run_with(QUICK_SIZES, QUICK_DURABLE, QUICK_QUERIES, quick=True,
+                          progress=progress)
+    else:
+        report = run_with(FULL_SIZES, FULL_DURABLE, FULL_QUERIES, quick=False,
+                          progress=progress)
+    measure_sets(report, QUICK_SET_SECONDS if quick else FULL_SET_SECONDS, progress)
+    return report
 
 
 def run_with(sizes: Sequence[int], durable: int, calls: int, *, quick: bool,

@@ -38,6 +38,7 @@ import numpy as np
 from project_o.bench.agents import STATE_AGENT
 from project_o.bench.agents.state_agent import expected_digest
 from project_o.bench.report import Report
+from project_o.runtime.confine.pids import inner_pid
 from project_o.stack import Stack
 
 __all__ = ["Config", "configs", "measure", "run", "run_configs"]
@@ -109,10 +110,13 @@ def run_configs(todo: list[Config], quick: bool, progress: Callable[[str], None]
     return report
 
 
-def measure(config: Config, vault: Path) -> dict[str, Any]:
-    """One configuration's row: recovery times, lost requests, wrong states."""
+def measure(config: Config, vault: Path, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One configuration's row: recovery times, lost requests, wrong states.
+
+    ``extra_args`` go to the supervisor (``bench isolation`` adds ``--no-sandbox``).
+    """
     row: dict[str, Any] = {"config": config.label}
-    with Stack(vault, STATE_AGENT, _args(config)) as stack:
+    with Stack(vault, STATE_AGENT, [*_args(config), *extra_args]) as stack:
         expected = _fill(stack, config.size)
         row["checkpointed"] = _checkpoint_covers(stack)
         load = _Load(stack, expected["digest"])
@@ -177,13 +181,14 @@ def _settle(stack: Stack, standby: bool) -> None:
 def _kill_and_wait(stack: Stack, load: _Load) -> float:
     """SIGKILL the main; return ms until a good answer from another instance."""
     victim = stack.pids()["main"]
+    seen_as = inner_pid(victim)  # the pid the agent answers with (its PID namespace's)
     mark = len(load.answers)
     killed_at = time.perf_counter()
     os.kill(victim, signal.SIGKILL)
     deadline = killed_at + RECOVERY_TIMEOUT_S
     while time.perf_counter() < deadline:
         for done_at, status, pid, good in load.answers[mark:]:
-            if status == 200 and good and pid != victim and done_at > killed_at:
+            if status == 200 and good and pid != seen_as and done_at > killed_at:
                 return (done_at - killed_at) * 1000
         time.sleep(_POLL_S)
     raise TimeoutError(f"no good answer within {RECOVERY_TIMEOUT_S:g} s after killing "

@@ -33,7 +33,7 @@ from project_o.runtime.zygote_client import ForkedInstance, ZygoteHandle
 from project_o.supervisor.options import builtin_agent_path
 from project_o.wire import Message, MessageType, read_message_async, write_message_async
 
-__all__ = ["FULL_SHADOWS", "QUICK_SHADOWS", "measure", "run"]
+__all__ = ["FULL_SHADOWS", "QUICK_SHADOWS", "expect", "measure", "pss", "run"]
 
 #: concurrent shadows, the size of a population evaluated side by side
 FULL_SHADOWS: Final = 100
@@ -81,25 +81,25 @@ async def measure(count: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         shadows = await asyncio.gather(*(_shadow(zygote, i) for i in range(count)))
         elapsed = time.perf_counter() - t0
-        pss = [_pss(shadow.pid) for shadow in shadows]
-        zygote_pss = _pss(zygote.pid)
+        sizes = [pss(shadow.pid) for shadow in shadows]
+        zygote_pss = pss(zygote.pid)
         await asyncio.gather(*(_stop(shadow) for shadow in shadows))
     finally:
         await zygote.close()
     return {
         "shadows": count, "seconds_all_answered": round(elapsed, 4),
         "zygote_start_s": round(zygote_start, 4),
-        "pss_mb_median": round(statistics.median(pss) / MB, 3),
-        "pss_mb_max": round(max(pss) / MB, 3), "pss_mb_total": round(sum(pss) / MB, 3),
+        "pss_mb_median": round(statistics.median(sizes) / MB, 3),
+        "pss_mb_max": round(max(sizes) / MB, 3), "pss_mb_total": round(sum(sizes) / MB, 3),
         "zygote_pss_mb": round(zygote_pss / MB, 3),
     }
 
 
 async def _shadow(zygote: ZygoteHandle, index: int) -> ForkedInstance:
     forked = await zygote.fork("shadow", f"shadow-{index}")
-    await asyncio.wait_for(_expect(forked, MessageType.HELLO), STEP_TIMEOUT_S)
+    await asyncio.wait_for(expect(forked, MessageType.HELLO), STEP_TIMEOUT_S)
     await _send(forked, MessageType.RESTORE, checkpoint=None, entries=[], last_sequence=0)
-    await asyncio.wait_for(_expect(forked, MessageType.HEARTBEAT), STEP_TIMEOUT_S)
+    await asyncio.wait_for(expect(forked, MessageType.HEARTBEAT), STEP_TIMEOUT_S)
     await _send(forked, MessageType.REQUEST, id=f"q{index}", input=REQUEST, deadline_ms=60_000)
     await asyncio.wait_for(_answer(forked), STEP_TIMEOUT_S)
     return forked
@@ -109,7 +109,8 @@ async def _send(forked: ForkedInstance, message_type: str, **data: Any) -> None:
     await write_message_async(forked.writer, Message(message_type, data))
 
 
-async def _expect(forked: ForkedInstance, message_type: str) -> Message:
+async def expect(forked: ForkedInstance, message_type: str) -> Message:
+    """The next ``message_type`` frame of a forked instance, heartbeats skipped."""
     while True:
         message = await read_message_async(forked.reader)
         if message.type == message_type:
@@ -138,5 +139,6 @@ async def _stop(forked: ForkedInstance) -> None:
     forked.writer.close()
 
 
-def _pss(pid: int) -> int:
+def pss(pid: int) -> int:
+    """A process's proportional set size, in bytes."""
     return int(psutil.Process(pid).memory_full_info().pss)

@@ -6,6 +6,9 @@ What is measured::
                                                         batch: fsync per 100 / 1 s)
     N writer threads ──BEGIN; INSERT; COMMIT──▶ SQLite (journal_mode=WAL,
                                                         synchronous=FULL)
+    the WAL again, sealed ("wal sealed": AES-256-GCM per record, encryption at
+    rest), same writers, each run right after its plain twin: its rows give
+    "× plain"; what a seal costs in CPU per append is timed apart
 
 Every figure counts entries that are on stable storage when the clock
 stops (batch mode ends with a flush). Each configuration runs several
@@ -32,10 +35,11 @@ import msgpack
 
 from project_o.bench.report import Report
 from project_o.vault.fileio import FileLayer
+from project_o.vault.sealing import Keyring
 from project_o.vault.wal import WAL
 from project_o.vault.wal_record import encode
 
-__all__ = ["run"]
+__all__ = ["measure_sqlite", "run"]
 
 #: Throughput targets (docs/design.md, "Targets").
 TARGET_RATE_64 = 100_000
@@ -51,6 +55,10 @@ QUICK_WRITERS = (1, 64)
 VALUE_SIZE = 230
 #: How long SQLite writers wait for the write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+#: The plain WAL, and the WAL sealing every record (encryption at rest).
+PLAIN, SEALED = "wal", "wal sealed"
+#: Appends per timing of the seal's CPU cost.
+APPEND_SAMPLES = 20_000
 
 Progress = Callable[[str], None]
 
@@ -59,8 +67,10 @@ def run(quick: bool, progress: Progress) -> Report:
     """Measure the WAL and SQLite side by side; see the module docstring."""
     seconds, repeats = (QUICK_SECONDS, QUICK_REPEATS) if quick else (FULL_SECONDS, FULL_REPEATS)
     writers = QUICK_WRITERS if quick else FULL_WRITERS
-    configs: list[tuple[str, str, int]] = [("wal", "sync", n) for n in writers]
-    configs += [("wal", "batch", n) for n in (1, writers[-1])]
+    configs: list[tuple[str, str, int]] = []
+    for mode, n in [("sync", n) for n in writers] + [("batch", n) for n in (1, writers[-1])]:
+        # each sealed run right after its plain twin: the disk's mood drifts in seconds
+        configs += [(PLAIN, mode, n), (SEALED, mode, n)]
     configs += [("sqlite", "per-connection", n) for n in writers]
     configs += [("sqlite", "shared-connection", n) for n in writers if n > 1]
     samples: dict[tuple[str, str, int], list[dict[str, float]]] = {c: [] for c in configs}
@@ -71,8 +81,13 @@ def run(quick: bool, progress: Progress) -> Report:
             for index, (system, mode, n) in enumerate(configs):
                 progress(f"round {repeat + 1}/{repeats}: {system} {mode}, {n} writers")
                 where = root / f"{repeat}-{index}"
-                measure = _measure_wal if system == "wal" else _measure_sqlite
-                samples[(system, mode, n)].append(measure(where, mode, n, seconds))
+                if system == "sqlite":
+                    sample = measure_sqlite(where, mode, n, seconds)
+                else:
+                    sample = _measure_wal(where, mode, n, seconds, sealed=system == SEALED)
+                samples[(system, mode, n)].append(sample)
+        progress("CPU per append, plain and sealed")
+        seal_costs = _append_cpu_costs(root)
     report = Report(name="wal", quick=quick)
     _fill(report, samples, writers)
     report.notes.append(
@@ -81,6 +96,7 @@ def run(quick: bool, progress: Progress) -> Report:
         f"{seconds} s; a record is {_entry_size()} bytes (data ≈ 256)"
     )
     report.notes.append(_sync_note(samples[("wal", "sync", writers[-1])], writers[-1], fsync_us))
+    report.notes.append(_seal_note(*seal_costs))
     return report
 
 
@@ -105,9 +121,13 @@ class _CountingLayer(FileLayer):
         self.fsyncs += 1
 
 
-def _measure_wal(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+def _measure_wal(
+    directory: Path, mode: str, writers: int, seconds: float, *, sealed: bool = False
+) -> dict[str, float]:
     layer = _CountingLayer()
-    wal = WAL.open(directory, durability=mode, file_layer=layer)  # type: ignore[arg-type]
+    keyring = Keyring([os.urandom(32)]) if sealed else None
+    wal = WAL.open(directory, durability=mode, file_layer=layer,  # type: ignore[arg-type]
+                   keyring=keyring)
     try:
         elapsed, count = _drive(writers, seconds, lambda data: wal.append("memory_set", data))
         start = time.perf_counter()
@@ -122,7 +142,9 @@ def _measure_wal(directory: Path, mode: str, writers: int, seconds: float) -> di
 # ------------------------------------------------------------------- SQLite
 
 
-def _measure_sqlite(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+def measure_sqlite(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+    """SQLite's baseline: entries/s of ``writers`` threads, a FULL-synchronous transaction
+    per entry, on a connection each (``mode`` "per-connection") or one shared."""
     directory.mkdir(parents=True)
     path = directory / "bench.sqlite"
     setup = _connect(path)
@@ -197,6 +219,36 @@ def _drive(writers: int, seconds: float, write: Callable[[Any], Any]) -> tuple[f
     return time.perf_counter() - start, sum(counts)
 
 
+def _append_cpu_costs(root: Path) -> tuple[float, float]:
+    """CPU µs one append costs its writer's thread, plain and sealed (batch mode, 1 writer).
+
+    Thread CPU time, not wall time: it counts only the work (pack, encode,
+    seal, pwrite), so a loaded machine changes it little where it makes
+    the wall-clock rows swing.
+    """
+    data = {"key": "user:0:profile", "value": "x" * VALUE_SIZE}
+    costs: dict[bool, list[float]] = {False: [], True: []}
+    for repeat in range(3):  # alternated, so both see the same machine
+        for sealed in (False, True):
+            keyring = Keyring([os.urandom(32)]) if sealed else None
+            with WAL.open(root / f"cpu-{repeat}-{sealed}", durability="batch",
+                          keyring=keyring) as wal:
+                start = time.thread_time()
+                for _ in range(APPEND_SAMPLES):
+                    wal.append("memory_set", data)
+                costs[sealed].append((time.thread_time() - start) / APPEND_SAMPLES * 1e6)
+    return min(costs[False]), min(costs[True])
+
+
+def _seal_note(plain_us: float, sealed_us: float) -> str:
+    return (
+        f"encryption at rest: an append costs its writer {plain_us:.1f} µs of CPU plain, "
+        f"{sealed_us:.1f} µs sealed (AES-256-GCM; {sealed_us / plain_us:.2f}×; thread CPU "
+        f"time, batch mode, best of 3 × {APPEND_SAMPLES:,}); \"× plain\" compares each sealed "
+        "row with its plain twin, run just before it"
+    )
+
+
 def _fsync_latency_us(root: Path, samples: int = 200) -> float:
     path = root / "fsync-probe"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -251,9 +303,11 @@ def _fill(
             "writers": n,
             "entries/s": median[(system, mode, n)],
         }
-        if system == "wal":
+        if system in (PLAIN, SEALED):
             row["entries/fsync"] = statistics.median(s["per_fsync"] for s in runs)
             row["× sqlite (best)"] = median[(system, mode, n)] / sqlite_best(n)
+        if system == SEALED:
+            row["× plain"] = median[(system, mode, n)] / median[(PLAIN, mode, n)]
         report.rows.append(row)
     many = writers[-1]
     rate_many = median[("wal", "sync", many)]

@@ -18,8 +18,9 @@ from fastapi.staticfiles import StaticFiles
 
 from project_o.dashboard.live import LiveHub
 from project_o.dashboard.routes import STATIC_DIR, UI_PREFIX, dashboard_router
-from project_o.dashboard.session import SessionSigner, TicketBook
+from project_o.dashboard.session import SessionSigner
 from project_o.gateway.auth import BearerAuth
+from project_o.gateway.tickets import TicketBook
 from project_o.supervisor.api import AgentService
 
 __all__ = ["UI_PREFIX", "LiveHub", "mount_dashboard"]
@@ -28,8 +29,10 @@ __all__ = ["UI_PREFIX", "LiveHub", "mount_dashboard"]
 def mount_dashboard(app: FastAPI, service: AgentService, token: str) -> LiveHub:
     """Serve the dashboard for ``service`` under ``/ui/`` of ``app``; returns its live hub."""
     hub = LiveHub(service)
-    router = dashboard_router(service, BearerAuth(token), hub, SessionSigner(token),
-                              TicketBook())
+    # The gateway's own book (create_app made it), so a ticket is one kind of
+    # thing wherever it is redeemed: shown at the wrong door, it is spent for all.
+    tickets: TicketBook = app.state.tickets
+    router = dashboard_router(service, BearerAuth(token), hub, SessionSigner(token), tickets)
     app.include_router(router)
     app.mount(f"{UI_PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.state.dashboard = hub

@@ -35,11 +35,12 @@ from project_o.dashboard.guard import SessionGuard
 from project_o.dashboard.live import LiveHub, catalog_of
 from project_o.dashboard.recorder import load_points
 from project_o.dashboard.redteam_view import red_team
-from project_o.dashboard.session import COOKIE_NAME, SessionSigner, TicketBook
+from project_o.dashboard.session import COOKIE_NAME, LOGIN_PATH, TICKET_TTL_S, SessionSigner
 from project_o.errors import InvalidArgument
 from project_o.evolution.bandit import OperatorBandit
 from project_o.gateway.auth import BearerAuth
 from project_o.gateway.problems import APIError
+from project_o.gateway.tickets import TICKET_PARAMETER, TicketBook
 from project_o.supervisor.api import AgentService
 
 __all__ = ["PAGE_HEADERS", "STATIC_DIR", "TicketRequest", "dashboard_router"]
@@ -88,12 +89,12 @@ def _login_routes(router: APIRouter, auth: BearerAuth, hub: LiveHub, signer: Ses
                                f"({runs_view.CATALOG_FILE} is missing)")
             if run_dir not in hub.run_dirs:
                 hub.run_dirs.append(run_dir)
-        issued = tickets.issue()
-        return {"ticket": issued, "path": f"{UI_PREFIX}/login?ticket={issued}"}
+        issued = tickets.issue(LOGIN_PATH, TICKET_TTL_S)
+        return {"ticket": issued, "path": f"{LOGIN_PATH}?{TICKET_PARAMETER}={issued}"}
 
     @router.get("/login")
     async def login(ticket: str = "") -> Response:
-        if not tickets.redeem(ticket):
+        if not tickets.redeem(ticket, LOGIN_PATH):
             return _refusal(401, "This login link was already used or has expired (links "
                             "last 60 seconds). Run <code>project-o dashboard</code> again.")
         response = RedirectResponse(f"{UI_PREFIX}/", status_code=303)

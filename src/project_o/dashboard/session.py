@@ -2,13 +2,15 @@
 
 ::
 
-    project-o dashboard ── POST /ui/api/ticket (Bearer token) ──▶ TicketBook.issue()
+    project-o dashboard ── POST /ui/api/ticket (Bearer token) ──▶ tickets.issue(LOGIN_PATH)
          prints http://127.0.0.1:PORT/ui/login?ticket=T       (one use, 60 s)
-    browser ── GET /ui/login?ticket=T ──▶ TicketBook.redeem(T) ──▶ SessionSigner.issue()
+    browser ── GET /ui/login?ticket=T ──▶ tickets.redeem(T, LOGIN_PATH) ──▶ SessionSigner.issue()
          Set-Cookie: project_o_ui=...; HttpOnly; SameSite=Strict; Path=/ui ──▶ 303 /ui/
 
-A ticket lives in the supervisor's memory only, so it cannot outlive the
-process that issued it. The session cookie is signed (HMAC-SHA256 keyed
+The tickets are the gateway's one kind (:mod:`project_o.gateway.tickets`,
+also behind ``?ticket=`` on the ``/v1/stream`` WebSocket), from the one
+book the gateway keeps; a ticket lives in the supervisor's memory only, so
+it cannot outlive the process that issued it. The session cookie is signed (HMAC-SHA256 keyed
 by a hash of the API token) and carries its own expiry: a supervisor the
 heart restarted still accepts it, and changing the token logs everyone out.
 """
@@ -24,10 +26,10 @@ from typing import Final
 
 __all__ = [
     "COOKIE_NAME",
+    "LOGIN_PATH",
     "SESSION_TTL_S",
     "TICKET_TTL_S",
     "SessionSigner",
-    "TicketBook",
 ]
 
 COOKIE_NAME: Final = "project_o_ui"
@@ -36,38 +38,10 @@ COOKIE_NAME: Final = "project_o_ui"
 TICKET_TTL_S: Final = 60.0
 #: a working day; log in again after that
 SESSION_TTL_S: Final = 12 * 3600.0
-#: tickets not yet redeemed, at most; the oldest are dropped past it
-MAX_OPEN_TICKETS: Final = 256
+#: the one path a login ticket opens
+LOGIN_PATH: Final = "/ui/login"
 
 Clock = Callable[[], float]
-
-
-class TicketBook:
-    """One-time login tickets, each valid for ``ttl_s`` seconds after it is issued."""
-
-    def __init__(self, *, ttl_s: float = TICKET_TTL_S, clock: Clock = time.monotonic) -> None:
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._open: dict[str, float] = {}
-
-    def issue(self) -> str:
-        """A fresh ticket (256 random bits, URL-safe)."""
-        self._drop_expired()
-        while len(self._open) >= MAX_OPEN_TICKETS:
-            self._open.pop(next(iter(self._open)))
-        ticket = secrets.token_urlsafe(32)
-        self._open[ticket] = self._clock() + self._ttl_s
-        return ticket
-
-    def redeem(self, ticket: str) -> bool:
-        """True once for a ticket issued here and not yet expired; False ever after."""
-        expires = self._open.pop(ticket, None)
-        return expires is not None and self._clock() < expires
-
-    def _drop_expired(self) -> None:
-        now = self._clock()
-        for ticket in [t for t, expires in self._open.items() if expires <= now]:
-            del self._open[ticket]
 
 
 class SessionSigner:

@@ -57,8 +57,12 @@ class EvaluationProgram:
         self._task = task
 
     def hello(self) -> dict[str, Any]:
-        """The task's score bounds and cascade: the pool checks every result against them."""
-        return {"bounds": list(self._task.score_bounds), "stages": wire_stages(self._task.stages)}
+        """The task's score bounds and cascade: the pool checks every result against them.
+
+        ``phases: 2`` for a two-phase task: the pool scores its outputs itself.
+        """
+        return {"bounds": list(self._task.score_bounds), "stages": wire_stages(self._task.stages),
+                "phases": 2 if self._task.two_phase else 1}
 
     def plan(self, request: dict[str, Any]) -> ChildPlan:
         """Check a batch request: scratch directory, timeout, limits, candidates."""

@@ -120,16 +120,20 @@ class Genome:
         operator: str = "",
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        _check_sources(sources)
-        clean_sources = {name: sources[name] for name in sorted(sources)}
-        params_json = _to_json("params", dict(params or {}))
+        self._fill(_clean_sources(sources), _to_json("params", dict(params or {})), details,
+                   tuple(str(p) for p in parents), operator)
+
+    def _fill(self, sources: Mapping[str, str], params_json: str,
+              details: Mapping[str, Any] | None, parents: tuple[str, ...],
+              operator: str) -> None:
+        """Set every field from checked, sorted ``sources`` and canonical ``params_json``."""
         set_ = object.__setattr__
-        set_(self, "_sources", MappingProxyType(clean_sources))
+        set_(self, "_sources", sources)
         set_(self, "_params", params_json)
         set_(self, "_details", _to_json("details", dict(details or {})))
-        set_(self, "parents", tuple(str(p) for p in parents))
+        set_(self, "parents", parents)
         set_(self, "operator", str(operator))
-        set_(self, "id", _content_id(clean_sources, params_json))
+        set_(self, "id", _content_id(sources, params_json))
 
     # -- construction ---------------------------------------------------
 
@@ -184,21 +188,10 @@ class Genome:
         not worked out again.
         """
         parents = [self.id] + [d.id for d in donors if d.id != self.id]
-        lineage = tuple(dict.fromkeys(parents))
-        if sources is None:
-            clean_sources: Mapping[str, str] = self._sources
-        else:
-            _check_sources(sources)
-            clean_sources = MappingProxyType({name: sources[name] for name in sorted(sources)})
-        params_json = self._params if params is None else _to_json("params", dict(params))
         child = object.__new__(Genome)
-        set_ = object.__setattr__
-        set_(child, "_sources", clean_sources)
-        set_(child, "_params", params_json)
-        set_(child, "_details", _to_json("details", dict(details or {})))
-        set_(child, "parents", lineage)
-        set_(child, "operator", str(operator))
-        set_(child, "id", _content_id(clean_sources, params_json))
+        child._fill(self._sources if sources is None else _clean_sources(sources),
+                    self._params if params is None else _to_json("params", dict(params)),
+                    details, tuple(dict.fromkeys(parents)), operator)
         return child
 
     # -- views ----------------------------------------------------------
@@ -335,6 +328,12 @@ def _canonical_json(value: Mapping[str, Any]) -> str:
     # sort_keys + fixed separators + repr-exact floats: the same text in every process.
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+
+
+def _clean_sources(sources: Mapping[str, str]) -> Mapping[str, str]:
+    """``sources`` checked, in name order, read-only."""
+    _check_sources(sources)
+    return MappingProxyType({name: sources[name] for name in sorted(sources)})
 
 
 def _compact_json(value: Any) -> str:

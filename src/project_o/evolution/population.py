@@ -32,9 +32,19 @@ after it are re-dispatched in a fresh child. Exceptions, MemoryError and
 Python-level hangs (the alarm) are caught in the child and cost it
 nothing. A candidate that rebinds or patches the task's functions, its
 constants or builtins (:mod:`.tamper`) is "gamed", and the child stops:
-the rest of its batch runs in a fresh one. A candidate that writes forged
-frames to the result pipe can only spoil its own batch:
-``batch_size=1`` makes the isolation unit a single candidate.
+the rest of its batch runs in a fresh one.
+
+Every result frame is checked strictly (:mod:`.result_check`): it must
+answer for the running candidate, with fields of the right types, or the
+running candidate fails and the batch is killed; the run goes on. A
+candidate that writes forged frames to the result pipe (it shares the
+child's process) can spoil its batch, so a spoiled batch of several
+candidates charges none of them: each is evaluated again in a child of
+its own, where a forgery can only be its own. It can still forge its own
+score with ``evaluate(agent)``; a two-phase task (``run`` + ``score``,
+:mod:`.task`) closes that too: the child sends outputs, this process
+scores them (importing the task for ``score`` only), and every candidate
+runs in a child of its own.
 
 :meth:`EvaluatorPool.evaluate` takes a finished list; :meth:`EvaluatorPool.stream`
 takes candidates one at a time while the caller is still breeding the rest
@@ -63,10 +73,12 @@ from typing import Any, Final, Self
 from project_o.errors import InvalidArgument, ProtocolError, ZygoteError
 from project_o.evolution.evaluator import EVALUATOR_PROGRAM, OUTPUT_LOG
 from project_o.evolution.genome import Genome
-from project_o.evolution.task import Evaluation, validate_metrics
+from project_o.evolution.result_check import result_problem
+from project_o.evolution.task import Evaluation, Task, load_task, score_outputs, validate_metrics
 from project_o.runtime.child import zygote_command
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, scrubbed_env, with_package_path
-from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
+from project_o.wire import FrameDecoder, FrameLimits, Message, MessageType, encode_frame
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -110,6 +122,10 @@ FRAME_CANDIDATES: Final = 8
 #: frames: a batch of sources fits easily; the wire's 64 MiB default maximum
 MAX_FRAME: Final = 64 << 20
 _RECV: Final = 1 << 16
+#: what an evaluator child (candidate code runs there) may send on its result pipe
+RESULT_LIMITS: Final = FrameLimits({MessageType.HELLO: 64 << 10, MessageType.RESPONSE: MAX_FRAME})
+#: how the reason of a batch killed for a bad frame starts
+_PROTOCOL: Final = "protocol"
 
 ProgressCallback = Callable[[int, int], None]
 BatchCallback = Callable[[list[Genome], list[Evaluation]], None]
@@ -139,7 +155,7 @@ class _Batch:
     sent: int = 0
     #: streamed candidates queued here, sent in one frame once the child needs them
     unsent: list[dict[str, Any]] = field(default_factory=list)
-    frames: FrameDecoder = field(default_factory=lambda: FrameDecoder(MAX_FRAME))
+    frames: FrameDecoder = field(default_factory=lambda: FrameDecoder(limits=RESULT_LIMITS))
     pid: int | None = None
     ready: bool = False
     stopped: bool = False  # the child ended the batch early (a candidate tampered)
@@ -167,7 +183,8 @@ class EvaluatorPool:
 
     def __init__(self, task: str | Path, *, workers: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int | None = DEFAULT_MEMORY_MB,
-                 batch_size: int | None = None, scratch_dir: str | Path | None = None) -> None:
+                 batch_size: int | None = None, scratch_dir: str | Path | None = None,
+                 writable: Sequence[str | Path] = ()) -> None:
         if timeout_s <= 0 or (workers is not None and workers < 1):
             raise InvalidArgument(f"need timeout_s > 0 and workers >= 1, got {timeout_s}, "
                                   f"{workers}")
@@ -182,6 +199,8 @@ class EvaluatorPool:
         # tmpfs when there is one: candidates are materialized (and fsynced) per evaluation.
         base = scratch_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
         self._scratch = Path(tempfile.mkdtemp(prefix="project-o-eval-", dir=base))
+        #: directories candidates may write besides the scratch space (in their sandbox)
+        self.writable = tuple(str(Path(p).resolve()) for p in writable)
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._frames = FrameDecoder(MAX_FRAME)
@@ -190,14 +209,19 @@ class EvaluatorPool:
         self.score_bounds: tuple[float, float] = (-math.inf, math.inf)
         #: the task's cascade as the zygote read it: (name, threshold) per stage
         self.stages: list[tuple[str, float | None]] = []
+        #: a two-phase task, imported here for its ``score`` (None: evaluate(agent) tasks)
+        self.scorer: Task | None = None
 
     # -- lifecycle ------------------------------------------------------
 
     def start(self) -> None:
         """Spawn the evaluation zygote and wait until it has imported the task."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Candidates write only to the scratch space (their outputs, materialized files).
         command = zygote_command(EVALUATOR_PROGRAM, ["--task", str(self.task_path)],
-                                 theirs.fileno())
+                                 theirs.fileno(),
+                                 sandbox=SandboxPolicy(writable=(str(self._scratch),
+                                                                 *self.writable)))
         log = open(self._scratch / "zygote.log", "ab")  # noqa: SIM115 - the child keeps it
         with theirs, log:
             self._process = subprocess.Popen(
@@ -213,6 +237,12 @@ class EvaluatorPool:
         bounds = hello.data["bounds"]
         self.score_bounds = (float(bounds[0]), float(bounds[1]))
         self.stages = [(str(name), threshold) for name, threshold in hello.data.get("stages", [])]
+        if hello.data.get("phases") == 2:
+            # The task file is the user's (trusted); candidates never ran in this process.
+            self.scorer = load_task(self.task_path)
+            # No candidate shares a process with another's result: one per child, in
+            # every batch (evaluate's, a stream's) and in its CPU limit.
+            self.batch_size = 1
 
     def close(self) -> None:
         """Stop the zygote (its children die with it) and remove the scratch space."""
@@ -280,18 +310,26 @@ class EvaluatorPool:
 
     def _settle(self, pending: deque[tuple[list[Genome], int]], running: dict[int, _Batch],
                 results: dict[str, Evaluation], total: int, on_batch: BatchCallback | None,
-                on_progress: ProgressCallback | None) -> None:
-        """Run ``pending`` beside ``running`` until every batch has ended and been recorded."""
-        while pending or running:
-            while pending and len(running) < self.workers:
+                on_progress: ProgressCallback | None,
+                busy: Callable[[_Batch], bool] = lambda batch: True) -> None:
+        """Run ``pending`` beside ``running`` while any of them is ``busy``.
+
+        A batch that ends is recorded (``_finish``) and what it left runs in a
+        fresh one; by default every batch is waited for until it has ended. A
+        stream's open batches take ``workers`` slots besides.
+        """
+        while pending or any(busy(b) for b in running.values()):
+            while pending and len(running) < self.workers + sum(b.accepting
+                                                                for b in running.values()):
                 batch = self._dispatch(*pending.popleft())
                 running[batch.id] = batch
             self._wait(running)
-            for batch in [b for b in running.values() if b.eof and b.exit is not None]:
+            for batch in [b for b in running.values() if _ended(b)]:
                 del running[batch.id]
                 pending.extend(self._finish(batch, results, on_batch))
             if on_progress is not None:
-                on_progress(len(results), total)
+                on_progress(len(results) + sum(len(b.results) - b.recorded
+                                               for b in running.values()), total)
 
     def _batch_size(self, count: int) -> int:
         if self.batch_size is not None:
@@ -302,6 +340,11 @@ class EvaluatorPool:
             split = per_worker  # fast candidates: one batch per worker
         return max(1, min(MAX_BATCH, split))
 
+    @property
+    def _stream_capacity(self) -> int:
+        """The most candidates a streamed batch takes: ``batch_size``, else MAX_BATCH."""
+        return MAX_BATCH if self.batch_size is None else max(1, self.batch_size)
+
     def _dispatch(self, genomes: list[Genome], dispatches: int, *,
                   stream: bool = False) -> _Batch:
         self._batch_ids += 1
@@ -309,7 +352,7 @@ class EvaluatorPool:
         scratch.mkdir()
         # A socketpair, not a pipe: a streamed batch is sent its candidates on it.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        capacity = (self.batch_size or MAX_BATCH) if stream else len(genomes)
+        capacity = self._stream_capacity if stream else len(genomes)
         limits = Limits(memory_bytes=None if self.memory_mb is None else self.memory_mb << 20,
                         cpu_seconds=math.ceil(self.timeout_s * capacity) + 1)
         request = encode_frame(Message(MessageType.FORK, {
@@ -332,6 +375,8 @@ class EvaluatorPool:
                       deadline=time.monotonic() + START_TIMEOUT_S)
 
     def _wait(self, running: dict[int, _Batch], longest: float = 1.0) -> None:
+        """Take what the zygote and the children sent (``longest`` s at most); feed the
+        streamed children that ran out of candidates; kill those past their deadline."""
         control = self._control_socket()
         by_fd = {b.read_fd: b for b in running.values() if not b.eof}
         soonest = min((b.deadline for b in running.values()), default=math.inf)
@@ -345,6 +390,9 @@ class EvaluatorPool:
                 self._on_control(self._read_control(), running)
             else:
                 self._read_results(by_fd[fd])
+        for batch in running.values():
+            if batch.unsent and len(batch.results) >= batch.sent:
+                _send(batch, self)  # a streamed child ran out of candidates: feed it
         now = time.monotonic()
         for batch in running.values():
             if batch.deadline <= now and batch.exit is not None and not batch.eof:
@@ -387,34 +435,45 @@ class EvaluatorPool:
             self._spoiled(batch, f"sent an unreadable frame ({exc})")
             return
         for message in messages:
+            if batch.killed_for:
+                return  # killed (a bad frame, a timeout): nothing after it is believed
             self._on_result(batch, message)
 
     def _on_result(self, batch: _Batch, message: Message) -> None:
         kind, result = message.type, message.data
-        index = result.get("index")
         if kind == MessageType.HELLO and not batch.ready:
             batch.ready = True
-        elif kind == MessageType.RESPONSE and batch.current is not None \
-                and index == batch.current:
-            genome = batch.genomes[index]
-            evaluation = validate_metrics(genome.id, result, self.score_bounds, self.stages)
-            start, offset = batch.offset, result.get("offset", batch.offset)
-            batch.offset = offset if isinstance(offset, int) else batch.offset
-            if evaluation.failure is not None and batch.offset > start:
-                # What the failed candidate printed: an artifact for the next LLM prompt.
-                evaluation.failure.setdefault(
-                    "output", _tail(batch.scratch / OUTPUT_LOG, start, batch.offset))
-            batch.results[index] = evaluation
-            batch.stopped = result.get("tampered") is True
-            self._learn(batch.results[index])
+        elif kind == MessageType.RESPONSE and batch.current is not None:
+            problem = result_problem(result, batch.current, previous_offset=batch.offset,
+                                     two_phase=self.scorer is not None)
+            if problem is not None:
+                self._spoiled(batch, f"sent a bad result ({problem})")
+                return
+            self._accept(batch, batch.current, result)
         else:
             expected = "hello" if not batch.ready else f"response {batch.current}"
-            self._spoiled(batch, f"sent {str(kind)!r} for candidate {index!r}, "
-                          f"expected {expected}")
+            self._spoiled(batch, f"sent {str(kind)!r} for candidate "
+                          f"{str(result.get('index'))[:40]}, expected {expected}")
             return
         # The next candidate starts now: its alarm is the child's, this is the backstop.
         batch.deadline = time.monotonic() + self.timeout_s + WALL_GRACE_S \
             if batch.current is not None else math.inf
+
+    def _accept(self, batch: _Batch, index: int, result: dict[str, Any]) -> None:
+        """Judge a checked result (scoring a two-phase task's outputs here)."""
+        genome = batch.genomes[index]
+        if self.scorer is not None and result.get("failure") is None:
+            metrics, failure = score_outputs(self.scorer, result["outputs"])
+            result = {**result, "metrics": metrics, "failure": failure}
+        evaluation = validate_metrics(genome.id, result, self.score_bounds, self.stages)
+        start, batch.offset = batch.offset, result["offset"]
+        if evaluation.failure is not None and batch.offset > start:
+            # What the failed candidate printed: an artifact for the next LLM prompt.
+            evaluation.failure.setdefault(
+                "output", _tail(batch.scratch / OUTPUT_LOG, start, batch.offset))
+        batch.results[index] = evaluation
+        batch.stopped = result["tampered"]
+        self._learn(evaluation)
 
     def _learn(self, evaluation: Evaluation) -> None:
         seconds = evaluation.metrics.get("time_s")
@@ -423,14 +482,22 @@ class EvaluatorPool:
                 (1 - _MEAN_WEIGHT) * self._mean_s + _MEAN_WEIGHT * seconds
 
     def _spoiled(self, batch: _Batch, reason: str) -> None:
-        # Only a candidate can have written that: charge the running one, kill the batch.
+        # Only a candidate can have written that: kill the batch. Alone, the running
+        # candidate is charged; in a batch of several, any of them may have forged it.
         if not batch.killed_for:
-            batch.killed_for = f"protocol: the evaluator {reason}"
+            batch.killed_for = f"{_PROTOCOL}: the evaluator {reason}"
             self._kill(batch)
 
     def _finish(self, batch: _Batch, results: dict[str, Evaluation],
                 on_batch: BatchCallback | None) -> list[tuple[list[Genome], int]]:
         """Record what the batch settled; return what must run again."""
+        if batch.killed_for.startswith(_PROTOCOL) and len(batch.genomes) > 1:
+            # Forged frames: no result of this batch can be trusted, nor the blame (those
+            # a stream already recorded stay: a recorded evaluation is never taken back).
+            recorded = set(sorted(batch.results)[:batch.recorded])
+            shutil.rmtree(batch.scratch, ignore_errors=True)
+            return [([genome], 0) for index, genome in enumerate(batch.genomes)
+                    if index not in recorded]
         if batch.current is not None:
             genome = batch.genomes[batch.current]
             batch.results[batch.current] = Evaluation(genome.id, {}, self._charge(batch))
@@ -517,7 +584,7 @@ class EvaluationStream:
 
     def __init__(self, pool: EvaluatorPool) -> None:
         self._pool = pool
-        self._capacity = pool.batch_size or MAX_BATCH  # a batch_size chosen is kept
+        self._capacity = pool._stream_capacity  # 1 for a two-phase task (see start())
         self._running: dict[int, _Batch] = {}
         self._pending: deque[tuple[list[Genome], int]] = deque()  # what dead children left
         self._submitted: set[str] = set()
@@ -542,7 +609,7 @@ class EvaluationStream:
         elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
             _send(batch, self._pool)  # a frame's worth, or the child has nothing to do
         if self._asked % PUMP_EVERY == 0:
-            self._pump(0.0)
+            self._pool._wait(self._running, 0.0)
 
     def results(self, *, on_batch: BatchCallback | None = None,
                 on_progress: ProgressCallback | None = None) -> dict[str, Evaluation]:
@@ -554,17 +621,9 @@ class EvaluationStream:
         found: dict[str, Evaluation] = {}
         for batch in self._running.values():
             _send(batch, pool)
-        while self._pending or any(_queued(b) or _ended(b) for b in self._running.values()):
-            while self._pending and len(self._running) < pool.workers + len(self._open_ones()):
-                batch = pool._dispatch(*self._pending.popleft())
-                self._running[batch.id] = batch
-            self._pump(1.0)
-            for batch in [b for b in self._running.values() if _ended(b)]:
-                del self._running[batch.id]
-                self._pending.extend(pool._finish(batch, found, on_batch))
-            if on_progress is not None:
-                on_progress(len(found) + sum(len(b.results) - b.recorded
-                                             for b in self._running.values()), self._asked)
+        # Until everything sent has its result: open batches stay open for the next ones.
+        pool._settle(self._pending, self._running, found, self._asked, on_batch, on_progress,
+                     busy=lambda batch: bool(_queued(batch)) or _ended(batch))
         for batch in self._running.values():
             _record(batch, found, on_batch)
         if on_progress is not None:
@@ -585,16 +644,6 @@ class EvaluationStream:
             shutil.rmtree(batch.scratch, ignore_errors=True)
         self._running.clear()
         self._pending.clear()
-
-    def _pump(self, longest: float) -> None:
-        """Take what the children sent; feed each that ran out of sent candidates."""
-        self._pool._wait(self._running, longest)
-        for batch in self._running.values():
-            if batch.unsent and len(batch.results) >= batch.sent:
-                _send(batch, self._pool)
-
-    def _open_ones(self) -> list[_Batch]:
-        return [b for b in self._running.values() if b.accepting]
 
     def _open(self) -> _Batch:
         batch = self._pool._dispatch([], 0, stream=True)
@@ -690,12 +739,10 @@ def _tail(path: Path, offset: int, end: int | None = None) -> str:
     try:
         with path.open("rb") as handle:
             if end is None:
-                handle.seek(offset)
-                data = handle.read()
-            else:  # only the last 16 KiB of the range: a chatty candidate may print gigabytes
-                handle.seek(max(offset, end - 16384))
-                data = handle.read(max(0, end - handle.tell()))
-            text = data[-16384:].decode(errors="replace")
+                end = handle.seek(0, os.SEEK_END)
+            # only the last 16 KiB of the range: a chatty candidate may print gigabytes
+            handle.seek(max(offset, end - 16384))
+            text = handle.read(max(0, end - handle.tell())).decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-OUTPUT_TAIL_LINES:])

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from project_o.errors import AgentLoadError, InvalidArgument
 from project_o.runtime.child import ChildPlan
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.loader import load_agent
 from project_o.runtime.params_file import read_params
 from project_o.runtime.sandbox import Limits, scrubbed_env
@@ -40,11 +41,15 @@ QUICK_CHECK_TIMEOUT = 30.0
 QUICK_CHECK_MEMORY = 1024 * 1024 * 1024
 #: characters of a failure kept in the rejection reason
 MAX_REASON = 2000
+#: bytes the checking process may write to its output file (RLIMIT_FSIZE); only the
+#: last MAX_OUTPUT_READ of them are ever read back
+QUICK_CHECK_OUTPUT = 16 * 1024 * 1024
+MAX_OUTPUT_READ = 64 * 1024
 #: how a zygote names this program (``--program``)
 CHECKS_PROGRAM: Final = "project_o.evolution.quick_checks:load"
-#: only the address space is limited, as for any short-lived check run
+#: the address space and what it may write are limited, as for any short-lived check run
 _LIMITS: Final = Limits(memory_bytes=QUICK_CHECK_MEMORY, cpu_seconds=None, open_files=None,
-                        file_size=None, pids=None)
+                        file_size=QUICK_CHECK_OUTPUT, pids=None)
 
 
 async def run_quick_checks(agent: Path, *, timeout: float = QUICK_CHECK_TIMEOUT) -> str | None:
@@ -59,7 +64,7 @@ async def run_quick_checks(agent: Path, *, timeout: float = QUICK_CHECK_TIMEOUT)
         except AgentLoadError as exc:
             status, text = None, f"{exc}\n{exc.traceback or ''}"
         else:
-            text = output.read_text(errors="replace") if output.exists() else ""
+            text = _tail(output)
     if status is not None and status.exit_code == 0:
         return None
     code = "?" if status is None else status.exit_code if status.exit_code is not None \
@@ -67,10 +72,21 @@ async def run_quick_checks(agent: Path, *, timeout: float = QUICK_CHECK_TIMEOUT)
     return f"failed its quick checks (exit {code}): {text.strip()[-MAX_REASON:]}"
 
 
+def _tail(output: Path) -> str:
+    """The end of what the checks printed: a candidate may print without end."""
+    try:
+        with output.open("rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - MAX_OUTPUT_READ))
+            return handle.read(MAX_OUTPUT_READ).decode(errors="replace")
+    except OSError:
+        return ""
+
+
 async def _run_checks(agent: Path, output: Path) -> ExitStatus:
     zygote = await ZygoteHandle.start_program(
         CHECKS_PROGRAM, ["--agent", str(agent)], env=scrubbed_env(),
-        name=f"quick-check zygote for {agent}")
+        name=f"quick-check zygote for {agent}",
+        sandbox=SandboxPolicy(writable=(str(output.parent),)))
     try:
         child = await zygote.fork_child({"output": str(output)})
         child.writer.close()  # the checks report by exit status and output, not frames

@@ -12,6 +12,24 @@ A task file is plain Python with one function::
     SCORE_BOUNDS = (-1e9, 0.0)            # optional (or SCORE_RANGE): scores outside are "gamed"
     STAGES = [(quick, -1.0), (evaluate, None)]   # optional: a cascade, cheap first (.cascade)
 
+or, for a score no candidate can forge, the two-phase form (instead of
+``evaluate`` and ``STAGES``)::
+
+    def run(agent):                       # in the sandboxed evaluator, beside the candidate
+        return outputs                    # plain data (MessagePack: dict, list, str, numbers...)
+
+    def score(outputs) -> dict:           # in the trusted parent, which never ran candidate code
+        return {"score": ...}             # raising: the candidate's outputs are refused ("error")
+
+Which guarantees each form gives (docs/design.md, "Parallel evolution"):
+``evaluate`` scores in the process the candidate runs in, so the tamper
+check (:mod:`.tamper`) raises the bar but code that patches and restores
+within one call, mutates the task's data in place or patches the checker
+itself can still fool it; with ``run``/``score`` the candidate can only
+choose its outputs: the score is computed from them by code, data and
+builtins it never shared a process with, and each candidate runs in an
+evaluator of its own, so it cannot answer for another.
+
 How one candidate is judged (the first half runs in a sandboxed evaluator
 child, the second in the process that runs the evolution; it never trusts
 the child)::
@@ -59,6 +77,7 @@ from project_o.evolution.cascade import (
 from project_o.evolution.genome import Genome
 from project_o.evolution.tamper import Snapshot, describe
 from project_o.runtime.loader import load_agent, load_agent_source
+from project_o.wire.packable import find_unpackable
 
 __all__ = [
     "ARTIFACTS_KEY",
@@ -72,6 +91,7 @@ __all__ = [
     "Task",
     "evaluate_in_process",
     "load_task",
+    "score_outputs",
     "validate_metrics",
 ]
 
@@ -104,6 +124,14 @@ class Task:
     module: ModuleType | None = None
     #: the cascade (:mod:`.cascade`); empty means one stage, ``evaluate``
     stages: tuple[Stage, ...] = ()
+    #: the two-phase form: ``run(agent) -> outputs`` in the sandbox, ``score(outputs)`` outside
+    run: Callable[[Any], Any] | None = None
+    score: Callable[[Any], Any] | None = None
+
+    @property
+    def two_phase(self) -> bool:
+        """Whether the task scores outputs outside the sandbox (``run`` + ``score``)."""
+        return self.run is not None and self.score is not None
 
 
 def load_task(path: str | Path) -> Task:
@@ -112,17 +140,34 @@ def load_task(path: str | Path) -> Task:
     if not source.is_file() or source.suffix != ".py":
         raise InvalidArgument(f"expected a task .py file with evaluate(agent), got {source}")
     module = _import(source)
+    bounds = getattr(module, "SCORE_BOUNDS", getattr(module, "SCORE_RANGE", (-math.inf, math.inf)))
+    low, high = (float(b) for b in bounds)
+    if hasattr(module, "run") or hasattr(module, "score"):
+        return _two_phase(source, module, (low, high))
     evaluate = getattr(module, "evaluate", None)
     if not callable(evaluate) and getattr(module, "STAGES", None) is None:
         raise InvalidArgument(f"{source} defines no evaluate(agent) function; add one that "
                               'returns {"score": float, ...}')
     stages = load_stages(module, evaluate)
-    # SCORE_RANGE: an older name for the same bounds, still accepted.
-    bounds = getattr(module, "SCORE_BOUNDS", getattr(module, "SCORE_RANGE", (-math.inf, math.inf)))
-    low, high = (float(b) for b in bounds)
+    # (SCORE_RANGE above: an older name for the same bounds, still accepted.)
     # A cascade's last stage is the task's evaluate when the file names none.
     return Task(source, evaluate if callable(evaluate) else stages[-1].evaluate, (low, high),
                 module, stages)
+
+
+def _two_phase(source: Path, module: ModuleType, bounds: tuple[float, float]) -> Task:
+    run, score = getattr(module, "run", None), getattr(module, "score", None)
+    if not callable(run) or not callable(score):
+        raise InvalidArgument(f"{source} is a two-phase task: it needs both run(agent) -> "
+                              "outputs and score(outputs) -> dict")
+    if hasattr(module, "evaluate") or hasattr(module, "STAGES"):
+        raise InvalidArgument(f"{source} defines run/score and also evaluate or STAGES; "
+                              "keep one form")
+
+    def evaluate(agent: Any) -> Any:  # the convenience form, for callers in one process
+        return score(run(agent))
+
+    return Task(source, evaluate, bounds, module, (), run, score)
 
 
 def _import(source: Path) -> ModuleType:
@@ -203,7 +248,9 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
             changes = guard.changed_since(before)
         if not changes:
             candidate = Candidate(genome.id, agent, genome.params)
-            if len(task.stages) > 1:
+            if task.run is not None and task.two_phase:
+                staged = {"outputs": _outputs(task.run(candidate))}
+            elif len(task.stages) > 1:
                 metrics, changes, staged = _run_stages(task.stages, candidate, guard)
             else:
                 metrics = _plain(task.evaluate(candidate))
@@ -219,8 +266,10 @@ def evaluate_in_process(task: Task, genome: Genome, scratch: Path, timeout_s: fl
     changes = changes or (guard.code_changed() if guard is not None else [])
     if changes:
         metrics, failure = None, {"kind": "gamed", "reason": describe(changes)}
-        if staged:
+        if "stage" in staged:
             failure["stage"] = staged["stage"]  # where it was caught
+    if failure is not None:  # a two-phase result holds outputs only when nothing failed
+        staged.pop("outputs", None)
     return {"metrics": metrics, "failure": failure, "tampered": bool(changes),
             "time_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
             "memory_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **staged}
@@ -248,6 +297,29 @@ def _load(genome: Genome, scratch: Path) -> Agent:
         return load_agent(genome.write_to(scratch / genome.id, durable=False))
     [(name, text)] = genome.sources.items()
     return load_agent_source(text, str(scratch / genome.id / name))
+
+
+def _outputs(value: Any) -> Any:
+    """What ``run`` returned, if it can travel to the parent; else the candidate's error."""
+    found = find_unpackable(value)
+    if found is not None:
+        path, reason = found
+        raise InvalidArgument(f"run() must return plain data (MessagePack); outputs"
+                              f"{''.join(f'[{step!r}]' for step in path)}: {reason}")
+    return value
+
+
+def score_outputs(task: Task, outputs: Any) -> tuple[Any, dict[str, Any] | None]:
+    """``task.score(outputs)`` in this (trusted) process: (metrics, None) or (None, failure).
+
+    ``score`` raising means the candidate's outputs are not acceptable: an
+    "error" failure of that candidate, with the traceback.
+    """
+    assert task.score is not None
+    try:
+        return _plain(task.score(outputs)), None
+    except Exception as exc:  # noqa: BLE001 - outputs a candidate chose must not stop the run
+        return None, _failure("error", exc)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:

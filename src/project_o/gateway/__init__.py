@@ -18,7 +18,8 @@ pydantic only. It knows the supervisor solely as an :class:`AgentService`
 Modules: ``models`` (JSON bodies), ``bodies``
 (parsing and checking them), ``auth`` (token and check), ``limits`` (body
 size), ``problems`` (error bodies), ``app`` (routes), ``stream`` (the
-WebSocket), ``server`` (running it).
+WebSocket), ``tickets`` (one-time tickets where only a URL can carry
+credentials), ``server`` (running it).
 """
 
 from __future__ import annotations

@@ -8,13 +8,15 @@ What a ``POST /v1/requests`` (or ``/v1/feedback``) passes through, and who may r
 
     LoopbackOnlyMiddleware 403 Host or Origin not a loopback name (DNS rebinding)
     BodyLimitMiddleware   413  body over max_body_bytes (counted as it arrives)
+    FastRequests               POST /v1/requests itself, the same steps below without
+                               the framework's routing (see gateway/fast_path.py)
     routing               404 / 405
     BearerAuth            401  missing or wrong token (before the body is parsed)
     read_body             415 not JSON, 400 invalid JSON, 422 fields wrong or unknown
     service.submit        502 PoisonRequest / RequestFailed, 503 NoInstanceAvailable,
                           504 RequestTimeout
     service.feedback      404 UnknownRequest (no recent request has that id)
-    _reply                502 the agent's output is not JSON
+    dump_json             502 the agent's output is not JSON
                           200 SubmitReply / 202 FeedbackReply
 
 Every refusal has the body ``{"error": {"type", "message", ...}}``
@@ -26,7 +28,7 @@ so bind the gateway to a public address only behind a proxy that guards it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
 from pydantic import BaseModel
@@ -34,13 +36,9 @@ from pydantic import BaseModel
 from project_o import __version__
 from project_o.errors import InvalidArgument
 from project_o.gateway.auth import BearerAuth
-from project_o.gateway.bodies import (
-    check_content_type,
-    dump_json,
-    parse_json,
-    result_payload,
-    validate,
-)
+from project_o.gateway.bodies import read_body
+from project_o.gateway.chat import chat_router, chat_schemas
+from project_o.gateway.fast_path import FastRequests, submit
 from project_o.gateway.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from project_o.gateway.loopback import LoopbackOnlyMiddleware
 from project_o.gateway.models import (
@@ -53,16 +51,17 @@ from project_o.gateway.models import (
     HealthReply,
     SubmitReply,
     SubmitRequest,
+    TicketReply,
     VersionsReply,
 )
 from project_o.gateway.problems import install_error_handlers, service_method
 from project_o.gateway.quarantine_routes import quarantine_routes
-from project_o.gateway.stream import STREAM_PATH, TOKEN_QUERY_PARAMETER, StreamSession
-from project_o.supervisor.api import AgentService, RequestResult
+from project_o.gateway.stream import STREAM_PATH, STREAM_TICKET_TTL_S, StreamSession
+from project_o.gateway.tickets import TICKET_PARAMETER, TicketBook
+from project_o.supervisor.api import AgentService
 
 __all__ = ["create_app", "read_body", "read_feedback", "read_submission"]
 
-_M = TypeVar("_M", bound=BaseModel)
 #: adds routes to the app: ``mount(app, service, token)``
 Mount = Callable[[FastAPI, AgentService, str], object]
 
@@ -146,7 +145,7 @@ def _with_body_defs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         document = generate()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in _BODY_DEFS.items():
+        for name, schema in {**_BODY_DEFS, **chat_schemas()}.items():
             schemas.setdefault(name, schema)
         return document
 
@@ -163,10 +162,11 @@ are open (they change nothing).
 WebSocket routes are not part of OpenAPI, so here is this one.
 
 * **Auth**: the `Authorization: Bearer <token>` header, or — for browsers,
-  which cannot set headers on a WebSocket — the query parameter
-  `{STREAM_PATH}?{TOKEN_QUERY_PARAMETER}=<token>`. A missing or wrong token
-  gets HTTP 401 instead of the upgrade. A token in a URL can end up in logs:
-  prefer the header where you can.
+  which cannot set headers on a WebSocket — a ticket: `POST /v1/tickets`
+  (with the header) returns one, good once, for `{STREAM_PATH}` only, for
+  {STREAM_TICKET_TTL_S:g} s; connect to `{STREAM_PATH}?{TICKET_PARAMETER}=<ticket>`.
+  The token itself is never accepted in a URL (URLs end up in logs). Missing,
+  wrong, used or expired credentials get HTTP 401 instead of the upgrade.
 * **Send** one JSON text message per request, the body of `POST /v1/requests`:
   `{{"input": ..., "deadline_ms": 2000}}` (`deadline_ms` optional). Requests on
   one socket are served one after another.
@@ -188,11 +188,13 @@ WebSocket routes are not part of OpenAPI, so here is this one.
 
 def create_app(
     service: AgentService, *, token: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    mounts: Sequence[Mount] = (),
+    mounts: Sequence[Mount] = (), tickets: TicketBook | None = None,
 ) -> FastAPI:
     """The gateway's ASGI application, serving ``service`` to holders of ``token``.
 
     ``max_body_bytes`` bounds HTTP bodies and WebSocket messages alike.
+    ``tickets``: the book of one-time tickets (a fresh one by default; pass
+    one with an injected clock to test expiry).
     ``mounts``: each is called ``mount(app, service, token)`` to add routes
     of its own (the supervisor mounts the dashboard under ``/ui/`` so).
     """
@@ -208,14 +210,20 @@ def create_app(
         description=_DESCRIPTION,
     )
     install_error_handlers(app)
+    auth = BearerAuth(token)
+    # innermost first: the hot route is answered inside the loopback and size checks
+    app.add_middleware(FastRequests, service=service, auth=auth)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(LoopbackOnlyMiddleware)  # outermost: checked before anything else
-    auth = BearerAuth(token)
+    # One book for every ticket this gateway issues (the dashboard's login too).
+    tickets = app.state.tickets = tickets if tickets is not None else TicketBook()
     app.include_router(_open_routes(service))
     app.include_router(_v1_routes(service, auth))
+    app.include_router(_ticket_routes(auth, tickets))
     app.include_router(_evolution_routes(service, auth))
     app.include_router(quarantine_routes(service, auth, _QUARANTINE_ERRORS))
-    app.include_router(_stream_route(service, auth, max_body_bytes))
+    app.include_router(chat_router(service, auth, {**_V1_ERRORS, **_SUBMIT_ERRORS}))
+    app.include_router(_stream_route(service, auth, tickets, max_body_bytes))
     for mount in mounts:
         mount(app, service, token)
     _with_body_defs(app)
@@ -266,10 +274,8 @@ def _v1_routes(service: AgentService, auth: BearerAuth) -> APIRouter:
         submission: Annotated[SubmitRequest, Depends(read_submission)],
     ) -> Response:
         """Send one input to the agent and wait for its output."""
-        deadline_ms = submission.deadline_ms
-        deadline_s = None if deadline_ms is None else deadline_ms / 1000
-        result = await service.submit(submission.input, deadline_s=deadline_s)
-        return _reply(result)
+        # FastRequests answers this route before it gets here; the same code either way
+        return await submit(service, submission)
 
     @router.post(
         "/feedback",
@@ -373,20 +379,32 @@ async def read_experiment(request: Request) -> ExperimentRequest:
     return await read_body(request, ExperimentRequest, '{"kind": "shadow", "candidate": {...}}')
 
 
-def _stream_route(service: AgentService, auth: BearerAuth, max_message_bytes: int) -> APIRouter:
-    router = APIRouter()
+def _ticket_routes(auth: BearerAuth, tickets: TicketBook) -> APIRouter:
+    router = APIRouter(prefix="/v1", dependencies=[Depends(auth)], responses=_V1_ERRORS)
 
-    @router.websocket(STREAM_PATH)
-    async def stream(websocket: WebSocket) -> None:
-        await StreamSession(websocket, service, max_message_bytes=max_message_bytes).run(auth)
+    @router.post("/tickets", response_model=TicketReply, tags=["streaming"])
+    async def issue_ticket() -> TicketReply:
+        """A one-time ticket for the `/v1/stream` WebSocket, where headers cannot be set.
+
+        Good once, at `/v1/stream` only, for 30 seconds: connect to
+        `/v1/stream?ticket=<ticket>`. The API token is never accepted in a URL.
+        """
+        ticket = tickets.issue(STREAM_PATH, STREAM_TICKET_TTL_S)
+        return TicketReply(ticket=ticket, path=STREAM_PATH, expires_in_s=STREAM_TICKET_TTL_S)
 
     return router
 
 
-async def read_body(request: Request, model: type[_M], example: str = '{"input": ...}') -> _M:
-    """Parse and validate a JSON body as ``model`` (415, 400, 422)."""
-    check_content_type(request.headers.get("content-type"))
-    return validate(model, parse_json(await request.body(), example=example))
+def _stream_route(service: AgentService, auth: BearerAuth, tickets: TicketBook,
+                  max_message_bytes: int) -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket(STREAM_PATH)
+    async def stream(websocket: WebSocket) -> None:
+        session = StreamSession(websocket, service, max_message_bytes=max_message_bytes)
+        await session.run(auth, tickets)
+
+    return router
 
 
 async def read_submission(request: Request) -> SubmitRequest:
@@ -398,8 +416,3 @@ async def read_feedback(request: Request) -> FeedbackRequest:
     """Parse and validate the body of ``POST /v1/feedback`` (415, 400, 422)."""
     return await read_body(request, FeedbackRequest, '{"request_id": "...", "score": 1}')
 
-
-def _reply(result: RequestResult) -> Response:
-    """``result`` as JSON; a 502 if the agent's output cannot be JSON."""
-    body = dump_json(result_payload(result), request_id=result.request_id)
-    return Response(body, media_type="application/json")

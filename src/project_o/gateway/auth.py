@@ -31,16 +31,25 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from project_o.errors import InvalidArgument
 from project_o.gateway.problems import APIError
 
-__all__ = ["TOKEN_ENTROPY_BYTES", "TOKEN_ENV", "TOKEN_FILENAME", "BearerAuth", "resolve_token"]
+__all__ = [
+    "TOKEN_ENTROPY_BYTES",
+    "TOKEN_ENV",
+    "TOKEN_FILENAME",
+    "BearerAuth",
+    "bearer_token",
+    "resolve_token",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +63,17 @@ _TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _REALM = "project-o"
 
 
-def resolve_token(vault_dir: Path) -> tuple[str, bool]:
+def resolve_token(vault_dir: Path, env: Mapping[str, str] | None = None) -> tuple[str, bool]:
     """The API token and whether it was generated just now (print it once, then).
+
+    ``env`` (default ``os.environ``) is where ``$PROJECT_O_TOKEN`` is looked
+    up: the supervisor passes the secrets it took out of its environment.
 
     Raises :class:`~project_o.errors.InvalidArgument` if the environment
     variable or the token file holds something that cannot be a Bearer
     token.
     """
-    from_env = os.environ.get(TOKEN_ENV, "").strip()
+    from_env = (os.environ if env is None else env).get(TOKEN_ENV, "").strip()
     if from_env:
         return _checked(from_env, f"${TOKEN_ENV}"), False
     path = Path(vault_dir) / TOKEN_FILENAME
@@ -193,6 +205,16 @@ class BearerAuth:
                 f"`{TOKEN_FILENAME}` file",
                 challenge=f'Bearer realm="{_REALM}", error="invalid_token"',
             )
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header, as HTTPBearer reads it.
+
+    For the places that read the header without FastAPI's dependency (the
+    fast path, the WebSocket upgrade): None where HTTPBearer finds none.
+    """
+    scheme, credentials = get_authorization_scheme_param(header)
+    return credentials if header and credentials and scheme.lower() == "bearer" else None
 
 
 def _unauthorized(message: str, *, challenge: str) -> APIError:

@@ -12,6 +12,7 @@
               201 ◀──   {"id", "kind", "candidate_version", ...}           ExperimentSummary
           4xx/5xx ◀──   {"error": {"type", "message", ...}}                 ErrorReply
     GET /healthz  ◀──   {"ok": true}                                        HealthReply
+    POST /v1/tickets ◀─ {"ticket", "path", "expires_in_s"}                  TicketReply
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "SourceCandidate",
     "SubmitReply",
     "SubmitRequest",
+    "TicketReply",
     "VersionInfo",
     "VersionsReply",
 ]
@@ -277,3 +279,11 @@ class ExperimentSummary(BaseModel):
     baseline_version: str | None
     stage: str
     status: str
+
+
+class TicketReply(BaseModel):
+    """A one-time ticket: the API token's stand-in in a WebSocket URL."""
+
+    ticket: str = Field(description="Good once, at `path` only, for `expires_in_s` seconds.")
+    path: str = Field(description="The one path it opens: `/v1/stream`.")
+    expires_in_s: float = Field(description="Seconds it stays valid from now.")

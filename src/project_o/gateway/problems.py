@@ -33,9 +33,12 @@ from project_o.errors import NoInstanceAvailable, ServiceError
 
 __all__ = [
     "APIError",
+    "api_error_response",
     "describe_validation_errors",
     "error_body",
     "install_error_handlers",
+    "service_error_response",
+    "service_method",
 ]
 
 
@@ -100,8 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
+def service_error_response(exc: ServiceError) -> JSONResponse:
+    """The answer to a :class:`ServiceError` (503 also says when to retry)."""
     headers = {}
     if isinstance(exc, NoInstanceAvailable):
         # Retry-After takes whole seconds (RFC 9110 §10.2.3); never say 0.
@@ -110,13 +113,23 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
+def api_error_response(exc: APIError) -> JSONResponse:
+    """The answer to an :class:`APIError` the gateway raised itself."""
+    body = error_body(exc.error_type, exc.detail, **exc.extra)
+    return JSONResponse(body, status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return service_error_response(exc)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, APIError):
-        body = error_body(exc.error_type, exc.detail, **exc.extra)
-    else:
-        message = f"{exc.detail} ({request.method} {request.url.path}); /openapi.json lists the API"
-        body = error_body(_type_from_status(exc.status_code), message)
+        return api_error_response(exc)
+    message = f"{exc.detail} ({request.method} {request.url.path}); /openapi.json lists the API"
+    body = error_body(_type_from_status(exc.status_code), message)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))

@@ -13,6 +13,14 @@ uvicorn is written to own its process; as a guest it must not::
           · aclose() / cancellation: stop listening, let requests in flight
             finish (at most graceful_shutdown_s), then return
 
+httptools parses HTTP where it is installed (a dependency; h11 otherwise).
+uvloop runs the supervisor's loop only when asked (``PROJECT_O_LOOP=uvloop``
+and uvloop installed; :func:`loop_factory`, used by the process that owns
+the loop: a guest server cannot choose its host's loop): under a storm of
+``kill -9`` of instances it reset client connections in the test suite,
+where the standard loop does not, and it gained little once the hot route
+was fast (docs/design.md, "HTTP").
+
 ``port=0`` picks a free port; :attr:`GatewayServer.port` tells which.
 ``ws_max_size`` caps one WebSocket message at the protocol level (the
 connection closes with 1009 past it), before the application buffers it.
@@ -22,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import os
 import socket
 from collections.abc import Callable, Generator
 from types import TracebackType
@@ -38,6 +48,8 @@ __all__ = [
     "DEFAULT_WS_MAX_SIZE",
     "GRACEFUL_SHUTDOWN_S",
     "GatewayServer",
+    "http_implementation",
+    "loop_factory",
     "serve",
 ]
 
@@ -51,6 +63,27 @@ DEFAULT_PORT = 8700
 GRACEFUL_SHUTDOWN_S = 5
 # uvicorn's own default cap on one WebSocket message (16 MiB).
 DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
+
+
+#: set to "uvloop" to run the supervisor on uvloop's loop (where it is installed)
+LOOP_ENV = "PROJECT_O_LOOP"
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when ``PROJECT_O_LOOP=uvloop`` asks for it and it is installed."""
+    if os.environ.get(LOOP_ENV, "").lower() != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def http_implementation() -> str:
+    """``"httptools"`` (a C parser) when it is installed, else ``"h11"``."""
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 class _GuestServer(uvicorn.Server):
@@ -105,6 +138,7 @@ class GatewayServer:
             host=host,
             port=port,
             lifespan="on",
+            http=http_implementation(),
             log_level=log_level,
             # The host process configures logging; uvicorn must not replace it.
             log_config=None,

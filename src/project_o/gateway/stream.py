@@ -3,9 +3,10 @@
 ::
 
     client                                     gateway                         service
-    ── upgrade /v1/stream ────────────────▶  token from `Authorization: Bearer`, or
-       (?token=... where headers cannot        the `token` query parameter; missing or
-        be set: browsers)                      wrong: HTTP 401 instead of the upgrade
+    ── upgrade /v1/stream ────────────────▶  `Authorization: Bearer <token>`, or
+       (?ticket=T where headers cannot         a one-time ticket from POST /v1/tickets
+        be set: browsers)                      (30 s, this path only); missing, wrong,
+                                               used or expired: HTTP 401, no upgrade
     ── {"input": ..., "deadline_ms"?} ────▶  checked like POST /v1/requests
     ◀── {"type": "accepted", "request_id"}    submit(input, request_id=, on_event=) ───▶
     ◀── {"type": "event", "data": ...}  ×N ◀── on_event(e), for each ctx.emit(e)
@@ -40,17 +41,23 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from project_o.errors import ServiceError
-from project_o.gateway.auth import BearerAuth
+from project_o.gateway.auth import BearerAuth, bearer_token
 from project_o.gateway.bodies import dump_json, parse_json, result_payload, validate
 from project_o.gateway.models import SubmitRequest
 from project_o.gateway.problems import APIError, error_body
+from project_o.gateway.tickets import TICKET_PARAMETER, TicketBook
 from project_o.supervisor.api import AgentService
+from project_o.wire.packable import Packed
 
-__all__ = ["MAX_BUFFERED_EVENTS", "STREAM_PATH", "TOKEN_QUERY_PARAMETER", "StreamSession"]
+__all__ = ["MAX_BUFFERED_EVENTS", "STREAM_PATH", "STREAM_TICKET_TTL_S", "StreamSession"]
 
 STREAM_PATH: Final = "/v1/stream"
-#: browsers cannot set headers on a WebSocket, so the token may come in the URL
-TOKEN_QUERY_PARAMETER: Final = "token"
+#: a stream ticket is fetched just before the upgrade: 30 s covers a slow
+#: client, and a URL found later in a log is spent or expired
+STREAM_TICKET_TTL_S: Final = 30.0
+#: the query parameter the token once travelled in; refused with a pointer to tickets
+_RETIRED_TOKEN_PARAMETER: Final = "token"
+_CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="project-o", error="invalid_token"'}
 #: events held for a client that reads slower than the agent emits; an LLM
 #: streams a few hundred tokens a second, so this is tens of seconds of lag
 MAX_BUFFERED_EVENTS: Final = 10_000
@@ -112,9 +119,9 @@ class StreamSession:
         self._service = service
         self._max_message_bytes = max_message_bytes
 
-    async def run(self, auth: BearerAuth) -> None:
+    async def run(self, auth: BearerAuth, tickets: TicketBook) -> None:
         """Authenticate, accept, then answer requests until the client leaves."""
-        if not await self._authenticate(auth):
+        if not await self._authenticate(auth, tickets):
             return
         await self._ws.accept()
         try:
@@ -126,13 +133,9 @@ class StreamSession:
         except _Gone:
             return
 
-    async def _authenticate(self, auth: BearerAuth) -> bool:
+    async def _authenticate(self, auth: BearerAuth, tickets: TicketBook) -> bool:
         try:
-            auth.check(
-                _presented_token(self._ws),
-                how="send the header `Authorization: Bearer <token>` or, where headers "
-                f"cannot be set, the query parameter `?{TOKEN_QUERY_PARAMETER}=<token>`",
-            )
+            _check_credentials(self._ws, auth, tickets)
         except APIError as exc:
             await self._deny(exc)
             return False
@@ -176,7 +179,7 @@ class StreamSession:
         deadline_ms = submission.deadline_ms
         task = asyncio.ensure_future(
             self._service.submit(
-                submission.input,
+                Packed.of(submission.input),  # walked once by validate(), never again
                 deadline_s=None if deadline_ms is None else deadline_ms / 1000,
                 request_id=request_id,
                 on_event=events.put,
@@ -236,12 +239,27 @@ class StreamSession:
             raise _Gone from exc
 
 
-def _presented_token(websocket: WebSocket) -> str | None:
+def _check_credentials(websocket: WebSocket, auth: BearerAuth, tickets: TicketBook) -> None:
+    """Pass a Bearer header with the token, or a live ticket for this path; else a 401."""
     header = websocket.headers.get("authorization")
     if header is not None:
-        scheme, _, credentials = header.partition(" ")
-        return credentials.strip() if scheme.lower() == "bearer" else None
-    return websocket.query_params.get(TOKEN_QUERY_PARAMETER)
+        auth.check(bearer_token(header))
+        return
+    query = websocket.query_params
+    if _RETIRED_TOKEN_PARAMETER in query:
+        raise APIError(401, "Unauthorized", "the API token is not accepted in a URL (it would "
+                       "end up in logs); send `Authorization: Bearer <token>`, or POST "
+                       f"/v1/tickets and connect with `?{TICKET_PARAMETER}=<ticket>`",
+                       headers=_CHALLENGE)
+    ticket = query.get(TICKET_PARAMETER)
+    if ticket is None:
+        auth.check(None, how="send the header `Authorization: Bearer <token>` or, where "
+                   "headers cannot be set, POST /v1/tickets and connect with "
+                   f"`?{TICKET_PARAMETER}=<ticket>`")
+    elif not tickets.redeem(ticket, STREAM_PATH):
+        raise APIError(401, "Unauthorized", "the ticket is unknown, already used, expired or "
+                       f"issued for another path; POST /v1/tickets for a fresh one (good once, "
+                       f"for {STREAM_TICKET_TTL_S:g} s)", headers=_CHALLENGE)
 
 
 def _error_message(

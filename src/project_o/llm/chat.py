@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import json
 import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -50,12 +49,16 @@ from project_o.wire import ensure_packable
 
 #: makes one write durable, returning once it is: the agent's journal
 #: (``project_o.agent.store.DurableWrite``), spelled out because ``llm`` sits below ``agent``
+#: (it returns ``APPLIED`` when it applied the write itself, in WAL order)
 DurableWrite = Callable[[str, dict[str, Any]], object]
+#: the same, awaited (what an ``async`` handler's journal offers)
+DurableWriteAsync = Callable[[str, dict[str, Any]], Awaitable[object]]
 
 __all__ = [
     "DEFAULT_CONVERSATION",
     "IDLE_SLICE",
     "LLM",
+    "CompletionClient",
     "FunctionTool",
     "LLMConfig",
     "LLMError",
@@ -76,6 +79,23 @@ _TOOL_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool"})
 #: chat() arguments the client sets itself
 _RESERVED: Final = frozenset({"messages", "tools", "stream", "stream_options"})
+
+
+class CompletionClient(Protocol):
+    """Makes one completion: :class:`~project_o.llm.client.LLMClient` over HTTP, or
+    :class:`~project_o.llm.remote.RemoteClient` through the supervisor (inside an instance)."""
+
+    def complete(
+        self, messages: Sequence[Mapping[str, Any]], *,
+        tools: Sequence[Mapping[str, Any]] | None = None, stream: bool = False,
+        on_token: TokenCallback | None = None, options: Mapping[str, Any] | None = None,
+    ) -> Completion: ...
+
+    async def complete_async(
+        self, messages: Sequence[Mapping[str, Any]], *,
+        tools: Sequence[Mapping[str, Any]] | None = None, stream: bool = False,
+        on_token: TokenCallback | None = None, options: Mapping[str, Any] | None = None,
+    ) -> Completion: ...
 
 
 @runtime_checkable
@@ -144,7 +164,12 @@ class LLM:
     """What agent code sees as ``ctx.llm``.
 
     ``tools`` supplies the agent's own tools (used by ``chat(tools=True)``);
-    ``client`` may be given to inject the backoff's randomness and sleep.
+    ``client`` makes the completions (default: an HTTP
+    :class:`~project_o.llm.client.LLMClient` for ``config``; inside an
+    instance, a :class:`~project_o.llm.remote.RemoteClient`: the supervisor
+    calls the model, and the key never enters the process).
+    ``journal_async`` is the awaited form of ``journal`` that :meth:`achat` uses
+    when given.
     With ``idle`` (the runtime's heartbeat hook), each HTTP call runs on a
     worker thread while the calling thread calls ``idle()`` at least every
     :data:`IDLE_SLICE` seconds and delivers the streamed tokens itself, so
@@ -159,15 +184,17 @@ class LLM:
         journal: DurableWrite,
         *,
         tools: Callable[[], Sequence[LLMTool]] | None = None,
-        client: LLMClient | None = None,
+        client: CompletionClient | None = None,
         clock: Callable[[], float] = time.time,
         idle: Callable[[], None] | None = None,
+        journal_async: DurableWriteAsync | None = None,
     ) -> None:
         self.config = config
         self._history = history
         self._journal = journal
+        self._journal_async = journal_async
         self._tools = tools
-        self._client = client if client is not None else LLMClient(config)
+        self._client: CompletionClient = client if client is not None else LLMClient(config)
         self._clock = clock
         self._idle = idle
         self._request_id: Any = None
@@ -216,12 +243,6 @@ class LLM:
         if self._journal(LLM_FORGET, data) is not APPLIED:
             self._history.apply(LLM_FORGET, data)
 
-    async def achat(self, messages: str | Sequence[Mapping[str, Any]],
-                    **options: Any) -> LLMReply:
-        """:meth:`chat`, awaitable: it runs on a worker thread, so an ``async def``
-        handler's event loop serves other requests meanwhile."""
-        return await asyncio.to_thread(functools.partial(self.chat, messages, **options))
-
     def chat(
         self,
         messages: str | Sequence[Mapping[str, Any]],
@@ -249,6 +270,51 @@ class LLM:
         Raises LLMError when the model cannot be reached or answers
         nonsense, InvalidArgument for a bad call.
         """
+        run, steps = self._start(messages, system, tools, stream, on_token, conversation,
+                                 max_steps, options)
+        reply = run.loop(steps)
+        data = self._record(conversation, reply)
+        if self._journal(LLM_EXCHANGE, data) is not APPLIED:
+            self._history.apply(LLM_EXCHANGE, data)
+        return reply
+
+    async def achat(
+        self,
+        messages: str | Sequence[Mapping[str, Any]],
+        *,
+        system: str | None = None,
+        tools: bool | Sequence[LLMTool] = False,
+        stream: bool = False,
+        on_token: TokenCallback | None = None,
+        conversation: str | None = DEFAULT_CONVERSATION,
+        max_steps: int | None = None,
+        **options: Any,
+    ) -> LLMReply:
+        """:meth:`chat` for ``async`` handlers: the event loop serves others while it waits.
+
+        Tools run as in :meth:`chat`, each on a worker thread (a tool may block);
+        ``on_token`` is called on the loop.
+        """
+        run, steps = self._start(messages, system, tools, stream, on_token, conversation,
+                                 max_steps, options)
+        reply = await run.aloop(steps)
+        data = self._record(conversation, reply)
+        if self._journal_async is not None:
+            applied = await self._journal_async(LLM_EXCHANGE, data)
+        else:
+            applied = self._journal(LLM_EXCHANGE, data)
+        if applied is not APPLIED:
+            self._history.apply(LLM_EXCHANGE, data)
+        return reply
+
+    # -- internals ----------------------------------------------------------
+
+    def _start(
+        self, messages: str | Sequence[Mapping[str, Any]], system: str | None,
+        tools: bool | Sequence[LLMTool], stream: bool, on_token: TokenCallback | None,
+        conversation: str | None, max_steps: int | None, options: Mapping[str, Any],
+    ) -> tuple[_Run, int]:
+        """Check one chat's arguments; its tool loop, and how many tool rounds it may take."""
         new = _user_messages(messages)
         toolbox = self._toolbox(tools)
         _check_options(options)
@@ -259,11 +325,7 @@ class LLM:
             self._history.messages(conversation) if conversation is not None else [])
         token_sink = on_token if on_token is not None else self._on_token
         run = _Run(self, head, new, toolbox, token_sink if stream else None, stream, options)
-        reply = run.loop(steps)
-        self._record(conversation, reply)
-        return reply
-
-    # -- internals ----------------------------------------------------------
+        return run, steps
 
     def _toolbox(self, tools: bool | Sequence[LLMTool]) -> dict[str, LLMTool]:
         if tools is False:
@@ -282,7 +344,8 @@ class LLM:
             toolbox[tool.name] = tool
         return toolbox
 
-    def _record(self, conversation: str | None, reply: LLMReply) -> None:
+    def _record(self, conversation: str | None, reply: LLMReply) -> dict[str, Any]:
+        """The ``llm_exchange`` entry of ``reply`` (journaled by the caller, then applied)."""
         data = {
             "conversation": conversation,
             "messages": _redacted(list(reply.messages), self.config),
@@ -293,8 +356,7 @@ class LLM:
             "at": self._clock(),
         }
         ensure_packable(data, "llm exchange")
-        if self._journal(LLM_EXCHANGE, data) is not APPLIED:
-            self._history.apply(LLM_EXCHANGE, data)
+        return data
 
     def _record_failure(self, usage: Usage, model: str, error: LLMError) -> None:
         data = {"model": model, "usage": usage.to_dict(), "error": str(error),
@@ -321,22 +383,57 @@ class _Run:
         self.results: list[ToolResult] = []
 
     def loop(self, max_steps: int) -> LLMReply:
-        for step in range(1, max_steps + 2):
-            completion = self._ask()
-            if not completion.tool_calls or not self.toolbox:
-                # Calls nobody answers stay out of the history: the API refuses
-                # an assistant's tool call that no tool message follows.
-                self.transcript.append({"role": "assistant", "content": completion.text})
+        step = 1
+        while (reply := self._step(self._ask(), step, max_steps)) is None:
+            step += 1
+        return reply
+
+    async def aloop(self, max_steps: int) -> LLMReply:
+        step = 1
+        while True:
+            completion = await self._ask_async()
+            calls = self._tool_round(completion, step, max_steps)
+            if calls is None:
                 return self._reply(completion, step)
-            self.transcript.append(completion.message())
-            if step > max_steps:
-                break
-            for call in completion.tool_calls:
-                self.transcript.append(self._run_tool(call))
-        error = LLMError(f"the model still asked for tools after {max_steps} tool rounds; "
-                         "raise max_steps or simplify the task")
-        self._fail(error, completion.model)
-        raise error
+            for call in calls:  # a tool may block: never on the loop
+                self.transcript.append(await asyncio.to_thread(self._run_tool, call))
+            step += 1
+
+    def _step(self, completion: Completion, step: int, max_steps: int) -> LLMReply | None:
+        """Take one answer: the final reply, or None once the tools it asked for have run."""
+        calls = self._tool_round(completion, step, max_steps)
+        if calls is None:
+            return self._reply(completion, step)
+        for call in calls:
+            self.transcript.append(self._run_tool(call))
+        return None
+
+    def _tool_round(self, completion: Completion, step: int,
+                    max_steps: int) -> tuple[ToolCall, ...] | None:
+        """Record one answer; the tool calls to run next, or None if it is the final one."""
+        if not completion.tool_calls or not self.toolbox:
+            # Calls nobody answers stay out of the history: the API refuses
+            # an assistant's tool call that no tool message follows.
+            self.transcript.append({"role": "assistant", "content": completion.text})
+            return None
+        self.transcript.append(completion.message())
+        if step > max_steps:
+            error = LLMError(f"the model still asked for tools after {max_steps} tool rounds; "
+                             "raise max_steps or simplify the task")
+            self._fail(error, completion.model)
+            raise error
+        return completion.tool_calls
+
+    async def _ask_async(self) -> Completion:
+        try:
+            completion = await self.llm._client.complete_async(
+                self.head + self.transcript, tools=self.specs, stream=self.stream,
+                on_token=self.on_token, options=self.options)
+        except LLMError as error:
+            self._fail(error, self.llm.model)
+            raise
+        self.usage += completion.usage
+        return completion
 
     def _ask(self) -> Completion:
         messages = self.head + self.transcript

@@ -28,8 +28,10 @@ AttributeError. The ``openai`` package is imported on first use.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +137,7 @@ class LLMClient:
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
         self._sdk: Any = None
+        self._sdk_lock = threading.Lock()  # the supervisor calls from several threads
 
     def chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The reply text to ``messages`` (what the ``llm_rewrite`` operator needs)."""
@@ -162,6 +165,27 @@ class LLMClient:
                     raise self._give_up(failure, attempt) from failure
                 self._sleep(self.backoff(attempt, failure.retry_after))
         raise AssertionError("unreachable: the loop returns or raises")
+
+    async def complete_async(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        stream: bool = False,
+        on_token: TokenCallback | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """:meth:`complete` on a worker thread; ``on_token`` is called on the event loop."""
+        loop = asyncio.get_running_loop()
+        forward: TokenCallback | None = None
+        if on_token is not None:
+            sink = on_token
+
+            def forward(piece: str) -> None:
+                loop.call_soon_threadsafe(sink, piece)
+        # The tokens are scheduled before the result is, so all arrive before it.
+        return await asyncio.to_thread(self.complete, messages, tools=tools, stream=stream,
+                                       on_token=forward, options=options)
 
     def backoff(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1-based); see the module docstring."""
@@ -251,15 +275,16 @@ class LLMClient:
         return self._error(f"answered HTTP {status}: {detail}; {hint}", status=status)
 
     def _client(self) -> Any:
-        if self._sdk is None:
-            try:
-                import openai
-            except ImportError as exc:
-                raise LLMError(_INSTALL_HINT) from exc
-            self._sdk = openai.OpenAI(api_key=self.config.sdk_api_key,
-                                      base_url=self.config.base_url,
-                                      timeout=self.config.timeout, max_retries=0)
-        return self._sdk
+        with self._sdk_lock:
+            if self._sdk is None:
+                try:
+                    import openai
+                except ImportError as exc:
+                    raise LLMError(_INSTALL_HINT) from exc
+                self._sdk = openai.OpenAI(api_key=self.config.sdk_api_key,
+                                          base_url=self.config.base_url,
+                                          timeout=self.config.timeout, max_retries=0)
+            return self._sdk
 
     # -- errors ---------------------------------------------------------------
 

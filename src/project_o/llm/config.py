@@ -2,19 +2,19 @@
 
 ::
 
-    environment (supervisor side)            LLMConfig                   instance
-    PROJECT_O_LLM_BASE_URL | OPENAI_BASE_URL ─► base_url      ─ to_env() ─► scrubbed_env(extra=...)
-    PROJECT_O_LLM_API_KEY  | OPENAI_API_KEY  ─► api_key       (or to_dict() into the fork config)
-    PROJECT_O_LLM_MODEL                      ─► model           ─► LLMConfig.from_env() / from_dict()
-    PROJECT_O_LLM_TIMEOUT, _MAX_RETRIES      ─► timeout, max_retries
+    environment (supervisor side)            LLMConfig (supervisor)       instance
+    PROJECT_O_LLM_BASE_URL | OPENAI_BASE_URL ─► base_url    (stays here)
+    PROJECT_O_LLM_API_KEY  | OPENAI_API_KEY  ─► api_key     (stays here)
+    PROJECT_O_LLM_MODEL                      ─► model       ─ for_instances() ─► the fork config:
+    PROJECT_O_LLM_TIMEOUT, _MAX_RETRIES      ─► timeout, max_retries              model, tool rounds
 
 Nothing configured (no base URL, no key, no model) means no LLM:
 :meth:`LLMConfig.from_env` returns None, ``ctx.llm`` is None and agents
 say so plainly instead of inventing an answer.
 
-Instances run with a scrubbed environment (``PROJECT_O_*`` and names that
-look like secrets are not copied), so the supervisor has to hand the
-configuration over explicitly. The key is kept out of ``repr`` and out of
+Instances never get the endpoint or the key: their ``ctx.llm`` sends each
+completion to the supervisor, which makes it with this configuration
+(``supervisor/llm_proxy.py``). The key is kept out of ``repr`` and out of
 every error message and journal entry.
 """
 
@@ -141,6 +141,14 @@ class LLMConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every setting, the key included: for a private channel, never for a log."""
         return asdict(self)
+
+    def for_instances(self) -> dict[str, Any]:
+        """What an instance is told: the model and its tool rounds, no endpoint and no key.
+
+        Instances reach the model only through the supervisor
+        (``llm_call`` frames), so agent code never holds the key.
+        """
+        return {"model": self.model, "max_tool_steps": self.max_tool_steps}
 
     def describe(self) -> dict[str, Any]:
         """The settings safe to show (status pages, logs): the key only as present or not."""

@@ -13,7 +13,8 @@ code), ``zygote`` (the forking process: one for every kind of sandboxed
 child, its ``enter_child`` the one place the sandbox is applied),
 ``child`` (what a zygote's children run: the program protocol),
 ``instance_program`` (the program whose children are instances),
-``sandbox`` / ``cgroup`` / ``procctl`` (isolation), ``instance`` /
+``confine`` (the sandbox's layers, applied to the zygote before agent code
+is imported), ``sandbox`` / ``cgroup`` / ``procctl`` (per-child isolation), ``instance`` /
 ``channel`` / ``state`` / ``config`` (the instance's loop), ``loader``
 (agent code -> Agent).
 

@@ -120,8 +120,13 @@ def _host() -> CgroupTree:
     return CgroupTree()
 
 
-def cgroup_available() -> bool:
-    """Whether per-instance cgroups (memory.max, pids.max) can be created on this host."""
+def cgroup_available(*, fresh: bool = False) -> bool:
+    """Whether per-instance cgroups (memory.max, pids.max) can be created on this host.
+
+    The answer is probed once; ``fresh`` probes again (after the process lost rights).
+    """
+    if fresh:
+        _host.cache_clear()
     return _host().available
 
 

@@ -7,8 +7,14 @@
 
     receive(timeout) ── frames already decoded? ─► the oldest
                      └─ poll(timeout) ── nothing ──────► None (the caller sends a heartbeat)
-                                     └─ recv ─► FrameDecoder ─► Message | ProtocolError
-                                                EOF ─────────► ConnectionClosed
+                                     └─ recvmsg ─► FrameDecoder ─► Message | ProtocolError
+                                                   │  EOF ────────► ConnectionClosed
+                                                   └─ descriptors passed with the bytes
+                                                      (SCM_RIGHTS) ─► take_fd()
+
+A descriptor arrives with the first bytes of the frame that announces it
+(the ``restore`` frame's sealed checkpoint), so it is here by the time
+that frame is decoded.
 
 ``poll`` rather than ``epoll`` or ``selectors``: it needs no descriptor of
 its own, so the instance's descriptor table stays exactly stdio + socket.
@@ -16,6 +22,8 @@ its own, so the instance's descriptor table stays exactly stdio + socket.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
 import socket
 import time
@@ -30,6 +38,10 @@ __all__ = ["Channel"]
 # Bytes asked of one recv(): a few syscalls for a large frame, little
 # memory for a small one.
 _RECV_CHUNK: Final = 256 * 1024
+# Descriptors taken from one recvmsg(); the supervisor sends one at a time.
+_MAX_FDS: Final = 4
+# Descriptors kept waiting for take_fd(); beyond this the oldest is closed.
+_FDS_KEPT: Final = 4
 
 
 class Channel:
@@ -45,6 +57,7 @@ class Channel:
         self.max_frame_size = max_frame_size
         self._decoder = FrameDecoder(max_frame_size)
         self._ready: deque[Message] = deque()
+        self._fds: deque[int] = deque()
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
 
@@ -92,12 +105,24 @@ class Channel:
         self._read_some()
         return self.take_ready()
 
+    def take_fd(self) -> int | None:
+        """The oldest descriptor received and not yet taken (the caller closes it), or None."""
+        return self._fds.popleft() if self._fds else None
+
     def _read_some(self) -> None:
         try:
-            chunk = self._sock.recv(_RECV_CHUNK)
+            chunk, fds, _, _ = socket.recv_fds(self._sock, _RECV_CHUNK, _MAX_FDS,
+                                               socket.MSG_CMSG_CLOEXEC)
         except OSError as exc:
             raise ConnectionClosed(clean=False, detail=f"receiving failed: {exc}") from exc
+        self._keep(fds)
         if not chunk:
             self._decoder.feed_eof()  # raises if EOF fell inside a frame
             raise ConnectionClosed(clean=True)
         self._ready.extend(self._decoder.feed(chunk))
+
+    def _keep(self, fds: list[int]) -> None:
+        self._fds.extend(fds)
+        while len(self._fds) > _FDS_KEPT:
+            with contextlib.suppress(OSError):
+                os.close(self._fds.popleft())

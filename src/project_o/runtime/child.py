@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits
 
 __all__ = [
@@ -66,13 +67,17 @@ ProgramLoader = Callable[[Sequence[str]], ChildProgram]
 
 
 def zygote_command(program: str, args: Sequence[str], control_fd: int, *,
-                   python: str = sys.executable, parent_pid: int | None = None) -> list[str]:
+                   python: str = sys.executable, parent_pid: int | None = None,
+                   sandbox: SandboxPolicy | None = None) -> list[str]:
     """The command line that starts a zygote running ``program`` with its ``args``.
 
     The caller passes ``control_fd`` (one end of an AF_UNIX socketpair)
     with ``pass_fds``; the zygote exits at once if ``parent_pid`` is
-    already gone (default: the calling process).
+    already gone (default: the calling process). ``sandbox`` is the policy
+    it confines itself with before it imports the program's code (default:
+    every layer the machine allows, nothing hidden but root's home).
     """
     parent = os.getpid() if parent_pid is None else parent_pid
+    policy = sandbox or SandboxPolicy()
     return [python, "-m", ZYGOTE_MODULE, "--program", program, "--control-fd", str(control_fd),
-            "--parent-pid", str(parent), *args]
+            "--parent-pid", str(parent), "--sandbox", policy.to_json(), *args]

@@ -6,8 +6,11 @@
                           "checkpoint_every": 1000,      acknowledged writes between
                                                          unsolicited checkpoints (0: never)
                           "max_frame_size": 67108864,    largest frame either way
-                          "stub_side_effects": false}}   a shadow: tools declared with
+                          "stub_side_effects": false,    a shadow: tools declared with
                                                          side_effects=True are not run
+                          "llm": {"model", "max_tool_steps"} | null}
+                                                         ctx.llm's model; the supervisor
+                                                         calls it (never its key or URL here)
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ DEFAULT_HEARTBEAT_INTERVAL: Final = 1.0
 #: an unsolicited checkpoint every thousand acknowledged writes keeps WAL
 #: replay on restart short without checkpointing on every request
 DEFAULT_CHECKPOINT_EVERY: Final = 1000
+#: what an instance is told of the LLM: no endpoint, no key
+_LLM_SETTINGS: Final = frozenset({"model", "max_tool_steps"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class InstanceConfig:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     #: a shadow's answers are never returned, so its side effects must not happen either
     stub_side_effects: bool = False
+    #: ``ctx.llm``'s settings (``model``, ``max_tool_steps``); None: no LLM
+    llm: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> InstanceConfig:
@@ -66,6 +73,10 @@ class InstanceConfig:
         if not isinstance(self.stub_side_effects, bool):
             raise InvalidArgument(
                 f"stub_side_effects must be a bool, got {self.stub_side_effects!r}")
+        llm = self.llm
+        if llm is not None and (not isinstance(llm, dict) or set(llm) - _LLM_SETTINGS):
+            raise InvalidArgument(f"llm must be None or a map of {sorted(_LLM_SETTINGS)}, "
+                                  f"got {llm!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a fork request carries them."""

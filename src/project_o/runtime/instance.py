@@ -4,7 +4,8 @@
 
     supervisor                                      instance (its event loop + a thread pool)
         ◄── hello {pid, version, role, instance_id, max_concurrency, handler}
-        ──► restore {checkpoint, entries, last_sequence}    checkpoint file + WAL replay
+        ──► restore {checkpoint, entries, last_sequence}    sealed checkpoint copy (its fd
+                                                            comes with the frame) + WAL replay
         ◄── heartbeat {beat, rss_bytes, last_sequence}      the first one means "restored",
                                                             then one every interval
         ──► request {id, input, deadline_ms, stream} ─────► handler(ctx, input): up to
@@ -27,6 +28,8 @@
                                                             ctx.evolve(...): waits for
         ──► evolution_result {id, experiment_id, status, reason}   the answer with its id;
         ──► evolution_result {experiment_id, status, reason}       the outcome comes later
+        ◄── llm_call {id, messages, tools, stream, options} ctx.llm: the supervisor calls
+        ──► llm_token {id, text} ... llm_result {id, ...}   the model (runtime/llm_link.py)
         ──► shutdown                                        exit 0
 
 The fields of each message are tabled in docs/design.md ("Wire protocol").
@@ -64,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import faulthandler
+import inspect
 import itertools
 import os
 import selectors
@@ -74,7 +78,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from project_o.agent.dsl import Agent
@@ -88,11 +91,13 @@ from project_o.errors import (
     VaultError,
 )
 from project_o.llm.config import LLMConfig
+from project_o.llm.remote import RemoteClient
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
+from project_o.runtime.llm_link import LLMLink
 from project_o.runtime.procctl import parent_death_signal, set_parent_death_signal
 from project_o.runtime.write_order import WriteOrder
-from project_o.vault.checkpoint import CheckpointStore
+from project_o.vault.checkpoint import read_checkpoint
 from project_o.wire import Message, MessageType, ensure_packable
 
 __all__ = [
@@ -173,17 +178,22 @@ class Instance:
         self._config = config
         self._send_lock = threading.Lock()
         self._writes = WriteOrder(self._send_entry, self._apply_live, self._on_released)
-        # The LLM settings reach us through the zygote's environment, which the
-        # supervisor builds explicitly (the rest of its environment is scrubbed).
-        self._kit = AgentKit(agent, self._journal, llm=LLMConfig.from_env(), params=params,
+        self._kit = AgentKit(agent, self._journal, params=params,
                              stub_side_effects=config.stub_side_effects, ajournal=self._ajournal)
         self._kit.idle = self._progress  # slow tools and LLM calls are progress
         self._kit.evolve = self._evolve
+        self._inbox: deque[Message] = deque()
+        #: ctx.llm's calls: made by the supervisor, the key never here; the loop
+        #: routes their answers (the only reader of the socket)
+        self.llm_link = LLMLink(lambda kind, data: self._send(kind, **data),
+                                waiting=self._waiting, on_loop=self._on_loop_thread,
+                                slice_s=config.heartbeat_interval / 2)
+        if config.llm is not None:
+            self._kit.use_llm(LLMConfig(**config.llm), client=RemoteClient(self.llm_link))
         self._intent_ids = itertools.count(1)
         #: outcomes of experiments this agent asked for (``evolution_result`` frames)
         self.evolution_results: deque[dict[str, Any]] = deque(maxlen=EVOLUTION_RESULTS_KEPT)
         self._state = self._kit.state
-        self._inbox: deque[Message] = deque()
         self._fatal: _Exit | None = None
         self._beats = itertools.count(1)
         self._checkpoint_ids = itertools.count(1)
@@ -311,6 +321,9 @@ class Instance:
             MessageType.WAL_ENTRY: self._on_tail_entry,
             MessageType.PROMOTE: self._on_promote,
             MessageType.EVOLUTION_RESULT: self._on_evolution_result,
+            # Streamed pieces and answers of ctx.llm calls, to the call with their id.
+            MessageType.LLM_TOKEN: self._on_llm_frame(MessageType.LLM_TOKEN),
+            MessageType.LLM_RESULT: self._on_llm_frame(MessageType.LLM_RESULT),
             MessageType.SHUTDOWN: lambda data: self._stop(_Exit(EXIT_OK, "shutdown")),
         }
 
@@ -330,11 +343,11 @@ class Instance:
     def _restore(self, data: dict[str, Any]) -> None:
         checkpoint = data.get("checkpoint")
         if checkpoint is not None:
-            if not isinstance(checkpoint, str):
+            if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
                 raise self._violation(
-                    f"restore checkpoint must be a path or None, got {checkpoint!r}"
+                    f"restore checkpoint must be {{id}} or None, got {checkpoint!r}"
                 )
-            self._load_checkpoint(Path(checkpoint))
+            self._load_checkpoint(checkpoint["id"])
         entries = data.get("entries") or []
         if not isinstance(entries, list):
             raise self._violation(f"restore entries must be a list, got {type(entries).__name__}")
@@ -346,13 +359,19 @@ class Instance:
         if isinstance(last, int) and last > self.last_sequence:
             self.last_sequence = last
 
-    def _load_checkpoint(self, path: Path) -> None:
+    def _load_checkpoint(self, checkpoint_id: str) -> None:
+        """Restore from the sealed copy that came with the restore frame (never a vault path)."""
+        fd = self._channel.take_fd()
+        if fd is None:
+            raise self._violation("the restore frame names a checkpoint but carries no descriptor")
         try:
-            info, payload = CheckpointStore(path.parent).read(path)
+            with open(fd, "rb", buffering=0) as file:
+                info, payload = read_checkpoint(file, f"checkpoint {checkpoint_id}")
             self._state.load(payload)
         except (VaultError, OSError, InvalidArgument) as exc:
             self._send_error(RESTORE_ERROR_ID, exc)
-            raise _Exit(EXIT_RESTORE_FAILED, f"cannot restore from {path}: {exc}") from exc
+            raise _Exit(EXIT_RESTORE_FAILED,
+                        f"cannot restore from checkpoint {checkpoint_id}: {exc}") from exc
         self.last_sequence = info.last_sequence
 
     def _apply_entry(self, entry: Mapping[str, Any]) -> None:
@@ -395,7 +414,7 @@ class Instance:
             data = self._queued.popleft()
             self._running += 1
             work: asyncio.Future[Any]
-            if self._agent.is_async:
+            if self._agent.runs_async(data.get("input")):
                 work = loop.create_task(self._handle_async(data))
             else:
                 work = loop.run_in_executor(self._pool, self._handle_sync, data)
@@ -422,7 +441,9 @@ class Instance:
         deadline = _deadline_s(data)
         try:
             async with asyncio.timeout(deadline) as scope:
-                output = await self._agent.handle(ctx, data.get("input"))
+                output = self._agent.handle(ctx, data.get("input"))
+                if inspect.isawaitable(output):
+                    output = await output
         except SystemExit as exc:
             raise _Exit(_exit_code(exc), "the agent's handler asked to exit") from exc
         except Exception as exc:  # noqa: BLE001 - agent code may raise anything
@@ -708,6 +729,13 @@ class Instance:
         except ConnectionClosed as exc:
             raise self._fail(EXIT_CHANNEL_LOST, f"supervisor socket broke: {exc}") from exc
 
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def _on_llm_frame(self, kind: MessageType) -> Callable[[dict[str, Any]], object]:
+        # An answer for a call nobody waits for any more (its caller raised) is dropped.
+        return lambda data: self.llm_link.dispatch(Message(kind, data))
+
     def _on_loop(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function(*args)`` on the loop (state the loop owns, from a worker thread)."""
         if self._loop is not None and threading.get_ident() != self._loop_thread:
@@ -716,6 +744,11 @@ class Instance:
             function(*args)
 
     # -- liveness -------------------------------------------------------
+
+    def _waiting(self) -> None:
+        """A worker thread waits on the supervisor (an LLM call): progress, unless we are dying."""
+        self._progress()
+        self._raise_if_fatal()
 
     def _progress(self) -> None:
         """A worker thread came back to the runtime: it is not stuck."""

@@ -23,9 +23,11 @@ import signal
 from typing import Final
 
 __all__ = [
+    "LIBC",
     "exited_child",
     "kill_group",
     "parent_death_signal",
+    "prctl",
     "set_child_subreaper",
     "set_parent_death_signal",
 ]
@@ -35,13 +37,17 @@ PR_SET_PDEATHSIG: Final = 1
 PR_GET_PDEATHSIG: Final = 2
 PR_SET_CHILD_SUBREAPER: Final = 36
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+#: the C library (errno kept): the calls the stdlib lacks, here and in ``runtime.confine``
+LIBC: Final = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _prctl(option: int, arg: int | ctypes.c_int | ctypes._Pointer[ctypes.c_int]) -> None:
-    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+def prctl(option: int, arg: int | ctypes.c_int | ctypes._Pointer[ctypes.c_int] = 0) -> int:
+    """prctl(2) with one argument: its result, or OSError with the errno."""
+    result = int(LIBC.prctl(option, arg, 0, 0, 0))
+    if result < 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"prctl({option}) failed: {os.strerror(errno)}")
+    return result
 
 
 def set_parent_death_signal(
@@ -53,7 +59,7 @@ def set_parent_death_signal(
     (it died before the prctl took effect, the classic race), exit at once
     with 128 + ``signum`` as if the signal had arrived.
     """
-    _prctl(PR_SET_PDEATHSIG, signum)
+    prctl(PR_SET_PDEATHSIG, signum)
     if expected_parent is not None and os.getppid() != expected_parent:
         os._exit(128 + signum)
 
@@ -61,20 +67,24 @@ def set_parent_death_signal(
 def parent_death_signal() -> int:
     """The signal currently requested for our parent's death (0 if none)."""
     value = ctypes.c_int(0)
-    _prctl(PR_GET_PDEATHSIG, ctypes.pointer(value))
+    prctl(PR_GET_PDEATHSIG, ctypes.pointer(value))
     return value.value
 
 
 def set_child_subreaper() -> None:
     """Become the reaper of orphaned descendants."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def kill_group(pid: int) -> None:
     """SIGKILL the process group ``pid`` leads (after setsid), and ``pid`` itself.
 
-    Gone already, or not ours: nothing to do.
+    Gone already, or not ours: nothing to do. Never our own group, nor pid
+    0 or 1 (``killpg(0)`` is the caller's group, ``kill(-1)`` everything):
+    a pid a hostile peer reported cannot turn this on us.
     """
+    if pid <= 1 or pid in (os.getpid(), os.getpgrp()):
+        return
     for kill in (os.killpg, os.kill):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(pid, signal.SIGKILL)

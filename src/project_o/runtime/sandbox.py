@@ -7,9 +7,19 @@ In the forked child, in this order::
     PR_SET_PDEATHSIG(SIGKILL)        dies with its zygote
     fds: instance socket -> fd 3     fd 0 = /dev/null, 1-2 = the zygote's stdout/stderr,
          closerange(4, ...)          every other inherited descriptor closed
+    PR_SET_CHILD_SUBREAPER           its orphaned descendants stay its own, so they die
+                                     with it (the zygote kills what reaches it)
     rlimits                          RLIMIT_AS, RLIMIT_CPU, RLIMIT_NOFILE, RLIMIT_FSIZE,
-                                     RLIMIT_CORE = 0; soft == hard, so they only go down
+                                     RLIMIT_CORE = 0; soft == hard, so they only go down;
+                                     RLIMIT_NPROC (in the zygote's PID namespace: the
+                                     tasks there now plus ``pids``)
     cgroup v2 (where writable)       memory.max, pids.max (see project_o.runtime.cgroup)
+    private /tmp directory           in the zygote's private /tmp: TMPDIR and the working
+                                     directory (where the sandbox made a private /tmp)
+
+What confines all agent code -- identity, namespaces, seccomp, Landlock --
+was applied to the zygote before it imported the agent
+(:mod:`project_o.runtime.confine`); every child inherits it.
 
 The environment is not touched here: the zygote was started with
 :func:`scrubbed_env` by the supervisor and every instance inherits it.
@@ -34,7 +44,7 @@ from typing import Any, Final
 
 from project_o.errors import InvalidArgument
 from project_o.runtime.cgroup import cgroup_available, join_cgroup
-from project_o.runtime.procctl import set_parent_death_signal
+from project_o.runtime.procctl import set_child_subreaper, set_parent_death_signal
 
 __all__ = [
     "CPU_KILL_GRACE_SECONDS",
@@ -49,6 +59,7 @@ __all__ = [
     "Limits",
     "apply_sandbox",
     "cgroup_available",
+    "private_tmp_path",
     "scrubbed_env",
     "with_package_path",
 ]
@@ -137,17 +148,26 @@ class Limits:
 
 
 def apply_sandbox(
-    instance_fd: int, limits: Limits, *, parent_pid: int, use_cgroup: bool = True
+    instance_fd: int, limits: Limits, *, parent_pid: int, use_cgroup: bool = True,
+    private_tmp: bool = False, count_tasks: bool = False,
 ) -> int:
     """Enter the sandbox (in the freshly forked child); return the socket's new fd.
 
     ``parent_pid`` is the zygote's pid: if it is already gone, the child
-    exits instead of running orphaned.
+    exits instead of running orphaned. ``private_tmp``: make a directory of
+    its own in /tmp its TMPDIR and working directory. ``count_tasks``: the
+    zygote's PID namespace holds only the sandbox's processes, so
+    RLIMIT_NPROC (counted per uid) is what runs there now plus ``pids``.
     """
     os.setsid()
     set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
+    set_child_subreaper()
     fd = _isolate_descriptors(instance_fd)
     _apply_rlimits(limits)
+    if count_tasks and limits.pids is not None:
+        _set(resource.RLIMIT_NPROC, _tasks_here() + limits.pids)
+    if private_tmp:
+        _enter_private_tmp()
     if use_cgroup and cgroup_available():
         try:
             join_cgroup(limits.memory_bytes, limits.pids)
@@ -172,6 +192,35 @@ def _isolate_descriptors(instance_fd: int) -> int:
         os.close(null)
     os.closerange(INSTANCE_FD + 1, _highest_open_fd() + 1)
     return INSTANCE_FD
+
+
+def _tasks_here() -> int:
+    """Tasks (threads included) in this PID namespace, as its /proc shows them."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                count += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                continue  # it exited meanwhile
+    return count
+
+
+def private_tmp_path(pid: int) -> str:
+    """The directory in the private /tmp of the child whose pid (in the sandbox) is ``pid``."""
+    return f"/tmp/child-{pid}"
+
+
+def _enter_private_tmp() -> None:
+    import shutil
+    import tempfile
+
+    path = private_tmp_path(os.getpid())
+    shutil.rmtree(path, ignore_errors=True)  # a child of the same pid before us
+    os.mkdir(path, 0o700)
+    os.chdir(path)
+    os.environ["TMPDIR"] = path
+    tempfile.tempdir = path
 
 
 def _highest_open_fd() -> int:

@@ -53,14 +53,17 @@ import argparse
 import contextlib
 import gc
 import importlib
+import itertools
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
@@ -72,6 +75,8 @@ from project_o.runtime.child import (
     ChildProgram,
     ProgramLoader,
 )
+from project_o.runtime.confine.enter import Confinement, confine
+from project_o.runtime.confine.policy import SandboxPolicy, SandboxReport
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RUNTIME_BUG
 from project_o.runtime.procctl import (
     exited_child,
@@ -79,7 +84,7 @@ from project_o.runtime.procctl import (
     set_child_subreaper,
     set_parent_death_signal,
 )
-from project_o.runtime.sandbox import apply_sandbox
+from project_o.runtime.sandbox import apply_sandbox, private_tmp_path
 from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
 
 __all__ = ["EXIT_IMPORT_FAILED", "Zygote", "enter_child", "enter_zygote", "main"]
@@ -90,14 +95,20 @@ EXIT_IMPORT_FAILED: Final = 1
 _RECV_CHUNK: Final = 64 * 1024
 # Descriptors accepted per recvmsg: more than one fork's worth in flight.
 _MAX_FDS: Final = 16
+# The file that tells a vault (docs/design.md, "Vault"): one is never shown to agent code.
+VAULT_CATALOG: Final = "catalog.sqlite"
+# Strays killed and looked for again (one may fork as it is killed): a bound.
+_STRAY_ROUNDS: Final = 8
 
 
 class Zygote:
     """The zygote's loop; :meth:`serve` never returns."""
 
-    def __init__(self, control: socket.socket, program: ChildProgram) -> None:
+    def __init__(self, control: socket.socket, program: ChildProgram,
+                 confinement: Confinement | None = None) -> None:
         self._control = control
         self._program = program
+        self._confinement = confinement or Confinement(SandboxReport(enabled=False))
         self._decoder = FrameDecoder()
         self._fds: deque[int] = deque()
         self._children: dict[int, tuple[Any, dict[str, Any]]] = {}  # pid -> (id, report)
@@ -159,10 +170,20 @@ class Zygote:
                        message=str(exc), traceback="")
             return
         if pid == 0:
-            enter_child(self._program, plan, fd, zygote_pid, leave=self._forget_zygote_state)
+            enter_child(self._program, plan, fd, zygote_pid, leave=self._forget_zygote_state,
+                        confinement=self._confinement)
         os.close(fd)
-        self._children[pid] = (request.get("id"), plan.report)
-        self._send(MessageType.FORKED, id=request.get("id"), pid=pid)
+        try:
+            host_pid = self._confinement.host_pid(pid)
+        except OSError as exc:
+            # A pid the parent cannot use must never reach it (it would signal a
+            # stranger): the child is killed, the fork refused.
+            kill_group(pid)
+            self._send(MessageType.ERROR, id=request.get("id"), kind=type(exc).__name__,
+                       message=f"the child's pid could not be told: {exc}", traceback="")
+            return
+        self._children[pid] = (request.get("id"), {**plan.report, "pid": host_pid})
+        self._send(MessageType.FORKED, id=request.get("id"), pid=host_pid)
 
     def _kill(self, child_id: Any) -> None:
         for pid, (owner, _) in self._children.items():
@@ -194,17 +215,33 @@ class Zygote:
         if child is None:
             return  # an orphan a child left behind: reaped, not reported
         cgroup.remove_cgroup(pid)
+        self._kill_strays()
+        if self._confinement.private_tmp:  # what it left in /tmp goes with it
+            shutil.rmtree(private_tmp_path(pid), ignore_errors=True)
         code = os.waitstatus_to_exitcode(status)
         child_id, report = child
         self._send(
             MessageType.EXITED,
             **report,
             id=child_id,
-            pid=pid,
             exit_code=code if code >= 0 else None,
             signal=-code if code < 0 else None,
             memory_kb=usage.ru_maxrss,
         )
+
+    def _kill_strays(self) -> None:
+        """SIGKILL what a dead child left behind (its descendants came to us).
+
+        Each child is the reaper of its own descendants (a subreaper), so
+        whatever reaches us was orphaned by a child that died: even one that
+        called setsid() dies with the child it came from.
+        """
+        for _ in range(_STRAY_ROUNDS):
+            strays = [pid for pid in _own_children() if pid not in self._children]
+            if not strays:
+                return
+            for pid in strays:
+                kill_group(pid)
 
     def _stop(self, code: int, reason: str = "") -> NoReturn:
         if reason:
@@ -220,22 +257,45 @@ class Zygote:
         _send_quietly(self._control, message_type, **data)
 
 
-def enter_zygote(parent_pid: int | None) -> None:
+def enter_zygote(parent_pid: int | None, policy: SandboxPolicy | None = None, *,
+                 agent_paths: tuple[str, ...] = ()) -> Confinement:
     """The one way into a zygote, before it imports any agent or task code.
 
     Every process that runs agent code is a zygote or a child it forked,
     and children inherit what is set up here: confinement that must hold
     for all agent code, including what runs at import time, is applied
-    here. Today: the zygote dies with its parent (``parent_pid``, if it is
-    already gone the zygote exits) and reaps what its children orphan.
+    here: the zygote dies with its parent (``parent_pid``, if it is already
+    gone the zygote exits), reaps what its children orphan, and enters the
+    sandbox ``policy`` asks for (:mod:`project_o.runtime.confine`; default:
+    every layer the machine allows). ``agent_paths`` are the files the
+    program will import (kept readable). The report says which layers hold.
     """
     set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
+    host_cgroups = cgroup.cgroup_available()  # before the sandbox takes the rights away
+    confinement = confine(policy or SandboxPolicy(), agent_paths=agent_paths)
     set_child_subreaper()
+    _report_limits(confinement, host_cgroups)
+    return confinement
+
+
+def _report_limits(confinement: Confinement, host_cgroups: bool) -> None:
+    report = confinement.report
+    nproc = ", processes (RLIMIT_NPROC)" if confinement.own_pids else ""
+    report.add("limits", True, "per child: address space, CPU time, open files, file size, "
+               f"no core{nproc}; descendants die with their child (subreaper, group kill)")
+    if cgroup.cgroup_available(fresh=True):  # every fork inherits this answer
+        report.add("cgroup", True, "a cgroup v2 per child (memory.max, pids.max)")
+    elif host_cgroups:
+        report.add("cgroup", False, "cgroup v2 is writable only by root, and the zygote is "
+                   "not root any more: rlimits and the PID namespace bound each child")
+    else:
+        report.add("cgroup", False, "no writable cgroup v2 with the memory and pids "
+                   "controllers here: rlimits bound each child")
 
 
 def enter_child(
     program: ChildProgram, plan: ChildPlan, fd: int, zygote_pid: int, *,
-    leave: Callable[[], None] = lambda: None,
+    leave: Callable[[], None] = lambda: None, confinement: Confinement | None = None,
 ) -> NoReturn:
     """The one way into a child: sandbox it, then run its program; never returns.
 
@@ -252,8 +312,10 @@ def enter_child(
         leave()
         if plan.output is not None:
             _redirect_output(plan.output)
+        contained = confinement is not None and confinement.own_pids
         channel = apply_sandbox(fd, plan.limits, parent_pid=zygote_pid,
-                                use_cgroup=plan.use_cgroup)
+                                use_cgroup=plan.use_cgroup, private_tmp=contained,
+                                count_tasks=contained)
         code = program.run(plan, channel)
     except BaseException:  # noqa: BLE001 - whatever happens, never return into the zygote loop
         traceback.print_exc()
@@ -295,25 +357,80 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--program", default=DEFAULT_PROGRAM,
                         help="MODULE:ATTR, a loader of the children's program")
+    parser.add_argument("--sandbox", default=None,
+                        help="the sandbox policy (JSON); default: every layer the machine allows")
     return parser.parse_known_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: load the program, say hello, serve forks."""
     args, program_args = _parse(argv)
-    enter_zygote(args.parent_pid)
+    policy = SandboxPolicy.from_json(args.sandbox) if args.sandbox else SandboxPolicy()
+    paths = _program_paths(program_args)
+    parent_knows = os.getpid()
+    confinement = enter_zygote(args.parent_pid, policy.with_paths(hidden=_vaults_around(paths)),
+                               agent_paths=paths)
     control = socket.socket(fileno=args.control_fd)
     os.set_inheritable(args.control_fd, False)
     try:
         program = _load_program(args.program, program_args)
     except BaseException as exc:  # noqa: BLE001 - report any import failure, then exit
-        _send_quietly(control, MessageType.ERROR, **_import_failure(exc))
+        failure = _import_failure(exc)
+        missing = confinement.report.to_dict()["missing"]
+        if missing:  # a layer that failed half-way may be why
+            failure["message"] += f" (sandbox layers missing: {missing})"
+        _send_quietly(control, MessageType.ERROR, **failure)
         os._exit(EXIT_IMPORT_FAILED)
-    cgroup.cgroup_available()  # probe once here, so every fork inherits the answer
     gc.collect()
     gc.freeze()
-    _send_quietly(control, MessageType.HELLO, **program.hello(), pid=os.getpid())
-    Zygote(control, program).serve()
+    _send_quietly(control, MessageType.HELLO, **program.hello(), pid=parent_knows,
+                  host_pid=confinement.host_pid(os.getpid()),
+                  sandbox=confinement.report.to_dict())
+    Zygote(control, program, confinement).serve()
+
+
+def _program_paths(args: Sequence[str]) -> tuple[str, ...]:
+    """The files a program's command line names (``--agent``, ``--task``): kept readable."""
+    paths: list[str] = []
+    for flag, value in itertools.pairwise(args):
+        if flag in ("--agent", "--task") and os.path.exists(value):
+            path = os.path.realpath(value)
+            paths.append(path if os.path.isdir(path) else os.path.dirname(path))
+            paths += _linked_from(os.path.dirname(os.path.abspath(value)))
+    return tuple(paths)
+
+
+def _linked_from(directory: str) -> list[str]:
+    """Directories that symbolic links beside the program's file point into (the
+    referee's ``original_task.py``): the program reads through them."""
+    linked = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.is_symlink() and os.path.exists(entry.path):
+                target = os.path.realpath(entry.path)
+                linked.append(target if os.path.isdir(target) else os.path.dirname(target))
+    return linked
+
+
+def _vaults_around(paths: Sequence[str]) -> tuple[str, ...]:
+    """Vaults holding the program's files (a version materialized in its vault): hidden."""
+    vaults = []
+    for path in paths:
+        for parent in (path, *(str(p) for p in Path(path).parents)):
+            if os.path.exists(os.path.join(parent, VAULT_CATALOG)):
+                vaults.append(parent)
+                break
+    return tuple(vaults)
+
+
+def _own_children() -> list[int]:
+    """Our children's pids, from the kernel (``/proc/self/task/*/children``)."""
+    pids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children", "rb") as children:
+                pids += [int(pid) for pid in children.read().split()]
+    return pids
 
 
 def _load_program(name: str, args: Sequence[str]) -> ChildProgram:

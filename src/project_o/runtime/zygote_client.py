@@ -16,7 +16,14 @@
     await handle.close() ─► shutdown, then SIGKILL if it lingers past the grace period
 
 Only one coroutine writes to the control socket at a time (a lock), and
-one task reads it. If the zygote dies, pending forks fail with
+one task reads it. The zygote has imported agent code, so what it sends is
+checked like an instance's: only its four types, each within its cap
+(:data:`ZYGOTE_LIMITS`), and a ``forked`` pid must be a child of this
+zygote (not the supervisor, the heart or another zygote's instance, which
+a later kill of "its" process group would hit): its parent must be the
+process that forks, which the hello names (``host_pid``: the started
+process, or its one child, process 1 of the sandbox's PID namespace). A frame that breaks
+either ends the zygote. If the zygote dies, pending forks fail with
 :class:`~project_o.errors.ZygoteError` and every live instance's
 ``exited`` resolves with both ``exit_code`` and ``signal`` None: the
 instances died with it (PR_SET_PDEATHSIG) and nobody could report how.
@@ -28,6 +35,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -36,16 +44,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self
 
+import psutil
+
 from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
 from project_o.runtime.child import DEFAULT_PROGRAM, zygote_command
 from project_o.runtime.config import InstanceConfig
+from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, with_package_path
-from project_o.wire import FrameDecoder, Message, MessageType, encode_frame
+from project_o.wire import FrameDecoder, FrameLimits, Message, MessageType, encode_frame
 
 __all__ = [
     "DEFAULT_CLOSE_GRACE",
     "DEFAULT_FORK_TIMEOUT",
     "DEFAULT_START_TIMEOUT",
+    "ZYGOTE_LIMITS",
     "ExitStatus",
     "ForkedChild",
     "ForkedInstance",
@@ -59,6 +71,13 @@ DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
 _RECV_CHUNK: Final = 64 * 1024
+#: what a zygote may send: a hello (its program's fields) and an error (a
+#: traceback) take a megabyte at most; forked and exited are a few numbers
+ZYGOTE_LIMITS: Final = FrameLimits(
+    {MessageType.HELLO: 1 << 20, MessageType.ERROR: 1 << 20,
+     MessageType.FORKED: 64 << 10, MessageType.EXITED: 64 << 10},
+    max_objects=100_000,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -123,6 +142,8 @@ class ZygoteHandle:
         self.agent_name = ""
         #: the zygote's hello: its pid and its program's fields
         self.hello: dict[str, Any] = {}
+        #: which sandbox layers hold in the zygote and its children, which not and why
+        self.sandbox: dict[str, Any] = {}
         self._on_exit = on_exit
         loop = asyncio.get_running_loop()
         self._hello: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -131,6 +152,8 @@ class ZygoteHandle:
         self._ids = itertools.count(1)
         self._send_lock = asyncio.Lock()
         self._lost: str | None = None
+        #: the host pid of the process that forks the children (told in the hello)
+        self._forker = process.pid
         self._gone: asyncio.Future[str] = loop.create_future()
         self._reader = loop.create_task(self._read_loop(), name=f"zygote-{process.pid}")
 
@@ -147,11 +170,14 @@ class ZygoteHandle:
         on_exit: ExitCallback | None = None,
         stderr: int | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
+        sandbox: SandboxPolicy | None = None,
     ) -> ZygoteHandle:
         """Spawn a zygote for the agent at ``agent_path`` and wait for its hello.
 
         ``env`` is its whole environment (see
-        :func:`project_o.runtime.sandbox.scrubbed_env`). ``on_exit`` is
+        :func:`project_o.runtime.sandbox.scrubbed_env`); ``sandbox`` the policy
+        it confines itself with before importing the agent (default: every
+        layer the machine allows; the hello's ``sandbox`` says which held). ``on_exit`` is
         called with each ``exited`` report. Raises
         :class:`~project_o.errors.AgentLoadError` (with the zygote's
         traceback) if the agent failed to import, ZygoteError if the zygote
@@ -160,7 +186,7 @@ class ZygoteHandle:
         handle = await cls.start_program(
             DEFAULT_PROGRAM, ["--agent", str(agent_path), "--version", version], env=env,
             python=python, on_exit=on_exit, stderr=stderr, timeout=timeout,
-            name=f"zygote for {agent_path}",
+            name=f"zygote for {agent_path}", sandbox=sandbox,
         )
         handle.version = version
         return handle
@@ -177,6 +203,7 @@ class ZygoteHandle:
         stderr: int | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         name: str = "",
+        sandbox: SandboxPolicy | None = None,
     ) -> ZygoteHandle:
         """Spawn a zygote running ``program`` (``MODULE:ATTR``) with ``args``; await its hello.
 
@@ -185,7 +212,8 @@ class ZygoteHandle:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = await asyncio.create_subprocess_exec(
-                *zygote_command(program, args, theirs.fileno(), python=python),
+                *zygote_command(program, args, theirs.fileno(), python=python,
+                                sandbox=sandbox),
                 pass_fds=(theirs.fileno(),),
                 env=with_package_path(env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -215,6 +243,8 @@ class ZygoteHandle:
             ) from exc
         self.agent_name = str(hello.get("agent", ""))
         self.hello = hello
+        sandbox = hello.get("sandbox")
+        self.sandbox = sandbox if isinstance(sandbox, dict) else {}
 
     @property
     def pid(self) -> int:
@@ -356,7 +386,7 @@ class ZygoteHandle:
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(limits=ZYGOTE_LIMITS)
         reason = "its control socket closed"
         try:
             while data := await loop.sock_recv(self._control, _RECV_CHUNK):
@@ -372,6 +402,8 @@ class ZygoteHandle:
     def _dispatch(self, message: Message) -> None:
         data = message.data
         if message.type == MessageType.HELLO:
+            if not self._hello.done():
+                self._forker = self._check_forker(data.get("host_pid", self.pid))
             _resolve(self._hello, data)
         elif message.type == MessageType.FORKED:
             self._on_forked(data)
@@ -384,13 +416,39 @@ class ZygoteHandle:
 
     def _on_forked(self, data: dict[str, Any]) -> None:
         future, pid = self._forks.get(data.get("id")), data.get("pid")  # type: ignore[arg-type]
-        if future is None or not isinstance(pid, int):
-            raise ProtocolError(f"forked reply for no pending fork: {data!r}")
+        if future is None or not isinstance(pid, int) or isinstance(pid, bool):
+            raise ProtocolError(f"forked reply for no pending fork: {str(data)[:200]}")
+        self._check_child(pid)
         # Registered here, not when fork() resumes: an instance that dies at
         # once may be reported before the awaiting coroutine runs again.
         exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self._instances[pid] = exited
         _resolve(future, (pid, exited))
+
+    def _check_forker(self, pid: Any) -> int:
+        """The hello's ``host_pid``: the started process, or its child (a sandboxed
+        zygote is process 1 of its own PID namespace, the started process waits outside)."""
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise ProtocolError(f"the zygote's hello names no pid it forks from: {pid!r}")
+        if pid != self.pid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).ppid() == self.pid:
+                    return pid
+            raise ProtocolError(f"the zygote says it forks as pid {pid}, "
+                                f"which is not process {self.pid} nor its child")
+        return pid
+
+    def _check_child(self, pid: int) -> None:
+        """Refuse a ``forked`` pid that is not a child of the process that forks."""
+        if pid <= 1 or pid in (os.getpid(), os.getppid(), self.pid, self._forker):
+            raise ProtocolError(f"the zygote claims pid {pid} as its child")
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.NoSuchProcess:
+            return  # it died (and was reaped) already: there is nothing to kill
+        if parent != self._forker:
+            raise ProtocolError(f"the zygote claims pid {pid} as its child, but its parent "
+                                f"is {parent}")
 
     def _on_exited(self, data: dict[str, Any]) -> None:
         pid = data.get("pid")

@@ -38,6 +38,8 @@ attribute           part                                        what it does
                                                                 deadline, poison pills
 ``answers``         :class:`~.answers.AnswerBook`               which version answered what
 ``journal``         :class:`~.journal.Journal`                  writes, tails, checkpoints
+``llm``             :class:`~.llm_proxy.LLMProxy`               the model calls of every
+                                                                instance (the key stays here)
 ``tasks``           :class:`~.nursery.Nursery`                  owns every task the host runs
 ==================  ==========================================  ===============================
 
@@ -46,9 +48,10 @@ on the pool; the main's ``ctx.evolve`` intents are relayed to the
 evolution control by :func:`~.intents.relay_intents`.
 
 When the main dies (EOF on its socket, a protocol violation, missed
-heartbeats, a blown deadline) its slot in the agent's tree ends and the
-tree restarts it: the standby is promoted at once (requests in flight are
-re-dispatched to it), then the standby's slot is restarted by a fork. A request
+heartbeats, a blown deadline) the standby moves up into the main's slot at
+once (requests in flight are re-dispatched to it), and the agent's tree
+restarts the standby's slot by a fork; with no standby, the tree restarts
+the main's slot by a fork. A request
 that was being handled when two instances died in a row is a poison pill:
 quarantined and answered with :class:`~project_o.errors.PoisonRequest`.
 
@@ -80,6 +83,7 @@ from project_o.supervisor.instance_handle import InstanceHandle
 from project_o.supervisor.instance_pool import InstancePool
 from project_o.supervisor.intents import IntentListener, relay_intents
 from project_o.supervisor.journal import Journal
+from project_o.supervisor.llm_proxy import LLMProxy
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.supervisor.nursery import Nursery
 from project_o.supervisor.poison import PoisonTracker
@@ -116,6 +120,9 @@ class AgentHost:
         #: where the main's ``evolution_intent`` frames go (the evolution control)
         self.on_intent: IntentListener | None = None
         self.tasks = Nursery("agent host")
+        #: makes the model calls of every instance (main, standby, candidates): the key stays here
+        self.llm = LLMProxy(config.llm, self.tasks.spawn, metrics=self.metrics,
+                            catalog=lambda: vault.catalog, prices=config.llm_prices)
         self.pool = InstancePool()
         self.factory = make_factory(config, version, events, self, self._restore)
         self.restart_policy = RestartPolicy(config.max_restarts, config.restart_period,
@@ -125,7 +132,7 @@ class AgentHost:
                               self.restart_policy, events, self._promote, sleep=sleep,
                               clock=clock)
         self.reloads = HotReload(self.pool, self.factory, events, promote=self._promote,
-                                 respawn_later=self.tree.refill,
+                                 refill=self.tree.refill,
                                  drain_timeout=config.request_deadline, standby=config.standby)
         self.answers = AnswerBook()
         self.dispatcher = Dispatcher(
@@ -171,6 +178,7 @@ class AgentHost:
                     await instance.send(Message("shutdown", {}))
         await self.tree.stop()  # kills what is in its slots; nothing is restarted any more
         await self.tasks.close()  # watchdog, intent relays, death records: cancelled, awaited
+        self.llm.close()
         for instance in (main, standby, self.pool.main, self.pool.standby):
             if instance is not None:
                 instance.kill("supervisor shutting down")
@@ -186,6 +194,10 @@ class AgentHost:
             return
         await self.journal.write(instance, message, tail=True)
 
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None:
+        """Make the model call ``instance`` asks for (answered by ``llm_result``)."""
+        self.llm.serve(instance, message)
+
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the main's state as a checkpoint, then acknowledge it."""
         if instance is self.pool.main:  # only the main's state is the agent's state
@@ -198,7 +210,10 @@ class AgentHost:
             return  # a version being replaced: the reload shuts it down
         news = not stopped_by_tree(reason)  # else its tree stopped it on purpose
         role = self.pool.vacate(instance)
-        if role is not None and news:
+        if role == "main" and news and self.pool.standby is not None and (
+                self.tasks.open_for_tasks):
+            self.tasks.spawn(self.tree.take_over(instance, reason), "takeover")
+        elif role is not None and news:
             self.tree.vacated(role, instance, reason)  # the tree restarts the slot
         self.factory.restarts += news
         if self.tasks.open_for_tasks:

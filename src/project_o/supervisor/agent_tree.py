@@ -5,10 +5,10 @@ serves as the main. It ends when its occupant dies (or the tree stops it);
 the tree then restarts it by its spec's start function, which fills the
 slot again::
 
-    main dies ──► InstancePool.vacate ──► SlotChild("main").end(crashed)
-              ──► tree: exit, intensity, restart ──► the main's start: the standby
-                  is promoted (a takeover) or a fresh main is forked
-    standby promoted ──► SlotChild("standby").end("promoted to main") ──► a new standby
+    main dies, standby ready ──► take_over: the standby moves up into the main's
+              slot at once (no restart) ──► SlotChild("standby").end("promoted to
+              main") ──► tree: exit, intensity, restart ──► a new standby (a fork)
+    main dies, no standby ──► SlotChild("main").end(crashed) ──► tree restarts it: a fork
     zygote gone ──► ZygoteSlot.end ──► tree restarts it: a new zygote
 
 A slot outlives a hot reload: the reload puts new instances (and a new
@@ -20,8 +20,10 @@ closing the handles is its owner's business (the agent host).
 its slot; the zygote's instances die with it and their slots end on their
 own) with the restart intensity of :class:`~.restart_policy.RestartPolicy`.
 When the tree gives up (too many restarts too fast) it stops every child
-and ends; :meth:`AgentTree.run` then falls back to the previous good
-version, or backs off, and starts a new tree: the host never stops serving.
+and ends, but leaves live instances serving; :meth:`AgentTree.run` then
+falls back to the previous good version, or backs off and starts a new
+tree, which takes the live instances into its slots and forks what is
+missing: the host never stops serving.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ class _Ending:
 class SlotChild(_Ending):
     """The main or standby slot of one agent host, as a child of its tree."""
 
-    def __init__(self, role: str, pool: _Slots) -> None:
+    def __init__(self, role: str, pool: _Slots,
+                 leave_running: Callable[[], bool] = lambda: False) -> None:
+        """``leave_running()``: when the tree stops the slot, its occupant keeps serving."""
         super().__init__()
         self.role = role
         self._pool = pool
+        self._leave_running = leave_running
 
     @property
     def occupant(self) -> InstanceHandle | None:
@@ -103,10 +108,14 @@ class SlotChild(_Ending):
         self.kill()
 
     def kill(self) -> None:
-        """End this run, then kill the occupant (its death then ends nothing more)."""
+        """End this run, then kill the occupant (its death then ends nothing more).
+
+        Unless ``leave_running()``: a tree that gave up leaves a live
+        instance serving, and the next tree takes it into the same slot.
+        """
         self.end(ExitReason.shutdown(f"{self.role} {_STOPPED}"))
         occupant = self.occupant
-        if occupant is not None:
+        if occupant is not None and not self._leave_running():
             occupant.kill(f"{self.role} {_STOPPED}")
 
     def __repr__(self) -> str:
@@ -173,8 +182,6 @@ class AgentTree:
         self._promote, self._sleep, self._clock = promote, sleep, clock
         #: the current run of each instance slot ("main", "standby")
         self.slots: dict[str, SlotChild] = {}
-        #: the instance id of the latest occupant of each slot that died
-        self._dead: dict[str, str] = {}
         self.tree: SupervisionTree | None = None
         self._stopping = False
 
@@ -187,7 +194,7 @@ class AgentTree:
         self.slots = {}
         self.tree = SupervisionTree(
             specs, strategy=Strategy.ONE_FOR_ONE,
-            max_restarts=self._policy.tree_limit(self._config.standby),
+            max_restarts=self._policy.max_restarts,
             max_seconds=self._policy.max_seconds, clock=self._clock,
             on_event=self._on_event, name="agent")
         self._policy.started()
@@ -225,7 +232,6 @@ class AgentTree:
 
     def vacated(self, role: str, dead: InstanceHandle, reason: str) -> None:
         """``dead`` died holding ``role``: its slot's run ends, and the tree restarts it."""
-        self._dead[role] = dead.instance_id
         slot = self.slots.get(role)
         if slot is not None:
             slot.end(ExitReason(False, reason))
@@ -265,20 +271,38 @@ class AgentTree:
         await self._factory.ensure_zygote()
         return ZygoteSlot(lambda: self._factory.zygote)
 
+    async def take_over(self, dead: InstanceHandle, reason: str) -> None:
+        """The main died with a standby ready: the standby moves up into the main's slot.
+
+        A takeover is no restart: the main's slot stays up with a new
+        occupant, at once, whatever the restart intensity; the standby's
+        slot is what empties, and the tree restarts it (a fork). If the
+        standby cannot be promoted, the main's slot ends: the tree forks a main.
+        """
+        promoted = await self._replacer.take_over(dead.instance_id)
+        self.refill("standby", "promoted to main" if promoted else "died when promoted")
+        if promoted is None:
+            self.vacated("main", dead, reason)
+
+    def _slot(self, role: str) -> SlotChild:
+        slot = self.slots[role] = SlotChild(role, self._pool, lambda: not self._stopping)
+        return slot
+
     async def _start_main(self) -> Child:
-        slot = self.slots["main"] = SlotChild("main", self._pool)
-        if self._pool.standby is not None:  # a takeover: the standby's slot empties
-            promoted = await self._replacer.take_over(self._dead.get("main", "the main"))
-            self.refill("standby", "promoted to main" if promoted else "died when promoted")
-            if promoted is not None:
-                return slot
+        slot = self._slot("main")
+        main = self._pool.main
+        if main is not None and main.alive:
+            return slot  # left serving by a tree that gave up: taken as it is
         await self._factory.ensure_zygote()
         await self._promote(await self._factory.spawn("main"))  # InstanceDied: start failed
         return slot
 
     async def _start_standby(self) -> Child:
         restarting = "standby" in self.slots
-        slot = self.slots["standby"] = SlotChild("standby", self._pool)
+        slot = self._slot("standby")
+        standby = self._pool.standby
+        if standby is not None and standby.alive:
+            return slot  # left running by a tree that gave up: taken as it is
         if restarting:
             await self._sleep(STANDBY_RESPAWN_DELAY)  # the main's own restart goes first
         await self._factory.ensure_zygote()

@@ -86,6 +86,10 @@ class AgentService(Protocol):
     ) -> RequestResult:
         """Serve one request; ``deadline_s`` (seconds) bounds the wait if given.
 
+        ``input`` is any packable value, or a :class:`~project_o.wire.Packed`
+        one (checked and packed by the gateway), which the service forwards
+        to the instance as its bytes.
+
         ``request_id``: the id to use (unique; the service makes one if
         omitted). ``on_event``: stream what the handler emits to it.
 

@@ -67,8 +67,6 @@ class CandidateHost:
         self.shadow_journal = ShadowJournal()
         #: the canary's writes (None until a canary restores)
         self.overlay: OverlayJournal | None = None
-        #: ids of the requests the instance is serving, oldest first
-        self._requests: dict[str, None] = {}
         self._group = asyncio.TaskGroup()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
@@ -87,10 +85,14 @@ class CandidateHost:
         finally:
             await self._group.__aexit__(kind, error, traceback)
 
-    async def start(self, agent: Path, version: str, experiment_id: str = "") -> None:
-        """Start the candidate's zygote (raises AgentLoadError if it does not import)."""
+    async def start(self, agent: Path, version: str, experiment_id: str) -> None:
+        """Start the candidate's zygote (raises AgentLoadError if it does not import).
+
+        ``experiment_id`` tags a canary's overlay of writes.
+        """
         self.version, self.experiment_id = version, experiment_id
-        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env())
+        self._zygote = await ZygoteHandle.start(agent, version, env=self.host.factory.env(),
+                                                sandbox=self.host.config.sandbox_policy())
 
     async def spawn(self, role: str) -> InstanceHandle:
         """Fork the instance (replacing any previous one) and restore it from the vault."""
@@ -101,6 +103,7 @@ class CandidateHost:
             self._zygote, role=role, instance_id=f"{role}-{uuid.uuid4().hex[:8]}",
             version=self.version, owner=self, limits=self.host.config.limits, config=config,
             max_frame_size=self.host.config.max_frame_bytes, restore=self._restore,
+            quotas=self.host.config.quotas,
         )
         self._tasks = [
             self._group.create_task(self._watchdog(instance), name=f"watchdog-{role}"),
@@ -118,7 +121,7 @@ class CandidateHost:
             self._settle_overlay("quarantined", "replaced by a new canary instance")
             overlay = self.host.journal.vault.quarantine.create(
                 self.version, self.experiment_id, point.last_sequence)
-            self.overlay = OverlayJournal(overlay, lambda: list(self._requests))
+            self.overlay = OverlayJournal(overlay)
         else:
             self.shadow_journal = ShadowJournal(point.last_sequence)
 
@@ -129,12 +132,10 @@ class CandidateHost:
             raise InstanceDied(self.failure or "the candidate has no live instance")
         self._in_flight += 1
         self._idle.clear()
-        self._requests[request_id] = None
         try:
             async with asyncio.timeout(deadline_s):
                 return await instance.request(request_id, payload, deadline_s)
         finally:
-            self._requests.pop(request_id, None)
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
@@ -162,6 +163,10 @@ class CandidateHost:
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """A candidate's state is never the agent's state: not written."""
 
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None:
+        """Through the host's proxy, counted under the candidate's version and role."""
+        self.host.llm.serve(instance, message)
+
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
         """The guardrail: report the first death of the serving instance."""
         if instance is not self.instance or self._closing or self.failure is not None:
@@ -177,8 +182,9 @@ class CandidateHost:
         if info is None:
             return None
         vault = self.host.journal.vault
-        return await asyncio.to_thread(vault.quarantine.apply, info.id, vault.append,
-                                       status="promoted", reason=reason)
+        return await asyncio.to_thread(vault.quarantine.apply, info.id,
+                                       vault.wal.submit_acknowledged, status="promoted",
+                                       reason=reason)
 
     def quarantine_writes(self, reason: str) -> OverlayInfo | None:
         """Keep the canary's writes out of the agent's memory, tagged with ``reason``."""

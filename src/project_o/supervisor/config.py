@@ -6,7 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from project_o.evolution.llm_budget import Prices
 from project_o.llm.config import LLMConfig
+from project_o.runtime.confine.policy import SandboxPolicy
+from project_o.supervisor.bounds import Quotas
+from project_o.vault.sealing import Keyring
 
 __all__ = ["DEFAULT_PORT", "STATE_FILE", "SupervisorConfig"]
 
@@ -60,19 +64,43 @@ class SupervisorConfig:
     max_body_bytes: int = 1024 * 1024
     max_frame_bytes: int = MAX_FRAME_BYTES
     limits: dict[str, Any] = field(default_factory=dict)
+    #: what each instance may write and stream before it is killed (supervisor.bounds)
+    quotas: Quotas = field(default_factory=Quotas)
     #: what happens to an agent's ctx.evolve intents and the health monitor's: off, propose, auto
     autonomy: str = "auto"
     #: the health monitor raises an intent past this p95 latency (ms); None: its default
     perception_p95_ms: float | None = None
-    #: OpenAI-compatible model settings handed to instances (None: no LLM)
+    #: the OpenAI-compatible model the supervisor calls for instances (None: no LLM)
     llm: LLMConfig | None = None
     #: requests that may wait for an instance slot before new ones are answered 503
     max_queued: int = DEFAULT_MAX_QUEUED
+    #: keys sealing the vault at rest (None: plain); the supervisor's alone
+    keyring: Keyring | None = field(default=None, repr=False)
+    #: what the model's tokens cost (US dollars per million), for the usage records
+    llm_prices: Prices | None = None
+    #: contain agent code (--no-sandbox turns it off, loudly: status says so)
+    sandbox: bool = True
+    #: the agent may use the network (--allow-network); else it has none, loopback included
+    allow_network: bool = False
+    #: directories agent code may write (--writable); everything else is read-only or hidden
+    writable: tuple[Path, ...] = ()
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        """How this agent's zygotes confine its code: the vault hidden altogether.
+
+        Instances need nothing of it: checkpoints reach them as sealed
+        in-memory copies and ``ctx.llm`` calls go through the supervisor, so
+        the agent has no network unless ``--allow-network`` says so.
+        """
+        return SandboxPolicy(enabled=self.sandbox, network=self.allow_network,
+                             hidden=(str(self.vault),), readonly=(),
+                             writable=tuple(str(path) for path in self.writable))
 
     def instance_config(self) -> dict[str, Any]:
-        """What an instance is told about itself at fork time."""
+        """What an instance is told about itself at fork time (of the LLM: only the model)."""
         return {
             "heartbeat_interval": self.heartbeat_interval,
             "checkpoint_every": self.checkpoint_every,
             "max_frame_size": self.max_frame_bytes,
+            "llm": self.llm.for_instances() if self.llm is not None else None,
         }

@@ -49,7 +49,7 @@ class ExperimentLedger:
     """Writes each step of an experiment where the API and the next supervisor find it."""
 
     def __init__(self, catalog: Catalog, events: EventLog, variation: Variation,
-                 main: _Main, quarantine: Quarantine | None = None) -> None:
+                 main: _Main, quarantine: Quarantine) -> None:
         self.catalog, self.events, self.variation, self.main = catalog, events, variation, main
         self.quarantine = quarantine
         #: the experiments this supervisor started, live (the catalog lags behind them)
@@ -67,11 +67,10 @@ class ExperimentLedger:
             self.events.record("experiment_aborted", record.id, ABORT_REASON,
                                candidate=record.candidate_version)
             aborted.append(record.id)
-        if self.quarantine is not None:
-            for overlay in self.quarantine.settle_open(ABORT_REASON):
-                self.events.record("writes_quarantined", overlay.experiment_id,
-                                   f"{overlay.writes} writes of a canary kept apart as "
-                                   f"{overlay.id}: {ABORT_REASON}", overlay=overlay.id)
+        for overlay in self.quarantine.settle_open(ABORT_REASON):
+            self.events.record("writes_quarantined", overlay.experiment_id,
+                               f"{overlay.writes} writes of a canary kept apart as "
+                               f"{overlay.id}: {ABORT_REASON}", overlay=overlay.id)
         return aborted
 
     async def opened(self, experiment: Experiment, genome: Genome, *, approved: bool) -> None:

@@ -3,9 +3,10 @@
 ``project-o run`` starts the heart; the heart starts the supervisor and
 starts it again whenever it dies, ``kill -9`` included::
 
-    heart (this module: stdlib only, no agent code, no web stack)
+    heart (this module: stdlib only, no agent code, no web stack; non-dumpable)
       │  spawn CMD in its own process group, env PROJECT_O_HEART_PID=<heart pid>
-      │  and PROJECT_O_READY_FD=<the write end of a pipe>
+      │  and PROJECT_O_READY_FD=<the write end of a pipe>, and the secrets (the API
+      │  token, the LLM key...) on a pipe of their own, PROJECT_O_SECRETS_FD=<its read end>
       ▼
     supervisor ──writes "up" to the pipe once it serves (then closes it)
       │
@@ -54,6 +55,12 @@ Decisions:
   restarting it would print the same error again and again. Only the
   very first start ends the heart this way: after a crash, a restart that
   fails to start counts against the restart intensity like any crash.
+* **Secrets never in an environment.** The heart takes them from
+  ``--secrets-fd`` (``project-o run`` passes them so) and out of its own
+  environment, makes itself non-dumpable (no core, no same-uid ptrace or
+  ``/proc/<pid>/mem`` / ``environ`` reads), and hands them to each
+  supervisor it starts on a fresh pipe, never in its environment: nothing
+  the supervisor starts can inherit them (``supervisor/hardening.py``).
 * **Giving up.** More than ``max_restarts`` crashes within ``max_seconds``
   and the heart stops trying: a supervisor that dies that often has a
   problem a restart will not fix (bad config, broken vault), and a crash
@@ -64,6 +71,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -87,11 +96,18 @@ __all__ = [
     "HEART_MAX_SECONDS",
     "HEART_PID_ENV",
     "HEART_SCRIPT",
+    "MAX_SECRETS_BYTES",
     "READY_FD_ENV",
+    "SECRETS_FD_ENV",
+    "SECRET_ENV",
     "heart_command",
     "main",
+    "make_non_dumpable",
+    "read_secrets",
     "read_status",
     "run_heart",
+    "secrets_pipe",
+    "take_secrets",
 ]
 
 #: The supervisor finds its heart's pid here.
@@ -100,6 +116,25 @@ HEART_PID_ENV = "PROJECT_O_HEART_PID"
 #: The supervisor writes READY_LINE to this descriptor once it serves.
 READY_FD_ENV = "PROJECT_O_READY_FD"
 READY_LINE = b"up\n"
+
+#: The supervisor reads its secrets from the pipe this descriptor names.
+SECRETS_FD_ENV = "PROJECT_O_SECRETS_FD"
+#: Variables that hold secrets, kept out of every environment: the API token,
+#: the LLM endpoint and key, the vault key (a base URL can carry credentials in
+#: its user-info part). Defined here, where the stdlib-only heart can use them;
+#: ``supervisor/hardening.py`` imports them, as ``startup.py`` does the exit codes.
+SECRET_ENV = (
+    "PROJECT_O_TOKEN",
+    "PROJECT_O_LLM_API_KEY",
+    "PROJECT_O_LLM_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "PROJECT_O_VAULT_KEY",
+)
+#: A secrets message larger than this is refused (a few keys are well under a KiB;
+#: the pipe's buffer holds 64 KiB, so writing one never blocks).
+MAX_SECRETS_BYTES = 64 * 1024
+_PR_SET_DUMPABLE = 4
 
 #: Run this file with the interpreter to get a heart that imports nothing of ours.
 HEART_SCRIPT = Path(__file__).resolve()
@@ -144,14 +179,18 @@ def heart_command(
     max_restarts: int = HEART_MAX_RESTARTS,
     max_seconds: float = HEART_MAX_SECONDS,
     python: str = sys.executable,
+    secrets_fd: int | None = None,
 ) -> list[str]:
     """The argv that runs a heart around ``cmd`` (for ``project-o run`` to spawn or exec).
 
     ``-I`` keeps the heart's interpreter off PYTHONPATH, user site-packages
     and the script's own directory (whose ``spec.py``, ``tree.py``... must
-    not shadow anything); ``cmd`` still gets the caller's environment.
+    not shadow anything); ``cmd`` still gets the caller's environment, less
+    the secrets, which the heart reads from ``secrets_fd`` when given.
     """
     argv = [python, "-I", str(HEART_SCRIPT)]
+    if secrets_fd is not None:
+        argv += ["--secrets-fd", str(secrets_fd)]
     if pidfile is not None:
         argv += ["--pidfile", str(pidfile)]
     argv += ["--max-restarts", str(max_restarts), "--max-seconds", str(max_seconds)]
@@ -169,8 +208,12 @@ def run_heart(
     backoff_max: float = BACKOFF_MAX_S,
     clock: Callable[[], float] = time.monotonic,
     out: TextIO | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> int:
     """Run ``cmd`` as the supervisor and keep it alive; return the heart's exit status.
+
+    ``secrets`` reach each supervisor on a pipe (``PROJECT_O_SECRETS_FD``),
+    never in its environment.
 
     ``pidfile`` receives the heart's status as JSON (the supervisor's pid,
     restarts, state; see the module docstring), rewritten atomically.
@@ -188,6 +231,7 @@ def run_heart(
         _CrashWindow(max_restarts, max_seconds, clock),
         (backoff_initial, backoff_max),
         out if out is not None else sys.stderr,
+        dict(secrets or {}),
     )
     previous = {signum: signal.signal(signum, heart.on_signal) for signum in _FORWARDED}
     try:
@@ -208,9 +252,11 @@ class _Heart:
         intensity: _CrashWindow,
         backoff: tuple[float, float],
         out: TextIO,
+        secrets: dict[str, str],
     ) -> None:
         self.cmd = cmd
-        self.env = env
+        self.env = {name: value for name, value in env.items() if name not in SECRET_ENV}
+        self.secrets = secrets
         self.pidfile = pidfile
         self.intensity = intensity
         self.backoff = backoff
@@ -248,17 +294,22 @@ class _Heart:
     def _run_once(self) -> int:
         read_end, write_end = os.pipe()
         env = {**self.env, HEART_PID_ENV: str(os.getpid()), READY_FD_ENV: str(write_end)}
+        secrets_fd = secrets_pipe(self.secrets) if self.secrets else None
+        if secrets_fd is not None:
+            env[SECRETS_FD_ENV] = str(secrets_fd)
         try:
             # process_group=0: Ctrl-C reaches us only; we forward it once.
             self.process = subprocess.Popen(
                 self.cmd, env=env, stdin=subprocess.DEVNULL, process_group=0,
-                pass_fds=(write_end,),
+                pass_fds=(write_end,) if secrets_fd is None else (write_end, secrets_fd),
             )
         except BaseException:
             os.close(read_end)
             raise
         finally:
             os.close(write_end)  # from now on only the supervisor holds it: EOF when it dies
+            if secrets_fd is not None:
+                os.close(secrets_fd)
         if self.stop_signal is not None:  # the signal came while we were forking
             self.process.send_signal(self.stop_signal)
         self._write_status("starting")
@@ -387,6 +438,80 @@ def _write_atomically(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def make_non_dumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)``: no core dumps, no same-uid ptrace or /proc/<pid>/mem.
+
+    Raises OSError if the kernel refuses. Reset by ``execve``: every program
+    that holds secrets calls it for itself.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
+
+
+def secrets_pipe(secrets: Mapping[str, str]) -> int:
+    """A pipe holding ``secrets`` as JSON; its read end, inheritable (the write end is closed).
+
+    ValueError if they take over :data:`MAX_SECRETS_BYTES` (the write would block).
+    """
+    raw = json.dumps(dict(secrets)).encode()
+    if len(raw) > MAX_SECRETS_BYTES:
+        raise ValueError(f"the secrets take {len(raw)} bytes, over {MAX_SECRETS_BYTES}")
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, raw)  # within the pipe's buffer: never blocks
+    finally:
+        os.close(write_end)
+    os.set_inheritable(read_end, True)
+    return read_end
+
+
+def read_secrets(fd: int) -> dict[str, str]:
+    """The secrets :func:`secrets_pipe` wrote on ``fd`` (closed afterwards).
+
+    ValueError if it cannot be read, or holds more than
+    :data:`MAX_SECRETS_BYTES` or anything but a JSON object of strings.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := os.read(fd, 4096):
+            size += len(chunk)
+            if size > MAX_SECRETS_BYTES:
+                raise ValueError(f"the secrets pipe holds over {MAX_SECRETS_BYTES} bytes")
+            chunks.append(chunk)
+    except OSError as exc:  # not an open descriptor, or not one to read
+        raise ValueError(f"cannot read the secrets pipe (descriptor {fd}): "
+                         f"{exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        secrets = json.loads(b"".join(chunks) or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"the secrets pipe does not hold JSON: {exc}") from None
+    if not isinstance(secrets, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
+        raise ValueError("the secrets pipe must hold a JSON object of strings")
+    return secrets
+
+
+def take_secrets(secrets_fd: int | None) -> dict[str, str]:
+    """Become non-dumpable; the secrets on ``secrets_fd`` (closed) and in ``os.environ`` (removed).
+
+    Non-dumpable: other processes of the same uid can no longer read our
+    memory or ``/proc/<pid>/environ``, nor ptrace us (``prctl(2)``). A
+    variable set in the environment wins over the same name from the pipe.
+    """
+    make_non_dumpable()
+    secrets = read_secrets(secrets_fd) if secrets_fd is not None else {}
+    for name in SECRET_ENV:
+        with contextlib.suppress(KeyError):
+            secrets[name] = os.environ.pop(name)
+    return secrets
+
+
 def _await_ready(read_end: int) -> bool:
     """Read the pipe until the supervisor says it is up (True) or it closes (False)."""
     received = b""
@@ -451,6 +576,12 @@ def _parser() -> argparse.ArgumentParser:
         help="first restart delay in seconds, doubling (default %(default)s)",
     )
     parser.add_argument(
+        "--secrets-fd",
+        type=int,
+        default=None,
+        help="read the secrets (a JSON object) from this descriptor, then close it",
+    )
+    parser.add_argument(
         "command",
         nargs=argparse.REMAINDER,
         metavar="-- CMD ...",
@@ -461,6 +592,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: ``python heart.py [options] -- CMD ...``; returns the exit status."""
+    os.umask(os.umask(0o077) | 0o077)  # the heart's files, and its supervisors', are private
     parser = _parser()
     args = parser.parse_args(argv)
     if args.max_restarts < 0 or not args.max_seconds > 0 or args.backoff < 0:
@@ -470,8 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("heart: expected the supervisor command after --", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        secrets = take_secrets(args.secrets_fd)
+    except (ValueError, OSError) as exc:
+        print(f"heart: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return run_heart(
         command,
+        secrets=secrets,
         pidfile=args.pidfile,
         max_restarts=args.max_restarts,
         max_seconds=args.max_seconds,

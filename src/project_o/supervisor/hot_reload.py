@@ -46,13 +46,14 @@ class HotReload:
     def __init__(
         self, pool: InstancePool, factory: InstanceFactory, events: EventLog, *,
         promote: Callable[[InstanceHandle], Awaitable[None]],
-        respawn_later: Callable[[str], None], drain_timeout: float, standby: bool,
+        refill: Callable[[str], None], drain_timeout: float, standby: bool,
     ) -> None:
+        """``refill(role)``: the agent's tree fills ``role`` again (a reload left it empty)."""
         self._pool = pool
         self._factory = factory
         self._events = events
         self._promote = promote
-        self._respawn_later = respawn_later
+        self._refill = refill
         self._drain_timeout = drain_timeout
         self._standby = standby
         self._lock = asyncio.Lock()
@@ -77,7 +78,7 @@ class HotReload:
             self._events.record("reload", version, reason, previous=before.version)
             await self._shut_down(before, keep_zygote=same)
             if self._standby and self._pool.standby is None:
-                self._respawn_later("standby")
+                self._refill("standby")
 
     async def _undo(self, before: Served, zygote: ZygoteHandle) -> None:
         if zygote is not before.zygote:
@@ -87,7 +88,7 @@ class HotReload:
         if before.main is not None and before.main.alive:
             await self._promote(before.main)
         else:
-            self._respawn_later("main")
+            self._refill("main")
 
     async def _shut_down(self, before: Served, *, keep_zygote: bool) -> None:
         for instance in (before.main, before.standby):

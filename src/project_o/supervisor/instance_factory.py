@@ -9,7 +9,7 @@
 
 The supervisor never imports agent code: everything agent-shaped happens in
 the zygote and the instances it forks. Instances run with a scrubbed
-environment plus the LLM settings, nothing else from the supervisor's.
+environment; their LLM calls come back to the supervisor (``llm_proxy``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -62,10 +63,28 @@ class InstanceFactory:
                     return
                 self._events.record("crash", "zygote", "the zygote died; starting a new one")
             self.zygote = await self.start_zygote(self.config.agent, self.version)
+            self._say_what_is_missing(self.zygote)
 
     async def start_zygote(self, agent: Path, version: str) -> ZygoteHandle:
         """A new zygote for ``agent`` (not yet the one instances are forked from)."""
-        return await ZygoteHandle.start(agent, version, env=self.env())
+        return await ZygoteHandle.start(agent, version, env=self.env(),
+                                        sandbox=self.config.sandbox_policy())
+
+    def sandbox(self) -> dict[str, Any]:
+        """The serving zygote's sandbox report (``enabled``, ``active``, ``missing``, ``layers``)."""
+        if self.zygote is None or not self.zygote.sandbox:
+            return {"enabled": self.config.sandbox, "active": [], "layers": [],
+                    "missing": {"zygote": "no zygote running yet"}}
+        return self.zygote.sandbox
+
+    def _say_what_is_missing(self, zygote: ZygoteHandle) -> None:
+        report = zygote.sandbox
+        if not report.get("enabled", True):
+            self._events.record("sandbox", "zygote", "the sandbox is OFF (--no-sandbox): "
+                                "agent code runs with the supervisor's rights")
+        elif report.get("missing"):
+            missing = "; ".join(f"{name}: {why}" for name, why in report["missing"].items())
+            self._events.record("sandbox", "zygote", f"layers not applied: {missing}")
 
     def serve(
         self, zygote: ZygoteHandle | None, agent: Path, version: str,
@@ -82,7 +101,7 @@ class InstanceFactory:
             self.zygote, role=role, instance_id=f"{role}-{next(self._ids)}",
             version=self.version, owner=self._owner, limits=self.config.limits,
             config=self.config.instance_config(), max_frame_size=self.config.max_frame_bytes,
-            restore=self._restore,
+            restore=self._restore, quotas=self.config.quotas,
         )
         instance.restarts = self.restarts
         return instance
@@ -98,9 +117,8 @@ class InstanceFactory:
             return False
 
     def env(self) -> dict[str, str]:
-        """The scrubbed environment agent code runs with, plus the LLM settings if any."""
-        llm = self.config.llm
-        return scrubbed_env(extra=llm.to_env() if llm is not None else None)
+        """The scrubbed environment agent code runs with (no LLM key or endpoint: see llm_proxy)."""
+        return scrubbed_env()
 
     async def close(self) -> None:
         """Close the zygote (its instances die with it)."""

@@ -11,11 +11,15 @@
           └── future ◄── response ───  return value
     feedback(id, ...) ─ feedback ──►  on_feedback hooks (journal the same way)
           └── future ◄── response ───
+    owner.on_llm_call ◄─ llm_call ──  ctx.llm (the proxy answers with llm_token*, llm_result)
                         ◄─ heartbeat ─ main loop (stops if the handler hangs)
 
-Everything the instance sends is untrusted: a frame that is too big, does
-not decode, has an unknown type or a malformed field kills the instance
-(never the supervisor) and fails its pending requests with
+Everything the instance sends is untrusted: a frame that is too big for
+its type (:func:`~.bounds.instance_frame_limits`, checked before its body
+is read), does not decode, has a type an instance may not send or a
+malformed field, or passes one of the instance's quotas
+(:class:`~.bounds.InstanceQuota`) kills the instance (never the
+supervisor) with the reason and fails its pending requests with
 :class:`InstanceDied`, so the owner can re-dispatch them.
 """
 
@@ -26,12 +30,15 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
 from project_o.runtime.procctl import kill_group
 from project_o.supervisor.api import EventSink
-from project_o.wire import Message, read_message_async, write_message_async
+from project_o.supervisor.bounds import InstanceQuota, Quotas, instance_frame_limits
+from project_o.wire import FrameLimits, Message, read_frame_async, write_message_async
+from project_o.wire.fd_passing import write_message_with_fd_async
 
 if TYPE_CHECKING:
     from project_o.runtime.zygote_client import ExitStatus
@@ -64,6 +71,7 @@ class InstanceOwner(Protocol):
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None: ...
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None: ...
+    def on_llm_call(self, instance: InstanceHandle, message: Message) -> None: ...
     def on_death(self, instance: InstanceHandle, reason: str) -> None: ...
 
 
@@ -73,8 +81,12 @@ class InstanceHandle:
     def __init__(
         self, *, pid: int, role: str, version: str, instance_id: str,
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        owner: InstanceOwner, max_frame_size: int,
+        owner: InstanceOwner, max_frame_size: int, limits: FrameLimits | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
+        """``limits``: what it may send (default: :func:`.instance_frame_limits` of
+        ``max_frame_size``); ``quotas``: its write and stream quotas (default: :class:`Quotas`).
+        """
         self.pid = pid
         self.role = role
         self.version = version
@@ -100,6 +112,9 @@ class InstanceHandle:
         self._writer = writer
         self._owner = owner
         self._max_frame_size = max_frame_size
+        self._limits = limits if limits is not None else instance_frame_limits(max_frame_size)
+        #: what it may write and stream; the journal charges its writes here
+        self.quota = InstanceQuota(quotas)
         # request id -> future, oldest first
         self._pending: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
         self._listeners: dict[str, EventSink] = {}
@@ -164,15 +179,8 @@ class InstanceHandle:
 
     async def send(self, message: Message) -> None:
         """Send one frame; a broken socket marks the instance dead."""
-        if not self.alive:
-            raise InstanceDied(self.death_reason or "instance is dead")
-        try:
-            async with self._send_lock:
-                await write_message_async(self._writer, message, self._max_frame_size)
-        except (OSError, ConnectionError, ProtocolError) as exc:
-            # ProtocolError: the wire layer reports a reset peer as ConnectionClosed.
-            self._die(f"socket broke while sending: {exc}")
-            raise InstanceDied(self.death_reason or str(exc)) from exc
+        await self._send(lambda: write_message_async(self._writer, message,
+                                                     self._max_frame_size))
 
     def send_frame_now(self, frame: bytes) -> None:
         """Queue one encoded frame at once, in call order (no drain): the WAL tail.
@@ -185,13 +193,27 @@ class InstanceHandle:
 
     async def send_frame(self, frame: bytes) -> None:
         """Send one frame already encoded (what the supervisor only forwards); as :meth:`send`."""
+
+        async def write() -> None:
+            self._writer.write(frame)
+            await self._writer.drain()
+
+        await self._send(write)
+
+    async def send_with_fd(self, message: Message, fd: int) -> None:
+        """Send one frame with ``fd`` attached to its first bytes (SCM_RIGHTS); as :meth:`send`."""
+        await self._send(lambda: write_message_with_fd_async(self._writer, message, fd,
+                                                             self._max_frame_size))
+
+    async def _send(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run ``write`` alone on the socket; InstanceDied if the instance is (or goes) dead."""
         if not self.alive:
             raise InstanceDied(self.death_reason or "instance is dead")
         try:
             async with self._send_lock:
-                self._writer.write(frame)
-                await self._writer.drain()
-        except (OSError, ConnectionError) as exc:
+                await write()
+        except (OSError, ConnectionError, ProtocolError) as exc:
+            # ProtocolError: the wire layer reports a reset peer as ConnectionClosed.
             self._die(f"socket broke while sending: {exc}")
             raise InstanceDied(self.death_reason or str(exc)) from exc
 
@@ -212,6 +234,7 @@ class InstanceHandle:
             return await self._call(request_id, Message("request", {**data, "stream": True}))
         finally:
             self._listeners.pop(request_id, None)
+            self.quota.request_done(request_id)
 
     async def feedback(self, feedback_id: str, feedback: dict[str, Any]) -> Any:
         """Have the instance run the agent's feedback hooks on ``feedback``.
@@ -254,8 +277,10 @@ class InstanceHandle:
     async def _read_loop(self) -> None:
         try:
             while self.alive:
-                message = await read_message_async(self._reader, max_frame_size=self._max_frame_size)
-                await self._dispatch(message)
+                message, size = await read_frame_async(self._reader, limits=self._limits)
+                await self._dispatch(message, size)
+        except QuotaExceeded as exc:
+            self.kill(str(exc))
         except ProtocolError as exc:
             clean = getattr(exc, "clean", None)
             reason = "socket closed (instance exited)" if clean is not None else (
@@ -268,7 +293,7 @@ class InstanceHandle:
         except Exception as exc:  # noqa: BLE001 - an instance must never crash us
             self.kill(f"protocol violation: {type(exc).__name__}: {exc}")
 
-    async def _dispatch(self, message: Message) -> None:
+    async def _dispatch(self, message: Message, size: int) -> None:
         kind = message.type
         waiter = self._waiters.get(kind)
         self.notify(kind, message)
@@ -277,11 +302,13 @@ class InstanceHandle:
         elif kind in ("response", "error"):
             self._on_answer(kind, message.data)
         elif kind == "stream":
-            self._on_stream(message.data)
+            self._on_stream(message.data, size)
         elif kind == "wal_entry":
             self._journal(message)
         elif kind == "checkpoint":
             await self._owner.on_checkpoint(self, message)
+        elif kind == "llm_call":
+            self._owner.on_llm_call(self, message)  # answered later, by llm_result
         elif kind not in ("hello", "metrics") and waiter is None:
             raise ProtocolError(f"an instance may not send {kind!r}")
 
@@ -300,20 +327,24 @@ class InstanceHandle:
             self.kill(f"journaling its write failed: {error!r}")
 
     def _on_heartbeat(self, data: dict[str, Any]) -> None:
+        fields = [data.get(name) for name in _HEARTBEAT_FIELDS]
+        counts = [v for v in fields if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+        if len(counts) != len(fields):
+            raise ProtocolError(f"heartbeat fields {list(_HEARTBEAT_FIELDS)} must be "
+                                "non-negative ints")
         self.last_heartbeat = time.monotonic()
         self.last_heartbeat_wall = time.time()
-        rss = data.get("rss_bytes")
-        if isinstance(rss, int):
-            self.rss_bytes = rss
-        applied = data.get("last_sequence")
-        if isinstance(applied, int):
-            self.applied_sequence = applied
+        _, self.rss_bytes, self.applied_sequence = counts
 
-    def _on_stream(self, data: dict[str, Any]) -> None:
+    def _on_stream(self, data: dict[str, Any], size: int) -> None:
         request_id = data.get("id")
         if not isinstance(request_id, str):
             raise ProtocolError("stream frame without a string id")
         listener = self._listeners.get(request_id)
+        over = (self.quota.charge_stream(request_id, size) if listener is not None
+                else self.quota.charge_stray_stream(size))
+        if over is not None:
+            raise QuotaExceeded(over)
         if listener is None:
             return  # the request was answered or gave up meanwhile: drop the event
         try:
@@ -365,6 +396,14 @@ class InstanceHandle:
             "last_heartbeat": self.last_heartbeat_wall, "rss_bytes": self.rss_bytes,
             "applied_sequence": self.applied_sequence, "in_flight": len(self._pending),
         }
+
+
+#: what a heartbeat carries, each a non-negative int
+_HEARTBEAT_FIELDS = ("beat", "rss_bytes", "last_sequence")
+
+
+class QuotaExceeded(ProjectOError):
+    """Raised inside the read loop: the instance passed a quota; it is killed with the reason."""
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

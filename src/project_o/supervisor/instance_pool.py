@@ -94,15 +94,6 @@ class InstancePool:
         standby, self.standby = self.standby, None
         return standby if standby is not None and standby.alive else None
 
-    def offer(self, instance: InstanceHandle) -> str | None:
-        """The slot a fresh ``instance`` is needed in ("main"/"standby"), or None if filled."""
-        if self.main is None:
-            return "main"
-        if instance.role == "standby" and self.standby is None:
-            self.standby = instance
-            return "standby"
-        return None
-
     def retire(self) -> tuple[InstanceHandle | None, InstanceHandle | None]:
         """Empty both slots for a reload: the old main and standby become retired."""
         old = self.main, self.standby

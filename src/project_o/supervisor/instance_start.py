@@ -10,11 +10,14 @@ canary), which differ only in what they restore the instance *from*::
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from project_o.runtime.zygote_client import ZygoteHandle
+from project_o.supervisor.bounds import Quotas
 from project_o.supervisor.instance_handle import InstanceHandle, InstanceOwner
+from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.wire import Message
 
@@ -29,13 +32,17 @@ MAX_CONCURRENCY = 4096
 async def launch(
     zygote: ZygoteHandle, *, role: str, instance_id: str, version: str, owner: InstanceOwner,
     limits: dict[str, Any], config: dict[str, Any], max_frame_size: int,
-    restore: Callable[[InstanceHandle], Awaitable[None]],
+    restore: Callable[[InstanceHandle], Awaitable[None]], quotas: Quotas,
 ) -> InstanceHandle:
-    """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails."""
+    """Fork an instance, wait for its hello, then ``restore`` it; kill it if either fails.
+
+    ``quotas``: what it may write and stream (:class:`~.bounds.Quotas`).
+    """
     forked = await zygote.fork(role, instance_id, limits, config)
     instance = InstanceHandle(
         pid=forked.pid, role=role, version=version, instance_id=instance_id,
         reader=forked.reader, writer=forked.writer, owner=owner, max_frame_size=max_frame_size,
+        quotas=quotas,
     )
     instance.exited = forked.exited
     hello = instance.waiter("hello")
@@ -59,18 +66,30 @@ def _concurrency(value: Any) -> int:
     return min(value, MAX_CONCURRENCY)
 
 
-async def send_restore(instance: InstanceHandle, point: RestorePoint) -> None:
-    """Send ``point`` (checkpoint path + later WAL entries); wait until it is applied.
+async def send_restore(instance: InstanceHandle, point: RestorePoint,
+                       copies: SealedCopies) -> None:
+    """Send ``point`` (checkpoint + later WAL entries); wait until it is applied.
 
-    The instance sends no heartbeat before its restore, so its first one
-    means the restore is done.
+    The checkpoint goes as a sealed in-memory copy whose descriptor rides
+    with the frame, never as a path: agent code learns nothing of where the
+    vault is; ``copies`` makes the copy, once per checkpoint. The instance
+    sends no heartbeat before its restore, so its first one means the
+    restore is done.
     """
     ready = instance.waiter("heartbeat")
-    await instance.send(Message("restore", {
-        "checkpoint": str(point.checkpoint.path) if point.checkpoint else None,
-        "entries": [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
-                    for e in point.entries],
-        "last_sequence": point.last_sequence,
-    }))
+    entries = [{"sequence": e.sequence, "operation": e.operation, "data": e.data}
+               for e in point.entries]
+    info = point.checkpoint
+    if info is None:
+        await instance.send(Message("restore", {
+            "checkpoint": None, "entries": entries, "last_sequence": point.last_sequence}))
+    else:
+        fd = await asyncio.to_thread(copies.reader, info)
+        try:
+            await instance.send_with_fd(Message("restore", {
+                "checkpoint": {"id": str(info.id)}, "entries": entries,
+                "last_sequence": point.last_sequence}), fd)
+        finally:
+            os.close(fd)  # the instance holds its own copy of the descriptor now
     async with asyncio.timeout(STARTUP_TIMEOUT):
         await ready

@@ -26,6 +26,15 @@ which nothing more can be acknowledged) the journal says so to its owner
 ``"vault failure"`` -- it is never blamed on the instance as a protocol
 violation.
 
+Every write is charged to the writer's quota first
+(:class:`~.bounds.InstanceQuota`: bytes and writes, a burst then a rate);
+a write past it, or one that could not travel back (nested deeper than
+:data:`MAX_WRITE_DEPTH`: a restore frame carries it, and a frame's depth
+is capped), is not acknowledged and kills the instance with the
+reason. What it wrote before stays acknowledged and durable. A shadow's
+writes are charged the same way; its journal keeps at most
+:data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
+
 The standby follows the main: every entry the main journals is tailed to
 it. While a follower restores (it reads the checkpoint and the WAL as of
 some sequence), entries are buffered and the ones past its restore point
@@ -50,12 +59,22 @@ from project_o.supervisor.instance_start import send_restore
 from project_o.supervisor.metrics import SupervisorMetrics
 from project_o.vault import Vault
 from project_o.vault.quarantine import Overlay
+from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.vault.wal_record import Payload, pack_payload
-from project_o.wire import Message, MessageType
+from project_o.wire import MAX_NESTING_DEPTH, Message, MessageType
 from project_o.wire.framing import encode_forwarded_frame
+from project_o.wire.packable import nested_deeper_than
 
-__all__ = ["MAX_OPERATION_LENGTH", "VAULT_FAILURE", "Journal", "OverlayJournal", "ShadowJournal"]
+__all__ = [
+    "MAX_OPERATION_LENGTH",
+    "MAX_WRITE_DEPTH",
+    "SHADOW_JOURNAL_BYTES",
+    "VAULT_FAILURE",
+    "Journal",
+    "OverlayJournal",
+    "ShadowJournal",
+]
 
 #: operation names an instance may journal (anything else is a violation)
 MAX_OPERATION_LENGTH: Final = 128
@@ -63,6 +82,11 @@ MAX_OPERATION_LENGTH: Final = 128
 VAULT_FAILURE: Final = "vault failure"
 #: writes a shadow's throwaway journal keeps (only for inspection; nothing reads them back)
 SHADOW_JOURNAL_KEPT: Final = 10_000
+#: lists/maps a write's data may nest: a restore frame wraps it in three more levels
+#: (its data map, the entries list, the entry's map), and a frame holds MAX_NESTING_DEPTH
+MAX_WRITE_DEPTH: Final = MAX_NESTING_DEPTH - 3
+#: bytes (packed operation + data) of the writes a shadow's journal keeps, newest first
+SHADOW_JOURNAL_BYTES: Final = 16 * 1024 * 1024
 
 FatalCallback = Callable[[WALFatalError], None]
 
@@ -78,6 +102,10 @@ class Journal:
         self._followers: dict[InstanceHandle, list[tuple[int, bytes]] | None] = {}
         #: held while an instance reads a checkpoint, so none is pruned meanwhile
         self.restore_lock = asyncio.Lock()
+        #: the newest checkpoint's sealed copy, what restores hand to instances; of a vault
+        #: sealed at rest, an unsealed image (instances never hold the vault's key)
+        store = vault.checkpoints
+        self.copies = SealedCopies(store.plain_image if store.keyring is not None else None)
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
 
@@ -93,10 +121,9 @@ class Journal:
         wake in that order, so tailing at once on waking (before the ack,
         which may wait on the socket) keeps the followers' entries in order.
         """
-        entry = _entry(instance, message)
-        if entry is None:
+        payload = _charged_payload(instance, message)  # packed once: WAL record and tail
+        if payload is None:
             return
-        payload = pack_payload(*entry)  # packed once: for the WAL record and the tail
         started = time.perf_counter()
         try:
             sequence, durable = self.vault.submit_payload(payload)
@@ -138,7 +165,7 @@ class Journal:
             point = await asyncio.to_thread(self.vault.recover)
             if on_point is not None:
                 on_point(point)
-            await send_restore(instance, point)
+            await send_restore(instance, point, self.copies)
         buffered = self._followers.get(instance)
         if buffered is not None:
             # At once, before later tails: the follower must see them in order.
@@ -171,6 +198,10 @@ class Journal:
             return
         async with self.restore_lock:
             info = await self.vault.checkpoint_async(state, last_sequence=covered)
+        # Made now, so the next restart does not wait for it; a failure here is
+        # not the checkpoint's (the restore makes the copy itself, or reports it).
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.copies.prepare, info)
         self.metrics.checkpoint_written()
         self.last_checkpoint = {"id": str(info.id), "last_sequence": info.last_sequence,
                                 "timestamp_ns": info.timestamp_ns}
@@ -188,39 +219,52 @@ class ShadowJournal:
     agent's on purpose and is thrown away with it.
     """
 
-    def __init__(self, start_sequence: int = 0) -> None:
+    def __init__(self, start_sequence: int = 0, *,
+                 max_bytes: int = SHADOW_JOURNAL_BYTES) -> None:
         self.sequence = start_sequence
         #: (sequence, operation, data) of the newest writes, for inspection only
-        self.entries: deque[tuple[int, str, Any]] = deque(maxlen=SHADOW_JOURNAL_KEPT)
+        self.entries: deque[tuple[int, str, Any]] = deque()
+        #: bytes the kept entries took packed (at most ``max_bytes``)
+        self.kept_bytes = 0
+        self._sizes: deque[int] = deque()
+        self._max_bytes = max_bytes
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Ack one ``wal_entry`` at once, numbered after the shadow's restore point."""
-        entry = _entry(instance, message)
-        if entry is None:
+        payload = _charged_payload(instance, message)
+        if payload is None:
             return
         self.sequence += 1
-        self.entries.append((self.sequence, *entry))
+        self._keep((self.sequence, message.data["operation"], message.data.get("data")),
+                   len(payload[0]) + len(payload[1]))
         await _ack(instance, message, self.sequence)
 
+    def _keep(self, entry: tuple[int, str, Any], size: int) -> None:
+        self.entries.append(entry)
+        self._sizes.append(size)
+        self.kept_bytes += size
+        while self.entries and (self.kept_bytes > self._max_bytes
+                                or len(self.entries) > SHADOW_JOURNAL_KEPT):
+            self.entries.popleft()
+            self.kept_bytes -= self._sizes.popleft()
 
 class OverlayJournal:
     """A canary's journal: each write durable in its overlay before it is acknowledged.
 
-    ``in_flight()`` names the requests the canary is serving, to tag each
-    write with the requests that made it.
+    Each write is tagged with the requests its writer is serving (its
+    handle's ``in_flight``): the ones that made it.
     """
 
-    def __init__(self, overlay: Overlay, in_flight: Callable[[], list[str]]) -> None:
+    def __init__(self, overlay: Overlay) -> None:
         self.overlay = overlay
-        self._in_flight = in_flight
 
     async def write(self, instance: InstanceHandle, message: Message) -> None:
         """Append one ``wal_entry`` to the overlay; ack it once durable."""
-        entry = _entry(instance, message)
-        if entry is None:
+        payload = _charged_payload(instance, message)  # packed once, as the main's are
+        if payload is None:
             return
         try:
-            sequence = await self.overlay.append(*entry, self._in_flight())
+            sequence = await self.overlay.append_payload(payload, instance.in_flight)
         except WALFatalError as exc:
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
@@ -230,13 +274,31 @@ class OverlayJournal:
         await _ack(instance, message, sequence)
 
 
-def _entry(instance: InstanceHandle, message: Message) -> tuple[str, Any] | None:
-    """(operation, data) of a ``wal_entry``; None (and the instance killed) if malformed."""
+def _charged_payload(instance: InstanceHandle, message: Message) -> Payload | None:
+    """A ``wal_entry`` packed and charged to its writer's quota; None if it was killed.
+
+    Killed for a malformed entry (the operation), data the vault cannot
+    store, or a write past its quota: the write is not acknowledged.
+    """
     operation = message.data.get("operation")
     if not isinstance(operation, str) or not 0 < len(operation) <= MAX_OPERATION_LENGTH:
         instance.kill("protocol violation: wal_entry needs a short string operation")
         return None
-    return operation, message.data.get("data")
+    data = message.data.get("data")
+    if nested_deeper_than(data, MAX_WRITE_DEPTH):
+        instance.kill(f"protocol violation: wal_entry data nested deeper than "
+                      f"{MAX_WRITE_DEPTH} lists/maps cannot be restored from")
+        return None
+    try:
+        payload = pack_payload(operation, data)
+    except InvalidArgument as exc:
+        instance.kill(f"protocol violation: wal_entry data cannot be stored: {exc}"[:500])
+        return None
+    over = instance.quota.charge_write(len(payload[0]) + len(payload[1]))
+    if over is not None:
+        instance.kill(over)
+        return None
+    return payload
 
 
 def _packed_int(value: int) -> bytes:

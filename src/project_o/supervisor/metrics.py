@@ -7,6 +7,8 @@
                                                project_o_errors_total{version,type}
     Journal.write ──────── observe_wal_append ▶ project_o_wal_append_seconds
     Journal.checkpoint ─── checkpoint_written ▶ project_o_checkpoints_total
+    LLMProxy ───────────── observe_llm_call ──▶ project_o_llm_calls_total{version,role,outcome}
+                                               project_o_llm_tokens_total{version,role,kind}
     Supervisor.feedback ─── observe_feedback ─▶ project_o_feedback_score{version}
     EventLog ─ each event ─ on_event ─────────▶ project_o_instance_deaths_total{kind,role}
                                                project_o_events_total{kind}
@@ -154,6 +156,8 @@ class SupervisorMetrics:
         self.registry = CollectorRegistry()
         self._probe: Probe = lambda: None
         self._subscribers: list[Callable[[Observation], None]] = []
+        #: (version, role, outcome) -> its requests counter and latency histogram
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             f"{PREFIX}_requests",
             "Requests answered, by the version and role that answered and how it ended.",
@@ -203,6 +207,19 @@ class SupervisorMetrics:
             buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
+        self.llm_calls = Counter(
+            f"{PREFIX}_llm_calls",
+            "Model calls the supervisor made for instances, by version, role and outcome "
+            "(ok, failed).",
+            ["version", "role", "outcome"],
+            registry=self.registry,
+        )
+        self.llm_tokens = Counter(
+            f"{PREFIX}_llm_tokens",
+            "Tokens of those calls, by version, role and kind (prompt, completion).",
+            ["version", "role", "kind"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveCollector(lambda: self._probe()))
 
     def set_probe(self, probe: Probe) -> None:
@@ -226,8 +243,13 @@ class SupervisorMetrics:
         self, version: str, role: str, outcome: str, seconds: float, error: str | None = None
     ) -> None:
         """One request ended with ``outcome`` (one of :data:`OUTCOMES`)."""
-        self.requests.labels(version, role, outcome).inc()
-        self.latency.labels(version, role).observe(seconds)
+        key = (version, role, outcome)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the counting: once per key
+            children = self._children[key] = (self.requests.labels(version, role, outcome),
+                                              self.latency.labels(version, role))
+        children[0].inc()
+        children[1].observe(seconds)
         if error is not None:
             self.errors.labels(version, error).inc()
         if self._subscribers:
@@ -246,6 +268,13 @@ class SupervisorMetrics:
         self.feedback.labels(version).observe(score)
         if self._subscribers:
             self._tell(FeedbackSeen(version, score))
+
+    def observe_llm_call(self, version: str, role: str, outcome: str, seconds: float,
+                         prompt_tokens: int, completion_tokens: int) -> None:
+        """One model call made for an instance of ``version`` ended with ``outcome``."""
+        self.llm_calls.labels(version, role, outcome).inc()
+        self.llm_tokens.labels(version, role, "prompt").inc(prompt_tokens)
+        self.llm_tokens.labels(version, role, "completion").inc(completion_tokens)
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Count one supervisor event (an :class:`EventLog` subscriber)."""

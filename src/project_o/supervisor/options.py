@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from project_o.errors import InvalidArgument
+from project_o.evolution.llm_budget import Prices, parse_price
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
 from project_o.supervisor.config import SupervisorConfig
 from project_o.supervisor.startup import EXIT_NO_AGENT, EXIT_USAGE, StartupError
+from project_o.vault.sealing import load_keyring
 
 __all__ = ["add_supervisor_options", "builtin_agent_path", "config_from_args", "default_vault"]
 
@@ -70,12 +74,33 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frame-mb", type=int, default=defaults.MAX_FRAME_BYTES // 2**20,
                         help="largest supervisor<->instance frame in MiB (default 256); a "
                              "checkpoint travels in one frame, so raise it for bigger states")
+    parser.add_argument("--llm-price", action="append", default=[], metavar="MODEL=IN,OUT",
+                        help="what the model's tokens cost, USD per million prompt and "
+                             "completion tokens (repeatable), for the usage records")
     parser.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
                         help="largest accepted HTTP body (default 1 MiB)")
+    parser.add_argument("--vault-key-file", type=Path, default=None, metavar="FILE",
+                        help="seal the vault at rest (AES-256-GCM) with the keys in FILE, one "
+                             "a line, the current one first (or set $PROJECT_O_VAULT_KEY); "
+                             "each key 64 hex digits or 32 bytes in base64")
+    parser.add_argument("--allow-network", action="store_true",
+                        help="let the agent's code use the network (default: none at all, "
+                             "loopback included)")
+    parser.add_argument("--writable", type=Path, action="append", default=[], metavar="DIR",
+                        help="a directory the agent's code may write (repeatable; inside "
+                             "the sandbox everything else is read-only or hidden)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run agent code without the sandbox (debugging only; status "
+                             "says so on every line)")
 
 
-def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
+def config_from_args(
+    args: argparse.Namespace, secrets: Mapping[str, str] | None = None,
+) -> SupervisorConfig:
     """Turn parsed options into a config (validating what argparse cannot).
+
+    ``secrets``: what :func:`~project_o.supervisor.hardening.take_secrets`
+    took out of the environment (the LLM settings among them).
 
     Raises :class:`~project_o.supervisor.startup.StartupError` (``EXIT_USAGE``
     for a bad option, ``EXIT_NO_AGENT`` for an agent path that does not exist).
@@ -93,7 +118,17 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
     if not agent.exists():
         raise StartupError(f"no agent at {agent}: --agent takes an agent file (.py) or "
                            "package directory; check the path", EXIT_NO_AGENT)
-    llm = LLMConfig.from_env()  # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL
+    # PROJECT_O_LLM_BASE_URL / _API_KEY / _MODEL, PROJECT_O_VAULT_KEY: from the secrets
+    environ = {**os.environ, **(secrets or {})}
+    llm = LLMConfig.from_env(environ)
+    try:
+        keyring = load_keyring(args.vault_key_file, environ)
+    except InvalidArgument as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from exc
+    try:
+        prices = Prices(parse_price(text) for text in args.llm_price)
+    except InvalidArgument as exc:
+        raise StartupError(f"--llm-price: {exc}", EXIT_USAGE) from None
     limits = {}
     if args.memory_limit_mb:
         limits["memory_bytes"] = args.memory_limit_mb * 1024 * 1024
@@ -105,6 +140,10 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
+        llm_prices=prices,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
         max_queued=args.max_queued,
+        keyring=keyring,
+        sandbox=not args.no_sandbox, allow_network=args.allow_network,
+        writable=tuple(path.resolve() for path in args.writable),
     )

@@ -14,7 +14,6 @@ The overlays themselves, and why a canary's writes wait there, are in
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -51,13 +50,13 @@ class QuarantineControl:
         for write in quarantine.writes(overlay_id):
             if len(writes) == WRITES_SHOWN:
                 break
-            writes.append({**write.to_dict(), "data": jsonable(write.data)})
+            writes.append(write.to_json())
         return {**info.to_dict(), "writes_shown": writes}
 
     async def apply(self, overlay_id: str) -> dict[str, Any]:
         """Append a quarantined overlay's writes to the agent's WAL; the main reloads."""
         info = await asyncio.to_thread(self.vault.quarantine.apply, overlay_id,
-                                       self.vault.append)
+                                       self.vault.wal.submit_acknowledged)
         self.events.record("writes_applied", info.experiment_id,
                            f"quarantined writes {info.id} of version {info.version} applied "
                            "by hand", overlay=info.id)
@@ -65,13 +64,3 @@ class QuarantineControl:
         await self.reload_main(f"applied the quarantined writes {info.id}")
         return info.to_dict()
 
-
-def jsonable(value: Any) -> Any:
-    """``value`` with bytes as ``{"base64": ...}``, so a JSON reply can carry it."""
-    if isinstance(value, bytes):
-        return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value

@@ -13,9 +13,8 @@ good one if there is one, else it waits and starts the tree again::
                                        back_off() seconds, doubling up to MAX_BACKOFF
                                        while the trees keep failing, then a new tree
 
-One death of the main restarts two children when there is a standby (the
-main, by the standby's promotion, and the standby, by a fork), so the
-tree's limit is ``max_restarts`` deaths: twice as many restarts.
+A death is one restart: the main's death with a standby ready is a
+takeover (no restart) and the standby's slot is restarted by a fork.
 The clock is injected, so tests move time by hand.
 """
 
@@ -45,10 +44,6 @@ class RestartPolicy:
         self._clock = clock
         self._streak = 0
         self._started = clock()
-
-    def tree_limit(self, standby: bool) -> int:
-        """The tree's ``max_restarts``: a death with a standby restarts two children."""
-        return self.max_restarts * (2 if standby else 1)
 
     def started(self) -> None:
         """A tree was started now (how long it lives decides the next pause)."""

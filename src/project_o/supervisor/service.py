@@ -204,6 +204,7 @@ class Supervisor:
             "instances": host.pool.describe(),
             "restarts": host.factory.restarts,
             "tree": self._describe_tree(),
+            "sandbox": host.factory.sandbox(),
             "vault": {
                 "path": str(vault.path), "last_sequence": vault.last_sequence,
                 "durable_sequence": vault.wal.durable_sequence,
@@ -294,7 +295,8 @@ class Supervisor:
         config = self.config
         try:
             vault = await asyncio.to_thread(Vault.open, config.vault,
-                                            durability=cast(Durability, config.durability))
+                                            durability=cast(Durability, config.durability),
+                                            keyring=config.keyring)
         except VaultError as exc:
             holder = vault_holder(config.vault)
             if not holder:

@@ -6,11 +6,19 @@ those 224 bytes), then the payload, ``zstd(msgpack({agent_state,
 memory_blocks, tool_registry, llm_history, metrics}))``. The header's
 fields, offset by offset, are in docs/design.md ("Checkpoints").
 
+With a keyring (encryption at rest, :mod:`project_o.vault.sealing`) the
+zstd frame is sealed with AES-256-GCM before it is hashed, header flag
+bit 0 is set, and the header's fields are the associated data; reading
+opens it after the hash check. A checkpoint sealed with a key the store
+lacks raises :class:`~project_o.errors.VaultKeyError`, which recovery
+never mistakes for damage (no fall back to an older checkpoint).
+
 Data flow::
 
-    write(state, seq) ─► msgpack ─► zstd ─► sha256 ─► header
+    write(state, seq) ─► msgpack ─► zstd ─► [seal] ─► sha256 ─► header
                      ─► temp file ─fsync─► rename ─fsync dir─► prune to `keep`
-    read(path)       ─► header checks ─► size check ─► sha256 ─► unzstd ─► unpack
+    read(path)       ─► header checks ─► size check ─► sha256 ─► [open] ─► unzstd ─► unpack
+    read_checkpoint(file)  the same, from an open unsealed file (an instance's copy)
     scan()           ─► header checks ─► size check ─► streamed sha256 (no unzstd)
 
 A checkpoint that fails either hash, is truncated, or has a layout it does
@@ -47,8 +55,17 @@ from typing import Any, BinaryIO
 import msgpack
 import zstandard
 
-from project_o.errors import CheckpointCorrupt, InvalidArgument, VaultError
+from project_o.errors import CheckpointCorrupt, InvalidArgument, VaultError, VaultKeyError
 from project_o.vault.atomic import remove_stale_temps, write_atomic
+from project_o.vault.sealing import (
+    SEAL_HEADER_SIZE,
+    TAG_SIZE,
+    Keyring,
+    NonceSequence,
+    SealBroken,
+    missing_key,
+    sealed_key_id,
+)
 
 __all__ = [
     "FLAG_ENCRYPTED",
@@ -62,6 +79,7 @@ __all__ = [
     "CheckpointStore",
     "decode_header",
     "encode_header",
+    "read_checkpoint",
 ]
 
 #: the payload map has exactly these keys, in this order (docs/design.md, "Checkpoints")
@@ -79,11 +97,18 @@ _HASHED_SIZE = _HEADER_BODY.size  # 224; the header hash covers these bytes
 _RESERVED = bytes(120)
 _U64_LIMIT = 1 << 64
 
-#: flag bit 0: the payload is encrypted (reserved: this build writes no flag)
+#: flag bit 0: the payload is sealed (key id ‖ nonce ‖ AES-256-GCM(zstd frame) ‖ tag)
 FLAG_ENCRYPTED = 1 << 0
 _FLAG_NAMES = {FLAG_ENCRYPTED: "payload encrypted"}
-#: flags this build can read; it writes none
-_SUPPORTED_FLAGS = 0
+#: flags this build can read
+_SUPPORTED_FLAGS = FLAG_ENCRYPTED
+#: associated data of a sealed payload: every header field the ciphertext does
+#: not itself determine (its size and hash do), so a payload moved under
+#: another checkpoint's header, or a header edited, fails the tag
+_SEAL_CONTEXT = b"project-o checkpoint\0"
+_SEAL_FIELDS = struct.Struct(">16sIIQ16sQQ")
+#: the least a sealed payload holds: key id, nonce and tag around an empty ciphertext
+_SEAL_SIZE = SEAL_HEADER_SIZE + TAG_SIZE
 
 SUFFIX = ".ockpt"
 
@@ -123,13 +148,19 @@ class CheckpointInfo:
     payload_sha256: bytes = field(default=b"", repr=False)
 
     @property
+    def sealed(self) -> bool:
+        """Whether the payload is encrypted (flag bit 0)."""
+        return bool(self.flags & FLAG_ENCRYPTED)
+
+    @property
     def recency(self) -> tuple[int, int]:
         """Sort key: newer checkpoints cover more of the WAL, then were written later."""
         return (self.last_sequence, self.timestamp_ns)
 
 
-#: one file of :meth:`CheckpointStore.scan`: its info, or why it is rejected
-ScanResult = tuple[Path, CheckpointInfo | CheckpointCorrupt]
+#: one file of :meth:`CheckpointStore.scan`: its info, or why it is rejected (or,
+#: in a deep scan, that its key is missing)
+ScanResult = tuple[Path, CheckpointInfo | CheckpointCorrupt | VaultKeyError]
 
 
 def encode_header(
@@ -172,6 +203,11 @@ def decode_header(raw: bytes, path: Path | str) -> CheckpointInfo:
     if hashlib.sha256(raw[:_HASHED_SIZE]).digest() != raw[_HASHED_SIZE:]:
         raise CheckpointCorrupt(str(path), "header hash mismatch: the header is damaged")
     _check_flags(flags, path)
+    if flags & FLAG_ENCRYPTED and compressed_size < _SEAL_SIZE:
+        raise CheckpointCorrupt(
+            str(path), f"a sealed payload of {compressed_size} bytes is shorter than a seal "
+            f"({_SEAL_SIZE} bytes: key id, nonce, tag)",
+        )
     if reserved != _RESERVED:
         raise CheckpointCorrupt(str(path), "reserved header bytes 104-223 are not zero")
     return CheckpointInfo(
@@ -188,7 +224,7 @@ def _check_flags(flags: int, path: Path) -> None:
     names = [name for bit, name in _FLAG_NAMES.items() if unsupported & bit] or ["unknown"]
     raise CheckpointCorrupt(
         str(path), f"header flags 0x{flags:08x} ({', '.join(names)}) are not supported by this "
-        "build, which reads only unencrypted checkpoints; open it with the build that wrote it",
+        "build; open it with the build that wrote it",
     )
 
 
@@ -209,7 +245,12 @@ class CheckpointStore:
         keep: int = DEFAULT_KEEP,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
         max_containers: int = DEFAULT_MAX_CONTAINERS,
+        keyring: Keyring | None = None,
     ) -> None:
+        """``keyring``: seal what is written with its current key, open what it can.
+
+        Without one, sealed checkpoints raise :class:`VaultKeyError` when read.
+        """
         level_ok = isinstance(compression_level, int) and not isinstance(compression_level, bool)
         if not level_ok or not 1 <= compression_level <= zstandard.MAX_COMPRESSION_LEVEL:
             raise InvalidArgument(
@@ -228,6 +269,9 @@ class CheckpointStore:
         self.keep = keep
         self.max_payload_size = max_payload_size
         self.max_containers = max_containers
+        self.keyring = keyring
+        # Checkpoints are few per key, but a counter costs nothing (see NonceSequence).
+        self._nonces = NonceSequence()
         self._lock = threading.RLock()
 
     def path_for(self, checkpoint_id: uuid.UUID) -> Path:
@@ -253,17 +297,23 @@ class CheckpointStore:
                 "raise the limit or keep large data out of the agent state"
             )
         compressed = self._compress(packed)
-        checkpoint_id = uuid.uuid4()
+        checkpoint_id, timestamp_ns = uuid.uuid4(), time.time_ns()
+        flags = 0 if self.keyring is None else FLAG_ENCRYPTED
+        if self.keyring is not None:
+            with self._lock:  # the nonce counter is the store's
+                nonce = self._nonces.take()
+            aad = _seal_aad(flags, timestamp_ns, checkpoint_id, len(packed), last_sequence)
+            compressed = self.keyring.seal(nonce, compressed, aad)
         info = CheckpointInfo(
-            id=checkpoint_id, path=self.path_for(checkpoint_id), timestamp_ns=time.time_ns(),
+            id=checkpoint_id, path=self.path_for(checkpoint_id), timestamp_ns=timestamp_ns,
             last_sequence=last_sequence, compressed_size=len(compressed),
-            uncompressed_size=len(packed), flags=0,
+            uncompressed_size=len(packed), flags=flags,
             payload_sha256=hashlib.sha256(compressed).digest(),
         )
         header = encode_header(
             checkpoint_id=info.id, timestamp_ns=info.timestamp_ns,
             compressed_size=info.compressed_size, uncompressed_size=info.uncompressed_size,
-            payload_sha256=info.payload_sha256, last_sequence=last_sequence,
+            payload_sha256=info.payload_sha256, last_sequence=last_sequence, flags=flags,
         )
         with self._lock:
             try:
@@ -303,15 +353,52 @@ class CheckpointStore:
         """Verify the checkpoint at ``path`` completely and return its info and payload.
 
         Raises :class:`CheckpointCorrupt` (with the reason) if a hash, a
-        size or the layout is wrong; ``FileNotFoundError`` if it is gone.
+        size, the layout or a sealed payload's tag is wrong;
+        :class:`VaultKeyError` if it is sealed with a key this store lacks;
+        ``FileNotFoundError`` if it is gone.
         """
-        path = Path(path)
+        info, compressed = self._frame(Path(path))
+        return info, _unpack(_decompress(compressed, info), info.path, self.max_containers)
+
+    def plain_image(self, path: Path) -> bytes:
+        """The checkpoint at ``path`` as the bytes of an unsealed checkpoint file.
+
+        For handing a checkpoint to a process that must not hold the key
+        (an instance restoring): a sealed one is opened here, its tag
+        checked, and given a header of its own (flags 0, the size and hash
+        of the zstd frame); a plain one is returned as it is, hash checked.
+        The receiver verifies it completely, as it would the file.
+        """
+        info, compressed = self._frame(Path(path))
+        header = encode_header(
+            checkpoint_id=info.id, timestamp_ns=info.timestamp_ns,
+            compressed_size=len(compressed), uncompressed_size=info.uncompressed_size,
+            payload_sha256=hashlib.sha256(compressed).digest(), last_sequence=info.last_sequence,
+        )
+        return header + bytes(compressed)
+
+    def _frame(self, path: Path) -> tuple[CheckpointInfo, bytes | bytearray]:
+        """The header and the zstd frame of ``path``: hash checked, opened if sealed."""
         with open(path, "rb", buffering=0) as file:
-            info = self._read_header_and_size(file, path)
-            compressed = _read_exact(file, info)
-        if hashlib.sha256(compressed).digest() != info.payload_sha256:
-            raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
-        return info, _unpack(_decompress(compressed, info), path, self.max_containers)
+            info, payload = _read_verified(file, path, self.max_payload_size)
+        return info, self._open(info, payload) if info.sealed else payload
+
+    def _open(self, info: CheckpointInfo, sealed: bytearray) -> bytes:
+        where = f"checkpoint {info.path}"
+        if self.keyring is None:
+            raise missing_key(sealed_key_id(sealed), where, None)
+        aad = _seal_aad(info.flags, info.timestamp_ns, info.id, info.uncompressed_size,
+                        info.last_sequence)
+        try:
+            return self.keyring.open(sealed, aad, where)
+        except SealBroken as broken:
+            raise CheckpointCorrupt(str(info.path), f"sealed payload: {broken}") from None
+
+    def key_id(self, path: Path) -> int | None:
+        """The id of the key that sealed the checkpoint at ``path`` (None: not sealed)."""
+        with open(path, "rb") as file:
+            info = decode_header(file.read(HEADER_SIZE), path)
+            return sealed_key_id(file.read(4)) if info.sealed else None
 
     def verify(self, path: Path) -> CheckpointInfo:
         """Check header, size and payload hash of ``path`` without decompressing it."""
@@ -328,8 +415,9 @@ class CheckpointStore:
 
         Payload hashes are checked (streamed, not decompressed); ``deep``
         also decompresses and unpacks each payload, as a restore would, so
-        a checkpoint built to exhaust the reader is reported too. Temp files
-        of unfinished writes are not listed.
+        a checkpoint built to exhaust the reader is reported too, and a sealed
+        one is opened (its tag checked; a missing key is reported as a
+        :class:`VaultKeyError`). Temp files of unfinished writes are not listed.
         """
         with self._lock:
             return self._scan(deep=deep)
@@ -340,7 +428,7 @@ class CheckpointStore:
         for path in self._paths():
             try:
                 results.append((path, check(path)))
-            except CheckpointCorrupt as exc:
+            except (CheckpointCorrupt, VaultKeyError) as exc:
                 results.append((path, exc))
             except FileNotFoundError:
                 continue  # pruned by another store on this directory meanwhile
@@ -372,13 +460,7 @@ class CheckpointStore:
         return min(valid, default=None)
 
     def _read_header_and_size(self, file: BinaryIO, path: Path) -> CheckpointInfo:
-        info = _read_header_and_size(file, path)
-        if info.uncompressed_size > self.max_payload_size:
-            raise CheckpointCorrupt(
-                str(path), f"header declares {info.uncompressed_size} bytes uncompressed, above "
-                f"this store's max_payload_size of {self.max_payload_size}; refused unread",
-            )
-        return info
+        return _read_capped_header(file, path, self.max_payload_size)
 
     def _paths(self) -> list[Path]:
         return sorted(self.directory.glob(f"*{SUFFIX}"))
@@ -396,7 +478,45 @@ class CheckpointStore:
         return headers
 
 
+def read_checkpoint(
+    file: BinaryIO, name: Path | str, *, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+    max_containers: int = DEFAULT_MAX_CONTAINERS,
+) -> tuple[CheckpointInfo, dict[str, Any]]:
+    """Verify the checkpoint in ``file`` (read from its start) completely; its info and payload.
+
+    What an instance restores from: a sealed copy handed to it, never a
+    path into the vault. ``name`` labels errors. Raises
+    :class:`CheckpointCorrupt` as :meth:`CheckpointStore.read` does.
+    """
+    path = Path(name)
+    info, compressed = _read_verified(file, path, max_payload_size)
+    if info.sealed:  # copies for instances are opened by the supervisor (plain_image)
+        raise missing_key(sealed_key_id(compressed), f"checkpoint {path}", None)
+    return info, _unpack(_decompress(compressed, info), path, max_containers)
+
+
 # -- helpers ------------------------------------------------------------
+
+
+def _read_verified(
+    file: BinaryIO, path: Path, max_payload_size: int
+) -> tuple[CheckpointInfo, bytearray]:
+    """Header, size and payload hash of the checkpoint in ``file``; its info and payload."""
+    info = _read_capped_header(file, path, max_payload_size)
+    payload = _read_exact(file, info)
+    if hashlib.sha256(payload).digest() != info.payload_sha256:
+        raise CheckpointCorrupt(str(path), "payload hash mismatch: the payload is damaged")
+    return info, payload
+
+
+def _read_capped_header(file: BinaryIO, path: Path, max_payload_size: int) -> CheckpointInfo:
+    info = _read_header_and_size(file, path)
+    if info.uncompressed_size > max_payload_size:
+        raise CheckpointCorrupt(
+            str(path), f"header declares {info.uncompressed_size} bytes uncompressed, above "
+            f"this store's max_payload_size of {max_payload_size}; refused unread",
+        )
+    return info
 
 
 def _payload_from(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -412,6 +532,12 @@ def _payload_from(state: Mapping[str, Any]) -> dict[str, Any]:
     if "llm_history" not in state:
         payload["llm_history"] = []
     return payload
+
+
+def _seal_aad(flags: int, timestamp_ns: int, checkpoint_id: uuid.UUID, uncompressed_size: int,
+              last_sequence: int) -> bytes:
+    return _SEAL_CONTEXT + _SEAL_FIELDS.pack(MAGIC, FORMAT_VERSION, flags, timestamp_ns,
+                                             checkpoint_id.bytes, uncompressed_size, last_sequence)
 
 
 def _check_sequence(last_sequence: int) -> None:
@@ -459,7 +585,7 @@ def _read_exact(file: BinaryIO, info: CheckpointInfo) -> bytearray:
     return buffer
 
 
-def _decompress(compressed: bytearray, info: CheckpointInfo) -> bytes:
+def _decompress(compressed: bytes | bytearray, info: CheckpointInfo) -> bytes:
     try:
         declared = zstandard.frame_content_size(compressed)
         if declared != info.uncompressed_size:

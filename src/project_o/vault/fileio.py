@@ -15,14 +15,34 @@ lose an acknowledged write, so there is nothing to inject there.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["FILE_MODE", "FileLayer", "pwrite_all"]
+__all__ = ["FILE_MODE", "PRIVATE_UMASK", "FileLayer", "private_umask", "pwrite_all"]
 
 #: Permissions of new WAL segments: the owner's alone (a vault holds an agent's memory).
 FILE_MODE = 0o600
+#: The umask of every process that writes a vault (CLI, heart, supervisor): what
+#: the vault does not chmod itself (the catalog and its SQLite journals, the
+#: supervisor's and the heart's state files, directories) is born private too.
+PRIVATE_UMASK = 0o077
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Run the body with :data:`PRIVATE_UMASK` added to the umask; restore it after.
+
+    A process that is about to ``exec`` keeps it (the umask survives exec).
+    """
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 class FileLayer:

@@ -12,6 +12,10 @@
     checkpoint(state) ──► flush WAL ─► write .ockpt (no WAL lock held) ─► truncate WAL
     recover() ──► newest checkpoint that verifies + every WAL entry after it
 
+With a keyring (``PROJECT_O_VAULT_KEY`` or a key file, see
+:mod:`project_o.vault.sealing`) WAL records and checkpoints are sealed on
+write and opened on read, here, in the one process that holds the key.
+
 State is always *last valid checkpoint + WAL replay*. The WAL is only
 truncated through the **oldest** checkpoint still kept, so if the newest
 checkpoint rots on disk, recovery falls back to the previous one and a
@@ -33,6 +37,7 @@ from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.catalog import Catalog
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.quarantine import Quarantine
+from project_o.vault.sealing import Keyring
 from project_o.vault.wal import WAL, WALEntry
 from project_o.vault.wal_record import Payload, pack_payload
 
@@ -74,7 +79,7 @@ class Vault:
         self.wal = wal
         self.checkpoints = checkpoints
         #: canaries' writes, kept apart until promotion (or applied by hand)
-        self.quarantine = Quarantine(path / "quarantine")
+        self.quarantine = Quarantine(path / "quarantine", keyring=wal.keyring)
         self._catalog: Catalog | None = None
         self._checkpoint_lock = threading.Lock()
         self._background = concurrent.futures.ThreadPoolExecutor(
@@ -92,17 +97,23 @@ class Vault:
         batch_entries: int = 100,
         batch_interval: float = 1.0,
         checkpoints_kept: int = DEFAULT_CHECKPOINTS_KEPT,
+        keyring: Keyring | None = None,
     ) -> Vault:
         """Open (creating if needed) the vault at ``path``.
 
         A torn record at the tail of the WAL is repaired; corruption
         anywhere else raises :class:`~project_o.errors.WALCorruption`.
+        ``keyring`` (:func:`~project_o.vault.sealing.load_keyring`): seal
+        everything written from now on with its current key; a sealed
+        record or checkpoint recovery needs whose key it lacks raises
+        :class:`~project_o.errors.VaultKeyError`, and nothing is discarded.
         """
         if durability not in ("sync", "batch"):
             raise InvalidArgument(f"durability must be 'sync' or 'batch', got {durability!r}")
         root = Path(path)
         _private_directory(root)
-        checkpoints = CheckpointStore(root / "checkpoints", keep=checkpoints_kept)
+        checkpoints = CheckpointStore(root / "checkpoints", keep=checkpoints_kept,
+                                      keyring=keyring)
         newest = checkpoints.latest_valid()
         start = newest[0].last_sequence + 1 if newest else 1
         options: dict[str, Any] = {}
@@ -110,7 +121,7 @@ class Vault:
             options["segment_size"] = segment_size
         wal = WAL.open(
             root / "wal", durability=durability, batch_entries=batch_entries,
-            batch_interval=batch_interval, start_sequence=start, **options,
+            batch_interval=batch_interval, start_sequence=start, keyring=keyring, **options,
         )
         return cls(root, wal, checkpoints)
 

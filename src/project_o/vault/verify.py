@@ -3,8 +3,13 @@
 Sound means: every WAL record checks out (a torn tail is reported; it is
 the normal trace of a crash mid-write and is repaired on open), every
 checkpoint verifies, the restore point is reachable (the WAL continues
-right after the newest valid checkpoint), and SQLite finds the catalog
-intact. Read-only unless ``repair=True``.
+right after the newest valid checkpoint), SQLite finds the catalog
+intact, and, when the vault is encrypted, every sealed record and
+checkpoint opens under the given keyring (its tag verifies). A sealed one
+whose key is not given cannot be checked: that is a problem too, never a
+pass. ``keys_in_use`` says which key ids the vault still needs (after a
+rotation, an old key may be dropped once it is no longer listed).
+Read-only unless ``repair=True``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from project_o.errors import CheckpointCorrupt
+from project_o.errors import CheckpointCorrupt, VaultKeyError
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
+from project_o.vault.sealing import Keyring
 from project_o.vault.wal import scan
 
 __all__ = ["VerifyReport", "render_report", "verify_vault"]
@@ -40,6 +46,8 @@ class VerifyReport:
     checkpoints_invalid: list[dict[str, Any]] = field(default_factory=list)
     restore_point: dict[str, Any] | None = None
     catalog: str = "absent"
+    #: key id (8 hex digits) -> sealed WAL records and checkpoints that need it
+    keys_in_use: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -52,20 +60,31 @@ class VerifyReport:
         return {**asdict(self), "sound": self.sound}
 
 
-def verify_vault(directory: Path, *, repair: bool = False) -> VerifyReport:
-    """Check the vault at ``directory`` and return what was found."""
+def verify_vault(
+    directory: Path, *, repair: bool = False, keyring: Keyring | None = None
+) -> VerifyReport:
+    """Check the vault at ``directory`` and return what was found.
+
+    ``keyring`` opens sealed records and checkpoints (their tags are checked).
+    """
     report = VerifyReport(directory=str(directory))
-    _check_wal(directory / "wal", report, repair)
-    newest = _check_checkpoints(directory / "checkpoints", report)
+    _check_wal(directory / "wal", report, repair, keyring)
+    newest = _check_checkpoints(directory / "checkpoints", report, keyring)
     _check_restore_point(newest, report)
     _check_catalog(directory / "catalog.sqlite", report)
     return report
 
 
-def _check_wal(wal_dir: Path, report: VerifyReport, repair: bool) -> None:
+def _check_wal(wal_dir: Path, report: VerifyReport, repair: bool,
+               keyring: Keyring | None) -> None:
     if not wal_dir.is_dir():
         return
-    result = scan(wal_dir, repair=repair)
+    result = scan(wal_dir, repair=repair, keyring=keyring)
+    for key_id, count in result.sealed.items():
+        report.keys_in_use[key_id] = report.keys_in_use.get(key_id, 0) + count
+    for key_id, count in result.unopened.items():
+        report.problems.append(f"{count} sealed WAL records need key {key_id}, which was not "
+                               "given: their tags are not checked")
     report.segments = len(result.segments)
     report.entries = result.entries
     report.first_sequence = result.first_sequence
@@ -82,15 +101,24 @@ def _check_wal(wal_dir: Path, report: VerifyReport, repair: bool) -> None:
         report.problems.append(f"WAL corruption in {path} at offset {offset}: {reason}")
 
 
-def _check_checkpoints(directory: Path, report: VerifyReport) -> CheckpointInfo | None:
+def _check_checkpoints(
+    directory: Path, report: VerifyReport, keyring: Keyring | None
+) -> CheckpointInfo | None:
     if not directory.is_dir():
         return None
     newest: CheckpointInfo | None = None
-    for path, outcome in CheckpointStore(directory).scan(deep=True):
+    store = CheckpointStore(directory, keyring=keyring)
+    for path, outcome in store.scan(deep=True):
         if isinstance(outcome, CheckpointCorrupt):
             report.checkpoints_invalid.append({"path": str(path), "reason": outcome.reason})
             report.problems.append(f"checkpoint {path.name} is invalid: {outcome.reason}")
             continue
+        if isinstance(outcome, VaultKeyError):
+            _count_key(report, store, path)
+            report.checkpoints_invalid.append({"path": str(path), "reason": str(outcome)})
+            report.problems.append(f"checkpoint {path.name} is not checked: {outcome}")
+            continue
+        _count_key(report, store, path)
         report.checkpoints_valid.append(
             {"path": str(path), "id": str(outcome.id), "last_sequence": outcome.last_sequence}
         )
@@ -99,6 +127,16 @@ def _check_checkpoints(directory: Path, report: VerifyReport) -> CheckpointInfo 
         ):
             newest = outcome
     return newest
+
+
+def _count_key(report: VerifyReport, store: CheckpointStore, path: Path) -> None:
+    try:
+        key_id = store.key_id(path)
+    except (OSError, CheckpointCorrupt):
+        return
+    if key_id is not None:
+        name = f"{key_id:08x}"
+        report.keys_in_use[name] = report.keys_in_use.get(name, 0) + 1
 
 
 def _check_restore_point(newest: CheckpointInfo | None, report: VerifyReport) -> None:
@@ -149,6 +187,8 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
         ("restore point", (f"checkpoint {rp.get('checkpoint')} @ {rp.get('checkpoint_sequence')}"
                           f" + {rp.get('replay_entries')} WAL entries")),
         ("catalog", report.catalog),
+        ("keys in use", ", ".join(f"{key} ({count})" for key, count in
+                                  sorted(report.keys_in_use.items())) or "none (not sealed)"),
     ]
     for what, found in rows:
         table.add_row(what, found)

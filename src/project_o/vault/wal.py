@@ -61,6 +61,13 @@ Open: every segment is read and verified (checksums, names, +1 sequence
 continuity). A bad record with nothing valid after it at the end of the
 last segment is a torn write from a crash: it is truncated and reported in
 :attr:`WAL.torn_tail`. Anything else raises :class:`WALCorruption`.
+
+Sealed records (a keyring: encryption at rest) are checked the same way,
+without the key. Before anything is cut, open checks that every sealed
+record recovery would replay names a key of the keyring, and raises
+:class:`~project_o.errors.VaultKeyError` otherwise: a missing key never
+looks like a torn tail. Replay opens each record; one whose tag fails is
+:class:`WALCorruption`, never skipped.
 """
 
 from __future__ import annotations
@@ -78,13 +85,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Self
 
-from project_o.errors import InvalidArgument, VaultClosed, VaultError, WALCorruption, WALFatalError
+from project_o.errors import (
+    InvalidArgument,
+    VaultClosed,
+    VaultError,
+    VaultKeyError,
+    WALCorruption,
+    WALFatalError,
+)
 from project_o.vault.fileio import FileLayer, pwrite_all
+from project_o.vault.sealing import Keyring, NonceSequence, SealBroken, missing_key
 from project_o.vault.wal_record import (
     Payload,
     Problem,
+    SealedEntry,
     WALEntry,
     encode_record,
+    encode_sealed_record,
+    open_sealed,
     pack_payload,
     walk_segment,
 )
@@ -175,6 +193,10 @@ class WALScan:
     #: preallocated (a live WAL, or one that crashed). Not damage.
     padding: int = 0
     repaired: bool = False
+    #: sealed records per key id (8 hex digits): which keys the log still needs
+    sealed: dict[str, int] = field(default_factory=dict)
+    #: sealed records not checked because their key was not given, per key id
+    unopened: dict[str, int] = field(default_factory=dict)
 
     @property
     def sound(self) -> bool:
@@ -195,12 +217,18 @@ class WALScan:
             "corruption": [{**c._asdict(), "path": str(c.path)} for c in self.corruption],
             "padding": self.padding,
             "repaired": self.repaired,
+            "sealed": dict(self.sealed),
+            "unopened": dict(self.unopened),
             "sound": self.sound,
         }
 
 
-def scan(directory: Path, *, repair: bool = False) -> WALScan:
+def scan(directory: Path, *, repair: bool = False, keyring: Keyring | None = None) -> WALScan:
     """Verify every segment under ``directory`` and report; never raises for corruption.
+
+    Sealed records are opened with ``keyring`` and a tag that does not
+    verify is corruption; those whose key is missing are counted in
+    ``unopened`` (checksummed, but not authenticated).
 
     With ``repair=True`` a torn tail (or preallocated padding) is truncated,
     as opening the WAL would do, but only when nothing else is wrong (a
@@ -218,11 +246,13 @@ def scan(directory: Path, *, repair: bool = False) -> WALScan:
         buf = path.read_bytes()
         count, last = 0, first - 1
         for item in walk_segment(buf, first):
-            if isinstance(item, WALEntry):
+            if not isinstance(item, Problem):
                 count, last = count + 1, item.sequence
                 if report.first_sequence is None:
                     report.first_sequence = item.sequence
                 report.last_sequence = item.sequence
+                if isinstance(item, SealedEntry):
+                    _check_sealed(report, path, item, keyring)
             elif item.at_tail and index == len(segments) - 1:
                 tail = _tail(path, buf, item)
                 if tail.reason == PADDING_REASON:
@@ -237,6 +267,20 @@ def scan(directory: Path, *, repair: bool = False) -> WALScan:
     if repair and cut is not None and report.sound:
         report.repaired = _repair(report.directory, cut)
     return report
+
+
+def _check_sealed(
+    report: WALScan, path: Path, entry: SealedEntry, keyring: Keyring | None
+) -> None:
+    key = f"{entry.key_id:08x}"
+    report.sealed[key] = report.sealed.get(key, 0) + 1
+    try:
+        open_sealed(entry, keyring, f"WAL record {entry.sequence}")
+    except VaultKeyError:
+        report.unopened[key] = report.unopened.get(key, 0) + 1
+    except SealBroken as broken:
+        report.corruption.append(Corruption(path, entry.offset, f"sealed record "
+                                            f"{entry.sequence}: {broken}"))
 
 
 def _repair(directory: Path, cut: TornTail) -> bool:
@@ -268,8 +312,16 @@ class WAL:
         batch_interval: float = DEFAULT_BATCH_INTERVAL,
         file_layer: FileLayer | None = None,
         start_sequence: int = 1,
+        keyring: Keyring | None = None,
     ) -> WAL:
         """Open (creating if missing) the WAL in ``directory`` = ``VAULT/wal``.
+
+        With a ``keyring``, new records are sealed with its current key and
+        sealed ones are opened on replay. Every sealed record from
+        ``start_sequence`` on (what a recovery replays) must name a key of
+        the keyring, or :class:`~project_o.errors.VaultKeyError` is raised
+        before anything is truncated; without a keyring, a sealed record
+        there raises it too.
 
         Verifies every segment, truncates a torn tail, and continues after
         the last entry. ``start_sequence`` is the first sequence when the
@@ -287,7 +339,7 @@ class WAL:
         _ensure_directory(directory, layer)
         lock_fd = _lock_directory(directory)
         try:
-            segments, next_seq, torn = _recover(directory, layer, start_sequence)
+            segments, next_seq, torn = _recover(directory, layer, start_sequence, keyring)
             return cls(
                 directory,
                 layer,
@@ -299,6 +351,7 @@ class WAL:
                 segment_size,
                 batch_entries,
                 batch_interval,
+                keyring,
             )
         except BaseException:
             os.close(lock_fd)
@@ -316,9 +369,13 @@ class WAL:
         segment_size: int,
         batch_entries: int,
         batch_interval: float,
+        keyring: Keyring | None = None,
     ) -> None:
         """Use :meth:`WAL.open`; this only wires up an already recovered directory."""
         self.torn_tail = torn_tail
+        self._keyring = keyring
+        # One nonce sequence per open WAL (see NonceSequence for why a counter).
+        self._nonces = NonceSequence() if keyring is not None else None
         self._directory = directory
         self._layer = layer
         self._lock_fd = lock_fd
@@ -467,9 +524,24 @@ class WAL:
                 if isinstance(item, Problem):
                     raise WALCorruption(str(path), item.offset, item.reason)
                 if item.sequence >= from_sequence:
-                    yield item
+                    yield self._opened(path, item)
                 if item.sequence >= limit:
                     return  # what follows is being written, or preallocated zeros
+
+    def _opened(self, path: Path, entry: WALEntry | SealedEntry) -> WALEntry:
+        """``entry`` readable: opened if sealed; a broken seal is corruption, never skipped."""
+        if isinstance(entry, WALEntry):
+            return entry
+        try:
+            return open_sealed(entry, self._keyring, f"WAL record {entry.sequence} in {path}")
+        except SealBroken as broken:
+            raise WALCorruption(str(path), entry.offset, f"sealed record {entry.sequence}: "
+                                f"{broken}; recovery stops here rather than skip it") from None
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keys this WAL seals and opens records with (None: records are plain)."""
+        return self._keyring
 
     def segments(self) -> list[Path]:
         """The segment files, oldest first; the last one is active."""
@@ -545,15 +617,22 @@ class WAL:
             if self._fatal is not None:
                 raise self._fatal_error()
             seq = self._next_seq
-            self._next_seq = seq + 1
             # Encoded under the lock because the sequence is inside the record,
-            # and records must reach the file in sequence order.
-            self._pending.append(encode_record(seq, time.time(), payload))
+            # and records must reach the file in sequence order; the sequence is
+            # spent only once encoding (sealing) succeeded, so a failure leaves no gap.
+            self._pending.append(self._encode(seq, payload))
+            self._next_seq = seq + 1
             if waiter is not None:
                 self._waiters.append((seq, waiter))
             if written is not None:
                 self._unwritten.append((seq, written))
         return seq
+
+    def _encode(self, seq: int, payload: Payload) -> bytes:
+        """The record for ``payload`` at ``seq``: sealed when the WAL has a keyring."""
+        if self._keyring is None or self._nonces is None:
+            return encode_record(seq, time.time(), payload)
+        return encode_sealed_record(seq, time.time(), payload, self._keyring, self._nonces)
 
     def _await(self, waiter: threading.Lock) -> None:
         """Sleep until a round (or _fail) releases ``waiter``, then wake the next writer."""
@@ -898,17 +977,23 @@ def _list_segments(directory: Path) -> list[tuple[int, Path]]:
 
 
 def _recover(
-    directory: Path, layer: FileLayer, start_sequence: int
+    directory: Path, layer: FileLayer, start_sequence: int, keyring: Keyring | None
 ) -> tuple[list[tuple[int, Path]], int, TornTail | None]:
     """Verify every segment, cut a torn tail; return segments, next sequence, tail."""
     segments = _list_segments(directory)
     next_seq: int | None = None
     torn: TornTail | None = None
+    needed: dict[int, tuple[int, Path]] = {}  # key id -> first record replay would open
     for index, (first, path) in enumerate(segments):
         if next_seq is not None and first != next_seq:
             raise WALCorruption(str(path), 0, _gap_reason(first, next_seq - 1))
-        last, torn = _verify_segment(path, first, is_last=index == len(segments) - 1)
+        last, torn = _verify_segment(path, first, is_last=index == len(segments) - 1,
+                                     keys_from=(start_sequence, needed))
         next_seq = last + 1
+    # Before anything is cut: a key we lack is the operator's to supply, not damage.
+    for key_id, (sequence, path) in needed.items():
+        if keyring is None or key_id not in keyring.ids:
+            raise missing_key(key_id, f"WAL record {sequence} in {path}", keyring)
     if torn is not None:
         _cut_tail(layer, torn)
         if torn.reason == PADDING_REASON:
@@ -924,13 +1009,22 @@ def _recover(
     return segments, next_seq, torn
 
 
-def _verify_segment(path: Path, first: int, *, is_last: bool) -> tuple[int, TornTail | None]:
-    """The last sequence in a segment, and its torn tail if it is the last segment."""
+def _verify_segment(
+    path: Path, first: int, *, is_last: bool, keys_from: tuple[int, dict[int, tuple[int, Path]]]
+) -> tuple[int, TornTail | None]:
+    """The last sequence in a segment, and its torn tail if it is the last segment.
+
+    ``keys_from`` is (sequence, found): the key id of every sealed record
+    at or after that sequence is noted in ``found`` with its first record.
+    """
     buf = path.read_bytes()
     last = first - 1
+    start, found = keys_from
     for item in walk_segment(buf, first):
-        if isinstance(item, WALEntry):
+        if not isinstance(item, Problem):
             last = item.sequence
+            if isinstance(item, SealedEntry) and item.sequence >= start:
+                found.setdefault(item.key_id, (item.sequence, path))
         elif is_last and item.at_tail:
             return last, _tail(path, buf, item)
         else:

@@ -14,7 +14,16 @@ do the slow, sequence-independent part outside its lock:
 and the map once a sequence and timestamp are known. The bytes are equal
 to ``msgpack.packb`` of the whole map (the tests check it).
 
-Reading a segment, :func:`walk_segment` yields entries and
+Sealed records (encryption at rest, :mod:`project_o.vault.sealing`) have
+the same five keys: ``operation`` is nil, which no plain record can have
+(an operation is a str), and ``data`` is the sealed ``[operation, data]``
+(key id, nonce, AES-GCM ciphertext and tag), bound to the record's
+sequence and timestamp as associated data. The checksum covers them as it
+covers any record, so the structure of a segment, a torn tail included, is
+checked without the key; :func:`open_sealed` needs it.
+
+Reading a segment, :func:`walk_segment` yields entries (plain
+:class:`WALEntry` or still-sealed :class:`SealedEntry`) and
 :class:`Problem` objects. After a bad record it looks for the next valid
 record further on (:func:`find_valid_record`); a problem with nothing
 valid after it is ``at_tail``: in the last segment that is what a crash in
@@ -32,6 +41,14 @@ from typing import Any
 import msgpack
 
 from project_o.errors import InvalidArgument
+from project_o.vault.sealing import (
+    SEAL_HEADER_SIZE,
+    TAG_SIZE,
+    Keyring,
+    NonceSequence,
+    SealBroken,
+    missing_key,
+)
 
 __all__ = [
     "HEADER",
@@ -39,12 +56,16 @@ __all__ = [
     "BadRecord",
     "Payload",
     "Problem",
+    "SealedEntry",
     "WALEntry",
+    "checked_payload",
     "compute_checksum",
     "decode_entry",
     "encode",
     "encode_record",
+    "encode_sealed_record",
     "find_valid_record",
+    "open_sealed",
     "pack_payload",
     "read_record",
     "walk_segment",
@@ -86,6 +107,19 @@ _MIN_ENTRY_SIZE = 1 + sum(len(k) for k in _PACKED_KEYS) + 1 + 9 + 1 + 1 + 66
 #: ``operation`` and ``data``, each packed on its own (see :func:`pack_payload`).
 Payload = tuple[bytes, bytes]
 
+#: a sealed record's ``operation``: MessagePack nil
+_SEALED_OPERATION = b"\xc0"
+#: a sealed record's plaintext is the array [operation, data]
+_PAIR_HEADER = b"\x92"
+#: associated data of a sealed record: a context string, then its sequence and
+#: timestamp, so a record moved to another position (or retimed) fails its tag
+_SEAL_CONTEXT = b"project-o wal record\0"
+_SEAL_POSITION = struct.Struct(">Qd")
+#: the least a sealed record's data holds: key id, nonce and tag around an empty ciphertext
+_SEAL_SIZE = SEAL_HEADER_SIZE + TAG_SIZE
+#: what sealing adds to a record, at most
+_SEAL_OVERHEAD = 1 + 4 + 12 + 16 + 5
+
 
 @dataclass(frozen=True)
 class WALEntry:
@@ -96,6 +130,27 @@ class WALEntry:
     operation: str
     data: Any
     checksum: str
+
+
+@dataclass(frozen=True)
+class SealedEntry:
+    """A checksum-verified entry whose operation and data are sealed (see :func:`open_sealed`)."""
+
+    sequence: int
+    timestamp: float
+    sealed: bytes
+    checksum: str
+    #: where the record starts in its segment (for error messages)
+    offset: int = 0
+
+    @property
+    def key_id(self) -> int:
+        """The id of the key that sealed it."""
+        return int.from_bytes(self.sealed[:4])
+
+
+#: what a segment holds: entries readable as they are, or sealed ones
+AnyEntry = WALEntry | SealedEntry
 
 
 @dataclass(frozen=True)
@@ -133,19 +188,30 @@ def pack_payload(operation: str, data: Any) -> Payload:
         raise InvalidArgument(f"operation must be a str, got {type(operation).__name__}")
     try:
         packed_op = _OPERATIONS.get(operation) or _remember_operation(operation)
-        payload = (packed_op, msgpack.packb(data))
+        packed_data = msgpack.packb(data)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(
             f"WAL data must be MessagePack-encodable (dict, list, str, bytes, int, float, "
             f"bool, None); {type(data).__name__} failed: {exc}"
         ) from exc
-    size = len(payload[0]) + len(payload[1]) + _FIXED_OVERHEAD
+    return checked_payload(packed_op, packed_data)
+
+
+def checked_payload(operation: bytes, data: bytes) -> Payload:
+    """A payload the caller packed itself (an operation str, any data), size-checked.
+
+    Raises :class:`InvalidArgument`, as :func:`pack_payload` does, if the
+    record would exceed :data:`MAX_RECORD_SIZE`.
+    """
+    # Room for a seal too (the WAL decides later, under its lock, where
+    # nothing may fail): array header, key id, nonce, tag, a bin32 header.
+    size = len(operation) + len(data) + _FIXED_OVERHEAD + _SEAL_OVERHEAD
     if size > MAX_RECORD_SIZE:
         raise InvalidArgument(
             f"WAL entry of {size} bytes exceeds the record limit of "
             f"{MAX_RECORD_SIZE} bytes; store large blobs in a checkpoint instead"
         )
-    return payload
+    return operation, data
 
 
 def _remember_operation(operation: str) -> bytes:
@@ -182,6 +248,53 @@ def encode_record(sequence: int, timestamp: float, payload: Payload) -> bytes:
     return HEADER.pack(len(entry)) + entry
 
 
+def encode_sealed_record(
+    sequence: int, timestamp: float, payload: Payload, keyring: Keyring, nonces: NonceSequence
+) -> bytes:
+    """The full record for ``payload``, sealed with the keyring's current key.
+
+    ``nonces`` is the writer's own sequence; the caller serialises calls
+    (the WAL holds its lock, as it does for the sequence).
+    """
+    plaintext = b"".join((_PAIR_HEADER, *payload))
+    sealed = keyring.seal(nonces.take(), plaintext, _seal_aad(sequence, timestamp))
+    return encode_record(sequence, timestamp, (_SEALED_OPERATION, _pack_bin(sealed)))
+
+
+def open_sealed(entry: SealedEntry, keyring: Keyring | None, where: str) -> WALEntry:
+    """The plain entry inside ``entry``.
+
+    Raises :class:`~project_o.errors.VaultKeyError` if its key is not in
+    ``keyring``, :class:`~project_o.vault.sealing.SealBroken` if it was altered.
+    """
+    if keyring is None:
+        raise missing_key(entry.key_id, where, None)
+    plaintext = keyring.open(entry.sealed, _seal_aad(entry.sequence, entry.timestamp), where)
+    try:
+        operation, data = msgpack.unpackb(plaintext, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise SealBroken(f"the opened record is not [operation, data] ({exc})") from None
+    if not isinstance(operation, str):
+        raise SealBroken(f"the opened record's operation is {type(operation).__name__}, not str")
+    return WALEntry(entry.sequence, entry.timestamp, operation, data, entry.checksum)
+
+
+def _seal_aad(sequence: int, timestamp: float) -> bytes:
+    return _SEAL_CONTEXT + _SEAL_POSITION.pack(sequence, timestamp)
+
+
+def _pack_bin(value: bytes) -> bytes:
+    """MessagePack bin of ``value`` (what packb emits for bytes), without a copy through packb."""
+    size = len(value)
+    if size <= 0xFF:
+        head = bytes((0xC4, size))
+    elif size <= 0xFFFF:
+        head = bytes((0xC5, size >> 8, size & 0xFF))
+    else:
+        head = b"\xc6" + size.to_bytes(4)
+    return head + value
+
+
 def _pack_uint(value: int) -> bytes:
     """MessagePack's shortest encoding of a non-negative int (what packb emits)."""
     if value < 0x80:
@@ -200,13 +313,16 @@ def encode(sequence: int, timestamp: float, operation: str, data: Any) -> bytes:
     return encode_record(sequence, timestamp, pack_payload(operation, data))
 
 
-def compute_checksum(sequence: int, timestamp: float, operation: str, data: Any) -> str:
+def compute_checksum(sequence: int, timestamp: float, operation: str | None, data: Any) -> str:
     """SHA-256 hex digest of ``msgpack.packb([sequence, timestamp, operation, data])``."""
     return hashlib.sha256(msgpack.packb([sequence, timestamp, operation, data])).hexdigest()
 
 
-def decode_entry(body: bytes, offset: int = 0) -> WALEntry:
-    """Decode and verify one entry; raise :class:`BadRecord` (at ``offset``) if invalid."""
+def decode_entry(body: bytes, offset: int = 0) -> AnyEntry:
+    """Decode and verify one entry; raise :class:`BadRecord` (at ``offset``) if invalid.
+
+    A sealed entry is verified as far as the checksum goes and returned sealed.
+    """
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
@@ -222,8 +338,14 @@ def decode_entry(body: bytes, offset: int = 0) -> WALEntry:
         raise BadRecord(offset, f"sequence must be a non-negative int, got {sequence!r}")
     if type(timestamp) is not float:
         raise BadRecord(offset, f"timestamp must be a float, got {timestamp!r}")
-    if not isinstance(operation, str) or not isinstance(checksum, str):
-        raise BadRecord(offset, "operation and checksum must be strings")
+    sealed = operation is None
+    if sealed and type(data) is not bytes:
+        raise BadRecord(offset, f"a sealed record's data must be bytes, got {type(data).__name__}")
+    if sealed and len(data) < _SEAL_SIZE:
+        raise BadRecord(offset, f"a sealed record's data is {len(data)} bytes, shorter than a "
+                        f"seal ({_SEAL_SIZE} bytes: key id, nonce, tag)")
+    if not (sealed or isinstance(operation, str)) or not isinstance(checksum, str):
+        raise BadRecord(offset, "operation (unless sealed) and checksum must be strings")
     try:
         expected = compute_checksum(sequence, timestamp, operation, data)
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. nested past packb's limit
@@ -232,10 +354,12 @@ def decode_entry(body: bytes, offset: int = 0) -> WALEntry:
         raise BadRecord(
             offset, f"checksum mismatch: stored {checksum[:16]}…, computed {expected[:16]}…"
         )
+    if sealed:
+        return SealedEntry(sequence, timestamp, data, checksum, offset)
     return WALEntry(sequence, timestamp, operation, data, checksum)
 
 
-def read_record(buf: bytes, offset: int) -> tuple[WALEntry, int]:
+def read_record(buf: bytes, offset: int) -> tuple[AnyEntry, int]:
     """Decode the record at ``offset``; return it and the offset just past it."""
     remaining = len(buf) - offset
     if remaining < HEADER.size:
@@ -264,7 +388,7 @@ def find_valid_record(buf: bytes, start: int) -> int | None:
     return None
 
 
-def walk_segment(buf: bytes, first_sequence: int | None) -> Iterator[WALEntry | Problem]:
+def walk_segment(buf: bytes, first_sequence: int | None) -> Iterator[AnyEntry | Problem]:
     """Yield the entries of a segment in order, and a :class:`Problem` per bad spot.
 
     ``first_sequence`` is what the first record must carry (the file name

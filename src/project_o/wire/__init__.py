@@ -9,8 +9,9 @@ One frame = a 4-byte big-endian length, then a MessagePack map
             ──write_message_async───────────────────────> read_message_async ─> Message
 
 Modules: ``messages`` (Message, MessageType), ``packable`` (what data may
-hold), ``framing`` (bytes <-> Message, incremental decoder), ``transport``
-(blocking sockets and asyncio streams). Errors live in
+hold), ``framing`` (bytes <-> Message, incremental decoder), ``limits``
+(what a reader accepts from an untrusted peer: caps per type, an object
+budget), ``transport`` (blocking sockets and asyncio streams). Errors live in
 :mod:`project_o.errors` (FrameTooLarge, FrameDecodeError,
 UnknownMessageType, ConnectionClosed, InvalidArgument).
 """
@@ -23,9 +24,11 @@ from project_o.wire.framing import (
     decode_payload,
     encode_frame,
 )
+from project_o.wire.limits import DEFAULT_MAX_OBJECTS, FrameLimits
 from project_o.wire.messages import Message, MessageType
-from project_o.wire.packable import MAX_NESTING_DEPTH, ensure_packable
+from project_o.wire.packable import MAX_NESTING_DEPTH, Packed, ensure_packable
 from project_o.wire.transport import (
+    read_frame_async,
     read_message,
     read_message_async,
     write_message,
@@ -34,13 +37,17 @@ from project_o.wire.transport import (
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_OBJECTS",
     "MAX_NESTING_DEPTH",
     "FrameDecoder",
+    "FrameLimits",
     "Message",
     "MessageType",
+    "Packed",
     "decode_payload",
     "encode_frame",
     "ensure_packable",
+    "read_frame_async",
     "read_message",
     "read_message_async",
     "write_message",

@@ -29,7 +29,10 @@ Memory: a frame costs at most ``max_frame_size`` of buffered bytes, plus
 the decoded objects. msgpack caps every string/array/map length at the
 payload size, so decoding is linear in the payload, but the decoded form
 can be large: a payload made only of empty maps expands about 75x in
-Python objects. Choose ``max_frame_size`` with that factor in mind.
+Python objects. A reader of an untrusted peer passes
+:class:`~project_o.wire.limits.FrameLimits`: a cap per message type
+(checked on the payload's head, before the body is read) and a budget of
+objects per payload, which bounds that expansion whatever the size.
 
 Encoding is just as strict: :func:`encode_frame` refuses a message the
 other side would reject (too large, or contents that are not packable), so
@@ -53,8 +56,16 @@ from project_o.errors import (
     ProtocolError,
     UnknownMessageType,
 )
+from project_o.wire.limits import (
+    COUNT_FROM,
+    HEAD_SIZE,
+    FrameLimits,
+    ObjectBudgetExceeded,
+    object_counter,
+    peek_type,
+)
 from project_o.wire.messages import Message, MessageType
-from project_o.wire.packable import ensure_packable
+from project_o.wire.packable import Packed, ensure_packable
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -62,9 +73,13 @@ __all__ = [
     "PREFIX_SIZE",
     "FrameDecoder",
     "check_frame_size",
+    "check_head",
     "decode_payload",
     "encode_forwarded_frame",
     "encode_frame",
+    "finish_unpacker",
+    "frame_cap",
+    "new_unpacker",
     "parse_prefix",
     "validate_max_frame_size",
 ]
@@ -100,6 +115,12 @@ def validate_max_frame_size(max_frame_size: int) -> int:
     return max_frame_size
 
 
+def frame_cap(max_frame_size: int, limits: FrameLimits | None) -> int:
+    """The largest payload a reader takes: the largest of ``limits``' caps where it has
+    them (they replace ``max_frame_size``), else ``max_frame_size``, checked."""
+    return limits.max_frame_size if limits is not None else validate_max_frame_size(max_frame_size)
+
+
 def check_frame_size(size: int, max_frame_size: int) -> None:
     """Raise :class:`~project_o.errors.FrameTooLarge` if ``size`` exceeds the limit."""
     if size > max_frame_size:
@@ -121,6 +142,8 @@ def encode_frame(message: Message, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE)
     ``max_frame_size``.
     """
     validate_max_frame_size(max_frame_size)
+    if any(isinstance(value, Packed) for value in message.data.values()):
+        return _encode_with_packed(message, max_frame_size)
     ensure_packable(message.data, "data")
     ensure_packable(message.metadata, "metadata")
     payload = _pack(
@@ -131,6 +154,27 @@ def encode_frame(message: Message, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE)
             "metadata": message.metadata,
         }
     )
+    check_frame_size(len(payload), max_frame_size)
+    return _PREFIX.pack(len(payload)) + payload
+
+
+def _encode_with_packed(message: Message, max_frame_size: int) -> bytes:
+    """:func:`encode_frame` for a ``data`` holding :class:`Packed` values: their bytes as is.
+
+    The other values are checked as usual; the bytes equal those of
+    :func:`encode_frame` with each Packed replaced by its value.
+    """
+    rest = {k: v for k, v in message.data.items() if not isinstance(v, Packed)}
+    ensure_packable(rest, "data")
+    ensure_packable(message.metadata, "metadata")
+    size = len(message.data)
+    parts = [b"\x84", _pack("type"), _pack(str(message.type)), _pack("timestamp"),
+             _pack(message.timestamp), _DATA_KEY,
+             bytes([0x80 | size]) if size <= 15 else b"\xde" + size.to_bytes(2, "big")]
+    for key, value in message.data.items():
+        parts += (_pack(key), value.data if isinstance(value, Packed) else _pack(value))
+    parts += (_pack("metadata"), _pack(message.metadata))
+    payload = b"".join(parts)
     check_frame_size(len(payload), max_frame_size)
     return _PREFIX.pack(len(payload)) + payload
 
@@ -182,41 +226,129 @@ def _pack(fields: Any) -> bytes:
 
 
 def decode_payload(
-    payload: bytes | bytearray | memoryview, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    payload: bytes | bytearray | memoryview, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    *, limits: FrameLimits | None = None,
 ) -> Message:
     """Decode one frame's payload (prefix already removed) into a Message.
 
-    Raises :class:`~project_o.errors.FrameTooLarge`,
-    :class:`~project_o.errors.FrameDecodeError` or
-    :class:`~project_o.errors.UnknownMessageType`; never anything else.
+    With ``limits``, the type must be one they accept, the payload within
+    its cap, and the decoded objects within their budget (``max_frame_size``
+    is then theirs). Raises :class:`~project_o.errors.FrameTooLarge`,
+    :class:`~project_o.errors.FrameDecodeError`,
+    :class:`~project_o.errors.UnknownMessageType` or
+    :class:`~project_o.errors.UnexpectedMessageType`; never anything else.
     """
-    check_frame_size(len(payload), validate_max_frame_size(max_frame_size))
-    return _message_from(_unpack(payload))
+    check_frame_size(len(payload), frame_cap(max_frame_size, limits))
+    if limits is not None:
+        check_head(payload, len(payload), limits)
+    max_objects = limits.max_objects if limits is not None else None
+    message = _message_from(_unpack(payload, max_objects))
+    if limits is not None:
+        limits.check(message.type, len(payload))
+    return message
 
 
-def _unpack(payload: bytes | bytearray | memoryview) -> object:
-    size = len(payload)
-    try:
-        # Each length cap is the payload size (a map entry needs >= 2
-        # bytes): a lying length header inside the payload cannot make
-        # msgpack pre-allocate more than the frame it came in.
-        return msgpack.unpackb(
-            payload,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,  # see packable: no hash-flooding with int keys
-            ext_hook=_refuse_extension,
-            max_str_len=size,
-            max_bin_len=size,
-            max_array_len=size,
-            max_map_len=size // 2,
-            max_ext_len=size,
-        )
-    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+def check_head(head: bytes | bytearray | memoryview, size: int, limits: FrameLimits) -> None:
+    """Refuse a ``size``-byte payload from its first bytes: wrong type, or over its cap.
+
+    Payloads up to ``limits.read_whole_up_to`` pass (their type is checked
+    after decoding); a larger one must start with its type. ``head`` holds
+    at least ``min(size, HEAD_SIZE)`` bytes of it.
+    """
+    if size <= limits.read_whole_up_to:
+        return
+    kind = peek_type(head)
+    if kind is None:
         raise FrameDecodeError(
-            f"frame payload of {size} bytes is not one valid MessagePack value "
-            f"({type(exc).__name__}: {exc}); {_ADVICE}"
-        ) from exc
+            f"a frame of {size} bytes must start with its type (the map's first key), "
+            f"got {bytes(head[:HEAD_SIZE])!r}; {_ADVICE}"
+        )
+    try:
+        known = MessageType(kind)
+    except ValueError:
+        raise UnknownMessageType(kind) from None
+    limits.check(known, size)
+
+
+def _unpack(payload: bytes | bytearray | memoryview, max_objects: int | None = None) -> object:
+    size = len(payload)
+    counted = max_objects is not None and size >= COUNT_FROM
+    try:
+        hook = object_counter(max_objects) if counted and max_objects is not None else None
+        return msgpack.unpackb(payload, **_unpack_options(size, max_objects), raw=False,
+                               object_hook=hook, list_hook=hook)
+    except ObjectBudgetExceeded:
+        raise _too_many(size, max_objects) from None
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        raise _not_msgpack(size, exc) from exc
+
+
+def _unpack_options(size: int, max_objects: int | None) -> dict[str, Any]:
+    # Each length cap is the payload size (a map entry needs >= 2 bytes): a
+    # lying length header inside the payload cannot make msgpack pre-allocate
+    # more than the frame it came in, nor (with a budget) one container more
+    # than the budget: the counting hook sees a container only once it is built.
+    most = size if max_objects is None else min(size, max_objects)
+    return {
+        "use_list": True,
+        "strict_map_key": True,  # see packable: no hash-flooding with int keys
+        "ext_hook": _refuse_extension,
+        "max_str_len": size,
+        "max_bin_len": size,
+        "max_array_len": most,
+        "max_map_len": min(size // 2, most),
+        "max_ext_len": size,
+    }
+
+
+def new_unpacker(size: int, max_objects: int) -> msgpack.Unpacker:
+    """A streaming unpacker for one ``size``-byte payload, counting its objects.
+
+    Feed it the payload in chunks and call :func:`finish_unpacker` after
+    each: it holds only what it has not decoded yet, so a large frame is
+    never buffered whole.
+    """
+    hook = object_counter(max_objects)
+    return msgpack.Unpacker(None, max_buffer_size=max(size, 1), raw=False, object_hook=hook,
+                            list_hook=hook, **_unpack_options(size, max_objects))
+
+
+def finish_unpacker(unpacker: msgpack.Unpacker, size: int, fed: int, max_objects: int,
+                    ) -> Message | None:
+    """The Message once ``fed`` bytes (of ``size``) completed it; None while more are needed.
+
+    Raises as :func:`decode_payload` does (without the type checks, which the
+    caller made on the head).
+    """
+    try:
+        fields = unpacker.unpack()
+    except msgpack.OutOfData:
+        if fed < size:
+            return None
+        raise FrameDecodeError(f"frame payload of {size} bytes ends inside a MessagePack "
+                               f"value; {_ADVICE}") from None
+    except ObjectBudgetExceeded:
+        raise _too_many(size, max_objects) from None
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        raise _not_msgpack(size, exc) from exc
+    if fed < size or unpacker.tell() != size:
+        raise FrameDecodeError(f"frame payload of {size} bytes holds bytes after its map; "
+                               f"{_ADVICE}")
+    return _message_from(fields)
+
+
+def _not_msgpack(size: int, exc: BaseException) -> FrameDecodeError:
+    return FrameDecodeError(
+        f"frame payload of {size} bytes is not one valid MessagePack value "
+        f"({type(exc).__name__}: {exc}); {_ADVICE}"
+    )
+
+
+def _too_many(size: int, max_objects: int | None) -> FrameDecodeError:
+    return FrameDecodeError(
+        f"frame payload of {size} bytes decodes into more than {max_objects} maps, arrays "
+        f"and elements (max_objects); refused before it could exhaust memory; {_ADVICE}"
+    )
 
 
 def _refuse_extension(code: int, data: bytes) -> object:
@@ -279,7 +411,10 @@ class FrameDecoder:
 
     ``feed(chunk)`` returns every message completed by the chunk, in order.
     A length prefix over ``max_frame_size`` raises FrameTooLarge as soon as
-    its four bytes arrive; nothing is buffered beyond what was fed.
+    its four bytes arrive; nothing is buffered beyond what was fed. With
+    ``limits`` (:class:`~project_o.wire.limits.FrameLimits`), a frame of a
+    type they refuse, or over its type's cap, is refused as soon as the
+    head of its payload arrives.
 
     Any protocol error ends the stream: it is raised from the ``feed`` call
     that reached the bad frame (messages completed earlier in that same
@@ -288,8 +423,11 @@ class FrameDecoder:
     one in the middle of a frame.
     """
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        self._max_frame_size = validate_max_frame_size(max_frame_size)
+    def __init__(
+        self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, *, limits: FrameLimits | None = None
+    ) -> None:
+        self._max_frame_size = frame_cap(max_frame_size, limits)
+        self._limits = limits
         self._buffer = bytearray()
         self._error: ProtocolError | None = None
 
@@ -310,7 +448,8 @@ class FrameDecoder:
         messages: list[Message] = []
         try:
             while (payload := self._next_payload()) is not None:
-                messages.append(decode_payload(payload, self._max_frame_size))
+                messages.append(decode_payload(payload, self._max_frame_size,
+                                               limits=self._limits))
         except ProtocolError as exc:
             self._error = exc
             raise
@@ -338,6 +477,8 @@ class FrameDecoder:
         size = parse_prefix(self._buffer[:PREFIX_SIZE])
         check_frame_size(size, self._max_frame_size)
         end = PREFIX_SIZE + size
+        if self._limits is not None and len(self._buffer) >= PREFIX_SIZE + min(size, HEAD_SIZE):
+            check_head(self._buffer[PREFIX_SIZE:PREFIX_SIZE + HEAD_SIZE], size, self._limits)
         if len(self._buffer) < end:
             return None
         payload = bytes(self._buffer[PREFIX_SIZE:end])

@@ -28,18 +28,23 @@ it, so we accept it on both sides; every other extension is refused.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
 
 import msgpack
 
 from project_o.errors import InvalidArgument
 
-__all__ = ["MAX_NESTING_DEPTH", "ensure_packable", "find_unpackable"]
+__all__ = ["MAX_NESTING_DEPTH", "Packed", "ensure_packable", "find_unpackable",
+           "nested_deeper_than"]
 
 #: Deepest nesting of lists/maps allowed inside ``data`` or ``metadata``.
-#: Well under msgpack's packer limit (511 levels, counted from the frame
-#: map), its unpacker stack (1024 levels) and Python's recursion limit,
-#: which the recursive check below relies on.
+#: Well under msgpack's packer limit (about 1024 levels), its unpacker
+#: stack (1024 levels) and Python's recursion limit, which the recursive
+#: check below relies on. A decoder accepts deeper values (up to the
+#: unpacker's stack): a side that stores what it received and sends it
+#: back later checks :func:`nested_deeper_than` first.
 MAX_NESTING_DEPTH: Final = 256
 
 # The MessagePack int family: int 64 at the bottom, uint 64 at the top.
@@ -56,6 +61,26 @@ class _NotPackable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.steps: list[object] = []  # map keys and list indices, innermost first
+
+
+@dataclass(frozen=True, eq=False)
+class Packed:
+    """A value already checked and packed once, sent as these bytes (never walked again).
+
+    For what a process only forwards: the gateway checks a request's input
+    (:func:`find_unpackable`, naming the bad field in a 422) and packs it;
+    the supervisor passes it along, and :func:`~project_o.wire.framing.encode_frame`
+    splices ``data`` into the frame where the value would go. ``value`` is
+    kept for whoever reads it in-process.
+    """
+
+    value: Any
+    data: bytes
+
+    @classmethod
+    def of(cls, value: Any) -> Packed:
+        """Pack ``value``, which :func:`find_unpackable` has already passed."""
+        return cls(value, msgpack.packb(value, use_bin_type=True))
 
 
 def ensure_packable(value: object, where: str = "value") -> None:
@@ -152,3 +177,25 @@ def _check_map(mapping: dict[object, object], depth: int) -> None:
         except _NotPackable as exc:
             exc.steps.append(key)
             raise
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether ``value`` holds lists/maps nested more than ``limit`` deep (itself counts one).
+
+    Iterative, and it only walks containers: a long list of numbers costs one
+    ``isinstance`` per item, and no depth can exhaust Python's stack.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, (dict, list, tuple)))
+    return False

@@ -20,6 +20,12 @@ The blocking reader grows its buffer as bytes arrive instead of
 allocating the announced length up front: a peer that announces 64 MiB
 and sends ten bytes costs ten bytes (plus one receive chunk), not 64 MiB.
 
+With :class:`~project_o.wire.limits.FrameLimits` (a reader of an
+untrusted peer), a frame is also checked on the head of its payload (its
+type, that type's cap) before the rest is read, and the asyncio reader
+decodes a large payload as it arrives, so it never holds the frame's
+bytes and their decoded form at once, and stops at the object budget.
+
 A socket timeout (``sock.settimeout``) surfaces as :class:`TimeoutError`.
 If it fires inside a frame the stream has lost its place: close it.
 Neither side is safe for two concurrent writers (or readers) on the same
@@ -37,14 +43,24 @@ from project_o.wire.framing import (
     DEFAULT_MAX_FRAME_SIZE,
     PREFIX_SIZE,
     check_frame_size,
+    check_head,
     decode_payload,
     encode_frame,
+    finish_unpacker,
+    frame_cap,
+    new_unpacker,
     parse_prefix,
-    validate_max_frame_size,
 )
+from project_o.wire.limits import COUNT_FROM, HEAD_SIZE, FrameLimits
 from project_o.wire.messages import Message
 
-__all__ = ["read_message", "read_message_async", "write_message", "write_message_async"]
+__all__ = [
+    "read_frame_async",
+    "read_message",
+    "read_message_async",
+    "write_message",
+    "write_message_async",
+]
 
 # Most bytes asked of one recv(). Large enough that a 64 MiB frame takes a
 # few hundred calls; small enough that a lying length prefix costs us at
@@ -52,19 +68,26 @@ __all__ = ["read_message", "read_message_async", "write_message", "write_message
 _RECV_CHUNK: Final = 256 * 1024
 
 
-def read_message(sock: socket.socket, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> Message:
+def read_message(
+    sock: socket.socket, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, *,
+    limits: FrameLimits | None = None,
+) -> Message:
     """Block until one whole frame arrives on ``sock``; return its Message.
 
     Raises ConnectionClosed, FrameTooLarge (checked before the payload is
-    read), FrameDecodeError or UnknownMessageType; TimeoutError if the
-    socket has a timeout and it expires.
+    read; with ``limits``, the type's cap before the body is read),
+    FrameDecodeError, UnknownMessageType or UnexpectedMessageType;
+    TimeoutError if the socket has a timeout and it expires.
     """
-    validate_max_frame_size(max_frame_size)
+    max_frame_size = frame_cap(max_frame_size, limits)
     prefix = _recv_exactly(sock, PREFIX_SIZE, in_frame=False)
     size = parse_prefix(prefix)
     check_frame_size(size, max_frame_size)
-    payload = _recv_exactly(sock, size, in_frame=True)
-    return decode_payload(payload, max_frame_size)
+    payload = _recv_exactly(sock, min(size, HEAD_SIZE), in_frame=True)
+    if limits is not None:
+        check_head(payload, size, limits)
+    payload += _recv_exactly(sock, size - len(payload), in_frame=True)
+    return decode_payload(payload, max_frame_size, limits=limits)
 
 
 def write_message(
@@ -83,19 +106,62 @@ def write_message(
 
 
 async def read_message_async(
-    reader: asyncio.StreamReader, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    reader: asyncio.StreamReader, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, *,
+    limits: FrameLimits | None = None,
 ) -> Message:
     """Wait for one whole frame on ``reader``; return its Message.
 
     Same errors as :func:`read_message` (without the socket timeout; use
     ``asyncio.timeout`` around the call).
     """
-    validate_max_frame_size(max_frame_size)
+    message, _ = await read_frame_async(reader, max_frame_size, limits=limits)
+    return message
+
+
+async def read_frame_async(
+    reader: asyncio.StreamReader, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, *,
+    limits: FrameLimits | None = None,
+) -> tuple[Message, int]:
+    """As :func:`read_message_async`, also returning the payload's size in bytes.
+
+    With ``limits``, a payload of :data:`~project_o.wire.limits.COUNT_FROM`
+    bytes or more is decoded chunk by chunk as it arrives.
+    """
+    max_frame_size = frame_cap(max_frame_size, limits)
     prefix = await _read_exactly(reader, PREFIX_SIZE, in_frame=False)
     size = parse_prefix(prefix)
     check_frame_size(size, max_frame_size)
-    payload = await _read_exactly(reader, size, in_frame=True)
-    return decode_payload(payload, max_frame_size)
+    if limits is None:
+        payload = await _read_exactly(reader, size, in_frame=True)
+        return decode_payload(payload, max_frame_size), size
+    head = await _read_exactly(reader, min(size, HEAD_SIZE), in_frame=True)
+    check_head(head, size, limits)
+    if size < COUNT_FROM:
+        payload = head + await _read_exactly(reader, size - len(head), in_frame=True)
+        return decode_payload(payload, limits=limits), size
+    message = await _read_streamed(reader, head, size, limits)
+    limits.check(message.type, size)
+    return message, size
+
+
+async def _read_streamed(
+    reader: asyncio.StreamReader, head: bytes, size: int, limits: FrameLimits
+) -> Message:
+    unpacker = new_unpacker(size, limits.max_objects)
+    unpacker.feed(head)
+    fed = len(head)
+    while True:
+        message = finish_unpacker(unpacker, size, fed, limits.max_objects)
+        if message is not None:
+            return message
+        try:
+            chunk = await reader.read(min(size - fed, _RECV_CHUNK))
+        except ConnectionError as exc:
+            raise ConnectionClosed(clean=False, detail=f"receiving failed: {exc}") from exc
+        if not chunk:
+            raise _eof(fed, size, in_frame=True)
+        unpacker.feed(chunk)
+        fed += len(chunk)
 
 
 async def write_message_async(

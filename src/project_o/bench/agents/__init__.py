@@ -1,15 +1,21 @@
 """Agent files the benchmarks serve (loaded by path, like any user agent).
 
     state_agent.py   builds a memory state of a chosen size; answers with its digest
-    work_agent.py    a handler that busy-waits a chosen number of milliseconds
+    set_agent.py     each request makes a chosen number of durable ctx.memory.set calls
+    work_agent.py    a handler that busy-waits and sleeps chosen numbers of milliseconds
+    work_agent_async.py   the same, as an ``async def`` handler
+    hostile_agent.py tries to get out of its sandbox, at import time and on request
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["STATE_AGENT", "WORK_AGENT"]
+__all__ = ["HOSTILE_AGENT", "SET_AGENT", "STATE_AGENT", "WORK_AGENT", "WORK_AGENT_ASYNC"]
 
 _HERE = Path(__file__).resolve().parent
+SET_AGENT = _HERE / "set_agent.py"
 STATE_AGENT = _HERE / "state_agent.py"
 WORK_AGENT = _HERE / "work_agent.py"
+WORK_AGENT_ASYNC = _HERE / "work_agent_async.py"
+HOSTILE_AGENT = _HERE / "hostile_agent.py"

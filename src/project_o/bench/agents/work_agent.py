@@ -1,10 +1,12 @@
-"""A benchmark agent: busy-waits ``request["ms"]`` milliseconds, then answers.
+"""A benchmark agent: works ``request["ms"]`` ms on the CPU, waits ``request["io_ms"]`` ms.
 
-A busy wait, not ``time.sleep``: it holds the CPU and the GIL like real
-handler work, so neither the direct server nor the supervised instance can
-overlap requests by sleeping in parallel.
+The CPU part is a busy wait, not ``time.sleep``: it holds the CPU and the
+GIL like real handler work, so no server can overlap it by sleeping in
+parallel. The I/O part is a ``time.sleep``, standing for a call to an LLM
+or a tool: a server that runs handlers concurrently overlaps it.
 
-    {"ms": 1} -> {"ok": true}
+    {"ms": 1} -> {"ok": true}          1 ms of CPU
+    {"io_ms": 100} -> {"ok": true}     100 ms waiting
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ from typing import Any
 
 from project_o import Agent
 
-__all__ = ["agent"]
+__all__ = ["agent", "spin"]
 
 agent = Agent("bench-work")
 
 
-@agent.handler
-def handle(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """Spin for ``request["ms"]`` milliseconds (0: answer at once)."""
-    end = time.perf_counter() + float(request.get("ms", 0)) / 1000
+def spin(ms: float) -> None:
+    """Hold the CPU for ``ms`` milliseconds."""
+    end = time.perf_counter() + ms / 1000
     while time.perf_counter() < end:
         pass
+
+
+@agent.handler
+def handle(ctx: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Spin ``request["ms"]``, then sleep ``request["io_ms"]`` milliseconds (0: at once)."""
+    spin(float(request.get("ms", 0)))
+    io_ms = float(request.get("io_ms", 0))
+    if io_ms:
+        time.sleep(io_ms / 1000)
     return {"ok": True}

@@ -1,0 +1,77 @@
+"""Durable ``ctx.memory.set`` per second through a real supervisor, against SQLite FULL.
+
+::
+
+    wrk -c1 / -c8 / -c64 ── POST /v1/requests {"sets": 10} ──► supervisor ── main instance
+                                                                 │ 10 x ctx.memory.set, each
+                                                                 │ returning after the WAL's
+                                                                 ▼ group-commit fsync
+    SQLite baseline, same run: 1 / 8 / 64 threads, a connection each, journal_mode=WAL,
+    synchronous=FULL, one transaction per entry (the wal benchmark's baseline)
+
+Sets per second = requests per second x sets per request. The target
+(64 concurrent requests: >= 20,000/s, group commit across requests and
+instances) needs requests served concurrently inside an instance; where
+an instance serves one request at a time, the 64 requests queue and the
+figure is that of one writer.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from project_o.bench.agents import SET_AGENT
+from project_o.bench.overhead_wrk import WrkResult, ensure_wrk, run_wrk
+from project_o.bench.report import Report
+from project_o.bench.wal import measure_sqlite
+from project_o.stack import Stack
+
+__all__ = ["CONCURRENCY", "SETS_PER_REQUEST", "measure_sets"]
+
+#: concurrent requests (wrk connections) and SQLite writer threads
+CONCURRENCY: Final = (1, 8, 64)
+#: durable sets each request makes
+SETS_PER_REQUEST: Final = 10
+#: the target at the highest concurrency (docs/design.md, "Targets")
+TARGET_SETS_PER_S: Final = 20_000.0
+
+
+def measure_sets(report: Report, seconds: int, progress: Callable[[str], None],
+                 concurrency: tuple[int, ...] = CONCURRENCY) -> None:
+    """Add a row per concurrency and the target at the highest one to ``report``."""
+    wrk = ensure_wrk()
+    body = json.dumps({"input": {"sets": SETS_PER_REQUEST, "size": 100}}).encode()
+    with tempfile.TemporaryDirectory(prefix="project-o-bench-sets-") as tmp:
+        root = Path(tmp)
+        with Stack(root / "vault", SET_AGENT) as stack:
+            url = f"{stack.url}/v1/requests"
+            run_wrk(wrk, url, body, stack.token, threads=1, connections=1, seconds=1)  # warm-up
+            for n in concurrency:
+                progress(f"durable ctx.memory.set, {n} concurrent requests, then SQLite FULL")
+                result = run_wrk(wrk, url, body, stack.token, threads=min(n, 2), connections=n,
+                                 seconds=seconds)
+                sqlite = measure_sqlite(root / f"sqlite-{n}", "per-connection", n, seconds)
+                rate = result.rate * SETS_PER_REQUEST
+                report.rows.append(_row(n, rate, result, sqlite["rate"]))
+        top = report.rows[-1]
+        report.target(f"durable ctx.memory.set /s, {concurrency[-1]} concurrent requests",
+                      top["per s"], f">= {TARGET_SETS_PER_S:,.0f}",
+                      top["per s"] >= TARGET_SETS_PER_S)
+    report.notes.append(
+        f"ctx.memory.set: {SETS_PER_REQUEST} sets of 100 bytes per request, served by a real "
+        "supervisor (sync durability: each set returns after the group-commit fsync), driven "
+        "by wrk (its own CPU per request in each row); SQLite: per-connection threads, "
+        "journal_mode=WAL, synchronous=FULL, a transaction per entry, in the same run")
+
+
+def _row(concurrent: int, rate: float, result: WrkResult, sqlite_rate: float) -> dict[str, Any]:
+    return {"measure": f"ctx.memory.set, {concurrent} concurrent requests",
+            "per s": round(rate, 1), "p50 ms": round(result.p50_ms, 2), "errors": result.errors,
+            # the client's own CPU per request: whether it, not the supervisor, set the pace
+            "wrk CPU us/req": round(result.client_cpu_us, 1),
+            "SQLite FULL per s": round(sqlite_rate, 1),
+            "x SQLite FULL": round(rate / sqlite_rate, 3) if sqlite_rate else None}
