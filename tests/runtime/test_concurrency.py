@@ -12,6 +12,7 @@ from typing import Any
 
 from project_o.agent.dsl import DEFAULT_ASYNC_CONCURRENCY, DEFAULT_SYNC_CONCURRENCY
 from project_o.wire import Message, MessageType
+from project_o.wire.chat import wrap_chat
 from tests.runtime.harness import FAST_BEATS, Peer, run, spawn, zygote
 
 ASYNC_AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "async_agent.py"
@@ -191,5 +192,30 @@ def test_async_remember_blocks_and_history_from_concurrent_requests_get_distinct
             state = (await peer.expect("checkpoint")).data["state"]
             notes = state["memory_blocks"]["blocks"]
             assert all(f"fact number {n}" in str(notes) for n in range(6))
+
+    run(scenario())
+
+
+def test_an_async_chat_handler_runs_on_the_loop_beside_a_plain_handler() -> None:
+    chat_agent = Path(__file__).resolve().parents[1] / "fixtures" / "async_chat_agent.py"
+
+    async def scenario() -> None:
+        async with zygote(chat_agent) as z:
+            peer = await spawn(z, config=FAST_BEATS)
+            assert peer.hello is not None and peer.hello.data["handler"] == "sync"
+            ids = {f"c{n}" for n in range(6)}
+            for request_id in ids:
+                body = {"messages": [{"role": "user", "content": request_id}],
+                        "metadata": {"n": len(ids)}}
+                await peer.send("request", id=request_id, deadline_ms=30_000,
+                                input=wrap_chat(body))
+            await peer.send("request", id="plain", deadline_ms=30_000, input={"x": 1})
+            answers = await _answers(peer, {*ids, "plain"})
+            for request_id in ids:
+                output = answers[request_id].data["output"]
+                assert output["content"] == request_id and output["gathered"] is True
+                assert output["thread"] == "MainThread"  # the event loop's
+            plain = answers["plain"].data["output"]
+            assert plain["kind"] == "plain" and plain["thread"].startswith("agent")
 
     run(scenario())
