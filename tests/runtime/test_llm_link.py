@@ -158,3 +158,27 @@ def test_an_error_result_is_an_llm_error() -> None:
             await call
 
     asyncio.run(scenario())
+
+
+def test_an_async_call_on_a_loop_of_its_own_thread_is_answered_on_that_loop() -> None:
+    sent: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    link = LLMLink(lambda kind, data: sent.put(data))
+    pieces: list[tuple[str, str]] = []
+
+    def on_token(text: str) -> None:
+        pieces.append((text, threading.current_thread().name))
+
+    def agent_code() -> str:  # a plain handler running asyncio on its worker thread
+        async def ask() -> str:
+            done = await RemoteClient(link).complete_async(HI, stream=True, on_token=on_token)
+            return done.text
+        return asyncio.run(ask())
+
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(agent_code()), name="worker")
+    worker.start()
+    call_id = sent.get(timeout=10)["id"]  # the reader (this thread) has no loop running
+    link.dispatch(_token(call_id, "t"))
+    link.dispatch(_result(call_id, "done"))
+    worker.join(timeout=10)
+    assert result == ["done"] and pieces == [("t", "worker")]

@@ -142,18 +142,45 @@ class LLMLink:
     def _token(self, call: _Call, text: str) -> None:
         if call.future is None:
             call.inbox.put(("token", text))
-            return
-        if call.on_token is None or call.future.done():
-            return
-        try:
-            call.on_token(text)
-        except BaseException as exc:  # noqa: BLE001 - the caller's error, raised to it
-            call.future.set_exception(exc)
+        else:
+            _on_loop_of(call.future, self._deliver_token, call, call.future, text)
 
     def _resolve(self, call: _Call, data: dict[str, Any]) -> None:
         result: dict[str, Any] = {key: data[key] for key in ("completion", "error")
                                   if key in data}
         if call.future is None:
             call.inbox.put(("result", result))
-        elif not call.future.done():
-            call.future.set_result(result)
+        else:
+            _on_loop_of(call.future, _settle, call.future, result)
+
+    @staticmethod
+    def _deliver_token(call: _Call, future: asyncio.Future[dict[str, Any]], text: str) -> None:
+        if call.on_token is None or future.done():
+            return
+        try:
+            call.on_token(text)
+        except BaseException as exc:  # noqa: BLE001 - the caller's error, raised to it
+            future.set_exception(exc)
+
+
+def _settle(future: asyncio.Future[dict[str, Any]], result: dict[str, Any]) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _on_loop_of(future: asyncio.Future[Any], function: Callable[..., None], *args: Any) -> None:
+    """Run ``function(*args)`` on the loop ``future`` belongs to.
+
+    At once when that is the loop running here (the instance's own); else
+    (agent code that runs a loop of its own on a worker thread) through
+    ``call_soon_threadsafe``: a future is not thread-safe.
+    """
+    loop = future.get_loop()
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        function(*args)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(function, *args)
