@@ -137,10 +137,10 @@ async def test_retired_instances_hold_no_slot_and_can_be_reinstated() -> None:
     main, standby = FakeInstance("main"), FakeInstance("standby")
     await pool.promote(main)
     pool.standby = standby
-    assert pool.retire() == (main, standby)
+    assert pool.retire() == ({"main": main}, standby)
     assert pool.main is None and pool.vacate(main) is None
     standby.kill("gone")
-    pool.reinstate(main, standby)
+    pool.reinstate({"main": main}, standby)
     assert pool.retired == set() and pool.standby is None  # only the living come back
 
 

@@ -22,7 +22,7 @@
         ◄── response {id, output: [report per hook]} | error {id, ...}
         ──► checkpoint {id}     ◄── checkpoint {id, state, last_sequence}
         ◄── checkpoint {id, state, last_sequence}           every N acknowledged writes
-        ──► wal_entry {sequence, operation, data}           standby: tail the WAL
+        ──► wal_entry {sequence, operation, data}           the other mains' writes (WAL order)
         ──► promote {role}                                  standby becomes a server
         ◄── evolution_intent {id, hypothesis, source|files|operator, params}
                                                             ctx.evolve(...): waits for
@@ -177,7 +177,8 @@ class Instance:
         self._instance_id = instance_id
         self._config = config
         self._send_lock = threading.Lock()
-        self._writes = WriteOrder(self._send_entry, self._apply_live, self._on_released)
+        self._writes = WriteOrder(self._send_entry, self._apply_live, self._on_released,
+                                  self._apply_tail)
         self._kit = AgentKit(agent, self._journal, params=params,
                              stub_side_effects=config.stub_side_effects, ajournal=self._ajournal)
         self._kit.idle = self._progress  # slow tools and LLM calls are progress
@@ -410,7 +411,10 @@ class Instance:
         """Start queued requests while fewer than ``max_concurrency`` run."""
         loop = self._loop
         assert loop is not None
-        while self._queued and self._running < self.max_concurrency:
+        # Not while another main's write received before is still unapplied: a request
+        # sees every write acknowledged before it was sent (see docs/design.md).
+        while (self._queued and self._running < self.max_concurrency
+               and not self._writes.tails_waiting):
             data = self._queued.popleft()
             self._running += 1
             work: asyncio.Future[Any]
@@ -602,10 +606,26 @@ class Instance:
         return None
 
     def _on_tail_entry(self, data: dict[str, Any]) -> object:
-        if self.role != STANDBY or "id" in data:
-            raise self._violation(f"only a standby takes WAL tail entries (role {self.role!r})")
-        self._apply_entry(data)
+        """Another main's write (a standby: every main's), applied in WAL order."""
+        if "id" in data:
+            raise self._violation("a WAL tail entry carries no id (that is a write of ours)")
+        sequence, operation = data.get("sequence"), data.get("operation")
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or not isinstance(
+                operation, str):
+            raise self._violation(
+                f"a WAL entry needs an int sequence and a str operation: {data!r}")
+        try:
+            self._writes.tailed(sequence, operation, data.get("data") or {})
+        except (ProtocolError, InvalidArgument) as exc:
+            raise self._violation(str(exc)) from exc
         return None
+
+    def _apply_tail(self, operation: str, data: dict[str, Any]) -> None:
+        self._apply_live(operation, data)
+        if self.role != STANDBY:  # a main's memory moved on: it counts toward its checkpoint
+            self._writes_since_checkpoint += 1
+        if self._queued and self._loop is not None:
+            self._loop.call_soon(self._admit)  # requests wait for tails received before them
 
     def _on_promote(self, data: dict[str, Any]) -> object:
         role = data.get("role", "main")

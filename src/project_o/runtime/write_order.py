@@ -21,6 +21,15 @@ store's lock the loop must never wait for): while it does, it holds the
 *baton*, and nothing else is released and no checkpoint is taken until it
 hands the baton back. So the stores always hold exactly the writes up to
 :attr:`WriteOrder.last_sequence`, which is what a checkpoint claims.
+
+In a pool of mains, the other mains' writes come as tail entries
+(:meth:`WriteOrder.tailed`), each with its WAL sequence. The supervisor
+queues tails and acks on one socket in WAL order, so when a tail comes,
+every write of ours before it is acked and every write still unacked comes
+after it: the tail takes its place right after the acked ones, and
+everything is applied in WAL order, tails and our own writes alike::
+
+    pending   [ours 41 acked, held by the baton] [tail 42] [ours ?, unacked]
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ class PendingWrite:
     #: set on the loop for a write awaited there; None for a worker thread's write
     future: asyncio.Future[None] | None
     sequence: int | None = None
+    #: another main's write (a WAL tail entry): applied here, nobody waits for it
+    tail: bool = False
     #: a worker thread's write: set when it may apply it (it holds the baton then)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -60,16 +71,20 @@ class WriteOrder:
     """Sends writes, matches their acks by id, releases them in send order."""
 
     def __init__(self, send: SendEntry, apply: ApplyWrite,
-                 on_released: Callable[[int], None]) -> None:
-        """``on_released(sequence)`` runs on the loop once a write is applied."""
+                 on_released: Callable[[int], None],
+                 apply_tail: ApplyWrite | None = None) -> None:
+        """``on_released(sequence)`` runs on the loop once a write of ours is applied;
+        ``apply_tail`` applies another main's (default: ``apply``)."""
         self._send = send
         self._apply = apply
+        self._apply_tail = apply_tail or apply
         self._on_released = on_released
         self._lock = threading.Lock()  # send order == queue order, from any thread
         self._pending: deque[PendingWrite] = deque()
         self._by_id: dict[int, PendingWrite] = {}
         self._next_id = 1
         self._baton: PendingWrite | None = None
+        self._tails = 0
         #: the sequence of the newest write applied (the stores hold all up to it)
         self.last_sequence = 0
 
@@ -80,8 +95,30 @@ class WriteOrder:
 
     @property
     def in_flight(self) -> int:
-        """Writes sent and not yet released."""
-        return len(self._pending)
+        """Writes sent and not yet released (tail entries not counted)."""
+        return len(self._pending) - self.tails_waiting
+
+    @property
+    def tails_waiting(self) -> int:
+        """Other mains' entries received and not yet applied (they wait for ours before)."""
+        return self._tails
+
+    def tailed(self, sequence: int, operation: str, data: dict[str, Any]) -> None:
+        """On the loop: another main's write, applied in its WAL place among ours.
+
+        One at or below :attr:`last_sequence` is already held (a restore
+        covered it) and is skipped. ProtocolError if it cannot be applied.
+        """
+        if sequence <= self.last_sequence:
+            return
+        tail = PendingWrite(0, operation, data, None, sequence, tail=True)
+        with self._lock:
+            # Right after our acked writes: they are before it in the WAL, the rest after.
+            at = next((i for i, w in enumerate(self._pending) if w.sequence is None),
+                      len(self._pending))
+            self._pending.insert(at, tail)
+            self._tails += 1
+        self._release()
 
     def submit(self, operation: str, data: dict[str, Any],
                future: asyncio.Future[None] | None) -> PendingWrite:
@@ -117,6 +154,9 @@ class WriteOrder:
             with self._lock:
                 write = self._pending.popleft()
             assert write.sequence is not None
+            if write.tail:
+                self._release_tail(write)
+                continue
             if write.sequence <= self.last_sequence:
                 raise ProtocolError(f"wal_ack sequence {write.sequence} is not above "
                                  f"{self.last_sequence}: the WAL's order broke")
@@ -125,6 +165,19 @@ class WriteOrder:
                 write.released.set()
                 return
             self._release_here(write)
+
+    def _release_tail(self, tail: PendingWrite) -> None:
+        assert tail.sequence is not None
+        self._tails -= 1
+        if tail.sequence <= self.last_sequence:
+            raise ProtocolError(f"WAL tail entry {tail.sequence} is not above "
+                                f"{self.last_sequence}: the WAL's order broke")
+        try:
+            self._apply_tail(tail.operation, tail.data)
+        except Exception as exc:  # the memory would diverge: the instance ends
+            raise ProtocolError(f"WAL tail entry {tail.sequence} cannot be applied: "
+                                f"{exc}") from exc
+        self.last_sequence = tail.sequence
 
     def _release_here(self, write: PendingWrite) -> None:
         future = write.future
@@ -150,6 +203,7 @@ class WriteOrder:
         with self._lock:
             pending, self._pending = list(self._pending), deque()
             self._by_id.clear()
+            self._tails = 0
         for write in pending:
             if write.future is not None and not write.future.done():
                 write.future.set_exception(error)

@@ -43,6 +43,8 @@ CHECKPOINT_EVERY = 1000
 #: requests that may wait for a free instance slot (each instance serves its agent's
 #: max_concurrency at once) before new ones are turned away with 503 and Retry-After
 DEFAULT_MAX_QUEUED = 1000
+#: the most mains one host forks (``--instances``): each is a process holding the memory
+MAX_INSTANCES = 64
 
 
 @dataclass
@@ -54,6 +56,8 @@ class SupervisorConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     standby: bool = True
+    #: mains forked from the zygote (``--instances``), all serving one memory
+    instances: int = 1
     durability: str = "sync"
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT

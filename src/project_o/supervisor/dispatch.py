@@ -2,7 +2,8 @@
 
 ::
 
-    submit(payload) ──► wait for a live main and one of its slots (admission.py:
+    submit(payload) ──► the live main with the least load (in flight + waiting at its
+    │                   gate; ties in turn: instance_pool.py), then one of its slots (admission.py:
     │                   max_concurrency per instance; past max_queued waiting: Overloaded)
     │               ──► main.request(...) under the request's deadline
       ├─ answered ─────────────► RequestResult (the version is remembered, and proven once)
@@ -56,7 +57,7 @@ _OUTCOMES: dict[type[BaseException], str] = {
 
 
 class Dispatcher:
-    """Sends each request to the main, re-dispatching it when the main dies."""
+    """Sends each request to the least busy main, re-dispatching it when that main dies."""
 
     def __init__(
         self, pool: InstancePool, factory: InstanceFactory, events: EventLog,
@@ -150,7 +151,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         with self.admission.waiting():
             while True:
-                main = await self._pool.wait_for_main(deadline - loop.time())
+                main = await self._pool.choose_main(deadline - loop.time(), self._load)
                 gate = self._gate(main)
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -162,6 +163,11 @@ class Dispatcher:
                 if main.alive:
                     return main, gate
                 gate.release(apart)  # it died while we waited: the next main
+
+    def _load(self, instance: InstanceHandle) -> int:
+        """How busy ``instance`` is: its requests in flight and those waiting for it."""
+        gate = self._gates.get(instance)
+        return 0 if gate is None else gate.used + gate.waiting
 
     def _gate(self, instance: InstanceHandle) -> InstanceGate:
         gate = self._gates.get(instance)

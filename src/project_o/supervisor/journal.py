@@ -2,13 +2,13 @@
 
 ::
 
-    main ─────────── wal_entry {id, operation, data} ──► Journal.write
+    a main ───────── wal_entry {id, operation, data} ──► Journal.write
                                                             │ the WAL's committer thread
                                                             │ writes (and fsyncs): not the loop
-                   ◄── wal_ack {id, sequence} ──────────────┤
-    standby (a follower) ◄── wal_entry {sequence, operation, data}   (main's writes only)
-                             the same packed bytes as the WAL record's: data is packed
-                             once, never decoded or packed again on its way to the standby
+    every other follower ◄── wal_entry {sequence, operation, data}   (the other mains, the
+                             standby) the same packed bytes as the WAL record's: data is
+                             packed once, never decoded or packed again on its way
+    the writer ◄──────────── wal_ack {id, sequence}   after the tails, on the same queue
 
     main ── checkpoint {state, last_sequence} ──► Journal.checkpoint ──► checkpoint_ack
     Journal.restore(instance, follow=...) ──► restore {checkpoint, entries, last_sequence}
@@ -35,8 +35,14 @@ reason. What it wrote before stays acknowledged and durable. A shadow's
 writes are charged the same way; its journal keeps at most
 :data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
 
-The standby follows the main: every entry the main journals is tailed to
-it. While a follower restores (it reads the checkpoint and the WAL as of
+Every main and the standby follow the WAL: every entry a main journals
+is tailed to the others (never back to its writer). Tails and acks are
+queued on the sockets at once, in WAL order (the writes wake in sequence
+order and nothing between waking and queueing awaits), so each instance
+reads the other mains' entries and its own acks in one order, the WAL's,
+and applies them in it (:mod:`project_o.runtime.write_order`). And since a
+write's tails are queued before its ack, anything sent to another main
+after the writer heard its ack reaches that main behind the write. While a follower restores (it reads the checkpoint and the WAL as of
 some sequence), entries are buffered and the ones past its restore point
 are sent once it is done, so it misses none and applies none twice.
 """
@@ -63,7 +69,7 @@ from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.vault.wal_record import Payload, pack_payload
 from project_o.wire import MAX_NESTING_DEPTH, Message, MessageType
-from project_o.wire.framing import encode_forwarded_frame
+from project_o.wire.framing import encode_forwarded_frame, encode_frame
 from project_o.wire.packable import nested_deeper_than
 
 __all__ = [
@@ -133,16 +139,20 @@ class Journal:
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
         if tail and self._followers:
-            self._tail(sequence, payload)
+            self._tail(sequence, payload, instance)
         self.metrics.observe_wal_append(time.perf_counter() - started)
-        await _ack(instance, message, sequence)
+        # At once, behind the tails: no other frame may come between (see above).
+        instance.send_frame_now(encode_frame(Message(MessageType.WAL_ACK, {
+            "id": message.data.get("id"), "sequence": sequence})))
 
-    def _tail(self, sequence: int, payload: Payload) -> None:
+    def _tail(self, sequence: int, payload: Payload, writer: InstanceHandle) -> None:
         operation, data = payload
         frame = encode_forwarded_frame(MessageType.WAL_ENTRY, {
             "sequence": _packed_int(sequence), "operation": operation, "data": data,
         })
         for follower, buffer in list(self._followers.items()):
+            if follower is writer:
+                continue  # it applies its own write when the ack comes
             if buffer is not None:
                 buffer.append((sequence, frame))
             else:
@@ -176,7 +186,7 @@ class Journal:
         return point
 
     def unfollow(self, instance: InstanceHandle) -> None:
-        """Stop tailing writes to ``instance`` (it died, or it is the main now)."""
+        """Stop tailing writes to ``instance`` (it died)."""
         self._followers.pop(instance, None)
 
     # -- checkpoints ----------------------------------------------------

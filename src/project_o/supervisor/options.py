@@ -15,7 +15,7 @@ from project_o.errors import InvalidArgument
 from project_o.evolution.llm_budget import Prices, parse_price
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
-from project_o.supervisor.config import SupervisorConfig
+from project_o.supervisor.config import MAX_INSTANCES, SupervisorConfig
 from project_o.supervisor.startup import EXIT_NO_AGENT, EXIT_USAGE, StartupError
 from project_o.vault.sealing import load_keyring
 
@@ -41,6 +41,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=defaults.DEFAULT_PORT,
                         help=f"gateway port (default {defaults.DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--instances", type=int, default=1, metavar="N",
+                        help="mains forked from the zygote, each serving requests (least in "
+                             f"flight first) over one memory (default 1, at most {MAX_INSTANCES})")
     parser.add_argument("--no-standby", action="store_true",
                         help="do not keep a warm standby instance")
     parser.add_argument("--durability", choices=("sync", "batch"), default="sync",
@@ -110,6 +113,10 @@ def config_from_args(
     if args.heartbeat_timeout <= args.heartbeat_interval:
         raise StartupError("--heartbeat-timeout must be longer than --heartbeat-interval",
                            EXIT_USAGE)
+    instances = args.instances
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise StartupError(f"--instances must be between 1 and {MAX_INSTANCES} (mains forked "
+                           f"from the zygote), got {instances}", EXIT_USAGE)
     if args.max_queued < 0:
         raise StartupError(f"--max-queued must be 0 or more, got {args.max_queued}", EXIT_USAGE)
     if not 0 <= args.port <= 65535:
@@ -135,7 +142,7 @@ def config_from_args(
     return SupervisorConfig(
         vault=(args.vault or default_vault()).resolve(),
         agent=agent,
-        host=args.host, port=args.port, standby=not args.no_standby,
+        host=args.host, port=args.port, standby=not args.no_standby, instances=instances,
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
