@@ -499,3 +499,39 @@ async def test_close_cancels_and_awaits_what_still_runs() -> None:
     task = nursery.spawn(asyncio.Event().wait(), "forever")
     await nursery.close()
     assert task.cancelled() and not nursery.failed.done() and not nursery.open_for_tasks
+
+
+# -- a pool of mains -------------------------------------------------------------------
+
+
+@async_test
+async def test_choose_main_takes_the_least_loaded_and_equals_in_turn() -> None:
+    pool = InstancePool(3)
+    first, second, third = (FakeInstance("main") for _ in range(3))
+    for slot, main in zip(("main", "main-1", "main-2"), (first, second, third), strict=True):
+        await pool.promote(main, slot)  # type: ignore[arg-type]
+    load = {first.pid: 2, second.pid: 0, third.pid: 1}
+    assert await pool.choose_main(1.0, lambda m: load[m.pid]) is second
+    ties = [await pool.choose_main(1.0, lambda _m: 0) for _ in range(6)]
+    assert ties == [second, third, first, second, third, first]  # in turn, each once a round
+
+
+@async_test
+async def test_a_dead_main_leaves_its_slot_and_the_others_go_on_serving() -> None:
+    pool = InstancePool(2)
+    first, second = FakeInstance("main"), FakeInstance("main")
+    await pool.promote(first)  # type: ignore[arg-type]
+    await pool.promote(second, "main-1")  # type: ignore[arg-type]
+    first.kill("gone")
+    assert pool.vacate(first) == "main" and pool.main is None  # type: ignore[arg-type]
+    assert await pool.choose_main(0.0, lambda _m: 0) is second  # no wait: one is live
+    assert pool.empty_mains() == ["main"] and pool.is_main(second)  # type: ignore[arg-type]
+    second.kill("gone too")
+    assert pool.vacate(second) == "main-1"  # type: ignore[arg-type]
+    with pytest.raises(RequestTimeout):
+        await pool.choose_main(0.0, lambda _m: 0)
+
+
+def test_a_pool_holds_one_to_max_instances_mains() -> None:
+    with pytest.raises(ValueError, match="1 to 64 mains"):
+        InstancePool(0)
