@@ -199,6 +199,7 @@ class Instance:
         self._beats = itertools.count(1)
         self._checkpoint_ids = itertools.count(1)
         self._writes_since_checkpoint = 0
+        self._checkpointing = True
         self._checkpoints_wanted: deque[Any] = deque()
         self.last_checkpoint_id: Any = None
         # -- concurrency (set up when serving starts) --
@@ -632,6 +633,9 @@ class Instance:
         if not isinstance(role, str) or role == STANDBY:
             raise self._violation(f"promote needs a serving role, got {role!r}")
         self.role = role
+        # A main of a pool other than the primary sends no checkpoints of its own
+        # accord: the primary's cover the one memory (it still answers a request for one).
+        self._checkpointing = data.get("checkpoints", True) is not False
         return None
 
     # -- replies by id (evolution intents; any request/response pair) -----
@@ -715,7 +719,8 @@ class Instance:
 
     def _checkpoint_if_due(self) -> None:
         every = self._config.checkpoint_every
-        if every and self._writes_since_checkpoint >= every and not self._writes.baton_out:
+        if (every and self._checkpointing and self._writes_since_checkpoint >= every
+                and not self._writes.baton_out):
             self._send_checkpoint(f"{self._instance_id}-auto-{next(self._checkpoint_ids)}")
 
     def _send_checkpoint(self, checkpoint_id: Any) -> None:

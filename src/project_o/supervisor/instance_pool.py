@@ -109,9 +109,11 @@ class InstancePool:
             raise ValueError(f"no main slot {slot!r} in a pool of {len(self.mains)}")
         if not instance.alive:
             raise InstanceDied(instance.death_reason or "it died before it was promoted")
-        if instance.role != "main":
+        if instance.role != "main" or slot != PRIMARY:
+            # Only the primary checkpoints (see docs/design.md, "A pool of mains").
             instance.role = "main"
-            await instance.send(Message("promote", {"role": "main"}))
+            await instance.send(Message("promote", {"role": "main",
+                                                    "checkpoints": slot == PRIMARY}))
         self.mains[slot] = instance
         self._main_ready.set()
 
