@@ -9,6 +9,7 @@ from project_o.errors import ConnectionClosed
 from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RESTORE_FAILED
 from project_o.vault.checkpoint import CheckpointStore
+from project_o.wire import Message
 from tests.runtime.harness import FAST_BEATS, run, spawn, zygote
 
 
@@ -99,8 +100,16 @@ def test_periodic_checkpoint_after_n_acknowledged_writes() -> None:
         async with zygote() as z:
             peer = await spawn(z, config={"checkpoint_every": 2})
             await peer.call({"do": "set", "key": "a", "value": 1})
-            await peer.call({"do": "set", "key": "b", "value": 2})
-            snapshot = await peer.expect("checkpoint")
+            await peer.send("request", id="second", input={"do": "set", "key": "b", "value": 2})
+            await peer.ack(await peer.expect("wal_entry"))
+            # The checkpoint may come before or after the answer: the write is applied
+            # (by the loop, in WAL order) before its request returns.
+            got: dict[str, Message] = {}
+            while set(got) != {"checkpoint", "response"}:
+                message = await peer.read()
+                if message.type in ("checkpoint", "response"):
+                    got[message.type] = message
+            snapshot = got["checkpoint"]
             assert snapshot.data["last_sequence"] == 2
             assert snapshot.data["state"]["agent_state"]["kv"] == {"a": 1, "b": 2}
 

@@ -90,6 +90,11 @@ class StateBook:
         """Whether some store applies ``operation``."""
         return operation in self._owners
 
+    def locked(self, operation: str) -> bool:
+        """Whether the store of ``operation`` has a ``lock`` its writers hold while they
+        journal (read-modify-journal-apply): only the writing thread may apply it then."""
+        return hasattr(self._owners.get(operation), "lock")
+
     def apply(self, operation: str, data: Mapping[str, Any]) -> None:
         """Apply one journaled operation to the store that owns it."""
         store = self._owners.get(operation)

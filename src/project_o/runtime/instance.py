@@ -178,7 +178,8 @@ class Instance:
         self._config = config
         self._send_lock = threading.Lock()
         self._writes = WriteOrder(self._send_entry, self._apply_live, self._on_released,
-                                  self._apply_tail)
+                                  thread_applies=lambda operation: self._state.locked(operation),
+                                  apply_tail=self._apply_tail)
         self._kit = AgentKit(agent, self._journal, params=params,
                              stub_side_effects=config.stub_side_effects, ajournal=self._ajournal)
         self._kit.idle = self._progress  # slow tools and LLM calls are progress
@@ -571,6 +572,11 @@ class Instance:
             self._progress()
             self._raise_if_fatal()
         self._raise_if_fatal()
+        if write.applied:  # a store without a lock: the loop applied it in WAL order
+            self._progress()
+            if write.error is not None:
+                raise write.error
+            return APPLIED
         try:
             self._apply_live(operation, data)
         finally:

@@ -15,9 +15,13 @@ order::
                            release 7: applied on the loop, A resumes
                            release 8: B's thread applies it (the baton), then hands it back
 
-A write made on the event loop is applied there, when it is released. A
-write made on a worker thread is applied by that thread (it may hold a
-store's lock the loop must never wait for): while it does, it holds the
+A write made on the event loop is applied there, when it is released. So
+is a worker thread's write to a store without a lock (key-value sets,
+LLM history): the loop applies it and wakes the thread, so a run of acked
+writes is released in one pass and their threads resume together. A
+write to a store whose writers hold its lock while they journal
+(semantic memory, blocks, history) is applied by the writing thread
+(the loop must never wait for that lock): while it does, it holds the
 *baton*, and nothing else is released and no checkpoint is taken until it
 hands the baton back. So the stores always hold exactly the writes up to
 :attr:`WriteOrder.last_sequence`, which is what a checkpoint claims.
@@ -63,8 +67,13 @@ class PendingWrite:
     sequence: int | None = None
     #: another main's write (a WAL tail entry): applied here, nobody waits for it
     tail: bool = False
-    #: a worker thread's write: set when it may apply it (it holds the baton then)
+    #: a worker thread's write: set when it may apply it (it holds the baton then),
+    #: or once the loop applied it (``applied``)
     released: threading.Event = field(default_factory=threading.Event)
+    #: a worker thread's write the loop applied for it
+    applied: bool = False
+    #: what applying it raised (the writer raises it)
+    error: BaseException | None = None
 
 
 class WriteOrder:
@@ -72,13 +81,17 @@ class WriteOrder:
 
     def __init__(self, send: SendEntry, apply: ApplyWrite,
                  on_released: Callable[[int], None],
+                 thread_applies: Callable[[str], bool] = lambda operation: True,
                  apply_tail: ApplyWrite | None = None) -> None:
         """``on_released(sequence)`` runs on the loop once a write of ours is applied;
-        ``apply_tail`` applies another main's (default: ``apply``)."""
+        ``thread_applies(operation)``: whether a worker thread's write of it must be
+        applied by that thread (its store's lock), not by the loop; ``apply_tail``
+        applies another main's write (default: ``apply``)."""
         self._send = send
         self._apply = apply
         self._apply_tail = apply_tail or apply
         self._on_released = on_released
+        self._thread_applies = thread_applies
         self._lock = threading.Lock()  # send order == queue order, from any thread
         self._pending: deque[PendingWrite] = deque()
         self._by_id: dict[int, PendingWrite] = {}
@@ -160,11 +173,23 @@ class WriteOrder:
             if write.sequence <= self.last_sequence:
                 raise ProtocolError(f"wal_ack sequence {write.sequence} is not above "
                                  f"{self.last_sequence}: the WAL's order broke")
-            if write.future is None:
+            if write.future is not None:
+                self._release_here(write)
+            elif not self._thread_applies(write.operation):
+                self._apply_for_thread(write)
+            else:
                 self._baton = write
                 write.released.set()
                 return
-            self._release_here(write)
+
+    def _apply_for_thread(self, write: PendingWrite) -> None:
+        try:
+            self._apply(write.operation, write.data)
+        except Exception as exc:  # noqa: BLE001 - the writer hears of it
+            write.error = exc
+        write.applied = True
+        self._done(write)
+        write.released.set()
 
     def _release_tail(self, tail: PendingWrite) -> None:
         assert tail.sequence is not None
