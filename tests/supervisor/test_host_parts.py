@@ -413,8 +413,8 @@ async def test_stopping_a_slot_kills_its_occupant_as_no_crash() -> None:
 class _Host:
     """The pool, factory and events a hot reload works with; deaths are only recorded."""
 
-    def __init__(self, config: SupervisorConfig) -> None:
-        self.events, self.pool = EventLog(), InstancePool()
+    def __init__(self, config: SupervisorConfig, mains: int = 1) -> None:
+        self.events, self.pool = EventLog(), InstancePool(mains)
         self.factory = FakeFactory(config, owner=self)
         self.deaths: list[str] = []
 
@@ -535,3 +535,19 @@ async def test_a_dead_main_leaves_its_slot_and_the_others_go_on_serving() -> Non
 def test_a_pool_holds_one_to_max_instances_mains() -> None:
     with pytest.raises(ValueError, match="1 to 64 mains"):
         InstancePool(0)
+
+
+@async_test
+async def test_a_reload_of_a_pool_drains_every_main_and_the_tree_refills_the_others() -> None:
+    host = _Host(_config(), mains=2)
+    first, standby = await host.start()
+    second = await host.factory.spawn("main")
+    await host.pool.promote(second, "main-1")
+    assert second.types_sent()[-1] == "promote"  # told it is no checkpointing primary
+    assert second.sent[-1].data == {"role": "main", "checkpoints": False}
+    host.factory.answer = None
+    refilled: list[str] = []
+    await _reloader(host, refilled).reload(Path("/b.py"), "v2", "promote")
+    assert host.pool.main is not None and host.pool.main.version == "v2"
+    assert not first.alive and not second.alive and not standby.alive
+    assert host.pool.retired == set() and refilled == ["main-1", "standby"]

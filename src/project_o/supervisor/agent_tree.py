@@ -1,10 +1,10 @@
 """The agent's tree: its zygote, mains and standby, restarted by a SupervisionTree.
 
 A child here is a *slot*, not one process: the tree's ``main`` is whoever
-serves as the (primary) main; with ``--instances N`` the slots ``main-1`` …
-``main-{N-1}`` hold the other mains, each restarted on its own. It ends when its occupant dies (or the tree stops it);
-the tree then restarts it by its spec's start function, which fills the
-slot again::
+serves as the (primary) main; with ``--instances N`` the slots ``main-1``
+… ``main-{N-1}`` hold the other mains, each restarted on its own. A slot's
+run ends when its occupant dies (or the tree stops it); the tree then
+restarts it by its spec's start function, which fills the slot again::
 
     a main dies, standby ready ──► take_over: the standby moves up into that
               main's slot at once (no restart) ──► SlotChild("standby").end("promoted to
