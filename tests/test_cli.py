@@ -43,3 +43,26 @@ def test_evolve_adversarial_has_its_own_options(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         main(["evolve", "--adversarial", "--help"])
     assert "--rounds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["verify", "quarantine"])
+def test_a_vault_command_on_a_file_is_a_usage_error(command: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    not_a_vault = tmp_path / "file"
+    not_a_vault.write_text("x")
+    assert main(["vault", command, str(not_a_vault)]) == 2
+    assert f"{not_a_vault} is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["verify", "quarantine"])
+def test_a_vault_command_with_an_unusable_key_file_is_a_usage_error(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROJECT_O_VAULT_KEY", raising=False)
+    key_file = tmp_path / "key"
+    key_file.write_text("not a key")
+    key_file.chmod(0o644)  # readable by others: refused before it is even parsed
+    assert main(["vault", command, str(tmp_path), "--vault-key-file", str(key_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("project-o: ") and "Traceback" not in err
+    assert not (tmp_path / "wal").exists()  # nothing was opened or made

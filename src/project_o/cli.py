@@ -18,6 +18,7 @@ from project_o.errors import ProjectOError
 
 if TYPE_CHECKING:
     from project_o.client import Client
+    from project_o.vault.sealing import Keyring
 
 __all__ = ["build_parser", "main"]
 
@@ -316,19 +317,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_vault_verify(args: argparse.Namespace) -> int:
+class _UsageError(Exception):
+    """A command line that names something unusable: exit 2 with the reason, no traceback."""
+
+
+def _vault_keyring(args: argparse.Namespace) -> Keyring | None:
+    """The keys for the vault directory a ``vault`` command names (None: it is not sealed)."""
     from project_o.vault.sealing import load_keyring
-    from project_o.vault.verify import render_report, verify_vault
 
     if not args.directory.is_dir():
-        print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
-        return 2
+        raise _UsageError(f"{args.directory} is not a directory")
     try:
-        keyring = load_keyring(args.vault_key_file)
+        return load_keyring(args.vault_key_file)
     except ProjectOError as exc:
-        print(f"project-o: {exc}", file=sys.stderr)
-        return 2
-    report = verify_vault(args.directory, repair=args.repair, keyring=keyring)
+        raise _UsageError(str(exc)) from None
+
+
+def _cmd_vault_verify(args: argparse.Namespace) -> int:
+    from project_o.vault.verify import render_report, verify_vault
+
+    report = verify_vault(args.directory, repair=args.repair, keyring=_vault_keyring(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -338,27 +346,14 @@ def _cmd_vault_verify(args: argparse.Namespace) -> int:
 
 def _cmd_vault_quarantine(args: argparse.Namespace) -> int:
     from project_o.quarantine_view import apply_overlay, render_overlays, render_writes
-    from project_o.vault.sealing import load_keyring
 
-    if not args.directory.is_dir():
-        print(f"project-o: {args.directory} is not a directory", file=sys.stderr)
-        return 2
-    try:
-        keyring = load_keyring(args.vault_key_file)
-    except ProjectOError as exc:
-        print(f"project-o: {exc}", file=sys.stderr)
-        return 2
-    try:
-        if args.apply:
-            print(json.dumps(apply_overlay(args.directory, args.apply, keyring=keyring),
-                             indent=2))
-        elif args.show:
-            render_writes(args.directory, args.show, keyring=keyring, as_json=args.json)
-        else:
-            render_overlays(args.directory, as_json=args.json)
-    except ProjectOError as exc:
-        print(f"project-o: {exc}", file=sys.stderr)
-        return 1
+    keyring = _vault_keyring(args)
+    if args.apply:
+        print(json.dumps(apply_overlay(args.directory, args.apply, keyring=keyring), indent=2))
+    elif args.show:
+        render_writes(args.directory, args.show, keyring=keyring, as_json=args.json)
+    else:
+        render_overlays(args.directory, as_json=args.json)
     return 0
 
 
@@ -469,6 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
+    except _UsageError as exc:
+        print(f"project-o: {exc}", file=sys.stderr)
+        return 2
     except ProjectOError as exc:
         print(f"project-o: {exc}", file=sys.stderr)
         return 1

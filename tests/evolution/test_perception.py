@@ -85,6 +85,13 @@ def test_p95_ignores_a_few_outliers(clock: Clock) -> None:
     assert [i.metric for i in _feed(monitor, 2, latency=5000.0)] == [LATENCY]
 
 
+def test_a_p95_at_the_threshold_is_not_over_it(clock: Clock) -> None:
+    monitor = _monitor(clock)
+    assert _feed(monitor, 40, latency=100.0) == []  # every sample at the threshold: not over
+    assert [i.metric for i in _feed(monitor, 2, latency=100.5)] == []  # 2 of 40 over: 95th ok
+    assert [i.metric for i in _feed(monitor, 1, latency=100.5)] == [LATENCY]
+
+
 def test_cooldown_stops_repeats_until_it_expires(clock: Clock) -> None:
     monitor = _monitor(clock)
     assert len(_feed(monitor, 60, latency=500.0)) == 1

@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import faulthandler
+import functools
 import inspect
 import itertools
 import os
@@ -96,6 +97,7 @@ from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.llm_link import LLMLink
 from project_o.runtime.procctl import parent_death_signal, set_parent_death_signal
+from project_o.runtime.workers import Workers, share_malloc_arenas
 from project_o.runtime.write_order import WriteOrder
 from project_o.vault.checkpoint import read_checkpoint
 from project_o.wire import Message, MessageType, ensure_packable
@@ -215,6 +217,8 @@ class Instance:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: plain handlers' threads (see project_o.runtime.workers)
+        self._workers = Workers("agent")
         self._stopped: asyncio.Future[_Exit] | None = None
 
     @property
@@ -252,14 +256,15 @@ class Instance:
         """Run the event loop until shutdown or a fatal error; how it ended."""
         # PollSelector: poll() needs no descriptor of its own (epoll would).
         loop = asyncio.SelectorEventLoop(selectors.PollSelector())
-        threads = self.max_concurrency + 1 if not self._agent.is_async else min(
-            self.max_concurrency, OFFLOAD_THREADS)
+        share_malloc_arenas()  # before any thread: see project_o.runtime.workers
+        threads = min(self.max_concurrency, OFFLOAD_THREADS)
         # The parent-death signal is a per-thread setting the kernel acts on
         # for the whole process; workers repeat the main thread's, so agent
         # code sees the same protection whichever thread it runs on.
+        death_signal = parent_death_signal()
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            threads, "agent", initializer=set_parent_death_signal,
-            initargs=(parent_death_signal(),))
+            threads, "offload", initializer=set_parent_death_signal, initargs=(death_signal,))
+        self._workers = Workers("agent", lambda: set_parent_death_signal(death_signal))
         loop.set_default_executor(self._pool)  # asyncio.to_thread: ctx.tools.acall & co
         self._loop, self._loop_thread = loop, threading.get_ident()
         asyncio.set_event_loop(loop)
@@ -268,6 +273,7 @@ class Instance:
         finally:
             # Threads stuck in agent code are left behind: the process exits.
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._workers.stop()
 
     async def _serve_async(self) -> _Exit:
         loop = asyncio.get_running_loop()
@@ -313,6 +319,8 @@ class Instance:
                 self._checkpoint_if_due()
         except _Exit as exit_:
             self._stop(exit_)
+        except Exception as exc:  # noqa: BLE001 - a bug here: end loudly, drop no frame silently
+            self._stop(_Exit(EXIT_RUNTIME_BUG, f"handling frames failed: {exc!r}"))
 
     def _dispatch_table(self) -> dict[str, Callable[[dict[str, Any]], object]]:
         return {
@@ -417,20 +425,58 @@ class Instance:
         # sees every write acknowledged before it was sent (see docs/design.md).
         while (self._queued and self._running < self.max_concurrency
                and not self._writes.tails_waiting):
-            data = self._queued.popleft()
-            self._running += 1
-            work: asyncio.Future[Any]
+            data = self._queued[0]
             if self._agent.runs_async(data.get("input")):
                 work = loop.create_task(self._handle_async(data))
+                self._tasks.add(work)
+                work.add_done_callback(self._request_done)
             else:
-                work = loop.run_in_executor(self._pool, self._handle_sync, data)
-            self._tasks.add(work)
-            work.add_done_callback(self._request_done)
+                try:
+                    self._workers.submit(functools.partial(self._run_sync, data))
+                except RuntimeError as exc:  # the task limit: no thread for it now
+                    if not self._fewer_threads(data, exc):
+                        return
+                    continue
+            self._queued.popleft()
+            self._running += 1
+
+    def _fewer_threads(self, data: dict[str, Any], exc: RuntimeError) -> bool:
+        """No worker thread could start for ``data``: serve with the threads there are.
+
+        True if it was answered with the error at once (no thread at all
+        runs: nothing would ever serve it here); False if it stays queued.
+        """
+        if self._running == 0:
+            self._queued.popleft()
+            self._send_error(data["id"], exc)
+            return True
+        print(f"instance {self._instance_id}: no more worker threads ({exc}); serving "
+              f"{self._running} requests at once instead of {self.max_concurrency}",
+              file=sys.stderr)
+        self.max_concurrency = self._running
+        return False
+
+    def _run_sync(self, data: dict[str, Any]) -> None:
+        """On a worker thread: serve one request, then tell the loop how it went."""
+        error: BaseException | None = None
+        try:
+            self._handle_sync(data)
+        except BaseException as exc:  # noqa: BLE001 - reported to the loop, which decides
+            error = exc
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._sync_done, error)
+
+    def _sync_done(self, error: BaseException | None) -> None:
+        self._running -= 1
+        self._finished(error)
 
     def _request_done(self, work: asyncio.Future[Any]) -> None:
         self._tasks.discard(work)
         self._running -= 1
-        error = None if work.cancelled() else work.exception()
+        self._finished(None if work.cancelled() else work.exception())
+
+    def _finished(self, error: BaseException | None) -> None:
         if isinstance(error, _Exit):
             self._stop(error)
             return
