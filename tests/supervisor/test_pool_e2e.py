@@ -134,7 +134,7 @@ def test_kill_9_of_one_main_loses_no_request_and_the_pool_is_refilled(pool: Stac
         with httpx.Client(base_url=str(pool.http.base_url), timeout=120.0,
                           headers={"Authorization": f"Bearer {TOKEN}"}) as client:
             return client.post("/v1/requests", json={"input": {
-                "do": "hold", "key": f"k{n}", "value": n, "seconds": 1.0}})
+                "do": "hold", "key": f"k{n}", "value": n, "seconds": 2.0}})
 
     with ThreadPoolExecutor(count) as threads:
         futures = [threads.submit(post, n) for n in range(count)]

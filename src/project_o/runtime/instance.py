@@ -98,7 +98,7 @@ from project_o.runtime.config import InstanceConfig
 from project_o.runtime.llm_link import LLMLink
 from project_o.runtime.procctl import parent_death_signal, set_parent_death_signal
 from project_o.runtime.workers import Workers, share_malloc_arenas
-from project_o.runtime.write_order import WriteOrder
+from project_o.runtime.write_order import PendingWrite, WriteOrder
 from project_o.vault.checkpoint import read_checkpoint
 from project_o.wire import Message, MessageType, ensure_packable
 
@@ -627,9 +627,16 @@ class Instance:
             self._apply_live(operation, data)
         finally:
             # The baton goes back to the loop: the next write may be applied now.
-            self._loop.call_soon_threadsafe(self._writes.returned, write)
+            self._loop.call_soon_threadsafe(self._baton_back, write)
         self._progress()
         return APPLIED
+
+    def _baton_back(self, write: PendingWrite) -> None:
+        """On the loop: release what waited for ``write`` (other mains' tails among it)."""
+        try:
+            self._writes.returned(write)
+        except ProtocolError as exc:  # a callback's error would only be logged: end here
+            self._stop(self._violation(str(exc)))
 
     async def _ajournal(self, operation: str, data: dict[str, Any]) -> object:
         """The durable write of ``await ctx.memory.aset(...)``: durable and applied on return."""
