@@ -14,9 +14,9 @@ child, its ``enter_child`` the one place the sandbox is applied),
 ``child`` (what a zygote's children run: the program protocol),
 ``instance_program`` (the program whose children are instances),
 ``confine`` (the sandbox's layers, applied to the zygote before agent code
-is imported), ``sandbox`` / ``cgroup`` / ``procctl`` (per-child isolation), ``instance`` /
-``channel`` / ``state`` / ``config`` (the instance's loop), ``loader``
-(agent code -> Agent).
+is imported; its ``cgroups`` are made by the parent), ``sandbox`` /
+``procctl`` (per-child isolation), ``instance`` / ``channel`` / ``state`` /
+``config`` (the instance's loop), ``loader`` (agent code -> Agent).
 
 Names are resolved lazily, so the supervisor importing the client does
 not import the instance side, and the zygote does not import asyncio.

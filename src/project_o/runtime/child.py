@@ -40,7 +40,8 @@ class ChildPlan:
     work: Any = None
     #: copied into the ``exited`` report (e.g. the instance id)
     report: dict[str, Any] = field(default_factory=dict)
-    #: whether the child gets a cgroup of its own (where cgroups work)
+    #: kept for programs that still name it: every child now lives in its zygote's
+    #: cgroup, its quota added to the zygote's (see runtime.confine.cgroups)
     use_cgroup: bool = True
     #: a file the child's stdout and stderr go to (appended); None keeps the zygote's
     output: str | None = None
@@ -68,7 +69,8 @@ ProgramLoader = Callable[[Sequence[str]], ChildProgram]
 
 def zygote_command(program: str, args: Sequence[str], control_fd: int, *,
                    python: str = sys.executable, parent_pid: int | None = None,
-                   sandbox: SandboxPolicy | None = None) -> list[str]:
+                   sandbox: SandboxPolicy | None = None,
+                   cgroup_gate: bool = False) -> list[str]:
     """The command line that starts a zygote running ``program`` with its ``args``.
 
     The caller passes ``control_fd`` (one end of an AF_UNIX socketpair)
@@ -76,8 +78,11 @@ def zygote_command(program: str, args: Sequence[str], control_fd: int, *,
     already gone (default: the calling process). ``sandbox`` is the policy
     it confines itself with before it imports the program's code (default:
     every layer the machine allows, nothing hidden but root's home).
+    ``cgroup_gate``: the zygote waits for one byte on the control socket
+    before anything else (its parent moves it into its cgroup meanwhile).
     """
     parent = os.getpid() if parent_pid is None else parent_pid
     policy = sandbox or SandboxPolicy()
     return [python, "-m", ZYGOTE_MODULE, "--program", program, "--control-fd", str(control_fd),
-            "--parent-pid", str(parent), "--sandbox", policy.to_json(), *args]
+            "--parent-pid", str(parent), "--sandbox", policy.to_json(),
+            *(["--cgroup-gate"] if cgroup_gate else []), *args]

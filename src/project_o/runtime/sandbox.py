@@ -13,7 +13,9 @@ In the forked child, in this order::
                                      RLIMIT_CORE = 0; soft == hard, so they only go down;
                                      RLIMIT_NPROC (in the zygote's PID namespace: the
                                      tasks there now plus ``pids``)
-    cgroup v2 (where writable)       memory.max, pids.max (see project_o.runtime.cgroup)
+    its zygote's cgroup              born there; the zygote's parent added its quota
+                                     (pids, memory) to the group's limits before the fork
+                                     (see project_o.runtime.confine.cgroups)
     private /tmp directory           in the zygote's private /tmp: TMPDIR and the working
                                      directory (where the sandbox made a private /tmp)
 
@@ -36,14 +38,12 @@ import os
 import re
 import resource
 import signal
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
 from project_o.errors import InvalidArgument
-from project_o.runtime.cgroup import cgroup_available, join_cgroup
 from project_o.runtime.procctl import set_child_subreaper, set_parent_death_signal
 
 __all__ = [
@@ -78,7 +78,8 @@ DEFAULT_CPU_SECONDS: Final = 300
 DEFAULT_OPEN_FILES: Final = 256
 #: largest file the instance may write (RLIMIT_FSIZE).
 DEFAULT_FILE_SIZE: Final = 1 << 30
-#: processes and threads in the instance's cgroup (only where cgroups work).
+#: processes and threads of the instance (its cgroup's pids.max, and RLIMIT_NPROC on top of
+#: what its zygote's PID namespace holds).
 DEFAULT_PIDS: Final = 64
 #: RLIMIT_CPU sends SIGXCPU at the soft limit and SIGKILL at the hard one;
 #: the gap lets a handler of SIGXCPU save its work.
@@ -148,7 +149,7 @@ class Limits:
 
 
 def apply_sandbox(
-    instance_fd: int, limits: Limits, *, parent_pid: int, use_cgroup: bool = True,
+    instance_fd: int, limits: Limits, *, parent_pid: int,
     private_tmp: bool = False, count_tasks: bool = False,
 ) -> int:
     """Enter the sandbox (in the freshly forked child); return the socket's new fd.
@@ -168,13 +169,18 @@ def apply_sandbox(
         _set(resource.RLIMIT_NPROC, _tasks_here() + limits.pids)
     if private_tmp:
         _enter_private_tmp()
-    if use_cgroup and cgroup_available():
-        try:
-            join_cgroup(limits.memory_bytes, limits.pids)
-        except OSError as exc:
-            # The rlimits still hold; a missing cgroup is worth a line, not a dead instance.
-            print(f"instance {os.getpid()}: no cgroup of its own ({exc})", file=sys.stderr)
     return fd
+
+
+def cgroup_available() -> bool:
+    """Whether zygotes and their children get cgroups of their own (pids, memory, kill).
+
+    They are made by the process that starts the zygotes; see
+    :mod:`project_o.runtime.confine.cgroups`.
+    """
+    from project_o.runtime.confine import cgroups
+
+    return cgroups.host().available
 
 
 def _isolate_descriptors(instance_fd: int) -> int:

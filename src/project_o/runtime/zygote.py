@@ -37,14 +37,15 @@ agent or candidate code (each is a zygote or a child forked from one):
   line of agent code is imported): what must confine all agent code, and
   what every child inherits;
 * :func:`enter_child`, in each child right after the fork, before its
-  program runs: its own session, descriptors, limits and cgroup.
+  program runs: its own session, descriptors and limits.
 
 The zygote is single-threaded (forking a threaded process copies locks in
 whatever state other threads left them). It sleeps in select() on the
 control socket and a self-pipe written by the SIGCHLD handler. When a
 child dies, its whole process group is killed *before* it is reaped
 (while the zombie still reserves the pid, so the group id cannot have
-been reused), and its cgroup is removed.
+been reused). The cgroup the zygote and its children live in is its
+parent's (see :mod:`project_o.runtime.confine.cgroups`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError
-from project_o.runtime import cgroup, instance_program
+from project_o.runtime import instance_program
 from project_o.runtime.child import (
     DEFAULT_PROGRAM,
     ZYGOTE_MODULE,
@@ -214,7 +215,6 @@ class Zygote:
         _, status, usage = os.wait4(pid, 0)
         if child is None:
             return  # an orphan a child left behind: reaped, not reported
-        cgroup.remove_cgroup(pid)
         self._kill_strays()
         if self._confinement.private_tmp:  # what it left in /tmp goes with it
             shutil.rmtree(private_tmp_path(pid), ignore_errors=True)
@@ -271,26 +271,20 @@ def enter_zygote(parent_pid: int | None, policy: SandboxPolicy | None = None, *,
     program will import (kept readable). The report says which layers hold.
     """
     set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
-    host_cgroups = cgroup.cgroup_available()  # before the sandbox takes the rights away
     confinement = confine(policy or SandboxPolicy(), agent_paths=agent_paths)
     set_child_subreaper()
-    _report_limits(confinement, host_cgroups)
+    _report_limits(confinement)
     return confinement
 
 
-def _report_limits(confinement: Confinement, host_cgroups: bool) -> None:
+def _report_limits(confinement: Confinement) -> None:
     report = confinement.report
     nproc = ", processes (RLIMIT_NPROC)" if confinement.own_pids else ""
     report.add("limits", True, "per child: address space, CPU time, open files, file size, "
                f"no core{nproc}; descendants die with their child (subreaper, group kill)")
-    if cgroup.cgroup_available(fresh=True):  # every fork inherits this answer
-        report.add("cgroup", True, "a cgroup v2 per child (memory.max, pids.max)")
-    elif host_cgroups:
-        report.add("cgroup", False, "cgroup v2 is writable only by root, and the zygote is "
-                   "not root any more: rlimits and the PID namespace bound each child")
-    else:
-        report.add("cgroup", False, "no writable cgroup v2 with the memory and pids "
-                   "controllers here: rlimits bound each child")
+    # Only the parent can make cgroups the zygote cannot write: it reports that layer
+    # (see project_o.runtime.confine.cgroups); until it does, it is missing.
+    report.add("cgroup", False, "made by the zygote's parent, which reports it")
 
 
 def enter_child(
@@ -306,6 +300,7 @@ def enter_child(
     is applied here and nowhere else. ``fd`` is the child's end of its
     channel to the parent; it ends up on fd 3. ``leave`` drops what the
     child inherited of the zygote's own state (its loop, its descriptors).
+    It is born in its zygote's cgroup (the parent made room for it there).
     """
     code = EXIT_RUNTIME_BUG  # unless the program returns its own
     try:
@@ -314,7 +309,7 @@ def enter_child(
             _redirect_output(plan.output)
         contained = confinement is not None and confinement.own_pids
         channel = apply_sandbox(fd, plan.limits, parent_pid=zygote_pid,
-                                use_cgroup=plan.use_cgroup, private_tmp=contained,
+                                private_tmp=contained,
                                 count_tasks=contained)
         code = program.run(plan, channel)
     except BaseException:  # noqa: BLE001 - whatever happens, never return into the zygote loop
@@ -322,6 +317,15 @@ def enter_child(
     finally:
         _flush_stdio()
         os._exit(code)
+
+
+def _placed(fd: int) -> bool:
+    """Wait for the parent's one byte saying this process is in its cgroup (the zygote)."""
+    while True:
+        try:
+            return os.read(fd, 1) == b"\x01"
+        except InterruptedError:
+            continue
 
 
 def _redirect_output(path: str) -> None:
@@ -359,6 +363,9 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
                         help="MODULE:ATTR, a loader of the children's program")
     parser.add_argument("--sandbox", default=None,
                         help="the sandbox policy (JSON); default: every layer the machine allows")
+    parser.add_argument("--cgroup-gate", action="store_true",
+                        help="wait for one byte on the control socket first: the parent "
+                        "moves this process into its cgroup meanwhile")
     return parser.parse_known_args(argv)
 
 
@@ -368,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     policy = SandboxPolicy.from_json(args.sandbox) if args.sandbox else SandboxPolicy()
     paths = _program_paths(program_args)
     parent_knows = os.getpid()
+    if args.cgroup_gate and not _placed(args.control_fd):
+        os._exit(0)  # the parent went away before it let us start
     confinement = enter_zygote(args.parent_pid, policy.with_paths(hidden=_vaults_around(paths)),
                                agent_paths=paths)
     control = socket.socket(fileno=args.control_fd)

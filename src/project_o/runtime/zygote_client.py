@@ -46,9 +46,10 @@ from typing import Any, Final, Self
 
 import psutil
 
-from project_o.errors import AgentLoadError, ProtocolError, ZygoteError
+from project_o.errors import AgentLoadError, InvalidArgument, ProtocolError, ZygoteError
 from project_o.runtime.child import DEFAULT_PROGRAM, zygote_command
 from project_o.runtime.config import InstanceConfig
+from project_o.runtime.confine import cgroups
 from project_o.runtime.confine.policy import SandboxPolicy
 from project_o.runtime.sandbox import Limits, with_package_path
 from project_o.wire import FrameDecoder, FrameLimits, Message, MessageType, encode_frame
@@ -71,6 +72,8 @@ DEFAULT_FORK_TIMEOUT: Final = 10.0
 #: how long a zygote may take to kill its instances and exit after shutdown
 DEFAULT_CLOSE_GRACE: Final = 5.0
 _RECV_CHUNK: Final = 64 * 1024
+#: the parent's word to a zygote that waits to be placed in its cgroup
+_GO: Final = b"\x01"
 #: what a zygote may send: a hello (its program's fields) and an error (a
 #: traceback) take a megabyte at most; forked and exited are a few numbers
 ZYGOTE_LIMITS: Final = FrameLimits(
@@ -135,8 +138,12 @@ class ZygoteHandle:
         control: socket.socket,
         version: str,
         on_exit: ExitCallback | None,
+        cgroup: cgroups.ZygoteCgroups | None = None,
     ) -> None:
         self._process = process
+        #: the cgroup of the zygote and its children (made and kept here, never by the zygote)
+        self.cgroups = cgroup or cgroups.ZygoteCgroups(None, (False, "not asked for"))
+        self._sweeper: asyncio.Task[None] | None = None
         self._control = control
         self.version = version
         self.agent_name = ""
@@ -210,10 +217,13 @@ class ZygoteHandle:
         Raises as :meth:`start` does; ``name`` says which zygote in errors.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        policy = sandbox or SandboxPolicy()
+        host = cgroups.host() if policy.enabled else None
+        gate = host is not None and host.available
         try:
             process = await asyncio.create_subprocess_exec(
                 *zygote_command(program, args, theirs.fileno(), python=python,
-                                sandbox=sandbox),
+                                sandbox=policy, cgroup_gate=gate),
                 pass_fds=(theirs.fileno(),),
                 env=with_package_path(env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -224,8 +234,14 @@ class ZygoteHandle:
             raise
         finally:
             theirs.close()
+        # The zygote waits for this word before it imports anything: by then it is
+        # in its cgroup (or the report says why not).
+        placed = cgroups.ZygoteCgroups.start(process.pid, host)
+        if gate:
+            with contextlib.suppress(OSError):  # a zygote already dead: its hello never comes
+                ours.sendall(_GO)
         ours.setblocking(False)
-        handle = cls(process, ours, "", on_exit)
+        handle = cls(process, ours, "", on_exit, placed)
         await handle._await_hello(name or f"zygote of {program}", timeout)
         return handle
 
@@ -244,7 +260,8 @@ class ZygoteHandle:
         self.agent_name = str(hello.get("agent", ""))
         self.hello = hello
         sandbox = hello.get("sandbox")
-        self.sandbox = sandbox if isinstance(sandbox, dict) else {}
+        self.sandbox = _with_layer(sandbox if isinstance(sandbox, dict) else {},
+                                   "cgroup", *self.cgroups.layer, gaps=self.cgroups.gaps)
 
     @property
     def pid(self) -> int:
@@ -291,6 +308,7 @@ class ZygoteHandle:
             await asyncio.wait_for(asyncio.shield(self._reader), grace)
         self._reader.cancel()
         self._control.close()
+        self.cgroups.close()  # whatever the zygote or a child left behind dies here
 
     # -- forking --------------------------------------------------------
 
@@ -329,13 +347,19 @@ class ZygoteHandle:
                 f"zygote {self.pid} is gone ({self._lost or 'exited'}); start a new one"
             )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        quota = object()
         try:
+            self._reserve(quota, data)
             pid, exited = await self._request_fork(dict(data), theirs, timeout)
         except BaseException:
+            self.cgroups.release(quota)
             ours.close()
             raise
         finally:
             theirs.close()  # the zygote (and the child) hold their own copies
+        self.cgroups.rename(quota, pid)
+        if exited.done():
+            self.cgroups.release(pid)  # it died before we knew its pid
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         return ForkedChild(pid=pid, reader=reader, writer=writer, exited=exited)
 
@@ -356,6 +380,18 @@ class ZygoteHandle:
             ) from exc
         finally:
             self._forks.pop(fork_id, None)
+
+    def _reserve(self, quota: object, data: Mapping[str, Any]) -> None:
+        """Make room in the zygote's cgroup for the child about to be born there."""
+        try:
+            limits = Limits.from_dict(data.get("limits"))
+        except InvalidArgument:
+            limits = Limits()
+        try:
+            self.cgroups.reserve(quota, pids=limits.pids, memory=limits.memory_bytes)
+        except OSError as exc:
+            raise ZygoteError(f"zygote {self.pid}'s cgroup refused the child's quota: "
+                              f"{exc}") from exc
 
     # -- the control socket ---------------------------------------------
 
@@ -459,8 +495,14 @@ class ZygoteHandle:
         )
         future = self._instances.pop(pid, None)
         if future is not None:
+            self.cgroups.release(pid)
             _resolve(future, status)
         self._notify(dict(data))
+
+    async def _close_cgroups(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process.wait(), DEFAULT_CLOSE_GRACE)
+        self.cgroups.close()
 
     def _on_error(self, data: dict[str, Any]) -> None:
         message = str(data.get("message", "unknown error"))
@@ -487,6 +529,9 @@ class ZygoteHandle:
 
     def _on_lost(self, reason: str) -> None:
         self._lost = reason
+        # What outlived the zygote (a setsid() daemon) dies with its cgroup, once the
+        # zygote's process has exited (it may still be reporting its own end).
+        self._sweeper = asyncio.get_running_loop().create_task(self._close_cgroups())
         _resolve(self._gone, reason)
         error = ZygoteError(f"zygote {self.pid} is gone: {reason}")
         if not self._hello.done():
@@ -497,6 +542,22 @@ class ZygoteHandle:
         for pid, exited in self._instances.items():
             _resolve(exited, ExitStatus(pid, None, None))
         self._instances.clear()
+
+
+def _with_layer(report: dict[str, Any], name: str, active: bool, detail: str, *,
+                gaps: Mapping[str, str]) -> dict[str, Any]:
+    """The zygote's sandbox report with the layer only the parent knows (its cgroup);
+    ``gaps``: what that layer lacks although active (missing, so status shows it)."""
+    if not report:
+        return report
+    layers = [layer for layer in report.get("layers", []) if layer.get("name") != name]
+    layers.append({"name": name, "active": active, "detail": detail, "needed": True})
+    active_names = [n for n in report.get("active", []) if n != name] + ([name] if active else [])
+    missing = {n: why for n, why in report.get("missing", {}).items() if n != name}
+    if not active:
+        missing[name] = detail
+    missing.update(gaps)
+    return {**report, "active": active_names, "missing": missing, "layers": layers}
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

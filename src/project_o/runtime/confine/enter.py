@@ -14,7 +14,9 @@ inherits all of it. In order::
     identity (2/2)   root: setgroups([]), setresgid, setresuid: no capability left
                      unprivileged: capabilities dropped
     no_new_privs     and the seccomp filter
-    landlock         only where the mount namespace could not be made
+    landlock         where the mount namespace could not be made, and where agent code
+                     keeps the user's own uid (unprivileged: writes only to /tmp and
+                     the scratch directories)
 
 A layer the machine does not allow is reported with the reason and the
 next one is tried; the sandbox never stops the zygote from starting (the
@@ -103,9 +105,13 @@ def confine(policy: SandboxPolicy, *, agent_paths: tuple[str, ...] = ()) -> Conf
     _seccomp(report, seccomp_missing)
     if not report.active("mount"):
         _landlock(policy, report, agent_paths)
+    elif ids is None:
+        # Agent code runs as the user's own uid here: whatever the user owns outside
+        # the hidden directories it could write. Landlock narrows writes to /tmp.
+        _landlock(policy, report, agent_paths, scratch="/tmp")
     else:
-        report.add("landlock", False, "not needed: the mount namespace confines files",
-                   needed=False)
+        report.add("landlock", False, "not needed: the mount namespace and a uid of its own "
+                   "confine files", needed=False)
     return result
 
 
@@ -178,7 +184,7 @@ def _mounts(policy: SandboxPolicy, report: SandboxReport, ids: tuple[int, int] |
         socket.sethostname(_HOSTNAME)
         userns_fd = identity.idmap_namespace(*ids) if ids is not None else None
         try:
-            home = os.path.expanduser("~") if ids is not None else None
+            home = os.path.expanduser("~")  # (its Python and code are shown again)
             done = mounts.private_view(policy, home=home, userns_fd=userns_fd,
                                        agent_paths=agent_paths)
         finally:
@@ -227,12 +233,12 @@ def _seccomp(report: SandboxReport, missing: str | None) -> None:
 
 
 def _landlock(policy: SandboxPolicy, report: SandboxReport,
-              agent_paths: tuple[str, ...]) -> None:
+              agent_paths: tuple[str, ...], scratch: str | None = None) -> None:
     hidden = tuple(os.path.realpath(p) for p in policy.hidden)
     readable = [p for p in mounts.exposed_paths(policy, agent_paths)
                 if not any(h == p or h.startswith(p.rstrip("/") + "/") for h in hidden)]
     try:
-        scratch = _private_tmp_dir()
+        scratch = scratch or _private_tmp_dir()
         detail = landlock.restrict(readable=[*landlock.SYSTEM_READ, *readable],
                                    writable=[*policy.writable, scratch],
                                    network=policy.network)

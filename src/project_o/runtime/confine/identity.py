@@ -17,6 +17,7 @@ import os
 import signal
 from typing import Final
 
+from project_o.runtime import procctl
 from project_o.runtime.confine import linux
 
 __all__ = ["UID_BASE", "drop_capabilities", "enter_user_namespace", "idmap_namespace",
@@ -25,6 +26,8 @@ __all__ = ["UID_BASE", "drop_capabilities", "enter_user_namespace", "idmap_names
 #: sandbox uids and gids start here: far above any system or login account
 UID_BASE: Final = 1 << 22
 
+_PR_GET_DUMPABLE: Final = 3
+_PR_SET_DUMPABLE: Final = 4
 _LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
 _SYS_CAPSET: Final = {"x86_64": 126, "aarch64": 91}
 
@@ -50,9 +53,19 @@ def enter_user_namespace() -> None:
     """A new user namespace where only our own uid and gid are mapped (unprivileged start)."""
     uid, gid = os.getuid(), os.getgid()
     linux.unshare(linux.CLONE_NEWUSER)
-    _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
-    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+    # A process that is not dumpable (it made itself so, or it changed its uid) finds
+    # its /proc files owned by a root the new namespace does not map: it could not
+    # write its own maps. Dumpable for these three writes, as it was after.
+    dumpable = procctl.prctl(_PR_GET_DUMPABLE)
+    if not dumpable:
+        procctl.prctl(_PR_SET_DUMPABLE, 1)
+    try:
+        linux.write_control("/proc/self/setgroups", "deny")
+        linux.write_control("/proc/self/uid_map", f"{uid} {uid} 1\n")
+        linux.write_control("/proc/self/gid_map", f"{gid} {gid} 1\n")
+    finally:
+        if not dumpable:
+            procctl.prctl(_PR_SET_DUMPABLE, 0)
 
 
 def idmap_namespace(uid: int, gid: int) -> int:
@@ -75,9 +88,9 @@ def idmap_namespace(uid: int, gid: int) -> int:
     try:
         if os.read(ready_r, 1) != b"1":
             raise OSError("the id-map helper could not make a user namespace")
-        _write(f"/proc/{pid}/uid_map", f"0 {uid} 1\n")
-        _write(f"/proc/{pid}/setgroups", "deny")
-        _write(f"/proc/{pid}/gid_map", f"0 {gid} 1\n")
+        linux.write_control(f"/proc/{pid}/uid_map", f"0 {uid} 1\n")
+        linux.write_control(f"/proc/{pid}/setgroups", "deny")
+        linux.write_control(f"/proc/{pid}/gid_map", f"0 {gid} 1\n")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)
@@ -104,11 +117,3 @@ def drop_capabilities() -> None:
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     linux.syscall(number, ctypes.byref(header), ctypes.byref(data))
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)

@@ -38,6 +38,7 @@ __all__ = [
     "set_no_new_privs",
     "syscall",
     "unshare",
+    "write_control",
 ]
 
 # <linux/sched.h>
@@ -139,6 +140,15 @@ def attach_tree(tree_fd: int, target: str) -> None:
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: no exec ever gains privileges (setuid bits, file caps)."""
     prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def write_control(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to a kernel control file (``/proc``, cgroupfs) in one write(2)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _c(text: str | None) -> bytes | None:

@@ -5,7 +5,9 @@
     /                   as the host has it, private (nothing propagates back)
     /proc               a fresh proc of the zygote's PID namespace: its own processes only
     /tmp                a private tmpfs, size-capped (a full /tmp stops there)
-    hidden dirs         an empty read-only tmpfs in their place (the vault, root's home)
+    hidden dirs         an empty read-only tmpfs in their place (the vault, the home of
+                        whoever started it, /sys/fs/cgroup: the cgroups the parent made
+                        are not even visible)
     exposed dirs        read-only binds of what the agent must read: its code, the Python
                         installation and sys.path, checkpoints; writable binds of its
                         scratch directories
@@ -36,6 +38,8 @@ __all__ = ["exposed_paths", "private_view"]
 _TMPFS_FLAGS = linux.MS_NOSUID | linux.MS_NODEV
 # The root, and /tmp (a script run from /tmp has it on sys.path): never shown whole.
 _NEVER_EXPOSED = frozenset({"/", "/tmp"})
+#: where cgroup hierarchies are mounted: covered, whatever the policy says
+_CGROUP_FS = "/sys/fs/cgroup"
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ def private_view(policy: SandboxPolicy, *, home: str | None, userns_fd: int | No
                  agent_paths: tuple[str, ...] = ()) -> list[str]:
     """Build the view in the current (new) mount namespace; what was done, in words.
 
-    ``home`` is covered too (root's home: the Python installation under it is
+    ``home`` is covered too (the starting user's: a Python installation under it is
     exposed again); ``userns_fd`` id-maps the exposed directories.
     """
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
@@ -100,6 +104,8 @@ def _plan(policy: SandboxPolicy, home: str | None,
     hidden = {os.path.realpath(p) for p in policy.hidden if os.path.isdir(p)}
     if home and os.path.isdir(home) and os.path.realpath(home) != "/":
         hidden.add(os.path.realpath(home))
+    if os.path.isdir(_CGROUP_FS):
+        hidden.add(_CGROUP_FS)
     writable = {os.path.realpath(p) for p in policy.writable if os.path.exists(p)}
     readonly = set(exposed_paths(policy, agent_paths, tuple(hidden))) - hidden - writable
     steps = [_Step("/tmp", "tmp"), *(_Step(p, "cover") for p in hidden if p != "/tmp")]
