@@ -58,9 +58,14 @@ def test_timings_split_a_run_into_breeding_evaluation_and_recording() -> None:
     assert timings.total_s > 0 and timings.evaluation_s > 0 and timings.recording_s > 0
     assert timings.breeding_s > 0
     assert timings.evaluation_s + timings.recording_s < timings.total_s
+    # four generation commits (0..3), timed on their thread
+    assert timings.commit_s > 0
     # every candidate counted once, with the time it ran inside the sandbox
     assert 0 < timings.candidates <= 20 * 4 and 0 < timings.candidate_s
     assert timings.cpu_s > 0
+    # the evaluators' part of it (children still running at the end count once reaped,
+    # so a run this short may show none; test_population checks that they are counted)
+    assert 0 <= timings.evaluators_cpu_s <= timings.cpu_s
 
 
 def test_quick_run_compares_with_deap_and_notes_where_the_time_went() -> None:
@@ -77,4 +82,5 @@ def test_quick_run_compares_with_deap_and_notes_where_the_time_went() -> None:
         assert all(split[side][f"{part}_s"] >= 0 for part in ("breeding", "evaluation"))
         assert split[side]["cpu_s"] > 0 and split[side]["evaluations"] > 0
     assert split["deap"]["recording_s"] == 0 < split["project-o"]["recording_s"]
+    assert split["project-o"]["commit_s"] > 0
     assert any(note.startswith("CPU time per run") for note in report.notes)

@@ -115,6 +115,44 @@ def test_batch_progress_and_durability_hooks(task: Path) -> None:
     assert progress[-1] == (8, 8)
 
 
+BURNER = '''
+import time
+from project_o import Agent
+
+agent = Agent("burner")
+
+
+@agent.evolvable
+def burn(seconds):
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return seconds
+
+
+@agent.handler
+def handle(ctx, request):
+    return burn(0.0)
+'''
+
+
+def test_cpu_seconds_counts_the_evaluators_work(tmp_path: Path) -> None:
+    # The children run in the sandbox's PID namespace, under a zygote that is not the
+    # process the pool started: their CPU time must still be counted once they are reaped.
+    task = tmp_path / "task.py"
+    task.write_text("def evaluate(agent):\n"
+                    "    return {'score': agent.function('burn')(0.25)}\n")
+    genomes = [Genome({"agent.py": BURNER.replace("burner", f"burner{i}")}) for i in range(4)]
+    with EvaluatorPool(task, workers=2, batch_size=1) as pool:
+        before = pool.cpu_seconds()
+        results = pool.evaluate(genomes)
+        assert all(r.ok for r in results.values())
+        # the zygote reports each exit after reaping the child: its times are in by now
+        spent = pool.cpu_seconds()
+    assert before is not None and spent is not None
+    assert spent - before >= 4 * 0.25 * 0.9  # each child burnt 0.25 s of its own CPU
+
+
 def test_a_task_that_fails_to_import_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "task.py"
     bad.write_text("raise SystemError('broken task')\n")

@@ -42,14 +42,19 @@ class Timings:
     #: handing candidates to the sandboxed evaluators and waiting for the last results
     #: (the catalog writes meanwhile excepted)
     evaluation_s: float = 0.0
-    #: writing evaluations and generation commits into the catalog (fsynced)
+    #: writing evaluations into the catalog (the loop's own writes)
     recording_s: float = 0.0
+    #: committing generations (fsynced), on a thread while the next one is bred: not part
+    #: of the loop's time, except where it waited for one (counted where it waited)
+    commit_s: float = 0.0
     #: candidates evaluated, and the seconds they ran inside the evaluators (load +
     #: evaluate + tamper check), on other cores, mostly while the next ones were bred
     candidates: int = 0
     candidate_s: float = 0.0
     #: CPU seconds on every core: this process's and the evaluators' (zygote + children)
     cpu_s: float = 0.0
+    #: the evaluators' part of :attr:`cpu_s`
+    evaluators_cpu_s: float = 0.0
 
     def count(self, evaluations: dict[str, Evaluation]) -> dict[str, Evaluation]:
         """Add ``evaluations`` to :attr:`candidates` and :attr:`candidate_s`; return them."""
@@ -65,7 +70,7 @@ class Timings:
 
 
 class _TimedStore(RunStore):
-    """A RunStore that adds the time of its writes to ``timings.recording_s``."""
+    """A RunStore that adds the time of its writes to ``timings`` (records, commits)."""
 
     def __init__(self, run_dir: str, timings: Timings) -> None:
         super().__init__(run_dir)
@@ -85,7 +90,7 @@ class _TimedStore(RunStore):
         try:
             super().commit_generation(run_id, state, duplicates)
         finally:
-            self.timings.recording_s += time.perf_counter() - started
+            self.timings.commit_s += time.perf_counter() - started
 
 
 def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
@@ -106,7 +111,7 @@ def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
             with _waiting(timings):
                 return _TimedStream(pool.stream(), timings)
 
-        started, cpu = time.perf_counter(), _cpu(pool)
+        started, cpu, evaluators = time.perf_counter(), _cpu(pool), pool.cpu_seconds() or 0.0
         try:
             return GeneticAlgorithm(Genome.from_path(example / "agent.py"), evaluate,
                                     config, store=store, stream=stream).run()
@@ -114,6 +119,7 @@ def evolve_example(example: Path, config: GAConfig, pool: EvaluatorPool,
             store.close()
             timings.total_s += time.perf_counter() - started
             timings.cpu_s += _cpu(pool) - cpu
+            timings.evaluators_cpu_s += (pool.cpu_seconds() or 0.0) - evaluators
 
 
 def _cpu(pool: EvaluatorPool) -> float:

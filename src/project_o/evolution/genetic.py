@@ -27,7 +27,9 @@ never touches it; results are keyed by genome id, so the order in which
 evaluators finish changes nothing. With a :class:`RunStore`, each batch of
 evaluations is on disk as it completes (a streamed batch: its results so
 far, at the end of each generation) and each generation is committed
-before the next starts: :meth:`GeneticAlgorithm.run` on the same store
+before the next one's evaluations are recorded (the commit's fsync runs
+while the next generation is bred, :mod:`.commit_behind`; a generation is
+reported once committed): :meth:`GeneticAlgorithm.run` on the same store
 continues a killed run from its last generation and reuses every
 evaluation, giving the result an uninterrupted run would have given
 (islands, archives, the bandit's counts and the counters included).
@@ -46,6 +48,7 @@ run is reproducible only as far as they are.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -60,6 +63,7 @@ from typing import Any, Final, Protocol
 
 from project_o.errors import InvalidArgument
 from project_o.evolution.archive import ARCHIVE_KINDS, MapElites
+from project_o.evolution.commit_behind import CommitBehind
 from project_o.evolution.extensions import RunContext, RunExtension
 from project_o.evolution.genome import Genome
 from project_o.evolution.islands import (
@@ -257,6 +261,7 @@ class GeneticAlgorithm:
         self._choice = OperatorChoice(sorted(ops), bandit=config.bandit)
         self._counters: Counter[str] = Counter()
         self._migrations: list[Migration] = []
+        self._commits = CommitBehind()
 
     # -- the loop -------------------------------------------------------
 
@@ -280,6 +285,11 @@ class GeneticAlgorithm:
                 started, rng = time.monotonic(), rng_from_state(state.rng)
                 islands = [self._breed(island, rng) for island in self._islands]
                 state = self._settle(run_id, state.generation + 1, islands, rng, state, started)
+            self._commits.wait()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the run's error goes up, not a commit's
+                self._commits.wait()
+            raise
         finally:
             gc.set_threshold(*collector)
             if self._stream is not None:
@@ -363,10 +373,17 @@ class GeneticAlgorithm:
                 best, best_key = genome.id, key
         stats = self._stats(generation, population, new, len(twins), moves, started, best)
         state = self._state(generation, population, rng, best, previous, stats, moves)
-        if self.store is not None:
-            self.store.commit_generation(run_id, state, duplicates=twins)
-        if self.reporter is not None:
-            self.reporter.on_generation(stats)
+        store, reporter = self.store, self.reporter
+
+        def report() -> None:
+            if reporter is not None:
+                reporter.on_generation(stats)
+
+        if store is None:
+            report()
+        else:  # on a thread, while the next generation is bred (:mod:`.commit_behind`)
+            self._commits.submit(
+                lambda: store.commit_generation(run_id, state, duplicates=twins), report)
         return state
 
     # -- novelty, learning, migration -----------------------------------
@@ -474,6 +491,7 @@ class GeneticAlgorithm:
 
         def on_batch(genomes: list[Genome], evaluations: list[Evaluation]) -> None:
             if self.store is not None:
+                self._commits.wait()  # the last generation's commit comes first
                 self.store.record(run_id, genomes, evaluations)
 
         def on_progress(done: int, total: int) -> None:

@@ -202,6 +202,7 @@ class EvaluatorPool:
         #: directories candidates may write besides the scratch space (in their sandbox)
         self.writable = tuple(str(Path(p).resolve()) for p in writable)
         self._process: subprocess.Popen[bytes] | None = None
+        self._forker: int | None = None  # the zygote that forks, when not the started one
         self._control: socket.socket | None = None
         self._frames = FrameDecoder(MAX_FRAME)
         self._batch_ids = 0
@@ -234,6 +235,10 @@ class EvaluatorPool:
             raise InvalidArgument(f"the task {self.task_path} failed to load: "
                                   f"{hello.data.get('message')}\n"
                                   f"{hello.data.get('traceback', '')}")
+        # In a PID namespace, the zygote that forks (and reaps) the children is a child of
+        # the started process: its CPU times hold theirs.
+        forker = hello.data.get("host_pid")
+        self._forker = forker if isinstance(forker, int) and forker > 0 else None
         bounds = hello.data["bounds"]
         self.score_bounds = (float(bounds[0]), float(bounds[1]))
         self.stages = [(str(name), threshold) for name, threshold in hello.data.get("stages", [])]
@@ -258,6 +263,7 @@ class EvaluatorPool:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+            self._forker = None
         shutil.rmtree(self._scratch, ignore_errors=True)
 
     def cpu_seconds(self) -> float | None:
@@ -269,12 +275,14 @@ class EvaluatorPool:
         """
         if self._process is None:
             return None
+        pids = {self._process.pid}
+        if self._forker is not None:  # alive, it is not in the started process's cutime yet
+            pids.add(self._forker)
         try:
-            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = sum(_cpu_ticks(pid) for pid in sorted(pids))
         except OSError:
             return None
-        # utime, stime, cutime, cstime: fields 14-17 of proc(5), here 11-14 after the name
-        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def __enter__(self) -> Self:
         self.start()
@@ -718,6 +726,12 @@ def _close(batch: _Batch) -> None:
         batch.channel.close()
     else:
         os.close(batch.read_fd)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime + cutime + cstime of ``pid`` (fields 14-17 of proc(5)), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15])  # 11-14 after the name
 
 
 def _chunks(items: list[Genome], size: int) -> list[list[Genome]]:

@@ -75,6 +75,7 @@ from project_o.evolution.cascade import (
     stage_problem,
 )
 from project_o.evolution.genome import Genome
+from project_o.evolution.module_code import ModuleCode
 from project_o.evolution.tamper import Snapshot, describe
 from project_o.runtime.loader import load_agent, load_agent_source
 from project_o.wire.packable import find_unpackable
@@ -111,6 +112,8 @@ MAX_ARTIFACT_CHARS: Final = 2_000
 MAX_ARTIFACTS: Final = 16
 
 _task_names = itertools.count(1)
+#: an evaluator child's compiled parts of the candidates it loaded (:mod:`.module_code`)
+_MODULE_CODE = ModuleCode()
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,7 @@ def _load(genome: Genome, scratch: Path) -> Agent:
     if genome.is_package:
         return load_agent(genome.write_to(scratch / genome.id, durable=False))
     [(name, text)] = genome.sources.items()
-    return load_agent_source(text, str(scratch / genome.id / name))
+    return load_agent_source(text, f"{scratch}/{genome.id}/{name}", compiler=_MODULE_CODE.compile)
 
 
 def _outputs(value: Any) -> Any:
@@ -327,8 +330,37 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
-    text = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_CHARS:]
+    text = "".join(_plain_traceback(exc).format())[-MAX_TRACEBACK_CHARS:]
     return {"kind": kind, "reason": f"{type(exc).__name__}: {exc}"[:500], "traceback": text}
+
+
+class _PlainStack(traceback.StackSummary):
+    """Frames printed without the ``^^^`` markers under each line.
+
+    Python 3.11 parses every line of a traceback again to place them: for a
+    candidate that fails fast (a division by zero), that cost more than
+    loading and running it. File, line, function and code are all kept.
+    """
+
+    def format_frame_summary(self, frame_summary: traceback.FrameSummary) -> str:
+        line = (frame_summary.line or "").strip()
+        return (f'  File "{frame_summary.filename}", line {frame_summary.lineno}, in '
+                f"{frame_summary.name}\n" + (f"    {line}\n" if line else ""))
+
+
+def _plain_traceback(exc: BaseException) -> traceback.TracebackException:
+    """``exc``'s traceback, its causes and contexts included, with plain frames."""
+    top = traceback.TracebackException.from_exception(exc)
+    todo, seen = [top], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.stack = _PlainStack(current.stack)
+        todo += [t for t in (current.__cause__, current.__context__, *(current.exceptions or ()))
+                 if t is not None]
+    return top
 
 
 def clip_artifacts(value: Any) -> dict[str, str] | str:

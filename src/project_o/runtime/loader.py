@@ -24,11 +24,12 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import linecache
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Final
 
 from project_o.agent.dsl import Agent
@@ -56,21 +57,28 @@ def load_agent(path: str | Path) -> Agent:
     return find_agent(module, source)
 
 
-def load_agent_source(text: str, filename: str) -> Agent:
+def load_agent_source(text: str, filename: str, *,
+                      compiler: Callable[[str, str], Sequence[CodeType]] | None = None) -> Agent:
     """Run one file's agent code from memory and return its Agent (errors as :func:`load_agent`).
 
     Nothing touches the disk: the code is compiled with ``filename`` as its
     name and registered with :mod:`linecache`, so tracebacks still show its
     lines. For single-file agents only (a package needs its files for
     relative imports); ``__file__`` names a file that need not exist.
+    ``compiler(text, filename)``, if given, returns code objects that run
+    the module when run in order (an evaluator's cache of unchanged parts).
     """
-    name = f"{_MODULE_PREFIX}_{next(_counter)}_{_identifier(Path(filename).stem)}"
+    stem = os.path.splitext(os.path.basename(filename))[0]  # Path(filename).stem, sooner
+    name = f"{_MODULE_PREFIX}_{next(_counter)}_{_identifier(stem)}"
     module = ModuleType(name)
     module.__file__ = filename
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
 
     def run() -> None:
-        exec(compile(text, filename, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+        codes = compiler(text, filename) if compiler is not None else \
+            [compile(text, filename, "exec", dont_inherit=True)]
+        for code in codes:
+            exec(code, module.__dict__)  # noqa: S102
 
     return find_agent(_execute(name, module, run, filename), filename)
 

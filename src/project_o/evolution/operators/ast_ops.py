@@ -105,10 +105,17 @@ _HOLDS_STATEMENTS = (ast.stmt, ast.excepthandler, ast.match_case)
 #: expressions that are only valid in special places (slices, f-string parts, *args)
 _NOT_PORTABLE = (ast.Slice, ast.Starred, ast.FormattedValue, ast.JoinedStr)
 
+#: what an expression without a ``ctx`` counts as: read
+_LOAD = ast.Load()
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class _Slot:
-    """A place in the tree: ``getattr(owner, field)[index]``, or the field itself."""
+    """A place in the tree: ``getattr(owner, field)[index]``, or the field itself.
+
+    Not frozen (treat it as if it were): operators list one per expression
+    of every new function text, and a frozen dataclass is slow to build.
+    """
 
     owner: ast.AST
     field: str
@@ -149,14 +156,19 @@ class _AstMutation(OperatorBase):
         functions = find_evolvables(parent)
         if not functions:
             raise NoChild("the agent has no @agent.evolvable function to mutate")
-        sites = []
-        for fn in functions:
-            found = scan(parent.sources[fn.path], fn)
-            sites += [(fn, found, k) for k in range(len(found.sites(self.name, self._sites)))]
-        if not sites:
+        # Sites are numbered function by function; a draw picks one by its number.
+        scans = [(fn, scan(parent.sources[fn.path], fn)) for fn in functions]
+        counts = [len(found.sites(self.name, self._sites)) for _, found in scans]
+        total = sum(counts)
+        if not total:
             raise NoChild(f"no site for this mutation in {len(functions)} evolvable function(s)")
         for _ in range(MAX_ATTEMPTS):
-            fn, found, k = sites[rng.randrange(len(sites))]
+            k = rng.randrange(total)
+            which = 0
+            while k >= counts[which]:
+                k -= counts[which]
+                which += 1
+            fn, found = scans[which]
             child = self._attempt(parent, fn, found, k, rng, donors)
             if child is not None:
                 return child
@@ -458,7 +470,7 @@ def _expression_slots(node: FunctionNode) -> list[_Slot]:
 
 def _portable(node: object) -> bool:
     return isinstance(node, ast.expr) and not isinstance(node, _NOT_PORTABLE) \
-        and isinstance(getattr(node, "ctx", ast.Load()), ast.Load)
+        and isinstance(getattr(node, "ctx", _LOAD), ast.Load)
 
 
 _Piece = tuple[Genome, EvolvableFunction, ast.AST, FunctionScan]
@@ -469,16 +481,18 @@ def _donor_slots(node: FunctionNode) -> list[_Slot]:
 
 
 def _donor_material(parent: Genome, target: EvolvableFunction | None,
-                    donors: Sequence[Genome], kind: str) -> list[_Piece]:
+                    donors: Sequence[Genome], kind: str) -> Sequence[_Piece]:
     """(genome, function, piece, its scan) for each portable ``kind`` piece of the donors.
 
     ``kind`` is ``"expr"`` or ``"stmt"``. Pieces belong to shared scans:
     copy one before it joins a tree that lives on.
     """
     material: list[_Piece] = []
-    for genome in list(donors) or [parent]:
+    for genome in donors or (parent,):
         # A function is not its own donor.
         skip = target.key if genome.id == parent.id and target is not None else ""
+        if len(donors) <= 1:
+            return _pieces(genome, skip, kind)  # one donor: its pieces as they are
         material += _pieces(genome, skip, kind)
     return material
 
