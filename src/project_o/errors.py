@@ -23,6 +23,7 @@ builtin describes the same kind of failure, the class inherits it too, so
     │   ├── PoisonRequest              the request killed two instances in a row (HTTP 502)
     │   ├── RequestFailed              the agent's handler raised (HTTP 502)
     │   ├── NoInstanceAvailable        no live instance to serve it yet (HTTP 503)
+    │   │   └── Overloaded             more requests wait than the supervisor queues (HTTP 503)
     │   ├── RequestTimeout (TimeoutError)  its deadline passed first (HTTP 504)
     │   ├── UnknownRequest (LookupError)   no recent request has that id (HTTP 404)
     │   ├── CandidateInvalid           a candidate version failed validation (HTTP 422)
@@ -64,6 +65,7 @@ __all__ = [  # noqa: RUF022 - in the order of the tree above
     "PoisonRequest",
     "RequestFailed",
     "NoInstanceAvailable",
+    "Overloaded",
     "RequestTimeout",
     "UnknownRequest",
     "CandidateInvalid",
@@ -287,6 +289,13 @@ class NoInstanceAvailable(ServiceError):
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "retry_after_s": self.retry_after_s}
+
+
+class Overloaded(NoInstanceAvailable):
+    """Every instance is at its ``max_concurrency`` and the queue is full.
+
+    Back-pressure: retry after ``retry_after_s`` seconds (``Retry-After``).
+    """
 
 
 class RequestTimeout(ServiceError, TimeoutError):

@@ -129,7 +129,7 @@ class Stack:
 
     def pids(self) -> dict[str, int]:
         """Role -> pid of the live instances."""
-        return {i["role"]: int(i["pid"]) for i in self.status()["instances"]}
+        return {i.get("slot") or i["role"]: int(i["pid"]) for i in self.status()["instances"]}
 
     def supervisor_pid(self) -> int:
         """Pid of the supervisor (the subprocess we started)."""

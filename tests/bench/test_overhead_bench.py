@@ -129,11 +129,15 @@ def test_durable_sets_are_measured_against_sqlite() -> None:
     report = Report(name="memory", quick=True)
     measure_sets(report, 1, _quiet, concurrency=(1, 4))
     assert [row["measure"] for row in report.rows] == [
-        "ctx.memory.set, 1 concurrent requests", "ctx.memory.set, 4 concurrent requests"]
+        "ctx.memory.set, 1 concurrent requests", "ctx.memory.set, 4 concurrent requests",
+        "await ctx.memory.aset, 1 concurrent requests",
+        "await ctx.memory.aset, 4 concurrent requests"]
     for row in report.rows:
         assert row["per s"] > 0 and row["errors"] == 0 and row["SQLite FULL per s"] > 0
         assert row["wrk CPU us/req"] > 0
-    assert report.targets[0].name == "durable ctx.memory.set /s, 4 concurrent requests"
+    assert [t.name for t in report.targets] == [
+        "durable ctx.memory.set /s, 4 concurrent requests",
+        "durable await ctx.memory.aset /s, 4 concurrent requests"]
 
 
 def test_ci_installs_wrk() -> None:

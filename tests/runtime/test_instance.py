@@ -9,6 +9,7 @@ from project_o.errors import ConnectionClosed
 from project_o.runtime.confine.pids import inner_pid
 from project_o.runtime.instance import EXIT_PROTOCOL, EXIT_RESTORE_FAILED
 from project_o.vault.checkpoint import CheckpointStore
+from project_o.wire import Message
 from tests.runtime.harness import FAST_BEATS, run, spawn, zygote
 
 
@@ -99,33 +100,48 @@ def test_periodic_checkpoint_after_n_acknowledged_writes() -> None:
         async with zygote() as z:
             peer = await spawn(z, config={"checkpoint_every": 2})
             await peer.call({"do": "set", "key": "a", "value": 1})
-            await peer.call({"do": "set", "key": "b", "value": 2})
-            snapshot = await peer.expect("checkpoint")
+            await peer.send("request", id="second", input={"do": "set", "key": "b", "value": 2})
+            await peer.ack(await peer.expect("wal_entry"))
+            # The checkpoint may come before or after the answer: the write is applied
+            # (by the loop, in WAL order) before its request returns.
+            got: dict[str, Message] = {}
+            while set(got) != {"checkpoint", "response"}:
+                message = await peer.read()
+                if message.type in ("checkpoint", "response"):
+                    got[message.type] = message
+            snapshot = got["checkpoint"]
             assert snapshot.data["last_sequence"] == 2
             assert snapshot.data["state"]["agent_state"]["kv"] == {"a": 1, "b": 2}
 
     run(scenario())
 
 
-def test_frames_sent_while_a_write_awaits_its_ack_are_queued_and_beats_go_on() -> None:
+def test_a_write_awaiting_its_ack_holds_only_its_own_request_and_beats_go_on() -> None:
     async def scenario() -> None:
         async with zygote() as z:
             peer = await spawn(z, config=FAST_BEATS)
             await peer.send("request", id="w", input={"do": "set", "key": "k", "value": 1})
             entry = await peer.expect("wal_entry")
             await peer.send("request", id="e", input={"do": "echo", "input": "after"})
+            # Served while "w" waits: requests run concurrently.
+            echoed = await peer.expect("response")
+            assert (echoed.data["id"], echoed.data["output"]) == ("e", "after")
             await peer.send("checkpoint", id="c")
+            # The unacknowledged write is not in the state a checkpoint claims.
+            early = await peer.expect("checkpoint")
+            assert early.data["last_sequence"] == 0
+            assert early.data["state"]["agent_state"]["kv"] == {}
             beats_before = len(peer.beats)
             waited = await peer.silence(0.5)  # the write is still unacknowledged
             assert {m.type for m in waited} == {"heartbeat"}
             assert len(peer.beats) > beats_before
             await peer.ack(entry)
-            first = await peer.expect("response")
-            second = await peer.expect("response")
+            written = await peer.expect("response")
+            assert written.data["id"] == "w"
+            await peer.send("checkpoint", id="c2")
             snapshot = await peer.expect("checkpoint")
-            assert (first.data["id"], second.data["id"]) == ("w", "e")
-            assert second.data["output"] == "after"
             assert snapshot.data["state"]["agent_state"]["kv"] == {"k": 1}
+            assert snapshot.data["last_sequence"] == peer.sequence
 
     run(scenario())
 

@@ -101,7 +101,11 @@ def test_instance_runs_with_scrubbed_env_isolated_fds_own_group_and_limits(
             assert "PATH" in seen
 
             fds = (await peer.call({"do": "fds"})).data["output"]
-            assert fds["fds"] == [0, 1, 2, INSTANCE_FD]
+            # stdio, the socket, and the runtime's own event loop wakeup pair (two
+            # sockets it makes after the sandbox closed every inherited descriptor).
+            assert fds["fds"][:4] == [0, 1, 2, INSTANCE_FD]
+            extra = [fds["targets"][str(fd)] for fd in fds["fds"][4:]]
+            assert len(extra) == 2 and all(t.startswith("socket:") for t in extra), extra
             assert fds["stdin"] == os.devnull
 
             me = (await peer.call({"do": "whoami"})).data["output"]

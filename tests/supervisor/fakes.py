@@ -71,6 +71,8 @@ class FakeInstance:
         self.restarts = 0
         self.alive = True
         self.culprit: str | None = None
+        self.suspects: list[str] = []
+        self.max_concurrency = 1
         self.death_reason: str | None = None
         self.sent: list[Message] = []
         self.closed = False
@@ -90,6 +92,11 @@ class FakeInstance:
         self.sent.append(message)
         if message.type == "checkpoint":  # as a real instance does, through on_checkpoint
             self.notify("checkpoint_sent", message)
+
+    def send_frame_now(self, frame: bytes) -> None:
+        # The journal's tail: recorded at once, in call order, as a real handle queues it.
+        if self.alive:
+            self.sent.append(decode_payload(frame[PREFIX_SIZE:]))
 
     async def send_frame(self, frame: bytes) -> None:
         # An encoded frame (what the journal forwards to a standby), decoded as strictly.
@@ -136,6 +143,7 @@ class FakeInstance:
         self.alive = False
         self.death_reason = reason
         self.culprit = next(iter(self._pending), None)
+        self.suspects = list(self._pending)
         for future in [*self._pending.values(), *self._waiters.values()]:
             if not future.done():
                 future.set_exception(InstanceDied(reason))

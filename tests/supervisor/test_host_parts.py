@@ -137,10 +137,10 @@ async def test_retired_instances_hold_no_slot_and_can_be_reinstated() -> None:
     main, standby = FakeInstance("main"), FakeInstance("standby")
     await pool.promote(main)
     pool.standby = standby
-    assert pool.retire() == (main, standby)
+    assert pool.retire() == ({"main": main}, standby)
     assert pool.main is None and pool.vacate(main) is None
     standby.kill("gone")
-    pool.reinstate(main, standby)
+    pool.reinstate({"main": main}, standby)
     assert pool.retired == set() and pool.standby is None  # only the living come back
 
 
@@ -413,8 +413,8 @@ async def test_stopping_a_slot_kills_its_occupant_as_no_crash() -> None:
 class _Host:
     """The pool, factory and events a hot reload works with; deaths are only recorded."""
 
-    def __init__(self, config: SupervisorConfig) -> None:
-        self.events, self.pool = EventLog(), InstancePool()
+    def __init__(self, config: SupervisorConfig, mains: int = 1) -> None:
+        self.events, self.pool = EventLog(), InstancePool(mains)
         self.factory = FakeFactory(config, owner=self)
         self.deaths: list[str] = []
 
@@ -499,3 +499,55 @@ async def test_close_cancels_and_awaits_what_still_runs() -> None:
     task = nursery.spawn(asyncio.Event().wait(), "forever")
     await nursery.close()
     assert task.cancelled() and not nursery.failed.done() and not nursery.open_for_tasks
+
+
+# -- a pool of mains -------------------------------------------------------------------
+
+
+@async_test
+async def test_choose_main_takes_the_least_loaded_and_equals_in_turn() -> None:
+    pool = InstancePool(3)
+    first, second, third = (FakeInstance("main") for _ in range(3))
+    for slot, main in zip(("main", "main-1", "main-2"), (first, second, third), strict=True):
+        await pool.promote(main, slot)  # type: ignore[arg-type]
+    load = {first.pid: 2, second.pid: 0, third.pid: 1}
+    assert await pool.choose_main(1.0, lambda m: load[m.pid]) is second
+    ties = [await pool.choose_main(1.0, lambda _m: 0) for _ in range(6)]
+    assert ties == [second, third, first, second, third, first]  # in turn, each once a round
+
+
+@async_test
+async def test_a_dead_main_leaves_its_slot_and_the_others_go_on_serving() -> None:
+    pool = InstancePool(2)
+    first, second = FakeInstance("main"), FakeInstance("main")
+    await pool.promote(first)  # type: ignore[arg-type]
+    await pool.promote(second, "main-1")  # type: ignore[arg-type]
+    first.kill("gone")
+    assert pool.vacate(first) == "main" and pool.main is None  # type: ignore[arg-type]
+    assert await pool.choose_main(0.0, lambda _m: 0) is second  # no wait: one is live
+    assert pool.empty_mains() == ["main"] and pool.is_main(second)  # type: ignore[arg-type]
+    second.kill("gone too")
+    assert pool.vacate(second) == "main-1"  # type: ignore[arg-type]
+    with pytest.raises(RequestTimeout):
+        await pool.choose_main(0.0, lambda _m: 0)
+
+
+def test_a_pool_holds_one_to_max_instances_mains() -> None:
+    with pytest.raises(ValueError, match="1 to 64 mains"):
+        InstancePool(0)
+
+
+@async_test
+async def test_a_reload_of_a_pool_drains_every_main_and_the_tree_refills_the_others() -> None:
+    host = _Host(_config(), mains=2)
+    first, standby = await host.start()
+    second = await host.factory.spawn("main")
+    await host.pool.promote(second, "main-1")
+    assert second.types_sent()[-1] == "promote"  # told it is no checkpointing primary
+    assert second.sent[-1].data == {"role": "main", "checkpoints": False}
+    host.factory.answer = None
+    refilled: list[str] = []
+    await _reloader(host, refilled).reload(Path("/b.py"), "v2", "promote")
+    assert host.pool.main is not None and host.pool.main.version == "v2"
+    assert not first.alive and not second.alive and not standby.alive
+    assert host.pool.retired == set() and refilled == ["main-1", "standby"]

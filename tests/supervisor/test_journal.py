@@ -82,6 +82,11 @@ class FakeInstance:
         # What a forwarded frame turns into on the instance's side, checked as strictly.
         await self.send(decode_payload(frame[PREFIX_SIZE:]))
 
+    def send_frame_now(self, frame: bytes) -> None:
+        # The tail: queued at once, in call order; a dead instance gets nothing.
+        if self.alive:
+            self.sent.append(decode_payload(frame[PREFIX_SIZE:]))
+
     def kill(self, reason: str) -> None:
         if self.alive:
             self.alive, self.killed = False, reason

@@ -26,7 +26,13 @@ from project_o.llm.remote import RemoteClient
 from project_o.runtime.llm_link import LLMLink
 from project_o.supervisor.instance_handle import InstanceHandle
 from project_o.supervisor.llm_proxy import LLMProxy
-from project_o.wire import Message, MessageType, read_message_async, write_message_async
+from project_o.wire import (
+    Message,
+    MessageType,
+    encode_frame,
+    read_message_async,
+    write_message_async,
+)
 from tests.agent.openai_server import Delay, OpenAIServer, Reply
 
 KEY = "sk-unit-proxy-77e1"
@@ -79,10 +85,11 @@ async def wired(config: LLMConfig | None, **limits: Any) -> AsyncIterator[Wired]
                                **limits)
         handle.start_reading()
 
-        async def send(kind: MessageType, data: dict[str, Any]) -> None:
-            await write_message_async(i_writer, Message(kind, data))
+        def send(kind: MessageType, data: dict[str, Any]) -> None:
+            # On the loop, as the instance's locked writer is: buffered, never awaited.
+            i_writer.write(encode_frame(Message(kind, data)))
 
-        link = LLMLink(lambda kind, data: None, lambda: None, lambda message: None, send)
+        link = LLMLink(send)
 
         async def read() -> None:
             with contextlib.suppress(Exception):

@@ -28,14 +28,16 @@ Operations journaled: ``memory_block_define {name, limit, description}``,
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from project_o.agent.store import DurableWrite
+from project_o.agent.store import APPLIED, DurableWrite
 from project_o.errors import InvalidArgument
 
 __all__ = [
@@ -219,9 +221,34 @@ class Blocks:
         with self._store.lock:
             if self._store.get(check_name(name)) is None:
                 return False
-            self._journal(BLOCK_DELETE, {"name": name})
-            self._store.apply(BLOCK_DELETE, {"name": name})
+            data = {"name": name}
+            if self._journal(BLOCK_DELETE, data) is not APPLIED:
+                self._store.apply(BLOCK_DELETE, data)
             return True
+
+    # -- awaitable forms (an async def handler): the write runs on a worker thread
+
+    async def adefine(self, name: str, *, limit: int = DEFAULT_BLOCK_LIMIT,
+                      description: str = "") -> None:
+        """:meth:`define`, awaitable."""
+        await asyncio.to_thread(functools.partial(self.define, name, limit=limit,
+                                                  description=description))
+
+    async def aset(self, name: str, text: str) -> None:
+        """:meth:`set`, awaitable."""
+        await asyncio.to_thread(self.set, name, text)
+
+    async def aappend(self, name: str, text: str, *, separator: str = "\n") -> None:
+        """:meth:`append`, awaitable."""
+        await asyncio.to_thread(functools.partial(self.append, name, text, separator=separator))
+
+    async def areplace(self, name: str, old: str, new: str) -> None:
+        """:meth:`replace`, awaitable."""
+        await asyncio.to_thread(self.replace, name, old, new)
+
+    async def adelete(self, name: str) -> bool:
+        """:meth:`delete`, awaitable."""
+        return await asyncio.to_thread(self.delete, name)
 
     def names(self) -> list[str]:
         """Block names in definition (and render) order."""
@@ -247,8 +274,8 @@ class Blocks:
 
     def _write(self, operation: str, data: dict[str, Any], after: Block) -> None:
         check_fits(after)  # before journaling: a write that cannot apply is never durable
-        self._journal(operation, data)
-        self._store.apply(operation, data)
+        if self._journal(operation, data) is not APPLIED:
+            self._store.apply(operation, data)
 
 
 def check_name(name: object) -> str:

@@ -13,15 +13,21 @@
                                                       ├─ ctx.llm          OpenAI-compatible chat (or None)
                                                       ├─ ctx.workflows    durable multi-step workflows
                                                       ├─ ctx.emit(event)  stream an event to the caller
+                                                      │                   (await ctx.aemit(event))
                                                       └─ ctx.evolve(hypothesis, source=, operator=,
                                                                     params=)  propose a new version
 
 Built by :class:`project_o.agent.kit.AgentKit`; fields a given agent does
-not use stay ``None``.
+not use stay ``None``. An ``async def`` handler awaits the ``a``-prefixed
+forms of what may wait (``await ctx.memory.aset(k, v)``, ``ctx.tools.acall``,
+``ctx.llm.achat``, ``ctx.workflows.arun``, ``ctx.aemit``, ``ctx.aevolve``),
+so its event loop serves other requests meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,3 +67,15 @@ class Context:
     #: ``evolve(hypothesis, source=None, operator=None, params=None)`` asks the
     #: supervisor to test a new version; returns ``{experiment_id, status, reason}``
     evolve: Callable[..., dict[str, Any]] = _no_evolution
+
+    # -- awaitable forms, for ``async def`` handlers ----------------------
+    # ctx.memory.aset/adelete/aremember/aforget, ctx.tools.acall,
+    # ctx.llm.achat and ctx.workflows.arun live on those objects.
+
+    async def aemit(self, event: Any) -> None:
+        """:attr:`emit`, awaitable: the event is on its way when it returns."""
+        self.emit(event)
+
+    async def aevolve(self, hypothesis: str, **candidate: Any) -> dict[str, Any]:
+        """:attr:`evolve`, awaitable: waits for the supervisor's answer on a worker thread."""
+        return await asyncio.to_thread(functools.partial(self.evolve, hypothesis, **candidate))

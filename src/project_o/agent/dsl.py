@@ -33,6 +33,7 @@ tested with plain pytest::
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import math
@@ -54,7 +55,7 @@ from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 from project_o.wire.chat import chat_request
 
-__all__ = ["Agent", "Evolvable", "FeedbackHook", "Handler", "TestClient", "check_feedback"]
+__all__ = ["DEFAULT_ASYNC_CONCURRENCY", "DEFAULT_SYNC_CONCURRENCY", "Agent", "Evolvable", "FeedbackHook", "Handler", "TestClient", "check_feedback"]
 
 #: ``handler(ctx, request) -> response``; request and response are JSON-like.
 Handler = Callable[[Context, Any], Any]
@@ -68,6 +69,13 @@ _C = TypeVar("_C", bound=ChatHandler)
 _MAX_TRACEBACK_CHARS: Final = 8 * 1024
 #: the version TestClient reports in feedback (no catalog behind it)
 TEST_VERSION: Final = "test"
+#: requests in flight per instance for an ``async def`` handler (one event loop)
+DEFAULT_ASYNC_CONCURRENCY: Final = 64
+#: worker threads per instance for a plain handler: under the sandbox's default
+#: process limit (64 tasks), each thread reserving its stack in the address space
+DEFAULT_SYNC_CONCURRENCY: Final = 32
+#: the most ``max_concurrency`` may ask for
+MAX_CONCURRENCY: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -90,14 +98,23 @@ class Agent:
     """One agent: a name and the handler that answers its requests."""
 
     def __init__(self, name: str, *, embedder: Any = None,
-                 history_limit: int | None = None) -> None:
+                 history_limit: int | None = None, max_concurrency: int | None = None) -> None:
         """``embedder``: how ``ctx.memory.recall`` embeds text (default: the offline
         hashing embedder, see :mod:`project_o.agent.embedding`); ``history_limit``:
-        conversation entries kept in ``ctx.history``."""
+        conversation entries kept in ``ctx.history``; ``max_concurrency``: requests
+        one instance serves at once (default :data:`DEFAULT_ASYNC_CONCURRENCY` for an
+        ``async def`` handler, :data:`DEFAULT_SYNC_CONCURRENCY` threads for a plain one;
+        the supervisor queues the rest)."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgument(f"an agent needs a non-empty name, got {name!r}")
         if history_limit is not None and (not isinstance(history_limit, int) or history_limit < 1):
             raise InvalidArgument(f"history_limit must be a positive int, got {history_limit!r}")
+        if max_concurrency is not None and (
+                isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                or not 1 <= max_concurrency <= MAX_CONCURRENCY):
+            raise InvalidArgument(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}, "
+                                  f"got {max_concurrency!r}")
+        self._max_concurrency = max_concurrency
         self.name = name
         self.embedder = embedder
         self.history_limit = history_limit
@@ -134,12 +151,25 @@ class Agent:
         """Whether a handler has been declared."""
         return self._handler is not None
 
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is an ``async def`` (it runs on the instance's event loop)."""
+        return self._handler is not None and inspect.iscoroutinefunction(self._handler)
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests one instance serves at once (declared, or the default for the handler)."""
+        if self._max_concurrency is not None:
+            return self._max_concurrency
+        return DEFAULT_ASYNC_CONCURRENCY if self.is_async else DEFAULT_SYNC_CONCURRENCY
+
     def chat(self, function: _C) -> _C:
         """Decorator: make ``function(ctx, request)`` this agent's chat handler.
 
         It answers ``POST /v1/chat/completions`` with the whole OpenAI request
         (``messages``, ``model``, ``stream``...); without one, the handler gets
-        the last user message's text (:mod:`project_o.agent.chat`).
+        the last user message's text (:mod:`project_o.agent.chat`). It may be
+        an ``async def`` whatever the main handler is.
         """
         if not callable(function):
             raise InvalidArgument(f"@{self.name}.chat needs a function, got {function!r}")
@@ -149,8 +179,17 @@ class Agent:
         self._chat = function
         return function
 
+    def runs_async(self, request: Any) -> bool:
+        """Whether the function that serves ``request`` is an ``async def``."""
+        if self._chat is not None and chat_request(request) is not None:
+            return inspect.iscoroutinefunction(self._chat)
+        return self.is_async
+
     def handle(self, ctx: Context, request: Any) -> Any:
-        """Run the handler on one request (a chat envelope: the chat handler, if declared)."""
+        """Run the handler on one request (a chat envelope: the chat handler, if declared).
+
+        An ``async def`` handler's coroutine is returned, for the caller to await.
+        """
         chat = chat_request(request)
         if chat is not None:
             if self._chat is not None:
@@ -253,6 +292,9 @@ class Agent:
         """Decorator: call ``function(ctx, feedback)`` for every piece of feedback."""
         if not callable(function):
             raise InvalidArgument(f"@agent.on_feedback needs a function, got {function!r}")
+        if inspect.iscoroutinefunction(function):
+            raise InvalidArgument(f"@agent.on_feedback needs a plain function, got the async "
+                                  f"{function.__qualname__}: hooks run on a worker thread")
         self._feedback_hooks.append(function)
         return function
 
@@ -314,6 +356,10 @@ def check_feedback(feedback: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 def _deliver(hook: FeedbackHook, ctx: Context, feedback: dict[str, Any]) -> dict[str, Any]:
     name = getattr(hook, "__qualname__", repr(hook))
     try:
@@ -350,6 +396,8 @@ class TestClient:
         ensure_packable(request, "request")
         rid = request_id if request_id is not None else f"test-{next(self._ids)}"
         output = self.agent.handle(self.kit.context(rid), request)
+        if inspect.isawaitable(output):  # an async def handler
+            output = asyncio.run(_awaited(output))
         ensure_packable(output, "response")
         return msgpack.unpackb(msgpack.packb(output, use_bin_type=True), raw=False)
 

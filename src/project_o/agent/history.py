@@ -24,7 +24,9 @@ checkpoint (``agent_state["history"]``) agree.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
 import threading
 import time
 from collections import deque
@@ -34,7 +36,7 @@ from typing import Any, Final
 
 import msgpack
 
-from project_o.agent.store import DurableWrite
+from project_o.agent.store import APPLIED, DurableWrite
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
@@ -177,9 +179,14 @@ class History:
         data = {"role": role, "content": content, "request_id": self.request_id,
                 "time": self._clock(), "metadata": metadata}
         with self._store.lock:
-            self._journal(HISTORY_RECORD, data)
-            self._store.apply(HISTORY_RECORD, data)
+            if self._journal(HISTORY_RECORD, data) is not APPLIED:
+                self._store.apply(HISTORY_RECORD, data)
             return self._store.recent(1)[0].seq
+
+    async def arecord(self, role: str, content: Any, **metadata: Any) -> int:
+        """:meth:`record`, awaitable (an async def handler): it runs on a worker thread."""
+        return await asyncio.to_thread(functools.partial(self.record, role, content,
+                                                         **metadata))
 
     def record_exchange(self, request_id: Any, request: Any, response: Any) -> None:
         """Durably log a request and its response as one write (for the runtime)."""
@@ -188,8 +195,8 @@ class History:
         data = {"request_id": request_id, "time": self._clock(),
                 "request": request, "response": response}
         with self._store.lock:
-            self._journal(HISTORY_EXCHANGE, data)
-            self._store.apply(HISTORY_EXCHANGE, data)
+            if self._journal(HISTORY_EXCHANGE, data) is not APPLIED:
+                self._store.apply(HISTORY_EXCHANGE, data)
 
     def recent(self, n: int = 10, role: str | None = None) -> list[Entry]:
         """The last ``n`` entries (of ``role`` if given), oldest first."""

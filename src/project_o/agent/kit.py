@@ -22,7 +22,7 @@ from project_o.agent.memory import KVReplica, Memory
 from project_o.agent.params import Param, Params
 from project_o.agent.params import resolve as resolve_params
 from project_o.agent.semantic import SemanticStore
-from project_o.agent.store import DurableWrite, StateBook
+from project_o.agent.store import AsyncDurableWrite, DurableWrite, StateBook
 from project_o.agent.toolbox import HasTools, JournalGate, ToolRunner, on_owner_thread
 from project_o.agent.tools import ToolRegistry
 from project_o.agent.workflow import HasWorkflows, WorkflowRunner, Workflows, WorkflowStore
@@ -49,12 +49,16 @@ class AgentKit:
 
     def __init__(self, agent: AgentDefinition, journal: DurableWrite, *,
                  llm: LLMConfig | None = None, params: Mapping[str, Any] | None = None,
-                 stub_side_effects: bool = False) -> None:
+                 stub_side_effects: bool = False,
+                 ajournal: AsyncDurableWrite | None = None) -> None:
+        """``ajournal``: the awaitable durable write behind ``ctx.memory.aset`` and
+        the other awaitable writes (None: they call ``journal``)."""
         # Tools run in worker threads; the gate forwards their writes to the
         # thread that owns the journal (see project_o.agent.toolbox).
         journal = JournalGate(journal)
         self.agent = agent
         self.journal = journal
+        self.ajournal = ajournal
         self.kv = KVReplica()
         self.state = StateBook([self.kv])
         self._build_memory()
@@ -96,7 +100,8 @@ class AgentKit:
         self.blocks = BlockStore()
         self.history_store = HistoryStore(getattr(self.agent, "history_limit", None)
                                           or DEFAULT_HISTORY_LIMIT)
-        self.memory = Memory(self.kv, self.journal, semantic=self.semantic, blocks=self.blocks)
+        self.memory = Memory(self.kv, self.journal, semantic=self.semantic, blocks=self.blocks,
+                             ajournal=self.ajournal)
         self.history = History(self.history_store, self.journal)
         for store in (self.semantic, self.blocks, self.history_store):
             self.state.register(store)
@@ -106,13 +111,15 @@ class AgentKit:
 
         ``client`` makes the completions (default: over HTTP with
         ``config``'s endpoint and key). Given one, calls run on the calling
-        thread: an instance's client waits on its own socket and beats there.
+        thread: an instance's client waits for the answer its event loop
+        routes to it, and that wait is progress (see runtime/llm_link.py).
         """
         if config is None:
             self.llm = None
             return
         idle = None if client is not None else (lambda: self.idle())
-        self.llm = LLM(config, self.llm_history, self.journal, client=client, idle=idle)
+        self.llm = LLM(config, self.llm_history, self.journal, client=client, idle=idle,
+                       journal_async=self.ajournal)
 
     def _build_tools_params_workflows(
         self, params: Mapping[str, Any] | None, stub_side_effects: bool

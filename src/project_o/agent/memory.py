@@ -33,6 +33,7 @@ import msgpack
 
 from project_o.agent.blocks import Blocks, BlockStore
 from project_o.agent.semantic import Hit, SemanticMemory, SemanticStore
+from project_o.agent.store import APPLIED, AsyncDurableWrite
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
 
@@ -131,6 +132,13 @@ class Memory:
     ``semantic`` and ``blocks`` are the stores behind those; when not given,
     fresh ones are made (register :attr:`stores` with the agent's
     StateBook so they are checkpointed: AgentKit does).
+
+    An ``async def`` handler writes with the awaitable forms (``aset``,
+    ``adelete``, ``aremember``, ``aforget``): they journal through
+    ``ajournal`` (the runtime's, when it serves concurrent requests), so the
+    event loop goes on serving other requests while the write is made
+    durable. Without ``ajournal`` they call ``journal``. Reads are local and
+    have no awaitable form.
     """
 
     def __init__(
@@ -140,11 +148,14 @@ class Memory:
         *,
         semantic: SemanticStore | None = None,
         blocks: BlockStore | None = None,
+        ajournal: AsyncDurableWrite | None = None,
     ) -> None:
         self._replica = replica
         self._journal = journal
+        self._ajournal = ajournal
         # "is None", not "or": an empty store is falsy (it has a length)
-        self._semantic = SemanticMemory(SemanticStore() if semantic is None else semantic, journal)
+        self._semantic = SemanticMemory(SemanticStore() if semantic is None else semantic, journal,
+                                        ajournal=ajournal)
         self._blocks = Blocks(BlockStore() if blocks is None else blocks, journal)
 
     def set(self, key: str, value: Any) -> None:
@@ -174,9 +185,33 @@ class Memory:
     def __iter__(self) -> Iterator[str]:
         return iter(self._replica.keys())
 
+    async def aset(self, key: str, value: Any) -> None:
+        """:meth:`set`, awaitable: durable (and applied) when it returns."""
+        data = {"key": _check_key(key), "value": value}
+        ensure_packable(value, f"memory value for {key!r}")
+        await self._awrite(MEMORY_SET, data)
+
+    async def adelete(self, key: str) -> None:
+        """:meth:`delete`, awaitable."""
+        await self._awrite(MEMORY_DELETE, {"key": _check_key(key)})
+
+    async def aremember(self, text: str, **metadata: Any) -> str:
+        """:meth:`remember`, awaitable; returns the memory's id."""
+        return await self._semantic.aremember(text, **metadata)
+
+    async def aforget(self, memory_id: str) -> bool:
+        """:meth:`forget`, awaitable."""
+        return await self._semantic.aforget(memory_id)
+
+    async def _awrite(self, operation: str, data: dict[str, Any]) -> None:
+        if self._ajournal is None:
+            self._write(operation, data)
+        elif await self._ajournal(operation, data) is not APPLIED:
+            self._replica.apply(operation, data)
+
     def _write(self, operation: str, data: dict[str, Any]) -> None:
-        self._journal(operation, data)
-        self._replica.apply(operation, data)
+        if self._journal(operation, data) is not APPLIED:
+            self._replica.apply(operation, data)
 
     # -- semantic memory (project_o.agent.semantic) ---------------------
 

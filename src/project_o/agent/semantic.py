@@ -32,6 +32,7 @@ their slot until they outnumber the live ones, then the store compacts
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import threading
 import time
@@ -44,7 +45,7 @@ import numpy as np
 
 from project_o.agent.embedding import Embedder, HashingEmbedder, check_vectors
 from project_o.agent.keyword import KeywordIndex, terms
-from project_o.agent.store import DurableWrite
+from project_o.agent.store import APPLIED, AsyncDurableWrite, DurableWrite
 from project_o.agent.vectors import CODE_WORDS, VectorIndex, code_scheme, top_k
 from project_o.errors import InvalidArgument
 from project_o.wire import ensure_packable
@@ -343,10 +344,15 @@ class SemanticMemory:
     """What agent code calls (through ``ctx.memory``): journaled writes, local reads."""
 
     def __init__(self, store: SemanticStore, journal: DurableWrite,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 ajournal: AsyncDurableWrite | None = None) -> None:
         self._store = store
         self._journal = journal
+        self._ajournal = ajournal
         self._clock = clock
+        # Held across an awaited write: the next id is only taken once the last
+        # remember is applied, so concurrent requests never share an id.
+        self._async_lock = asyncio.Lock()
 
     @property
     def store(self) -> SemanticStore:
@@ -359,18 +365,50 @@ class SemanticMemory:
         Metadata values must be JSON-like; they come back on every hit and
         :meth:`recall`'s ``where=`` filters on them.
         """
-        _check_text(text, "text to remember", MAX_TEXT_CHARS)
-        ensure_packable(metadata, "memory metadata")
-        data: dict[str, Any] = {"text": text, "metadata": metadata, "created": self._clock()}
+        data = self._remember_data(text, metadata)
         embedder = self._store.embedder
         if not embedder.deterministic:  # replay must not call the model again
             data["vector"] = embedder.embed([text])[0].astype("<f4").tobytes()
             data["embedder"] = embedder.name
         with self._store.lock:
             data["id"] = self._store.next_id()
-            self._journal(MEMORY_REMEMBER, data)
-            self._store.apply(MEMORY_REMEMBER, data)
+            if self._journal(MEMORY_REMEMBER, data) is not APPLIED:
+                self._store.apply(MEMORY_REMEMBER, data)
         return str(data["id"])
+
+    def _remember_data(self, text: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        _check_text(text, "text to remember", MAX_TEXT_CHARS)
+        ensure_packable(metadata, "memory metadata")
+        return {"text": text, "metadata": metadata, "created": self._clock()}
+
+    async def aremember(self, text: str, **metadata: Any) -> str:
+        """:meth:`remember`, awaitable (a model embedder runs in a worker thread)."""
+        data = self._remember_data(text, metadata)
+        embedder = self._store.embedder
+        if not embedder.deterministic:
+            vector = await asyncio.to_thread(embedder.embed, [text])
+            data["vector"] = vector[0].astype("<f4").tobytes()
+            data["embedder"] = embedder.name
+        async with self._async_lock:
+            data["id"] = self._store.next_id()
+            await self._awrite(MEMORY_REMEMBER, data)
+        return str(data["id"])
+
+    async def aforget(self, memory_id: str) -> bool:
+        """:meth:`forget`, awaitable."""
+        async with self._async_lock:
+            if not isinstance(memory_id, str) or memory_id not in self._store:
+                return False
+            await self._awrite(MEMORY_FORGET, {"id": memory_id})
+        return True
+
+    async def _awrite(self, operation: str, data: dict[str, Any]) -> None:
+        if self._ajournal is None:
+            applied = self._journal(operation, data)
+        else:
+            applied = await self._ajournal(operation, data)
+        if applied is not APPLIED:
+            self._store.apply(operation, data)
 
     def recall(self, query: str, k: int = 5, where: dict[str, Any] | None = None) -> list[Hit]:
         """The ``k`` memories closest in meaning to ``query``, best first.
@@ -397,8 +435,8 @@ class SemanticMemory:
             if not isinstance(memory_id, str) or memory_id not in self._store:
                 return False
             data = {"id": memory_id}
-            self._journal(MEMORY_FORGET, data)
-            self._store.apply(MEMORY_FORGET, data)
+            if self._journal(MEMORY_FORGET, data) is not APPLIED:
+                self._store.apply(MEMORY_FORGET, data)
         return True
 
     def get(self, memory_id: str) -> Hit | None:

@@ -18,15 +18,21 @@ store that owns them and assembles the five-key checkpoint payload.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 from project_o.errors import InvalidArgument
+from project_o.vault.applied import APPLIED
 
-__all__ = ["PAYLOAD_SECTIONS", "DurableWrite", "StateBook", "Store"]
+__all__ = ["APPLIED", "PAYLOAD_SECTIONS", "AsyncDurableWrite", "DurableWrite", "StateBook",
+           "Store"]
 
-#: Makes one write durable; returns only when it is (or raises).
-DurableWrite = Callable[[str, dict[str, Any]], None]
+
+#: Makes one write durable; returns only when it is (or raises). It returns
+#: :data:`APPLIED` if it applied the write too, anything else if the caller must.
+DurableWrite = Callable[[str, dict[str, Any]], object]
+#: The awaitable form of :data:`DurableWrite` (async handlers, ``await ctx.memory.aset``).
+AsyncDurableWrite = Callable[[str, dict[str, Any]], Awaitable[object]]
 
 #: the checkpoint payload's keys (project_o.vault.checkpoint.PAYLOAD_KEYS)
 PAYLOAD_SECTIONS: Final = ("agent_state", "memory_blocks", "tool_registry", "llm_history",
@@ -83,6 +89,11 @@ class StateBook:
     def owns(self, operation: str) -> bool:
         """Whether some store applies ``operation``."""
         return operation in self._owners
+
+    def locked(self, operation: str) -> bool:
+        """Whether the store of ``operation`` has a ``lock`` its writers hold while they
+        journal (read-modify-journal-apply): only the writing thread may apply it then."""
+        return hasattr(self._owners.get(operation), "lock")
 
     def apply(self, operation: str, data: Mapping[str, Any]) -> None:
         """Apply one journaled operation to the store that owns it."""

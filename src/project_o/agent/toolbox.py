@@ -1,11 +1,11 @@
 """Running tools: ``ctx.tools``, timeouts, structured errors, stubbed side effects.
 
-The instance is single-threaded: one thread owns its socket, and every
-durable write is a request/ack round trip on that socket. A tool with a
+Every durable write is a request/ack round trip on the instance's
+socket, made by the thread that serves the request. A tool with a
 timeout runs in a worker thread while the calling thread waits; writes the
 tool makes (``ctx.memory.set`` inside it) and the events it emits are
-*forwarded* to the waiting thread, which makes them, so the socket keeps
-exactly one user::
+*forwarded* to the waiting thread, which makes them, so they count as that
+request's and an abandoned tool cannot make them::
 
     caller thread (the instance's)                 worker thread (daemon)
     ──────────────────────────────                 ──────────────────────
@@ -30,6 +30,7 @@ should use ``timeout=None``, which runs them inline on the caller's thread.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import queue
@@ -172,8 +173,8 @@ class JournalGate:
     def __init__(self, journal: DurableWrite) -> None:
         self._call = on_owner_thread(journal, "make a durable write")
 
-    def __call__(self, operation: str, data: dict[str, Any]) -> None:
-        self._call(operation, data)
+    def __call__(self, operation: str, data: dict[str, Any]) -> object:
+        return self._call(operation, data)
 
 
 class ToolRunner:
@@ -390,6 +391,12 @@ class ToolBox:
                               "pass arguments either as one map or as keywords, not a string "
                               "and keywords")
         return self._runner.call(self._ctx, name, arguments)
+
+    async def acall(self, name: str, arguments: Mapping[str, Any] | str | None = None, /,
+                    **kwargs: Any) -> Any:
+        """:meth:`call`, awaitable: the tool runs on a worker thread, so an ``async
+        def`` handler's event loop serves other requests meanwhile."""
+        return await asyncio.to_thread(functools.partial(self.call, name, arguments, **kwargs))
 
     def specs(self) -> list[BoundTool]:
         """Every tool, as objects with ``name``, ``description``, ``parameters``, ``call``."""

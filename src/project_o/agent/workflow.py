@@ -39,6 +39,7 @@ long as the handler starts them in the same order.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar, overl
 
 import msgpack
 
-from project_o.agent.store import DurableWrite
+from project_o.agent.store import APPLIED, DurableWrite
 from project_o.agent.toolbox import IDLE_SLICE
 from project_o.errors import InvalidArgument, ProjectOError
 from project_o.wire import ensure_packable
@@ -351,8 +352,8 @@ class WorkflowRunner:
         self._clock = clock
 
     def _write(self, operation: str, data: dict[str, Any]) -> None:
-        self._journal(operation, data)
-        self.store.apply(operation, data)
+        if self._journal(operation, data) is not APPLIED:
+            self.store.apply(operation, data)
 
     def run(self, ctx: Context | None, name: str, run_id: str, input: Any = None) -> Any:
         """Run (or resume, or return the output of) the run ``run_id`` of ``name``."""
@@ -450,6 +451,12 @@ class Workflows:
         elif not isinstance(run_id, str) or not run_id:
             raise InvalidArgument(f"run_id must be a non-empty str, got {run_id!r}")
         return self._runner.run(self._ctx, name, run_id, input)
+
+    async def arun(self, name: str, input: Any = None, *, run_id: str | None = None) -> Any:
+        """:meth:`run`, awaitable: the steps run on a worker thread."""
+        if run_id is None:
+            run_id = self._derived_id(name)  # here, so ids follow the order of the calls
+        return await asyncio.to_thread(self.run, name, input, run_id=run_id)
 
     def _derived_id(self, name: str) -> str:
         count = self._counts.get(name, 0) + 1

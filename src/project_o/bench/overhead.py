@@ -12,7 +12,8 @@
     handlers (bench/agents/work_agent*.py): 0 ms, 1 ms of CPU, 100 ms of I/O;
     sync, and async where the agent API takes async handlers
     also: wrk against a trivial server (the load generator's ceiling), the same
-    load with a dashboard watching, and the PSS of the stack
+    load with a dashboard watching, the PSS of the stack, and the 1 ms CPU
+    handler served by --instances 2 against --instances 1 (a pool of mains)
 
 Each figure pair (Project O, plain) is measured in the same run, one after
 the other, with the same wrk command: requests/s, p50/p99 latency as wrk
@@ -81,6 +82,9 @@ PSS_GOAL_MB: Final = 100.0
 DASHBOARD_RATIO_GOAL: Final = 0.95
 #: the load generator must reach at least this multiple of the fastest server figure
 CEILING_GOAL: Final = 2.0
+#: the 1 ms CPU handler's req/s with --instances 2 over --instances 1 (a pool of mains)
+SCALING_GOAL: Final = 1.3
+SCALING_WORK: Final = "1 ms CPU"
 #: a process at this share of one core, or all cores this busy, limited the figure
 CPU_BOUND: Final = 0.85
 _DRAIN_TIMEOUT_S: Final = 120.0
@@ -124,14 +128,14 @@ Progress = Callable[[str], None]
 
 
 def run(quick: bool, progress: Progress) -> Report:
-    """Project O against a plain FastAPI app under wrk; the stack's PSS."""
-    return run_with(QUICK_SECONDS if quick else FULL_SECONDS, quick, progress)
+    """Project O against a plain FastAPI app under wrk; the stack's PSS; two mains over one."""
+    return run_with(QUICK_SECONDS if quick else FULL_SECONDS, quick, progress, scaling=True)
 
 
 def run_with(seconds: int, quick: bool, progress: Progress, *,
              works: Sequence[Work] = WORKS, loads: Sequence[Load] = LOADS,
              flavours: Sequence[Flavour] | None = None, dashboard_rounds: int | None = None,
-             memory: bool = True) -> Report:
+             memory: bool = True, scaling: bool = False) -> Report:
     """The benchmark with chosen knobs (the tests run it small)."""
     wrk = ensure_wrk()
     report = Report(name="overhead", quick=quick)
@@ -144,6 +148,10 @@ def run_with(seconds: int, quick: bool, progress: Progress, *,
         for flavour in chosen:
             _flavour(report, wrk, root, flavour, works, loads, seconds, rounds, progress)
         _ceiling_target(report, ceiling)
+        if scaling:
+            progress(f"sync {SCALING_WORK}, 32 connections: {PROJECT_O} with --instances 1, "
+                     f"then 2, {seconds} s each")
+            _scaling(report, wrk, root, seconds)
         if memory:
             progress("memory of the stack serving the built-in assistant")
             _memory(report, measure_memory(root / "vault-assistant"))
@@ -199,6 +207,25 @@ def _flavour(report: Report, wrk: str, root: Path, flavour: Flavour, works: Sequ
         if rounds and any(w.name == "1 ms CPU" for w in works):
             progress(f"{flavour.name} 1 ms CPU: {PROJECT_O} with a dashboard watching")
             _with_dashboard(report, wrk, stack, servers[1], flavour, seconds, rounds)
+
+
+def _scaling(report: Report, wrk: str, root: Path, seconds: int) -> None:
+    """The 1 ms CPU handler (sync), 32 connections, served by one main, then by two."""
+    work = next(w for w in WORKS if w.name == SCALING_WORK)
+    rows = []
+    for instances in (1, 2):
+        with Stack(root / f"vault-instances-{instances}", WORK_AGENT,
+                   ["--instances", str(instances)]) as stack:
+            server = _project_o(stack)
+            _load(wrk, server, WORKS[0], Load(1, 4), 1)  # warm: connections, lazy imports
+            row = _measure(wrk, server, work, Load(2, 32), seconds)
+        rows.append({"handler": f"{work.name} --instances {instances}", "flavour": "sync",
+                     "connections": 32, **row})
+    ratio = rows[1]["req/s"] / rows[0]["req/s"] if rows[0]["req/s"] else 0.0
+    rows[1]["req/s ratio"] = round(ratio, 3)
+    report.rows.extend(rows)
+    report.target(f"req/s --instances 2 / --instances 1, sync {work.name}, 32 conn.", ratio,
+                  f">= {SCALING_GOAL:g}", ratio >= SCALING_GOAL)
 
 
 def _project_o(stack: Stack) -> _Server:

@@ -97,7 +97,8 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
         "exception). InvalidOutput: the agent's output is not JSON."
     ),
     503: _error(
-        "NoInstanceAvailable: no agent instance can take the request yet.",
+        "NoInstanceAvailable: no agent instance can take the request yet. Overloaded: "
+        "every instance serves its max_concurrency and the queue is full.",
         headers={
             "Retry-After": {
                 "description": "Seconds to wait before retrying.",

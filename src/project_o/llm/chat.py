@@ -29,6 +29,7 @@ reads and can correct, never a crash of the chat.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import queue
@@ -43,13 +44,15 @@ from project_o.errors import InvalidArgument, LLMError, VaultError
 from project_o.llm.client import Completion, LLMClient, TokenCallback, ToolCall, Usage
 from project_o.llm.config import LLMConfig
 from project_o.llm.history import LLM_EXCHANGE, LLM_FORGET, LLM_USAGE, LLMHistory
+from project_o.vault.applied import APPLIED
 from project_o.wire import ensure_packable
 
 #: makes one write durable, returning once it is: the agent's journal
 #: (``project_o.agent.store.DurableWrite``), spelled out because ``llm`` sits below ``agent``
-DurableWrite = Callable[[str, dict[str, Any]], None]
+#: (it returns ``APPLIED`` when it applied the write itself, in WAL order)
+DurableWrite = Callable[[str, dict[str, Any]], object]
 #: the same, awaited (what an ``async`` handler's journal offers)
-DurableWriteAsync = Callable[[str, dict[str, Any]], Awaitable[None]]
+DurableWriteAsync = Callable[[str, dict[str, Any]], Awaitable[object]]
 
 __all__ = [
     "DEFAULT_CONVERSATION",
@@ -237,8 +240,8 @@ class LLM:
     def forget(self, conversation: str = DEFAULT_CONVERSATION) -> None:
         """Durably drop a conversation's messages (usage totals stay)."""
         data = {"conversation": conversation}
-        self._journal(LLM_FORGET, data)
-        self._history.apply(LLM_FORGET, data)
+        if self._journal(LLM_FORGET, data) is not APPLIED:
+            self._history.apply(LLM_FORGET, data)
 
     def chat(
         self,
@@ -271,8 +274,8 @@ class LLM:
                                  max_steps, options)
         reply = run.loop(steps)
         data = self._record(conversation, reply)
-        self._journal(LLM_EXCHANGE, data)
-        self._history.apply(LLM_EXCHANGE, data)
+        if self._journal(LLM_EXCHANGE, data) is not APPLIED:
+            self._history.apply(LLM_EXCHANGE, data)
         return reply
 
     async def achat(
@@ -289,17 +292,19 @@ class LLM:
     ) -> LLMReply:
         """:meth:`chat` for ``async`` handlers: the event loop serves others while it waits.
 
-        Tools run as in :meth:`chat`; ``on_token`` is called on the loop.
+        Tools run as in :meth:`chat`, each on a worker thread (a tool may block);
+        ``on_token`` is called on the loop.
         """
         run, steps = self._start(messages, system, tools, stream, on_token, conversation,
                                  max_steps, options)
         reply = await run.aloop(steps)
         data = self._record(conversation, reply)
         if self._journal_async is not None:
-            await self._journal_async(LLM_EXCHANGE, data)
+            applied = await self._journal_async(LLM_EXCHANGE, data)
         else:
-            self._journal(LLM_EXCHANGE, data)
-        self._history.apply(LLM_EXCHANGE, data)
+            applied = self._journal(LLM_EXCHANGE, data)
+        if applied is not APPLIED:
+            self._history.apply(LLM_EXCHANGE, data)
         return reply
 
     # -- internals ----------------------------------------------------------
@@ -356,8 +361,8 @@ class LLM:
     def _record_failure(self, usage: Usage, model: str, error: LLMError) -> None:
         data = {"model": model, "usage": usage.to_dict(), "error": str(error),
                 "request_id": self._request_id, "at": self._clock()}
-        self._journal(LLM_USAGE, data)
-        self._history.apply(LLM_USAGE, data)
+        if self._journal(LLM_USAGE, data) is not APPLIED:
+            self._history.apply(LLM_USAGE, data)
 
 
 class _Run:
@@ -385,26 +390,39 @@ class _Run:
 
     async def aloop(self, max_steps: int) -> LLMReply:
         step = 1
-        while (reply := self._step(await self._ask_async(), step, max_steps)) is None:
+        while True:
+            completion = await self._ask_async()
+            calls = self._tool_round(completion, step, max_steps)
+            if calls is None:
+                return self._reply(completion, step)
+            for call in calls:  # a tool may block: never on the loop
+                self.transcript.append(await asyncio.to_thread(self._run_tool, call))
             step += 1
-        return reply
 
     def _step(self, completion: Completion, step: int, max_steps: int) -> LLMReply | None:
         """Take one answer: the final reply, or None once the tools it asked for have run."""
+        calls = self._tool_round(completion, step, max_steps)
+        if calls is None:
+            return self._reply(completion, step)
+        for call in calls:
+            self.transcript.append(self._run_tool(call))
+        return None
+
+    def _tool_round(self, completion: Completion, step: int,
+                    max_steps: int) -> tuple[ToolCall, ...] | None:
+        """Record one answer; the tool calls to run next, or None if it is the final one."""
         if not completion.tool_calls or not self.toolbox:
             # Calls nobody answers stay out of the history: the API refuses
             # an assistant's tool call that no tool message follows.
             self.transcript.append({"role": "assistant", "content": completion.text})
-            return self._reply(completion, step)
+            return None
         self.transcript.append(completion.message())
         if step > max_steps:
             error = LLMError(f"the model still asked for tools after {max_steps} tool rounds; "
                              "raise max_steps or simplify the task")
             self._fail(error, completion.model)
             raise error
-        for call in completion.tool_calls:
-            self.transcript.append(self._run_tool(call))
-        return None
+        return completion.tool_calls
 
     async def _ask_async(self) -> Completion:
         try:

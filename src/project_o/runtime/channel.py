@@ -45,7 +45,11 @@ _FDS_KEPT: Final = 4
 
 
 class Channel:
-    """Frames over a connected stream socket, for a single-threaded owner."""
+    """Frames over a connected stream socket.
+
+    One thread receives; :meth:`send` may be called from several threads
+    only under the owner's lock (frames must not interleave).
+    """
 
     def __init__(self, sock: socket.socket, max_frame_size: int) -> None:
         self._sock = sock
@@ -56,6 +60,10 @@ class Channel:
         self._fds: deque[int] = deque()
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
+
+    def fileno(self) -> int:
+        """The socket's descriptor (for an event loop's reader)."""
+        return self._sock.fileno()
 
     def send(self, message: Message) -> None:
         """Send one frame.
@@ -81,6 +89,21 @@ class Channel:
                 return None
             self._read_some()
         return self._ready.popleft()
+
+    def take_ready(self) -> list[Message]:
+        """Frames already decoded and not yet received (handed to an event loop)."""
+        ready = list(self._ready)
+        self._ready.clear()
+        return ready
+
+    def read_available(self) -> list[Message]:
+        """One ``recv`` (call it when the socket is readable) and the frames it completed.
+
+        Raises as :meth:`receive` does. For an event loop's reader callback:
+        the socket stays blocking, and a readable socket does not block.
+        """
+        self._read_some()
+        return self.take_ready()
 
     def take_fd(self) -> int | None:
         """The oldest descriptor received and not yet taken (the caller closes it), or None."""

@@ -2,15 +2,17 @@
 
 ::
 
-    supervisor                                      instance (single-threaded)
-        ◄── hello {pid, version, role, instance_id}
+    supervisor                                      instance (its event loop + a thread pool)
+        ◄── hello {pid, version, role, instance_id, max_concurrency, handler}
         ──► restore {checkpoint, entries, last_sequence}    sealed checkpoint copy (its fd
                                                             comes with the frame) + WAL replay
         ◄── heartbeat {beat, rss_bytes, last_sequence}      the first one means "restored",
                                                             then one every interval
-        ──► request {id, input, deadline_ms, stream} ─────► handler(ctx, input)
-        ◄── wal_entry {id, operation, data}  ◄───────────── ctx.memory.set / delete
-        ──► wal_ack {id, sequence} ────────────────────────► applied; back to agent code
+        ──► request {id, input, deadline_ms, stream} ─────► handler(ctx, input): up to
+                                                            max_concurrency at once
+        ◄── wal_entry {id, operation, data}  ◄───────────── ctx.memory.set / aset ...
+        ──► wal_ack {id, sequence} ────────────────────────► applied in WAL order; back to
+                                                            the agent code that wrote
         ◄── stream {id, event}               ◄───────────── ctx.emit(event), if stream
         ◄── response {id, output} | error {id, kind, message, traceback}
         ──► feedback {id, request_id, score, comment, version}
@@ -20,7 +22,7 @@
         ◄── response {id, output: [report per hook]} | error {id, ...}
         ──► checkpoint {id}     ◄── checkpoint {id, state, last_sequence}
         ◄── checkpoint {id, state, last_sequence}           every N acknowledged writes
-        ──► wal_entry {sequence, operation, data}           standby: tail the WAL
+        ──► wal_entry {sequence, operation, data}           the other mains' writes (WAL order)
         ──► promote {role}                                  standby becomes a server
         ◄── evolution_intent {id, hypothesis, source|files|operator, params}
                                                             ctx.evolve(...): waits for
@@ -32,12 +34,23 @@
 
 The fields of each message are tabled in docs/design.md ("Wire protocol").
 
-Heartbeats are sent only where the instance waits on its socket (between
-requests, and while a memory write waits for its ack) and when a handler
-emits a stream event (emitting is progress: an LLM streaming tokens for
-longer than the heartbeat timeout is not hung): a handler that spins or
-deadlocks stops them, which is how the supervisor tells a hang.
-Frames that arrive while a write waits for its ack are queued, not lost.
+Concurrency. After the restore the instance runs an asyncio event loop
+(poll-based, so it adds no descriptor but its wakeup pair). It reads the
+socket, sends the heartbeats and admits up to ``max_concurrency``
+requests (the supervisor queues the rest; the instance queues any
+surplus too). An ``async def`` handler runs as a task on the loop; a
+plain one runs on a worker thread of a bounded pool. Every frame is
+matched by its ``id``: answers by request id, acks by write id, the
+supervisor's answers to an intent by intent id (:meth:`Instance.await_reply`
+serves any such request/response pair). Writes are applied in WAL order
+(:mod:`project_o.runtime.write_order`).
+
+Hangs. Heartbeats come only from the event loop, so an ``async def``
+handler that blocks the loop (``time.sleep``, a busy loop) stops them. A
+worker thread that has not come back to the runtime (a write, an event,
+a tool or LLM wait, its answer) for :data:`STALL_BEATS` intervals stops
+them too, as a plain handler stuck in a loop always has: the supervisor
+kills the instance after its heartbeat timeout.
 
 A handler's exception becomes an ``error`` frame and the instance goes on;
 ``SystemExit`` from agent code ends the process with its code. Anything
@@ -51,11 +64,17 @@ the zygote's ``exited`` report says what happened::
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import faulthandler
+import functools
+import inspect
 import itertools
 import os
+import selectors
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -64,7 +83,7 @@ from typing import Any, Final
 
 from project_o.agent.dsl import Agent
 from project_o.agent.kit import AgentKit
-from project_o.agent.toolbox import on_owner_thread
+from project_o.agent.store import APPLIED
 from project_o.errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -72,12 +91,14 @@ from project_o.errors import (
     ProtocolError,
     VaultError,
 )
-from project_o.llm.client import TokenCallback
 from project_o.llm.config import LLMConfig
 from project_o.llm.remote import RemoteClient
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.llm_link import LLMLink
+from project_o.runtime.procctl import parent_death_signal, set_parent_death_signal
+from project_o.runtime.workers import Workers, share_malloc_arenas
+from project_o.runtime.write_order import PendingWrite, WriteOrder
 from project_o.vault.checkpoint import read_checkpoint
 from project_o.wire import Message, MessageType, ensure_packable
 
@@ -88,6 +109,7 @@ __all__ = [
     "EXIT_RESTORE_FAILED",
     "EXIT_RUNTIME_BUG",
     "RESTORE_ERROR_ID",
+    "STALL_BEATS",
     "STANDBY",
     "Instance",
     "run_instance",
@@ -113,6 +135,12 @@ MAX_MESSAGE_CHARS: Final = 4 * 1024
 EVOLVE_ANSWER_TIMEOUT: Final = 10.0
 #: experiment outcomes remembered by the instance
 EVOLUTION_RESULTS_KEPT: Final = 100
+#: heartbeat intervals a worker thread may go without coming back to the
+#: runtime before the loop stops beating (a plain handler stuck in a loop)
+STALL_BEATS: Final = 1
+#: threads an ``async def`` agent's blocking calls (ctx.tools.acall, ctx.llm.achat,
+#: ctx.workflows.arun) share at most
+OFFLOAD_THREADS: Final = 32
 _PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 # Longest single wait on the socket before any beat is due (before the restore).
 _IDLE_WAIT: Final = 3600.0
@@ -150,31 +178,57 @@ class Instance:
         self.role = role
         self._instance_id = instance_id
         self._config = config
+        self._send_lock = threading.Lock()
+        self._writes = WriteOrder(self._send_entry, self._apply_live, self._on_released,
+                                  thread_applies=lambda operation: self._state.locked(operation),
+                                  apply_tail=self._apply_tail)
         self._kit = AgentKit(agent, self._journal, params=params,
-                             stub_side_effects=config.stub_side_effects)
-        self._kit.idle = self._beat_if_due  # slow tools keep beating
+                             stub_side_effects=config.stub_side_effects, ajournal=self._ajournal)
+        self._kit.idle = self._progress  # slow tools and LLM calls are progress
         self._kit.evolve = self._evolve
         self._inbox: deque[Message] = deque()
-        #: ctx.llm's calls: made by the supervisor, the key never here
-        self.llm_link = LLMLink(lambda kind, data: self._send(kind, **data), self._receive,
-                                self._inbox.append)
+        #: ctx.llm's calls: made by the supervisor, the key never here; the loop
+        #: routes their answers (the only reader of the socket)
+        self.llm_link = LLMLink(lambda kind, data: self._send(kind, **data),
+                                waiting=self._waiting, on_loop=self._on_loop_thread,
+                                slice_s=config.heartbeat_interval / 2)
         if config.llm is not None:
-            self._kit.use_llm(LLMConfig(**config.llm), client=RemoteClient(_OwnerThread(
-                self.llm_link)))
+            self._kit.use_llm(LLMConfig(**config.llm), client=RemoteClient(self.llm_link))
         self._intent_ids = itertools.count(1)
         #: outcomes of experiments this agent asked for (``evolution_result`` frames)
         self.evolution_results: deque[dict[str, Any]] = deque(maxlen=EVOLUTION_RESULTS_KEPT)
         self._state = self._kit.state
-        self.last_sequence = 0
         self._fatal: _Exit | None = None
         self._beats = itertools.count(1)
-        # No beats before the restore: the first heartbeat tells the
-        # supervisor that the restore is done.
-        self._next_beat = float("inf")
-        self._entry_ids = itertools.count(1)
         self._checkpoint_ids = itertools.count(1)
         self._writes_since_checkpoint = 0
+        self._checkpointing = True
+        self._checkpoints_wanted: deque[Any] = deque()
         self.last_checkpoint_id: Any = None
+        # -- concurrency (set up when serving starts) --
+        self.max_concurrency = agent.max_concurrency
+        self._queued: deque[dict[str, Any]] = deque()
+        self._running = 0
+        self._tasks: set[asyncio.Future[Any]] = set()
+        #: worker thread -> when it last came back to the runtime (plain handlers)
+        self._busy: dict[int, float] = {}
+        #: answers the loop routes by id to whoever waits (a thread or a task)
+        self._replies: dict[Any, concurrent.futures.Future[dict[str, Any]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: plain handlers' threads (see project_o.runtime.workers)
+        self._workers = Workers("agent")
+        self._stopped: asyncio.Future[_Exit] | None = None
+
+    @property
+    def last_sequence(self) -> int:
+        """The newest WAL sequence the stores hold (restored, tailed or written)."""
+        return self._writes.last_sequence
+
+    @last_sequence.setter
+    def last_sequence(self, sequence: int) -> None:
+        self._writes.last_sequence = sequence
 
     # -- lifecycle ------------------------------------------------------
 
@@ -187,48 +241,104 @@ class Instance:
                 version=self._version,
                 role=self.role,
                 instance_id=self._instance_id,
+                max_concurrency=self.max_concurrency,
+                handler="async" if self._agent.is_async else "sync",
             )
             self._restore(self._await_restore())
             self._beat()  # the supervisor's signal that the restore is done
-            self._serve()
-            return EXIT_OK
+            raise self._serve()
         except _Exit as exit_:
             if exit_.code != EXIT_OK:
                 print(f"instance {self._instance_id}: {exit_}", file=sys.stderr)
             return exit_.code
 
-    def _serve(self) -> None:
+    def _serve(self) -> _Exit:
+        """Run the event loop until shutdown or a fatal error; how it ended."""
+        # PollSelector: poll() needs no descriptor of its own (epoll would).
+        loop = asyncio.SelectorEventLoop(selectors.PollSelector())
+        share_malloc_arenas()  # before any thread: see project_o.runtime.workers
+        threads = min(self.max_concurrency, OFFLOAD_THREADS)
+        # The parent-death signal is a per-thread setting the kernel acts on
+        # for the whole process; workers repeat the main thread's, so agent
+        # code sees the same protection whichever thread it runs on.
+        death_signal = parent_death_signal()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            threads, "offload", initializer=set_parent_death_signal, initargs=(death_signal,))
+        self._workers = Workers("agent", lambda: set_parent_death_signal(death_signal))
+        loop.set_default_executor(self._pool)  # asyncio.to_thread: ctx.tools.acall & co
+        self._loop, self._loop_thread = loop, threading.get_ident()
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self._serve_async())
+        finally:
+            # Threads stuck in agent code are left behind: the process exits.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._workers.stop()
+
+    async def _serve_async(self) -> _Exit:
+        loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
+        loop.add_reader(self._channel.fileno(), self._on_readable)
+        self._dispatch_all([*self._inbox, *self._channel.take_ready()])
+        self._inbox.clear()
+        loop.call_later(self._config.heartbeat_interval, self._beat_tick)
+        try:
+            return await self._stopped
+        finally:
+            loop.remove_reader(self._channel.fileno())
+            self._writes.fail(self._fatal or _Exit(EXIT_OK, "stopping"))
+
+    def _stop(self, exit_: _Exit) -> None:
+        """End serving with ``exit_`` (the first reason wins)."""
+        self._fatal = self._fatal or exit_
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(self._fatal)
+
+    def _on_readable(self) -> None:
+        try:
+            messages = self._channel.read_available()
+        except ConnectionClosed as exc:
+            self._stop(self._fail(EXIT_CHANNEL_LOST, f"supervisor socket closed: {exc}"))
+            return
+        except ProtocolError as exc:
+            self._stop(self._violation(str(exc)))
+            return
+        self._dispatch_all(messages)
+
+    def _dispatch_all(self, messages: list[Message]) -> None:
         handlers = self._dispatch_table()
-        while True:
-            message = self._next_message()
-            if message is None:
-                continue
-            handler = handlers.get(message.type)
-            if handler is None:
-                raise self._violation(
-                    f"the supervisor may not send {message.type!r} "
-                    f"to an instance in role {self.role!r}"
-                )
-            if handler(message.data) is _STOP:
-                return
-            self._checkpoint_if_due()
+        try:
+            for message in messages:
+                handler = handlers.get(message.type)
+                if handler is None:
+                    raise self._violation(
+                        f"the supervisor may not send {message.type!r} "
+                        f"to an instance in role {self.role!r}"
+                    )
+                handler(message.data)
+                self._checkpoint_if_due()
+        except _Exit as exit_:
+            self._stop(exit_)
+        except Exception as exc:  # noqa: BLE001 - a bug here: end loudly, drop no frame silently
+            self._stop(_Exit(EXIT_RUNTIME_BUG, f"handling frames failed: {exc!r}"))
 
     def _dispatch_table(self) -> dict[str, Callable[[dict[str, Any]], object]]:
         return {
             MessageType.REQUEST: self._on_request,
             MessageType.FEEDBACK: self._on_feedback,
+            MessageType.WAL_ACK: self._on_ack,
             MessageType.CHECKPOINT: self._on_checkpoint_request,
             MessageType.CHECKPOINT_ACK: self._on_checkpoint_ack,
             MessageType.WAL_ENTRY: self._on_tail_entry,
             MessageType.PROMOTE: self._on_promote,
             MessageType.EVOLUTION_RESULT: self._on_evolution_result,
-            # Answers to an LLM call its caller gave up on (its token callback raised).
-            MessageType.LLM_TOKEN: lambda data: None,
-            MessageType.LLM_RESULT: lambda data: None,
-            MessageType.SHUTDOWN: lambda data: _STOP,
+            # Streamed pieces and answers of ctx.llm calls, to the call with their id.
+            MessageType.LLM_TOKEN: self._on_llm_frame(MessageType.LLM_TOKEN),
+            MessageType.LLM_RESULT: self._on_llm_frame(MessageType.LLM_RESULT),
+            MessageType.SHUTDOWN: lambda data: self._stop(_Exit(EXIT_OK, "shutdown")),
         }
 
-    # -- restore --------------------------------------------------------
+    # -- restore (before the loop runs: blocking) -------------------------
 
     def _await_restore(self) -> dict[str, Any]:
         while True:
@@ -300,29 +410,133 @@ class Instance:
     def _on_request(self, data: dict[str, Any]) -> object:
         if self.role == STANDBY:
             raise self._violation("a standby serves no requests until it is promoted")
-        request_id = data.get("id")
-        if request_id is None:
+        if data.get("id") is None:
             raise self._violation("a request needs an id")
         self._state.count("requests")
-        emit = self._emitter(request_id, streaming=data.get("stream") is True)
-        ctx = self._kit.context(request_id, emit=emit)
+        self._queued.append(data)
+        self._admit()
+        return None
+
+    def _admit(self) -> None:
+        """Start queued requests while fewer than ``max_concurrency`` run."""
+        loop = self._loop
+        assert loop is not None
+        # Not while another main's write received before is still unapplied: a request
+        # sees every write acknowledged before it was sent (see docs/design.md).
+        while (self._queued and self._running < self.max_concurrency
+               and not self._writes.tails_waiting):
+            data = self._queued[0]
+            if self._agent.runs_async(data.get("input")):
+                work = loop.create_task(self._handle_async(data))
+                self._tasks.add(work)
+                work.add_done_callback(self._request_done)
+            else:
+                try:
+                    self._workers.submit(functools.partial(self._run_sync, data))
+                except RuntimeError as exc:  # the task limit: no thread for it now
+                    if not self._fewer_threads(data, exc):
+                        return
+                    continue
+            self._queued.popleft()
+            self._running += 1
+
+    def _fewer_threads(self, data: dict[str, Any], exc: RuntimeError) -> bool:
+        """No worker thread could start for ``data``: serve with the threads there are.
+
+        True if it was answered with the error at once (no thread at all
+        runs: nothing would ever serve it here); False if it stays queued.
+        """
+        if self._running == 0:
+            self._queued.popleft()
+            self._send_error(data["id"], exc)
+            return True
+        print(f"instance {self._instance_id}: no more worker threads ({exc}); serving "
+              f"{self._running} requests at once instead of {self.max_concurrency}",
+              file=sys.stderr)
+        self.max_concurrency = self._running
+        return False
+
+    def _run_sync(self, data: dict[str, Any]) -> None:
+        """On a worker thread: serve one request, then tell the loop how it went."""
+        error: BaseException | None = None
         try:
-            output = self._agent.handle(ctx, data.get("input"))
+            self._handle_sync(data)
+        except BaseException as exc:  # noqa: BLE001 - reported to the loop, which decides
+            error = exc
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._sync_done, error)
+
+    def _sync_done(self, error: BaseException | None) -> None:
+        self._running -= 1
+        self._finished(error)
+
+    def _request_done(self, work: asyncio.Future[Any]) -> None:
+        self._tasks.discard(work)
+        self._running -= 1
+        self._finished(None if work.cancelled() else work.exception())
+
+    def _finished(self, error: BaseException | None) -> None:
+        if isinstance(error, _Exit):
+            self._stop(error)
+            return
+        if error is not None:
+            self._stop(_Exit(EXIT_RUNTIME_BUG, f"serving a request failed: {error!r}"))
+            return
+        self._admit()
+        self._checkpoint_if_due()
+
+    async def _handle_async(self, data: dict[str, Any]) -> None:
+        """One request to an ``async def`` handler, on the loop, under its deadline."""
+        request_id = data["id"]
+        ctx = self._kit.context(request_id, emit=self._emitter(request_id, data))
+        deadline = _deadline_s(data)
+        try:
+            async with asyncio.timeout(deadline) as scope:
+                output = self._agent.handle(ctx, data.get("input"))
+                if inspect.isawaitable(output):
+                    output = await output
+        except SystemExit as exc:
+            raise _Exit(_exit_code(exc), "the agent's handler asked to exit") from exc
         except Exception as exc:  # noqa: BLE001 - agent code may raise anything
             self._raise_if_fatal()
             self._state.count("errors")
+            if isinstance(exc, TimeoutError) and scope.expired():
+                exc = TimeoutError(f"the handler ran past the request's deadline ({deadline:g} s)")
             self._send_error(request_id, exc)
-            return None
+            return
+        self._answer(request_id, output)
+
+    def _handle_sync(self, data: dict[str, Any]) -> None:
+        """One request to a plain handler, on a worker thread."""
+        request_id = data["id"]
+        me = threading.get_ident()
+        self._busy[me] = time.monotonic()
+        try:
+            ctx = self._kit.context(request_id, emit=self._emitter(request_id, data))
+            output = self._agent.handle(ctx, data.get("input"))
+        except SystemExit as exc:
+            raise _Exit(_exit_code(exc), "the agent's handler asked to exit") from exc
+        except Exception as exc:  # noqa: BLE001 - agent code may raise anything
+            self._raise_if_fatal()
+            self._on_loop(self._state.count, "errors")
+            self._send_error(request_id, exc)
+            return
+        finally:
+            self._busy.pop(me, None)
+        self._answer(request_id, output)
+
+    def _answer(self, request_id: Any, output: Any) -> None:
         self._raise_if_fatal()
         try:
             self._send(MessageType.RESPONSE, id=request_id, output=output)
         except (InvalidArgument, FrameTooLarge) as exc:
-            self._state.count("errors")
+            self._on_loop(self._state.count, "errors")
             self._send_error(request_id, exc)
-        return None
 
-    def _emitter(self, request_id: Any, *, streaming: bool) -> Callable[[Any], None]:
+    def _emitter(self, request_id: Any, data: dict[str, Any]) -> Callable[[Any], None]:
         """``ctx.emit`` for one request: a ``stream`` frame per event when asked for."""
+        streaming = data.get("stream") is True
 
         def emit(event: Any) -> None:
             self._raise_if_fatal()
@@ -332,7 +546,7 @@ class Instance:
                 ensure_packable(event, "event")
                 return
             self._send(MessageType.STREAM, id=request_id, event=event)
-            self._beat_if_due()
+            self._progress()
 
         return emit
 
@@ -354,70 +568,170 @@ class Instance:
     def _on_feedback(self, data: dict[str, Any]) -> object:
         if self.role == STANDBY:
             raise self._violation("a standby takes no feedback until it is promoted")
-        feedback_id = data.get("id")
-        if feedback_id is None:
+        if data.get("id") is None:
             raise self._violation("a feedback frame needs an id")
-        feedback = {field: data.get(field) for field in FEEDBACK_FIELDS}
         self._state.count("feedback")
+        assert self._loop is not None
+        work = self._loop.run_in_executor(self._pool, self._feedback, data)
+        self._tasks.add(work)
+        work.add_done_callback(self._feedback_done)
+        return None
+
+    def _feedback_done(self, work: asyncio.Future[Any]) -> None:
+        self._tasks.discard(work)
+        error = None if work.cancelled() else work.exception()
+        if error is not None:
+            self._stop(error if isinstance(error, _Exit) else _Exit(
+                EXIT_RUNTIME_BUG, f"delivering feedback failed: {error!r}"))
+
+    def _feedback(self, data: dict[str, Any]) -> None:
+        """The agent's feedback hooks, on a worker thread (their writes journal as a request's)."""
+        feedback_id = data["id"]
+        feedback = {field: data.get(field) for field in FEEDBACK_FIELDS}
         try:
             # Runs every @agent.on_feedback hook; one report per hook, {"hook",
             # "ok"} or {"hook", "ok": False, "error"}: a hook's error is reported,
             # not raised. It raises only for feedback it cannot take.
             reports = self._agent.feedback(self._kit.context(feedback_id), feedback)
+        except SystemExit as exc:
+            raise _Exit(_exit_code(exc), "a feedback hook asked to exit") from exc
         except Exception as exc:  # noqa: BLE001 - agent code may raise anything
             self._raise_if_fatal()
             self._send_error(feedback_id, exc)
-            return None
-        self._raise_if_fatal()
-        try:
-            self._send(MessageType.RESPONSE, id=feedback_id, output=reports)
-        except (InvalidArgument, FrameTooLarge) as exc:
-            self._send_error(feedback_id, exc)
-        return None
+            return
+        self._answer(feedback_id, reports)
 
     # -- memory writes --------------------------------------------------
 
-    def _journal(self, operation: str, data: dict[str, Any]) -> None:
+    def _journal(self, operation: str, data: dict[str, Any]) -> object:
+        """The durable write of agent code on a worker thread: durable and applied on return."""
         self._raise_if_fatal()
-        entry_id = next(self._entry_ids)
+        if threading.get_ident() == self._loop_thread:
+            raise InvalidArgument(
+                f"an async def handler writes with the awaitable forms ({operation}: "
+                "await ctx.memory.aset(...), aremember, ..., or ctx.tools.acall / "
+                "ctx.llm.achat / ctx.workflows.arun): a blocking write would stop its event loop")
+        assert self._loop is not None
+        self._progress()
+        write = self._writes.submit(operation, data, None)
+        while not write.released.wait(self._config.heartbeat_interval / 2):
+            self._progress()
+            self._raise_if_fatal()
+        self._raise_if_fatal()
+        if write.applied:  # a store without a lock: the loop applied it in WAL order
+            self._progress()
+            if write.error is not None:
+                raise write.error
+            return APPLIED
+        try:
+            self._apply_live(operation, data)
+        finally:
+            # The baton goes back to the loop: the next write may be applied now.
+            self._loop.call_soon_threadsafe(self._baton_back, write)
+        self._progress()
+        return APPLIED
+
+    def _baton_back(self, write: PendingWrite) -> None:
+        """On the loop: release what waited for ``write`` (other mains' tails among it)."""
+        try:
+            self._writes.returned(write)
+        except ProtocolError as exc:  # a callback's error would only be logged: end here
+            self._stop(self._violation(str(exc)))
+
+    async def _ajournal(self, operation: str, data: dict[str, Any]) -> object:
+        """The durable write of ``await ctx.memory.aset(...)``: durable and applied on return."""
+        self._raise_if_fatal()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.submit(operation, data, future)
+        await future
+        return APPLIED
+
+    def _send_entry(self, entry_id: int, operation: str, data: dict[str, Any]) -> None:
         self._send(MessageType.WAL_ENTRY, id=entry_id, operation=operation, data=data)
-        self.last_sequence = self._await_ack(entry_id)
+
+    def _apply_live(self, operation: str, data: dict[str, Any]) -> None:
+        if self._state.owns(operation):
+            self._state.apply(operation, data)
+
+    def _on_released(self, sequence: int) -> None:
         self._state.count("writes")
         self._writes_since_checkpoint += 1
+        self._flush_checkpoints()
 
-    def _await_ack(self, entry_id: int) -> int:
-        while True:
-            message = self._receive()
-            if message is None:
-                continue
-            if message.type != MessageType.WAL_ACK:
-                self._inbox.append(message)  # served after the handler returns
-                continue
-            acked, sequence = message.data.get("id"), message.data.get("sequence")
-            if acked != entry_id:
-                raise self._violation(f"expected wal_ack for entry {entry_id}, got {acked!r}")
-            if (
-                isinstance(sequence, bool)
-                or not isinstance(sequence, int)
-                or (sequence <= self.last_sequence)
-            ):
-                raise self._violation(
-                    f"wal_ack sequence must be an int above {self.last_sequence}, got {sequence!r}"
-                )
-            return sequence
+    def _on_ack(self, data: dict[str, Any]) -> object:
+        try:
+            self._writes.acked(data.get("id"), data.get("sequence"))
+        except ProtocolError as exc:
+            raise self._violation(str(exc)) from exc
+        return None
 
     def _on_tail_entry(self, data: dict[str, Any]) -> object:
-        if self.role != STANDBY or "id" in data:
-            raise self._violation(f"only a standby takes WAL tail entries (role {self.role!r})")
-        self._apply_entry(data)
+        """Another main's write (a standby: every main's), applied in WAL order."""
+        if "id" in data:
+            raise self._violation("a WAL tail entry carries no id (that is a write of ours)")
+        sequence, operation = data.get("sequence"), data.get("operation")
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or not isinstance(
+                operation, str):
+            raise self._violation(
+                f"a WAL entry needs an int sequence and a str operation: {data!r}")
+        try:
+            self._writes.tailed(sequence, operation, data.get("data") or {})
+        except (ProtocolError, InvalidArgument) as exc:
+            raise self._violation(str(exc)) from exc
         return None
+
+    def _apply_tail(self, operation: str, data: dict[str, Any]) -> None:
+        self._apply_live(operation, data)
+        if self.role != STANDBY:  # a main's memory moved on: it counts toward its checkpoint
+            self._writes_since_checkpoint += 1
+        if self._queued and self._loop is not None:
+            self._loop.call_soon(self._admit)  # requests wait for tails received before them
 
     def _on_promote(self, data: dict[str, Any]) -> object:
         role = data.get("role", "main")
         if not isinstance(role, str) or role == STANDBY:
             raise self._violation(f"promote needs a serving role, got {role!r}")
         self.role = role
+        # A main of a pool other than the primary sends no checkpoints of its own
+        # accord: the primary's cover the one memory (it still answers a request for one).
+        self._checkpointing = data.get("checkpoints", True) is not False
         return None
+
+    # -- replies by id (evolution intents; any request/response pair) -----
+
+    def await_reply(self, reply_id: Any, send: Callable[[], None],
+                    timeout: float) -> dict[str, Any] | None:
+        """From a worker thread: ``send()`` a frame, then wait for the reply with its id.
+
+        The loop hands the reply's data over (:meth:`deliver_reply`); None
+        if none came within ``timeout`` seconds. Waiting is progress.
+        """
+        self._raise_if_fatal()
+        if threading.get_ident() == self._loop_thread:
+            raise InvalidArgument("an async def handler awaits the awaitable form "
+                                  "(await ctx.aevolve(...)): waiting here would stop its loop")
+        reply: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self._replies[reply_id] = reply
+        try:
+            send()
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    return reply.result(min(left, self._config.heartbeat_interval / 2))
+                except concurrent.futures.TimeoutError:
+                    self._progress()
+                    self._raise_if_fatal()
+            return None
+        finally:
+            self._replies.pop(reply_id, None)
+
+    def deliver_reply(self, reply_id: Any, data: dict[str, Any]) -> bool:
+        """On the loop: hand ``data`` to whoever awaits ``reply_id``; False if nobody does."""
+        reply = self._replies.pop(reply_id, None)
+        if reply is None or reply.done():
+            return False
+        reply.set_result(data)
+        return True
 
     # -- evolution ------------------------------------------------------
 
@@ -425,28 +739,22 @@ class Instance:
                 params: dict[str, Any] | None = None,
                 files: dict[str, str] | None = None) -> dict[str, Any]:
         """``ctx.evolve``: send an evolution_intent and return the supervisor's answer."""
-        self._raise_if_fatal()
         intent_id = f"intent-{next(self._intent_ids)}"
         candidate = {key: value for key, value in (("source", source), ("files", files),
                                                    ("operator", operator), ("params", params))
                      if value is not None}
-        self._send(MessageType.EVOLUTION_INTENT, id=intent_id, hypothesis=str(hypothesis),
-                   **candidate)
-        return self._await_evolution_answer(intent_id)
-
-    def _await_evolution_answer(self, intent_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + EVOLVE_ANSWER_TIMEOUT
-        while time.monotonic() < deadline:
-            message = self._receive()
-            if message is None:
-                continue
-            if message.type == MessageType.EVOLUTION_RESULT and message.data.get("id") == intent_id:
-                return {k: message.data.get(k) for k in ("experiment_id", "status", "reason")}
-            self._inbox.append(message)  # served after the handler returns
-        return {"experiment_id": None, "status": "unanswered",
-                "reason": f"the supervisor did not answer within {EVOLVE_ANSWER_TIMEOUT:g} s"}
+        answer = self.await_reply(
+            intent_id, lambda: self._send(MessageType.EVOLUTION_INTENT, id=intent_id,
+                                          hypothesis=str(hypothesis), **candidate),
+            EVOLVE_ANSWER_TIMEOUT)
+        if answer is None:
+            return {"experiment_id": None, "status": "unanswered",
+                    "reason": f"the supervisor did not answer within {EVOLVE_ANSWER_TIMEOUT:g} s"}
+        return {k: answer.get(k) for k in ("experiment_id", "status", "reason")}
 
     def _on_evolution_result(self, data: dict[str, Any]) -> object:
+        if "id" in data and self.deliver_reply(data.get("id"), data):
+            return None
         self.evolution_results.append(
             {k: data.get(k) for k in ("experiment_id", "status", "reason")})
         return None
@@ -454,16 +762,24 @@ class Instance:
     # -- checkpoints ----------------------------------------------------
 
     def _on_checkpoint_request(self, data: dict[str, Any]) -> object:
-        self._send_checkpoint(data.get("id"))
+        self._checkpoints_wanted.append(data.get("id"))
+        self._flush_checkpoints()
         return None
 
     def _on_checkpoint_ack(self, data: dict[str, Any]) -> object:
         self.last_checkpoint_id = data.get("checkpoint_id")
         return None
 
+    def _flush_checkpoints(self) -> None:
+        # Never while a thread applies a released write: the state would not be
+        # exactly the writes through last_sequence.
+        while self._checkpoints_wanted and not self._writes.baton_out:
+            self._send_checkpoint(self._checkpoints_wanted.popleft())
+
     def _checkpoint_if_due(self) -> None:
         every = self._config.checkpoint_every
-        if every and self._writes_since_checkpoint >= every:
+        if (every and self._checkpointing and self._writes_since_checkpoint >= every
+                and not self._writes.baton_out):
             self._send_checkpoint(f"{self._instance_id}-auto-{next(self._checkpoint_ids)}")
 
     def _send_checkpoint(self, checkpoint_id: Any) -> None:
@@ -480,37 +796,67 @@ class Instance:
 
     # -- the socket -----------------------------------------------------
 
-    def _next_message(self) -> Message | None:
-        if self._inbox:
-            self._beat_if_due()
-            return self._inbox.popleft()
-        return self._receive()
-
     def _receive(self) -> Message | None:
-        """Wait for a frame until the next beat is due; beat when it is."""
-        self._beat_if_due()
-        timeout = min(self._next_beat - time.monotonic(), _IDLE_WAIT)
+        """Before the loop runs: wait for a frame (no beats before the restore)."""
         try:
-            message = self._channel.receive(timeout)
+            return self._channel.receive(_IDLE_WAIT)
         except ConnectionClosed as exc:
             raise self._fail(EXIT_CHANNEL_LOST, f"supervisor socket closed: {exc}") from exc
         except ProtocolError as exc:
             raise self._violation(str(exc)) from exc
-        self._beat_if_due()
-        return message
 
     def _send(self, message_type: MessageType, **data: Any) -> None:
+        """Send one frame, from the loop or any worker thread."""
         try:
-            self._channel.send(Message(message_type, data))
+            with self._send_lock:
+                self._channel.send(Message(message_type, data))
         except ConnectionClosed as exc:
             raise self._fail(EXIT_CHANNEL_LOST, f"supervisor socket broke: {exc}") from exc
 
-    def _beat_if_due(self) -> None:
-        if time.monotonic() >= self._next_beat:
-            self._beat()
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def _on_llm_frame(self, kind: MessageType) -> Callable[[dict[str, Any]], object]:
+        # An answer for a call nobody waits for any more (its caller raised) is dropped.
+        return lambda data: self.llm_link.dispatch(Message(kind, data))
+
+    def _on_loop(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` on the loop (state the loop owns, from a worker thread)."""
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(function, *args)
+        else:
+            function(*args)
+
+    # -- liveness -------------------------------------------------------
+
+    def _waiting(self) -> None:
+        """A worker thread waits on the supervisor (an LLM call): progress, unless we are dying."""
+        self._progress()
+        self._raise_if_fatal()
+
+    def _progress(self) -> None:
+        """A worker thread came back to the runtime: it is not stuck."""
+        me = threading.get_ident()
+        if me in self._busy:
+            self._busy[me] = time.monotonic()
+
+    def _stalled(self) -> bool:
+        limit = time.monotonic() - STALL_BEATS * self._config.heartbeat_interval
+        return any(since < limit for since in list(self._busy.values()))
+
+    def _beat_tick(self) -> None:
+        assert self._loop is not None
+        if self._stopped is not None and self._stopped.done():
+            return
+        if not self._stalled():
+            try:
+                self._beat()
+            except _Exit as exit_:
+                self._stop(exit_)
+                return
+        self._loop.call_later(self._config.heartbeat_interval, self._beat_tick)
 
     def _beat(self) -> None:
-        self._next_beat = time.monotonic() + self._config.heartbeat_interval
         self._send(
             MessageType.HEARTBEAT,
             beat=next(self._beats),
@@ -527,6 +873,8 @@ class Instance:
         # Remembered, so agent code that swallows the exception with a bare
         # except still cannot keep a broken instance serving.
         self._fatal = self._fatal or _Exit(code, reason)
+        if self._loop is not None:
+            self._on_loop(self._stop, self._fatal)
         return self._fatal
 
     def _raise_if_fatal(self) -> None:
@@ -534,22 +882,16 @@ class Instance:
             raise self._fatal
 
 
-_STOP: Final = object()
+def _deadline_s(data: Mapping[str, Any]) -> float | None:
+    deadline_ms = data.get("deadline_ms")
+    if isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float)):
+        return None
+    return max(deadline_ms, 0) / 1000
 
 
-class _OwnerThread:
-    """The LLM link as ctx.llm's transport, safe to call from a tool's worker thread.
-
-    The socket has one user: a call made in a tool's worker is forwarded to
-    the thread waiting for that tool, as the tool's memory writes are.
-    """
-
-    def __init__(self, link: LLMLink) -> None:
-        self._call = on_owner_thread(link.call, "call the LLM")
-        self.call_async = link.call_async
-
-    def call(self, request: dict[str, Any], on_token: TokenCallback | None) -> dict[str, Any]:
-        return self._call(request, on_token)
+def _exit_code(exc: SystemExit) -> int:
+    code = exc.code
+    return code if isinstance(code, int) else (0 if code is None else 1)
 
 
 def _describe(exc: BaseException) -> str:
@@ -586,5 +928,4 @@ def run_instance(
     try:
         return instance.run()
     except SystemExit as exc:  # agent code asked the process to exit
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        return _exit_code(exc)

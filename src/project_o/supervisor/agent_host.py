@@ -1,14 +1,15 @@
-"""Keeps one agent version serving: zygote, main, warm standby, routing.
+"""Keeps one agent version serving: zygote, mains, warm standby, routing.
 
 ::
 
-            submit(input)
+            submit(input) ── least in flight ──┐
                  │             ┌──────── zygote (agent code imported once, gc.freeze())
-                 ▼             │ fork          fork
+                 ▼             │ fork (N mains: --instances)   fork
            ┌──── main ◄────────┤
            │  wal_entry        └──► standby (restored, tails the WAL)
            ▼
-        vault.append ──fsync──► wal_ack to main, wal_entry tail to standby
+        vault.append ──fsync──► wal_entry tail to the other mains and the standby,
+                                then wal_ack to the writer (one socket order: WAL order)
 
 The host is the agent's node of the supervision tree (agent -> zygote,
 main, standby) and is put together from parts, one concept each. The host
@@ -80,7 +81,7 @@ from project_o.supervisor.events import EventLog
 from project_o.supervisor.hot_reload import HotReload
 from project_o.supervisor.instance_factory import InstanceFactory
 from project_o.supervisor.instance_handle import InstanceHandle
-from project_o.supervisor.instance_pool import InstancePool
+from project_o.supervisor.instance_pool import PRIMARY, InstancePool
 from project_o.supervisor.intents import IntentListener, relay_intents
 from project_o.supervisor.journal import Journal
 from project_o.supervisor.llm_proxy import LLMProxy
@@ -123,7 +124,7 @@ class AgentHost:
         #: makes the model calls of every instance (main, standby, candidates): the key stays here
         self.llm = LLMProxy(config.llm, self.tasks.spawn, metrics=self.metrics,
                             catalog=lambda: vault.catalog, prices=config.llm_prices)
-        self.pool = InstancePool()
+        self.pool = InstancePool(config.instances)
         self.factory = make_factory(config, version, events, self, self._restore)
         self.restart_policy = RestartPolicy(config.max_restarts, config.restart_period,
                                             clock=clock)
@@ -138,7 +139,7 @@ class AgentHost:
         self.dispatcher = Dispatcher(
             self.pool, self.factory, events, self.metrics, self.answers,
             PoisonTracker(POISON_THRESHOLD), default_deadline=config.request_deadline,
-            on_answer=self._prove,
+            on_answer=self._prove, max_queued=config.max_queued,
         )
 
     # -- lifecycle ------------------------------------------------------
@@ -167,19 +168,21 @@ class AgentHost:
         self.tasks.spawn(self.tree.run(), "agent tree")
 
     async def stop(self) -> None:
-        """Final checkpoint from the main, then stop the tree and every process."""
-        main, standby = self.pool.main, self.pool.standby
+        """Final checkpoint from the primary main, then stop the tree and every process."""
+        main, others = self.pool.main, self.pool.live()
         if main is not None and main.alive:
             with contextlib.suppress(Exception):
                 await self.journal.request_checkpoint(main, FINAL_CHECKPOINT_TIMEOUT)
-        for instance in (main, standby):
-            if instance is not None and instance.alive:
+        for live in others:
+            if live.alive:
                 with contextlib.suppress(Exception):
-                    await instance.send(Message("shutdown", {}))
+                    await live.send(Message("shutdown", {}))
         await self.tree.stop()  # kills what is in its slots; nothing is restarted any more
         await self.tasks.close()  # watchdog, intent relays, death records: cancelled, awaited
         self.llm.close()
-        for instance in (main, standby, self.pool.main, self.pool.standby):
+        everyone: list[InstanceHandle | None] = [*others, *self.pool.mains.values(),
+                                                 self.pool.standby]
+        for instance in everyone:
             if instance is not None:
                 instance.kill("supervisor shutting down")
                 await instance.close()
@@ -188,8 +191,9 @@ class AgentHost:
     # -- what instances send (the handle's InstanceOwner) ------------------
 
     async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
-        """Journal a memory write from the main, ack it, tail it to the standby."""
-        if instance is not self.pool.main and instance not in self.pool.retired:
+        """Journal a memory write from a main, ack it, tail it to every other main and
+        the standby (every main of the pool may write; a standby may not)."""
+        if not self.pool.is_main(instance) and instance not in self.pool.retired:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
         await self.journal.write(instance, message, tail=True)
@@ -200,7 +204,9 @@ class AgentHost:
 
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None:
         """Write the main's state as a checkpoint, then acknowledge it."""
-        if instance is self.pool.main:  # only the main's state is the agent's state
+        # Only the primary's: every main holds the same memory (each write tailed to
+        # all), so one writer of checkpoints is enough, and two would race.
+        if instance is self.pool.main:
             await self.journal.checkpoint(instance, message)
 
     def on_death(self, instance: InstanceHandle, reason: str) -> None:
@@ -210,9 +216,9 @@ class AgentHost:
             return  # a version being replaced: the reload shuts it down
         news = not stopped_by_tree(reason)  # else its tree stopped it on purpose
         role = self.pool.vacate(instance)
-        if role == "main" and news and self.pool.standby is not None and (
+        if role in self.pool.mains and news and self.pool.standby is not None and (
                 self.tasks.open_for_tasks):
-            self.tasks.spawn(self.tree.take_over(instance, reason), "takeover")
+            self.tasks.spawn(self.tree.take_over(instance, reason, role), "takeover")
         elif role is not None and news:
             self.tree.vacated(role, instance, reason)  # the tree restarts the slot
         self.factory.restarts += news
@@ -236,20 +242,22 @@ class AgentHost:
     def _relay_intents(self, instance: InstanceHandle, listener: IntentListener) -> None:
         if not self.tasks.open_for_tasks:
             return  # stopping: nothing would own the relay
-        still_main: Callable[[], bool] = lambda: instance is self.pool.main
+        still_main: Callable[[], bool] = lambda: self.pool.is_main(instance)
         self.tasks.spawn(relay_intents(instance, listener, still_main),
                          f"intents-{instance.instance_id}")
 
-    async def _promote(self, instance: InstanceHandle) -> None:
-        """Route requests to ``instance``; relay its evolution intents."""
-        if instance.role != "main":
-            self.journal.unfollow(instance)
-        await self.pool.promote(instance)
+    async def _promote(self, instance: InstanceHandle, slot: str = PRIMARY) -> None:
+        """Route requests to ``instance`` in main ``slot``; relay its evolution intents.
+
+        It goes on following the WAL: the other mains' writes reach it there.
+        """
+        await self.pool.promote(instance, slot)
         if self.on_intent is not None:
             self._relay_intents(instance, self.on_intent)
 
     async def _restore(self, instance: InstanceHandle) -> None:
-        await self.journal.restore(instance, follow=instance.role != "main")
+        # Every instance follows: a main gets the other mains' (and retired ones') writes.
+        await self.journal.restore(instance, follow=True)
 
     def _prove(self, version: str) -> None:
         """Mark a version good in the catalog once it has answered a request."""

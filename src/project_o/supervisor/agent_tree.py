@@ -1,14 +1,15 @@
-"""The agent's tree: its zygote, main and standby, restarted by a SupervisionTree.
+"""The agent's tree: its zygote, mains and standby, restarted by a SupervisionTree.
 
 A child here is a *slot*, not one process: the tree's ``main`` is whoever
-serves as the main. It ends when its occupant dies (or the tree stops it);
-the tree then restarts it by its spec's start function, which fills the
-slot again::
+serves as the (primary) main; with ``--instances N`` the slots ``main-1``
+… ``main-{N-1}`` hold the other mains, each restarted on its own. A slot's
+run ends when its occupant dies (or the tree stops it); the tree then
+restarts it by its spec's start function, which fills the slot again::
 
-    main dies, standby ready ──► take_over: the standby moves up into the main's
-              slot at once (no restart) ──► SlotChild("standby").end("promoted to
+    a main dies, standby ready ──► take_over: the standby moves up into that
+              main's slot at once (no restart) ──► SlotChild("standby").end("promoted to
               main") ──► tree: exit, intensity, restart ──► a new standby (a fork)
-    main dies, no standby ──► SlotChild("main").end(crashed) ──► tree restarts it: a fork
+    a main dies, no standby ──► SlotChild(its slot).end(crashed) ──► tree restarts it: a fork
     zygote gone ──► ZygoteSlot.end ──► tree restarts it: a new zygote
 
 A slot outlives a hot reload: the reload puts new instances (and a new
@@ -55,8 +56,7 @@ def stopped_by_tree(reason: str) -> bool:
 
 
 class _Slots(Protocol):
-    main: InstanceHandle | None
-    standby: InstanceHandle | None
+    def occupant(self, slot: str) -> InstanceHandle | None: ...
 
 
 class _Ending:
@@ -81,7 +81,7 @@ class _Ending:
 
 
 class SlotChild(_Ending):
-    """The main or standby slot of one agent host, as a child of its tree."""
+    """A main slot or the standby slot of one agent host, as a child of its tree."""
 
     def __init__(self, role: str, pool: _Slots,
                  leave_running: Callable[[], bool] = lambda: False) -> None:
@@ -94,8 +94,7 @@ class SlotChild(_Ending):
     @property
     def occupant(self) -> InstanceHandle | None:
         """The instance in the slot now, if any."""
-        occupant: InstanceHandle | None = getattr(self._pool, self.role)
-        return occupant
+        return self._pool.occupant(self.role)
 
     @property
     def handle(self) -> object:
@@ -180,15 +179,16 @@ class AgentTree:
         self._config, self._pool, self._factory = config, pool, factory
         self._replacer, self._policy, self._events = replacer, policy, events
         self._promote, self._sleep, self._clock = promote, sleep, clock
-        #: the current run of each instance slot ("main", "standby")
+        #: the current run of each instance slot ("main", "main-1" …, "standby")
         self.slots: dict[str, SlotChild] = {}
         self.tree: SupervisionTree | None = None
         self._stopping = False
 
     async def start(self) -> None:
         """Start a tree: the zygote (already started by the host), the main, the standby."""
-        specs = [ChildSpec("zygote", self._start_zygote, shutdown="brutal_kill"),
-                 ChildSpec("main", self._start_main, shutdown="brutal_kill")]
+        specs = [ChildSpec("zygote", self._start_zygote, shutdown="brutal_kill")]
+        specs += [ChildSpec(slot, self._main_starter(slot), shutdown="brutal_kill")
+                  for slot in self._pool.mains]
         if self._config.standby:
             specs.append(ChildSpec("standby", self._start_standby, shutdown="brutal_kill"))
         self.slots = {}
@@ -259,7 +259,7 @@ class AgentTree:
         if child_id == "zygote":
             zygote = self._factory.zygote
             return {"pid": zygote.pid if zygote is not None and zygote.alive else None}
-        instance = getattr(self._pool, child_id)
+        instance = self._pool.occupant(child_id)
         if instance is None or not instance.alive:
             return {"pid": None}
         return {"pid": instance.pid, "instance_id": instance.instance_id,
@@ -271,31 +271,34 @@ class AgentTree:
         await self._factory.ensure_zygote()
         return ZygoteSlot(lambda: self._factory.zygote)
 
-    async def take_over(self, dead: InstanceHandle, reason: str) -> None:
-        """The main died with a standby ready: the standby moves up into the main's slot.
+    async def take_over(self, dead: InstanceHandle, reason: str, slot: str = "main") -> None:
+        """A main died with a standby ready: the standby moves up into its ``slot``.
 
         A takeover is no restart: the main's slot stays up with a new
         occupant, at once, whatever the restart intensity; the standby's
         slot is what empties, and the tree restarts it (a fork). If the
         standby cannot be promoted, the main's slot ends: the tree forks a main.
         """
-        promoted = await self._replacer.take_over(dead.instance_id)
-        self.refill("standby", "promoted to main" if promoted else "died when promoted")
+        promoted = await self._replacer.take_over(dead.instance_id, slot)
+        self.refill("standby", f"promoted to {slot}" if promoted else "died when promoted")
         if promoted is None:
-            self.vacated("main", dead, reason)
+            self.vacated(slot, dead, reason)
 
     def _slot(self, role: str) -> SlotChild:
         slot = self.slots[role] = SlotChild(role, self._pool, lambda: not self._stopping)
         return slot
 
-    async def _start_main(self) -> Child:
-        slot = self._slot("main")
-        main = self._pool.main
-        if main is not None and main.alive:
-            return slot  # left serving by a tree that gave up: taken as it is
-        await self._factory.ensure_zygote()
-        await self._promote(await self._factory.spawn("main"))  # InstanceDied: start failed
-        return slot
+    def _main_starter(self, name: str) -> Callable[[], Awaitable[Child]]:
+        async def start_main() -> Child:
+            slot = self._slot(name)
+            main = self._pool.occupant(name)
+            if main is not None and main.alive:
+                return slot  # left serving by a tree that gave up: taken as it is
+            await self._factory.ensure_zygote()
+            # InstanceDied: the start failed
+            await self._promote(await self._factory.spawn("main"), name)
+            return slot
+        return start_main
 
     async def _start_standby(self) -> Child:
         restarting = "standby" in self.slots

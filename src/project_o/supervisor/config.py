@@ -40,6 +40,11 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 STANDBY_RESPAWN_DELAY = 0.1
 #: the instance sends a checkpoint after this many acknowledged writes
 CHECKPOINT_EVERY = 1000
+#: requests that may wait for a free instance slot (each instance serves its agent's
+#: max_concurrency at once) before new ones are turned away with 503 and Retry-After
+DEFAULT_MAX_QUEUED = 1000
+#: the most mains one host forks (``--instances``): each is a process holding the memory
+MAX_INSTANCES = 64
 
 
 @dataclass
@@ -51,6 +56,8 @@ class SupervisorConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     standby: bool = True
+    #: mains forked from the zygote (``--instances``), all serving one memory
+    instances: int = 1
     durability: str = "sync"
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
@@ -69,6 +76,8 @@ class SupervisorConfig:
     perception_p95_ms: float | None = None
     #: the OpenAI-compatible model the supervisor calls for instances (None: no LLM)
     llm: LLMConfig | None = None
+    #: requests that may wait for an instance slot before new ones are answered 503
+    max_queued: int = DEFAULT_MAX_QUEUED
     #: keys sealing the vault at rest (None: plain); the supervisor's alone
     keyring: Keyring | None = field(default=None, repr=False)
     #: what the model's tokens cost (US dollars per million), for the usage records

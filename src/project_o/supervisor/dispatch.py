@@ -2,12 +2,17 @@
 
 ::
 
-    submit(payload) ──► wait for a live main ──► main.request(...) under the request's deadline
+    submit(payload) ──► the live main with the least load (in flight + waiting at its
+    │                   gate; ties in turn: instance_pool.py), then one of its slots (admission.py:
+    │                   max_concurrency per instance; past max_queued waiting: Overloaded)
+    │               ──► main.request(...) under the request's deadline
       ├─ answered ─────────────► RequestResult (the version is remembered, and proven once)
       ├─ the handler raised ───► RequestFailed (an answer too: feedback may rate it)
-      ├─ the main died ────────► blame the request if it was the one being handled
-      │                          (twice in a row: PoisonRequest), else try the next main
-      └─ the deadline passed ──► RequestTimeout; the main is killed if stuck on this request
+      ├─ the main died ────────► alone in flight on it: blamed (twice in a row: PoisonRequest);
+      │                          one of several in flight: a suspect, re-run apart (the
+      │                          instance runs nothing else meanwhile), so a poison is found
+      │                          and the innocent are answered; then the next main
+      └─ the deadline passed ──► RequestTimeout; a one-at-a-time main stuck on it is killed
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from project_o.errors import (
     NoInstanceAvailable,
+    Overloaded,
     PoisonRequest,
     RequestFailed,
     RequestTimeout,
     ServiceError,
 )
+from project_o.supervisor.admission import DEFAULT_MAX_QUEUED, Admission, InstanceGate
 from project_o.supervisor.answers import AnswerBook
 from project_o.supervisor.api import EventSink, RequestResult
 from project_o.supervisor.events import EventLog
@@ -43,17 +51,19 @@ __all__ = ["Dispatcher"]
 #: how each failure shows on project_o_requests_total{outcome}
 _OUTCOMES: dict[type[BaseException], str] = {
     RequestFailed: "failed", RequestTimeout: "timeout", PoisonRequest: "poison",
-    NoInstanceAvailable: "unavailable", asyncio.CancelledError: "cancelled",
+    Overloaded: "overloaded", NoInstanceAvailable: "unavailable",
+    asyncio.CancelledError: "cancelled",
 }
 
 
 class Dispatcher:
-    """Sends each request to the main, re-dispatching it when the main dies."""
+    """Sends each request to the least busy main, re-dispatching it when that main dies."""
 
     def __init__(
         self, pool: InstancePool, factory: InstanceFactory, events: EventLog,
         metrics: SupervisorMetrics, answers: AnswerBook, poison: PoisonTracker, *,
         default_deadline: float, on_answer: Callable[[str], None],
+        max_queued: int = DEFAULT_MAX_QUEUED,
     ) -> None:
         self._pool = pool
         self._factory = factory
@@ -63,6 +73,9 @@ class Dispatcher:
         self._poison = poison
         self._default_deadline = default_deadline
         self._on_answer = on_answer
+        self.admission = Admission(max_queued)
+        self._gates: weakref.WeakKeyDictionary[InstanceHandle, InstanceGate] = (
+            weakref.WeakKeyDictionary())
 
     async def submit(
         self, payload: Any, deadline_s: float | None = None, *,
@@ -78,6 +91,8 @@ class Dispatcher:
             self._metrics.observe_request(self._factory.version, "main", _outcome(exc),
                                           time.perf_counter() - started, error)
             raise
+        finally:
+            self._poison.settle(request_id)
         seconds = time.perf_counter() - started
         self._metrics.observe_request(served_by.version, served_by.role, "ok", seconds)
         return RequestResult(request_id, output, served_by.version, seconds * 1000)
@@ -89,7 +104,8 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (deadline_s or self._default_deadline)
         while True:
-            main = await self._pool.wait_for_main(deadline - loop.time())
+            apart = self._poison.is_suspect(request_id)
+            main, gate = await self._admit(request_id, deadline, apart)
             try:
                 async with asyncio.timeout_at(deadline):
                     output = await main.request(request_id, payload, deadline - loop.time(),
@@ -107,6 +123,8 @@ class Dispatcher:
                 self._answers.remember(request_id, main.version)  # an answer too: it may be rated
                 raise RequestFailed(exc.kind, exc.message, request_id=request_id,
                                     traceback=exc.traceback) from exc
+            finally:
+                gate.release(apart)
             self._poison.forgive(request_id)
             self._on_answer(main.version)
             self._answers.remember(request_id, main.version)
@@ -127,12 +145,47 @@ class Dispatcher:
         """Which version answered each recent request (feedback finds it there)."""
         return self._answers
 
+    async def _admit(self, request_id: str, deadline: float,
+                     apart: bool) -> tuple[InstanceHandle, InstanceGate]:
+        """A live main and a slot on it (all of its slots, ``apart``), within the deadline."""
+        loop = asyncio.get_running_loop()
+        with self.admission.waiting():
+            while True:
+                main = await self._pool.choose_main(deadline - loop.time(), self._load)
+                gate = self._gate(main)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await gate.acquire(apart)
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"request {request_id} waited its whole deadline for a free instance",
+                        request_id=request_id) from None
+                if main.alive:
+                    return main, gate
+                gate.release(apart)  # it died while we waited: the next main
+
+    def _load(self, instance: InstanceHandle) -> int:
+        """How busy ``instance`` is: its requests in flight and those waiting for it."""
+        gate = self._gates.get(instance)
+        return 0 if gate is None else gate.used + gate.waiting
+
+    def _gate(self, instance: InstanceHandle) -> InstanceGate:
+        gate = self._gates.get(instance)
+        if gate is None:
+            gate = self._gates[instance] = InstanceGate(instance.max_concurrency)
+        return gate
+
     def _blame(self, request_id: str, instance: InstanceHandle, reason: str) -> None:
-        """Count a death against the request the instance was working on."""
-        if instance.culprit != request_id:
-            return  # it was queued behind the request that killed the instance
+        """Count a death against the request, if it alone can have caused it."""
+        if request_id not in instance.suspects:
+            return  # never reached the instance
         if not self._factory.zygote_running():
             return  # its zygote died and took it along (PR_SET_PDEATHSIG): not the request
+        if len(instance.suspects) > 1:
+            # Several were in flight: any of them may have done it. Each is run
+            # again apart, where a death can only be its own.
+            self._poison.suspect(request_id)
+            return
         kills = self._poison.blame(request_id)
         if kills is None:
             return
@@ -145,8 +198,10 @@ class Dispatcher:
 
 
 def _free_if_stuck(request_id: str, instance: InstanceHandle) -> None:
-    if instance.alive and instance.in_flight[:1] == [request_id]:
-        # The instance is stuck on this very request: free it for everyone else.
+    if instance.alive and instance.max_concurrency == 1 and instance.in_flight == [request_id]:
+        # A one-at-a-time instance stuck on this very request: free it for everyone
+        # else. (A concurrent one cancels an async handler at the deadline itself,
+        # and goes on serving others beside a slow plain handler.)
         instance.kill(f"request {request_id} exceeded its deadline")
 
 

@@ -2,9 +2,10 @@
 
 ::
 
-    stop routing ─► drain the old main ─► fork the new main from the new
-    zygote, restore it from the vault ─► route to it ─► new standby ─►
-    shut down the old main, standby and zygote
+    stop routing ─► drain the old mains ─► fork the new primary main from the
+    new zygote, restore it from the vault ─► route to it ─► the other main
+    slots and the standby refilled by the tree ─► shut down the old mains,
+    standby and zygote
 
 If the new main fails to start, what was served before (:class:`Served`)
 is served again and the error propagates. Used by an experiment to promote
@@ -23,7 +24,7 @@ from project_o.runtime.zygote_client import ZygoteHandle
 from project_o.supervisor.events import EventLog
 from project_o.supervisor.instance_factory import InstanceFactory
 from project_o.supervisor.instance_handle import InstanceHandle
-from project_o.supervisor.instance_pool import InstancePool
+from project_o.supervisor.instance_pool import PRIMARY, InstancePool
 from project_o.wire import Message
 
 __all__ = ["HotReload", "Served"]
@@ -33,7 +34,8 @@ __all__ = ["HotReload", "Served"]
 class Served:
     """What a host served before a reload: enough to serve it again."""
 
-    main: InstanceHandle | None
+    #: the old mains, by slot
+    mains: dict[str, InstanceHandle]
     standby: InstanceHandle | None
     zygote: ZygoteHandle | None
     agent: Path
@@ -45,7 +47,7 @@ class HotReload:
 
     def __init__(
         self, pool: InstancePool, factory: InstanceFactory, events: EventLog, *,
-        promote: Callable[[InstanceHandle], Awaitable[None]],
+        promote: Callable[[InstanceHandle, str], Awaitable[None]],
         refill: Callable[[str], None], drain_timeout: float, standby: bool,
     ) -> None:
         """``refill(role)``: the agent's tree fills ``role`` again (a reload left it empty)."""
@@ -66,17 +68,18 @@ class HotReload:
             same = version == factory.version and current is not None and current.alive
             zygote = current if same else await factory.start_zygote(agent, version)
             assert zygote is not None
-            main, standby = self._pool.retire()
-            if main is not None:
-                await _drain(main, self._drain_timeout)
-            before = Served(main, standby, *factory.serve(zygote, agent, version))
+            mains, standby = self._pool.retire()
+            await asyncio.gather(*(_drain(main, self._drain_timeout) for main in mains.values()))
+            before = Served(mains, standby, *factory.serve(zygote, agent, version))
             try:
-                await self._promote(await factory.spawn("main"))
+                await self._promote(await factory.spawn("main"), PRIMARY)
             except BaseException:
                 await self._undo(before, zygote)
                 raise
             self._events.record("reload", version, reason, previous=before.version)
             await self._shut_down(before, keep_zygote=same)
+            for slot in self._pool.empty_mains():
+                self._refill(slot)
             if self._standby and self._pool.standby is None:
                 self._refill("standby")
 
@@ -84,14 +87,16 @@ class HotReload:
         if zygote is not before.zygote:
             await zygote.close()
         self._factory.serve(before.zygote, before.agent, before.version)
-        self._pool.reinstate(before.main, before.standby)
-        if before.main is not None and before.main.alive:
-            await self._promote(before.main)
-        else:
-            self._refill("main")
+        self._pool.reinstate(before.mains, before.standby)
+        for slot in self._pool.mains:
+            main = before.mains.get(slot)
+            if main is not None and main.alive:
+                await self._promote(main, slot)
+            else:
+                self._refill(slot)
 
     async def _shut_down(self, before: Served, *, keep_zygote: bool) -> None:
-        for instance in (before.main, before.standby):
+        for instance in (*before.mains.values(), before.standby):
             if instance is None:
                 continue
             with contextlib.suppress(Exception):

@@ -101,6 +101,13 @@ class InstanceHandle:
         self.death_reason: str | None = None
         #: the request being handled when the instance died (the oldest pending)
         self.culprit: str | None = None
+        #: every request in flight when it died (any of them may have killed it)
+        self.suspects: list[str] = []
+        #: requests it serves at once, as its hello said (the dispatcher sends no more)
+        self.max_concurrency = 1
+        # Memory writes being journaled: each its own task, started in arrival
+        # order (which is the WAL's), so a slow fsync never stops the reading.
+        self._writes: set[asyncio.Task[None]] = set()
         self._reader = reader
         self._writer = writer
         self._owner = owner
@@ -108,8 +115,7 @@ class InstanceHandle:
         self._limits = limits if limits is not None else instance_frame_limits(max_frame_size)
         #: what it may write and stream; the journal charges its writes here
         self.quota = InstanceQuota(quotas)
-        # request id -> future; ordered because the instance answers in order,
-        # so the oldest pending request is the one it was working on
+        # request id -> future, oldest first
         self._pending: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
         self._listeners: dict[str, EventSink] = {}
         self._waiters: dict[str, asyncio.Future[Message]] = {}
@@ -160,6 +166,8 @@ class InstanceHandle:
 
     async def close(self) -> None:
         """Stop reading and close the socket (after kill or shutdown)."""
+        for write in list(self._writes):
+            write.cancel()
         if self._reader_task is not None:
             self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -173,6 +181,15 @@ class InstanceHandle:
         """Send one frame; a broken socket marks the instance dead."""
         await self._send(lambda: write_message_async(self._writer, message,
                                                      self._max_frame_size))
+
+    def send_frame_now(self, frame: bytes) -> None:
+        """Queue one encoded frame at once, in call order (no drain): the WAL tail.
+
+        A frame is written whole by one call, so it never interleaves with
+        another; a broken socket shows on the next read or send.
+        """
+        if self.alive:
+            self._writer.write(frame)
 
     async def send_frame(self, frame: bytes) -> None:
         """Send one frame already encoded (what the supervisor only forwards); as :meth:`send`."""
@@ -287,13 +304,27 @@ class InstanceHandle:
         elif kind == "stream":
             self._on_stream(message.data, size)
         elif kind == "wal_entry":
-            await self._owner.on_wal_entry(self, message)
+            self._journal(message)
         elif kind == "checkpoint":
             await self._owner.on_checkpoint(self, message)
         elif kind == "llm_call":
             self._owner.on_llm_call(self, message)  # answered later, by llm_result
         elif kind not in ("hello", "metrics") and waiter is None:
             raise ProtocolError(f"an instance may not send {kind!r}")
+
+    def _journal(self, message: Message) -> None:
+        """Journal one write as a task of its own (tasks start in the order made)."""
+        task = asyncio.create_task(self._owner.on_wal_entry(self, message),
+                                   name=f"journal-{self.instance_id}")
+        self._writes.add(task)
+        task.add_done_callback(self._journaled)
+
+    def _journaled(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            logger.error("journaling a write of %s failed", self.instance_id, exc_info=error)
+            self.kill(f"journaling its write failed: {error!r}")
 
     def _on_heartbeat(self, data: dict[str, Any]) -> None:
         fields = [data.get(name) for name in _HEARTBEAT_FIELDS]
@@ -345,6 +376,7 @@ class InstanceHandle:
         self.alive = False
         self.death_reason = reason
         self.culprit = next(iter(self._pending), None)
+        self.suspects = list(self._pending)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(InstanceDied(reason))

@@ -25,6 +25,8 @@ __all__ = ["STARTUP_TIMEOUT", "launch", "send_restore"]
 
 #: how long a fresh instance may take to say hello and finish restoring
 STARTUP_TIMEOUT = 30.0
+#: the most requests the supervisor sends one instance at once, whatever it says
+MAX_CONCURRENCY = 4096
 
 
 async def launch(
@@ -47,13 +49,21 @@ async def launch(
     instance.start_reading()
     try:
         async with asyncio.timeout(STARTUP_TIMEOUT):
-            await hello
+            said = await hello
+        instance.max_concurrency = _concurrency(said.data.get("max_concurrency"))
         await restore(instance)
     except BaseException:
         instance.kill(f"failed to start as {role}")
         await instance.close()  # its reader task is awaited here, not left behind
         raise
     return instance
+
+
+def _concurrency(value: Any) -> int:
+    """What the hello says the instance serves at once (1 if it says nothing sane)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return 1
+    return min(value, MAX_CONCURRENCY)
 
 
 async def send_restore(instance: InstanceHandle, point: RestorePoint,

@@ -2,13 +2,13 @@
 
 ::
 
-    main ─────────── wal_entry {id, operation, data} ──► Journal.write
+    a main ───────── wal_entry {id, operation, data} ──► Journal.write
                                                             │ the WAL's committer thread
                                                             │ writes (and fsyncs): not the loop
-                   ◄── wal_ack {id, sequence} ──────────────┤
-    standby (a follower) ◄── wal_entry {sequence, operation, data}   (main's writes only)
-                             the same packed bytes as the WAL record's: data is packed
-                             once, never decoded or packed again on its way to the standby
+    every other follower ◄── wal_entry {sequence, operation, data}   (the other mains, the
+                             standby) the same packed bytes as the WAL record's: data is
+                             packed once, never decoded or packed again on its way
+    the writer ◄──────────── wal_ack {id, sequence}   after the tails, on the same queue
 
     main ── checkpoint {state, last_sequence} ──► Journal.checkpoint ──► checkpoint_ack
     Journal.restore(instance, follow=...) ──► restore {checkpoint, entries, last_sequence}
@@ -35,8 +35,14 @@ reason. What it wrote before stays acknowledged and durable. A shadow's
 writes are charged the same way; its journal keeps at most
 :data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
 
-The standby follows the main: every entry the main journals is tailed to
-it. While a follower restores (it reads the checkpoint and the WAL as of
+Every main and the standby follow the WAL: every entry a main journals
+is tailed to the others (never back to its writer). Tails and acks are
+queued on the sockets at once, in WAL order (the writes wake in sequence
+order and nothing between waking and queueing awaits), so each instance
+reads the other mains' entries and its own acks in one order, the WAL's,
+and applies them in it (:mod:`project_o.runtime.write_order`). And since a
+write's tails are queued before its ack, anything sent to another main
+after the writer heard its ack reaches that main behind the write. While a follower restores (it reads the checkpoint and the WAL as of
 some sequence), entries are buffered and the ones past its restore point
 are sent once it is done, so it misses none and applies none twice.
 """
@@ -63,7 +69,7 @@ from project_o.vault.sealed import SealedCopies
 from project_o.vault.vault import RestorePoint
 from project_o.vault.wal_record import Payload, pack_payload
 from project_o.wire import MAX_NESTING_DEPTH, Message, MessageType
-from project_o.wire.framing import encode_forwarded_frame
+from project_o.wire.framing import encode_forwarded_frame, encode_frame
 from project_o.wire.packable import nested_deeper_than
 
 __all__ = [
@@ -112,32 +118,45 @@ class Journal:
     # -- writes ---------------------------------------------------------
 
     async def write(self, instance: InstanceHandle, message: Message, *, tail: bool) -> None:
-        """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``."""
+        """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``.
+
+        Everything up to the wait for durability runs at once, so writes that
+        start in some order get their sequences in that order (an instance's
+        concurrent writes: its handle starts one task per write, in the order
+        it sent them). The WAL settles writes in sequence order and the tasks
+        wake in that order, so tailing at once on waking (before the ack,
+        which may wait on the socket) keeps the followers' entries in order.
+        """
         payload = _charged_payload(instance, message)  # packed once: WAL record and tail
         if payload is None:
             return
         started = time.perf_counter()
         try:
-            sequence = await self.vault.append_payload_async(payload)
+            sequence, durable = self.vault.submit_payload(payload)
+            await asyncio.wrap_future(durable)
         except WALFatalError as exc:
             self._on_fatal(exc)
             instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
             return
-        self.metrics.observe_wal_append(time.perf_counter() - started)
-        await _ack(instance, message, sequence)
         if tail and self._followers:
-            operation, data = payload
-            await self._tail(sequence, encode_forwarded_frame(MessageType.WAL_ENTRY, {
-                "sequence": _packed_int(sequence), "operation": operation, "data": data,
-            }))
+            self._tail(sequence, payload, instance)
+        self.metrics.observe_wal_append(time.perf_counter() - started)
+        # At once, behind the tails: no other frame may come between (see above).
+        instance.send_frame_now(encode_frame(Message(MessageType.WAL_ACK, {
+            "id": message.data.get("id"), "sequence": sequence})))
 
-    async def _tail(self, sequence: int, frame: bytes) -> None:
+    def _tail(self, sequence: int, payload: Payload, writer: InstanceHandle) -> None:
+        operation, data = payload
+        frame = encode_forwarded_frame(MessageType.WAL_ENTRY, {
+            "sequence": _packed_int(sequence), "operation": operation, "data": data,
+        })
         for follower, buffer in list(self._followers.items()):
+            if follower is writer:
+                continue  # it applies its own write when the ack comes
             if buffer is not None:
                 buffer.append((sequence, frame))
-                continue
-            with contextlib.suppress(InstanceDied):
-                await follower.send_frame(frame)
+            else:
+                follower.send_frame_now(frame)
 
     # -- followers and restores -----------------------------------------
 
@@ -159,14 +178,15 @@ class Journal:
             await send_restore(instance, point, self.copies)
         buffered = self._followers.get(instance)
         if buffered is not None:
-            self._followers[instance] = None
+            # At once, before later tails: the follower must see them in order.
             for sequence, frame in buffered:
                 if sequence > point.last_sequence:
-                    await instance.send_frame(frame)
+                    instance.send_frame_now(frame)
+            self._followers[instance] = None
         return point
 
     def unfollow(self, instance: InstanceHandle) -> None:
-        """Stop tailing writes to ``instance`` (it died, or it is the main now)."""
+        """Stop tailing writes to ``instance`` (it died)."""
         self._followers.pop(instance, None)
 
     # -- checkpoints ----------------------------------------------------

@@ -15,7 +15,7 @@ from project_o.errors import InvalidArgument
 from project_o.evolution.llm_budget import Prices, parse_price
 from project_o.llm.config import LLMConfig
 from project_o.supervisor import config as defaults
-from project_o.supervisor.config import SupervisorConfig
+from project_o.supervisor.config import MAX_INSTANCES, SupervisorConfig
 from project_o.supervisor.startup import EXIT_NO_AGENT, EXIT_USAGE, StartupError
 from project_o.vault.sealing import load_keyring
 
@@ -41,6 +41,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=defaults.DEFAULT_PORT,
                         help=f"gateway port (default {defaults.DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--instances", type=int, default=1, metavar="N",
+                        help="mains forked from the zygote, each serving requests (least in "
+                             f"flight first) over one memory (default 1, at most {MAX_INSTANCES})")
     parser.add_argument("--no-standby", action="store_true",
                         help="do not keep a warm standby instance")
     parser.add_argument("--durability", choices=("sync", "batch"), default="sync",
@@ -55,6 +58,9 @@ def add_supervisor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-deadline", type=float,
                         default=defaults.DEFAULT_REQUEST_DEADLINE, metavar="SECONDS",
                         help="default per-request deadline (default 30)")
+    parser.add_argument("--max-queued", type=int, default=defaults.DEFAULT_MAX_QUEUED,
+                        metavar="N", help="requests that may wait for a free instance before "
+                        f"new ones get 503 with Retry-After (default {defaults.DEFAULT_MAX_QUEUED})")
     parser.add_argument("--max-restarts", type=int, default=defaults.MAX_RESTARTS,
                         help="instance deaths tolerated in --restart-period before the version "
                              f"is given up for the previous good one (default {defaults.MAX_RESTARTS})")
@@ -107,6 +113,12 @@ def config_from_args(
     if args.heartbeat_timeout <= args.heartbeat_interval:
         raise StartupError("--heartbeat-timeout must be longer than --heartbeat-interval",
                            EXIT_USAGE)
+    instances = args.instances
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise StartupError(f"--instances must be between 1 and {MAX_INSTANCES} (mains forked "
+                           f"from the zygote), got {instances}", EXIT_USAGE)
+    if args.max_queued < 0:
+        raise StartupError(f"--max-queued must be 0 or more, got {args.max_queued}", EXIT_USAGE)
     if not 0 <= args.port <= 65535:
         raise StartupError(f"--port must be between 0 and 65535, got {args.port}", EXIT_USAGE)
     agent = (args.agent or builtin_agent_path()).resolve()
@@ -130,13 +142,14 @@ def config_from_args(
     return SupervisorConfig(
         vault=(args.vault or default_vault()).resolve(),
         agent=agent,
-        host=args.host, port=args.port, standby=not args.no_standby,
+        host=args.host, port=args.port, standby=not args.no_standby, instances=instances,
         durability=args.durability, heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout, request_deadline=args.request_deadline,
         max_body_bytes=args.max_body_bytes, limits=limits,
         max_frame_bytes=args.max_frame_mb * 2**20, max_restarts=args.max_restarts, llm=llm,
         llm_prices=prices,
         autonomy=args.autonomy, perception_p95_ms=args.latency_threshold_ms, restart_period=args.restart_period,
+        max_queued=args.max_queued,
         keyring=keyring,
         sandbox=not args.no_sandbox, allow_network=args.allow_network,
         writable=tuple(path.resolve() for path in args.writable),

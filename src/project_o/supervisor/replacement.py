@@ -28,7 +28,7 @@ from project_o.supervisor.versions import VersionBook
 
 __all__ = ["Replacer"]
 
-Promote = Callable[[InstanceHandle], Awaitable[None]]
+Promote = Callable[[InstanceHandle, str], Awaitable[None]]
 
 
 class Replacer:
@@ -44,17 +44,17 @@ class Replacer:
         self._book = book
         self._promote = promote
 
-    async def take_over(self, dead: str) -> InstanceHandle | None:
-        """Promote the live standby to main (after ``dead`` died); None if none could be."""
+    async def take_over(self, dead: str, slot: str = "main") -> InstanceHandle | None:
+        """Promote the live standby into main ``slot`` (``dead`` died in it); None if it can't."""
         standby = self._pool.take_standby()
         if standby is None:
             return None
         try:
-            await self._promote(standby)
+            await self._promote(standby, slot)
         except InstanceDied:
             return None  # it died on the way: the caller forks a main
         self._events.record("takeover", standby.instance_id,
-                            f"standby promoted after {dead} died")
+                            f"standby promoted into {slot} after {dead} died")
         return standby
 
     async def record_death(self, dead: InstanceHandle, reason: str) -> None:

@@ -140,6 +140,15 @@ class Vault:
         """
         return await self.append_payload_async(pack_payload(operation, data))
 
+    def submit_payload(self, payload: Payload) -> tuple[int, concurrent.futures.Future[int]]:
+        """Queue a packed write: its sequence now, and a future settled once it is durable.
+
+        Sequences follow the order of the calls. For a caller that must act
+        in that order before the write is durable (the journal's tail).
+        """
+        self._check_open()
+        return self.wal.submit_payload(payload)
+
     async def append_payload_async(self, payload: Payload) -> int:
         """:meth:`append_async` of ``(operation, data)`` already packed by :func:`pack_payload`."""
         self._check_open()
