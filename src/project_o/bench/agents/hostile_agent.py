@@ -42,7 +42,7 @@ from typing import Any
 
 from project_o import Agent
 
-agent = Agent("hostile")
+agent = Agent("hostile", max_concurrency=4)  # few slots: a test fills them with hung handlers
 
 _libc = ctypes.CDLL(None, use_errno=True)
 #: how long a forked probe process sleeps (it must be killed long before)
