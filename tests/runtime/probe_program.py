@@ -29,7 +29,7 @@ class ProbeProgram:
     def plan(self, request: dict[str, Any]) -> ChildPlan:
         if request.get("refuse"):
             raise InvalidArgument("this request is refused")
-        return ChildPlan(Limits.from_dict(request.get("limits")), use_cgroup=False,
+        return ChildPlan(Limits.from_dict(request.get("limits")),
                          report={"word": self.word})
 
     def run(self, plan: ChildPlan, channel_fd: int) -> int:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,26 @@ def test_the_supervisor_the_heart_and_the_zygote_cannot_be_signalled(box: Sandbo
 def test_ptrace_process_vm_namespaces_mount_bpf_and_keyctl_are_refused(box: Sandboxed) -> None:
     result = box.probe("syscalls", pid=1)
     assert result["succeeded"] == 0, result["detail"]
+    box.nothing_lost()
+
+
+def test_forged_heartbeats_hide_no_hung_handler(box: Sandboxed) -> None:
+    """Each hung handler forges heartbeats on the instance's socket: the deadlines
+    still end the requests, and once hung ones hold all four slots the main is
+    replaced."""
+    main = box.stack.main_pid()
+    assert box.stack.ask({"do": "hang_beating"}, deadline_ms=2000).status_code == 504
+    assert box.stack.main_pid() == main and running(main)  # three slots still free
+    box.nothing_lost()  # served beside the hung handler
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(
+            lambda _: box.stack.ask({"do": "hang_beating"}, deadline_ms=2000).status_code,
+            range(3)))
+    assert answers == [504] * 3
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and running(main):
+        time.sleep(0.05)
+    assert not running(main), "a main whose every slot is held by an expired request is killed"
     box.nothing_lost()
 
 

@@ -74,7 +74,7 @@ class EvaluationProgram:
             raise InvalidArgument("a batch needs scratch (str), timeout (number) and "
                                   "candidates (a list of maps)")
         return ChildPlan(Limits.from_dict(request.get("limits")), request,
-                         use_cgroup=False, output=str(Path(scratch) / OUTPUT_LOG))
+                         output=str(Path(scratch) / OUTPUT_LOG))
 
     def run(self, plan: ChildPlan, channel_fd: int) -> int:
         """Evaluate the batch's candidates in order, reporting each on ``channel_fd``."""

@@ -111,7 +111,7 @@ class ChecksProgram:
         output = request.get("output")
         if not isinstance(output, str):
             raise InvalidArgument(f"a quick-check request needs an output path, got {output!r}")
-        return ChildPlan(_LIMITS, use_cgroup=False, output=output)
+        return ChildPlan(_LIMITS, output=output)
 
     def run(self, plan: ChildPlan, channel_fd: int) -> int:
         """Run every check; 0 if all pass, else 1 after printing the first failure."""

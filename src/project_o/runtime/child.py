@@ -40,9 +40,6 @@ class ChildPlan:
     work: Any = None
     #: copied into the ``exited`` report (e.g. the instance id)
     report: dict[str, Any] = field(default_factory=dict)
-    #: kept for programs that still name it: every child now lives in its zygote's
-    #: cgroup, its quota added to the zygote's (see runtime.confine.cgroups)
-    use_cgroup: bool = True
     #: a file the child's stdout and stderr go to (appended); None keeps the zygote's
     output: str | None = None
 

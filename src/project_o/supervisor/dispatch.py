@@ -114,7 +114,7 @@ class Dispatcher:
                 self._blame(request_id, main, died.reason)
                 continue
             except TimeoutError:
-                _free_if_stuck(request_id, main)
+                _free_if_stuck(main)
                 raise RequestTimeout(
                     f"request {request_id} got no answer within its deadline",
                     request_id=request_id,
@@ -197,12 +197,19 @@ class Dispatcher:
         )
 
 
-def _free_if_stuck(request_id: str, instance: InstanceHandle) -> None:
-    if instance.alive and instance.max_concurrency == 1 and instance.in_flight == [request_id]:
-        # A one-at-a-time instance stuck on this very request: free it for everyone
-        # else. (A concurrent one cancels an async handler at the deadline itself,
-        # and goes on serving others beside a slow plain handler.)
-        instance.kill(f"request {request_id} exceeded its deadline")
+def _free_if_stuck(instance: InstanceHandle) -> None:
+    """Kill ``instance`` once requests past their deadline hold every one of its slots.
+
+    A one-at-a-time instance is stuck as soon as one is. A concurrent one
+    cancels an async handler at the deadline itself and goes on serving
+    beside a slow plain handler, until slow ones fill it. Judged by what the
+    instance has not answered, never by its heartbeats (agent code can forge
+    those).
+    """
+    expired = instance.expired
+    if instance.alive and len(expired) >= instance.max_concurrency:
+        instance.kill(f"{len(expired)} requests past their deadlines (the oldest: "
+                      f"{expired[0]}) still hold all {instance.max_concurrency} of its slots")
 
 
 def _outcome(exc: BaseException) -> str:

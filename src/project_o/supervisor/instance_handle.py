@@ -99,7 +99,7 @@ class InstanceHandle:
         self.applied_sequence = 0
         self.alive = True
         self.death_reason: str | None = None
-        #: the request being handled when the instance died (the oldest pending)
+        #: the request being handled when the instance died (the oldest unanswered)
         self.culprit: str | None = None
         #: every request in flight when it died (any of them may have killed it)
         self.suspects: list[str] = []
@@ -117,6 +117,9 @@ class InstanceHandle:
         self.quota = InstanceQuota(quotas)
         # request id -> future, oldest first
         self._pending: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
+        # Ids sent and not answered, oldest first: the pending ones and those whose
+        # caller gave up (a deadline) while the instance still runs them.
+        self._unanswered: OrderedDict[str, None] = OrderedDict()
         self._listeners: dict[str, EventSink] = {}
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._send_lock = asyncio.Lock()
@@ -251,6 +254,7 @@ class InstanceHandle:
         """Send ``message`` and await the response or error frame with ``call_id``."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
+        self._unanswered[call_id] = None
         self._idle.clear()
         try:
             await self.send(message)
@@ -269,8 +273,18 @@ class InstanceHandle:
 
     @property
     def in_flight(self) -> list[str]:
-        """Request ids sent and not yet answered, oldest first."""
+        """Request ids sent and awaited, oldest first."""
         return list(self._pending)
+
+    @property
+    def expired(self) -> list[str]:
+        """Request ids whose caller gave up while the instance still runs them, oldest first.
+
+        Nothing awaits them, but each holds a place in the instance until it
+        answers: forged heartbeats cannot hide them, so the dispatcher judges
+        a stuck instance by these.
+        """
+        return [call_id for call_id in self._unanswered if call_id not in self._pending]
 
     # -- reading --------------------------------------------------------
 
@@ -358,6 +372,7 @@ class InstanceHandle:
         request_id = data.get("id")
         if not isinstance(request_id, str):
             raise ProtocolError(f"{kind} frame without a string id")
+        self._unanswered.pop(request_id, None)
         future = self._pending.get(request_id)
         if future is None or future.done():
             return  # an answer after its deadline: drop it
@@ -375,8 +390,9 @@ class InstanceHandle:
             return
         self.alive = False
         self.death_reason = reason
-        self.culprit = next(iter(self._pending), None)
-        self.suspects = list(self._pending)
+        # An expired request it was still running may have killed it as well.
+        self.culprit = next(iter(self._unanswered), None)
+        self.suspects = list(self._unanswered)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(InstanceDied(reason))

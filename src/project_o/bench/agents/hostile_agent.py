@@ -21,6 +21,10 @@ fork_bomb           fork ``count`` sleeping children
 fill_tmp            write /tmp full
 syscalls            ptrace, process_vm_readv, unshare, mount, bpf, keyctl (via libc)
 ==================  ============================================================
+
+``{"do": "hang_beating"}`` hangs while a thread of its own writes well-formed
+heartbeats on the instance's socket: liveness a handler can forge, so the
+request's deadline, not the heartbeat, must end it.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
 from project_o import Agent
 
-agent = Agent("hostile")
+agent = Agent("hostile", max_concurrency=4)  # few slots: a test fills them with hung handlers
 
 _libc = ctypes.CDLL(None, use_errno=True)
 #: how long a forked probe process sleeps (it must be killed long before)
@@ -219,6 +224,23 @@ def _targets() -> dict[str, Any]:
 AT_IMPORT = _at_import()
 
 
+def _forge_heartbeats() -> None:
+    from project_o.runtime.sandbox import INSTANCE_FD
+    from project_o.wire import Message, MessageType, encode_frame
+
+    for beat in range(1_000_000, 2_000_000):
+        frame = encode_frame(Message(MessageType.HEARTBEAT,
+                                     {"beat": beat, "rss_bytes": 1, "last_sequence": 0}))
+        os.write(INSTANCE_FD, frame)
+        time.sleep(0.02)
+
+
+def _hang_beating() -> None:
+    threading.Thread(target=_forge_heartbeats, daemon=True).start()
+    while True:  # a handler that never answers, and never stops looking alive
+        time.sleep(1)
+
+
 @agent.handler
 def handle(ctx: Any, request: dict[str, Any]) -> Any:
     do = request.get("do")
@@ -229,6 +251,8 @@ def handle(ctx: Any, request: dict[str, Any]) -> Any:
         return {"value": ctx.memory.get(request["key"])}
     if do == "import_probes":
         return AT_IMPORT
+    if do == "hang_beating":
+        _hang_beating()
     if do == "probe":
         name = request["probe"]
         results = _PROBES[name](request)
