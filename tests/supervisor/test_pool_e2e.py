@@ -152,6 +152,33 @@ def test_kill_9_of_one_main_loses_no_request_and_the_pool_is_refilled(pool: Stac
         assert _answer(pool, action="get", key=f"k{n}")["value"] == n
 
 
+def test_a_poison_among_requests_spread_over_both_mains_is_found_and_the_rest_answered(
+        pool: Stack) -> None:
+    supervisor = pool.supervisor_pid()
+    values: list[Any] = list(range(10))
+    values.insert(4, "poison")
+
+    def post(value: Any) -> httpx.Response:
+        assert pool.http is not None
+        with httpx.Client(base_url=str(pool.http.base_url), timeout=120.0,
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            return client.post("/v1/requests", json={"input": {
+                "do": "hold", "key": f"p{value}", "value": value, "seconds": 0.3}})
+
+    with ThreadPoolExecutor(len(values)) as threads:
+        responses = list(threads.map(post, values))
+    poisoned = responses.pop(4)
+    assert poisoned.status_code == 502, poisoned.text
+    assert "quarantined" in poisoned.json()["error"]["message"]
+    assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
+    assert pool.supervisor_pid() == supervisor
+    quarantined = [e for e in pool.status()["events"] if e["kind"] == "quarantine"]
+    assert len(quarantined) == 1, quarantined  # the poison alone, none of the innocent
+    _wait_for(pool, lambda s: len(_main_pids(s)) == 2 and _standby(s) is not None)
+    for n in range(10):  # every innocent write, read through either main
+        assert _answer(pool, action="get", key=f"p{n}")["value"] == n
+
+
 def test_instances_out_of_range_is_a_clear_usage_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="--instances must be between 1 and 64"):
         Stack(tmp_path / "vault", ["--agent", str(POOL_AGENT), "--instances", "0"])
