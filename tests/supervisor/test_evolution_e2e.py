@@ -217,6 +217,32 @@ def test_faster_candidate_is_promoted_through_the_canary(stack: Stack) -> None:
         assert version is not None and version.status == "promoted"
 
 
+def test_with_a_pool_of_mains_a_faster_candidate_is_promoted_and_every_main_serves_it(
+        tmp_path: Path) -> None:
+    agent = tmp_path / "evolving_agent.py"
+    agent.write_text(BASE)
+    stack = Stack(tmp_path / "vault", ["--agent", str(agent), "--instances", "2",
+                                       *FAST_HEARTBEAT])
+    try:
+        created = start(stack, FASTER, kind="shadow", share=1.0, **FAST_STATS)
+        driver = Driver(stack)
+        final = driver.until_done(created["id"])
+        assert final["status"] == "promoted", final["reason"]
+        assert serving(stack) == created["candidate_version"]
+        deadline = time.monotonic() + 60  # a guard while the tree refills the other slot
+        mains: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            mains = [i for i in stack.status()["instances"] if i["role"] == "main"]
+            if len(mains) == 2 and all(i["version"] == created["candidate_version"]
+                                       for i in mains):
+                break
+            time.sleep(0.05)
+        assert [i["version"] for i in mains] == [created["candidate_version"]] * 2, mains
+        driver.memory_intact()
+    finally:
+        stack.stop()
+
+
 def test_regression_after_promotion_rolls_back_with_memory_intact(stack: Stack) -> None:
     baseline = serving(stack)
     created = start(stack, REGRESSING, kind="canary",
