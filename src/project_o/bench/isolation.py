@@ -193,14 +193,18 @@ def _probe_stack(stack: Stack, vault: Path, port: int) -> tuple[int, int, list[s
         {"probe": "connect", "ports": [port]},
         {"probe": "signal", "pids": [supervisor]},
         {"probe": "syscalls", "pid": 1},
-        {"probe": "fork_bomb", "count": 500},
+        {"probe": "fork_bomb", "count": 500, "reap": True},
         {"probe": "fill_tmp", "limit_bytes": 1 << 30},
     ]
     zygote = psutil.Process(stack.pids()["main"]).ppid()  # the main answers the probes
     attempts = succeeded = 0
     notes = []
     for probe in probes:
-        output = stack.ask({"do": "probe", **probe}).json()["output"]
+        answer = stack.ask({"do": "probe", **probe})
+        if answer.status_code != 200:
+            raise RuntimeError(f"probe {probe['probe']}: HTTP {answer.status_code}: "
+                               f"{answer.text[:500]}")
+        output = answer.json()["output"]
         won = output["succeeded"]
         if probe["probe"] == "signal":
             won = signal_succeeded(output, _running(zygote))

@@ -17,7 +17,7 @@ create              create a new file in each ``dirs`` (package source, $HOME), 
 connect             TCP-connect to each ``ports`` on 127.0.0.1 (the gateway, a listener)
 signal              SIGKILL each ``pids`` (the supervisor, the heart), then the parent
 setsid_grandchild   fork; the child forks a grandchild that calls setsid() and sleeps
-fork_bomb           fork ``count`` sleeping children
+fork_bomb           fork ``count`` sleeping children (``reap``: then kill them)
 fill_tmp            write /tmp full
 syscalls            ptrace, process_vm_readv, unshare, mount, bpf, keyctl (via libc)
 ==================  ============================================================
@@ -119,7 +119,7 @@ def _setsid_grandchild(args: dict[str, Any]) -> list[tuple[bool, str]]:
 
 
 def _fork_bomb(args: dict[str, Any]) -> list[tuple[bool, str]]:
-    made = 0
+    children: list[int] = []
     error = ""
     for _ in range(int(args.get("count", 500))):
         try:
@@ -130,7 +130,12 @@ def _fork_bomb(args: dict[str, Any]) -> list[tuple[bool, str]]:
         if pid == 0:
             time.sleep(SLEEP_S)
             os._exit(0)
-        made += 1
+        children.append(pid)
+    made = len(children)
+    if args.get("reap"):  # give the slots back, so the next probe can start a thread
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
     succeeded = made >= int(args.get("count", 500))
     return [(succeeded, f"{made} forks, then {error or 'no error'}")]
 
