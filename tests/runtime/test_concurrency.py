@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from project_o.agent.dsl import DEFAULT_ASYNC_CONCURRENCY, DEFAULT_SYNC_CONCURRENCY
 from project_o.wire import Message, MessageType
 from project_o.wire.chat import wrap_chat
-from tests.runtime.harness import FAST_BEATS, Peer, run, spawn, zygote
+from tests.runtime.harness import CHAOS_AGENT, FAST_BEATS, Peer, run, spawn, zygote
 
 ASYNC_AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "async_agent.py"
 
@@ -34,34 +36,22 @@ def _gathered(answers: dict[str, Message]) -> list[Any]:
     return [m.data.get("output") for m in answers.values()]
 
 
-def test_async_handlers_run_many_requests_at_once() -> None:
+@pytest.mark.parametrize(("agent", "handler", "limit", "count"), [
+    (ASYNC_AGENT, "async", DEFAULT_ASYNC_CONCURRENCY, 40),  # on the instance's loop
+    (CHAOS_AGENT, "sync", DEFAULT_SYNC_CONCURRENCY, 8),  # plain def: a pool of threads
+])
+def test_many_requests_run_at_once(agent: Path, handler: str, limit: int,
+                                   count: int) -> None:
     async def scenario() -> None:
-        async with zygote(ASYNC_AGENT) as z:
+        async with zygote(agent) as z:
             peer = await spawn(z, config=FAST_BEATS)
             assert peer.hello is not None
-            assert peer.hello.data["handler"] == "async"
-            assert peer.hello.data["max_concurrency"] == DEFAULT_ASYNC_CONCURRENCY
-            ids = {f"g{n}" for n in range(40)}
+            assert peer.hello.data["handler"] == handler
+            assert peer.hello.data["max_concurrency"] == limit
+            ids = {f"g{n}" for n in range(count)}
             for request_id in ids:
                 await peer.send("request", id=request_id, deadline_ms=30_000,
-                                input={"do": "gather", "group": "a", "n": len(ids)})
-            answers = await _answers(peer, ids)
-            assert _gathered(answers) == [{"gathered": True}] * len(ids)
-
-    run(scenario())
-
-
-def test_plain_handlers_run_on_a_pool_of_threads() -> None:
-    async def scenario() -> None:
-        async with zygote() as z:  # the chaos agent: a plain def handler
-            peer = await spawn(z, config=FAST_BEATS)
-            assert peer.hello is not None
-            assert peer.hello.data["handler"] == "sync"
-            assert peer.hello.data["max_concurrency"] == DEFAULT_SYNC_CONCURRENCY
-            ids = {f"t{n}" for n in range(8)}
-            for request_id in ids:
-                await peer.send("request", id=request_id, deadline_ms=30_000,
-                                input={"do": "gather", "group": "t", "n": len(ids)})
+                                input={"do": "gather", "group": handler, "n": len(ids)})
             answers = await _answers(peer, ids)
             assert _gathered(answers) == [{"gathered": True}] * len(ids)
 

@@ -62,6 +62,15 @@ def _standby(status: dict[str, Any]) -> int | None:
     return next((i["pid"] for i in status["instances"] if i["role"] == "standby"), None)
 
 
+def _hold(stack: Stack, key: str, value: Any, seconds: float) -> httpx.Response:
+    """One ``hold`` request on a client of its own (callers send several at once)."""
+    assert stack.http is not None
+    with httpx.Client(base_url=str(stack.http.base_url), timeout=120.0,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        return client.post("/v1/requests", json={"input": {
+            "do": "hold", "key": key, "value": value, "seconds": seconds}})
+
+
 def _wait_for(stack: Stack, ready: Any) -> dict[str, Any]:
     deadline = time.monotonic() + GUARD_S
     while time.monotonic() < deadline:
@@ -129,15 +138,8 @@ def test_kill_9_of_one_main_loses_no_request_and_the_pool_is_refilled(pool: Stac
     victim_slot, victim = "main-1", mains["main-1"]
     count = 12
 
-    def post(n: int) -> httpx.Response:
-        assert pool.http is not None
-        with httpx.Client(base_url=str(pool.http.base_url), timeout=120.0,
-                          headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            return client.post("/v1/requests", json={"input": {
-                "do": "hold", "key": f"k{n}", "value": n, "seconds": 2.0}})
-
     with ThreadPoolExecutor(count) as threads:
-        futures = [threads.submit(post, n) for n in range(count)]
+        futures = [threads.submit(_hold, pool, f"k{n}", n, 2.0) for n in range(count)]
         _wait_for(pool, lambda s: any(i["pid"] == victim and i["in_flight"] >= 2
                                       for i in s["instances"]))
         os.kill(victim, signal.SIGKILL)
@@ -158,15 +160,8 @@ def test_a_poison_among_requests_spread_over_both_mains_is_found_and_the_rest_an
     values: list[Any] = list(range(10))
     values.insert(4, "poison")
 
-    def post(value: Any) -> httpx.Response:
-        assert pool.http is not None
-        with httpx.Client(base_url=str(pool.http.base_url), timeout=120.0,
-                          headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            return client.post("/v1/requests", json={"input": {
-                "do": "hold", "key": f"p{value}", "value": value, "seconds": 0.3}})
-
     with ThreadPoolExecutor(len(values)) as threads:
-        responses = list(threads.map(post, values))
+        responses = list(threads.map(lambda v: _hold(pool, f"p{v}", v, 0.3), values))
     poisoned = responses.pop(4)
     assert poisoned.status_code == 502, poisoned.text
     assert "quarantined" in poisoned.json()["error"]["message"]

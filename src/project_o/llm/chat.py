@@ -239,9 +239,7 @@ class LLM:
 
     def forget(self, conversation: str = DEFAULT_CONVERSATION) -> None:
         """Durably drop a conversation's messages (usage totals stay)."""
-        data = {"conversation": conversation}
-        if self._journal(LLM_FORGET, data) is not APPLIED:
-            self._history.apply(LLM_FORGET, data)
+        self._keep(LLM_FORGET, {"conversation": conversation})
 
     def chat(
         self,
@@ -273,9 +271,7 @@ class LLM:
         run, steps = self._start(messages, system, tools, stream, on_token, conversation,
                                  max_steps, options)
         reply = run.loop(steps)
-        data = self._record(conversation, reply)
-        if self._journal(LLM_EXCHANGE, data) is not APPLIED:
-            self._history.apply(LLM_EXCHANGE, data)
+        self._keep(LLM_EXCHANGE, self._record(conversation, reply))
         return reply
 
     async def achat(
@@ -299,15 +295,18 @@ class LLM:
                                  max_steps, options)
         reply = await run.aloop(steps)
         data = self._record(conversation, reply)
-        if self._journal_async is not None:
-            applied = await self._journal_async(LLM_EXCHANGE, data)
-        else:
-            applied = self._journal(LLM_EXCHANGE, data)
-        if applied is not APPLIED:
+        if self._journal_async is None:
+            self._keep(LLM_EXCHANGE, data)
+        elif await self._journal_async(LLM_EXCHANGE, data) is not APPLIED:
             self._history.apply(LLM_EXCHANGE, data)
         return reply
 
     # -- internals ----------------------------------------------------------
+
+    def _keep(self, operation: str, data: dict[str, Any]) -> None:
+        """Journal one history change; apply it here unless the journal already did."""
+        if self._journal(operation, data) is not APPLIED:
+            self._history.apply(operation, data)
 
     def _start(
         self, messages: str | Sequence[Mapping[str, Any]], system: str | None,
@@ -361,8 +360,7 @@ class LLM:
     def _record_failure(self, usage: Usage, model: str, error: LLMError) -> None:
         data = {"model": model, "usage": usage.to_dict(), "error": str(error),
                 "request_id": self._request_id, "at": self._clock()}
-        if self._journal(LLM_USAGE, data) is not APPLIED:
-            self._history.apply(LLM_USAGE, data)
+        self._keep(LLM_USAGE, data)
 
 
 class _Run:
