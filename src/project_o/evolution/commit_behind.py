@@ -19,8 +19,8 @@ whose evaluations are reused, as after a kill during breeding.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["CommitBehind"]
 
@@ -29,33 +29,18 @@ class CommitBehind:
     """At most one commit in flight; :meth:`wait` before the store is written again."""
 
     def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._then: Callable[[], None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="generation-commit")
+        self._in_flight: tuple[Future[None], Callable[[], None]] | None = None
 
     def submit(self, commit: Callable[[], None], then: Callable[[], None]) -> None:
-        """Start ``commit`` on a thread (after the one in flight); ``then`` once it is done."""
+        """Start ``commit`` on the thread (after the one in flight); ``then`` once it is done."""
         self.wait()
-        self._then = then
-        self._thread = threading.Thread(target=self._run, args=(commit,),
-                                        name="generation-commit", daemon=True)
-        self._thread.start()
+        self._in_flight = self._thread.submit(commit), then
 
     def wait(self) -> None:
         """Until the commit in flight is done; then its ``then``, or its error raised."""
-        if self._thread is None:
+        if self._in_flight is None:
             return
-        self._thread.join()
-        self._thread = None
-        error, self._error = self._error, None
-        then, self._then = self._then, None
-        if error is not None:
-            raise error
-        if then is not None:
-            then()
-
-    def _run(self, commit: Callable[[], None]) -> None:
-        try:
-            commit()
-        except BaseException as exc:  # noqa: BLE001 - raised in the loop's thread by wait()
-            self._error = exc
+        (done, then), self._in_flight = self._in_flight, None
+        done.result()  # raises the commit's error here, in the loop's thread
+        then()

@@ -236,7 +236,14 @@ class ZygoteHandle:
             theirs.close()
         # The zygote waits for this word before it imports anything: by then it is
         # in its cgroup (or the report says why not).
-        placed = cgroups.ZygoteCgroups.start(process.pid, host)
+        # Off the loop: a move into a v1 memory cgroup waits for an RCU grace period.
+        try:
+            placed = await asyncio.to_thread(cgroups.ZygoteCgroups.start, process.pid, host)
+        except BaseException:  # cancelled: the zygote would wait for its word forever
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            ours.close()
+            raise
         if gate:
             with contextlib.suppress(OSError):  # a zygote already dead: its hello never comes
                 ours.sendall(_GO)
@@ -308,7 +315,9 @@ class ZygoteHandle:
             await asyncio.wait_for(asyncio.shield(self._reader), grace)
         self._reader.cancel()
         self._control.close()
-        self.cgroups.close()  # whatever the zygote or a child left behind dies here
+        # Whatever the zygote or a child left behind dies here; killing and removing
+        # waits for the processes to go (up to ~0.1 s), so not on the event loop.
+        await asyncio.to_thread(self.cgroups.close)
 
     # -- forking --------------------------------------------------------
 
@@ -502,7 +511,7 @@ class ZygoteHandle:
     async def _close_cgroups(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._process.wait(), DEFAULT_CLOSE_GRACE)
-        self.cgroups.close()
+        await asyncio.to_thread(self.cgroups.close)
 
     def _on_error(self, data: dict[str, Any]) -> None:
         message = str(data.get("message", "unknown error"))
