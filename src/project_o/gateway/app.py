@@ -207,7 +207,7 @@ class _GatewayApp(FastAPI):
 
 def create_app(
     service: AgentService, *, token: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    mounts: Sequence[Mount] = (), tickets: TicketBook | None = None,
+    mounts: Sequence[Mount] = (), tickets: TicketBook | None = None, fast_path: bool = True,
 ) -> FastAPI:
     """The gateway's ASGI application, serving ``service`` to holders of ``token``.
 
@@ -216,6 +216,8 @@ def create_app(
     one with an injected clock to test expiry).
     ``mounts``: each is called ``mount(app, service, token)`` to add routes
     of its own (the supervisor mounts the dashboard under ``/ui/`` so).
+    ``fast_path=False`` sends ``POST /v1/requests`` through the framework's
+    routing too (the same answers, slower: for comparing the two).
     """
     if not isinstance(service, AgentService):
         raise InvalidArgument(
@@ -223,9 +225,14 @@ def create_app(
             f"status(), metrics()), got {type(service).__name__}"
         )
     auth = BearerAuth(token)
+
+    def outer(inner: ASGIApp) -> ASGIApp:
+        if fast_path:
+            inner = FastRequests(inner, service=service, auth=auth)
+        return LoopbackOnlyMiddleware(BodyLimitMiddleware(inner, max_body_bytes=max_body_bytes))
+
     app = _GatewayApp(
-        lambda inner: LoopbackOnlyMiddleware(BodyLimitMiddleware(
-            FastRequests(inner, service=service, auth=auth), max_body_bytes=max_body_bytes)),
+        outer,
         title="Project O",
         version=__version__,
         summary="The HTTP API of a crash-proof runtime for self-evolving agents.",

@@ -35,14 +35,25 @@ reason. What it wrote before stays acknowledged and durable. A shadow's
 writes are charged the same way; its journal keeps at most
 :data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
 
+Writes are settled in batches. :meth:`Journal.submit` only queues the
+record in the WAL (no task, no future per write); once per group commit
+the WAL's thread says how far it got, and one pass on the loop
+(:meth:`Journal._settle`) tails and acks every write that round covered,
+in sequence order, with one socket write per instance::
+
+    wal_entry x N ──► submit: sequence, queued ──► WAL round: write + fdatasync
+                                                       │ watch(): one wake-up
+    one write per instance ◄── tails, then acks ◄── _settle(through=sequence)
+
 Every main and the standby follow the WAL: every entry a main journals
 is tailed to the others (never back to its writer). Tails and acks are
-queued on the sockets at once, in WAL order (the writes wake in sequence
-order and nothing between waking and queueing awaits), so each instance
-reads the other mains' entries and its own acks in one order, the WAL's,
-and applies them in it (:mod:`project_o.runtime.write_order`). And since a
-write's tails are queued before its ack, anything sent to another main
-after the writer heard its ack reaches that main behind the write. While a follower restores (it reads the checkpoint and the WAL as of
+queued on the sockets in WAL order, so each instance reads the other
+mains' entries and its own acks in one order, the WAL's, and applies
+them in it (:mod:`project_o.runtime.write_order`). And anything sent to
+another main after the writer heard its ack reaches that main behind the
+write: the settle queues every socket's frames before the loop runs
+anything else, and whatever the writer does next passes through this
+loop. While a follower restores (it reads the checkpoint and the WAL as of
 some sequence), entries are buffered and the ones past its restore point
 are sent once it is done, so it misses none and applies none twice.
 """
