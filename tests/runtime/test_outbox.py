@@ -124,3 +124,32 @@ def test_a_message_that_cannot_be_framed_raises_and_queues_nothing() -> None:
         assert [[m.data["n"] for m in p] for p in _received(peer)] == [[1]]
 
     asyncio.run(main())
+
+
+def test_a_large_frame_among_small_ones_arrives_whole_and_in_order() -> None:
+    ours, peer = socket.socketpair()  # a stream, as the instance's socket is
+    channel = Channel(ours, 4 * MAX_FRAME)
+    outbox = Outbox(channel, on_broken=lambda exc: pytest.fail(f"broken: {exc}"))
+    state = "s" * (2 * MAX_FRAME)  # a checkpoint's state, say
+    got: list[Message] = []
+
+    def read() -> None:
+        decoder = FrameDecoder(4 * MAX_FRAME)
+        while len(got) < 3:
+            got.extend(decoder.feed(peer.recv(1 << 16)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+
+    async def main() -> None:
+        outbox.attach(asyncio.get_running_loop())
+        outbox.send(_beat(1))
+        outbox.send(Message("checkpoint", {"state": state}))
+        outbox.send(_beat(2))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    reader.join(10)
+    assert [m.type for m in got] == ["metrics", "checkpoint", "metrics"]
+    assert got[1].data["state"] == state and [got[0].data["n"], got[2].data["n"]] == [1, 2]

@@ -21,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from typing import Final
 
 from project_o.errors import ConnectionClosed
 from project_o.runtime.channel import Channel
 from project_o.wire import Message
 
 __all__ = ["Outbox"]
+
+#: bytes of queued frames joined into one write; past it each frame is sent as it is
+_JOIN_LIMIT: Final = 256 * 1024
 
 
 class Outbox:
@@ -79,12 +83,17 @@ class Outbox:
     def _write(self, frame: bytes) -> None:
         """The caller holds the lock."""
         self._flush_due = False
-        if self._frames:
-            self._frames.append(frame)
-            frame = b"".join(self._frames)
-            self._frames.clear()
+        frames = self._frames
         if frame:
-            self._channel.send_bytes(frame)
+            frames.append(frame)
+        if not frames:
+            return
+        self._frames = []
+        if len(frames) == 1 or sum(map(len, frames)) > _JOIN_LIMIT:
+            for one in frames:  # a checkpoint's state is not copied once more to be joined
+                self._channel.send_bytes(one)
+        else:
+            self._channel.send_bytes(b"".join(frames))
 
     def _flush_from_loop(self) -> None:
         try:
