@@ -47,6 +47,7 @@ CASES: list[tuple[dict[str, str], bytes]] = [
     (_JSON, b'{"input": {"raise": "unavailable"}}'),
     (_JSON, b'{"input": {"raise": "timeout"}}'),
     (_JSON, b'{"input": {"return": "bytes"}}'),
+    (_JSON, b'{"input": {"raise": "bug"}}'),  # 500, the traceback only in the log
 ]
 _COMPARED_HEADERS = ("content-type", "www-authenticate", "retry-after", "x-request-id")
 
@@ -55,10 +56,7 @@ _COMPARED_HEADERS = ("content-type", "www-authenticate", "retry-after", "x-reque
 async def route_only() -> AsyncIterator[tuple[GatewayServer, ScriptedService]]:
     """A gateway whose POST /v1/requests goes through FastAPI's routing and dependencies."""
     service = ScriptedService()
-    app = create_app(service, token=TOKEN)
-    kept = [entry for entry in app.user_middleware if entry.cls is not FastRequests]
-    assert len(kept) == len(app.user_middleware) - 1, "the fast path is no longer middleware"
-    app.user_middleware = kept
+    app = create_app(service, token=TOKEN, fast_path=False)
     async with GatewayServer(app, port=0) as server:
         yield server, service
 
@@ -85,5 +83,23 @@ async def test_fast_path_and_route_answer_alike(
     for case, fast_answer, route_answer in zip(CASES, fast, route, strict=True):
         assert fast_answer == route_answer, case
     # every kind of answer was compared, and both services saw the same calls
-    assert {status for status, _, _ in fast} >= {200, 400, 401, 415, 422, 502, 503, 504}
-    assert fast_service.calls == route_service.calls and len(fast_service.calls) == 8
+    assert {status for status, _, _ in fast} >= {200, 400, 401, 415, 422, 500, 502, 503, 504}
+    assert fast_service.calls == route_service.calls and len(fast_service.calls) == 9
+
+
+async def test_the_fast_path_is_what_answers_the_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[int] = []
+    answer = FastRequests._answer
+
+    async def counted(self: FastRequests, *args: Any) -> Any:
+        served.append(1)
+        return await answer(self, *args)
+
+    monkeypatch.setattr(FastRequests, "_answer", counted)
+    app = create_app(ScriptedService(), token=TOKEN)
+    async with GatewayServer(app, port=0) as server, httpx.AsyncClient(
+            base_url=server.url, timeout=CLIENT_TIMEOUT_S) as http:
+        response = await http.post("/v1/requests", json={"input": 1}, headers=_BEARER)
+        other = await http.get("/v1/status", headers=_BEARER)
+    assert response.status_code == 200 and other.status_code == 200
+    assert served == [1]  # the route's request, not the status one

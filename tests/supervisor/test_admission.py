@@ -47,6 +47,22 @@ async def test_an_exclusive_caller_waits_for_the_instance_to_empty_and_nobody_ov
 
 
 @async_test
+async def test_try_acquire_takes_only_a_free_slot_nobody_is_queued_for() -> None:
+    gate = InstanceGate(2)
+    assert gate.try_acquire() and gate.used == 1
+    assert not gate.try_acquire(exclusive=True)  # one is held: not all of them free
+    apart = asyncio.create_task(gate.acquire(exclusive=True))
+    await _settle()
+    assert not gate.try_acquire()  # a slot is free, but the exclusive caller is first in line
+    assert gate.used == 1 and gate.waiting == 1
+    gate.release()
+    await _settle()
+    assert apart.done()
+    gate.release(exclusive=True)
+    assert gate.try_acquire(exclusive=True) and not gate.try_acquire()
+
+
+@async_test
 async def test_a_cancelled_waiter_leaves_the_line_without_holding_it_up() -> None:
     gate = InstanceGate(1)
     await gate.acquire()

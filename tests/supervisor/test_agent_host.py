@@ -183,7 +183,7 @@ async def test_tell_main_says_whether_it_was_sent() -> None:
 async def test_only_the_main_may_write_to_the_vault() -> None:
     host, factory = await _host()
     _main, standby = factory.spawned
-    await host.on_wal_entry(standby, Message("wal_entry", {"id": 1, "operation": "set"}))
+    assert host.on_wal_entry(standby, Message("wal_entry", {"id": 1, "operation": "set"})) is None
     assert not standby.alive
     assert standby.death_reason == "protocol violation: standby may not write to the vault"
     await _settle()

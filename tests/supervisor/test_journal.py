@@ -12,6 +12,7 @@ import asyncio
 import errno
 import functools
 import socket
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from project_o.vault.checkpoint import CheckpointStore
 from project_o.vault.fileio import FileLayer
 from project_o.vault.quarantine import Overlay, OverlayInfo
 from project_o.vault.wal import WAL
-from project_o.wire import Message, decode_payload, encode_frame
+from project_o.wire import FrameDecoder, Message, decode_payload, encode_frame
 from project_o.wire.framing import PREFIX_SIZE
 
 PATIENCE_S = 10.0
@@ -70,6 +71,8 @@ class FakeInstance:
         self.quota = InstanceQuota()
         #: the requests it serves (what a canary's writes are tagged with)
         self.in_flight: list[str] = []
+        #: send_frame_now calls: each is one write to the socket
+        self.socket_writes = 0
 
     async def send(self, message: Message) -> None:
         if not self.alive:
@@ -82,10 +85,12 @@ class FakeInstance:
         # What a forwarded frame turns into on the instance's side, checked as strictly.
         await self.send(decode_payload(frame[PREFIX_SIZE:]))
 
-    def send_frame_now(self, frame: bytes) -> None:
-        # The tail: queued at once, in call order; a dead instance gets nothing.
+    def send_frame_now(self, frames: bytes) -> None:
+        # Tails and acks: queued at once, in call order, several frames to one socket
+        # write; a dead instance gets nothing.
         if self.alive:
-            self.sent.append(decode_payload(frame[PREFIX_SIZE:]))
+            self.socket_writes += 1
+            self.sent.extend(FrameDecoder().feed(frames))
 
     def kill(self, reason: str) -> None:
         if self.alive:
@@ -395,3 +400,82 @@ async def test_a_shadow_writing_the_moment_it_is_restored_is_acked_after_its_poi
     assert shadow.killed is None
     assert shadow.of_type("wal_ack") == [{"id": "s1", "sequence": 4}]
     assert vault.last_sequence == 3  # a shadow's writes never reach the vault
+
+
+class GatedSync(FileLayer):
+    """Real file I/O whose fdatasync waits until the test opens ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def fdatasync(self, fd: int) -> None:
+        assert self.gate.wait(PATIENCE_S), "the test never opened the gate"
+        super().fdatasync(fd)
+
+
+def gated_vault(path: Path) -> tuple[Vault, GatedSync]:
+    layer = GatedSync()
+    layer.gate.set()  # opening the WAL syncs once
+    wal = WAL.open(path / "wal", file_layer=layer)
+    layer.gate.clear()
+    return Vault(path, wal, CheckpointStore(path / "checkpoints")), layer
+
+
+@async_test
+async def test_writes_that_share_a_group_commit_are_acked_in_one_socket_write(
+    tmp_path: Path,
+) -> None:
+    vault, layer = gated_vault(tmp_path / "vault")
+    journal = journal_of(vault)
+    main, standby = FakeInstance(), FakeInstance("standby")
+    layer.gate.set()
+    await journal.restore(standby, follow=True)
+    layer.gate.clear()
+    # 20 writes queued while the disk is held: at most the first is in the round
+    # that waits, so at most two rounds cover them all.
+    sequences = [journal.submit(main, entry(f"w{n}", data=n), tail=True) for n in range(20)]
+    layer.gate.set()
+    await journal.write(main, entry("last", data=20), tail=True)
+    acks = main.of_type("wal_ack")
+    assert [a["id"] for a in acks] == [*(f"w{n}" for n in range(20)), "last"]
+    assert [a["sequence"] for a in acks[:20]] == sequences
+    assert main.socket_writes <= 3  # two rounds at most, and the last write's own
+    tails = standby.of_type("wal_entry")
+    assert [t["sequence"] for t in tails] == [a["sequence"] for a in acks]
+    assert standby.socket_writes <= 3
+    journal.close()
+    vault.close()
+
+
+@async_test
+async def test_two_writers_each_see_acks_and_the_others_tails_in_wal_order(
+    vault: Vault,
+) -> None:
+    journal = journal_of(vault)
+    first, second = FakeInstance(), FakeInstance()
+    await journal.restore(first, follow=True)
+    await journal.restore(second, follow=True)
+    for n in range(30):
+        writer = first if n % 3 else second
+        journal.submit(writer, entry(f"w{n}", data=n), tail=True)
+    await journal.write(first, entry("last"), tail=True)
+    for instance in (first, second):
+        seen = [m.data["sequence"] for m in instance.sent if m.type in ("wal_ack", "wal_entry")]
+        assert seen == sorted(seen)
+        assert len(seen) == 31  # its own acks and the other's tails: every write once
+    journal.close()
+
+
+@async_test
+async def test_a_failed_group_commit_kills_every_writer_waiting_on_it(tmp_path: Path) -> None:
+    fatal: list[WALFatalError] = []
+    journal = journal_of(failing_vault(tmp_path / "vault"), fatal)
+    writers = [FakeInstance(), FakeInstance()]
+    for n in range(6):
+        journal.submit(writers[n % 2], entry(f"w{n}", data=n), tail=True)
+    await journal.write(writers[0], entry("last"), tail=True)
+    for writer in writers:
+        assert writer.killed is not None and writer.killed.startswith(VAULT_FAILURE)
+        assert writer.of_type("wal_ack") == []  # nothing acknowledged
+    assert fatal and isinstance(fatal[0], WALFatalError)
+    journal.close()

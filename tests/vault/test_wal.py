@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -18,7 +19,13 @@ from hypothesis import strategies as st
 from project_o.errors import InvalidArgument, VaultClosed, VaultError
 from project_o.vault.fileio import FileLayer
 from project_o.vault.wal import WAL, WALEntry, scan, segment_name
-from project_o.vault.wal_record import compute_checksum, encode, read_record, walk_segment
+from project_o.vault.wal_record import (
+    compute_checksum,
+    encode,
+    pack_payload,
+    read_record,
+    walk_segment,
+)
 from tests.vault.strategies import msgpack_values
 
 pytestmark = pytest.mark.usefixtures("no_leaked_flushers")
@@ -434,3 +441,49 @@ def test_batch_acknowledgement_comes_with_the_write_not_the_fsync(tmp_path: Path
         _, durable = wal.submit("op", 5)
         wal.flush()
         assert durable.result(timeout=PATIENCE_S) == 6 and wal.durable_sequence == 6
+
+
+# -- settling in batches: enqueue_payload + watch ---------------------------------
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_a_watcher_hears_once_the_enqueued_records_are_acknowledged(
+    tmp_path: Path, durability: str,
+) -> None:
+    heard = threading.Event()
+    with WAL.open(tmp_path / "wal", durability=durability, batch_interval=60) as wal:  # type: ignore[arg-type]
+        unwatch = wal.watch(heard.set)
+        sequences = [wal.enqueue_payload(pack_payload("set", {"n": n})) for n in range(50)]
+        assert sequences == list(range(1, 51))
+        deadline = time.monotonic() + 10
+        while wal.acknowledged_sequence < 50 and time.monotonic() < deadline:
+            assert heard.wait(10)
+            heard.clear()
+        assert wal.acknowledged_sequence == 50
+        if durability == "sync":
+            assert wal.durable_sequence == 50  # acknowledged means fsynced
+        assert wal.failure is None
+        unwatch()
+        heard.clear()
+        wal.append("set", {"n": 51})
+        assert not heard.is_set()  # no calls once unwatched
+    with WAL.open(tmp_path / "wal") as wal:
+        assert [e.data["n"] for e in wal.replay()] == [*range(50), 51]
+
+
+class _FailingSync(FileLayer):
+    def fdatasync(self, fd: int) -> None:
+        raise OSError(5, "injected EIO in fdatasync")
+
+
+def test_a_watcher_hears_of_a_failure_and_nothing_is_acknowledged(tmp_path: Path) -> None:
+    heard = threading.Event()
+    with contextlib.suppress(VaultError), WAL.open(
+            tmp_path / "wal", file_layer=_FailingSync()) as wal:
+        wal.watch(heard.set)
+        wal.enqueue_payload(pack_payload("set", {"n": 1}))
+        assert heard.wait(10)
+        assert wal.failure is not None and "injected EIO" in str(wal.failure.__cause__)
+        assert wal.acknowledged_sequence == 0
+        with pytest.raises(VaultError):
+            wal.enqueue_payload(pack_payload("set", {"n": 2}))  # refused from now on

@@ -23,6 +23,8 @@ HTTPBearer does, :func:`~project_o.gateway.bodies.parse_body` is what
 
 from __future__ import annotations
 
+import logging
+
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,13 +33,20 @@ from project_o.errors import ServiceError
 from project_o.gateway.auth import BearerAuth, bearer_token
 from project_o.gateway.bodies import dump_json, parse_body, result_payload
 from project_o.gateway.models import SubmitRequest
-from project_o.gateway.problems import APIError, api_error_response, service_error_response
+from project_o.gateway.problems import (
+    APIError,
+    api_error_response,
+    service_error_response,
+    unexpected_error_response,
+)
 from project_o.supervisor.api import AgentService
 from project_o.wire.packable import Packed
 
 __all__ = ["REQUESTS_PATH", "FastRequests", "submit"]
 
 REQUESTS_PATH = "/v1/requests"
+
+logger = logging.getLogger(__name__)
 
 
 class FastRequests:
@@ -57,6 +66,9 @@ class FastRequests:
             response = api_error_response(exc)
         except ServiceError as exc:
             response = service_error_response(exc)
+        except Exception:  # what the framework's last-resort handler would answer
+            logger.exception("POST %s failed unexpectedly", REQUESTS_PATH)
+            response = unexpected_error_response()
         await response(scope, receive, send)
 
     async def _answer(self, headers: Headers, receive: Receive) -> Response:

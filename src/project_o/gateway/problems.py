@@ -39,6 +39,7 @@ __all__ = [
     "install_error_handlers",
     "service_error_response",
     "service_method",
+    "unexpected_error_response",
 ]
 
 
@@ -159,6 +160,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this answer, so the server log gets the traceback.
+    return unexpected_error_response()
+
+
+def unexpected_error_response() -> JSONResponse:
+    """The 500 ``InternalError`` answer (the caller logs the traceback)."""
     message = "the gateway hit an unexpected error; the server log has the details"
     return JSONResponse(error_body("InternalError", message), status_code=500)
 

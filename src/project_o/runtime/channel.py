@@ -71,9 +71,16 @@ class Channel:
         Raises InvalidArgument / FrameTooLarge (before anything is sent) if
         the message cannot be framed; ConnectionClosed if the socket is gone.
         """
-        frame = encode_frame(message, self.max_frame_size)
+        self.send_bytes(self.encode(message))
+
+    def encode(self, message: Message) -> bytes:
+        """``message`` as one frame; InvalidArgument / FrameTooLarge if it cannot be one."""
+        return encode_frame(message, self.max_frame_size)
+
+    def send_bytes(self, frames: bytes) -> None:
+        """Send whole frames already encoded (several at once: one syscall)."""
         try:
-            self._sock.sendall(frame)
+            self._sock.sendall(frames)
         except OSError as exc:
             raise ConnectionClosed(clean=False, detail=f"sending failed: {exc}") from exc
 

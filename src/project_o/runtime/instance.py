@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import faulthandler
 import functools
 import inspect
@@ -96,6 +97,7 @@ from project_o.llm.remote import RemoteClient
 from project_o.runtime.channel import Channel
 from project_o.runtime.config import InstanceConfig
 from project_o.runtime.llm_link import LLMLink
+from project_o.runtime.outbox import Outbox
 from project_o.runtime.procctl import parent_death_signal, set_parent_death_signal
 from project_o.runtime.workers import Workers, share_malloc_arenas
 from project_o.runtime.write_order import PendingWrite, WriteOrder
@@ -178,7 +180,7 @@ class Instance:
         self.role = role
         self._instance_id = instance_id
         self._config = config
-        self._send_lock = threading.Lock()
+        self._outbox = Outbox(channel, self._on_broken_socket)
         self._writes = WriteOrder(self._send_entry, self._apply_live, self._on_released,
                                   thread_applies=lambda operation: self._state.locked(operation),
                                   apply_tail=self._apply_tail)
@@ -267,10 +269,13 @@ class Instance:
         self._workers = Workers("agent", lambda: set_parent_death_signal(death_signal))
         loop.set_default_executor(self._pool)  # asyncio.to_thread: ctx.tools.acall & co
         self._loop, self._loop_thread = loop, threading.get_ident()
+        self._outbox.attach(loop)
         asyncio.set_event_loop(loop)
         try:
             return loop.run_until_complete(self._serve_async())
         finally:
+            with contextlib.suppress(ConnectionClosed):
+                self._outbox.detach()  # what the last pass sent (a final answer)
             # Threads stuck in agent code are left behind: the process exits.
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._workers.stop()
@@ -614,6 +619,7 @@ class Instance:
         assert self._loop is not None
         self._progress()
         write = self._writes.submit(operation, data, None)
+        assert write.released is not None  # a worker thread's write has its event
         while not write.released.wait(self._config.heartbeat_interval / 2):
             self._progress()
             self._raise_if_fatal()
@@ -808,10 +814,13 @@ class Instance:
     def _send(self, message_type: MessageType, **data: Any) -> None:
         """Send one frame, from the loop or any worker thread."""
         try:
-            with self._send_lock:
-                self._channel.send(Message(message_type, data))
+            self._outbox.send(Message(message_type, data))
         except ConnectionClosed as exc:
             raise self._fail(EXIT_CHANNEL_LOST, f"supervisor socket broke: {exc}") from exc
+
+    def _on_broken_socket(self, exc: ConnectionClosed) -> None:
+        """Frames the loop queued could not be sent: the supervisor is gone."""
+        self._fail(EXIT_CHANNEL_LOST, f"supervisor socket broke: {exc}")
 
     def _on_loop_thread(self) -> bool:
         return threading.get_ident() == self._loop_thread

@@ -42,7 +42,7 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from project_o.errors import ProtocolError
@@ -69,11 +69,16 @@ class PendingWrite:
     tail: bool = False
     #: a worker thread's write: set when it may apply it (it holds the baton then),
     #: or once the loop applied it (``applied``)
-    released: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event | None = None
     #: a worker thread's write the loop applied for it
     applied: bool = False
     #: what applying it raised (the writer raises it)
     error: BaseException | None = None
+
+    def release(self) -> None:
+        """Wake the worker thread waiting for this write (a loop's write has none)."""
+        if self.released is not None:
+            self.released.set()
 
 
 class WriteOrder:
@@ -137,7 +142,8 @@ class WriteOrder:
                future: asyncio.Future[None] | None) -> PendingWrite:
         """Send one write (from any thread); ``future``: resolve it on release instead."""
         with self._lock:
-            write = PendingWrite(self._next_id, operation, data, future)
+            write = PendingWrite(self._next_id, operation, data, future,
+                                 released=threading.Event() if future is None else None)
             self._next_id += 1
             self._send(write.id, operation, data)  # raises before the write is queued
             self._pending.append(write)
@@ -179,7 +185,7 @@ class WriteOrder:
                 self._apply_for_thread(write)
             else:
                 self._baton = write
-                write.released.set()
+                write.release()
                 return
 
     def _apply_for_thread(self, write: PendingWrite) -> None:
@@ -189,7 +195,7 @@ class WriteOrder:
             write.error = exc
         write.applied = True
         self._done(write)
-        write.released.set()
+        write.release()
 
     def _release_tail(self, tail: PendingWrite) -> None:
         assert tail.sequence is not None
@@ -232,4 +238,4 @@ class WriteOrder:
         for write in pending:
             if write.future is not None and not write.future.done():
                 write.future.set_exception(error)
-            write.released.set()
+            write.release()

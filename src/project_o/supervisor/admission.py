@@ -41,10 +41,16 @@ class InstanceGate:
         self._exclusive = False
         self._waiters: deque[tuple[asyncio.Future[None], bool]] = deque()
 
-    async def acquire(self, exclusive: bool = False) -> None:
-        """Take a slot (``exclusive``: all of them), waiting in line if need be."""
+    def try_acquire(self, exclusive: bool = False) -> bool:
+        """Take a slot now if one is free and nobody waits in line; whether it did."""
         if not self._waiters and self._fits(exclusive):
             self._take(exclusive)
+            return True
+        return False
+
+    async def acquire(self, exclusive: bool = False) -> None:
+        """Take a slot (``exclusive``: all of them), waiting in line if need be."""
+        if self.try_acquire(exclusive):
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (granted, exclusive)

@@ -187,16 +187,18 @@ class AgentHost:
                 instance.kill("supervisor shutting down")
                 await instance.close()
         await self.factory.close()
+        self.journal.close()
 
     # -- what instances send (the handle's InstanceOwner) ------------------
 
-    async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
-        """Journal a memory write from a main, ack it, tail it to every other main and
-        the standby (every main of the pool may write; a standby may not)."""
+    def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None:
+        """Journal a memory write from a main; the journal acks it and tails it to every
+        other main and the standby once durable (every main of the pool may write; a
+        standby may not)."""
         if not self.pool.is_main(instance) and instance not in self.pool.retired:
             instance.kill(f"protocol violation: {instance.role} may not write to the vault")
             return
-        await self.journal.write(instance, message, tail=True)
+        self.journal.submit(instance, message, tail=True)
 
     def on_llm_call(self, instance: InstanceHandle, message: Message) -> None:
         """Make the model call ``instance`` asks for (answered by ``llm_result``)."""

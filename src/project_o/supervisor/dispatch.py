@@ -154,8 +154,9 @@ class Dispatcher:
                 main = await self._pool.choose_main(deadline - loop.time(), self._load)
                 gate = self._gate(main)
                 try:
-                    async with asyncio.timeout_at(deadline):
-                        await gate.acquire(apart)
+                    if not gate.try_acquire(apart):  # no timer for a slot free at once
+                        async with asyncio.timeout_at(deadline):
+                            await gate.acquire(apart)
                 except TimeoutError:
                     raise RequestTimeout(
                         f"request {request_id} waited its whole deadline for a free instance",

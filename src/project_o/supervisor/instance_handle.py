@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from project_o.errors import ProjectOError, ProtocolError
@@ -69,7 +69,10 @@ class HandlerError(ProjectOError):
 class InstanceOwner(Protocol):
     """What the handle calls back into (the agent host)."""
 
-    async def on_wal_entry(self, instance: InstanceHandle, message: Message) -> None: ...
+    def on_wal_entry(
+        self, instance: InstanceHandle, message: Message,
+    ) -> Coroutine[Any, Any, None] | None:
+        """Take one write: at once (None), or as a coroutine the handle runs as a task."""
     async def on_checkpoint(self, instance: InstanceHandle, message: Message) -> None: ...
     def on_llm_call(self, instance: InstanceHandle, message: Message) -> None: ...
     def on_death(self, instance: InstanceHandle, reason: str) -> None: ...
@@ -327,9 +330,16 @@ class InstanceHandle:
             raise ProtocolError(f"an instance may not send {kind!r}")
 
     def _journal(self, message: Message) -> None:
-        """Journal one write as a task of its own (tasks start in the order made)."""
-        task = asyncio.create_task(self._owner.on_wal_entry(self, message),
-                                   name=f"journal-{self.instance_id}")
+        """Hand one write to the owner; what it must await runs as a task (in the order made)."""
+        try:
+            pending = self._owner.on_wal_entry(self, message)
+        except Exception as exc:  # as _journaled: an instance never crashes the reader
+            logger.error("journaling a write of %s failed", self.instance_id, exc_info=exc)
+            self.kill(f"journaling its write failed: {exc!r}")
+            return
+        if pending is None:
+            return
+        task = asyncio.create_task(pending, name=f"journal-{self.instance_id}")
         self._writes.add(task)
         task.add_done_callback(self._journaled)
 

@@ -35,14 +35,25 @@ reason. What it wrote before stays acknowledged and durable. A shadow's
 writes are charged the same way; its journal keeps at most
 :data:`SHADOW_JOURNAL_BYTES` of them, dropping the oldest.
 
+Writes are settled in batches. :meth:`Journal.submit` only queues the
+record in the WAL (no task, no future per write); once per group commit
+the WAL's thread says how far it got, and one pass on the loop
+(:meth:`Journal._settle`) tails and acks every write that round covered,
+in sequence order, with one socket write per instance::
+
+    wal_entry x N ──► submit: sequence, queued ──► WAL round: write + fdatasync
+                                                       │ watch(): one wake-up
+    one write per instance ◄── tails, then acks ◄── _settle(through=sequence)
+
 Every main and the standby follow the WAL: every entry a main journals
 is tailed to the others (never back to its writer). Tails and acks are
-queued on the sockets at once, in WAL order (the writes wake in sequence
-order and nothing between waking and queueing awaits), so each instance
-reads the other mains' entries and its own acks in one order, the WAL's,
-and applies them in it (:mod:`project_o.runtime.write_order`). And since a
-write's tails are queued before its ack, anything sent to another main
-after the writer heard its ack reaches that main behind the write. While a follower restores (it reads the checkpoint and the WAL as of
+queued on the sockets in WAL order, so each instance reads the other
+mains' entries and its own acks in one order, the WAL's, and applies
+them in it (:mod:`project_o.runtime.write_order`). And anything sent to
+another main after the writer heard its ack reaches that main behind the
+write: the settle queues every socket's frames before the loop runs
+anything else, and whatever the writer does next passes through this
+loop. While a follower restores (it reads the checkpoint and the WAL as of
 some sequence), entries are buffered and the ones past its restore point
 are sent once it is done, so it misses none and applies none twice.
 """
@@ -55,7 +66,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgpack
 
@@ -97,6 +108,17 @@ SHADOW_JOURNAL_BYTES: Final = 16 * 1024 * 1024
 FatalCallback = Callable[[WALFatalError], None]
 
 
+class _Unsettled(NamedTuple):
+    """A write queued in the WAL and not yet acknowledged to its writer."""
+
+    sequence: int
+    writer: InstanceHandle
+    write_id: Any
+    payload: Payload
+    tail: bool
+    started: float
+
+
 class Journal:
     """Journals instances' writes in the vault, tails them to followers, writes checkpoints."""
 
@@ -114,49 +136,117 @@ class Journal:
         self.copies = SealedCopies(store.plain_image if store.keyring is not None else None)
         #: the newest checkpoint written: {id, last_sequence, timestamp_ns}
         self.last_checkpoint: dict[str, Any] | None = None
+        #: writes queued in the WAL, not yet acked, in sequence order
+        self._unsettled: deque[_Unsettled] = deque()
+        self._settled_through = 0
+        #: (sequence, future) of write() calls waiting for their settle
+        self._settle_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._settle_due = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     # -- writes ---------------------------------------------------------
 
-    async def write(self, instance: InstanceHandle, message: Message, *, tail: bool) -> None:
-        """Journal one ``wal_entry``, ack it once durable, tail it to followers if ``tail``.
+    def submit(self, instance: InstanceHandle, message: Message, *, tail: bool) -> int | None:
+        """Journal one ``wal_entry`` now; its ack (and tails, with ``tail``) go once it is durable.
 
-        Everything up to the wait for durability runs at once, so writes that
-        start in some order get their sequences in that order (an instance's
-        concurrent writes: its handle starts one task per write, in the order
-        it sent them). The WAL settles writes in sequence order and the tasks
-        wake in that order, so tailing at once on waking (before the ack,
-        which may wait on the socket) keeps the followers' entries in order.
+        Returns its sequence, or None if the write was refused (its writer is
+        killed). Nothing awaits per write: the WAL says once per group commit
+        how far it got (:meth:`Vault.watch`), and :meth:`_settle` then tails
+        and acks every write it covered, in sequence order, one socket write
+        per instance. Writes get their sequences in the order of the calls:
+        an instance's writes in the order it sent them.
         """
         payload = _charged_payload(instance, message)  # packed once: WAL record and tail
         if payload is None:
-            return
-        started = time.perf_counter()
+            return None
         try:
-            sequence, durable = self.vault.submit_payload(payload)
-            await asyncio.wrap_future(durable)
+            sequence = self.vault.enqueue_payload(payload)
         except WALFatalError as exc:
-            self._on_fatal(exc)
-            instance.kill(f"{VAULT_FAILURE}: {exc}; nothing more can be acknowledged")
-            return
-        if tail and self._followers:
-            self._tail(sequence, payload, instance)
-        self.metrics.observe_wal_append(time.perf_counter() - started)
-        # At once, behind the tails: no other frame may come between (see above).
-        instance.send_frame_now(encode_frame(Message(MessageType.WAL_ACK, {
-            "id": message.data.get("id"), "sequence": sequence})))
+            self._vault_failed(instance, exc)
+            return None
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._unwatch = self.vault.watch(self._on_acknowledged)
+        self._unsettled.append(_Unsettled(sequence, instance, message.data.get("id"), payload,
+                                          tail, time.perf_counter()))
+        return sequence
 
-    def _tail(self, sequence: int, payload: Payload, writer: InstanceHandle) -> None:
+    async def write(self, instance: InstanceHandle, message: Message, *, tail: bool) -> None:
+        """:meth:`submit`, returning once the write is acked (or refused, or the vault failed)."""
+        sequence = self.submit(instance, message, tail=tail)
+        if sequence is not None and sequence > self._settled_through:
+            settled = asyncio.get_running_loop().create_future()
+            self._settle_waiters.append((sequence, settled))
+            await settled
+
+    def close(self) -> None:
+        """Stop watching the vault (the owner closes it next)."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def _on_acknowledged(self) -> None:
+        """The WAL's thread: schedule one :meth:`_settle`, unless one is already due."""
+        # Racy but safe: _settle clears the flag before it reads how far the WAL got,
+        # and the WAL moved that mark before calling us, so no progress is missed.
+        if self._settle_due or self._loop is None:
+            return
+        self._settle_due = True
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody to ack
+            self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        """Tail and ack every write the WAL acknowledged, in sequence order."""
+        self._settle_due = False
+        through = self.vault.acknowledged_sequence
+        unsettled = self._unsettled
+        frames: dict[InstanceHandle, list[bytes]] = {}
+        now = time.perf_counter()
+        while unsettled and unsettled[0].sequence <= through:
+            write = unsettled.popleft()
+            if write.tail and self._followers:
+                self._tail(write.sequence, write.payload, write.writer, frames)
+            frames.setdefault(write.writer, []).append(encode_frame(Message(
+                MessageType.WAL_ACK, {"id": write.write_id, "sequence": write.sequence})))
+            self.metrics.observe_wal_append(now - write.started)
+        # One write per socket. Tails come before acks in each one's list (WAL
+        # order); and across sockets nothing can react to an ack before this
+        # returns, since everything an instance sends passes through this loop.
+        for instance, batch in frames.items():
+            instance.send_frame_now(b"".join(batch))
+        self._settled_through = through
+        failure = self.vault.failure if unsettled else None
+        if failure is not None:
+            while unsettled:
+                self._vault_failed(unsettled.popleft().writer, failure)
+            self._settled_through = self.vault.last_sequence
+        self._wake_settled()
+
+    def _wake_settled(self) -> None:
+        waiters = self._settle_waiters
+        while waiters and waiters[0][0] <= self._settled_through:
+            _, settled = waiters.popleft()
+            if not settled.done():
+                settled.set_result(None)
+
+    def _vault_failed(self, writer: InstanceHandle, error: WALFatalError) -> None:
+        self._on_fatal(error)
+        writer.kill(f"{VAULT_FAILURE}: {error}; nothing more can be acknowledged")
+
+    def _tail(self, sequence: int, payload: Payload, writer: InstanceHandle,
+              frames: dict[InstanceHandle, list[bytes]]) -> None:
         operation, data = payload
         frame = encode_forwarded_frame(MessageType.WAL_ENTRY, {
             "sequence": _packed_int(sequence), "operation": operation, "data": data,
         })
-        for follower, buffer in list(self._followers.items()):
+        for follower, buffer in self._followers.items():
             if follower is writer:
                 continue  # it applies its own write when the ack comes
             if buffer is not None:
                 buffer.append((sequence, frame))
             else:
-                follower.send_frame_now(frame)
+                frames.setdefault(follower, []).append(frame)
 
     # -- followers and restores -----------------------------------------
 

@@ -28,12 +28,13 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from project_o.errors import InvalidArgument, VaultClosed, VaultError
+from project_o.errors import InvalidArgument, VaultClosed, VaultError, WALFatalError
 from project_o.vault.catalog import Catalog
 from project_o.vault.checkpoint import CheckpointInfo, CheckpointStore
 from project_o.vault.quarantine import Quarantine
@@ -148,6 +149,33 @@ class Vault:
         """
         self._check_open()
         return self.wal.submit_payload(payload)
+
+    def enqueue_payload(self, payload: Payload) -> int:
+        """Queue a packed write and return its sequence; :meth:`watch` says when it is acknowledged.
+
+        For a caller that settles writes in batches (the journal): one
+        wake-up per group commit instead of a future per write.
+        """
+        self._check_open()
+        return self.wal.enqueue_payload(payload)
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (from the WAL's thread) when :attr:`acknowledged_sequence` moves.
+
+        Also when the WAL fails (:attr:`failure`). Returns the function that
+        stops the calls. See :meth:`WAL.watch`.
+        """
+        return self.wal.watch(callback)
+
+    @property
+    def acknowledged_sequence(self) -> int:
+        """The last write acknowledged: fsynced (sync durability) or written (batch)."""
+        return self.wal.acknowledged_sequence
+
+    @property
+    def failure(self) -> WALFatalError | None:
+        """Why no write can be acknowledged any more (a write or fsync failed); else None."""
+        return self.wal.failure
 
     async def append_payload_async(self, payload: Payload) -> int:
         """:meth:`append_async` of ``(operation, data)`` already packed by :func:`pack_payload`."""

@@ -78,7 +78,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,6 +409,9 @@ class WAL:
         self._fatal: Exception | None = None
         self._closed = False
         self._flusher_idle = False
+        # called (from whichever thread ran the round) when acknowledged_sequence moves
+        # or the WAL turns fatal; see watch()
+        self._watchers: list[Callable[[], None]] = []
         committer = self._run_group_commits if self._sync else self._run_batch_commits
         self._flusher = threading.Thread(target=committer, name="wal-flusher", daemon=True)
         self._flusher.start()
@@ -435,6 +438,32 @@ class WAL:
     def submit_payload(self, payload: Payload) -> tuple[int, Future[int]]:
         """:meth:`submit_acknowledged` of a payload :func:`pack_payload` already packed."""
         return self._submit(payload, durable=self._sync)
+
+    def enqueue_payload(self, payload: Payload) -> int:
+        """Queue a packed record and return its sequence; nothing per record says when it lands.
+
+        For a caller that settles many writes at once: it learns that
+        :attr:`acknowledged_sequence` moved (or that the WAL failed) from a
+        :meth:`watch` callback, once per round rather than once per record.
+        """
+        seq = self._enqueue(payload, None)
+        self._kick()
+        return seq
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` whenever :attr:`acknowledged_sequence` moves or the WAL fails.
+
+        It runs on the thread that wrote the round (usually the flusher),
+        after the new sequence is visible, so it must be quick and
+        thread-safe (e.g. ``loop.call_soon_threadsafe``). Returns a function
+        that stops the calls.
+        """
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback)
+
+    def _notify_watchers(self) -> None:
+        for callback in list(self._watchers):
+            callback()
 
     def _submit(self, payload: Payload, *, durable: bool) -> tuple[int, Future[int]]:
         future: Future[int] = Future()
@@ -491,6 +520,16 @@ class WAL:
     def durable_sequence(self) -> int:
         """The last sequence known to be on stable storage."""
         return self._durable_seq
+
+    @property
+    def acknowledged_sequence(self) -> int:
+        """The last sequence :meth:`append` would have returned for: fsynced (sync), written (batch)."""
+        return self._durable_seq if self._sync else self._written_seq
+
+    @property
+    def failure(self) -> WALFatalError | None:
+        """Why nothing more can be acknowledged, once a write or fsync failed; else None."""
+        return None if self._fatal is None else self._fatal_error()
 
     @property
     def durability(self) -> _Durability:
@@ -725,6 +764,8 @@ class WAL:
             return False
         if self._unwritten:
             self._resolve_written()
+        if not self._sync and self._watchers:
+            self._notify_watchers()
         return True
 
     def _resolve_written(self) -> None:
@@ -826,6 +867,8 @@ class WAL:
         if locks:
             self._to_wake.extend(locks)
             self._pass_baton()
+        if self._watchers:
+            self._notify_watchers()
         return found_own
 
     def _fail(self, exc: Exception) -> None:
@@ -847,6 +890,7 @@ class WAL:
                 waiter.set_exception(self._fatal_error())
             else:
                 waiter.release()  # the writer sees durable < its sequence and raises
+        self._notify_watchers()
 
     def _fatal_error(self) -> WALFatalError:
         cause = self._fatal
