@@ -84,6 +84,7 @@ __all__ = [
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIMEOUT_S",
     "MAX_BATCH",
+    "STREAM_BATCH",
     "WALL_GRACE_S",
     "EvaluationStream",
     "EvaluatorPool",
@@ -99,6 +100,16 @@ WALL_GRACE_S: Final = 2.0
 START_TIMEOUT_S: Final = 30.0
 #: candidates per child at most: amortises the fork, bounds what one crash re-runs
 MAX_BATCH: Final = 64
+#: candidates per streamed child at most (without ``batch_size``). A fresh child costs
+#: ~9 ms of CPU (the fork's copy-on-write faults, a first candidate on cold pages), as
+#: much as 30-60 small candidates: at 64 a third of a symbreg run's evaluator CPU went
+#: to forks. What a larger batch changes and what it does not (docs/design.md,
+#: "Parallel evolution"): every candidate still runs sandboxed, a crash, hang or tamper still
+#: charges exactly the candidate running and the rest go to a fresh child, a two-phase
+#: task still runs one candidate per child; what grows is how many later candidates an
+#: undetected in-process trick can reach (the ``evaluate(agent)`` form promises no more
+#: than that), and how many solo re-runs a forged frame costs. ``batch_size`` bounds both.
+STREAM_BATCH: Final = 256
 #: batches per worker per call, so a slow batch does not leave workers idle at the end
 BATCHES_PER_WORKER: Final = 3
 #: a batch expected to finish sooner than this is not split further: a fork, a sandbox
@@ -350,8 +361,8 @@ class EvaluatorPool:
 
     @property
     def _stream_capacity(self) -> int:
-        """The most candidates a streamed batch takes: ``batch_size``, else MAX_BATCH."""
-        return MAX_BATCH if self.batch_size is None else max(1, self.batch_size)
+        """The most candidates a streamed batch takes: ``batch_size``, else STREAM_BATCH."""
+        return STREAM_BATCH if self.batch_size is None else max(1, self.batch_size)
 
     def _dispatch(self, genomes: list[Genome], dispatches: int, *,
                   stream: bool = False) -> _Batch:
@@ -575,14 +586,14 @@ class EvaluationStream:
                           the caller's breeding; each is a batch that stays open
         submit(genome)    sends it to the open batch with the least work queued, and
                           reads what is ready; a batch that is full (``batch_size``, else
-                          MAX_BATCH candidates) is told to end, and a fresh one is forked
+                          STREAM_BATCH candidates) is told to end, and a fresh one is forked
         results(...)      waits until every candidate submitted so far has its result and
                           records them (on_batch); the batches stay open for the next ones
         close()           ends the batches (kills any still running a candidate)
 
     The guarantees are the batch's (see the module docstring): each batch is
     one fresh sandboxed child that has run nothing before, and runs at most
-    ``batch_size`` (else MAX_BATCH) candidates; accounting is per candidate;
+    ``batch_size`` (else STREAM_BATCH) candidates; accounting is per candidate;
     a child that dies or hangs is charged to the candidate it was running and
     the rest run in a fresh child. Which batch a candidate joins changes
     nothing in its result. A candidate may read the child's socket and
