@@ -368,7 +368,8 @@ def _require_str_keys(value: Any) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"key {key!r} is not a string")
-            _require_str_keys(item)
+            if item is not None and type(item) not in _SCALARS:  # a call per scalar was
+                _require_str_keys(item)                          # most of a child's details
     elif isinstance(value, list | tuple):
         for item in value:
             _require_str_keys(item)
