@@ -204,6 +204,10 @@ class EvaluatorPool:
         if not load_task_bounds_only:
             raise InvalidArgument(f"task file {self.task_path} does not exist")
         self.workers = workers or os.cpu_count() or 1
+        #: children a stream keeps open: the caller breeds on a core of its own meanwhile,
+        #: so by default one fewer than the cores (a third process on two cores kept
+        #: preempting the breeding, and each open child is a fork more)
+        self.stream_workers = workers or max(1, (os.cpu_count() or 1) - 1)
         self.timeout_s = float(timeout_s)
         self.memory_mb = memory_mb
         self.batch_size = batch_size
@@ -321,7 +325,7 @@ class EvaluatorPool:
     def stream(self) -> EvaluationStream:
         """Evaluate candidates while they are still being bred (see :class:`EvaluationStream`).
 
-        Forks ``workers`` sandboxed children at once, so that their fork and
+        Forks ``stream_workers`` sandboxed children at once, so that their fork and
         sandbox overlap the caller's work; one stream at a time per pool, and
         no :meth:`evaluate` while it is open.
         """
@@ -582,7 +586,8 @@ class EvaluationStream:
 
     ::
 
-        pool.stream()     forks ``workers`` children now: their fork and sandbox overlap
+        pool.stream()     forks ``stream_workers`` children now (one per core but the
+                          caller's, unless ``workers`` was given): their fork and sandbox overlap
                           the caller's breeding; each is a batch that stays open
         submit(genome)    sends it to the open batch with the least work queued, and
                           reads what is ready; a batch that is full (``batch_size``, else
@@ -608,7 +613,7 @@ class EvaluationStream:
         self._pending: deque[tuple[list[Genome], int]] = deque()  # what dead children left
         self._submitted: set[str] = set()
         self._asked = 0  # submitted since the last results()
-        for _ in range(pool.workers):
+        for _ in range(pool.stream_workers):
             self._open()
 
     def submit(self, genome: Genome) -> None:
@@ -623,7 +628,7 @@ class EvaluationStream:
         batch.unsent.append(_genome_wire(genome))
         if len(batch.genomes) >= self._capacity:
             self._end(batch)
-            if sum(1 for b in self._running.values() if b.accepting) < self._pool.workers:
+            if sum(1 for b in self._running.values() if b.accepting) < self._pool.stream_workers:
                 self._open()  # its successor starts now, while breeding goes on
         elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
             _send(batch, self._pool)  # a frame's worth, or the child has nothing to do
