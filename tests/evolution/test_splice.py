@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from project_o.evolution.operators.evolvables import EvolvableFunction, splice
 
-TOP = EvolvableFunction("agent.py", "f", 3, 4, "")
+TOP = EvolvableFunction("agent.py", "f", 3, 5, "")
 
 
 def test_only_the_functions_lines_change() -> None:
