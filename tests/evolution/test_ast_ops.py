@@ -239,6 +239,24 @@ def test_donor_code_comes_from_the_donor_and_is_recorded() -> None:
     assert taken  # pieces only the donor has do arrive
 
 
+def test_several_donors_each_give_pieces() -> None:
+    # One draw over the pieces of every donor function: with two donors, both are used.
+    parent = Genome({"a.py": "@agent.evolvable\ndef f(x):\n    return x + 1\n"})
+    first = Genome({"a.py": "@agent.evolvable\ndef f(x):\n    return alpha(x) * 2\n"})
+    second = Genome({"a.py": "@agent.evolvable\ndef f(x):\n    return beta(x) - 3\n"})
+    used = set()
+    for seed in range(40):
+        child = DonorSubtree().apply(parent, random.Random(seed), donors=[first, second])
+        if child is not None:
+            donor = child.details["donor"]
+            text = child.sources["a.py"]
+            assert donor in (first.id, second.id) and child.parents == (parent.id, donor)
+            # the grafted piece comes from the donor the details name
+            assert "beta" not in text if donor == first.id else "alpha" not in text
+            used.add(donor)
+    assert used == {first.id, second.id}
+
+
 def test_donor_without_donors_uses_another_function_of_the_parent() -> None:
     operator = DonorSubtree()
     child = operator.apply(sample(), random.Random(3))

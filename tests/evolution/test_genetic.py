@@ -10,6 +10,7 @@ import pytest
 
 from project_o.evolution.genetic import GAConfig, GeneticAlgorithm, pareto_ranks
 from project_o.evolution.genome import Genome
+from project_o.evolution.operators import default_operators
 from project_o.evolution.population import EvaluatorPool
 from project_o.evolution.run_store import RunStore
 from project_o.evolution.task import Evaluation, load_task, validate_metrics
@@ -145,3 +146,47 @@ def test_the_operator_bandit_learns_and_is_deterministic(pool: EvaluatorPool) ->
     assert any(s > 0 for s, _ in arms.values()) and any(f > 0 for _, f in arms.values())
     assert set(arms) == {op for op in arms if op.startswith(("mut_", "cx_"))}
     assert GeneticAlgorithm(_seed(), pool.evaluate, SMALL).run().bandit is None
+
+
+class _LoggedStream:
+    """An evaluation stream that evaluates in-process and logs when each genome came."""
+
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        self._log, self._evaluate, self._queued = log, _in_process(False), []
+
+    def submit(self, genome: Genome) -> None:
+        self._log.append(("submit", genome.id))
+        self._queued.append(genome)
+
+    def results(self, **hooks: object) -> dict[str, Evaluation]:
+        found, self._queued = self._evaluate(self._queued), []
+        self._log.append(("results", ""))
+        return found
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_pair_is_offered_before_the_next_pair_is_crossed() -> None:
+    # Offspring go to the evaluators while the rest of the generation is bred: the first
+    # new genome of a generation is submitted before its last crossover, not after all.
+    log: list[tuple[str, str]] = []
+
+    class Logged:
+        def __init__(self, inner: object, name: str) -> None:
+            self._inner, self.name = inner, name
+
+        def apply(self, parent: Genome, rng: object, *, donors: object = ()) -> Genome | None:
+            log.append(("cross" if donors else "mutate", parent.id))
+            return self._inner.apply(parent, rng, donors=donors)  # type: ignore[attr-defined]
+
+    operators = {name: Logged(op, name) for name, op in default_operators().items()}
+    config = GAConfig(population=40, generations=2, tournament=3, crossover=1.0,
+                      mutation=0.0, elitism=1, seed=5)
+    GeneticAlgorithm(_seed(), _in_process(False), config, operators=operators,  # type: ignore[arg-type]
+                     stream=lambda: _LoggedStream(log)).run()
+    ends = [i for i, (kind, _) in enumerate(log) if kind == "results"]
+    last = log[ends[-2] + 1:ends[-1]]  # the last generation, bred and submitted
+    kinds = [kind for kind, _ in last]
+    assert "submit" in kinds and "cross" in kinds
+    assert kinds.index("submit") < len(kinds) - 1 - kinds[::-1].index("cross")

@@ -109,3 +109,17 @@ def test_a_syntax_error_is_the_whole_files() -> None:
         compile(text, "bad.py", "exec", dont_inherit=True)
     assert (chunked.value.filename, chunked.value.lineno, chunked.value.msg) == \
         (whole.value.filename, whole.value.lineno, whole.value.msg)
+
+
+def test_under_one_file_name_unchanged_chunks_are_shared_as_named() -> None:
+    compiler = ModuleCode()
+    first = compiler.compile(AGENT, "/batch/agent.py")
+    changed = AGENT.replace("return 1 / x", "return 2 / x")
+    second = compiler.compile(changed, "/batch/agent.py")
+    assert all(a is b for a, b in zip(first[:-1], second[:-1], strict=True))
+    assert first[-1] is not second[-1]
+    assert _run(first)["fails"](1) == 1.0 and _run(second)["fails"](1) == 2.0
+    # another name still gets its own copies, named after it
+    third = compiler.compile(AGENT, "/other/agent.py")
+    assert all(code.co_filename == "/other/agent.py" for code in third)
+    assert all(a is not b for a, b in zip(first, third, strict=True))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from project_o.evolution.genome import Genome
-from project_o.evolution.population import EvaluatorPool
+from project_o.evolution.population import STREAM_BATCH, EvaluatorPool
 from project_o.evolution.task import validate_metrics
 
 AGENT = '''
@@ -201,3 +203,44 @@ def test_a_stream_closed_mid_candidate_leaves_the_pool_usable(task: Path) -> Non
         stream.close()  # kills the child running it
         results = pool.evaluate(genomes)
     assert [results[g.id].metrics["score"] for g in genomes] == [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_a_streamed_child_runs_at_most_a_batch(tmp_path: Path, batch_size: int | None) -> None:
+    """A streamed child takes ``batch_size`` (else STREAM_BATCH) candidates, then a fresh one."""
+    task = tmp_path / "task.py"
+    task.write_text("import os\n\ndef evaluate(agent):\n"
+                    "    return {'score': float(agent.params['value']), 'pid': os.getpid()}\n")
+    bound = batch_size or STREAM_BATCH
+    genomes = [Genome({"agent.py": AGENT}, {"value": v}) for v in range(bound + 10)]
+    with EvaluatorPool(task, workers=1, batch_size=batch_size) as pool:
+        stream = pool.stream()
+        for genome in genomes:
+            stream.submit(genome)
+        results = stream.results()
+        stream.close()
+    assert [results[g.id].metrics["score"] for g in genomes] == [float(v) for v in range(bound + 10)]
+    children = Counter(results[g.id].metrics["pid"] for g in genomes)
+    # in submission order: the first child is filled to the bound, the rest go to the next
+    assert list(children.values()) == [bound, 10]
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_a_stream_leaves_a_core_to_its_caller_unless_told(tmp_path: Path,
+                                                          workers: int | None) -> None:
+    task = tmp_path / "task.py"
+    task.write_text("import os\n\ndef evaluate(agent):\n"
+                    "    return {'score': float(agent.params['value']), 'pid': os.getpid()}\n")
+    with EvaluatorPool(task, workers=workers) as pool:
+        expected = workers or max(1, (os.cpu_count() or 1) - 1)
+        assert pool.stream_workers == expected
+        assert pool.workers == (workers or os.cpu_count())  # lists still use every core
+        stream = pool.stream()
+        for value in range(12):
+            stream.submit(Genome({"agent.py": AGENT}, {"value": value}))
+        results = stream.results()
+        stream.close()
+    children = {evaluation.metrics["pid"] for evaluation in results.values()}
+    assert len(results) == 12 and 1 <= len(children) <= expected
+    if workers is not None:
+        assert len(children) == workers  # the candidates were spread over the children

@@ -196,7 +196,8 @@ def run(quick: bool, progress: Callable[[str], None]) -> Report:
     report.notes.append(f"budget: population {population}, {generations} generations, "
                         f"{seeds} seeds; crossover {CROSSOVER}, mutation {MUTATION}, "
                         f"tournament {TOURNAMENT}; project-o elitism {ELITISM}, "
-                        f"{pool.workers} evaluator workers; the two sides alternate seed by "
+                        f"{pool.stream_workers} evaluator worker(s) beside the breeding loop "
+                        "(a core each); the two sides alternate seed by "
                         "seed, so both see the same machine load")
     report.notes.append(_where_time_went(timings, seeds))
     report.notes.append(_deap_time(deap_timings, seeds))

@@ -104,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sandbox.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
                          help="address space per evaluator")
     sandbox.add_argument("--batch-size", type=int, default=None,
-                         help="candidates per evaluator process (1: one process each)")
+                         help="candidates per evaluator process at most (1: one process "
+                         "each); default 256 streamed to a run, 64 per batch otherwise")
     sandbox.add_argument("--backend", choices=["local", "ray"], default="local",
                          help="where evaluators run: here, or on a Ray cluster")
     sandbox.add_argument("--address", default=None,

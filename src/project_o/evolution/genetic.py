@@ -7,10 +7,10 @@
                      elites (best ``elitism``, distinct)
                    + tournaments of ``tournament`` aspirants ─► n - elites parents
                      (MAP-Elites: n parents sampled from the island's archive instead)
-                   ─► vary: pairs crossed with p = crossover (cx_functions, cx_params,
-                            mut_ast_donor with the mate as donor), each then mutated
-                            with p = mutation (MAP-Elites: always), operators in a random
-                            order or the bandit's
+                   ─► vary, pair by pair: crossed with p = crossover (cx_functions,
+                            cx_params, mut_ast_donor with the mate as donor), each child
+                            then mutated with p = mutation (MAP-Elites: always), operators
+                            in a random order or the bandit's; the pair is then final
                  ─► novelty: a twin of an evaluated genome is mutated again (3 tries), else
                     the evaluated one takes its place
                  ─► evaluate only genomes never evaluated (cache by genome id); with a
@@ -335,17 +335,25 @@ class GeneticAlgorithm:
 
     def _vary(self, parents: list[Genome], rng: random.Random,
               mutation: float | None = None) -> list[Genome]:
-        """DEAP's varAnd: cross neighbouring pairs, then mutate each child."""
+        """DEAP's varAnd, pair by pair: cross neighbouring pairs, then mutate each child.
+
+        Each child has the chances varAnd gives it (crossed with p = crossover,
+        then mutated with p = mutation); unlike varAnd, which crosses every pair
+        before it mutates anyone, a pair is finished (and offered to the
+        evaluators) before the next one is crossed, so evaluation runs while
+        the rest is bred instead of waiting for the whole generation's crossovers.
+        """
         p_mutation = self.config.mutation if mutation is None else mutation
         offspring = list(parents)
-        for i in range(1, len(offspring), 2):
-            if rng.random() < self.config.crossover:
-                a, b = offspring[i - 1], offspring[i]
-                offspring[i - 1], offspring[i] = self._cross(a, b, rng), self._cross(b, a, rng)
-        for i, genome in enumerate(offspring):
-            if rng.random() < p_mutation:
-                offspring[i] = self._mutate(genome, rng)
-            self._offer(offspring[i])  # final now: nothing later in the generation changes it
+        for start in range(0, len(offspring), 2):
+            if start + 1 < len(offspring) and rng.random() < self.config.crossover:
+                a, b = offspring[start], offspring[start + 1]
+                offspring[start], offspring[start + 1] = (self._cross(a, b, rng),
+                                                          self._cross(b, a, rng))
+            for i in range(start, min(start + 2, len(offspring))):
+                if rng.random() < p_mutation:
+                    offspring[i] = self._mutate(offspring[i], rng)
+                self._offer(offspring[i])  # final now: nothing later in the generation changes it
         return offspring
 
     def _offer(self, genome: Genome) -> Genome:

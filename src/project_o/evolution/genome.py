@@ -39,7 +39,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from project_o.errors import InvalidArgument
 from project_o.runtime.params_file import PARAMS_FILE, params_file_for, read_params
@@ -204,6 +204,8 @@ class Genome:
     @property
     def params(self) -> Mapping[str, Any]:
         """``{name: value}`` overrides of the declared param defaults (a read-only copy)."""
+        if self._params == _EMPTY_JSON:
+            return MappingProxyType({})  # most genomes: no need to decode anything
         return MappingProxyType(json.loads(self._params))
 
     @property
@@ -324,10 +326,17 @@ def _rebuild(sources: dict[str, str], params: dict[str, Any], parents: tuple[str
 # -- helpers ------------------------------------------------------------
 
 
+#: sort_keys + fixed separators + repr-exact floats: the same text in every process.
+#: One encoder, built once: json.dumps with options builds a new one per call, and
+#: every child bred is serialised (its details, its params).
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False, allow_nan=False)
+#: what the catalog's JSON columns hold (json.dumps(..., separators, sort_keys))
+_COMPACT: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _canonical_json(value: Mapping[str, Any]) -> str:
-    # sort_keys + fixed separators + repr-exact floats: the same text in every process.
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def _clean_sources(sources: Mapping[str, str]) -> Mapping[str, str]:
@@ -337,7 +346,7 @@ def _clean_sources(sources: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _COMPACT.encode(value)
 
 
 def _to_json(field: str, value: dict[str, Any]) -> str:
@@ -359,7 +368,8 @@ def _require_str_keys(value: Any) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"key {key!r} is not a string")
-            _require_str_keys(item)
+            if item is not None and type(item) not in _SCALARS:  # a call per scalar was
+                _require_str_keys(item)                          # most of a child's details
     elif isinstance(value, list | tuple):
         for item in value:
             _require_str_keys(item)

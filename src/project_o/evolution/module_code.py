@@ -9,7 +9,8 @@
       chunk 2: @agent.evolvable def blocks ...           (the same, or changed)
       ...
     each chunk ─► (its text, its first line) ─► code, compiled once per evaluator child
-               ─► renamed to this candidate's file name ─► exec'd in order, in one namespace
+               ─► renamed to the candidate's file name, once per name (an evaluator names
+                  its candidates' files alike) ─► exec'd in order, in one namespace
 
 An evaluator child loads up to a batch of candidates that differ, most of
 the time, in one function: compiling the whole file for each was a third
@@ -79,6 +80,9 @@ class ModuleCode:
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self._size = size
         self._codes: dict[tuple[int, str, int], CodeType] = {}
+        # Renaming a chunk's code (and the functions inside it) costs as much as running
+        # it: an evaluator names its candidates' files alike, so each is renamed once.
+        self._named: dict[tuple[int, str, int, str], CodeType] = {}
 
     def compile(self, text: str, filename: str) -> list[CodeType]:
         """The code of the module ``text``, as ``filename``: run each, in order, in one dict.
@@ -86,32 +90,43 @@ class ModuleCode:
         Raises SyntaxError (or ValueError for a NUL) as ``compile`` of the whole text would.
         """
         try:
-            codes = self._chunked(text)
+            codes = self._chunked(text, filename)
         except (SyntaxError, ValueError):
             codes = None
         if codes is None:
             return [compile(text, filename, "exec", dont_inherit=True)]
-        return [_renamed(code, filename) for code in codes]
+        return codes
 
-    def _chunked(self, text: str) -> list[CodeType] | None:
+    def _chunked(self, text: str, filename: str) -> list[CodeType] | None:
         chunks = split_chunks(text)
         if len(chunks) < 2:
             return None  # nothing to share: the whole text is one chunk
         codes: list[CodeType] = []
         flags = 0
         for line, piece in chunks:
-            code = self._codes.get((line, piece, flags))
-            if code is None:
-                # Line numbers are the file's; no inherited flags, only the file's futures.
-                code = compile("\n" * (line - 1) + piece, "<chunk>", "exec", flags=flags,
-                               dont_inherit=True)
-                if len(self._codes) >= self._size:
-                    self._codes.clear()
-                self._codes[line, piece, flags] = code
+            key = (line, piece, flags, filename)
+            named = self._named.get(key)
+            if named is None:
+                named = _renamed(self._code(line, piece, flags), filename)
+                if len(self._named) >= self._size:
+                    self._named.clear()
+                self._named[key] = named
             if not codes:
-                flags = code.co_flags & _FUTURE_FLAGS
-            codes.append(code)
+                flags = named.co_flags & _FUTURE_FLAGS
+            codes.append(named)
         return codes
+
+    def _code(self, line: int, piece: str, flags: int) -> CodeType:
+        """The chunk's code, compiled on its own lines with ``flags``, once."""
+        code = self._codes.get((line, piece, flags))
+        if code is None:
+            # Line numbers are the file's; no inherited flags, only the file's futures.
+            code = compile("\n" * (line - 1) + piece, "<chunk>", "exec", flags=flags,
+                           dont_inherit=True)
+            if len(self._codes) >= self._size:
+                self._codes.clear()
+            self._codes[line, piece, flags] = code
+        return code
 
 
 def _renamed(code: CodeType, filename: str) -> CodeType:

@@ -84,6 +84,7 @@ __all__ = [
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIMEOUT_S",
     "MAX_BATCH",
+    "STREAM_BATCH",
     "WALL_GRACE_S",
     "EvaluationStream",
     "EvaluatorPool",
@@ -99,6 +100,16 @@ WALL_GRACE_S: Final = 2.0
 START_TIMEOUT_S: Final = 30.0
 #: candidates per child at most: amortises the fork, bounds what one crash re-runs
 MAX_BATCH: Final = 64
+#: candidates per streamed child at most (without ``batch_size``). A fresh child costs
+#: ~9 ms of CPU (the fork's copy-on-write faults, a first candidate on cold pages), as
+#: much as 30-60 small candidates: at 64 a third of a symbreg run's evaluator CPU went
+#: to forks. What a larger batch changes and what it does not (docs/design.md,
+#: "Parallel evolution"): every candidate still runs sandboxed, a crash, hang or tamper still
+#: charges exactly the candidate running and the rest go to a fresh child, a two-phase
+#: task still runs one candidate per child; what grows is how many later candidates an
+#: undetected in-process trick can reach (the ``evaluate(agent)`` form promises no more
+#: than that), and how many solo re-runs a forged frame costs. ``batch_size`` bounds both.
+STREAM_BATCH: Final = 256
 #: batches per worker per call, so a slow batch does not leave workers idle at the end
 BATCHES_PER_WORKER: Final = 3
 #: a batch expected to finish sooner than this is not split further: a fork, a sandbox
@@ -193,6 +204,10 @@ class EvaluatorPool:
         if not load_task_bounds_only:
             raise InvalidArgument(f"task file {self.task_path} does not exist")
         self.workers = workers or os.cpu_count() or 1
+        #: children a stream keeps open: the caller breeds on a core of its own meanwhile,
+        #: so by default one fewer than the cores (a third process on two cores kept
+        #: preempting the breeding, and each open child is a fork more)
+        self.stream_workers = workers or max(1, (os.cpu_count() or 1) - 1)
         self.timeout_s = float(timeout_s)
         self.memory_mb = memory_mb
         self.batch_size = batch_size
@@ -310,7 +325,7 @@ class EvaluatorPool:
     def stream(self) -> EvaluationStream:
         """Evaluate candidates while they are still being bred (see :class:`EvaluationStream`).
 
-        Forks ``workers`` sandboxed children at once, so that their fork and
+        Forks ``stream_workers`` sandboxed children at once, so that their fork and
         sandbox overlap the caller's work; one stream at a time per pool, and
         no :meth:`evaluate` while it is open.
         """
@@ -350,8 +365,8 @@ class EvaluatorPool:
 
     @property
     def _stream_capacity(self) -> int:
-        """The most candidates a streamed batch takes: ``batch_size``, else MAX_BATCH."""
-        return MAX_BATCH if self.batch_size is None else max(1, self.batch_size)
+        """The most candidates a streamed batch takes: ``batch_size``, else STREAM_BATCH."""
+        return STREAM_BATCH if self.batch_size is None else max(1, self.batch_size)
 
     def _dispatch(self, genomes: list[Genome], dispatches: int, *,
                   stream: bool = False) -> _Batch:
@@ -571,18 +586,19 @@ class EvaluationStream:
 
     ::
 
-        pool.stream()     forks ``workers`` children now: their fork and sandbox overlap
+        pool.stream()     forks ``stream_workers`` children now (one per core but the
+                          caller's, unless ``workers`` was given): their fork and sandbox overlap
                           the caller's breeding; each is a batch that stays open
         submit(genome)    sends it to the open batch with the least work queued, and
                           reads what is ready; a batch that is full (``batch_size``, else
-                          MAX_BATCH candidates) is told to end, and a fresh one is forked
+                          STREAM_BATCH candidates) is told to end, and a fresh one is forked
         results(...)      waits until every candidate submitted so far has its result and
                           records them (on_batch); the batches stay open for the next ones
         close()           ends the batches (kills any still running a candidate)
 
     The guarantees are the batch's (see the module docstring): each batch is
     one fresh sandboxed child that has run nothing before, and runs at most
-    ``batch_size`` (else MAX_BATCH) candidates; accounting is per candidate;
+    ``batch_size`` (else STREAM_BATCH) candidates; accounting is per candidate;
     a child that dies or hangs is charged to the candidate it was running and
     the rest run in a fresh child. Which batch a candidate joins changes
     nothing in its result. A candidate may read the child's socket and
@@ -597,7 +613,7 @@ class EvaluationStream:
         self._pending: deque[tuple[list[Genome], int]] = deque()  # what dead children left
         self._submitted: set[str] = set()
         self._asked = 0  # submitted since the last results()
-        for _ in range(pool.workers):
+        for _ in range(pool.stream_workers):
             self._open()
 
     def submit(self, genome: Genome) -> None:
@@ -612,7 +628,7 @@ class EvaluationStream:
         batch.unsent.append(_genome_wire(genome))
         if len(batch.genomes) >= self._capacity:
             self._end(batch)
-            if sum(1 for b in self._running.values() if b.accepting) < self._pool.workers:
+            if sum(1 for b in self._running.values() if b.accepting) < self._pool.stream_workers:
                 self._open()  # its successor starts now, while breeding goes on
         elif len(batch.unsent) >= FRAME_CANDIDATES or len(batch.results) >= batch.sent:
             _send(batch, self._pool)  # a frame's worth, or the child has nothing to do

@@ -209,5 +209,10 @@ def _insert_event(conn: sqlite3.Connection, kind: str, subject: str, data: Any) 
                  (time.time(), kind, subject, _json(data)))
 
 
+#: built once: json.dumps with options builds an encoder per call, and every evaluation
+#: recorded is encoded (its metrics, its failure)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)

@@ -299,7 +299,10 @@ def _load(genome: Genome, scratch: Path) -> Agent:
     if genome.is_package:
         return load_agent(genome.write_to(scratch / genome.id, durable=False))
     [(name, text)] = genome.sources.items()
-    return load_agent_source(text, f"{scratch}/{genome.id}/{name}", compiler=_MODULE_CODE.compile)
+    # The same name for every candidate of the batch: their unchanged code is then shared
+    # as compiled and named (module_code); the lines shown in a traceback are the
+    # candidate's own (registered for this name as it loads).
+    return load_agent_source(text, f"{scratch}/{name}", compiler=_MODULE_CODE.compile)
 
 
 def _outputs(value: Any) -> Any:

@@ -474,6 +474,8 @@ def _portable(node: object) -> bool:
 
 
 _Piece = tuple[Genome, EvolvableFunction, ast.AST, FunctionScan]
+#: one function's pieces of a kind, with where they come from
+_Group = tuple[Genome, EvolvableFunction, FunctionScan, Sequence[ast.AST]]
 
 def _donor_slots(node: FunctionNode) -> list[_Slot]:
     """Where donor code may go, and where it is taken from: expressions, then statements."""
@@ -481,13 +483,13 @@ def _donor_slots(node: FunctionNode) -> list[_Slot]:
 
 
 def _donor_material(parent: Genome, target: EvolvableFunction | None,
-                    donors: Sequence[Genome], kind: str) -> Sequence[_Piece]:
-    """(genome, function, piece, its scan) for each portable ``kind`` piece of the donors.
+                    donors: Sequence[Genome], kind: str) -> Sequence[_Group]:
+    """Each donor function's portable ``kind`` pieces, in the donors' and their order.
 
     ``kind`` is ``"expr"`` or ``"stmt"``. Pieces belong to shared scans:
     copy one before it joins a tree that lives on.
     """
-    material: list[_Piece] = []
+    material: list[_Group] = []
     for genome in donors or (parent,):
         # A function is not its own donor.
         skip = target.key if genome.id == parent.id and target is not None else ""
@@ -498,22 +500,39 @@ def _donor_material(parent: Genome, target: EvolvableFunction | None,
 
 
 @functools.lru_cache(maxsize=SCAN_CACHE_SIZE)
-def _pieces(genome: Genome, skip: str, kind: str) -> tuple[_Piece, ...]:
+def _pieces(genome: Genome, skip: str, kind: str) -> tuple[_Group, ...]:
     """The ``kind`` pieces of ``genome``'s evolvable functions but ``skip`` (a key)."""
+    return tuple((genome, fn, found, _kind_pieces(found, kind))
+                 for fn in find_evolvables(genome) if fn.key != skip
+                 for found in [scan(genome.sources[fn.path], fn)])
+
+
+def _kind_pieces(found: FunctionScan, kind: str) -> Sequence[ast.AST]:
+    """One function text's ``kind`` pieces, listed once per text (not per genome holding it)."""
     wanted = ast.stmt if kind == "stmt" else ast.expr
     # The donor operator's own sites of that function: one listing serves both uses.
-    return tuple((genome, fn, piece, found) for fn in find_evolvables(genome) if fn.key != skip
-                 for found in [scan(genome.sources[fn.path], fn)]
-                 for slot in found.sites(DonorSubtree.name, _donor_slots)
-                 for piece in [slot.get()] if isinstance(piece, wanted))
+    return found.sites(f"{DonorSubtree.name}:{kind}", lambda _: [
+        piece for slot in found.sites(DonorSubtree.name, _donor_slots)
+        for piece in [slot.get()] if isinstance(piece, wanted)])
 
 
 def _pick_piece(old: ast.AST, rng: random.Random, parent: Genome, fn: EvolvableFunction,
                 donors: Sequence[Genome]) -> _Piece | None:
-    """A donor piece of the same kind as ``old`` (a statement or an expression), or None."""
+    """A donor piece of the same kind as ``old`` (a statement or an expression), or None.
+
+    Every piece of every donor function is equally likely (one draw over them all).
+    """
     material = _donor_material(parent, fn, donors, "stmt" if isinstance(old, ast.stmt)
                                else "expr")
-    return material[rng.randrange(len(material))] if material else None
+    total = sum(len(pieces) for *_, pieces in material)
+    if not total:
+        return None
+    k = rng.randrange(total)
+    for genome, donor_fn, found, pieces in material:
+        if k < len(pieces):
+            return genome, donor_fn, pieces[k], found
+        k -= len(pieces)
+    raise AssertionError("unreachable: k < total")
 
 
 def _donor_details(old: ast.AST, donor: Genome, donor_fn: EvolvableFunction, piece: ast.AST,

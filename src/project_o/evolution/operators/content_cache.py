@@ -60,13 +60,20 @@ class ContentCache(Generic[A, V]):
         self._remember(key, value)
         return value
 
-    def peek(self, argument: A) -> V | None:
-        """The value if it is remembered, else None (nothing is computed)."""
-        return self._entries.get(self._key(argument))
+    def key(self, argument: A) -> Hashable:
+        """The content key of ``argument`` (for :meth:`peek` and :meth:`put` by key)."""
+        return self._key(argument)
 
-    def put(self, argument: A, value: V) -> None:
-        """Remember ``value`` as what ``compute(argument)`` would return."""
-        self._remember(self._key(argument), value)
+    def peek(self, argument: A, *, key: Hashable | None = None) -> V | None:
+        """The value if it is remembered, else None (nothing is computed).
+
+        ``key``: :meth:`key` of ``argument``, when the caller has it already.
+        """
+        return self._entries.get(self._key(argument) if key is None else key)
+
+    def put(self, argument: A, value: V, *, key: Hashable | None = None) -> None:
+        """Remember ``value`` as what ``compute(argument)`` would return (``key``: as peek)."""
+        self._remember(self._key(argument) if key is None else key, value)
 
     def _remember(self, key: Hashable, value: V) -> None:
         self._entries[key] = value

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,22 +84,29 @@ def inherit(parent: Mapping[str, str], child: Mapping[str, str], function: Evolv
     rewrite could have changed a declaration (a declaring word appears a
     different number of times, or another evolvable lies inside the def).
     """
-    functions = EVOLVABLES.peek(parent)
+    # The three caches key sources alike: each key is worked out once, not per cache.
+    parent_key = EVOLVABLES.key(parent)
+    functions = EVOLVABLES.peek(parent, key=parent_key)
     if functions is None or any(old_def.count(w) != new_def.count(w) for w in _DECLARING_WORDS):
         return
-    if any(f.path == function.path and function.start < f.start <= function.end
-           for f in functions):
-        return
+    moved: list[EvolvableFunction] = []
     end = function.start + new_def.rstrip("\n").count("\n")
     shift = end - function.end
-    EVOLVABLES.put(child, tuple(
-        f if f.path != function.path or f.start < function.start
-        else _moved(f, f.start, end) if f == function
-        else _moved(f, f.start + shift, f.end + shift) for f in functions))
+    for f in functions:
+        if f.path != function.path or f.start < function.start:
+            moved.append(f)
+        elif f == function:
+            moved.append(_moved(f, f.start, end))
+        elif f.start <= function.end:
+            return  # another evolvable inside the rewritten def: find them again
+        else:
+            moved.append(_moved(f, f.start + shift, f.end + shift))
+    child_key = EVOLVABLES.key(child)
+    EVOLVABLES.put(child, tuple(moved), key=child_key)
     for cache in (AGENT_NAMES, PARAM_SPECS):
-        known = cache.peek(parent)
+        known = cache.peek(parent, key=parent_key)
         if known is not None:
-            cache.put(child, known)  # type: ignore[arg-type]
+            cache.put(child, known, key=child_key)  # type: ignore[arg-type]
 
 
 def _moved(function: EvolvableFunction, start: int, end: int) -> EvolvableFunction:
@@ -133,14 +141,20 @@ def segment(text: str, function: EvolvableFunction) -> str:
 
 def splice(text: str, function: EvolvableFunction, new_def: str) -> str:
     """``text`` with ``function``'s lines replaced by ``new_def`` (dedented source)."""
-    lines = text.splitlines(keepends=True)
+    starts = _line_starts(text)
     body = new_def.rstrip("\n") + "\n"
     if function.indent:  # a method or a nested def; most evolvables are top-level
         body = textwrap.indent(body, function.indent)
-    ending = lines[function.end - 1][len(lines[function.end - 1].rstrip("\r\n")):]
-    if not ending:
+    last = text[starts[function.end - 1]:starts[function.end]]
+    if len(last) == len(last.rstrip("\r\n")):
         body = body.rstrip("\n")  # the file had no final newline; keep it that way
-    return "".join(lines[:function.start - 1]) + body + "".join(lines[function.end:])
+    return text[:starts[function.start - 1]] + body + text[starts[function.end]:]
+
+
+@functools.lru_cache(maxsize=1024)  # a parent's text, spliced for each of its children
+def _line_starts(text: str) -> tuple[int, ...]:
+    """Where each line of ``text`` starts (as ``splitlines`` cuts it), and its length."""
+    return (0, *itertools.accumulate(len(line) for line in text.splitlines(keepends=True)))
 
 
 # -- helpers ------------------------------------------------------------
