@@ -135,6 +135,9 @@ def test_durable_sets_are_measured_against_sqlite() -> None:
     for row in report.rows:
         assert row["per s"] > 0 and row["errors"] == 0 and row["SQLite FULL per s"] > 0
         assert row["wrk CPU us/req"] > 0
+        # each process serving the sets spent CPU on them (the supervisor, main, standby)
+        assert row["supervisor CPU us/set"] > 0 and row["main CPU us/set"] > 0
+        assert row["standby CPU us/set"] > 0
     assert [t.name for t in report.targets] == [
         "durable ctx.memory.set /s, 4 concurrent requests",
         "durable await ctx.memory.aset /s, 4 concurrent requests"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from project_o.bench.agents import SET_AGENT, SET_AGENT_ASYNC
+from project_o.bench.overhead import cpu_seconds
 from project_o.bench.overhead_wrk import WrkResult, ensure_wrk, run_wrk
 from project_o.bench.report import Report
 from project_o.bench.wal import measure_sqlite
@@ -58,15 +59,20 @@ def measure_sets(report: Report, seconds: int, progress: Callable[[str], None],
             with Stack(root / f"vault-{agent.stem}", agent) as stack:
                 url = f"{stack.url}/v1/requests"
                 run_wrk(wrk, url, body, stack.token, threads=1, connections=1, seconds=1)  # warm
+                processes = {"supervisor": stack.supervisor_pid(), **stack.pids()}
                 for n in concurrency:
                     progress(f"durable {name}, {n} concurrent requests (SQLite FULL once)")
+                    before = cpu_seconds(processes)
                     result = run_wrk(wrk, url, body, stack.token, threads=min(n, 2),
                                      connections=n, seconds=seconds)
+                    spent = {role: cpu - before[role]
+                             for role, cpu in cpu_seconds(processes).items()}
                     if n not in sqlite_rates:
                         sqlite_rates[n] = measure_sqlite(root / f"sqlite-{n}", "per-connection",
                                                          n, seconds)["rate"]
-                    rate = result.rate * SETS_PER_REQUEST
-                    report.rows.append(_row(name, n, rate, result, sqlite_rates[n]))
+                    sets = result.requests * SETS_PER_REQUEST
+                    report.rows.append(_row(name, n, result.rate * SETS_PER_REQUEST, result,
+                                            sqlite_rates[n], spent, sets))
             top = report.rows[-1]
             report.target(f"durable {name} /s, {concurrency[-1]} concurrent requests",
                           top["per s"], f">= {TARGET_SETS_PER_S:,.0f}",
@@ -76,14 +82,21 @@ def measure_sets(report: Report, seconds: int, progress: Callable[[str], None],
         f"{SETS_PER_REQUEST} sets of 100 bytes per request, one after the other, served by a real "
         "supervisor (sync durability: each set returns after the group-commit fsync), driven "
         "by wrk (its own CPU per request in each row); SQLite: per-connection threads, "
-        "journal_mode=WAL, synchronous=FULL, a transaction per entry, in the same run")
+        "journal_mode=WAL, synchronous=FULL, a transaction per entry, in the same run; "
+        "CPU us/set: each server process's CPU per set (the HTTP request's share included), "
+        "so the rate times their sum is the cores the server kept busy: when that nears the "
+        "cores free, CPU, not the disk or the group commit, set the pace")
 
 
-def _row(name: str, concurrent: int, rate: float, result: WrkResult,
-         sqlite_rate: float) -> dict[str, Any]:
+def _row(name: str, concurrent: int, rate: float, result: WrkResult, sqlite_rate: float,
+         spent: dict[str, float], sets: int) -> dict[str, Any]:
+    per_set = 1e6 / sets if sets else 0.0
     return {"measure": f"{name}, {concurrent} concurrent requests",
             "per s": round(rate, 1), "p50 ms": round(result.p50_ms, 2), "errors": result.errors,
             # the client's own CPU per request: whether it, not the supervisor, set the pace
             "wrk CPU us/req": round(result.client_cpu_us, 1),
+            # where the server's CPU went per set: the supervisor (HTTP, journal, WAL), the
+            # main (the handler, its writes) and the standby (applying the tail)
+            **{f"{role} CPU us/set": round(cpu * per_set, 1) for role, cpu in spent.items()},
             "SQLite FULL per s": round(sqlite_rate, 1),
             "x SQLite FULL": round(rate / sqlite_rate, 3) if sqlite_rate else None}

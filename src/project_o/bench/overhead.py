@@ -64,6 +64,7 @@ __all__ = [
     "Flavour",
     "Load",
     "Work",
+    "cpu_seconds",
     "flavours_supported",
     "measure_memory",
     "run",
@@ -269,11 +270,11 @@ def _load(wrk: str, server: _Server, work: Work, load: Load, seconds: int) -> Wr
 
 def _measure(wrk: str, server: _Server, work: Work, load: Load, seconds: int) -> dict[str, Any]:
     """One wrk run against ``server``, with the CPU its processes spent meanwhile."""
-    before, machine = _cpu(server.processes), psutil.cpu_times()
+    before, machine = cpu_seconds(server.processes), psutil.cpu_times()
     started = time.perf_counter()
     result = _load(wrk, server, work, load, seconds)
     wall = time.perf_counter() - started
-    spent = {name: _cpu(server.processes)[name] - before[name] for name in before}
+    spent = {name: cpu_seconds(server.processes)[name] - before[name] for name in before}
     busy = _busy_cores(machine, psutil.cpu_times(), wall)
     per_request = 1e6 / result.requests if result.requests else 0.0
     row: dict[str, Any] = {
@@ -299,7 +300,7 @@ def _busy_cores(before: Any, after: Any, wall: float) -> float:
     return max(0.0, (os.cpu_count() or 1) - float(idle) / wall)
 
 
-def _cpu(processes: dict[str, int]) -> dict[str, float]:
+def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
     """CPU seconds (user + system) each process has used so far (0 for one that is gone)."""
     seconds = {}
     for name, pid in processes.items():
