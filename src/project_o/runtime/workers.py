@@ -28,8 +28,8 @@ Memory after a burst. A worker that found no job for
 :data:`IDLE_EXIT_S` ends: glibc gives back the pages its stack touched
 when a thread ends, so a burst of 32 requests does not keep 32 stacks
 resident for the life of the instance. An instance that never runs a
-plain handler (a standby; an agent of ``async def`` handlers) starts no
-worker at all.
+plain handler (a standby until it is promoted; an agent of ``async def``
+handlers) starts no worker at all.
 """
 
 from __future__ import annotations
