@@ -7,8 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from project_o.agent.embedding import DEFAULT_DIM
 from project_o.agent.keyword import BM25_B, BM25_K1, KeywordIndex, terms
-from project_o.agent.vectors import CODE_WORDS, EXACT_MAX_ROWS, VectorIndex, top_k
+from project_o.agent.vectors import (
+    CODE_BITS,
+    CODE_WORDS,
+    EXACT_MAX_ROWS,
+    VectorIndex,
+    code_planes,
+    top_k,
+)
 
 DIM = 64
 
@@ -170,3 +178,14 @@ def test_bm25_without_matching_terms_scores_nothing(query: str) -> None:
     for row, doc in enumerate(DOCS):
         index.add(row, terms(doc))
     assert not index.search(terms(query), np.ones(len(DOCS), dtype=bool)).any()
+
+
+def test_stores_share_one_read_only_copy_of_the_projections() -> None:
+    # One copy per process: a zygote that makes it before forking shares it with its children.
+    first, second = VectorIndex(DEFAULT_DIM), VectorIndex(DEFAULT_DIM)
+    planes = code_planes(DEFAULT_DIM)
+    assert first._planes is planes and second._planes is planes
+    assert planes.shape == (CODE_BITS, DEFAULT_DIM)
+    with pytest.raises(ValueError, match="read-only"):
+        planes[0, 0] = 1.0
+    assert code_planes(16).shape == (CODE_BITS, 16)

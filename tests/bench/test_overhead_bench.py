@@ -159,3 +159,4 @@ def test_memory_counts_supervisor_main_and_standby_and_shows_the_zygote_apart(
     parts = sum(row[f"{role} PSS MB"] for role in roles)
     assert row["PSS MB"] == pytest.approx(parts, abs=0.2) and row["PSS MB"] > 0
     assert row["zygote PSS MB (apart)"] > 0
+    assert 0 < row["PSS anon MB"] <= row["PSS MB"]

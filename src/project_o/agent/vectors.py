@@ -28,6 +28,7 @@ its replay hold the same codes and give the same answers.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "EXACT_MAX_ROWS",
     "RERANK",
     "VectorIndex",
+    "code_planes",
     "code_scheme",
     "top_k",
 ]
@@ -63,8 +65,7 @@ class VectorIndex:
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        rng = np.random.default_rng(CODE_SEED)
-        self._planes = rng.standard_normal((CODE_BITS, dim)).astype(np.float32)
+        self._planes = code_planes(dim)
         self._vectors = np.zeros((INITIAL_CAPACITY, dim), dtype=np.float32)
         self._codes = np.zeros((CODE_WORDS, INITIAL_CAPACITY), dtype=np.uint64)
         self._count = 0
@@ -148,6 +149,21 @@ class VectorIndex:
             distance += np.bitwise_count(scratch)
         distance[~allowed] = CODE_BITS + 1
         return np.sort(top_k(-distance.astype(np.int32), count))
+
+
+@functools.cache
+def code_planes(dim: int) -> np.ndarray:
+    """The ``(CODE_BITS, dim)`` SimHash projections: one read-only copy per process.
+
+    1.2 MB at 384 dims, the same in every store (a fixed seed). Made once
+    and never written, so a process that makes them before it forks (the
+    zygote does) shares its copy with every child instead of each child
+    drawing its own (and importing ``numpy.random`` to do it).
+    """
+    rng = np.random.default_rng(CODE_SEED)
+    planes = rng.standard_normal((CODE_BITS, dim)).astype(np.float32)
+    planes.flags.writeable = False
+    return planes
 
 
 def code_scheme(dim: int) -> str:

@@ -419,15 +419,34 @@ def measure_memory(vault: Path) -> dict[str, Any]:
         for fact in ("the sky is blue", "water boils at 100 degrees"):
             stack.ask(f"remember {fact}").raise_for_status()
         stack.ask("what colour is the sky?").raise_for_status()
-        sizes = {name: pss(pid) for name, pid in _project_o(stack).processes.items()}
+        processes = _project_o(stack).processes
+        sizes = {name: pss(pid) for name, pid in processes.items()}
+        anon = [_anon_pss(pid) for name, pid in processes.items() if not name.startswith("zygote")]
     zygote = sum(size for name, size in sizes.items() if name.startswith("zygote"))
     counted = {name: size for name, size in sizes.items() if not name.startswith("zygote")}
     return {
         "handler": "assistant", "server": "memory",
         "PSS MB": round(sum(counted.values()) / MB, 1),
+        "PSS anon MB": None if None in anon else round(sum(a or 0 for a in anon) / MB, 1),
         **{f"{role} PSS MB": round(value / MB, 1) for role, value in sorted(counted.items())},
         "zygote PSS MB (apart)": round(zygote / MB, 1),
     }
+
+
+def _anon_pss(pid: int) -> int | None:
+    """The anonymous part of a process's PSS in bytes; None where the kernel does not say.
+
+    The file-backed rest (shared libraries) is split with every process on
+    the machine that maps the same files, so it moves with what else runs.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss_Anon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _notes(report: Report, flavours: Sequence[Flavour]) -> None:
@@ -451,7 +470,9 @@ def _notes(report: Report, flavours: Sequence[Flavour]) -> None:
         ("trivial = an asyncio protocol answering a fixed 200 to every request: how fast wrk "
         "can drive a Python server here; a figure far below it was not limited by wrk"),
         ("PSS counts shared pages split between sharers; the zygote (fork template of the "
-        "instances, its other children) is not in the total and is shown apart"),
+        "instances, its other children) is not in the total and is shown apart; PSS anon is "
+        "the anonymous part (the file-backed rest is split with every process on the machine "
+        "mapping the same libraries, so it moves by a few MB with what else runs)"),
     ]
     if missing:
         report.notes.append(

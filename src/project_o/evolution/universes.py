@@ -22,8 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import httpx
-
 from project_o.errors import InvalidArgument
 from project_o.evolution.genome import Genome
 from project_o.evolution.operators import Operator, default_operators
@@ -86,6 +84,8 @@ def run_universes(main: Genome, evaluate: Callable[..., dict[str, Evaluation]], 
 
 def submit_winner(url: str, winner: Genome, *, token: str | None = None) -> dict[str, Any]:
     """Hand ``winner`` to the protected cycle (a canary experiment); the server's answer."""
+    import httpx  # here: the supervisor imports this module (its dashboard), never this call
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = {"kind": "canary", "candidate": {"files": dict(winner.sources)}}
     response = httpx.post(url.rstrip("/") + EXPERIMENTS_PATH, json=body, headers=headers,

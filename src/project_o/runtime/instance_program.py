@@ -13,10 +13,13 @@ instance::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures.thread  # noqa: F401 - the instance's offload pool, before the fork
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from project_o.agent.embedding import DEFAULT_DIM
+from project_o.agent.vectors import code_planes
 from project_o.errors import InvalidArgument
 from project_o.runtime.child import ChildPlan
 from project_o.runtime.config import InstanceConfig
@@ -72,8 +75,21 @@ def load(argv: Sequence[str]) -> InstanceProgram:
     """Import the agent named on the command line (``--agent PATH --version V``)."""
     args = _arguments(argv)  # parsed first: the parser is freed before the import
     agent = load_agent(args.agent)
+    _make_before_fork()
     # A version's genes (written beside its sources by Genome.write_to).
     return InstanceProgram(agent, args.version, read_params(args.agent))
+
+
+def _make_before_fork() -> None:
+    """Make here what every instance would otherwise make for itself after the fork.
+
+    Pages the zygote fills before it forks are shared copy-on-write by all
+    its instances (PSS splits them between the sharers); made in each
+    child, they would be private to it. Here: the semantic memory's SimHash
+    projections at the default embedding size (read-only, see
+    project_o.agent.vectors).
+    """
+    code_planes(DEFAULT_DIM)
 
 
 def _arguments(argv: Sequence[str]) -> argparse.Namespace:

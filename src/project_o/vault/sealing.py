@@ -42,12 +42,12 @@ import stat
 import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Final
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Final
 
 from project_o.errors import InvalidArgument, VaultKeyError
+
+if TYPE_CHECKING:  # imported where a key is used: a vault without keys never loads the cipher
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "KEY_ENV",
@@ -98,6 +98,10 @@ class Keyring:
     """
 
     def __init__(self, keys: Iterable[bytes]) -> None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._invalid_tag = InvalidTag
         ordered = list(keys)
         if not ordered:
             raise InvalidArgument("a keyring needs at least one key")
@@ -147,7 +151,7 @@ class Keyring:
             raise missing_key(key_id, where, self)
         try:
             return cipher.decrypt(header[KEY_ID_SIZE:], view[SEAL_HEADER_SIZE:], header + aad)
-        except InvalidTag:
+        except self._invalid_tag:
             # (A wrong key that shares the right key's id, one chance in 2**32, lands here too.)
             raise SealBroken(
                 f"the authentication tag does not verify under key {key_id:08x}: the sealed "
