@@ -141,15 +141,6 @@ class Vault:
         """
         return await self.append_payload_async(pack_payload(operation, data))
 
-    def submit_payload(self, payload: Payload) -> tuple[int, concurrent.futures.Future[int]]:
-        """Queue a packed write: its sequence now, and a future settled once it is durable.
-
-        Sequences follow the order of the calls. For a caller that must act
-        in that order before the write is durable (the journal's tail).
-        """
-        self._check_open()
-        return self.wal.submit_payload(payload)
-
     def enqueue_payload(self, payload: Payload) -> int:
         """Queue a packed write and return its sequence; :meth:`watch` says when it is acknowledged.
 
